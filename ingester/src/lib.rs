@@ -1,0 +1,21 @@
+//! `countersign-ingester`: receives e-signature webhooks, verifies them, and hands them to
+//! RabbitMQ before it says 200.
+//!
+//! # Layout
+//!
+//! - [`startup`]: builds the two HTTP servers and the broker link from the configuration; runs
+//!   them until shutdown.
+//! - [`routes`]: `POST /webhooks/{source}` — read, verify, publish, reply.
+//! - [`broker`]: the connection to RabbitMQ, kept alive and reconnected; publish with confirm.
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics` on the admin port.
+//! - [`metrics`]: the Prometheus metrics.
+//!
+//! Verification and the message contract live in the shared `countersign` crate.
+
+pub mod admin;
+pub mod broker;
+pub mod metrics;
+pub mod routes;
+pub mod startup;
+
+pub use startup::Application;

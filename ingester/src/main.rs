@@ -1,0 +1,39 @@
+use std::process::ExitCode;
+
+use countersign::config::Config;
+use countersign_ingester::Application;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    countersign::telemetry::init("countersign-ingester");
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("countersign-ingester: invalid configuration: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let result = match Application::build(config).await {
+        Ok(app) => app.run_until_stopped(shutdown).await,
+        Err(error) => Err(error),
+    };
+    if let Err(error) = result {
+        tracing::error!(error = format!("{error:#}"), "ingester failed");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// SIGTERM (Kubernetes, docker stop) or Ctrl-C starts a graceful shutdown.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received"),
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,218 @@
+//! `POST /webhooks/{source}`: read the body within the source's limit, verify it, publish it,
+//! reply.
+//!
+//! | outcome | reply |
+//! |---|---|
+//! | confirmed by the broker | 200 |
+//! | unknown source | 404 |
+//! | body over the limit | 413 |
+//! | signature missing, wrong, stale or replayed with another body | 401 |
+//! | a body the provider must stop sending (Taktikal: not JSON) | the provider's code (406) |
+//! | broker down, blocked, nack, return, channel error, confirm timeout | 503 + `Retry-After` |
+//!
+//! Error bodies are `{"error": "..."}` and never echo the payload or a secret.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{
+    CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+};
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::{Bytes, BytesMut};
+use countersign::message::{Receipt, outbound};
+use countersign::providers::{Headers, Rejection, Source, Sources};
+use futures_util::StreamExt;
+
+use crate::broker::{Broker, PublishError};
+use crate::metrics::{Metrics, UNKNOWN_SOURCE};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What every webhook request needs, shared by all workers.
+pub struct WebhookState {
+    pub sources: Sources,
+    pub broker: Arc<Broker>,
+    pub metrics: Metrics,
+    /// `Retry-After` value sent with a 503, in whole seconds.
+    pub retry_after: HeaderValue,
+}
+
+/// Why a request did not end in a 200.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error("the request body could not be read")]
+    Unreadable,
+    #[error(transparent)]
+    Unavailable(#[from] PublishError),
+}
+
+impl Failure {
+    fn label(&self) -> &'static str {
+        match self {
+            Failure::Rejected(r) => r.label(),
+            Failure::Unreadable => "unreadable",
+            Failure::Unavailable(e) => e.label(),
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Failure::Rejected(r) => {
+                StatusCode::from_u16(r.status()).unwrap_or(StatusCode::BAD_REQUEST)
+            }
+            Failure::Unreadable => StatusCode::BAD_REQUEST,
+            Failure::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// What the caller is told; for broker trouble, not our internals.
+    fn public_message(&self) -> String {
+        match self {
+            Failure::Unavailable(_) => {
+                "temporarily unable to accept the event; retry later".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+struct ActixHeaders<'a>(&'a HeaderMap);
+
+impl Headers for ActixHeaders<'_> {
+    fn get(&self, name: &str) -> Option<&[u8]> {
+        self.0.get(name).map(HeaderValue::as_bytes)
+    }
+}
+
+pub async fn receive_webhook(
+    request: HttpRequest,
+    source: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<WebhookState>,
+) -> HttpResponse {
+    let started = Instant::now();
+    let received_at = SystemTime::now();
+    let request_id = request_id(&request);
+    state.metrics.in_flight.inc();
+
+    let source = state.sources.get(&source);
+    let label = source.as_ref().map_or(UNKNOWN_SOURCE, |s| s.name());
+    let result = match source {
+        Ok(source) => accept(&state, source, &request, payload, &request_id, received_at).await,
+        Err(rejection) => Err(Failure::Rejected(rejection)),
+    };
+
+    let elapsed = started.elapsed();
+    state.metrics.in_flight.dec();
+    state
+        .metrics
+        .request_seconds
+        .with_label_values(&[label])
+        .observe(elapsed.as_secs_f64());
+    let mut response = match result {
+        Ok(event_id) => {
+            state
+                .metrics
+                .requests
+                .with_label_values(&[label, "accepted"])
+                .inc();
+            tracing::info!(source = label, event_id = %event_id, request_id = %request_id, elapsed_ms = elapsed.as_millis() as u64, "webhook accepted");
+            HttpResponse::Ok().json(serde_json::json!({ "status": "accepted" }))
+        }
+        Err(failure) => {
+            state
+                .metrics
+                .requests
+                .with_label_values(&[label, failure.label()])
+                .inc();
+            let status = failure.status();
+            if status.is_server_error() {
+                tracing::error!(source = label, request_id = %request_id, outcome = failure.label(), error = %failure, "webhook not accepted: broker unavailable");
+            } else {
+                tracing::warn!(source = label, request_id = %request_id, outcome = failure.label(), status = status.as_u16(), "webhook refused");
+            }
+            let mut builder = HttpResponse::build(status);
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                builder.insert_header((RETRY_AFTER, state.retry_after.clone()));
+            }
+            builder.json(serde_json::json!({ "error": failure.public_message() }))
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+/// Reads, verifies and publishes; returns the event id once the broker has confirmed.
+async fn accept(
+    state: &WebhookState,
+    source: &Source,
+    request: &HttpRequest,
+    payload: web::Payload,
+    request_id: &str,
+    received_at: SystemTime,
+) -> Result<String, Failure> {
+    let body = read_body(request, payload, source.max_body_bytes()).await?;
+    let webhook =
+        state
+            .sources
+            .verify(source, body, &ActixHeaders(request.headers()), received_at)?;
+    let receipt = Receipt {
+        request_id,
+        received_at,
+        content_type: request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    };
+    let message = outbound(&webhook, &receipt);
+    state.broker.publish(&webhook, message).await?;
+    Ok(webhook.event_id().to_owned())
+}
+
+/// The whole body, or 413 as soon as it is known to exceed `limit` (from `Content-Length`, or
+/// while streaming a chunked body). Allocated once when the length is announced.
+async fn read_body(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, Failure> {
+    let announced = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if announced.is_some_and(|len| len > limit) {
+        return Err(Rejection::TooLarge { limit }.into());
+    }
+    let mut body = BytesMut::with_capacity(announced.unwrap_or(16 * 1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| Failure::Unreadable)?;
+        if body.len() + chunk.len() > limit {
+            return Err(Rejection::TooLarge { limit }.into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// The caller's `X-Request-Id` when it is a plain token, otherwise a new UUID.
+fn request_id(request: &HttpRequest) -> String {
+    request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 128
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}

@@ -1,0 +1,167 @@
+//! Builds the ingester from its configuration and runs it until a shutdown signal.
+//!
+//! Two HTTP servers share one [`Broker`]: the webhook port and the admin port. Both bind before
+//! [`Application::build`] returns, so tests can bind port 0 and read the ports back. The broker
+//! connection is made in the background: the ingester starts, and reports not ready, while
+//! RabbitMQ is down.
+//!
+//! Shutdown order: stop accepting, let in-flight requests finish (their publishes and confirms
+//! included), then close the broker connection, then return.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::http::header::HeaderValue;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+use countersign::config::Config;
+use countersign::providers::Sources;
+use countersign::topology::Topology;
+use secrecy::ExposeSecret as _;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, AdminState};
+use crate::broker::Broker;
+use crate::metrics::Metrics;
+use crate::routes::{WebhookState, receive_webhook};
+
+pub struct Application {
+    webhooks: Server,
+    admin: Server,
+    port: u16,
+    admin_port: u16,
+    broker: Arc<Broker>,
+    broker_stop: CancellationToken,
+    broker_task: JoinHandle<()>,
+}
+
+impl Application {
+    /// Binds both ports and starts connecting to the broker. Must run inside a Tokio runtime.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let metrics = Metrics::new();
+        let topology = Topology::from_config(&config.amqp);
+        let broker = Broker::new(topology, config.ingester.confirm_timeout, metrics.clone());
+        let broker_stop = CancellationToken::new();
+        let broker_task = tokio::spawn(broker.clone().maintain(
+            config.amqp.url.expose_secret().to_owned(),
+            broker_stop.clone(),
+        ));
+
+        let sources = Sources::from_config(&config);
+        if sources.is_empty() {
+            tracing::warn!("no [[sources]] configured: every webhook will get 404");
+        }
+        let retry_after = HeaderValue::from(config.ingester.retry_after.as_secs().max(1));
+        let shutdown_secs = config.ingester.shutdown_timeout.as_secs().max(1);
+
+        let listener = TcpListener::bind(config.ingester.listen).with_context(|| {
+            format!(
+                "cannot listen on {} (ingester.listen)",
+                config.ingester.listen
+            )
+        })?;
+        let port = listener.local_addr()?.port();
+        let webhook_state = web::Data::new(WebhookState {
+            sources,
+            broker: broker.clone(),
+            metrics: metrics.clone(),
+            retry_after,
+        });
+        let webhooks = HttpServer::new(move || {
+            App::new()
+                .app_data(webhook_state.clone())
+                .route("/webhooks/{source}", web::post().to(receive_webhook))
+        })
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(shutdown_secs)
+        .run();
+
+        let admin_listener =
+            TcpListener::bind(config.ingester.admin_listen).with_context(|| {
+                format!(
+                    "cannot listen on {} (ingester.admin_listen)",
+                    config.ingester.admin_listen
+                )
+            })?;
+        let admin_port = admin_listener.local_addr()?.port();
+        let admin_state = web::Data::new(AdminState {
+            broker: broker.clone(),
+            metrics,
+        });
+        let admin = HttpServer::new(move || {
+            App::new()
+                .app_data(admin_state.clone())
+                .configure(admin::routes)
+        })
+        .listen(admin_listener)?
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(shutdown_secs)
+        .run();
+
+        tracing::info!(port, admin_port, "ingester listening");
+        Ok(Self {
+            webhooks,
+            admin,
+            port,
+            admin_port,
+            broker,
+            broker_stop,
+            broker_task,
+        })
+    }
+
+    /// The webhook port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The admin port actually bound.
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
+    }
+
+    /// The shared broker link, for readiness checks.
+    pub fn broker(&self) -> Arc<Broker> {
+        self.broker.clone()
+    }
+
+    /// Serves until `shutdown` is cancelled, then shuts down gracefully.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let webhooks_handle = self.webhooks.handle();
+        let admin_handle = self.admin.handle();
+        let mut webhooks = tokio::spawn(self.webhooks);
+        let admin = tokio::spawn(self.admin);
+
+        let early_exit = tokio::select! {
+            () = shutdown.cancelled() => None,
+            result = &mut webhooks => Some(result),
+        };
+        tracing::info!("shutting down: refusing new connections, finishing in-flight requests");
+        webhooks_handle.stop(true).await;
+        admin_handle.stop(true).await;
+        self.broker_stop.cancel();
+        self.broker_task.await.context("broker task")?;
+        admin
+            .await
+            .context("admin server task")?
+            .context("admin server")?;
+        match early_exit {
+            Some(result) => {
+                result
+                    .context("webhook server task")?
+                    .context("webhook server")?;
+                anyhow::bail!("the webhook server stopped by itself")
+            }
+            None => webhooks
+                .await
+                .context("webhook server task")?
+                .context("webhook server")?,
+        }
+        tracing::info!("ingester stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,563 @@
+//! Configuration: one TOML file, then the environment.
+//!
+//! The file's path comes from `COUNTERSIGN_CONFIG` (default `./countersign.toml`); `AMQP_URL` and
+//! `DATABASE_URL` from the environment override the file. Secrets are never inline: each is a
+//! reference, `env:NAME` or `file:/path`, resolved once at start. Every problem is reported as one
+//! line naming the field (`sources[acme].secrets[1]: ...`) before anything starts.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::providers::ProviderKind;
+
+/// Default path of the configuration file, relative to the working directory.
+pub const DEFAULT_CONFIG_PATH: &str = "./countersign.toml";
+/// Default broker address: the local RabbitMQ of a development machine.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// A configuration problem, reported as `<where>: <what>` on one line.
+#[derive(Debug, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct ConfigError {
+    location: String,
+    message: String,
+}
+
+impl ConfigError {
+    fn new(location: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            location: location.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A secret resolved from its reference. Its value never prints; its label (the reference, such as
+/// `env:ACME_KEY`) does, and is what a message records as the key that matched.
+#[derive(Clone)]
+pub struct Secret {
+    label: String,
+    value: SecretString,
+}
+
+impl Secret {
+    /// A secret with a given label and value; configuration builds these from references.
+    pub fn new(label: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            label: label.into(),
+            value: SecretString::from(value.into()),
+        }
+    }
+
+    /// The reference this secret was read from, safe to log.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The secret's bytes, for a MAC key or a token comparison.
+    pub fn expose(&self) -> &[u8] {
+        self.value.expose_secret().as_bytes()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({})", self.label)
+    }
+}
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub amqp: AmqpConfig,
+    pub ingester: IngesterConfig,
+    pub worker: WorkerConfig,
+    /// `DATABASE_URL`, or `[database] url` in the file; only the worker needs it.
+    pub database_url: Option<SecretString>,
+    pub sources: Vec<SourceConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AmqpConfig {
+    /// `AMQP_URL`, or `[amqp] url`, or [`DEFAULT_AMQP_URL`]. Holds a password: never logged.
+    pub url: SecretString,
+    /// Names are `<prefix>.events`, `<prefix>.persist`, ...; tests use a unique prefix.
+    pub prefix: String,
+    /// Delays of the retry queues, shortest first: one queue `<prefix>.retry.<delay>` each.
+    pub retry_delays: Vec<Duration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngesterConfig {
+    /// Webhooks only; an ingress exposes this port.
+    pub listen: SocketAddr,
+    /// `/healthz`, `/readyz`, `/metrics`; never exposed to providers.
+    pub admin_listen: SocketAddr,
+    /// Largest accepted body; a source may override it. Embedded base64 PDFs make bodies of tens
+    /// of MiB realistic, and RabbitMQ 3.10 accepts messages up to 128 MiB.
+    pub max_body_bytes: usize,
+    /// How long to wait for the broker's confirm before replying 503.
+    #[serde(with = "humantime_serde")]
+    pub confirm_timeout: Duration,
+    /// The `Retry-After` sent with a 503.
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
+    /// On SIGTERM, how long in-flight requests may take to finish.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// How many signatures the replay memory holds at most (about 100 bytes each).
+    pub replay_memory_entries: usize,
+}
+
+impl Default for IngesterConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            admin_listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
+            max_body_bytes: 64 * 1024 * 1024,
+            confirm_timeout: Duration::from_secs(10),
+            retry_after: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(30),
+            replay_memory_entries: 500_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Read API + `/healthz`, `/readyz`, `/metrics`.
+    pub listen: SocketAddr,
+    /// Where signed documents are stored: `file:<directory>`.
+    pub documents: String,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
+            documents: "file:./data/documents".to_owned(),
+        }
+    }
+}
+
+/// One configured endpoint, `POST /webhooks/{name}`, with its provider and resolved secrets.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub name: String,
+    pub provider: ProviderKind,
+    /// Any one that matches is accepted: several allow rotation without downtime.
+    pub secrets: Vec<Secret>,
+    /// Overrides `[ingester] max_body_bytes` for this source.
+    pub max_body_bytes: Option<usize>,
+    /// For providers with a signed timestamp: how old a signature may be. Taktikal re-sends with
+    /// the original signature, so its default is 24 h.
+    pub max_signature_age: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    amqp: FileAmqp,
+    #[serde(default)]
+    ingester: IngesterConfig,
+    #[serde(default)]
+    worker: WorkerConfig,
+    #[serde(default)]
+    database: FileDatabase,
+    #[serde(default)]
+    sources: Vec<FileSource>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileAmqp {
+    url: Option<String>,
+    prefix: String,
+    retry_delays: Vec<humantime_serde::Serde<Duration>>,
+}
+
+impl Default for FileAmqp {
+    fn default() -> Self {
+        Self {
+            url: None,
+            prefix: "countersign".to_owned(),
+            retry_delays: [5, 30, 120, 600, 3600]
+                .into_iter()
+                .map(|s| Duration::from_secs(s).into())
+                .collect(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileDatabase {
+    url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSource {
+    name: String,
+    provider: ProviderKind,
+    #[serde(default)]
+    secrets: Vec<String>,
+    max_body_bytes: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    max_signature_age: Option<Duration>,
+}
+
+/// Where environment variables come from: the process, or a map in tests.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl Config {
+    /// Reads the file named by `COUNTERSIGN_CONFIG` (or [`DEFAULT_CONFIG_PATH`]) and the process
+    /// environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let path = std::env::var_os("COUNTERSIGN_CONFIG")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+        Self::load_file(&path, &process_env)
+    }
+
+    /// Reads one file, resolving references with `env`.
+    pub fn load_file(path: &Path, env: EnvLookup<'_>) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(
+                path.display().to_string(),
+                format!("cannot read the configuration file ({e}); set COUNTERSIGN_CONFIG"),
+            )
+        })?;
+        Self::from_toml(&text, env).map_err(|e| ConfigError {
+            location: format!("{}: {}", path.display(), e.location),
+            message: e.message,
+        })
+    }
+
+    /// Parses and validates TOML text, resolving references with `env`.
+    pub fn from_toml(text: &str, env: EnvLookup<'_>) -> Result<Self, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| {
+            let location = match e.span() {
+                Some(span) => format!("line {}", 1 + text[..span.start].matches('\n').count()),
+                None => "file".to_owned(),
+            };
+            ConfigError::new(location, e.message().to_owned())
+        })?;
+        file.resolve(env)
+    }
+}
+
+impl FileConfig {
+    fn resolve(self, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+        let retry_delays: Vec<Duration> = self.amqp.retry_delays.iter().map(|d| **d).collect();
+        let amqp_url = env("AMQP_URL")
+            .or(self.amqp.url)
+            .unwrap_or_else(|| DEFAULT_AMQP_URL.to_owned());
+        if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
+            return Err(ConfigError::new(
+                "AMQP_URL",
+                "must start with amqp:// or amqps://",
+            ));
+        }
+        check_name("amqp.prefix", &self.amqp.prefix, &['.', '-', '_'])?;
+        if retry_delays.is_empty() {
+            return Err(ConfigError::new(
+                "amqp.retry_delays",
+                "needs at least one delay",
+            ));
+        }
+        if retry_delays.iter().any(|d| d.as_millis() == 0) {
+            return Err(ConfigError::new(
+                "amqp.retry_delays",
+                "delays must be at least 1ms",
+            ));
+        }
+        if !retry_delays.is_sorted() {
+            return Err(ConfigError::new(
+                "amqp.retry_delays",
+                "delays must grow: list them shortest first",
+            ));
+        }
+        if self.ingester.max_body_bytes == 0 {
+            return Err(ConfigError::new(
+                "ingester.max_body_bytes",
+                "must be greater than zero",
+            ));
+        }
+        if self.ingester.confirm_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "ingester.confirm_timeout",
+                "must be greater than zero",
+            ));
+        }
+        if self.ingester.listen == self.ingester.admin_listen && self.ingester.listen.port() != 0 {
+            return Err(ConfigError::new(
+                "ingester.admin_listen",
+                "must differ from ingester.listen: the admin port is never exposed to providers",
+            ));
+        }
+
+        let mut sources: Vec<SourceConfig> = Vec::with_capacity(self.sources.len());
+        for (index, raw) in self.sources.into_iter().enumerate() {
+            let location = format!(
+                "sources[{}]",
+                if raw.name.is_empty() {
+                    index.to_string()
+                } else {
+                    raw.name.clone()
+                }
+            );
+            check_name(&format!("{location}.name"), &raw.name, &['-', '_'])?;
+            if sources.iter().any(|s| s.name == raw.name) {
+                return Err(ConfigError::new(
+                    format!("{location}.name"),
+                    "another source has the same name",
+                ));
+            }
+            if raw.max_body_bytes == Some(0) {
+                return Err(ConfigError::new(
+                    format!("{location}.max_body_bytes"),
+                    "must be greater than zero",
+                ));
+            }
+            let secrets = raw
+                .secrets
+                .iter()
+                .enumerate()
+                .map(|(i, reference)| {
+                    resolve_secret(&format!("{location}.secrets[{i}]"), reference, env)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let source = SourceConfig {
+                name: raw.name,
+                provider: raw.provider,
+                secrets,
+                max_body_bytes: raw.max_body_bytes,
+                max_signature_age: raw.max_signature_age,
+            };
+            source
+                .provider
+                .check(&source)
+                .map_err(|message| ConfigError::new(location, message))?;
+            sources.push(source);
+        }
+
+        Ok(Config {
+            amqp: AmqpConfig {
+                url: SecretString::from(amqp_url),
+                prefix: self.amqp.prefix,
+                retry_delays,
+            },
+            ingester: self.ingester,
+            worker: self.worker,
+            database_url: env("DATABASE_URL")
+                .or(self.database.url)
+                .map(SecretString::from),
+            sources,
+        })
+    }
+}
+
+/// Names end up in queue names, routing keys and URLs: keep them to a safe alphabet.
+fn check_name(location: &str, name: &str, extra: &[char]) -> Result<(), ConfigError> {
+    if name.is_empty() || name.len() > 64 {
+        return Err(ConfigError::new(location, "must be 1 to 64 characters"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || extra.contains(c)))
+    {
+        let allowed: String = extra.iter().map(|c| format!(" '{c}'")).collect();
+        return Err(ConfigError::new(
+            location,
+            format!("'{bad}' is not allowed: use letters, digits and{allowed}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Resolves `env:NAME` or `file:/path`. A file's one trailing newline is dropped (`echo` adds
+/// one; Kubernetes Secrets have none).
+fn resolve_secret(
+    location: &str,
+    reference: &str,
+    env: EnvLookup<'_>,
+) -> Result<Secret, ConfigError> {
+    let value = if let Some(name) = reference.strip_prefix("env:") {
+        env(name).ok_or_else(|| {
+            ConfigError::new(
+                location,
+                format!("{reference}: environment variable {name} is not set"),
+            )
+        })?
+    } else if let Some(path) = reference.strip_prefix("file:") {
+        let mut text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(location, format!("{reference}: cannot read ({e})")))?;
+        if text.ends_with('\n') {
+            text.pop();
+            if text.ends_with('\r') {
+                text.pop();
+            }
+        }
+        text
+    } else {
+        return Err(ConfigError::new(
+            location,
+            "a secret is a reference, env:NAME or file:/path, never the value itself",
+        ));
+    };
+    if value.is_empty() {
+        return Err(ConfigError::new(location, format!("{reference} is empty")));
+    }
+    Ok(Secret::new(reference, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    const GOOD: &str = r#"
+        [amqp]
+        prefix = "cs-test"
+
+        [ingester]
+        max_body_bytes = 1048576
+        confirm_timeout = "2s"
+
+        [[sources]]
+        name = "acme"
+        provider = "taktikal"
+        secrets = ["env:ACME_KEY", "env:ACME_OLD"]
+        max_signature_age = "1h"
+    "#;
+
+    #[test]
+    fn a_good_file_resolves_secrets_and_environment_overrides() {
+        let env = env_of(&[
+            ("ACME_KEY", "k1"),
+            ("ACME_OLD", "k0"),
+            ("AMQP_URL", "amqp://u:p@broker:5672/%2f"),
+        ]);
+        let config = Config::from_toml(GOOD, &env).expect("valid");
+        assert_eq!(config.amqp.prefix, "cs-test");
+        assert_eq!(
+            config.amqp.url.expose_secret(),
+            "amqp://u:p@broker:5672/%2f"
+        );
+        assert_eq!(config.ingester.confirm_timeout, Duration::from_secs(2));
+        assert_eq!(config.ingester.retry_after, Duration::from_secs(30));
+        let source = &config.sources[0];
+        assert_eq!(source.provider, ProviderKind::Taktikal);
+        assert_eq!(source.secrets[1].expose(), b"k0");
+        assert_eq!(source.secrets[1].label(), "env:ACME_OLD");
+        assert_eq!(source.max_signature_age, Some(Duration::from_secs(3600)));
+        assert!(!format!("{config:?}").contains("k1"), "secrets never print");
+    }
+
+    #[test]
+    fn file_secrets_lose_one_trailing_newline() {
+        let dir = std::env::temp_dir().join(format!("cs-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("key");
+        std::fs::write(&path, "from-file\n").unwrap();
+        let text = format!(
+            "[[sources]]\nname = \"a\"\nprovider = \"taktikal\"\nsecrets = [\"file:{}\"]\n",
+            path.display()
+        );
+        let config = Config::from_toml(&text, &env_of(&[])).expect("valid");
+        assert_eq!(config.sources[0].secrets[0].expose(), b"from-file");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn error_of(text: &str, env: &[(&str, &str)]) -> String {
+        Config::from_toml(text, &env_of(env))
+            .expect_err("must be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn errors_are_one_line_naming_the_field() {
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case<'_>] = &[
+            (
+                GOOD,
+                &[("ACME_KEY", "k")],
+                "sources[acme].secrets[1]: env:ACME_OLD: environment variable ACME_OLD is not set",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='taktikal'\nsecrets=['inline-key']",
+                &[],
+                "sources[a].secrets[0]: a secret is a reference",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='taktikal'\nsecrets=[]",
+                &[],
+                "sources[a]: taktikal needs at least one secret",
+            ),
+            (
+                "[[sources]]\nname='a b'\nprovider='taktikal'\nsecrets=['env:K']",
+                &[("K", "k")],
+                "sources[a b].name: ' ' is not allowed",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='nosuch'",
+                &[],
+                "line 3: unknown variant `nosuch`",
+            ),
+            (
+                "[ingester]\nlisten_port = 1",
+                &[],
+                "line 2: unknown field `listen_port`",
+            ),
+            (
+                "[amqp]\nretry_delays = ['30s', '5s']",
+                &[],
+                "amqp.retry_delays: delays must grow",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='taktikal'\nsecrets=['env:K']\n[[sources]]\nname='a'\nprovider='taktikal'\nsecrets=['env:K']",
+                &[("K", "k")],
+                "sources[a].name: another source has the same name",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='taktikal'\nsecrets=['file:/nonexistent/key']",
+                &[],
+                "sources[a].secrets[0]: file:/nonexistent/key: cannot read",
+            ),
+            (
+                "",
+                &[("AMQP_URL", "http://x")],
+                "AMQP_URL: must start with amqp://",
+            ),
+        ];
+        for (text, env, expected) in cases {
+            let message = error_of(text, env);
+            assert!(
+                message.starts_with(expected),
+                "{message:?} should start with {expected:?}"
+            );
+            assert!(!message.contains('\n'), "one line: {message:?}");
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The AMQP message contract between the ingester and everything downstream.
+//!
+//! The body is the request body, byte for byte. Properties: `delivery_mode = 2` (persistent),
+//! `message_id` = the provider's event id (or the body's sha256), `timestamp` = receive time,
+//! `content_type` = the request's. Headers, all strings: [`PROVIDER`], [`SOURCE`], [`EVENT_TYPE`],
+//! [`RECEIVED_AT`] (RFC 3339), [`REQUEST_ID`], [`VERIFIED_KEY`] (the label of the secret that
+//! matched), and the provider's own signature headers, so that anyone can verify again.
+//! Routing key: `{provider}.{source}.{event_type}`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use sha2::{Digest, Sha256};
+
+use crate::providers::{VerifiedWebhook, hex};
+
+pub const PROVIDER: &str = "x-provider";
+pub const SOURCE: &str = "x-source";
+pub const EVENT_TYPE: &str = "x-event-type";
+pub const RECEIVED_AT: &str = "x-received-at";
+pub const REQUEST_ID: &str = "x-request-id";
+pub const VERIFIED_KEY: &str = "x-verified-key";
+
+/// `delivery_mode` of a message that survives a broker restart.
+pub const PERSISTENT: u8 = 2;
+
+/// How the ingester received a webhook.
+#[derive(Debug, Clone, Copy)]
+pub struct Receipt<'a> {
+    pub request_id: &'a str,
+    pub received_at: SystemTime,
+    pub content_type: Option<&'a str>,
+}
+
+/// Routing key and properties of the message that carries a webhook.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    pub routing_key: ShortString,
+    pub properties: BasicProperties,
+}
+
+/// Builds the message for a verified webhook; the payload is [`VerifiedWebhook::body`].
+pub fn outbound(webhook: &VerifiedWebhook, receipt: &Receipt<'_>) -> Outbound {
+    let text = |s: &str| AMQPValue::LongString(LongString::from(s));
+    let mut headers = FieldTable::default();
+    headers.insert(PROVIDER.into(), text(webhook.provider().name()));
+    headers.insert(SOURCE.into(), text(webhook.source()));
+    headers.insert(EVENT_TYPE.into(), text(webhook.event_type()));
+    headers.insert(
+        RECEIVED_AT.into(),
+        text(&humantime::format_rfc3339_millis(receipt.received_at).to_string()),
+    );
+    headers.insert(REQUEST_ID.into(), text(receipt.request_id));
+    headers.insert(VERIFIED_KEY.into(), text(webhook.key_label()));
+    for (name, value) in webhook.signature_headers() {
+        headers.insert(ShortString::from(*name), text(value));
+    }
+
+    let message_id = ShortString::try_new(webhook.event_id())
+        .unwrap_or_else(|_| ShortString::from(hex(&Sha256::digest(webhook.event_id().as_bytes()))));
+    let timestamp = receipt
+        .received_at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut properties = BasicProperties::default()
+        .with_delivery_mode(PERSISTENT)
+        .with_message_id(message_id)
+        .with_timestamp(timestamp)
+        .with_app_id("countersign-ingester".into())
+        .with_headers(headers);
+    if let Some(content_type) = receipt
+        .content_type
+        .and_then(|c| ShortString::try_new(c).ok())
+    {
+        properties = properties.with_content_type(content_type);
+    }
+
+    Outbound {
+        routing_key: routing_key(
+            webhook.provider().name(),
+            webhook.source(),
+            webhook.event_type(),
+        ),
+        properties,
+    }
+}
+
+/// `{provider}.{source}.{event_type}`; the event type keeps its own dots (Universign's
+/// `transaction.lifecycle.completed`), anything outside `[A-Za-z0-9_.:-]` becomes `_`.
+pub fn routing_key(provider: &str, source: &str, event_type: &str) -> ShortString {
+    let event_type: String = event_type
+        .chars()
+        .take(128)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.:-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    ShortString::from(format!("{provider}.{source}.{event_type}"))
+}
+
+/// A header's text value, for readers of the contract (the worker, tests, tools).
+pub fn header_text<'a>(properties: &'a BasicProperties, name: &str) -> Option<&'a str> {
+    match properties.headers().as_ref()?.inner().get(name)? {
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
+        AMQPValue::ShortString(s) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing_keys_keep_dots_and_replace_the_rest() {
+        assert_eq!(
+            routing_key("taktikal", "acme", "AllSigned").as_str(),
+            "taktikal.acme.AllSigned"
+        );
+        assert_eq!(
+            routing_key("universign", "fr", "transaction.lifecycle.completed").as_str(),
+            "universign.fr.transaction.lifecycle.completed"
+        );
+        assert_eq!(routing_key("p", "s", "a b#*").as_str(), "p.s.a_b__");
+    }
+}
