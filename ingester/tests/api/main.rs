@@ -1,1 +1,7 @@
+//! The ingester's HTTP and AMQP contract, against the real RabbitMQ (`AMQP_URL`).
 
+mod admin;
+mod broker;
+mod helpers;
+mod shutdown;
+mod webhooks;

@@ -1,0 +1,66 @@
+//! The admin port: health, readiness, metrics.
+
+use crate::helpers::{TestApp, signed_event};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_requests_by_source_and_outcome() {
+    let mut app = TestApp::spawn().await;
+    let (_, body) = signed_event();
+    assert_eq!(app.post("acme", body).await.status(), 200);
+    assert_eq!(app.post("acme", "{}").await.status(), 401);
+    assert_eq!(app.post("ghost", "{}").await.status(), 404);
+
+    assert_eq!(
+        app.http
+            .get(format!("{}/healthz", app.admin_address))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(app.ready().await);
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.admin_address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"countersign_ingester_requests_total{outcome="accepted",source="acme"} 1"#,
+        r#"countersign_ingester_requests_total{outcome="unsigned",source="acme"} 1"#,
+        r#"countersign_ingester_requests_total{outcome="unknown_source",source="_unknown"} 1"#,
+        "countersign_ingester_broker_connected 1",
+        "countersign_ingester_confirm_duration_seconds_count 1",
+        r#"countersign_ingester_request_duration_seconds_count{source="acme"} 2"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line:?} in\n{metrics}"
+        );
+    }
+    let webhook_port_metrics = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        webhook_port_metrics.status(),
+        404,
+        "metrics are not exposed on the webhook port"
+    );
+
+    app.stop().await.expect("graceful stop");
+    assert!(
+        app.http
+            .get(format!("{}/healthz", app.admin_address))
+            .send()
+            .await
+            .is_err(),
+        "ports closed after stop"
+    );
+}

@@ -1,0 +1,327 @@
+//! A real ingester on port 0 against the real RabbitMQ, isolated by a unique AMQP prefix, plus
+//! typed helpers to sign events, post them and read what reached the queue. Dropping a
+//! [`TestApp`] stops the ingester and deletes its exchange and queues.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use countersign::config::{Config, DEFAULT_AMQP_URL};
+use countersign::providers::taktikal;
+use countersign::topology::Topology;
+use countersign_ingester::Application;
+use lapin::message::BasicGetMessage;
+use lapin::options::{BasicGetOptions, QueueDeclareOptions};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{Channel, Connection, ConnectionProperties};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const KEY: &str = "acme-webhook-signature-key";
+pub const OLD_KEY: &str = "acme-old-api-key";
+/// Body limit of the `big` source.
+pub const BIG_LIMIT: usize = 40 * 1024 * 1024;
+
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.to_owned())
+}
+
+pub fn unique_prefix() -> String {
+    format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// The current-format example event from Taktikal's documentation.
+pub fn example_event() -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/tests/fixtures/taktikal/all_signed.json");
+    serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("fixture is JSON")
+}
+
+/// A genuine event: the example with a new `Id`, signed now with `key`. Returns (id, body).
+pub fn signed_event_with(key: &str, signed_at: SystemTime) -> (String, Vec<u8>) {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let mut event = example_event();
+    event["Id"] = id.clone().into();
+    let guid = uuid::Uuid::new_v4().to_string();
+    let event =
+        taktikal::with_signature(event, key.as_bytes(), taktikal::ticks_of(signed_at), &guid);
+    (id, serde_json::to_vec(&event).unwrap())
+}
+
+pub fn signed_event() -> (String, Vec<u8>) {
+    signed_event_with(KEY, SystemTime::now())
+}
+
+/// Options that differ between tests.
+pub struct Options {
+    pub amqp_url: String,
+    pub max_body_bytes: usize,
+    pub confirm_timeout: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            amqp_url: amqp_url(),
+            max_body_bytes: 1024 * 1024,
+            confirm_timeout: "5s",
+        }
+    }
+}
+
+pub fn config_text(prefix: &str, options: &Options) -> String {
+    format!(
+        r#"
+        [amqp]
+        prefix = "{prefix}"
+        retry_delays = ["1s", "5s"]
+
+        [ingester]
+        listen = "127.0.0.1:0"
+        admin_listen = "127.0.0.1:0"
+        max_body_bytes = {max}
+        confirm_timeout = "{confirm}"
+        retry_after = "7s"
+        shutdown_timeout = "20s"
+
+        [[sources]]
+        name = "acme"
+        provider = "taktikal"
+        secrets = ["env:ACME_OLD_KEY", "env:ACME_KEY"]
+
+        [[sources]]
+        name = "big"
+        provider = "taktikal"
+        secrets = ["env:ACME_KEY"]
+        max_body_bytes = {BIG_LIMIT}
+        "#,
+        max = options.max_body_bytes,
+        confirm = options.confirm_timeout,
+    )
+}
+
+pub fn env_for(amqp_url: &str) -> impl Fn(&str) -> Option<String> {
+    let map = HashMap::from([
+        ("ACME_KEY".to_owned(), KEY.to_owned()),
+        ("ACME_OLD_KEY".to_owned(), OLD_KEY.to_owned()),
+        ("AMQP_URL".to_owned(), amqp_url.to_owned()),
+    ]);
+    move |name| map.get(name).cloned()
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub admin_address: String,
+    pub topology: Topology,
+    pub http: reqwest::Client,
+    /// A channel straight to the broker, for inspecting queues.
+    pub channel: Channel,
+    _connection: Connection,
+    shutdown: CancellationToken,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    /// An ingester connected to the real broker, ready to accept.
+    pub async fn spawn() -> Self {
+        let app = Self::spawn_with(Options::default()).await;
+        app.wait_ready(true).await;
+        app
+    }
+
+    /// An ingester with `options`; not waiting for the broker (it may be unreachable on purpose).
+    pub async fn spawn_with(options: Options) -> Self {
+        let prefix = unique_prefix();
+        let config =
+            Config::from_toml(&config_text(&prefix, &options), &env_for(&options.amqp_url))
+                .expect("test config");
+        let topology = Topology::from_config(&config.amqp);
+
+        // Declared here too, so that queues can be inspected even while the ingester cannot
+        // reach the broker.
+        let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ must run on AMQP_URL for these tests");
+        let channel = connection.create_channel().await.unwrap();
+        topology.declare(&channel).await.expect("declare topology");
+
+        let app = Application::build(config).await.expect("ingester builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let admin_address = format!("http://127.0.0.1:{}", app.admin_port());
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        Self {
+            address,
+            admin_address,
+            topology,
+            http: reqwest::Client::new(),
+            channel,
+            _connection: connection,
+            shutdown,
+            server: Some(server),
+        }
+    }
+
+    pub async fn post(&self, source: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.http
+            .post(format!("{}/webhooks/{source}", self.address))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn ready(&self) -> bool {
+        let response = self
+            .http
+            .get(format!("{}/readyz", self.admin_address))
+            .send()
+            .await
+            .expect("admin port answers");
+        response.status() == 200
+    }
+
+    /// Waits (up to 20 s) until `/readyz` says `want`.
+    pub async fn wait_ready(&self, want: bool) {
+        for _ in 0..200 {
+            if self.ready().await == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("/readyz never became {want}");
+    }
+
+    /// Ready messages in `<prefix>.persist`.
+    pub async fn persisted_count(&self) -> u32 {
+        self.channel
+            .queue_declare(
+                ShortString::from(self.topology.persist_queue()),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("persist queue exists")
+            .message_count()
+    }
+
+    /// Takes every message out of `<prefix>.persist`.
+    pub async fn drain_persisted(&self) -> Vec<BasicGetMessage> {
+        let mut messages = Vec::new();
+        while let Some(message) = self
+            .channel
+            .basic_get(
+                ShortString::from(self.topology.persist_queue()),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .expect("basic.get")
+        {
+            messages.push(message);
+        }
+        messages
+    }
+
+    /// Stops the ingester gracefully and waits for it.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        match self.server.take() {
+            Some(server) => server.await.expect("server task"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        delete_topology(self.topology.clone());
+    }
+}
+
+/// Deletes a test's exchange and queues, from any context (also while unwinding from a panic).
+pub fn delete_topology(topology: Topology) {
+    let url = amqp_url();
+    let _ = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            if let Ok(connection) = Connection::connect(&url, ConnectionProperties::default()).await
+                && let Ok(channel) = connection.create_channel().await
+            {
+                let _ = topology.delete(&channel).await;
+                let _ = connection.close(200, "test done".into()).await;
+            }
+        });
+    })
+    .join();
+}
+
+/// A TCP proxy in front of the broker that a test can stop (dropping every connection, like a
+/// broker that dies) and start again on the same port.
+pub struct TcpProxy {
+    listen: SocketAddr,
+    target: SocketAddr,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl TcpProxy {
+    /// Picks a free port; nothing listens on it until [`TcpProxy::start`].
+    pub async fn reserve(target: SocketAddr) -> Self {
+        let probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listen = probe.local_addr().unwrap();
+        drop(probe);
+        Self {
+            listen,
+            target,
+            tasks: Arc::default(),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listen.port()
+    }
+
+    pub fn start(&self) {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.bind(self.listen).expect("proxy port free again");
+        let listener = socket.listen(64).unwrap();
+        let target = self.target;
+        let tasks = self.tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let forward = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().unwrap().push(forward);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    /// Closes the port and every proxied connection.
+    pub async fn stop(&self) {
+        let tasks: Vec<_> = self.tasks.lock().unwrap().drain(..).collect();
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+/// A header's text value on a received message.
+pub fn header<'a>(message: &'a BasicGetMessage, name: &str) -> Option<&'a str> {
+    countersign::message::header_text(&message.delivery.properties, name)
+}
