@@ -2,7 +2,8 @@
 
 use std::net::SocketAddr;
 
-use lapin::types::{FieldTable, ShortString};
+use lapin::options::{QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 
 use crate::helpers::{Options, TcpProxy, TestApp, signed_event};
 
@@ -88,4 +89,94 @@ async fn an_unroutable_publish_is_503_not_200() {
         .unwrap();
     assert_unavailable(&app, "mandatory publish returned: no queue bound").await;
     assert_eq!(app.persisted_count().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nack_is_503_not_200() {
+    let app = TestApp::spawn().await;
+    // Replace the work queue by one that holds a single message and refuses the next: the broker
+    // then nacks the publish. (A classic queue: a quorum queue applies the limit a little late.)
+    let persist = ShortString::from(app.topology.persist_queue());
+    app.channel
+        .queue_delete(persist.clone(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(1));
+    arguments.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString(LongString::from("reject-publish")),
+    );
+    app.channel
+        .queue_declare(
+            persist.clone(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            arguments,
+        )
+        .await
+        .unwrap();
+    app.channel
+        .queue_bind(
+            persist,
+            ShortString::from(app.topology.exchange()),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+
+    let (_, body) = signed_event();
+    assert_eq!(app.post("acme", body).await.status(), 200, "room for one");
+    assert_unavailable(&app, "queue full: the broker nacks").await;
+    assert_eq!(app.persisted_count().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_confirm_within_the_timeout_is_503() {
+    let proxy = TcpProxy::reserve(broker_address()).await;
+    proxy.start();
+    let app = TestApp::spawn_with(Options {
+        amqp_url: format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port()),
+        confirm_timeout: "1s",
+        ..Options::default()
+    })
+    .await;
+    app.wait_ready(true).await;
+
+    // A partition: the connection stays open, nothing gets through, no confirm comes back.
+    proxy.freeze(true);
+    let started = std::time::Instant::now();
+    assert_unavailable(&app, "no confirm within confirm_timeout").await;
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "waited for the confirm first"
+    );
+
+    proxy.freeze(false);
+    let (id, body) = signed_event();
+    assert_eq!(
+        app.post("acme", body).await.status(),
+        200,
+        "the same connection serves again"
+    );
+    let ids: Vec<String> = app
+        .drain_persisted()
+        .await
+        .iter()
+        .map(|m| {
+            m.delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    // The timed-out publish may arrive after all: a 503 only means "not known to be safe", and
+    // the provider's retry is de-duplicated downstream.
+    assert!(ids.contains(&id), "{ids:?}");
 }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -16,6 +17,7 @@ use lapin::message::BasicGetMessage;
 use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -267,11 +269,13 @@ pub fn delete_topology(topology: Topology) {
 }
 
 /// A TCP proxy in front of the broker that a test can stop (dropping every connection, like a
-/// broker that dies) and start again on the same port.
+/// broker that dies), start again on the same port, or freeze (holding every byte while the
+/// connections stay open, like a network partition).
 pub struct TcpProxy {
     listen: SocketAddr,
     target: SocketAddr,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    frozen: Arc<AtomicBool>,
 }
 
 impl TcpProxy {
@@ -284,7 +288,13 @@ impl TcpProxy {
             listen,
             target,
             tasks: Arc::default(),
+            frozen: Arc::default(),
         }
+    }
+
+    /// Holds (true) or releases (false) the bytes in both directions.
+    pub fn freeze(&self, frozen: bool) {
+        self.frozen.store(frozen, Ordering::SeqCst);
     }
 
     pub fn port(&self) -> u16 {
@@ -298,11 +308,18 @@ impl TcpProxy {
         let listener = socket.listen(64).unwrap();
         let target = self.target;
         let tasks = self.tasks.clone();
+        let frozen = self.frozen.clone();
         let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let frozen = frozen.clone();
                 let forward = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    if let Ok(outbound) = TcpStream::connect(target).await {
+                        let (client_read, client_write) = inbound.into_split();
+                        let (broker_read, broker_write) = outbound.into_split();
+                        tokio::join!(
+                            pump(client_read, broker_write, frozen.clone()),
+                            pump(broker_read, client_write, frozen)
+                        );
                     }
                 });
                 tasks.lock().unwrap().push(forward);
@@ -319,6 +336,27 @@ impl TcpProxy {
             let _ = task.await;
         }
     }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<AtomicBool>,
+) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        while frozen.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 /// A header's text value on a received message.

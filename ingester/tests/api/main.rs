@@ -2,6 +2,7 @@
 
 mod admin;
 mod broker;
+mod cli;
 mod helpers;
 mod shutdown;
 mod webhooks;

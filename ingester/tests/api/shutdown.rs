@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use countersign::config::Config;
@@ -27,12 +27,13 @@ impl Drop for Cleanup {
     }
 }
 
-/// Reads the JSON log of the child until the "ingester listening" line; returns the webhook port.
-fn webhook_port(stderr: std::process::ChildStderr) -> u16 {
+/// Collects the child's JSON log; returns the webhook port from the "ingester listening" line.
+fn webhook_port(stderr: std::process::ChildStderr, log: Arc<Mutex<Vec<String>>>) -> u16 {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            log.lock().unwrap().push(line.clone());
             if !sent
                 && let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line)
                 && entry["message"] == "ingester listening"
@@ -73,7 +74,8 @@ async fn sigterm_under_load_loses_no_accepted_event() {
         .stdout(Stdio::null())
         .spawn()
         .expect("binary starts");
-    let port = webhook_port(child.stderr.take().unwrap());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let port = webhook_port(child.stderr.take().unwrap(), log.clone());
     let url = format!("http://127.0.0.1:{port}/webhooks/acme");
     let http = reqwest::Client::new();
 

@@ -1,0 +1,64 @@
+//! The binary's start-up: a bad configuration is one clear line and a non-zero exit.
+
+use std::process::Command;
+
+use crate::helpers::{Options, config_text};
+
+fn run_with_config(text: Option<&str>, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("countersign.toml");
+    if let Some(text) = text {
+        std::fs::write(&path, text).unwrap();
+    }
+    let mut command = Command::new(env!("CARGO_BIN_EXE_countersign-ingester"));
+    command
+        .env("COUNTERSIGN_CONFIG", &path)
+        .env_remove("ACME_KEY")
+        .env_remove("ACME_OLD_KEY");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().expect("binary runs");
+    (
+        output.status.code(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn a_missing_secret_stops_the_binary_with_one_line() {
+    let text = config_text("cli-test", &Options::default());
+    let (code, stderr) = run_with_config(Some(&text), &[("ACME_OLD_KEY", "old")]);
+    assert_eq!(code, Some(2));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("invalid configuration")
+            && stderr.contains(
+                "sources[acme].secrets[1]: env:ACME_KEY: environment variable ACME_KEY is not set"
+            ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_file_and_a_typo_are_one_line_each() {
+    let (code, stderr) = run_with_config(None, &[]);
+    assert_eq!(code, Some(2));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot read the configuration file")
+            && stderr.contains("COUNTERSIGN_CONFIG"),
+        "{stderr}"
+    );
+
+    let (code, stderr) = run_with_config(
+        Some("[ingester]\nlisten = \"127.0.0.1:0\"\nmax_body = 5\n"),
+        &[],
+    );
+    assert_eq!(code, Some(2));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("line 3: unknown field `max_body`"),
+        "{stderr}"
+    );
+}
