@@ -8,16 +8,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use crate::helpers::{Options, TcpProxy, TestApp, signed_event};
 
 fn broker_address() -> SocketAddr {
-    let url = crate::helpers::amqp_url();
-    let host_port = url
-        .split('@')
-        .next_back()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap();
-    let host_port = host_port.replace("localhost", "127.0.0.1");
-    host_port.parse().expect("AMQP_URL names host:port")
+    countersign_testkit::socket_address(&crate::helpers::amqp_url())
 }
 
 async fn assert_unavailable(app: &TestApp, why: &str) {

@@ -3,22 +3,15 @@
 //! [`TestApp`] stops the ingester and deletes its exchange and queues.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use countersign::config::{Config, DEFAULT_AMQP_URL};
-use countersign::providers::taktikal;
+use countersign::config::Config;
 use countersign::topology::Topology;
 use countersign_ingester::Application;
 use lapin::message::BasicGetMessage;
 use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -27,31 +20,10 @@ pub const OLD_KEY: &str = "acme-old-api-key";
 /// Body limit of the `big` source.
 pub const BIG_LIMIT: usize = 40 * 1024 * 1024;
 
-pub fn amqp_url() -> String {
-    std::env::var("AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.to_owned())
-}
-
-pub fn unique_prefix() -> String {
-    format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
-}
-
-/// The current-format example event from Taktikal's documentation.
-pub fn example_event() -> serde_json::Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/tests/fixtures/taktikal/all_signed.json");
-    serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("fixture is JSON")
-}
-
-/// A genuine event: the example with a new `Id`, signed now with `key`. Returns (id, body).
-pub fn signed_event_with(key: &str, signed_at: SystemTime) -> (String, Vec<u8>) {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let mut event = example_event();
-    event["Id"] = id.clone().into();
-    let guid = uuid::Uuid::new_v4().to_string();
-    let event =
-        taktikal::with_signature(event, key.as_bytes(), taktikal::ticks_of(signed_at), &guid);
-    (id, serde_json::to_vec(&event).unwrap())
-}
+pub use countersign_testkit::{
+    TcpProxy, amqp_url, delete_topology, taktikal_event as signed_event_with,
+    taktikal_example as example_event, unique_prefix,
+};
 
 pub fn signed_event() -> (String, Vec<u8>) {
     signed_event_with(KEY, SystemTime::now())
@@ -246,117 +218,6 @@ impl Drop for TestApp {
         self.shutdown.cancel();
         delete_topology(self.topology.clone());
     }
-}
-
-/// Deletes a test's exchange and queues, from any context (also while unwinding from a panic).
-pub fn delete_topology(topology: Topology) {
-    let url = amqp_url();
-    let _ = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            if let Ok(connection) = Connection::connect(&url, ConnectionProperties::default()).await
-                && let Ok(channel) = connection.create_channel().await
-            {
-                let _ = topology.delete(&channel).await;
-                let _ = connection.close(200, "test done".into()).await;
-            }
-        });
-    })
-    .join();
-}
-
-/// A TCP proxy in front of the broker that a test can stop (dropping every connection, like a
-/// broker that dies), start again on the same port, or freeze (holding every byte while the
-/// connections stay open, like a network partition).
-pub struct TcpProxy {
-    listen: SocketAddr,
-    target: SocketAddr,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    frozen: Arc<AtomicBool>,
-}
-
-impl TcpProxy {
-    /// Picks a free port; nothing listens on it until [`TcpProxy::start`].
-    pub async fn reserve(target: SocketAddr) -> Self {
-        let probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let listen = probe.local_addr().unwrap();
-        drop(probe);
-        Self {
-            listen,
-            target,
-            tasks: Arc::default(),
-            frozen: Arc::default(),
-        }
-    }
-
-    /// Holds (true) or releases (false) the bytes in both directions.
-    pub fn freeze(&self, frozen: bool) {
-        self.frozen.store(frozen, Ordering::SeqCst);
-    }
-
-    pub fn port(&self) -> u16 {
-        self.listen.port()
-    }
-
-    pub fn start(&self) {
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.set_reuseaddr(true).unwrap();
-        socket.bind(self.listen).expect("proxy port free again");
-        let listener = socket.listen(64).unwrap();
-        let target = self.target;
-        let tasks = self.tasks.clone();
-        let frozen = self.frozen.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((inbound, _)) = listener.accept().await {
-                let frozen = frozen.clone();
-                let forward = tokio::spawn(async move {
-                    if let Ok(outbound) = TcpStream::connect(target).await {
-                        let (client_read, client_write) = inbound.into_split();
-                        let (broker_read, broker_write) = outbound.into_split();
-                        tokio::join!(
-                            pump(client_read, broker_write, frozen.clone()),
-                            pump(broker_read, client_write, frozen)
-                        );
-                    }
-                });
-                tasks.lock().unwrap().push(forward);
-            }
-        });
-        self.tasks.lock().unwrap().push(accept);
-    }
-
-    /// Closes the port and every proxied connection.
-    pub async fn stop(&self) {
-        let tasks: Vec<_> = self.tasks.lock().unwrap().drain(..).collect();
-        for task in tasks {
-            task.abort();
-            let _ = task.await;
-        }
-    }
-}
-
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    frozen: Arc<AtomicBool>,
-) {
-    let mut buffer = vec![0u8; 64 * 1024];
-    loop {
-        let n = match from.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        while frozen.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        if to.write_all(&buffer[..n]).await.is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown().await;
 }
 
 /// A header's text value on a received message.

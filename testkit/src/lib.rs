@@ -1,0 +1,198 @@
+//! Test support for Countersign's crates: isolation on the real broker and database, genuine
+//! provider events, and a TCP proxy that can be stopped or frozen to play an outage.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use countersign::config::DEFAULT_AMQP_URL;
+use countersign::providers::taktikal;
+use countersign::topology::Topology;
+use lapin::{Connection, ConnectionProperties};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::task::JoinHandle;
+
+/// The broker of the tests: `AMQP_URL`, or the local one.
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.to_owned())
+}
+
+/// The database server of the tests: `DATABASE_URL`, or the local one.
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// `host:port` of a `scheme://user:pass@host:port/...` URL, with `localhost` as 127.0.0.1.
+pub fn socket_address(url: &str) -> SocketAddr {
+    let rest = url.split("://").nth(1).expect("a URL");
+    let authority = rest.split('/').next().unwrap();
+    let host_port = authority
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .replace("localhost", "127.0.0.1");
+    host_port.parse().expect("the URL names host:port")
+}
+
+/// `url` with its `host:port` replaced by 127.0.0.1:`port` (to go through a [`TcpProxy`]).
+pub fn via_port(url: &str, port: u16) -> String {
+    let original = socket_address(url);
+    let authority = url.split("://").nth(1).unwrap().split('/').next().unwrap();
+    let host_port = authority.rsplit('@').next().unwrap();
+    debug_assert!(host_port.ends_with(&original.port().to_string()));
+    url.replacen(host_port, &format!("127.0.0.1:{port}"), 1)
+}
+
+/// A fresh name prefix for one test's exchange and queues.
+pub fn unique_prefix() -> String {
+    format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+fn fixture(relative: &str) -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/tests/fixtures")
+        .join(relative);
+    serde_json::from_slice(&std::fs::read(&path).expect("fixture")).expect("fixture is JSON")
+}
+
+/// The current-format example event from Taktikal's documentation.
+pub fn taktikal_example() -> serde_json::Value {
+    fixture("taktikal/all_signed.json")
+}
+
+/// The example ActivityLog from Taktikal's documentation.
+pub fn taktikal_activity_example() -> serde_json::Value {
+    fixture("taktikal/activity_log.json")
+}
+
+/// Signs `event` as Taktikal would, now-ish (`signed_at`), with a new Guid; returns the body.
+pub fn sign_taktikal(event: serde_json::Value, key: &str, signed_at: SystemTime) -> Vec<u8> {
+    let guid = uuid::Uuid::new_v4().to_string();
+    let event =
+        taktikal::with_signature(event, key.as_bytes(), taktikal::ticks_of(signed_at), &guid);
+    serde_json::to_vec(&event).unwrap()
+}
+
+/// A genuine Taktikal event: the example with a new `Id`, signed with `key` at `signed_at`.
+/// Returns (id, body).
+pub fn taktikal_event(key: &str, signed_at: SystemTime) -> (String, Vec<u8>) {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let mut event = taktikal_example();
+    event["Id"] = id.clone().into();
+    (id, sign_taktikal(event, key, signed_at))
+}
+
+/// Deletes a test's exchange and queues, from any context (also while unwinding from a panic).
+pub fn delete_topology(topology: Topology) {
+    let url = amqp_url();
+    let _ = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            if let Ok(connection) = Connection::connect(&url, ConnectionProperties::default()).await
+                && let Ok(channel) = connection.create_channel().await
+            {
+                let _ = topology.delete(&channel).await;
+                let _ = connection.close(200, "test done".into()).await;
+            }
+        });
+    })
+    .join();
+}
+
+/// A TCP proxy in front of a server (broker, database) that a test can stop (dropping every
+/// connection, like a server that dies), start again on the same port, or freeze (holding every
+/// byte while the connections stay open, like a network partition).
+pub struct TcpProxy {
+    listen: SocketAddr,
+    target: SocketAddr,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    frozen: Arc<AtomicBool>,
+}
+
+impl TcpProxy {
+    /// Picks a free port; nothing listens on it until [`TcpProxy::start`].
+    pub async fn reserve(target: SocketAddr) -> Self {
+        let probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listen = probe.local_addr().unwrap();
+        drop(probe);
+        Self {
+            listen,
+            target,
+            tasks: Arc::default(),
+            frozen: Arc::default(),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listen.port()
+    }
+
+    /// Holds (true) or releases (false) the bytes in both directions.
+    pub fn freeze(&self, frozen: bool) {
+        self.frozen.store(frozen, Ordering::SeqCst);
+    }
+
+    pub fn start(&self) {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.bind(self.listen).expect("proxy port free again");
+        let listener = socket.listen(128).unwrap();
+        let target = self.target;
+        let tasks = self.tasks.clone();
+        let frozen = self.frozen.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let frozen = frozen.clone();
+                let forward = tokio::spawn(async move {
+                    if let Ok(outbound) = TcpStream::connect(target).await {
+                        let (client_read, client_write) = inbound.into_split();
+                        let (server_read, server_write) = outbound.into_split();
+                        tokio::join!(
+                            pump(client_read, server_write, frozen.clone()),
+                            pump(server_read, client_write, frozen)
+                        );
+                    }
+                });
+                tasks.lock().unwrap().push(forward);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    /// Closes the port and every proxied connection.
+    pub async fn stop(&self) {
+        let tasks: Vec<_> = self.tasks.lock().unwrap().drain(..).collect();
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<AtomicBool>,
+) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        while frozen.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
