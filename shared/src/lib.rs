@@ -7,6 +7,8 @@
 //! - [`providers`]: one module per e-signature provider. Each verifies a request over its raw bytes
 //!   and says what the event is (id, type); [`providers::Sources`] is the configured set of
 //!   endpoints and the only way to obtain a [`providers::VerifiedWebhook`].
+//! - [`event`]: the normalized model (`SigningEvent`: process, signees, status, documents,
+//!   activity) that every provider parses into.
 //! - [`replay`]: memory of recently seen signatures, for schemes whose signature does not cover
 //!   the body (Taktikal), so that a captured signature cannot carry another body.
 //! - [`topology`]: exchange, queues, bindings and their arguments, declared by both binaries.
@@ -16,6 +18,7 @@
 //! No actix and no sqlx here: this crate is the contract, not a server.
 
 pub mod config;
+pub mod event;
 pub mod message;
 pub mod providers;
 pub mod replay;

@@ -1,10 +1,11 @@
 //! E-signature providers: one module each, and the configured sources that use them.
 //!
 //! A provider module verifies a request over the raw bytes and headers and says what the event is
-//! (its id and type); it parses only what verification needs. [`Sources`] holds the configured
+//! (its id and type), parsing only what verification needs; separately, it parses a verified
+//! body into the normalized model ([`crate::event`]) for the worker. [`Sources`] holds the configured
 //! endpoints and is the only way to turn received bytes into a [`VerifiedWebhook`] — the one type
 //! the ingester can publish. Adding a provider touches its own file, the [`ProviderKind`] enum and
-//! the two `match`es below.
+//! the `match`es below.
 
 pub mod taktikal;
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, Secret, SourceConfig};
+use crate::event::{ParseError, SigningEvent};
 use crate::replay::{ReplayMemory, Seen};
 
 /// Clock skew tolerated on signed timestamps that lie in the future.
@@ -33,6 +35,29 @@ impl ProviderKind {
     pub fn name(self) -> &'static str {
         match self {
             ProviderKind::Taktikal => "taktikal",
+        }
+    }
+
+    /// The provider of that name, as the `x-provider` header carries it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "taktikal" => Some(ProviderKind::Taktikal),
+            _ => None,
+        }
+    }
+
+    /// Parses a verified body into the normalized model (the worker's side).
+    pub fn parse(self, body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+        match self {
+            ProviderKind::Taktikal => taktikal::parse(body),
+        }
+    }
+
+    /// For schemes whose signature does not cover the body: the signature's identity, so that
+    /// the worker can refuse a second body under it across every ingester replica.
+    pub fn signature_id(self, body: &[u8]) -> Option<String> {
+        match self {
+            ProviderKind::Taktikal => taktikal::signature_id(body),
         }
     }
 

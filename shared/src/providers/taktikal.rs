@@ -9,8 +9,8 @@
 //! (Taktikal re-sends with the original signature, so the default is 24 h), and the replay memory
 //! in [`super::Sources`], which refuses a signature seen before with a different body.
 //!
-//! Only `Id`, `EventData.EventType` and `EventSignature` are read here; the document and personal
-//! data are skipped, not copied.
+//! [`Verifier::verify`] reads only `Id`, `EventData.EventType` and `EventSignature`; the document
+//! and personal data are skipped, not copied. [`parse`] (the worker's side) reads everything.
 
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,8 +22,13 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::Sha256;
 
+use chrono::{DateTime, Utc};
+
 use super::{Rejection, Request, SignatureUse, Verified};
 use crate::config::{Secret, SourceConfig};
+use crate::event::{
+    ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
+};
 
 /// How old a signature may be, unless the source says otherwise.
 pub const DEFAULT_MAX_SIGNATURE_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -206,6 +211,307 @@ fn event_type_name(value: &serde_json::Value) -> Cow<'static, str> {
             s.clone().into()
         }
         _ => "Unknown".into(),
+    }
+}
+
+/// The signed identity of a body's signature (`TimeStamp + Guid`), for checking across replicas
+/// that a signature never carries two bodies. `None` when the body has no usable signature.
+pub fn signature_id(body: &[u8]) -> Option<String> {
+    let envelope: Envelope<'_> = serde_json::from_slice(body).ok()?;
+    let fields = envelope.signature?;
+    let digits = ticks_digits(fields.timestamp?.get())?;
+    Some(format!("{digits}{}", fields.guid?))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Payload {
+    #[serde(default)]
+    event_data: Option<EventData>,
+    #[serde(default)]
+    event_signature: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct EventData {
+    process_key: Option<String>,
+    company_key: Option<String>,
+    flow_key: Option<String>,
+    flow_name: Option<String>,
+    signees: Option<Vec<SigneeData>>,
+    signed_document: Option<String>,
+    signed_document_download_url: Option<String>,
+    attachments: Option<Vec<AttachmentData>>,
+    attachment_references: Option<Vec<ReferenceData>>,
+    event_type: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct SigneeData {
+    key: Option<String>,
+    name: Option<String>,
+    ssn: Option<String>,
+    phone_number: Option<String>,
+    email: Option<String>,
+    address: Option<String>,
+    postal_code: Option<String>,
+    city: Option<String>,
+    signed: Option<bool>,
+    signed_at: Option<String>,
+    process_key: Option<String>,
+    communication_delivery_type: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct AttachmentData {
+    file_name: Option<String>,
+    file_content: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct ReferenceData {
+    id: Option<String>,
+    file_name: Option<String>,
+    content_length: Option<i64>,
+    content_type: Option<String>,
+    url: Option<String>,
+    description: Option<String>,
+    attachment_type: Option<i64>,
+    signee_key: Option<String>,
+}
+
+/// Who Taktikal's webhook entries are attributed to in the activity log.
+const CREATED_BY: &str = "Taktikal";
+
+/// Parses a Taktikal webhook body into one [`SigningEvent`]. Both payload generations are read:
+/// embedded `Attachments[].FileContent` (older) and `AttachmentReferences[]` (current).
+pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+    let payload: Payload = serde_json::from_slice(body)
+        .map_err(|e| ParseError(format!("not a Taktikal webhook: {e}")))?;
+    let data = payload
+        .event_data
+        .ok_or_else(|| ParseError("EventData is missing".to_owned()))?;
+    let signees_in = data.signees.unwrap_or_default();
+    let process_key = non_empty(data.process_key)
+        .or_else(|| {
+            signees_in
+                .iter()
+                .find_map(|s| non_empty(s.process_key.clone()))
+        })
+        .ok_or_else(|| ParseError("no ProcessKey in EventData or its Signees".to_owned()))?;
+    let occurred_at = payload
+        .event_signature
+        .as_ref()
+        .and_then(|s| s.get("TimeStamp"))
+        .and_then(|t| match t {
+            serde_json::Value::Number(n) => n.as_u64(),
+            serde_json::Value::String(s) => s.parse().ok(),
+            _ => None,
+        })
+        .and_then(|ticks| ticks_to_time(&ticks.to_string()))
+        .map(DateTime::<Utc>::from);
+    let event_type = data
+        .event_type
+        .as_ref()
+        .map_or(Cow::Borrowed("Unknown"), event_type_name);
+
+    let signees: Vec<Signee> = signees_in
+        .into_iter()
+        .filter_map(|s| {
+            Some(Signee {
+                key: non_empty(s.key)?,
+                name: non_empty(s.name),
+                ssn: non_empty(s.ssn),
+                email: non_empty(s.email),
+                phone: non_empty(s.phone_number),
+                address: non_empty(s.address),
+                postal_code: non_empty(s.postal_code),
+                city: non_empty(s.city),
+                delivery_method: s.communication_delivery_type.and_then(|v| match v {
+                    serde_json::Value::String(s) => non_empty(Some(s)),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                }),
+                signed: s.signed.unwrap_or(false),
+                signed_at: s
+                    .signed_at
+                    .as_deref()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&Utc)),
+            })
+        })
+        .collect();
+
+    let mut documents = Vec::new();
+    if let Some(content) = non_empty(data.signed_document) {
+        let mut document = Document::new(DocumentKind::Signed);
+        document.content = Some(decode_base64("SignedDocument", &content)?);
+        document.content_type = Some("application/pdf".to_owned());
+        document.url = non_empty(data.signed_document_download_url);
+        documents.push(document);
+    }
+    for (i, attachment) in data.attachments.unwrap_or_default().into_iter().enumerate() {
+        let Some(content) = non_empty(attachment.file_content) else {
+            continue;
+        };
+        let mut document = Document::new(DocumentKind::Attachment);
+        document.content = Some(decode_base64(
+            &format!("Attachments[{i}].FileContent"),
+            &content,
+        )?);
+        document.content_type = Some(content_type_of(attachment.file_name.as_deref()).to_owned());
+        document.file_name = non_empty(attachment.file_name);
+        documents.push(document);
+    }
+    for reference in data.attachment_references.unwrap_or_default() {
+        let mut document = Document::new(DocumentKind::Reference);
+        document.reference_id = non_empty(reference.id);
+        document.file_name = non_empty(reference.file_name);
+        document.content_type = non_empty(reference.content_type);
+        document.url = non_empty(reference.url);
+        document.declared_size = reference.content_length;
+        document.attachment_type = reference.attachment_type;
+        document.signee_key = non_empty(reference.signee_key);
+        document.description = non_empty(reference.description);
+        documents.push(document);
+    }
+
+    let status = match event_type.as_ref() {
+        "Created" => Some(ProcessStatus::Created),
+        "SignedDocument" => Some(ProcessStatus::InProgress),
+        "AllSigned" => Some(ProcessStatus::AllSigned),
+        "Completed" => Some(ProcessStatus::Completed),
+        "Canceled" => Some(ProcessStatus::Canceled),
+        "Expired" => Some(ProcessStatus::Expired),
+        _ => None,
+    };
+    let activity = activity_of(&event_type, &process_key, &signees, occurred_at);
+
+    Ok(vec![SigningEvent {
+        process_key,
+        status,
+        occurred_at,
+        flow_key: non_empty(data.flow_key),
+        flow_name: non_empty(data.flow_name),
+        company_key: non_empty(data.company_key),
+        signees,
+        documents,
+        activity,
+    }])
+}
+
+/// The ActivityLog entries an event stands for, worded as Taktikal words its own.
+fn activity_of(
+    event_type: &str,
+    process_key: &str,
+    signees: &[Signee],
+    at: Option<DateTime<Utc>>,
+) -> Vec<ActivityEntry> {
+    let entry =
+        |key: String, signee_key: Option<&str>, status: &str, description: String, created_at| {
+            ActivityEntry {
+                key,
+                signee_key: signee_key.map(str::to_owned),
+                status: status.to_owned(),
+                description,
+                file_name: None,
+                created_at,
+                created_by: CREATED_BY.to_owned(),
+            }
+        };
+    let signed = || {
+        signees.iter().filter(|s| s.signed).map(|s| {
+            entry(
+                format!("SigneeSigned:{}", s.key),
+                Some(&s.key),
+                "SigneeSigned",
+                format!(
+                    "Signee signed. ProcessKey: {process_key}. Signee key: {}",
+                    s.key
+                ),
+                s.signed_at.or(at),
+            )
+        })
+    };
+    let process =
+        |status: &str, description: String| entry(status.to_owned(), None, status, description, at);
+    // Events that may recur (reminders, unknown types) get the event's time in their key.
+    let recurring = |status: &str| format!("{status}:{}", at.map_or(0, |t| t.timestamp_micros()));
+
+    match event_type {
+        "Created" => std::iter::once(process(
+            "Created",
+            format!("Signing process created. ProcessKey: {process_key}."),
+        ))
+        .chain(signees.iter().map(|s| {
+            entry(
+                format!("SigneeAdded:{}", s.key),
+                Some(&s.key),
+                "SigneeAdded",
+                format!(
+                    "Signee added. Processkey: {process_key}. Signee key: {}.",
+                    s.key
+                ),
+                at,
+            )
+        }))
+        .collect(),
+        "SignedDocument" => signed().collect(),
+        "AllSigned" | "Completed" => signed()
+            .chain(std::iter::once(process(
+                "Completed",
+                format!("Signing completed. ProcessKey: {process_key}."),
+            )))
+            .collect(),
+        "Canceled" => vec![process(
+            "Canceled",
+            format!("Signing process canceled. ProcessKey: {process_key}."),
+        )],
+        "Expired" => vec![process(
+            "Expired",
+            format!("Signing process expired. ProcessKey: {process_key}."),
+        )],
+        other => vec![entry(
+            recurring(other),
+            None,
+            other,
+            format!("Webhook event {other}. ProcessKey: {process_key}."),
+            at,
+        )],
+    }
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
+fn decode_base64(field: &str, text: &str) -> Result<Vec<u8>, ParseError> {
+    // Some serializers wrap base64 at 76 columns.
+    let result = if text.contains(['\n', '\r']) {
+        BASE64.decode(text.replace(['\n', '\r'], ""))
+    } else {
+        BASE64.decode(text)
+    };
+    result.map_err(|e| ParseError(format!("{field} is not valid base64: {e}")))
+}
+
+fn content_type_of(file_name: Option<&str>) -> &'static str {
+    let extension = file_name
+        .and_then(|n| n.rsplit_once('.'))
+        .map(|(_, e)| e.to_ascii_lowercase());
+    match extension.as_deref() {
+        Some("pdf") => "application/pdf",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("json") => "application/json",
+        Some("xml") => "application/xml",
+        Some("zip") => "application/zip",
+        Some("txt") => "text/plain",
+        _ => "application/octet-stream",
     }
 }
 
@@ -504,5 +810,140 @@ mod tests {
             "AllSigned"
         );
         assert_eq!(event_type_name(&serde_json::json!("a.b#c")), "Unknown");
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/tests/fixtures/taktikal/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn parses_the_current_format() {
+        let events = parse(&fixture("all_signed.json")).expect("parses");
+        assert_eq!(events.len(), 1);
+        let event = &events[0];
+        assert_eq!(event.process_key, "sp231f52f87d6f4caaa2e29ecac92d055b");
+        assert_eq!(event.status, Some(ProcessStatus::AllSigned));
+        assert_eq!(event.flow_key.as_deref(), Some("722989cac3fx"));
+        assert_eq!(event.company_key.as_deref(), Some("fae93sfa4sh4"));
+        assert_eq!(
+            event
+                .occurred_at
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                .as_deref(),
+            Some("2019-09-02T11:59:16.154229Z")
+        );
+        let signee = &event.signees[0];
+        assert_eq!(signee.key, "si7abef56540bd49f9a9b8a33969a9cf8c");
+        assert_eq!(signee.name.as_deref(), Some("Test User"));
+        assert_eq!(signee.city.as_deref(), Some("Reykjavík"));
+        assert_eq!(signee.email, None, "empty strings are absent");
+        assert!(signee.signed);
+        assert!(signee.signed_at.is_some());
+
+        let signed = &event.documents[0];
+        assert_eq!(signed.kind, DocumentKind::Signed);
+        assert!(signed.content.as_ref().unwrap().starts_with(b"%PDF-1.4"));
+        let reference = &event.documents[1];
+        assert_eq!(reference.kind, DocumentKind::Reference);
+        assert_eq!(reference.reference_id.as_deref(), Some("at3357"));
+        assert_eq!(reference.attachment_type, Some(20));
+        assert_eq!(reference.declared_size, Some(90570));
+        assert_eq!(reference.content, None);
+
+        let statuses: Vec<_> = event
+            .activity
+            .iter()
+            .map(|a| (a.key.as_str(), a.status.as_str()))
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                (
+                    "SigneeSigned:si7abef56540bd49f9a9b8a33969a9cf8c",
+                    "SigneeSigned"
+                ),
+                ("Completed", "Completed")
+            ]
+        );
+    }
+
+    #[test]
+    fn parses_the_older_format_with_embedded_attachments() {
+        let event = parse(&fixture("all_signed_v1.json"))
+            .expect("parses")
+            .remove(0);
+        assert_eq!(event.process_key, "spae707", "taken from the signees");
+        let names: Vec<_> = event
+            .documents
+            .iter()
+            .map(|d| (d.kind, d.file_name.as_deref().unwrap_or("-")))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (DocumentKind::Signed, "-"),
+                (DocumentKind::Attachment, "auka_skjal.pdf"),
+                (DocumentKind::Attachment, "auka_skjal_2.pdf"),
+                (DocumentKind::Attachment, "mega skjal.pdf"),
+                (DocumentKind::Reference, "logo_4x.png"),
+                (DocumentKind::Reference, "large_file.zip"),
+            ]
+        );
+        assert!(
+            event.documents[1..4]
+                .iter()
+                .all(|d| d.content.as_ref().unwrap().starts_with(b"%PDF"))
+        );
+    }
+
+    #[test]
+    fn every_event_type_sets_its_status_and_activity() {
+        let mut event: serde_json::Value =
+            serde_json::from_slice(&fixture("all_signed.json")).unwrap();
+        for (n, status, first_activity) in [
+            (11, Some(ProcessStatus::Created), "Created"),
+            (1, Some(ProcessStatus::InProgress), "SigneeSigned"),
+            (2, Some(ProcessStatus::AllSigned), "SigneeSigned"),
+            (10, Some(ProcessStatus::Completed), "SigneeSigned"),
+            (5, Some(ProcessStatus::Canceled), "Canceled"),
+            (6, Some(ProcessStatus::Expired), "Expired"),
+            (7, None, "Reminder"),
+        ] {
+            event["EventData"]["EventType"] = n.into();
+            let parsed = parse(&serde_json::to_vec(&event).unwrap())
+                .unwrap()
+                .remove(0);
+            assert_eq!(parsed.status, status, "event type {n}");
+            assert_eq!(parsed.activity[0].status, first_activity, "event type {n}");
+        }
+    }
+
+    #[test]
+    fn unparseable_bodies_say_why() {
+        for (body, why) in [
+            (&b"not json"[..], "not a Taktikal webhook"),
+            (b"{\"Id\":\"x\"}", "EventData is missing"),
+            (b"{\"EventData\":{\"EventType\":2}}", "no ProcessKey"),
+            (
+                b"{\"EventData\":{\"ProcessKey\":\"sp1\",\"SignedDocument\":\"%%%\"}}",
+                "SignedDocument is not valid base64",
+            ),
+        ] {
+            let error = parse(body).unwrap_err();
+            assert!(error.0.contains(why), "{error} should say {why}");
+        }
+    }
+
+    #[test]
+    fn signature_id_is_timestamp_and_guid_as_sent() {
+        assert_eq!(
+            signature_id(&fixture("all_signed.json")).as_deref(),
+            Some("6370302235615422902065b6c0-934f-4d18-81d3-46c29b913311")
+        );
+        assert_eq!(signature_id(b"{}"), None);
     }
 }

@@ -1,0 +1,160 @@
+//! The normalized model: what any provider's webhook says about a signing process.
+//!
+//! A provider's `parse` turns one raw body into [`SigningEvent`]s; the worker projects them into
+//! processes, signees, activity and documents. Everything here is derived from the raw event
+//! alone, so that projecting the same event again (a redelivery, a replay) converges to the same
+//! rows: activity entries carry a stable [`ActivityEntry::key`], statuses a rank that never moves
+//! backwards.
+
+use chrono::{DateTime, Utc};
+
+/// Where a signing process stands. Ordered by [`ProcessStatus::rank`]: a process never moves to a
+/// lower rank, so events that arrive out of order cannot undo a later state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProcessStatus {
+    /// Created, nobody has signed yet.
+    Created,
+    /// Some signees have signed.
+    InProgress,
+    /// Every signee has signed.
+    AllSigned,
+    /// Signed and every follow-up job of the provider has finished.
+    Completed,
+    Canceled,
+    Expired,
+}
+
+impl ProcessStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessStatus::Created => "created",
+            ProcessStatus::InProgress => "in_progress",
+            ProcessStatus::AllSigned => "all_signed",
+            ProcessStatus::Completed => "completed",
+            ProcessStatus::Canceled => "canceled",
+            ProcessStatus::Expired => "expired",
+        }
+    }
+
+    /// Higher ranks win. The three final states share the top rank: the first one recorded stays.
+    pub fn rank(self) -> i16 {
+        match self {
+            ProcessStatus::Created => 10,
+            ProcessStatus::InProgress => 20,
+            ProcessStatus::AllSigned => 30,
+            ProcessStatus::Completed | ProcessStatus::Canceled | ProcessStatus::Expired => 40,
+        }
+    }
+}
+
+/// One thing a provider told about one signing process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SigningEvent {
+    /// The provider's key of the process (Taktikal `ProcessKey`, Universign transaction id, ...).
+    pub process_key: String,
+    /// The state this event puts the process in, if it says.
+    pub status: Option<ProcessStatus>,
+    /// When it happened, by the provider's clock, if the event says.
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub flow_key: Option<String>,
+    pub flow_name: Option<String>,
+    pub company_key: Option<String>,
+    pub signees: Vec<Signee>,
+    pub documents: Vec<Document>,
+    pub activity: Vec<ActivityEntry>,
+}
+
+/// A person asked to sign. Personal data: stored, served by the read API, never logged.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Signee {
+    pub key: String,
+    pub name: Option<String>,
+    pub ssn: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+    pub postal_code: Option<String>,
+    pub city: Option<String>,
+    pub delivery_method: Option<String>,
+    /// Once true, stays true.
+    pub signed: bool,
+    pub signed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentKind {
+    /// The signed document itself.
+    Signed,
+    /// A file sent along with its content.
+    Attachment,
+    /// A file the provider keeps and links to.
+    Reference,
+}
+
+impl DocumentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentKind::Signed => "signed",
+            DocumentKind::Attachment => "attachment",
+            DocumentKind::Reference => "reference",
+        }
+    }
+}
+
+/// A document of a process: its content when the event carries it, otherwise where it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub kind: DocumentKind,
+    pub file_name: Option<String>,
+    pub content_type: Option<String>,
+    /// Decoded bytes, when the event embeds them.
+    pub content: Option<Vec<u8>>,
+    pub url: Option<String>,
+    /// The provider's id of the file, for references.
+    pub reference_id: Option<String>,
+    /// The size the provider announces, for references.
+    pub declared_size: Option<i64>,
+    /// Taktikal's AttachmentType (0 Unspecified, 10 EvidencePage, 20 PepPdf, ...).
+    pub attachment_type: Option<i64>,
+    pub signee_key: Option<String>,
+    pub description: Option<String>,
+}
+
+impl Document {
+    /// A document of `kind` with nothing else known yet.
+    pub fn new(kind: DocumentKind) -> Self {
+        Self {
+            kind,
+            file_name: None,
+            content_type: None,
+            content: None,
+            url: None,
+            reference_id: None,
+            declared_size: None,
+            attachment_type: None,
+            signee_key: None,
+            description: None,
+        }
+    }
+}
+
+/// One line of a process's activity log, in the shape of Taktikal's ActivityLog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivityEntry {
+    /// Identifies the entry within its process, so that the same fact told twice (by a
+    /// redelivery, or by two events) is one entry: `SigneeSigned:si42`, `Completed`.
+    pub key: String,
+    pub signee_key: Option<String>,
+    /// `Created`, `SigneeAdded`, `SigneeSigned`, `Completed`, `Canceled`, `Expired`, ...
+    pub status: String,
+    pub description: String,
+    pub file_name: Option<String>,
+    /// When, if known; otherwise the event's time.
+    pub created_at: Option<DateTime<Utc>>,
+    pub created_by: String,
+}
+
+/// Why a body cannot be turned into events. Permanent: the same bytes will never parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
