@@ -15,13 +15,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
+pub use countersign::amqp::PublishError;
 use countersign::message::Outbound;
 use countersign::providers::VerifiedWebhook;
 use countersign::topology::Topology;
 use futures_util::StreamExt;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::ShortString;
-use lapin::{Channel, Confirmation, Connection, ConnectionProperties, Event};
+use lapin::{Channel, Connection, Event};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -31,40 +31,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the connection's state is checked besides its events.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
-
-/// Why a message is not safe with the broker.
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    #[error("no broker connection")]
-    Disconnected,
-    #[error("the broker has blocked publishing (resource alarm)")]
-    Blocked,
-    #[error("the broker refused the message (nack)")]
-    Nacked,
-    #[error("the message was returned: no queue is bound to the exchange")]
-    Unroutable,
-    #[error("no confirm from the broker within {0:?}")]
-    Timeout(Duration),
-    #[error("the channel does not confirm publishes")]
-    NotConfirmed,
-    #[error("channel failed: {0}")]
-    Channel(#[source] lapin::Error),
-}
-
-impl PublishError {
-    /// A short label for metrics and logs.
-    pub fn label(&self) -> &'static str {
-        match self {
-            PublishError::Disconnected => "disconnected",
-            PublishError::Blocked => "blocked",
-            PublishError::Nacked => "nacked",
-            PublishError::Unroutable => "unroutable",
-            PublishError::Timeout(_) => "confirm_timeout",
-            PublishError::NotConfirmed => "not_confirmed",
-            PublishError::Channel(_) => "channel_error",
-        }
-    }
-}
 
 pub struct Broker {
     channel: ArcSwapOption<Channel>,
@@ -111,38 +77,22 @@ impl Broker {
         }
         let channel = self.channel.load_full().ok_or(PublishError::Disconnected)?;
         let started = Instant::now();
-        let confirmed = tokio::time::timeout(self.confirm_timeout, async {
-            channel
-                .basic_publish(
-                    self.exchange.clone(),
-                    outbound.routing_key,
-                    BasicPublishOptions {
-                        // Returned to us if no queue is bound: an unroutable message is not safe.
-                        mandatory: true,
-                        // Not supported by RabbitMQ; queues hold messages until consumed.
-                        immediate: false,
-                    },
-                    webhook.body(),
-                    outbound.properties,
-                )
-                .await?
-                .await
-        })
+        let result = countersign::amqp::publish_confirmed(
+            &channel,
+            self.exchange.clone(),
+            outbound.routing_key,
+            webhook.body(),
+            outbound.properties,
+            self.confirm_timeout,
+        )
         .await;
         self.metrics
             .confirm_seconds
             .observe(started.elapsed().as_secs_f64());
-        match confirmed {
-            Err(_) => Err(PublishError::Timeout(self.confirm_timeout)),
-            Ok(Err(error)) => {
-                self.suspect.notify_one();
-                Err(PublishError::Channel(error))
-            }
-            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
-            Ok(Ok(Confirmation::Ack(Some(_)))) => Err(PublishError::Unroutable),
-            Ok(Ok(Confirmation::Nack(_))) => Err(PublishError::Nacked),
-            Ok(Ok(Confirmation::NotRequested)) => Err(PublishError::NotConfirmed),
+        if let Err(PublishError::Channel(_)) = &result {
+            self.suspect.notify_one();
         }
+        result
     }
 
     /// Keeps a connection open until `stop` is cancelled, then closes it. Run it as a task; stop
@@ -186,14 +136,8 @@ impl Broker {
     }
 
     async fn connect(&self, url: &str) -> Result<(Connection, Channel), lapin::Error> {
-        let properties =
-            ConnectionProperties::default().with_connection_name("countersign-ingester".into());
-        let connection = Connection::connect(url, properties).await?;
-        let channel = connection.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions { nowait: false })
-            .await?;
-        self.topology.declare(&channel).await?;
+        let (connection, channel) =
+            countersign::amqp::connect(url, "countersign-ingester", &self.topology).await?;
         self.channel.store(Some(Arc::new(channel.clone())));
         self.metrics.broker_connected.set(1);
         tracing::info!(exchange = %self.exchange, "broker connected; topology declared");

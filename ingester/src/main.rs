@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> ExitCode {
     countersign::telemetry::init("countersign-ingester");
-    let config = match Config::load() {
+    let config = match Config::load(countersign::config::Role::Ingester) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("countersign-ingester: invalid configuration: {error}");

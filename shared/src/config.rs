@@ -129,21 +129,89 @@ impl Default for IngesterConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// The worker's settings, with its API tokens resolved.
+#[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// Read API + `/healthz`, `/readyz`, `/metrics`.
     pub listen: SocketAddr,
-    /// Where signed documents are stored: `file:<directory>`.
-    pub documents: String,
+    /// Directory of the local document store (from `documents = "file:<directory>"`).
+    pub documents_dir: PathBuf,
+    /// Messages delivered to the worker before it acks: how many are processed at once.
+    pub prefetch: u16,
+    /// Connections to PostgreSQL.
+    pub database_pool_size: u32,
+    /// How long to wait for a database connection before counting the attempt as failed.
+    pub database_timeout: Duration,
+    /// Bearer tokens that may use the read API; none means the API is open (bind it privately).
+    pub api_tokens: Vec<Secret>,
 }
 
-impl Default for WorkerConfig {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileWorker {
+    listen: SocketAddr,
+    documents: String,
+    prefetch: u16,
+    database_pool_size: u32,
+    #[serde(with = "humantime_serde")]
+    database_timeout: Duration,
+    api_tokens: Vec<String>,
+}
+
+impl Default for FileWorker {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
             documents: "file:./data/documents".to_owned(),
+            prefetch: 32,
+            database_pool_size: 16,
+            database_timeout: Duration::from_secs(5),
+            api_tokens: Vec::new(),
         }
+    }
+}
+
+impl FileWorker {
+    fn resolve(self, role: Role, env: EnvLookup<'_>) -> Result<WorkerConfig, ConfigError> {
+        let documents_dir = self
+            .documents
+            .strip_prefix("file:")
+            .filter(|path| !path.is_empty())
+            .map(PathBuf::from)
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "worker.documents",
+                    "must be file:<directory> (the only store so far)",
+                )
+            })?;
+        if self.prefetch == 0 {
+            return Err(ConfigError::new("worker.prefetch", "must be at least 1"));
+        }
+        if self.database_pool_size == 0 {
+            return Err(ConfigError::new(
+                "worker.database_pool_size",
+                "must be at least 1",
+            ));
+        }
+        let api_tokens = match role {
+            Role::Worker => self
+                .api_tokens
+                .iter()
+                .enumerate()
+                .map(|(i, reference)| {
+                    resolve_secret(&format!("worker.api_tokens[{i}]"), reference, env)
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Role::Ingester => Vec::new(),
+        };
+        Ok(WorkerConfig {
+            listen: self.listen,
+            documents_dir,
+            prefetch: self.prefetch,
+            database_pool_size: self.database_pool_size,
+            database_timeout: self.database_timeout,
+            api_tokens,
+        })
     }
 }
 
@@ -169,7 +237,7 @@ struct FileConfig {
     #[serde(default)]
     ingester: IngesterConfig,
     #[serde(default)]
-    worker: WorkerConfig,
+    worker: FileWorker,
     #[serde(default)]
     database: FileDatabase,
     #[serde(default)]
@@ -215,6 +283,14 @@ struct FileSource {
     max_signature_age: Option<Duration>,
 }
 
+/// Which binary reads the configuration: each resolves only its own secrets, so that an ingester
+/// never needs the worker's tokens and the worker never holds the providers' keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Ingester,
+    Worker,
+}
+
 /// Where environment variables come from: the process, or a map in tests.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -225,29 +301,29 @@ fn process_env(name: &str) -> Option<String> {
 impl Config {
     /// Reads the file named by `COUNTERSIGN_CONFIG` (or [`DEFAULT_CONFIG_PATH`]) and the process
     /// environment.
-    pub fn load() -> Result<Self, ConfigError> {
+    pub fn load(role: Role) -> Result<Self, ConfigError> {
         let path = std::env::var_os("COUNTERSIGN_CONFIG")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
-        Self::load_file(&path, &process_env)
+        Self::load_file(&path, role, &process_env)
     }
 
     /// Reads one file, resolving references with `env`.
-    pub fn load_file(path: &Path, env: EnvLookup<'_>) -> Result<Self, ConfigError> {
+    pub fn load_file(path: &Path, role: Role, env: EnvLookup<'_>) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::new(
                 path.display().to_string(),
                 format!("cannot read the configuration file ({e}); set COUNTERSIGN_CONFIG"),
             )
         })?;
-        Self::from_toml(&text, env).map_err(|e| ConfigError {
+        Self::from_toml(&text, role, env).map_err(|e| ConfigError {
             location: format!("{}: {}", path.display(), e.location),
             message: e.message,
         })
     }
 
     /// Parses and validates TOML text, resolving references with `env`.
-    pub fn from_toml(text: &str, env: EnvLookup<'_>) -> Result<Self, ConfigError> {
+    pub fn from_toml(text: &str, role: Role, env: EnvLookup<'_>) -> Result<Self, ConfigError> {
         let file: FileConfig = toml::from_str(text).map_err(|e| {
             let location = match e.span() {
                 Some(span) => format!("line {}", 1 + text[..span.start].matches('\n').count()),
@@ -255,12 +331,12 @@ impl Config {
             };
             ConfigError::new(location, e.message().to_owned())
         })?;
-        file.resolve(env)
+        file.resolve(role, env)
     }
 }
 
 impl FileConfig {
-    fn resolve(self, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+    fn resolve(self, role: Role, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
         let retry_delays: Vec<Duration> = self.amqp.retry_delays.iter().map(|d| **d).collect();
         let amqp_url = env("AMQP_URL")
             .or(self.amqp.url)
@@ -332,14 +408,17 @@ impl FileConfig {
                     "must be greater than zero",
                 ));
             }
-            let secrets = raw
-                .secrets
-                .iter()
-                .enumerate()
-                .map(|(i, reference)| {
-                    resolve_secret(&format!("{location}.secrets[{i}]"), reference, env)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let secrets = match role {
+                Role::Ingester => raw
+                    .secrets
+                    .iter()
+                    .enumerate()
+                    .map(|(i, reference)| {
+                        resolve_secret(&format!("{location}.secrets[{i}]"), reference, env)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+                Role::Worker => Vec::new(),
+            };
             let source = SourceConfig {
                 name: raw.name,
                 provider: raw.provider,
@@ -347,10 +426,12 @@ impl FileConfig {
                 max_body_bytes: raw.max_body_bytes,
                 max_signature_age: raw.max_signature_age,
             };
-            source
-                .provider
-                .check(&source)
-                .map_err(|message| ConfigError::new(location, message))?;
+            if role == Role::Ingester {
+                source
+                    .provider
+                    .check(&source)
+                    .map_err(|message| ConfigError::new(location, message))?;
+            }
             sources.push(source);
         }
 
@@ -361,7 +442,7 @@ impl FileConfig {
                 retry_delays,
             },
             ingester: self.ingester,
-            worker: self.worker,
+            worker: self.worker.resolve(role, env)?,
             database_url: env("DATABASE_URL")
                 .or(self.database.url)
                 .map(SecretString::from),
@@ -459,7 +540,7 @@ mod tests {
             ("ACME_OLD", "k0"),
             ("AMQP_URL", "amqp://u:p@broker:5672/%2f"),
         ]);
-        let config = Config::from_toml(GOOD, &env).expect("valid");
+        let config = Config::from_toml(GOOD, Role::Ingester, &env).expect("valid");
         assert_eq!(config.amqp.prefix, "cs-test");
         assert_eq!(
             config.amqp.url.expose_secret(),
@@ -485,15 +566,38 @@ mod tests {
             "[[sources]]\nname = \"a\"\nprovider = \"taktikal\"\nsecrets = [\"file:{}\"]\n",
             path.display()
         );
-        let config = Config::from_toml(&text, &env_of(&[])).expect("valid");
+        let config = Config::from_toml(&text, Role::Ingester, &env_of(&[])).expect("valid");
         assert_eq!(config.sources[0].secrets[0].expose(), b"from-file");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
     fn error_of(text: &str, env: &[(&str, &str)]) -> String {
-        Config::from_toml(text, &env_of(env))
+        Config::from_toml(text, Role::Ingester, &env_of(env))
             .expect_err("must be refused")
             .to_string()
+    }
+
+    #[test]
+    fn each_binary_resolves_only_its_own_secrets() {
+        let text = format!("{GOOD}\n[worker]\napi_tokens = [\"env:READ_TOKEN\"]\n");
+        let ingester = Config::from_toml(
+            &text,
+            Role::Ingester,
+            &env_of(&[("ACME_KEY", "k"), ("ACME_OLD", "o")]),
+        )
+        .expect("no worker token needed");
+        assert!(ingester.worker.api_tokens.is_empty());
+        let worker = Config::from_toml(&text, Role::Worker, &env_of(&[("READ_TOKEN", "t")]))
+            .expect("no provider key needed");
+        assert!(worker.sources[0].secrets.is_empty());
+        assert_eq!(worker.worker.api_tokens[0].expose(), b"t");
+        let error = Config::from_toml(&text, Role::Worker, &env_of(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("worker.api_tokens[0]: env:READ_TOKEN"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //!
+//! - [`amqp`]: connecting with confirms and the topology declared; publishing so that only the
+//!   broker's plain `Ack` is success.
 //! - [`config`]: the TOML file, environment overrides, secret references (`env:` / `file:`),
 //!   validation with one clear line per error.
 //! - [`providers`]: one module per e-signature provider. Each verifies a request over its raw bytes
@@ -17,6 +19,7 @@
 //!
 //! No actix and no sqlx here: this crate is the contract, not a server.
 
+pub mod amqp;
 pub mod config;
 pub mod event;
 pub mod message;

@@ -1,7 +1,43 @@
-//! `countersign-worker` — not built yet (issue 3): it will consume `<prefix>.persist` and record
-//! every delivery in PostgreSQL. Until then it says so and fails, rather than pretending to work.
+use std::process::ExitCode;
 
-fn main() -> std::process::ExitCode {
-    eprintln!("countersign-worker: not implemented yet (see issue 3)");
-    std::process::ExitCode::from(2)
+use countersign::config::{Config, Role};
+use countersign_worker::Application;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    countersign::telemetry::init("countersign-worker");
+    if let Some(argument) = std::env::args().nth(1) {
+        eprintln!("countersign-worker: unknown command {argument:?}; run it without arguments");
+        return ExitCode::from(2);
+    }
+    let config = match Config::load(Role::Worker) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("countersign-worker: invalid configuration: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let result = match Application::build(config).await {
+        Ok(app) => app.run_until_stopped(shutdown).await,
+        Err(error) => Err(error),
+    };
+    if let Err(error) = result {
+        tracing::error!(error = format!("{error:#}"), "worker failed");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// SIGTERM (Kubernetes, docker stop) or Ctrl-C starts a graceful shutdown.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received"),
+    }
+    shutdown.cancel();
 }

@@ -109,9 +109,12 @@ impl TestApp {
     /// An ingester with `options`; not waiting for the broker (it may be unreachable on purpose).
     pub async fn spawn_with(options: Options) -> Self {
         let prefix = unique_prefix();
-        let config =
-            Config::from_toml(&config_text(&prefix, &options), &env_for(&options.amqp_url))
-                .expect("test config");
+        let config = Config::from_toml(
+            &config_text(&prefix, &options),
+            countersign::config::Role::Ingester,
+            &env_for(&options.amqp_url),
+        )
+        .expect("test config");
         let topology = Topology::from_config(&config.amqp);
 
         // Declared here too, so that queues can be inspected even while the ingester cannot

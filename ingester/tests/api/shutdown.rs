@@ -54,9 +54,13 @@ async fn sigterm_under_load_loses_no_accepted_event() {
     let options = Options::default();
     let text = config_text(&prefix, &options);
     let topology = Topology::from_config(
-        &Config::from_toml(&text, &env_for(&options.amqp_url))
-            .unwrap()
-            .amqp,
+        &Config::from_toml(
+            &text,
+            countersign::config::Role::Ingester,
+            &env_for(&options.amqp_url),
+        )
+        .unwrap()
+        .amqp,
     );
     let _cleanup = Cleanup(topology.clone());
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,98 @@
+//! Talking to RabbitMQ the same way in both binaries: connect with confirms and the topology
+//! declared, and publish so that only the broker's plain `Ack` counts as success.
+
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::ShortString;
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+
+use crate::topology::Topology;
+
+/// Why a message is not known to be safe with the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("no broker connection")]
+    Disconnected,
+    #[error("the broker has blocked publishing (resource alarm)")]
+    Blocked,
+    #[error("the broker refused the message (nack)")]
+    Nacked,
+    #[error("the message was returned: no queue is bound for it")]
+    Unroutable,
+    #[error("no confirm from the broker within {0:?}")]
+    Timeout(Duration),
+    #[error("the channel does not confirm publishes")]
+    NotConfirmed,
+    #[error("channel failed: {0}")]
+    Channel(#[source] lapin::Error),
+}
+
+impl PublishError {
+    /// A short label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            PublishError::Disconnected => "disconnected",
+            PublishError::Blocked => "blocked",
+            PublishError::Nacked => "nacked",
+            PublishError::Unroutable => "unroutable",
+            PublishError::Timeout(_) => "confirm_timeout",
+            PublishError::NotConfirmed => "not_confirmed",
+            PublishError::Channel(_) => "channel_error",
+        }
+    }
+}
+
+/// Connects, opens a channel in confirm mode and declares the topology on it.
+pub async fn connect(
+    url: &str,
+    name: &str,
+    topology: &Topology,
+) -> Result<(Connection, Channel), lapin::Error> {
+    let properties = ConnectionProperties::default().with_connection_name(name.into());
+    let connection = Connection::connect(url, properties).await?;
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions { nowait: false })
+        .await?;
+    topology.declare(&channel).await?;
+    Ok((connection, channel))
+}
+
+/// Publishes `payload` and waits (at most `timeout`) for the broker's confirm. `mandatory`, so a
+/// message no queue takes comes back as [`PublishError::Unroutable`] instead of vanishing.
+pub async fn publish_confirmed(
+    channel: &Channel,
+    exchange: ShortString,
+    routing_key: ShortString,
+    payload: &[u8],
+    properties: BasicProperties,
+    timeout: Duration,
+) -> Result<(), PublishError> {
+    let confirmed = tokio::time::timeout(timeout, async {
+        channel
+            .basic_publish(
+                exchange,
+                routing_key,
+                BasicPublishOptions {
+                    // Returned to us if no queue is bound: an unroutable message is not safe.
+                    mandatory: true,
+                    // Not supported by RabbitMQ; queues hold messages until consumed.
+                    immediate: false,
+                },
+                payload,
+                properties,
+            )
+            .await?
+            .await
+    })
+    .await;
+    match confirmed {
+        Err(_) => Err(PublishError::Timeout(timeout)),
+        Ok(Err(error)) => Err(PublishError::Channel(error)),
+        Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+        Ok(Ok(Confirmation::Ack(Some(_)))) => Err(PublishError::Unroutable),
+        Ok(Ok(Confirmation::Nack(_))) => Err(PublishError::Nacked),
+        Ok(Ok(Confirmation::NotRequested)) => Err(PublishError::NotConfirmed),
+    }
+}

@@ -1,0 +1,408 @@
+//! The worker's HTTP port: the read API in the shape of Taktikal's ActivityLog, documents, and
+//! `/healthz`, `/readyz`, `/metrics`.
+//!
+//! - `GET /signing/activity/{processKey}[?source=S]` → `[{processKey, activityLog, signees, ...}]`
+//! - `GET /signing/activity?source=S&StartDate=T&EndDate=T[&Take=N&Skip=N]` → the processes with
+//!   activity in `[StartDate, EndDate)` (`from` / `to` are accepted too), newest first.
+//! - `GET /documents/{sha256}` → the stored bytes, streamed.
+//!
+//! Each process also carries `source`, `status` and `documents` besides Taktikal's three fields.
+//! Times are written as Taktikal writes them: `2019-11-08T11:03:49.0700000Z`. The API serves
+//! personal data: when `worker.api_tokens` is set it requires `Authorization: Bearer <token>`
+//! (compared in constant time); without tokens, keep the port private.
+
+use std::sync::Arc;
+
+use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use countersign::config::Secret;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::consumer::Consumer;
+use crate::db::Db;
+use crate::documents::DocumentStore;
+use crate::metrics::Metrics;
+
+pub struct ApiState {
+    pub db: Db,
+    pub documents: Arc<dyn DocumentStore>,
+    pub consumer: Arc<Consumer>,
+    pub metrics: Metrics,
+    pub tokens: Vec<Secret>,
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .route("/signing/activity", web::get().to(activity_between))
+        .route(
+            "/signing/activity/{process_key}",
+            web::get().to(activity_of),
+        )
+        .route("/documents/{id}", web::get().to(document));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
+    let broker = state.consumer.is_consuming();
+    let database = state.db.ping().await;
+    let body =
+        serde_json::json!({ "ready": broker && database, "broker": broker, "database": database });
+    if broker && database {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
+
+fn error(status: actix_web::http::StatusCode, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(serde_json::json!({ "error": message }))
+}
+
+/// `None` when the request may proceed, else the 401 to send.
+fn unauthorized(request: &HttpRequest, tokens: &[Secret]) -> Option<HttpResponse> {
+    if tokens.is_empty() {
+        return None;
+    }
+    let presented = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Every token is compared, so timing does not tell which (or whether one) came close.
+    let matched = tokens.iter().fold(subtle::Choice::from(0), |any, t| {
+        any | t.expose().ct_eq(presented.as_bytes())
+    });
+    if bool::from(matched) {
+        None
+    } else {
+        Some(
+            HttpResponse::Unauthorized()
+                .insert_header(("WWW-Authenticate", "Bearer"))
+                .json(serde_json::json!({ "error": "a valid bearer token is required" })),
+        )
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessView {
+    pub process_key: String,
+    pub source: String,
+    pub status: String,
+    pub activity_log: Vec<ActivityView>,
+    pub signees: Vec<SigneeView>,
+    pub documents: Vec<DocumentView>,
+}
+
+#[derive(Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivityView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow_key: Option<String>,
+    pub process_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signee_key: Option<String>,
+    pub status: String,
+    pub description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    #[serde(serialize_with = "taktikal_time")]
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+}
+
+#[derive(Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct SigneeView {
+    pub process_key: String,
+    pub signee_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub signed: bool,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "taktikal_time_opt"
+    )]
+    pub signed_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "taktikal_time")]
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    #[serde(serialize_with = "taktikal_time")]
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentView {
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    /// The sha256 of a stored document: `GET /documents/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attachment_type: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signee_key: Option<String>,
+}
+
+/// Taktikal's time format: seven fractional digits, `Z`.
+pub fn format_taktikal_time(time: &DateTime<Utc>) -> String {
+    format!(
+        "{}.{:07}Z",
+        time.format("%Y-%m-%dT%H:%M:%S"),
+        time.timestamp_subsec_nanos() / 100
+    )
+}
+
+fn taktikal_time<S: serde::Serializer>(
+    time: &DateTime<Utc>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format_taktikal_time(time))
+}
+
+fn taktikal_time_opt<S: serde::Serializer>(
+    time: &Option<DateTime<Utc>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match time {
+        Some(time) => taktikal_time(time, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+#[derive(Deserialize)]
+struct SourceQuery {
+    source: Option<String>,
+}
+
+async fn activity_of(
+    request: HttpRequest,
+    process_key: web::Path<String>,
+    query: web::Query<SourceQuery>,
+    state: web::Data<ApiState>,
+) -> HttpResponse {
+    if let Some(denied) = unauthorized(&request, &state.tokens) {
+        return denied;
+    }
+    let keys: Result<Vec<(String, String, String)>, _> = sqlx::query_as(
+        "SELECT source, process_key, status FROM signing_processes
+         WHERE process_key = $1 AND ($2::text IS NULL OR source = $2) ORDER BY source",
+    )
+    .bind(process_key.as_str())
+    .bind(query.source.as_deref())
+    .fetch_all(state.db.pool())
+    .await;
+    respond(&state, keys, true).await
+}
+
+#[derive(Deserialize)]
+struct RangeQuery {
+    source: Option<String>,
+    #[serde(rename = "StartDate", alias = "from", alias = "startDate")]
+    start: Option<DateTime<Utc>>,
+    #[serde(rename = "EndDate", alias = "to", alias = "endDate")]
+    end: Option<DateTime<Utc>>,
+    #[serde(rename = "Take", alias = "take")]
+    take: Option<i64>,
+    #[serde(rename = "Skip", alias = "skip")]
+    skip: Option<i64>,
+}
+
+async fn activity_between(request: HttpRequest, state: web::Data<ApiState>) -> HttpResponse {
+    if let Some(denied) = unauthorized(&request, &state.tokens) {
+        return denied;
+    }
+    let query = match web::Query::<RangeQuery>::from_query(request.query_string()) {
+        Ok(query) => query.into_inner(),
+        Err(e) => {
+            return error(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                &format!("bad query: {e}"),
+            );
+        }
+    };
+    let take = query.take.unwrap_or(100).clamp(1, 1000);
+    let skip = query.skip.unwrap_or(0).max(0);
+    let keys: Result<Vec<(String, String, String)>, _> = sqlx::query_as(
+        "SELECT p.source, p.process_key, p.status FROM signing_processes p
+         WHERE ($1::text IS NULL OR p.source = $1)
+           AND EXISTS (SELECT 1 FROM activity a
+                       WHERE a.source = p.source AND a.process_key = p.process_key
+                         AND ($2::timestamptz IS NULL OR a.created_at >= $2)
+                         AND ($3::timestamptz IS NULL OR a.created_at < $3))
+         ORDER BY p.updated_at DESC, p.source, p.process_key
+         LIMIT $4 OFFSET $5",
+    )
+    .bind(query.source.as_deref())
+    .bind(query.start)
+    .bind(query.end)
+    .bind(take)
+    .bind(skip)
+    .fetch_all(state.db.pool())
+    .await;
+    respond(&state, keys, false).await
+}
+
+async fn respond(
+    state: &ApiState,
+    keys: Result<Vec<(String, String, String)>, sqlx::Error>,
+    not_found_if_empty: bool,
+) -> HttpResponse {
+    let keys = match keys {
+        Ok(keys) => keys,
+        Err(e) => {
+            tracing::error!(error = %e, "activity query failed");
+            return error(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                "database unavailable",
+            );
+        }
+    };
+    if keys.is_empty() && not_found_if_empty {
+        return error(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "no such signing process",
+        );
+    }
+    let mut views = Vec::with_capacity(keys.len());
+    for (source, process_key, status) in keys {
+        match load_process(&state.db, source, process_key, status).await {
+            Ok(view) => views.push(view),
+            Err(e) => {
+                tracing::error!(error = %e, "activity query failed");
+                return error(
+                    actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "database unavailable",
+                );
+            }
+        }
+    }
+    HttpResponse::Ok().json(views)
+}
+
+async fn load_process(
+    db: &Db,
+    source: String,
+    process_key: String,
+    status: String,
+) -> Result<ProcessView, sqlx::Error> {
+    let activity_log = sqlx::query_as::<_, ActivityView>(
+        "SELECT flow_key, process_key, signee_key, status, description, file_name, created_at, created_by
+         FROM activity WHERE source = $1 AND process_key = $2 ORDER BY created_at, id",
+    )
+    .bind(&source)
+    .bind(&process_key)
+    .fetch_all(db.pool())
+    .await?;
+    let signees = sqlx::query_as::<_, SigneeView>(
+        "SELECT s.process_key, s.signee_key, s.ssn, s.name, s.address, s.postal_code, s.city, s.phone, s.email,
+                s.signed, s.signed_at, s.created_at, initcap(p.provider) AS created_by, s.updated_at
+         FROM signees s JOIN signing_processes p USING (source, process_key)
+         WHERE s.source = $1 AND s.process_key = $2 ORDER BY s.created_at, s.signee_key",
+    )
+    .bind(&source)
+    .bind(&process_key)
+    .fetch_all(db.pool())
+    .await?;
+    let documents = sqlx::query_as::<_, DocumentView>(
+        "SELECT kind, NULLIF(file_name, '') AS file_name, sha256 AS id, content_type, size, url, attachment_type, signee_key
+         FROM documents WHERE source = $1 AND process_key = $2 ORDER BY id",
+    )
+    .bind(&source)
+    .bind(&process_key)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(ProcessView {
+        process_key,
+        source,
+        status,
+        activity_log,
+        signees,
+        documents,
+    })
+}
+
+async fn document(
+    request: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<ApiState>,
+) -> HttpResponse {
+    if let Some(denied) = unauthorized(&request, &state.tokens) {
+        return denied;
+    }
+    let not_found = || error(actix_web::http::StatusCode::NOT_FOUND, "no such document");
+    let content_type: Option<String> =
+        match sqlx::query_scalar("SELECT content_type FROM stored_documents WHERE sha256 = $1")
+            .bind(id.as_str())
+            .fetch_optional(state.db.pool())
+            .await
+        {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(error = %e, "document query failed");
+                return error(
+                    actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "database unavailable",
+                );
+            }
+        };
+    let Some(content_type) = content_type else {
+        return not_found();
+    };
+    match state.documents.get(&id).await {
+        Ok(Some(content)) => HttpResponse::Ok()
+            .insert_header((CONTENT_TYPE, content_type))
+            .no_chunking(content.size)
+            .streaming(
+                content
+                    .stream
+                    .map(|chunk| chunk.map_err(actix_web::error::ErrorInternalServerError)),
+            ),
+        Ok(None) => {
+            tracing::error!(document = %id, "document recorded but missing from the store");
+            not_found()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "document store failed");
+            error(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                "document store unavailable",
+            )
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! The consumer: takes messages from `<prefix>.persist`, hands each to the [`Handler`], then
+//! settles it — and never acks what is not safe somewhere else.
+//!
+//! - persisted (committed) → ack;
+//! - retry → published, with confirm, to the next `<prefix>.retry.<delay>` queue with
+//!   `x-attempt` incremented, then ack; after the last delay → `<prefix>.dead`;
+//! - dead → published, with confirm, to `<prefix>.dead` with `x-dead-kind` and `x-dead-reason`,
+//!   then ack;
+//! - if that publish fails → nack with requeue: the message stays in `<prefix>.persist`.
+//!
+//! Prefetch bounds how many messages are in hand; they are processed concurrently. The broker
+//! link reconnects with back-off like the ingester's. On shutdown the consumer stops taking
+//! messages, finishes those in hand, and closes the channel (the broker requeues anything
+//! prefetched but not started).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use countersign::amqp::{PublishError, publish_confirmed};
+use countersign::topology::Topology;
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, Event};
+use tokio_util::sync::CancellationToken;
+
+use crate::db::Recorded;
+use crate::handler::{DeadKind, Handler, Outcome};
+use crate::metrics::Metrics;
+
+/// Header counting the retries a message has been through.
+pub const ATTEMPT: &str = "x-attempt";
+/// Header with the last transient error, on a retried message.
+pub const LAST_ERROR: &str = "x-last-error";
+/// Headers of a parked message: why, in a word and in a sentence, and when.
+pub const DEAD_KIND: &str = "x-dead-kind";
+pub const DEAD_REASON: &str = "x-dead-reason";
+pub const DEAD_AT: &str = "x-dead-at";
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
+pub struct Consumer {
+    topology: Topology,
+    prefetch: u16,
+    handler: Handler,
+    metrics: Metrics,
+    consuming: AtomicBool,
+}
+
+impl Consumer {
+    pub fn new(topology: Topology, prefetch: u16, handler: Handler, metrics: Metrics) -> Arc<Self> {
+        Arc::new(Self {
+            topology,
+            prefetch,
+            handler,
+            metrics,
+            consuming: AtomicBool::new(false),
+        })
+    }
+
+    /// True while a consumer is registered on `<prefix>.persist`.
+    pub fn is_consuming(&self) -> bool {
+        self.consuming.load(Ordering::Relaxed)
+    }
+
+    /// Consumes until `shutdown`, reconnecting whenever the broker link is lost.
+    pub async fn run(self: Arc<Self>, url: String, shutdown: CancellationToken) {
+        let mut backoff = FIRST_BACKOFF;
+        while !shutdown.is_cancelled() {
+            let attempt = tokio::select! {
+                () = shutdown.cancelled() => break,
+                attempt = tokio::time::timeout(CONNECT_TIMEOUT, self.open(&url)) => attempt,
+            };
+            match attempt {
+                Ok(Ok((connection, channel, consumer))) => {
+                    backoff = FIRST_BACKOFF;
+                    self.consuming.store(true, Ordering::Relaxed);
+                    self.metrics.broker_connected.set(1);
+                    tracing::info!(
+                        queue = self.topology.persist_queue(),
+                        prefetch = self.prefetch,
+                        "consuming"
+                    );
+                    self.consume(&connection, &channel, consumer, &shutdown)
+                        .await;
+                    self.consuming.store(false, Ordering::Relaxed);
+                    self.metrics.broker_connected.set(0);
+                    if shutdown.is_cancelled() {
+                        let _ = channel.close(200, "shutdown".into()).await;
+                        let _ = connection.close(200, "shutdown".into()).await;
+                        tracing::info!("consumer stopped");
+                        return;
+                    }
+                    tracing::warn!("broker connection lost; reconnecting");
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %error, retry_in = ?backoff, "cannot connect to the broker")
+                }
+                Err(_) => {
+                    tracing::warn!(retry_in = ?backoff, "broker connection attempt timed out")
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn open(
+        &self,
+        url: &str,
+    ) -> Result<(Connection, Channel, lapin::Consumer), lapin::Error> {
+        let (connection, channel) =
+            countersign::amqp::connect(url, "countersign-worker", &self.topology).await?;
+        // Per consumer, not per channel: at most `prefetch` unacked messages in hand.
+        channel
+            .basic_qos(self.prefetch, BasicQosOptions { global: false })
+            .await?;
+        let consumer = channel
+            .basic_consume(
+                ShortString::from(self.topology.persist_queue()),
+                ShortString::from(format!(
+                    "countersign-worker-{}",
+                    uuid::Uuid::new_v4().simple()
+                )),
+                BasicConsumeOptions {
+                    // Manual acks: a message is acked only after its transaction commits.
+                    no_ack: false,
+                    // Several worker replicas share the queue.
+                    exclusive: false,
+                    no_local: false,
+                    nowait: false,
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok((connection, channel, consumer))
+    }
+
+    /// Returns on shutdown (after finishing what is in hand) or when the link is lost (dropping
+    /// what is in hand: uncommitted work rolls back and the broker redelivers it).
+    async fn consume(
+        &self,
+        connection: &Connection,
+        channel: &Channel,
+        consumer: lapin::Consumer,
+        shutdown: &CancellationToken,
+    ) {
+        let work = consumer
+            .take_until(shutdown.cancelled())
+            .for_each_concurrent(usize::from(self.prefetch), |delivery| async move {
+                match delivery {
+                    Ok(delivery) => self.process(channel, delivery).await,
+                    Err(error) => tracing::warn!(error = %error, "consumer stream error"),
+                }
+            });
+        let mut events = connection.events_listener();
+        let lost = async {
+            let mut tick = tokio::time::interval(WATCH_INTERVAL);
+            loop {
+                tokio::select! {
+                    event = events.next() => match event {
+                        Some(Event::Error(error)) => {
+                            tracing::warn!(error = %error, "broker connection error");
+                            return;
+                        }
+                        None => return,
+                        Some(_) => {}
+                    },
+                    _ = tick.tick() => {
+                        if !connection.status().connected() || !channel.status().connected() {
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            () = work => {}
+            () = lost, if !shutdown.is_cancelled() => {}
+        }
+    }
+
+    async fn process(&self, channel: &Channel, delivery: Delivery) {
+        let started = Instant::now();
+        self.metrics.consumed.inc();
+        let outcome = self
+            .handler
+            .handle(&delivery.data, &delivery.properties)
+            .await;
+        let settled = match outcome {
+            Outcome::Persisted(recorded) => {
+                let result = if recorded == Recorded::New {
+                    "new"
+                } else {
+                    "duplicate"
+                };
+                self.metrics.persisted.with_label_values(&[result]).inc();
+                tracing::debug!(result, "persisted");
+                Ok(())
+            }
+            Outcome::Retry(reason) => self.retry(channel, &delivery, &reason).await,
+            Outcome::Dead { kind, reason } => self.park(channel, &delivery, kind, &reason).await,
+        };
+        let acked = match settled {
+            Ok(()) => delivery
+                .acker
+                .ack(BasicAckOptions { multiple: false })
+                .await
+                .map(|_| ()),
+            Err(error) => {
+                tracing::error!(error = %error, "could not forward the message; leaving it in the queue");
+                delivery
+                    .acker
+                    .nack(BasicNackOptions {
+                        multiple: false,
+                        // Back to the queue: nothing is lost, and x-delivery-limit bounds the loop.
+                        requeue: true,
+                    })
+                    .await
+                    .map(|_| ())
+            }
+        };
+        if let Err(error) = acked {
+            // The channel is gone: the broker will redeliver; the projection is idempotent.
+            tracing::warn!(error = %error, "could not settle a delivery");
+        }
+        self.metrics
+            .processing_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    async fn retry(
+        &self,
+        channel: &Channel,
+        delivery: &Delivery,
+        reason: &str,
+    ) -> Result<(), PublishError> {
+        let attempt = attempt_of(&delivery.properties);
+        let Some((queue, delay)) = self.topology.retry_queues().get(attempt as usize) else {
+            let reason = format!("gave up after {attempt} retries; last error: {reason}");
+            return self
+                .park(channel, delivery, DeadKind::RetriesExhausted, &reason)
+                .await;
+        };
+        tracing::warn!(attempt = attempt + 1, retry_in = ?delay, error = reason, "transient failure; retrying later");
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        headers.insert(
+            ATTEMPT.into(),
+            AMQPValue::LongLongInt(i64::from(attempt) + 1),
+        );
+        headers.insert(LAST_ERROR.into(), text(reason));
+        self.forward(channel, delivery, queue, headers).await?;
+        self.metrics.retried.inc();
+        Ok(())
+    }
+
+    async fn park(
+        &self,
+        channel: &Channel,
+        delivery: &Delivery,
+        kind: DeadKind,
+        reason: &str,
+    ) -> Result<(), PublishError> {
+        // The reason may quote the payload (a parser's message): it goes to the header, which only
+        // operators see next to the payload itself, never to the log.
+        tracing::error!(
+            kind = kind.label(),
+            queue = self.topology.dead_queue(),
+            "message parked; see its x-dead-reason header"
+        );
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        headers.insert(DEAD_KIND.into(), text(kind.label()));
+        headers.insert(DEAD_REASON.into(), text(reason));
+        headers.insert(
+            DEAD_AT.into(),
+            text(&chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        );
+        self.forward(channel, delivery, self.topology.dead_queue(), headers)
+            .await?;
+        self.metrics
+            .dead_lettered
+            .with_label_values(&[kind.label()])
+            .inc();
+        Ok(())
+    }
+
+    /// Publishes the message, body and properties unchanged but for `headers`, to `queue`
+    /// through the default exchange, and waits for the confirm.
+    async fn forward(
+        &self,
+        channel: &Channel,
+        delivery: &Delivery,
+        queue: &str,
+        headers: FieldTable,
+    ) -> Result<(), PublishError> {
+        let properties: BasicProperties = delivery.properties.clone().with_headers(headers);
+        publish_confirmed(
+            channel,
+            ShortString::from(""),
+            ShortString::from(queue),
+            &delivery.data,
+            properties,
+            FORWARD_TIMEOUT,
+        )
+        .await
+    }
+}
+
+fn text(value: &str) -> AMQPValue {
+    let mut value = value.to_owned();
+    if value.len() > 1000 {
+        let mut cut = 1000;
+        while !value.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        value.truncate(cut);
+    }
+    AMQPValue::LongString(LongString::from(value))
+}
+
+/// Retries already made, from `x-attempt` (any integer type; absent = 0).
+pub fn attempt_of(properties: &BasicProperties) -> u32 {
+    let Some(value) = properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(ATTEMPT))
+    else {
+        return 0;
+    };
+    let n: i64 = match value {
+        AMQPValue::ShortShortInt(n) => (*n).into(),
+        AMQPValue::ShortShortUInt(n) => (*n).into(),
+        AMQPValue::ShortInt(n) => (*n).into(),
+        AMQPValue::ShortUInt(n) => (*n).into(),
+        AMQPValue::LongInt(n) => (*n).into(),
+        AMQPValue::LongUInt(n) => (*n).into(),
+        AMQPValue::LongLongInt(n) => *n,
+        _ => 0,
+    };
+    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,24 @@
+//! `countersign-worker`: turns the verified webhooks in `<prefix>.persist` into a durable record
+//! in PostgreSQL, and serves it.
+//!
+//! # Layout
+//!
+//! - [`startup`]: builds the HTTP server, database pool, document store and consumer; runs them
+//!   until shutdown.
+//! - [`consumer`]: consume with manual acks and bounded prefetch; settle each message (ack after
+//!   commit, retry queues, dead-letter queue).
+//! - [`handler`]: one message → parse, store documents, record, project → an outcome.
+//! - [`db`]: the archive and the idempotent projection, in one transaction; migrations.
+//! - [`documents`]: the content-addressed document store.
+//! - [`api`]: the read API (activity log, documents) and health / readiness / metrics.
+//! - [`metrics`]: the Prometheus metrics.
+
+pub mod api;
+pub mod consumer;
+pub mod db;
+pub mod documents;
+pub mod handler;
+pub mod metrics;
+pub mod startup;
+
+pub use startup::Application;

@@ -1,0 +1,106 @@
+//! Prometheus metrics of the worker, served at `/metrics` on its port.
+//!
+//! - `countersign_worker_consumed_total`: messages taken from `<prefix>.persist`.
+//! - `countersign_worker_persisted_total{result}`: committed, `new` or `duplicate`.
+//! - `countersign_worker_retried_total`: sent to a retry queue.
+//! - `countersign_worker_dead_lettered_total{reason}`: parked in `<prefix>.dead`, by `x-dead-kind`.
+//! - `countersign_worker_processing_seconds`: from delivery to ack.
+//! - `countersign_worker_broker_connected`: 1 while consuming.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+const BUCKETS: &[f64] = &[
+    0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.0, 2.0, 5.0, 10.0, 30.0,
+];
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub consumed: IntCounter,
+    pub persisted: IntCounterVec,
+    pub retried: IntCounter,
+    pub dead_lettered: IntCounterVec,
+    pub processing_seconds: Histogram,
+    pub broker_connected: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let consumed = IntCounter::new(
+            "countersign_worker_consumed_total",
+            "Messages taken from the persist queue.",
+        )
+        .expect("valid metric");
+        let persisted = IntCounterVec::new(
+            Opts::new(
+                "countersign_worker_persisted_total",
+                "Messages committed to PostgreSQL, new or duplicate.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let retried = IntCounter::new(
+            "countersign_worker_retried_total",
+            "Messages sent to a retry queue.",
+        )
+        .expect("valid metric");
+        let dead_lettered = IntCounterVec::new(
+            Opts::new(
+                "countersign_worker_dead_lettered_total",
+                "Messages parked in the dead-letter queue, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let processing_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "countersign_worker_processing_seconds",
+                "Time from delivery to settlement.",
+            )
+            .buckets(BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        let broker_connected = IntGauge::new(
+            "countersign_worker_broker_connected",
+            "1 while the worker consumes from the broker.",
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(consumed.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(persisted.clone()),
+            Box::new(retried.clone()),
+            Box::new(dead_lettered.clone()),
+            Box::new(processing_seconds.clone()),
+            Box::new(broker_connected.clone()),
+        ] {
+            registry.register(collector).expect("unique metric names");
+        }
+        Self {
+            registry,
+            consumed,
+            persisted,
+            retried,
+            dead_lettered,
+            processing_seconds,
+            broker_connected,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buffer).expect("text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

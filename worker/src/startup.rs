@@ -1,0 +1,138 @@
+//! Builds the worker from its configuration and runs it until a shutdown signal.
+//!
+//! Start-up does not wait for its dependencies: the HTTP port binds at once (so `/healthz`
+//! answers and `/readyz` tells what is missing), migrations are applied as soon as PostgreSQL
+//! answers (retried with back-off), and only then does the consumer start.
+//!
+//! Shutdown order: stop taking messages and finish those in hand (each acked only after its
+//! commit), stop the HTTP server, close the database pool.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+use countersign::config::Config;
+use countersign::topology::Topology;
+use secrecy::ExposeSecret as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiState};
+use crate::consumer::Consumer;
+use crate::db::Db;
+use crate::documents::{DocumentStore, LocalDirectory};
+use crate::handler::Handler;
+use crate::metrics::Metrics;
+
+pub struct Application {
+    http: Server,
+    port: u16,
+    db: Db,
+    consumer: Arc<Consumer>,
+    amqp_url: String,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let database_url = config
+            .database_url
+            .as_ref()
+            .context("DATABASE_URL is not set (nor [database] url)")?;
+        let db = Db::connect_lazy(
+            database_url.expose_secret(),
+            config.worker.database_pool_size,
+            config.worker.database_timeout,
+        )
+        .context("DATABASE_URL")?;
+        let documents: Arc<dyn DocumentStore> = Arc::new(
+            LocalDirectory::open(&config.worker.documents_dir).with_context(|| {
+                format!("document store {}", config.worker.documents_dir.display())
+            })?,
+        );
+        let metrics = Metrics::new();
+        let handler = Handler::new(db.clone(), documents.clone());
+        let consumer = Consumer::new(
+            Topology::from_config(&config.amqp),
+            config.worker.prefetch,
+            handler,
+            metrics.clone(),
+        );
+        if config.worker.api_tokens.is_empty() {
+            tracing::warn!(
+                "worker.api_tokens is empty: the read API serves personal data to anyone who reaches its port"
+            );
+        }
+
+        let listener = TcpListener::bind(config.worker.listen).with_context(|| {
+            format!("cannot listen on {} (worker.listen)", config.worker.listen)
+        })?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(ApiState {
+            db: db.clone(),
+            documents,
+            consumer: consumer.clone(),
+            metrics,
+            tokens: config.worker.api_tokens.clone(),
+        });
+        let http =
+            HttpServer::new(move || App::new().app_data(state.clone()).configure(api::routes))
+                .listen(listener)?
+                .disable_signals()
+                .shutdown_timeout(10)
+                .run();
+        tracing::info!(port, "worker listening");
+        Ok(Self {
+            http,
+            port,
+            db,
+            consumer,
+            amqp_url: config.amqp.url.expose_secret().to_owned(),
+        })
+    }
+
+    /// The HTTP port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let handle = self.http.handle();
+        let http = tokio::spawn(self.http);
+
+        if migrate(&self.db, &shutdown).await? {
+            let consumer = tokio::spawn(self.consumer.clone().run(self.amqp_url, shutdown.clone()));
+            consumer.await.context("consumer task")?;
+        }
+        handle.stop(true).await;
+        http.await
+            .context("HTTP server task")?
+            .context("HTTP server")?;
+        self.db.pool().close().await;
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+}
+
+/// Applies the migrations once the database answers. `Ok(false)` if shut down first.
+async fn migrate(db: &Db, shutdown: &CancellationToken) -> anyhow::Result<bool> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match db.migrate().await {
+            Ok(()) => {
+                tracing::info!("database migrated");
+                return Ok(true);
+            }
+            Err(sqlx::migrate::MigrateError::Execute(error)) if crate::db::is_transient(&error) => {
+                tracing::warn!(error = %error, retry_in = ?backoff, "database unavailable; migrations wait");
+            }
+            Err(error) => return Err(error).context("database migrations"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(false),
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
