@@ -1,0 +1,389 @@
+//! The whole stack in one test: an ingester and a worker on port 0, the real RabbitMQ under a
+//! unique prefix, and a database of the test's own on the real PostgreSQL. Dropping a [`Stack`]
+//! stops both, deletes the exchange and queues and drops the database.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime};
+
+use countersign::config::{Config, Role};
+use countersign::topology::Topology;
+use countersign_testkit::{
+    amqp_url, database_url, delete_topology, sign_taktikal, taktikal_example, unique_prefix,
+};
+use lapin::message::BasicGetMessage;
+use lapin::options::{BasicGetOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const KEY: &str = "acme-webhook-signature-key";
+pub const READ_TOKEN: &str = "read-api-token";
+
+/// A database of one test's own, dropped with it.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        let name = format!("cs_{}", uuid::Uuid::new_v4().simple());
+        let admin = PgPool::connect(&database_url())
+            .await
+            .expect("PostgreSQL must run on DATABASE_URL");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let base = database_url();
+        let (server, _) = base
+            .rsplit_once('/')
+            .expect("DATABASE_URL names a database");
+        Self {
+            url: format!("{server}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(admin) = PgPool::connect(&database_url()).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&admin)
+                        .await;
+                    admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub struct Options {
+    pub retry_delays: &'static str,
+    /// The worker's DATABASE_URL, when it must differ (a proxy); default the test database.
+    pub worker_database_url: Option<String>,
+    pub api_tokens: bool,
+    pub start_worker: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            retry_delays: r#"["1s", "2s", "4s"]"#,
+            worker_database_url: None,
+            api_tokens: false,
+            start_worker: true,
+        }
+    }
+}
+
+pub fn config_text(prefix: &str, documents: &std::path::Path, options: &Options) -> String {
+    let tokens = if options.api_tokens {
+        r#"api_tokens = ["env:READ_TOKEN"]"#
+    } else {
+        ""
+    };
+    format!(
+        r#"
+        [amqp]
+        prefix = "{prefix}"
+        retry_delays = {retry}
+
+        [ingester]
+        listen = "127.0.0.1:0"
+        admin_listen = "127.0.0.1:0"
+        confirm_timeout = "5s"
+
+        [worker]
+        listen = "127.0.0.1:0"
+        documents = "file:{documents}"
+        prefetch = 16
+        database_timeout = "1s"
+        {tokens}
+
+        [[sources]]
+        name = "acme"
+        provider = "taktikal"
+        secrets = ["env:ACME_KEY"]
+        "#,
+        retry = options.retry_delays,
+        documents = documents.display(),
+    )
+}
+
+pub fn env_for(database_url: &str) -> impl Fn(&str) -> Option<String> {
+    let map = HashMap::from([
+        ("ACME_KEY".to_owned(), KEY.to_owned()),
+        ("READ_TOKEN".to_owned(), READ_TOKEN.to_owned()),
+        ("AMQP_URL".to_owned(), amqp_url()),
+        ("DATABASE_URL".to_owned(), database_url.to_owned()),
+    ]);
+    move |name| map.get(name).cloned()
+}
+
+pub struct Stack {
+    pub topology: Topology,
+    pub db: PgPool,
+    pub database: TestDatabase,
+    _documents: tempfile::TempDir,
+    pub config_text: String,
+    pub ingester: String,
+    pub worker: String,
+    pub http: reqwest::Client,
+    pub channel: Channel,
+    _connection: Connection,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Self {
+        let prefix = unique_prefix();
+        let database = TestDatabase::create().await;
+        let documents = tempfile::tempdir().unwrap();
+        let text = config_text(&prefix, documents.path(), &options);
+        let ingester_config =
+            Config::from_toml(&text, Role::Ingester, &env_for(&database.url)).expect("test config");
+        let worker_url = options
+            .worker_database_url
+            .clone()
+            .unwrap_or_else(|| database.url.clone());
+        let worker_config =
+            Config::from_toml(&text, Role::Worker, &env_for(&worker_url)).expect("test config");
+        let topology = Topology::from_config(&ingester_config.amqp);
+
+        let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ must run on AMQP_URL");
+        let channel = connection.create_channel().await.unwrap();
+        channel.confirm_select(Default::default()).await.unwrap();
+        topology.declare(&channel).await.unwrap();
+
+        let shutdown = CancellationToken::new();
+        let ingester = countersign_ingester::Application::build(ingester_config)
+            .await
+            .expect("ingester builds");
+        let ingester_address = format!("http://127.0.0.1:{}", ingester.port());
+        let mut tasks = vec![tokio::spawn(ingester.run_until_stopped(shutdown.clone()))];
+        let worker = countersign_worker::Application::build(worker_config)
+            .await
+            .expect("worker builds");
+        let worker_address = format!("http://127.0.0.1:{}", worker.port());
+        if options.start_worker {
+            tasks.push(tokio::spawn(worker.run_until_stopped(shutdown.clone())));
+        }
+
+        let db = PgPool::connect(&database.url).await.unwrap();
+        if !options.start_worker {
+            // A worker started later (a binary) finds the schema; migrations are idempotent.
+            countersign_worker::db::MIGRATOR
+                .run(&db)
+                .await
+                .expect("migrations");
+        }
+        let stack = Self {
+            topology,
+            db,
+            database,
+            _documents: documents,
+            config_text: text,
+            ingester: ingester_address,
+            worker: worker_address,
+            http: reqwest::Client::new(),
+            channel,
+            _connection: connection,
+            shutdown,
+            tasks,
+        };
+        if options.start_worker {
+            stack.wait_ready().await;
+        }
+        stack
+    }
+
+    pub async fn wait_ready(&self) {
+        let url = format!("{}/readyz", self.worker);
+        wait_until("the worker is ready", Duration::from_secs(30), || async {
+            self.http
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+    }
+
+    /// Posts to the ingester's `acme` source; returns the status.
+    pub async fn post(&self, body: &[u8]) -> u16 {
+        self.http
+            .post(format!("{}/webhooks/acme", self.ingester))
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("ingester answers")
+            .status()
+            .as_u16()
+    }
+
+    /// Publishes as an ingester would, straight to the exchange (another replica, a bad message).
+    pub async fn publish_raw(&self, body: &[u8], event_id: &str, headers: &[(&str, &str)]) {
+        let mut table = FieldTable::default();
+        for (name, value) in headers {
+            table.insert(
+                ShortString::from(*name),
+                AMQPValue::LongString(LongString::from(*value)),
+            );
+        }
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_message_id(ShortString::from(event_id))
+            .with_headers(table);
+        countersign::amqp::publish_confirmed(
+            &self.channel,
+            ShortString::from(self.topology.exchange()),
+            "taktikal.acme.AllSigned".into(),
+            body,
+            properties,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("published");
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.db)
+            .await
+            .expect(sql)
+    }
+
+    pub async fn queue_len(&self, queue: &str) -> u32 {
+        self.channel
+            .queue_declare(
+                ShortString::from(queue),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("queue exists")
+            .message_count()
+    }
+
+    pub async fn drain(&self, queue: &str) -> Vec<BasicGetMessage> {
+        let mut messages = Vec::new();
+        while let Some(message) = self
+            .channel
+            .basic_get(ShortString::from(queue), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            messages.push(message);
+        }
+        messages
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.worker))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Waits until `webhook_events` holds `n` rows.
+    pub async fn wait_for_events(&self, n: i64) {
+        wait_until(
+            &format!("{n} events recorded"),
+            Duration::from_secs(60),
+            || async { self.count("SELECT count(*) FROM webhook_events").await >= n },
+        )
+        .await;
+    }
+
+    /// Stops the ingester and the worker gracefully.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        for task in self.tasks.drain(..) {
+            task.await.expect("task").expect("graceful stop");
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        delete_topology(self.topology.clone());
+    }
+}
+
+/// Polls `condition` every 50 ms; panics with `what` after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A Taktikal event of `event_type` (its integer) for `process_key`, signed now. Returns
+/// (event id, body).
+pub fn taktikal(process_key: &str, event_type: u8) -> (String, Vec<u8>) {
+    taktikal_with(process_key, event_type, |_| {})
+}
+
+/// Like [`taktikal`], with `edit` applied to the event before signing.
+pub fn taktikal_with(
+    process_key: &str,
+    event_type: u8,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> (String, Vec<u8>) {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let mut event = taktikal_example();
+    event["Id"] = id.clone().into();
+    event["EventData"]["ProcessKey"] = process_key.into();
+    event["EventData"]["EventType"] = event_type.into();
+    for signee in event["EventData"]["Signees"].as_array_mut().unwrap() {
+        signee["ProcessKey"] = process_key.into();
+        signee["Signed"] = (event_type != 11).into();
+        signee["SignedAt"] = chrono::Utc::now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            .into();
+    }
+    edit(&mut event);
+    (id, sign_taktikal(event, KEY, SystemTime::now()))
+}
+
+pub fn header<'a>(message: &'a BasicGetMessage, name: &str) -> Option<&'a str> {
+    countersign::message::header_text(&message.delivery.properties, name)
+}

@@ -1,0 +1,161 @@
+//! `kill -9` in the middle of a stream: nothing acked was uncommitted, nothing committed twice.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::helpers::{KEY, Options, READ_TOKEN, Stack, taktikal, wait_until};
+
+const EVENTS: usize = 600;
+
+fn spawn_worker(stack: &Stack, dir: &std::path::Path) -> Child {
+    let config = dir.join("countersign.toml");
+    std::fs::write(&config, &stack.config_text).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_countersign-worker"))
+        .env("COUNTERSIGN_CONFIG", &config)
+        .env("AMQP_URL", countersign_testkit::amqp_url())
+        .env("DATABASE_URL", &stack.database.url)
+        .env("ACME_KEY", KEY)
+        .env("READ_TOKEN", READ_TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("worker binary starts")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_mid_stream_persists_everything_exactly_once_after_restart() {
+    let stack = Stack::start_with(Options {
+        start_worker: false,
+        ..Options::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let mut posts = Vec::new();
+    for i in 0..EVENTS {
+        let (_, body) = taktikal(&format!("sp-kill-{i}"), 2);
+        posts.push(body);
+    }
+    let statuses = futures_util::future::join_all(posts.iter().map(|body| stack.post(body))).await;
+    assert!(statuses.iter().all(|s| *s == 200));
+    assert_eq!(
+        stack.queue_len(stack.topology.persist_queue()).await as usize,
+        EVENTS
+    );
+
+    let mut worker = spawn_worker(&stack, dir.path());
+    wait_until(
+        "the worker has persisted some",
+        Duration::from_secs(60),
+        || async { stack.count("SELECT count(*) FROM webhook_events").await >= 50 },
+    )
+    .await;
+    worker.kill().expect("SIGKILL");
+    worker.wait().unwrap();
+    let at_kill = stack.count("SELECT count(*) FROM webhook_events").await;
+    assert!(
+        at_kill < EVENTS as i64,
+        "killed mid-stream ({at_kill} of {EVENTS} done)"
+    );
+
+    let mut worker = spawn_worker(&stack, dir.path());
+    wait_until(
+        "everything is persisted",
+        Duration::from_secs(120),
+        || async {
+            stack.count("SELECT count(*) FROM webhook_events").await == EVENTS as i64
+                && stack.count("SELECT count(*) FROM signing_processes").await == EVENTS as i64
+        },
+    )
+    .await;
+    wait_until("the queue is empty", Duration::from_secs(30), || async {
+        stack.queue_len(stack.topology.persist_queue()).await == 0
+    })
+    .await;
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+
+    let n = EVENTS as i64;
+    assert_eq!(
+        stack
+            .count("SELECT count(DISTINCT event_id) FROM webhook_events")
+            .await,
+        n
+    );
+    assert_eq!(stack.count("SELECT count(*) FROM signees").await, n);
+    assert_eq!(
+        stack.count("SELECT count(*) FROM activity").await,
+        2 * n,
+        "SigneeSigned + Completed each"
+    );
+    assert_eq!(
+        stack.count("SELECT count(*) FROM documents").await,
+        2 * n,
+        "signed + reference each"
+    );
+    assert_eq!(
+        stack.count("SELECT count(*) FROM stored_documents").await,
+        1,
+        "one PDF, stored once"
+    );
+    assert_eq!(stack.queue_len(stack.topology.dead_queue()).await, 0);
+    // Redelivered messages were recorded as repeats, never as rows.
+    assert!(
+        stack
+            .count("SELECT sum(deliveries) FROM webhook_events")
+            .await
+            >= n
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_what_is_in_hand_and_acks_only_what_committed() {
+    let stack = Stack::start_with(Options {
+        start_worker: false,
+        ..Options::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let bodies: Vec<_> = (0..EVENTS)
+        .map(|i| taktikal(&format!("sp-term-{i}"), 2).1)
+        .collect();
+    let statuses = futures_util::future::join_all(bodies.iter().map(|body| stack.post(body))).await;
+    assert!(statuses.iter().all(|s| *s == 200));
+
+    let mut worker = spawn_worker(&stack, dir.path());
+    wait_until(
+        "the worker has persisted some",
+        Duration::from_secs(60),
+        || async { stack.count("SELECT count(*) FROM webhook_events").await >= 50 },
+    )
+    .await;
+    let status = Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || worker.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "graceful exit, got {exit:?}");
+
+    let persisted = stack.count("SELECT count(*) FROM webhook_events").await;
+    let queued = i64::from(stack.queue_len(stack.topology.persist_queue()).await);
+    assert!(
+        persisted < EVENTS as i64,
+        "stopped mid-stream ({persisted} of {EVENTS})"
+    );
+    assert_eq!(
+        persisted + queued,
+        EVENTS as i64,
+        "every message is either committed and acked, or still queued"
+    );
+    assert_eq!(
+        stack
+            .count("SELECT coalesce(max(deliveries), 0)::bigint FROM webhook_events")
+            .await,
+        1
+    );
+}

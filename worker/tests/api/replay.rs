@@ -1,0 +1,72 @@
+//! A Taktikal signature does not cover the body: a second body under a recorded signature is
+//! parked, whichever ingester replica let it through.
+
+use std::time::Duration;
+
+use crate::helpers::{Stack, header, taktikal, wait_until};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_body_under_a_recorded_signature_is_parked_as_a_suspected_replay() {
+    let stack = Stack::start().await;
+    let (id, genuine) = taktikal("sp-genuine", 2);
+    assert_eq!(stack.post(&genuine).await, 200);
+    stack.wait_for_events(1).await;
+
+    // The same EventSignature on another event. This ingester would refuse it (its memory has
+    // the signature); another replica, restarted, might not: publish it as that replica would.
+    let mut forged: serde_json::Value = serde_json::from_slice(&genuine).unwrap();
+    forged["Id"] = "forged-event".into();
+    forged["EventData"]["ProcessKey"] = "sp-forged".into();
+    let forged = serde_json::to_vec(&forged).unwrap();
+    assert_eq!(
+        stack.post(&forged).await,
+        401,
+        "this replica remembers the signature"
+    );
+    stack
+        .publish_raw(
+            &forged,
+            "forged-event",
+            &[
+                ("x-source", "acme"),
+                ("x-provider", "taktikal"),
+                ("x-event-type", "AllSigned"),
+            ],
+        )
+        .await;
+
+    wait_until("the replay is parked", Duration::from_secs(30), || async {
+        stack.queue_len(stack.topology.dead_queue()).await == 1
+    })
+    .await;
+    let parked = stack.drain(stack.topology.dead_queue()).await;
+    assert_eq!(header(&parked[0], "x-dead-kind"), Some("suspected_replay"));
+    assert!(
+        header(&parked[0], "x-dead-reason").unwrap().contains(&id),
+        "names the first event"
+    );
+
+    assert_eq!(stack.count("SELECT count(*) FROM webhook_events").await, 1);
+    assert_eq!(
+        stack
+            .count("SELECT count(*) FROM webhook_events WHERE event_id = 'forged-event'")
+            .await,
+        0
+    );
+    assert_eq!(
+        stack
+            .count("SELECT count(*) FROM signing_processes WHERE process_key = 'sp-forged'")
+            .await,
+        0
+    );
+    let (body, deliveries): (Vec<u8>, i32) =
+        sqlx::query_as("SELECT body, deliveries FROM webhook_events")
+            .fetch_one(&stack.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        (body, deliveries),
+        (genuine, 1),
+        "the first record is untouched"
+    );
+}
