@@ -15,7 +15,7 @@ async fn main() -> ExitCode {
         }
     };
     let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    tokio::spawn(countersign::telemetry::cancel_on_signal(shutdown.clone()));
     let result = match Application::build(config).await {
         Ok(app) => app.run_until_stopped(shutdown).await,
         Err(error) => Err(error),
@@ -25,15 +25,4 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
-}
-
-/// SIGTERM (Kubernetes, docker stop) or Ctrl-C starts a graceful shutdown.
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received"),
-    }
-    shutdown.cancel();
 }

@@ -8,10 +8,7 @@
 //! - `countersign_ingester_broker_connected`: 1 while a confirm-mode channel is open.
 //! - `countersign_ingester_requests_in_flight`: webhook requests being handled now.
 
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
-};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Latency buckets from 0.25 ms to 30 s: confirms are sub-millisecond on a healthy broker and
 /// large bodies or a struggling broker take seconds.
@@ -71,15 +68,16 @@ impl Metrics {
             "Webhook requests being handled now.",
         )
         .expect("valid metric");
-        for collector in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(request_seconds.clone()),
-            Box::new(confirm_seconds.clone()),
-            Box::new(broker_connected.clone()),
-            Box::new(in_flight.clone()),
-        ] {
-            registry.register(collector).expect("unique metric names");
-        }
+        countersign::telemetry::register_all(
+            &registry,
+            vec![
+                Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+                Box::new(request_seconds.clone()),
+                Box::new(confirm_seconds.clone()),
+                Box::new(broker_connected.clone()),
+                Box::new(in_flight.clone()),
+            ],
+        );
         Self {
             registry,
             requests,
@@ -92,11 +90,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut buffer = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buffer)
-            .expect("text encoding cannot fail");
-        String::from_utf8(buffer).expect("text format is UTF-8")
+        countersign::telemetry::render_metrics(&self.registry)
     }
 }
 

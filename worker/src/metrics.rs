@@ -7,10 +7,7 @@
 //! - `countersign_worker_processing_seconds`: from delivery to ack.
 //! - `countersign_worker_broker_connected`: 1 while consuming.
 
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
-};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 const BUCKETS: &[f64] = &[
     0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.0, 2.0, 5.0, 10.0, 30.0,
@@ -69,16 +66,17 @@ impl Metrics {
             "1 while the worker consumes from the broker.",
         )
         .expect("valid metric");
-        for collector in [
-            Box::new(consumed.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(persisted.clone()),
-            Box::new(retried.clone()),
-            Box::new(dead_lettered.clone()),
-            Box::new(processing_seconds.clone()),
-            Box::new(broker_connected.clone()),
-        ] {
-            registry.register(collector).expect("unique metric names");
-        }
+        countersign::telemetry::register_all(
+            &registry,
+            vec![
+                Box::new(consumed.clone()) as Box<dyn prometheus::core::Collector>,
+                Box::new(persisted.clone()),
+                Box::new(retried.clone()),
+                Box::new(dead_lettered.clone()),
+                Box::new(processing_seconds.clone()),
+                Box::new(broker_connected.clone()),
+            ],
+        );
         Self {
             registry,
             consumed,
@@ -90,12 +88,9 @@ impl Metrics {
         }
     }
 
+    /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut buffer = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buffer)
-            .expect("text encoding cannot fail");
-        String::from_utf8(buffer).expect("text format is UTF-8")
+        countersign::telemetry::render_metrics(&self.registry)
     }
 }
 
