@@ -62,6 +62,8 @@ pub struct SigningEvent {
     pub signees: Vec<Signee>,
     pub documents: Vec<Document>,
     pub activity: Vec<ActivityEntry>,
+    /// Provider-specific facts without a field of their own (Taktikal's `Meta`), as given.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A person asked to sign. Personal data: stored, served by the read API, never logged.

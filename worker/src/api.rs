@@ -6,7 +6,8 @@
 //!   activity in `[StartDate, EndDate)` (`from` / `to` are accepted too), newest first.
 //! - `GET /documents/{sha256}` → the stored bytes, streamed.
 //!
-//! Each process also carries `source`, `status` and `documents` besides Taktikal's three fields.
+//! Each process also carries `source`, `status`, `metadata` and `documents` besides Taktikal's
+//! three fields.
 //! Times are written as Taktikal writes them: `2019-11-08T11:03:49.0700000Z`. The API serves
 //! personal data: when `worker.api_tokens` is set it requires `Authorization: Bearer <token>`
 //! (compared in constant time); without tokens, keep the port private.
@@ -104,6 +105,8 @@ pub struct ProcessView {
     pub process_key: String,
     pub source: String,
     pub status: String,
+    /// Provider-specific facts (Taktikal's `Meta`).
+    pub metadata: serde_json::Value,
     pub activity_log: Vec<ActivityView>,
     pub signees: Vec<SigneeView>,
     pub documents: Vec<DocumentView>,
@@ -219,8 +222,8 @@ async fn activity_of(
     if let Some(denied) = unauthorized(&request, &state.tokens) {
         return denied;
     }
-    let keys: Result<Vec<(String, String, String)>, _> = sqlx::query_as(
-        "SELECT source, process_key, status FROM signing_processes
+    let keys: Result<Vec<ProcessRow>, _> = sqlx::query_as(
+        "SELECT source, process_key, status, metadata FROM signing_processes
          WHERE process_key = $1 AND ($2::text IS NULL OR source = $2) ORDER BY source",
     )
     .bind(process_key.as_str())
@@ -258,8 +261,8 @@ async fn activity_between(request: HttpRequest, state: web::Data<ApiState>) -> H
     };
     let take = query.take.unwrap_or(100).clamp(1, 1000);
     let skip = query.skip.unwrap_or(0).max(0);
-    let keys: Result<Vec<(String, String, String)>, _> = sqlx::query_as(
-        "SELECT p.source, p.process_key, p.status FROM signing_processes p
+    let keys: Result<Vec<ProcessRow>, _> = sqlx::query_as(
+        "SELECT p.source, p.process_key, p.status, p.metadata FROM signing_processes p
          WHERE ($1::text IS NULL OR p.source = $1)
            AND EXISTS (SELECT 1 FROM activity a
                        WHERE a.source = p.source AND a.process_key = p.process_key
@@ -278,9 +281,12 @@ async fn activity_between(request: HttpRequest, state: web::Data<ApiState>) -> H
     respond(&state, keys, false).await
 }
 
+/// Source, process key, status, metadata.
+type ProcessRow = (String, String, String, serde_json::Value);
+
 async fn respond(
     state: &ApiState,
-    keys: Result<Vec<(String, String, String)>, sqlx::Error>,
+    keys: Result<Vec<ProcessRow>, sqlx::Error>,
     not_found_if_empty: bool,
 ) -> HttpResponse {
     let keys = match keys {
@@ -300,8 +306,8 @@ async fn respond(
         );
     }
     let mut views = Vec::with_capacity(keys.len());
-    for (source, process_key, status) in keys {
-        match load_process(&state.db, source, process_key, status).await {
+    for row in keys {
+        match load_process(&state.db, row).await {
             Ok(view) => views.push(view),
             Err(e) => {
                 tracing::error!(error = %e, "activity query failed");
@@ -317,9 +323,7 @@ async fn respond(
 
 async fn load_process(
     db: &Db,
-    source: String,
-    process_key: String,
-    status: String,
+    (source, process_key, status, metadata): ProcessRow,
 ) -> Result<ProcessView, sqlx::Error> {
     let activity_log = sqlx::query_as::<_, ActivityView>(
         "SELECT flow_key, process_key, signee_key, status, description, file_name, created_at, created_by
@@ -351,6 +355,7 @@ async fn load_process(
         process_key,
         source,
         status,
+        metadata,
         activity_log,
         signees,
         documents,

@@ -185,8 +185,8 @@ async fn project(
     sqlx::query(
         "INSERT INTO signing_processes
             (source, process_key, provider, status, status_rank, flow_key, flow_name, company_key,
-             created_at, updated_at, status_changed_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9)
+             created_at, updated_at, status_changed_at, metadata)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, $10)
          ON CONFLICT (source, process_key) DO UPDATE SET
             status = CASE WHEN EXCLUDED.status_rank > signing_processes.status_rank
                           THEN EXCLUDED.status ELSE signing_processes.status END,
@@ -197,7 +197,8 @@ async fn project(
             flow_name = COALESCE(signing_processes.flow_name, EXCLUDED.flow_name),
             company_key = COALESCE(signing_processes.company_key, EXCLUDED.company_key),
             created_at = LEAST(signing_processes.created_at, EXCLUDED.created_at),
-            updated_at = GREATEST(signing_processes.updated_at, EXCLUDED.updated_at)",
+            updated_at = GREATEST(signing_processes.updated_at, EXCLUDED.updated_at),
+            metadata = signing_processes.metadata || EXCLUDED.metadata",
     )
     .bind(raw.source)
     .bind(&event.process_key)
@@ -208,6 +209,7 @@ async fn project(
     .bind(&event.flow_name)
     .bind(&event.company_key)
     .bind(at)
+    .bind(serde_json::Value::Object(event.metadata.clone()))
     .execute(&mut **tx)
     .await?;
 

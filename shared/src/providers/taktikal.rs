@@ -245,6 +245,7 @@ struct EventData {
     attachments: Option<Vec<AttachmentData>>,
     attachment_references: Option<Vec<ReferenceData>>,
     event_type: Option<serde_json::Value>,
+    meta: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -401,6 +402,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         signees,
         documents,
         activity,
+        metadata: data.meta.unwrap_or_default(),
     }])
 }
 
@@ -868,6 +870,13 @@ mod tests {
                 ),
                 ("Completed", "Completed")
             ]
+        );
+        assert_eq!(event.metadata["pdfUrl"], "");
+        assert!(
+            event.metadata["pdfFieldData"]
+                .as_str()
+                .unwrap()
+                .contains("Nafn")
         );
     }
 

@@ -44,6 +44,13 @@ async fn the_activity_api_answers_in_the_shape_of_taktikals_activity_log() {
     );
     assert_eq!(ours["processKey"], "spa2f3e");
     assert_eq!(ours["status"], "all_signed");
+    assert!(
+        ours["metadata"]["pdfFieldData"]
+            .as_str()
+            .unwrap()
+            .contains("Nafn"),
+        "Taktikal's Meta is kept"
+    );
 
     // Every entry kind we produce has exactly the keys of the same kind in the example.
     let entries = ours["activityLog"].as_array().unwrap();
