@@ -196,3 +196,38 @@ async fn pump(
     }
     let _ = to.shutdown().await;
 }
+
+/// A child process (a binary under test) that is killed when dropped — also when the test
+/// panics: an orphaned ingester or worker would keep re-declaring the test's queues.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl KillOnDrop {
+    /// Sends SIGTERM: the graceful shutdown path.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "SIGTERM delivered");
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill(&mut self) {
+        self.0.kill().expect("SIGKILL");
+        self.0.wait().expect("reaped");
+    }
+
+    /// Waits for the process to exit, without blocking the async runtime.
+    pub async fn wait(mut self) -> std::process::ExitStatus {
+        tokio::task::spawn_blocking(move || self.0.wait().expect("wait"))
+            .await
+            .expect("wait task")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

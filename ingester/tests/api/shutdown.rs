@@ -80,6 +80,7 @@ async fn sigterm_under_load_loses_no_accepted_event() {
         .expect("binary starts");
     let log = Arc::new(Mutex::new(Vec::new()));
     let port = webhook_port(child.stderr.take().unwrap(), log.clone());
+    let child = countersign_testkit::KillOnDrop(child);
     let url = format!("http://127.0.0.1:{port}/webhooks/acme");
     let http = reqwest::Client::new();
 
@@ -131,20 +132,13 @@ async fn sigterm_under_load_loses_no_accepted_event() {
     while ok.load(Ordering::Relaxed) < 300 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    child.terminate();
 
     for worker in workers {
         let (mine, _others) = worker.await.unwrap();
         accepted.extend(mine);
     }
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let exit = child.wait().await;
     assert!(exit.success(), "graceful exit, got {exit:?}");
     assert!(accepted.len() > 300);
 

@@ -1,13 +1,15 @@
 //! `kill -9` in the middle of a stream: nothing acked was uncommitted, nothing committed twice.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use countersign_testkit::KillOnDrop;
 use std::time::Duration;
 
 use crate::helpers::{KEY, Options, READ_TOKEN, Stack, taktikal, wait_until};
 
 const EVENTS: usize = 600;
 
-fn spawn_worker(stack: &Stack, dir: &std::path::Path) -> Child {
+fn spawn_worker(stack: &Stack, dir: &std::path::Path) -> KillOnDrop {
     let config = dir.join("countersign.toml");
     std::fs::write(&config, &stack.config_text).unwrap();
     Command::new(env!("CARGO_BIN_EXE_countersign-worker"))
@@ -20,6 +22,7 @@ fn spawn_worker(stack: &Stack, dir: &std::path::Path) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(KillOnDrop)
         .expect("worker binary starts")
 }
 
@@ -51,8 +54,7 @@ async fn a_worker_killed_mid_stream_persists_everything_exactly_once_after_resta
         || async { stack.count("SELECT count(*) FROM webhook_events").await >= 50 },
     )
     .await;
-    worker.kill().expect("SIGKILL");
-    worker.wait().unwrap();
+    worker.kill();
     let at_kill = stack.count("SELECT count(*) FROM webhook_events").await;
     assert!(
         at_kill < EVENTS as i64,
@@ -73,8 +75,7 @@ async fn a_worker_killed_mid_stream_persists_everything_exactly_once_after_resta
         stack.queue_len(stack.topology.persist_queue()).await == 0
     })
     .await;
-    worker.kill().unwrap();
-    worker.wait().unwrap();
+    worker.kill();
 
     let n = EVENTS as i64;
     assert_eq!(
@@ -123,22 +124,15 @@ async fn sigterm_finishes_what_is_in_hand_and_acks_only_what_committed() {
     let statuses = futures_util::future::join_all(bodies.iter().map(|body| stack.post(body))).await;
     assert!(statuses.iter().all(|s| *s == 200));
 
-    let mut worker = spawn_worker(&stack, dir.path());
+    let worker = spawn_worker(&stack, dir.path());
     wait_until(
         "the worker has persisted some",
         Duration::from_secs(60),
         || async { stack.count("SELECT count(*) FROM webhook_events").await >= 50 },
     )
     .await;
-    let status = Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || worker.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    worker.terminate();
+    let exit = worker.wait().await;
     assert!(exit.success(), "graceful exit, got {exit:?}");
 
     let persisted = stack.count("SELECT count(*) FROM webhook_events").await;
