@@ -207,6 +207,51 @@ impl Topology {
         Ok(())
     }
 
+    /// The same topology as RabbitMQ definitions (the format of `rabbitmqctl export_definitions`
+    /// and `load_definitions`), for a broker that starts from a file: `deploy/rabbitmq/`.
+    pub fn definitions(&self) -> serde_json::Value {
+        let arguments = |args: &BTreeMap<&'static str, Argument>| {
+            serde_json::Value::Object(
+                args.iter()
+                    .map(|(k, v)| {
+                        let value = match v {
+                            Argument::Text(text) => serde_json::Value::from(text.as_str()),
+                            Argument::Integer(n) => serde_json::Value::from(*n),
+                        };
+                        ((*k).to_owned(), value)
+                    })
+                    .collect(),
+            )
+        };
+        serde_json::json!({
+            "vhosts": [{ "name": "/" }],
+            "exchanges": [{
+                "name": self.exchange,
+                "vhost": "/",
+                "type": "topic",
+                "durable": true,
+                "auto_delete": false,
+                "internal": false,
+                "arguments": {}
+            }],
+            "queues": self.queues().iter().map(|q| serde_json::json!({
+                "name": q.name,
+                "vhost": "/",
+                "durable": true,
+                "auto_delete": false,
+                "arguments": arguments(&q.arguments)
+            })).collect::<Vec<_>>(),
+            "bindings": self.bindings().iter().map(|b| serde_json::json!({
+                "source": b.exchange,
+                "vhost": "/",
+                "destination": b.queue,
+                "destination_type": "queue",
+                "routing_key": b.routing_key,
+                "arguments": {}
+            })).collect::<Vec<_>>(),
+        })
+    }
+
     /// Deletes everything [`Topology::declare`] made, messages included. For tests and teardown.
     pub async fn delete(&self, channel: &Channel) -> Result<(), lapin::Error> {
         for queue in self.queues() {

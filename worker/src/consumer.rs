@@ -253,6 +253,11 @@ impl Consumer {
         };
         tracing::warn!(attempt = attempt + 1, retry_in = ?delay, error = reason, "transient failure; retrying later");
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        if headers.contains_key(DEAD_KIND) {
+            // Moved back from the parking lot as it was (the management UI's "Move messages"):
+            // its earlier parking and attempts no longer count.
+            headers = crate::replay::replay_headers(Some(&headers), "dead");
+        }
         headers.insert(
             ATTEMPT.into(),
             AMQPValue::LongLongInt(i64::from(attempt) + 1),
@@ -327,13 +332,14 @@ fn text(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value))
 }
 
-/// Retries already made, from `x-attempt` (any integer type; absent = 0).
+/// Retries already made, from `x-attempt` (any integer type; absent = 0). A message moved back
+/// from the parking lot as it was (still carrying `x-dead-kind`) starts again from 0.
 pub fn attempt_of(properties: &BasicProperties) -> u32 {
-    let Some(value) = properties
-        .headers()
-        .as_ref()
-        .and_then(|h| h.inner().get(ATTEMPT))
-    else {
+    let headers = properties.headers().as_ref();
+    if headers.is_some_and(|h| h.contains_key(DEAD_KIND)) {
+        return 0;
+    }
+    let Some(value) = headers.and_then(|h| h.inner().get(ATTEMPT)) else {
         return 0;
     };
     let n: i64 = match value {

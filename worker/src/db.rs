@@ -32,6 +32,8 @@ pub struct RawEvent<'a> {
     pub headers: serde_json::Value,
     /// For signatures that do not cover the body: their identity.
     pub signature_id: Option<String>,
+    /// False for a replay from the archive: not a delivery by the provider.
+    pub counts_as_delivery: bool,
 }
 
 /// Whether the raw event was new.
@@ -142,7 +144,8 @@ impl Db {
             "INSERT INTO webhook_events (source, provider, event_id, event_type, received_at, body, body_sha256, headers)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (source, event_id) DO UPDATE
-                SET deliveries = webhook_events.deliveries + 1, last_delivered_at = now()
+                SET deliveries = webhook_events.deliveries + $9,
+                    last_delivered_at = CASE WHEN $9 > 0 THEN now() ELSE webhook_events.last_delivered_at END
              RETURNING (xmax = 0), body_sha256",
         )
         .bind(raw.source)
@@ -153,6 +156,7 @@ impl Db {
         .bind(raw.body)
         .bind(&raw.body_sha256[..])
         .bind(&raw.headers)
+        .bind(i32::from(raw.counts_as_delivery))
         .fetch_one(&mut *tx)
         .await?;
         if sha256 != raw.body_sha256 {

@@ -124,6 +124,8 @@ impl Handler {
                 .as_ref()
                 .map_or(serde_json::json!({}), table_to_json),
             signature_id: provider.signature_id(body),
+            counts_as_delivery: message::header_text(properties, crate::replay::REPLAY)
+                != Some("archive"),
         };
         match self.db.record(&raw, &events, &document_ids).await {
             Ok(recorded) => Outcome::Persisted(recorded),

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! - [`commands`]: the command line (`run`, `replay dead`, `replay archive`).
 //! - [`startup`]: builds the HTTP server, database pool, document store and consumer; runs them
 //!   until shutdown.
 //! - [`consumer`]: consume with manual acks and bounded prefetch; settle each message (ack after
@@ -12,13 +13,16 @@
 //! - [`documents`]: the content-addressed document store.
 //! - [`api`]: the read API (activity log, documents) and health / readiness / metrics.
 //! - [`metrics`]: the Prometheus metrics.
+//! - [`replay`]: moving parked messages back, re-publishing archived events.
 
 pub mod api;
+pub mod commands;
 pub mod consumer;
 pub mod db;
 pub mod documents;
 pub mod handler;
 pub mod metrics;
+pub mod replay;
 pub mod startup;
 
 pub use startup::Application;

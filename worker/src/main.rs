@@ -1,16 +1,15 @@
 use std::process::ExitCode;
 
+use clap::Parser as _;
 use countersign::config::{Config, Role};
 use countersign_worker::Application;
+use countersign_worker::commands::{Cli, Command};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
     countersign::telemetry::init("countersign-worker");
-    if let Some(argument) = std::env::args().nth(1) {
-        eprintln!("countersign-worker: unknown command {argument:?}; run it without arguments");
-        return ExitCode::from(2);
-    }
     let config = match Config::load(Role::Worker) {
         Ok(config) => config,
         Err(error) => {
@@ -18,14 +17,19 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let shutdown = CancellationToken::new();
-    tokio::spawn(countersign::telemetry::cancel_on_signal(shutdown.clone()));
-    let result = match Application::build(config).await {
-        Ok(app) => app.run_until_stopped(shutdown).await,
-        Err(error) => Err(error),
+    let result = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(countersign::telemetry::cancel_on_signal(shutdown.clone()));
+            match Application::build(config).await {
+                Ok(app) => app.run_until_stopped(shutdown).await,
+                Err(error) => Err(error),
+            }
+        }
+        Command::Replay(replay) => countersign_worker::commands::replay(config, replay).await,
     };
     if let Err(error) = result {
-        tracing::error!(error = format!("{error:#}"), "worker failed");
+        eprintln!("countersign-worker: {error:#}");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

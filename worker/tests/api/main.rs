@@ -1,10 +1,12 @@
 //! The worker against the real RabbitMQ (`AMQP_URL`) and PostgreSQL (`DATABASE_URL`), fed by a
 //! real ingester.
 
+mod definitions;
 mod failures;
 mod helpers;
 mod kill;
 mod read_api;
 mod record;
 mod replay;
+mod replay_tools;
 mod startup;

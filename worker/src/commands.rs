@@ -1,0 +1,175 @@
+//! The command line: `countersign-worker [run]`, `replay dead`, `replay archive`.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Parser, Subcommand};
+use countersign::config::Config;
+use countersign::topology::Topology;
+use indicatif::{ProgressBar, ProgressStyle};
+use secrecy::ExposeSecret as _;
+
+use crate::db::Db;
+use crate::replay::{ArchiveFilter, replay_archive, replay_dead};
+
+/// Records the webhooks that Countersign's ingester accepted; serves what it recorded.
+#[derive(Debug, Parser)]
+#[command(name = "countersign-worker", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume <prefix>.persist, record into PostgreSQL, serve the read API (the default).
+    Run,
+    /// Process events again, after their failure's cause is fixed. Safe to repeat.
+    #[command(subcommand)]
+    Replay(Replay),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Replay {
+    /// Move the messages parked in <prefix>.dead back to <prefix>.persist.
+    Dead {
+        /// Move at most this many (oldest first).
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    /// Re-publish archived events (webhook_events) to <prefix>.persist, to rebuild their projection.
+    Archive {
+        /// The source whose events to replay.
+        #[arg(long)]
+        source: String,
+        /// Received at or after (RFC 3339, or a date: 2026-11-20 is its midnight UTC).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<DateTime<Utc>>,
+        /// Received before (RFC 3339, or a date).
+        #[arg(long, value_parser = parse_time)]
+        until: Option<DateTime<Utc>>,
+        /// Only the events of this signing process.
+        #[arg(long = "process")]
+        process_key: Option<String>,
+        /// Count what would be replayed; publish nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
+        .map_err(|_| {
+            format!("{text:?} is neither RFC 3339 (2026-11-20T08:00:00Z) nor a date (2026-11-20)")
+        })
+}
+
+fn progress_bar(what: &str) -> ProgressBar {
+    // Drawn on stderr only when it is a terminal; scripts and logs get the summary line alone.
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// Runs a `replay` command; prints a one-line summary on stdout (the command's output, for
+/// people and scripts; logs go to stderr).
+#[allow(clippy::print_stdout)]
+pub async fn replay(config: Config, command: Replay) -> anyhow::Result<()> {
+    let topology = Topology::from_config(&config.amqp);
+    match command {
+        Replay::Dead { limit } => {
+            let (connection, channel) = countersign::amqp::connect(
+                config.amqp.url.expose_secret(),
+                "countersign-worker replay",
+                &topology,
+            )
+            .await?;
+            let bar = progress_bar("moving");
+            let result = replay_dead(&channel, &topology, limit, &|done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })
+            .await;
+            bar.finish_and_clear();
+            let _ = connection.close(200, "done".into()).await;
+            let summary = result?;
+            println!(
+                "moved {} of {} messages from {} to {}",
+                summary.moved,
+                summary.found,
+                topology.dead_queue(),
+                topology.persist_queue()
+            );
+        }
+        Replay::Archive {
+            source,
+            since,
+            until,
+            process_key,
+            dry_run,
+        } => {
+            let url = config
+                .database_url
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("DATABASE_URL is not set (nor [database] url)"))?;
+            let db = Db::connect_lazy(url.expose_secret(), 2, config.worker.database_timeout)?;
+            let broker = if dry_run {
+                None
+            } else {
+                Some(
+                    countersign::amqp::connect(
+                        config.amqp.url.expose_secret(),
+                        "countersign-worker replay",
+                        &topology,
+                    )
+                    .await?,
+                )
+            };
+            let filter = ArchiveFilter {
+                source,
+                since,
+                until,
+                process_key,
+            };
+            let bar = progress_bar(if dry_run { "counting" } else { "replaying" });
+            let result = replay_archive(
+                &db,
+                broker.as_ref().map(|(_, c)| c),
+                &topology,
+                &filter,
+                dry_run,
+                &|done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                },
+            )
+            .await;
+            bar.finish_and_clear();
+            if let Some((connection, _)) = broker {
+                let _ = connection.close(200, "done".into()).await;
+            }
+            let summary = result?;
+            if dry_run {
+                println!(
+                    "would replay {} events of source {}",
+                    summary.matched, filter.source
+                );
+            } else {
+                println!(
+                    "replayed {} events of source {} to {}",
+                    summary.published,
+                    filter.source,
+                    topology.persist_queue()
+                );
+            }
+        }
+    }
+    Ok(())
+}
