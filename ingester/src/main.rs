@@ -6,7 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    countersign::telemetry::init("countersign-ingester");
+    let _log = countersign::telemetry::init("countersign-ingester");
     let config = match Config::load(countersign::config::Role::Ingester) {
         Ok(config) => config,
         Err(error) => {

@@ -90,16 +90,28 @@ impl Headers for ActixHeaders<'_> {
 
 pub async fn receive_webhook(
     request: HttpRequest,
-    source: web::Path<String>,
     payload: web::Payload,
     state: web::Data<WebhookState>,
 ) -> HttpResponse {
+    // `/webhooks/{source}`, matched by hand (see startup): one segment, POST only.
+    let source = request
+        .path()
+        .strip_prefix("/webhooks/")
+        .unwrap_or_default();
+    if source.is_empty() || source.contains('/') {
+        return HttpResponse::NotFound().json(serde_json::json!({ "error": "not found" }));
+    }
+    if request.method() != actix_web::http::Method::POST {
+        return HttpResponse::MethodNotAllowed()
+            .insert_header((actix_web::http::header::ALLOW, "POST"))
+            .json(serde_json::json!({ "error": "use POST" }));
+    }
     let started = Instant::now();
     let received_at = SystemTime::now();
     let request_id = request_id(&request);
     state.metrics.in_flight.inc();
 
-    let source = state.sources.get(&source);
+    let source = state.sources.get(source);
     let label = source.as_ref().map_or(UNKNOWN_SOURCE, |s| s.name());
     let result = match source {
         Ok(source) => accept(&state, source, &request, payload, &request_id, received_at).await,

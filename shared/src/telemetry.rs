@@ -1,24 +1,34 @@
 //! Structured logs and the shutdown signal, the same for both binaries.
 //!
 //! `RUST_LOG` filters (default `info`); `LOG_FORMAT=json` writes one JSON object per line for a
-//! log collector, anything else the human-readable format. What goes into fields is the callers'
+//! log collector, anything else the human-readable format. Lines are written to stderr by a
+//! background thread, so a request never waits on a `write(2)` for its log line; the buffer
+//! blocks rather than drops when full (the log is an audit trail), and is flushed when the
+//! returned guard is dropped at the end of `main`. What goes into fields is the callers'
 //! responsibility: ids, sources, outcomes — never a secret, a payload or a personal datum.
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber; call once, first thing in `main`.
-pub fn init(binary: &str) {
+/// Installs the global subscriber; call once, first thing in `main`, and keep the guard alive
+/// until `main` returns.
+#[must_use = "dropping the guard stops the log writer"]
+pub fn init(binary: &str) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("info,{}=info", binary.replace('-', "_"))));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if json {
         builder.json().flatten_event(true).init();
     } else {
         builder.init();
     }
+    guard
 }
 
 /// Waits for SIGTERM (Kubernetes, `docker stop`) or Ctrl-C, then cancels `shutdown`: the start of

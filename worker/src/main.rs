@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    countersign::telemetry::init("countersign-worker");
+    let _log = countersign::telemetry::init("countersign-worker");
     let config = match Config::load(Role::Worker) {
         Ok(config) => config,
         Err(error) => {

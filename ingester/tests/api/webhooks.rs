@@ -175,6 +175,17 @@ async fn unknown_source_is_404_and_a_body_that_is_not_json_is_406() {
         json!({"error": "unknown source"})
     );
 
+    let response = app.post("acme/extra", "{}").await;
+    assert_eq!(response.status(), 404, "one path segment only");
+    let response = app
+        .http
+        .get(format!("{}/webhooks/acme", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+
     let response = app.post("acme", "<xml>not a taktikal event</xml>").await;
     assert_eq!(response.status(), 406, "Taktikal's code for: stop retrying");
     assert_eq!(app.persisted_count().await, 0);

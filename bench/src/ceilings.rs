@@ -1,0 +1,130 @@
+//! What the machine allows, measured in the same run: the broker's publish-with-confirm rate, a
+//! do-nothing HTTP endpoint's rate, PostgreSQL's single-row insert rate.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use countersign::amqp::publish_confirmed;
+use lapin::types::ShortString;
+use lapin::{BasicProperties, Channel};
+
+use crate::events::EventFactory;
+use crate::load::Latencies;
+
+/// `in_flight` publishers on one confirm-mode channel, each publishing and awaiting its confirm
+/// in turn: what the ingester does, without HTTP and verification.
+pub async fn broker(
+    channel: &Channel,
+    exchange: &str,
+    in_flight: usize,
+    duration: Duration,
+    factory: Arc<EventFactory>,
+) -> anyhow::Result<Latencies> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..in_flight {
+        let (channel, factory, exchange) = (channel.clone(), factory.clone(), exchange.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Latencies::new();
+            while started.elapsed() < duration {
+                let (id, body) = factory.mint();
+                let properties = BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_message_id(ShortString::from(id));
+                let begun = Instant::now();
+                publish_confirmed(
+                    &channel,
+                    ShortString::from(exchange.as_str()),
+                    "taktikal.bench.AllSigned".into(),
+                    &body,
+                    properties,
+                    Duration::from_secs(30),
+                )
+                .await?;
+                latencies.record(begun.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut all = Latencies::new();
+    for task in tasks {
+        all.merge(&task.await??);
+    }
+    all.elapsed = started.elapsed();
+    Ok(all)
+}
+
+/// A minimal actix-web endpoint that reads the whole body and replies 200: the HTTP ceiling.
+/// Runs in its own process (`bench http-sink`), like the ingester.
+pub async fn http_sink() -> anyhow::Result<()> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    // The parent reads the port from this line.
+    let port = listener.local_addr()?.port();
+    std::io::Write::write_all(&mut std::io::stdout(), format!("port {port}\n").as_bytes())?;
+    HttpServer::new(|| {
+        App::new()
+            .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
+            .route(
+                "/webhooks/{source}",
+                web::post().to(|body: web::Bytes| async move {
+                    HttpResponse::Ok()
+                        .json(serde_json::json!({ "status": "accepted", "bytes": body.len() }))
+                }),
+            )
+    })
+    .listen(listener)?
+    .run()
+    .await?;
+    Ok(())
+}
+
+/// `n` single-row inserts (one transaction each) of `body_bytes`-sized rows with `concurrency`
+/// connections: the ceiling for the worker, which writes one transaction per event.
+pub async fn postgres(
+    url: &str,
+    n: usize,
+    concurrency: usize,
+    body_bytes: usize,
+) -> anyhow::Result<Latencies> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(u32::try_from(concurrency)?)
+        .connect(url)
+        .await?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS bench_inserts (id BIGSERIAL PRIMARY KEY, event_id TEXT UNIQUE NOT NULL, body BYTEA NOT NULL, headers JSONB NOT NULL)")
+        .execute(&pool)
+        .await?;
+    let body = Arc::new(vec![b'x'; body_bytes]);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let (pool, body) = (pool.clone(), body.clone());
+        let share = n / concurrency + usize::from(worker < n % concurrency);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Latencies::new();
+            for _ in 0..share {
+                let begun = Instant::now();
+                sqlx::query(
+                    "INSERT INTO bench_inserts (event_id, body, headers) VALUES ($1, $2, $3)",
+                )
+                .bind(uuid::Uuid::new_v4().to_string())
+                .bind(body.as_slice())
+                .bind(serde_json::json!({ "x-source": "bench", "x-provider": "taktikal" }))
+                .execute(&pool)
+                .await?;
+                latencies.record(begun.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut all = Latencies::new();
+    for task in tasks {
+        all.merge(&task.await??);
+    }
+    all.elapsed = started.elapsed();
+    sqlx::query("DROP TABLE bench_inserts")
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    Ok(all)
+}

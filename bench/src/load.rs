@@ -1,0 +1,171 @@
+//! The HTTP load generator: N keep-alive HTTP/1.1 connections, each sending one request at a time
+//! for a duration or up to a count, latency in an HDR histogram (microseconds).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::events::EventFactory;
+
+/// When a run stops.
+#[derive(Debug, Clone, Copy)]
+pub enum Until {
+    Elapsed(Duration),
+    Requests(u64),
+}
+
+#[derive(Debug)]
+pub struct Latencies {
+    pub histogram: Histogram<u64>,
+    pub elapsed: Duration,
+}
+
+impl Latencies {
+    pub fn new() -> Self {
+        Self {
+            histogram: Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds"),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.histogram.len()
+    }
+
+    pub fn per_second(&self) -> f64 {
+        self.count() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// A quantile in milliseconds.
+    pub fn ms(&self, quantile: f64) -> f64 {
+        self.histogram.value_at_quantile(quantile) as f64 / 1000.0
+    }
+
+    pub fn max_ms(&self) -> f64 {
+        self.histogram.max() as f64 / 1000.0
+    }
+
+    pub fn record(&mut self, took: Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+        self.histogram.saturating_record(micros);
+    }
+
+    pub fn merge(&mut self, other: &Latencies) {
+        self.histogram.add(&other.histogram).expect("same bounds");
+    }
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Debug)]
+pub struct LoadResult {
+    pub connections: usize,
+    pub body_bytes: usize,
+    pub latencies: Latencies,
+    pub statuses: BTreeMap<u16, u64>,
+    /// Requests that got no HTTP answer (connection refused, reset).
+    pub errors: u64,
+}
+
+impl LoadResult {
+    pub fn ok(&self) -> u64 {
+        self.statuses.get(&200).copied().unwrap_or(0)
+    }
+}
+
+/// Drives `connections` connections at `address` + `path` with events from `factory`.
+pub async fn drive(
+    address: SocketAddr,
+    path: &str,
+    connections: usize,
+    until: Until,
+    factory: Arc<EventFactory>,
+) -> anyhow::Result<LoadResult> {
+    let sent = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let (factory, sent, path) = (factory.clone(), sent.clone(), path.to_owned());
+        tasks.push(tokio::spawn(async move {
+            connection(address, &path, until, started, &factory, &sent).await
+        }));
+    }
+    let mut result = LoadResult {
+        connections,
+        body_bytes: factory.mint().1.len(),
+        latencies: Latencies::new(),
+        statuses: BTreeMap::new(),
+        errors: 0,
+    };
+    for task in tasks {
+        let (latencies, statuses, errors) = task.await??;
+        result.latencies.merge(&latencies);
+        for (status, n) in statuses {
+            *result.statuses.entry(status).or_default() += n;
+        }
+        result.errors += errors;
+    }
+    result.latencies.elapsed = started.elapsed();
+    Ok(result)
+}
+
+type ConnectionResult = (Latencies, BTreeMap<u16, u64>, u64);
+
+async fn connection(
+    address: SocketAddr,
+    path: &str,
+    until: Until,
+    started: Instant,
+    factory: &EventFactory,
+    sent: &AtomicU64,
+) -> anyhow::Result<ConnectionResult> {
+    let stream = TcpStream::connect(address).await?;
+    stream.set_nodelay(true)?;
+    let (mut sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(driver);
+    let mut latencies = Latencies::new();
+    let mut statuses = BTreeMap::new();
+    let mut errors = 0;
+    loop {
+        match until {
+            Until::Elapsed(duration) if started.elapsed() >= duration => break,
+            Until::Requests(n) if sent.fetch_add(1, Ordering::Relaxed) >= n => break,
+            _ => {}
+        }
+        let (_, body) = factory.mint();
+        let request = hyper::Request::post(path)
+            .header("host", address.to_string())
+            .header("content-type", "application/json")
+            .body(Full::new(body))?;
+        if sender.ready().await.is_err() {
+            errors += 1;
+            break;
+        }
+        let begun = Instant::now();
+        match sender.send_request(request).await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let _: Bytes = response.into_body().collect().await?.to_bytes();
+                latencies.record(begun.elapsed());
+                *statuses.entry(status).or_default() += 1;
+            }
+            Err(_) => {
+                errors += 1;
+                break;
+            }
+        }
+    }
+    Ok((latencies, statuses, errors))
+}

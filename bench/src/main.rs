@@ -1,0 +1,521 @@
+//! `bench all`: every figure of `bench/results.md` from one run on this machine.
+//!
+//! Ingest throughput and latency by connections against two ceilings measured in the same run
+//! (raw publish + confirm on the same broker, a do-nothing actix-web endpoint), large events and
+//! the ingester's peak memory, the worker's drain rate against PostgreSQL's single-row insert
+//! rate, and idle memory. Every 200 is checked against the queue, so a fast but lossy run cannot
+//! pass as fast.
+
+mod ceilings;
+mod events;
+mod load;
+mod procs;
+mod report;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use countersign::config::{Config, Role};
+use countersign::message::{Receipt, outbound};
+use countersign::providers::{NoHeaders, Sources};
+use countersign::topology::Topology;
+use lapin::options::{QueueDeclareOptions, QueuePurgeOptions};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{Channel, Connection, ConnectionProperties};
+
+use crate::events::EventFactory;
+use crate::load::{Until, drive};
+use crate::procs::{Process, sibling};
+use crate::report::{Point, Results};
+
+const KEY: &str = "bench-webhook-signature-key";
+const CONNECTIONS: [usize; 5] = [1, 8, 32, 64, 128];
+
+#[derive(Parser)]
+#[command(name = "bench", about = "Countersign's benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every benchmark and write results.md and results.json.
+    All {
+        /// Length of each timed run.
+        #[arg(long, default_value = "8s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Events pre-filled for the worker's drain.
+        #[arg(long, default_value_t = 5000)]
+        worker_events: usize,
+        /// Where to write the results.
+        #[arg(long, default_value = "bench")]
+        out: PathBuf,
+    },
+    /// (internal) The HTTP ceiling: read the body, reply 200.
+    HttpSink,
+    /// Load a running ingester (for profiling): signed events to `/webhooks/<source>`.
+    Load {
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value = "bench")]
+        source: String,
+        #[arg(long, default_value = "bench-webhook-signature-key")]
+        key: String,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Body size in bytes.
+        #[arg(long, default_value_t = 2048)]
+        size: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::HttpSink => actix_web::rt::System::new().block_on(ceilings::http_sink()),
+        Command::Load {
+            port,
+            source,
+            key,
+            connections,
+            duration,
+            size,
+        } => runtime.block_on(async move {
+            let factory = Arc::new(EventFactory::new(&key, size));
+            let path = format!("/webhooks/{source}");
+            let result = drive(
+                ([127, 0, 0, 1], port).into(),
+                &path,
+                connections,
+                Until::Elapsed(duration),
+                factory,
+            )
+            .await?;
+            let l = &result.latencies;
+            eprintln!(
+                "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, statuses {:?}, errors {}",
+                l.per_second(),
+                l.ms(0.5),
+                l.ms(0.99),
+                l.max_ms(),
+                result.statuses,
+                result.errors
+            );
+            anyhow::Ok(())
+        }),
+        Command::All {
+            duration,
+            worker_events,
+            out,
+        } => runtime.block_on(all(duration, worker_events, out)),
+    }
+}
+
+fn env(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+struct Setup {
+    config_path: PathBuf,
+    config: Config,
+    topology: Topology,
+    channel: Channel,
+    _connection: Connection,
+    database_url: String,
+    env: Vec<(&'static str, String)>,
+    _dir: tempdir::TempDir,
+}
+
+mod tempdir {
+    /// A directory removed on drop (no extra crate for one use).
+    pub struct TempDir(pub std::path::PathBuf);
+    impl TempDir {
+        pub fn new(name: &str) -> Self {
+            let path = std::env::temp_dir().join(name);
+            std::fs::create_dir_all(&path).expect("temp dir");
+            Self(path)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+async fn setup() -> anyhow::Result<Setup> {
+    let amqp_url = env("AMQP_URL", countersign::config::DEFAULT_AMQP_URL);
+    let server_url = env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test");
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let database = format!("cs_bench_{run}");
+    let admin = sqlx::PgPool::connect(&server_url).await?;
+    sqlx::query(&format!("CREATE DATABASE {database}"))
+        .execute(&admin)
+        .await?;
+    admin.close().await;
+    let database_url = format!(
+        "{}/{database}",
+        server_url.rsplit_once('/').expect("a database URL").0
+    );
+
+    let dir = tempdir::TempDir::new(&format!("countersign-bench-{run}"));
+    let text = format!(
+        r#"
+        [amqp]
+        prefix = "bench-{run}"
+        [ingester]
+        listen = "127.0.0.1:0"
+        admin_listen = "127.0.0.1:0"
+        confirm_timeout = "30s"
+        [worker]
+        listen = "127.0.0.1:0"
+        documents = "file:{docs}"
+        [[sources]]
+        name = "bench"
+        provider = "taktikal"
+        secrets = ["env:BENCH_KEY"]
+        "#,
+        docs = dir.0.join("documents").display()
+    );
+    let config_path = dir.0.join("countersign.toml");
+    std::fs::write(&config_path, &text)?;
+    let lookup = |name: &str| match name {
+        "BENCH_KEY" => Some(KEY.to_owned()),
+        "AMQP_URL" => Some(amqp_url.clone()),
+        "DATABASE_URL" => Some(database_url.clone()),
+        _ => None,
+    };
+    let config = Config::from_toml(&text, Role::Ingester, &lookup)?;
+    let topology = Topology::from_config(&config.amqp);
+    let connection = Connection::connect(&amqp_url, ConnectionProperties::default()).await?;
+    let channel = connection.create_channel().await?;
+    channel.confirm_select(Default::default()).await?;
+    topology.declare(&channel).await?;
+    let env = vec![
+        ("COUNTERSIGN_CONFIG", config_path.display().to_string()),
+        ("BENCH_KEY", KEY.to_owned()),
+        ("AMQP_URL", amqp_url.clone()),
+        ("DATABASE_URL", database_url.clone()),
+    ];
+    Ok(Setup {
+        config_path,
+        config,
+        topology,
+        channel,
+        _connection: connection,
+        database_url,
+        env,
+        _dir: dir,
+    })
+}
+
+impl Setup {
+    async fn queued(&self) -> anyhow::Result<u64> {
+        Ok(u64::from(
+            self.channel
+                .queue_declare(
+                    ShortString::from(self.topology.persist_queue()),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?
+                .message_count(),
+        ))
+    }
+
+    async fn purge(&self) -> anyhow::Result<()> {
+        self.channel
+            .queue_purge(
+                ShortString::from(self.topology.persist_queue()),
+                QueuePurgeOptions::default(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    fn ingester(&self) -> anyhow::Result<Process> {
+        Process::spawn(
+            &sibling("countersign-ingester"),
+            &[],
+            &self.env,
+            "ingester listening",
+        )
+    }
+
+    fn worker(&self) -> anyhow::Result<Process> {
+        Process::spawn(
+            &sibling("countersign-worker"),
+            &[],
+            &self.env,
+            "worker listening",
+        )
+    }
+
+    async fn teardown(self) -> anyhow::Result<()> {
+        self.topology.delete(&self.channel).await?;
+        let server_url = env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test");
+        let admin = sqlx::PgPool::connect(&server_url).await?;
+        let name = self.database_url.rsplit('/').next().unwrap_or_default();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&admin)
+            .await?;
+        let _ = &self.config_path;
+        Ok(())
+    }
+}
+
+/// Sends events until the ingester answers 200 (its broker link is up), then purges.
+async fn warm_up(
+    setup: &Setup,
+    ingester: &Process,
+    factory: &Arc<EventFactory>,
+) -> anyhow::Result<()> {
+    let address = ([127, 0, 0, 1], ingester.port).into();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let result = drive(
+            address,
+            "/webhooks/bench",
+            8,
+            Until::Requests(200),
+            factory.clone(),
+        )
+        .await?;
+        if result.ok() == 200 {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the ingester never accepted events: {:?}",
+            result.statuses
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    setup.purge().await
+}
+
+/// Runs the ingester under load and checks that every 200 is in the queue.
+async fn ingest(
+    setup: &Setup,
+    ingester: &Process,
+    connections: usize,
+    until: Until,
+    factory: &Arc<EventFactory>,
+) -> anyhow::Result<Point> {
+    setup.purge().await?;
+    let result = drive(
+        ([127, 0, 0, 1], ingester.port).into(),
+        "/webhooks/bench",
+        connections,
+        until,
+        factory.clone(),
+    )
+    .await?;
+    let queued = setup.queued().await?;
+    setup.purge().await?;
+    Ok(Point::from_load(&result, queued))
+}
+
+async fn all(duration: Duration, worker_events: usize, out: PathBuf) -> anyhow::Result<()> {
+    let setup = setup().await?;
+    let mut results = Results::new(duration);
+    let small = Arc::new(EventFactory::new(KEY, 2 * 1024));
+
+    // Idle memory, then the 2 KiB curve: ingester, broker ceiling, HTTP ceiling.
+    let ingester = setup.ingester()?;
+    warm_up(&setup, &ingester, &small).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    results.ingester_idle_rss = ingester.memory()?.rss;
+    let sink = Process::spawn(&std::env::current_exe()?, &["http-sink"], &[], "")?;
+    for connections in CONNECTIONS {
+        eprintln!("2 KiB, {connections} connections");
+        let point = ingest(
+            &setup,
+            &ingester,
+            connections,
+            Until::Elapsed(duration),
+            &small,
+        )
+        .await?;
+        let broker = ceilings::broker(
+            &setup.channel,
+            setup.topology.exchange(),
+            connections,
+            duration,
+            small.clone(),
+        )
+        .await?;
+        setup.purge().await?;
+        let http = drive(
+            ([127, 0, 0, 1], sink.port).into(),
+            "/webhooks/bench",
+            connections,
+            Until::Elapsed(duration),
+            small.clone(),
+        )
+        .await?;
+        results.curve.push((
+            point,
+            Point::from_latencies(&broker, connections, point_bytes(&small)),
+            Point::from_load(&http, http.ok()),
+        ));
+    }
+    ingester.stop()?;
+
+    // Large events, each on a fresh ingester so that its peak memory is theirs.
+    for (size, connections, until) in [
+        (1024 * 1024, 8, Until::Elapsed(duration)),
+        (20 * 1024 * 1024, 1, Until::Requests(12)),
+        (20 * 1024 * 1024, 2, Until::Requests(16)),
+    ] {
+        eprintln!("{} MiB, {connections} connections", size / (1024 * 1024));
+        let factory = Arc::new(EventFactory::new(KEY, size));
+        let ingester = setup.ingester()?;
+        warm_up(&setup, &ingester, &small).await?;
+        let point = ingest(&setup, &ingester, connections, until, &factory).await?;
+        let peak = ingester.memory()?.peak;
+        ingester.stop()?;
+        let broker_duration = if size > 1024 * 1024 {
+            duration / 2
+        } else {
+            duration
+        };
+        let broker = ceilings::broker(
+            &setup.channel,
+            setup.topology.exchange(),
+            connections,
+            broker_duration,
+            factory.clone(),
+        )
+        .await?;
+        setup.purge().await?;
+        results.large.push((
+            size,
+            point,
+            Point::from_latencies(&broker, connections, size),
+            peak,
+        ));
+    }
+
+    // The worker: idle memory, then the drain of a pre-filled queue, against PostgreSQL.
+    eprintln!("worker, {worker_events} events");
+    let worker = setup.worker()?;
+    wait_ready(worker.port).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    results.worker_idle_rss = worker.memory()?.rss;
+    worker.stop()?;
+    prefill(&setup, worker_events, &small).await?;
+    let started = Instant::now();
+    let worker = setup.worker()?;
+    let pool = sqlx::PgPool::connect(&setup.database_url).await?;
+    loop {
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events")
+            .fetch_one(&pool)
+            .await?;
+        if rows as usize >= worker_events {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "the worker drained only {rows} events in 5 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    results.worker_rate = worker_events as f64 / started.elapsed().as_secs_f64();
+    results.worker_peak_rss = worker.memory()?.peak;
+    worker.stop()?;
+    pool.close().await;
+    let inserts = ceilings::postgres(
+        &setup.database_url,
+        worker_events,
+        setup.config.worker.database_pool_size as usize,
+        2 * 1024,
+    )
+    .await?;
+    results.postgres_rate = inserts.per_second();
+
+    drop(sink);
+    setup.teardown().await?;
+    results.write(&out)?;
+    eprintln!("wrote {}", out.join("results.md").display());
+    Ok(())
+}
+
+fn point_bytes(factory: &EventFactory) -> usize {
+    factory.mint().1.len()
+}
+
+async fn wait_ready(port: u16) -> anyhow::Result<()> {
+    let address = format!("127.0.0.1:{port}");
+    for _ in 0..300 {
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(&address).await {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            stream.write_all(b"GET /readyz HTTP/1.0\r\n\r\n").await?;
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await?;
+            if answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200") {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the worker never became ready")
+}
+
+/// Fills `<prefix>.persist` with `n` events exactly as the ingester would publish them.
+async fn prefill(setup: &Setup, n: usize, factory: &Arc<EventFactory>) -> anyhow::Result<()> {
+    let sources = Arc::new(Sources::from_config(&setup.config));
+    let mut tasks = Vec::new();
+    let per_task = n.div_ceil(64);
+    for task in 0..64 {
+        let (sources, factory, channel, exchange) = (
+            sources.clone(),
+            factory.clone(),
+            setup.channel.clone(),
+            setup.topology.exchange().to_owned(),
+        );
+        let count = per_task.min(n.saturating_sub(task * per_task));
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..count {
+                let (_, body) = factory.mint();
+                let source = sources.get("bench").expect("configured");
+                let received_at = std::time::SystemTime::now();
+                let webhook = sources
+                    .verify(source, body, &NoHeaders, received_at)
+                    .map_err(|r| anyhow::anyhow!("{r}"))?;
+                let receipt = Receipt {
+                    request_id: "bench",
+                    received_at,
+                    content_type: Some("application/json"),
+                };
+                let message = outbound(&webhook, &receipt);
+                countersign::amqp::publish_confirmed(
+                    &channel,
+                    ShortString::from(exchange.as_str()),
+                    message.routing_key,
+                    webhook.body(),
+                    message.properties,
+                    Duration::from_secs(30),
+                )
+                .await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    anyhow::ensure!(setup.queued().await? as usize == n, "prefill incomplete");
+    Ok(())
+}

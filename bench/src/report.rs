@@ -1,0 +1,320 @@
+//! `results.json` (for the plot) and `results.md` (for people), with the date, the commit and the
+//! machine of the run.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::load::{Latencies, LoadResult};
+
+/// One measured configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    pub connections: usize,
+    pub body_bytes: usize,
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    pub statuses: BTreeMap<u16, u64>,
+    pub errors: u64,
+    /// Responses 200, and messages found in the queue after the run (equal unless lossy).
+    pub ok: u64,
+    pub queued: u64,
+}
+
+impl Point {
+    pub fn from_load(result: &LoadResult, queued: u64) -> Self {
+        let mut point =
+            Self::from_latencies(&result.latencies, result.connections, result.body_bytes);
+        point.statuses = result.statuses.clone();
+        point.errors = result.errors;
+        point.ok = result.ok();
+        point.queued = queued;
+        point
+    }
+
+    pub fn from_latencies(latencies: &Latencies, connections: usize, body_bytes: usize) -> Self {
+        Self {
+            connections,
+            body_bytes,
+            per_second: latencies.per_second(),
+            p50_ms: latencies.ms(0.5),
+            p90_ms: latencies.ms(0.9),
+            p99_ms: latencies.ms(0.99),
+            p999_ms: latencies.ms(0.999),
+            max_ms: latencies.max_ms(),
+            statuses: BTreeMap::new(),
+            errors: 0,
+            ok: latencies.count(),
+            queued: latencies.count(),
+        }
+    }
+
+    fn accounted(&self) -> &'static str {
+        if self.ok == self.queued {
+            "yes"
+        } else {
+            "**NO**"
+        }
+    }
+
+    fn statuses_text(&self) -> String {
+        let mut text: Vec<String> = self
+            .statuses
+            .iter()
+            .map(|(s, n)| format!("{s}×{n}"))
+            .collect();
+        if self.errors > 0 {
+            text.push(format!("errors×{}", self.errors));
+        }
+        text.join(" ")
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Results {
+    pub date: String,
+    pub commit: String,
+    pub machine: String,
+    pub duration_s: f64,
+    /// (ingester, broker ceiling, HTTP ceiling) by connections, 2 KiB events.
+    pub curve: Vec<(Point, Point, Point)>,
+    /// (size, ingester, broker ceiling, ingester peak RSS).
+    pub large: Vec<(usize, Point, Point, u64)>,
+    pub ingester_idle_rss: u64,
+    pub worker_idle_rss: u64,
+    pub worker_peak_rss: u64,
+    pub worker_rate: f64,
+    pub postgres_rate: f64,
+}
+
+fn command(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<u64>().ok())
+        })
+        .map_or_else(String::new, |kib| {
+            format!(", {:.0} GiB", kib as f64 / 1024.0 / 1024.0)
+        });
+    let rabbit = command("rabbitmqctl", &["-q", "eval", "rabbit_misc:version()."]).replace('"', "");
+    let postgres = command("psql", &["--version"]);
+    format!(
+        "{} cores, {cpu}{memory}; RabbitMQ {rabbit}; {postgres}; load generator, ingester, broker and database on the same machine",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    )
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / 1024.0 / 1024.0)
+}
+
+fn ratio(value: f64, ceiling: f64) -> String {
+    format!("{:.0} %", 100.0 * value / ceiling.max(1e-9))
+}
+
+impl Results {
+    pub fn new(duration: Duration) -> Self {
+        let dirty = if command("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty()
+        {
+            ""
+        } else {
+            " (with uncommitted changes)"
+        };
+        Self {
+            date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            commit: format!(
+                "{}{dirty}",
+                command("git", &["rev-parse", "--short=12", "HEAD"])
+            ),
+            machine: machine(),
+            duration_s: duration.as_secs_f64(),
+            curve: Vec::new(),
+            large: Vec::new(),
+            ingester_idle_rss: 0,
+            worker_idle_rss: 0,
+            worker_peak_rss: 0,
+            worker_rate: 0.0,
+            postgres_rate: 0.0,
+        }
+    }
+
+    pub fn write(&self, out: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(out)?;
+        std::fs::write(
+            out.join("results.json"),
+            serde_json::to_string_pretty(self)?,
+        )?;
+        std::fs::write(out.join("results.md"), self.markdown())?;
+        Ok(())
+    }
+
+    fn markdown(&self) -> String {
+        let mut md = String::new();
+        let _ = writeln!(md, "# Countersign benchmarks\n");
+        let _ = writeln!(
+            md,
+            "- date: {}\n- commit: {}\n- machine: {}",
+            self.date, self.commit, self.machine
+        );
+        let _ = writeln!(
+            md,
+            "- each timed run lasts {:.0} s; made by `bench/run.sh` (`cargo run --release -p bench -- all`); plot: `throughput.png`\n",
+            self.duration_s
+        );
+
+        let _ = writeln!(
+            md,
+            "## Summary\n\n| figure | value | ceiling | ratio | target |\n|---|---|---|---|---|"
+        );
+        if let Some((ingest, broker, http)) =
+            self.curve.iter().find(|(p, _, _)| p.connections == 64)
+        {
+            let _ = writeln!(
+                md,
+                "| ingest, 2 KiB, 64 connections | {:.0} req/s | broker publish+confirm {:.0} msg/s | {} | ≥ 75 % |",
+                ingest.per_second,
+                broker.per_second,
+                ratio(ingest.per_second, broker.per_second)
+            );
+            let _ = writeln!(
+                md,
+                "| ingest, 2 KiB, 64 connections | {:.0} req/s | HTTP (actix, read body, 200) {:.0} req/s | {} | — |",
+                ingest.per_second,
+                http.per_second,
+                ratio(ingest.per_second, http.per_second)
+            );
+            let _ = writeln!(
+                md,
+                "| p99 latency, 2 KiB, 64 connections | {:.2} ms | broker p99 {:.2} ms | — | ≤ 10 ms |",
+                ingest.p99_ms, broker.p99_ms
+            );
+        }
+        for (size, ingest, _, peak) in &self.large {
+            if *size >= 20 * 1024 * 1024 {
+                let limit = 2 * *size as u64 + 40 * 1024 * 1024;
+                let _ = writeln!(
+                    md,
+                    "| ingester peak RSS, {} events, {} connection(s) | {} | 2 × body + 40 MiB = {} | {} | ≤ 100 % |",
+                    mib(*size as u64),
+                    ingest.connections,
+                    mib(*peak),
+                    mib(limit),
+                    ratio(*peak as f64, limit as f64)
+                );
+                let _ = writeln!(
+                    md,
+                    "| ingest, {} events, {} connections | {:.1} req/s, p99 {:.0} ms | — | — | — |",
+                    mib(*size as u64),
+                    ingest.connections,
+                    ingest.per_second,
+                    ingest.p99_ms
+                );
+            }
+        }
+        let ingest_64 = self
+            .curve
+            .iter()
+            .find(|(p, _, _)| p.connections == 64)
+            .map_or(0.0, |(p, _, _)| p.per_second);
+        let _ = writeln!(
+            md,
+            "| worker drain, 2 KiB events | {:.0} events/s | PostgreSQL single-row inserts {:.0}/s | {} | ≥ ingester ({:.0}/s) |",
+            self.worker_rate,
+            self.postgres_rate,
+            ratio(self.worker_rate, self.postgres_rate),
+            ingest_64
+        );
+        let _ = writeln!(
+            md,
+            "| idle RSS | ingester {}, worker {} | — | — | — |",
+            mib(self.ingester_idle_rss),
+            mib(self.worker_idle_rss)
+        );
+        let _ = writeln!(
+            md,
+            "| worker peak RSS while draining | {} | — | — | — |\n",
+            mib(self.worker_peak_rss)
+        );
+
+        let _ = writeln!(
+            md,
+            "## Ingest, 2 KiB events, by connections\n\nLatency in ms, from sending the request to the end of the response. \"200s queued\" compares the 200 responses with the messages found in `<prefix>.persist` after the run.\n"
+        );
+        let _ = writeln!(
+            md,
+            "| connections | ingester req/s | p50 | p90 | p99 | p99.9 | max | statuses | 200s queued | broker msg/s | broker p99 | HTTP req/s | HTTP p99 | ingester / broker | ingester / HTTP |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        );
+        for (ingest, broker, http) in &self.curve {
+            let _ = writeln!(
+                md,
+                "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} | {:.0} | {:.2} | {:.0} | {:.2} | {} | {} |",
+                ingest.connections,
+                ingest.per_second,
+                ingest.p50_ms,
+                ingest.p90_ms,
+                ingest.p99_ms,
+                ingest.p999_ms,
+                ingest.max_ms,
+                ingest.statuses_text(),
+                ingest.accounted(),
+                broker.per_second,
+                broker.p99_ms,
+                http.per_second,
+                http.p99_ms,
+                ratio(ingest.per_second, broker.per_second),
+                ratio(ingest.per_second, http.per_second)
+            );
+        }
+
+        let _ = writeln!(
+            md,
+            "\n## Large events\n\nEvents carrying a base64 PDF; each size on a fresh ingester, whose peak RSS (VmHWM) is the size's.\n\n| body | connections | ingester req/s | p50 | p99 | max | statuses | 200s queued | broker msg/s | broker p99 | ingester peak RSS |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        );
+        for (size, ingest, broker, peak) in &self.large {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {:.1} | {:.1} | {} |",
+                mib(*size as u64),
+                ingest.connections,
+                ingest.per_second,
+                ingest.p50_ms,
+                ingest.p99_ms,
+                ingest.max_ms,
+                ingest.statuses_text(),
+                ingest.accounted(),
+                broker.per_second,
+                broker.p99_ms,
+                mib(*peak)
+            );
+        }
+        md
+    }
+}
