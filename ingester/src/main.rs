@@ -14,6 +14,22 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    match std::env::args().nth(1).as_deref() {
+        None => {}
+        // For the container's HEALTHCHECK: the admin port's /healthz.
+        Some("healthcheck") => {
+            let healthy = countersign::telemetry::probe_health(config.ingester.admin_listen.port());
+            return if healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+        Some(other) => {
+            eprintln!("countersign-ingester: unknown command {other:?} (commands: healthcheck)");
+            return ExitCode::from(2);
+        }
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(countersign::telemetry::cancel_on_signal(shutdown.clone()));
     let result = match Application::build(config).await {

@@ -62,3 +62,25 @@ pub fn register_all(
         registry.register(collector).expect("unique metric names");
     }
 }
+
+/// A container health check: `GET /healthz` on 127.0.0.1:`port`, true on a 200 within 2 s.
+/// Lets the image do without curl.
+pub fn probe_health(port: u16) -> bool {
+    use std::io::{Read as _, Write as _};
+    let timeout = std::time::Duration::from_secs(2);
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&address, timeout) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    if stream
+        .write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok()
+        && (head.starts_with(b"HTTP/1.0 200") || head.starts_with(b"HTTP/1.1 200"))
+}

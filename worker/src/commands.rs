@@ -25,6 +25,8 @@ pub enum Command {
     /// Process events again, after their failure's cause is fixed. Safe to repeat.
     #[command(subcommand)]
     Replay(Replay),
+    /// Exit 0 if a worker answers /healthz on this configuration's port (for containers).
+    Healthcheck,
 }
 
 #[derive(Debug, Subcommand)]

@@ -115,6 +115,32 @@ impl Db {
         events: &[SigningEvent],
         document_ids: &[Vec<Option<String>>],
     ) -> Result<Recorded, RecordError> {
+        // Stored contents are recorded before, and apart from, the event's transaction: they are
+        // content-addressed, so a row without a committed event is harmless, and the same
+        // document in many events (a logo attached to every process) does not make their
+        // transactions wait on one row lock until each commits.
+        for (event, ids) in events.iter().zip(document_ids) {
+            for (document, sha256) in event.documents.iter().zip(ids) {
+                let (Some(sha256), Some(content)) = (sha256, &document.content) else {
+                    continue;
+                };
+                sqlx::query(
+                    "INSERT INTO stored_documents (sha256, size, content_type) VALUES ($1, $2, $3)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(sha256)
+                .bind(content.len() as i64)
+                .bind(
+                    document
+                        .content_type
+                        .as_deref()
+                        .unwrap_or("application/octet-stream"),
+                )
+                .execute(&self.pool)
+                .await?;
+            }
+        }
+
         let mut tx = self.pool.begin().await?;
 
         if let Some(signature_id) = &raw.signature_id {
@@ -285,22 +311,6 @@ async fn project(
             .as_ref()
             .map(|c| c.len() as i64)
             .or(document.declared_size);
-        if let Some(sha256) = sha256 {
-            sqlx::query(
-                "INSERT INTO stored_documents (sha256, size, content_type) VALUES ($1, $2, $3)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(sha256)
-            .bind(size)
-            .bind(
-                document
-                    .content_type
-                    .as_deref()
-                    .unwrap_or("application/octet-stream"),
-            )
-            .execute(&mut **tx)
-            .await?;
-        }
         let content_key = sha256
             .clone()
             .or_else(|| document.reference_id.as_ref().map(|id| format!("ref:{id}")))

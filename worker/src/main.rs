@@ -27,6 +27,14 @@ async fn main() -> ExitCode {
             }
         }
         Command::Replay(replay) => countersign_worker::commands::replay(config, replay).await,
+        Command::Healthcheck => {
+            let healthy = countersign::telemetry::probe_health(config.worker.listen.port());
+            return if healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
     };
     if let Err(error) = result {
         eprintln!("countersign-worker: {error:#}");

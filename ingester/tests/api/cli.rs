@@ -62,3 +62,30 @@ fn a_missing_file_and_a_typo_are_one_line_each() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthcheck_answers_for_the_configured_admin_port() {
+    let app = crate::helpers::TestApp::spawn().await;
+    let port = app.admin_address.rsplit(':').next().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("countersign.toml");
+    let text = config_text("cli-health", &Options::default()).replace(
+        "admin_listen = \"127.0.0.1:0\"",
+        &format!("admin_listen = \"127.0.0.1:{port}\""),
+    );
+    std::fs::write(&path, &text).unwrap();
+    let run = |path: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_countersign-ingester"))
+            .arg("healthcheck")
+            .env("COUNTERSIGN_CONFIG", path)
+            .env("ACME_KEY", "k")
+            .env("ACME_OLD_KEY", "k")
+            .status()
+            .unwrap()
+    };
+    assert!(run(&path).success(), "healthy while the ingester runs");
+    drop(app);
+    let down = text.replace(&format!("127.0.0.1:{port}"), "127.0.0.1:1");
+    std::fs::write(&path, down).unwrap();
+    assert!(!run(&path).success(), "unhealthy when nothing answers");
+}

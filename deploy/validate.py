@@ -1,0 +1,361 @@
+#!/usr/bin/env python3
+"""Offline checks of everything under deploy/ and of docker-compose.yml.
+
+- docker-compose.yml parses and resolves: `docker-compose config` (Debian's docker-compose, when
+  installed) and our own checks (every mounted file exists, every healthy-dependency has a
+  healthcheck, every named volume is declared, variables resolve from .env.example).
+- Kubernetes: the base and the production overlay are rendered the way kustomize renders them
+  (resources, labels, namespace, images, replicas, strategic-merge patches: what these files use)
+  and every built-in resource is validated against the Kubernetes schemas (kubernetes-validate,
+  strict); the operators' custom resources (RabbitmqCluster, Exchange, Queue, Binding,
+  ServiceMonitor), for which no schema is available offline, are checked for the fields they need.
+- The topology of docker compose (its mounted definitions) and of Kubernetes (Messaging Topology
+  Operator resources) equals deploy/rabbitmq/definitions.json.
+- The Grafana dashboard parses and queries only metrics that exist.
+- The README's compose quickstart names every URL and credential a newcomer needs.
+
+Exit 0 when all hold; otherwise every problem is printed and the exit code is 1.
+Needs: PyYAML and kubernetes-validate (pip install pyyaml kubernetes-validate).
+"""
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+try:
+    import kubernetes_validate
+except ImportError:  # reported below, with the other problems
+    kubernetes_validate = None
+
+ROOT = Path(__file__).resolve().parent.parent
+KUBERNETES_VERSION = "1.31.0"
+problems = []
+
+
+def problem(text):
+    problems.append(text)
+
+
+def load_yaml_docs(path):
+    with open(path) as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+# --- docker compose -----------------------------------------------------------------------
+
+def env_defaults():
+    values = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key] = value
+    return values
+
+
+def interpolate(value, env):
+    """${VAR}, ${VAR:-default}, ${VAR-default} as compose resolves them."""
+    def replace(match):
+        name, default = match.group(1), match.group(3)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        problem(f"docker-compose.yml: ${{{name}}} has no value and no default")
+        return ""
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:?-([^}]*))?\}", replace, value)
+
+
+def resolve(node, env):
+    if isinstance(node, dict):
+        return {k: resolve(v, env) for k, v in node.items()}
+    if isinstance(node, list):
+        return [resolve(v, env) for v in node]
+    if isinstance(node, str):
+        return interpolate(node, env)
+    return node
+
+
+def check_compose():
+    env = env_defaults()
+    compose = resolve(yaml.safe_load((ROOT / "docker-compose.yml").read_text()), env)
+    services = compose.get("services", {})
+    for name in ["rabbitmq", "postgres", "ingester", "worker", "prometheus", "grafana"]:
+        if name not in services:
+            problem(f"docker-compose.yml: no service {name}")
+    declared_volumes = set((compose.get("volumes") or {}).keys())
+    for name, service in services.items():
+        if not (service.get("image") or service.get("build")):
+            problem(f"compose service {name}: neither image nor build")
+        build = service.get("build")
+        if isinstance(build, dict) and not (ROOT / build.get("context", ".") / build.get("dockerfile", "Dockerfile")).exists():
+            problem(f"compose service {name}: Dockerfile {build.get('dockerfile')} not found")
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith(("./", "/")):
+                if not (ROOT / source).exists():
+                    problem(f"compose service {name}: mounted {source} does not exist")
+            elif source not in declared_volumes:
+                problem(f"compose service {name}: volume {source} is not declared")
+        depends = service.get("depends_on", {})
+        if isinstance(depends, dict):
+            for dependency, rule in depends.items():
+                if dependency not in services:
+                    problem(f"compose service {name}: depends on unknown {dependency}")
+                elif rule.get("condition") == "service_healthy" and "healthcheck" not in services[dependency]:
+                    problem(f"compose service {name}: waits for {dependency} to be healthy, which has no healthcheck")
+        for port in service.get("ports", []):
+            if not re.fullmatch(r"\d+:\d+", str(port)):
+                problem(f"compose service {name}: port {port!r} is not host:container")
+    for name in ["rabbitmq", "postgres", "ingester", "worker"]:
+        if name in services and "healthcheck" not in services[name]:
+            problem(f"compose service {name}: no healthcheck")
+
+    if shutil.which("docker-compose"):
+        result = subprocess.run(
+            ["docker-compose", "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml"),
+             "--profile", "monitoring", "config", "--quiet"],
+            capture_output=True, text=True, env={**os.environ, **env},
+        )
+        if result.returncode != 0:
+            problem(f"docker-compose config: {result.stderr.strip()}")
+        else:
+            print("docker-compose config: ok")
+    else:
+        print("docker-compose not installed: its own check skipped (apt-get install docker-compose)")
+    return compose
+
+
+# --- kustomize, as far as these files use it ---------------------------------------------
+
+def merge(base, patch):
+    """Strategic merge: maps deep-merged, lists of named maps merged by name."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        out = dict(base)
+        for key, value in patch.items():
+            out[key] = merge(base[key], value) if key in base else value
+        return out
+    if isinstance(base, list) and isinstance(patch, list) and all(isinstance(i, dict) and "name" in i for i in base + patch):
+        out = [dict(i) for i in base]
+        for item in patch:
+            match = next((i for i, b in enumerate(out) if b["name"] == item["name"]), None)
+            if match is None:
+                out.append(item)
+            else:
+                out[match] = merge(out[match], item)
+        return out
+    return patch
+
+
+def render(directory):
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    known = {"apiVersion", "kind", "resources", "labels", "namespace", "images", "replicas", "patches"}
+    for key in set(kustomization) - known:
+        problem(f"{directory}: kustomization field {key} is not handled by this renderer")
+    docs = []
+    for resource in kustomization.get("resources", []):
+        path = directory / resource
+        if path.is_dir():
+            docs += render(path)
+        elif path.exists():
+            docs += load_yaml_docs(path)
+        else:
+            problem(f"{directory}: resource {resource} not found")
+    for entry in kustomization.get("labels", []):
+        for doc in docs:
+            doc.setdefault("metadata", {}).setdefault("labels", {}).update(entry["pairs"])
+    for patch in kustomization.get("patches", []):
+        for patch_doc in load_yaml_docs(directory / patch["path"]):
+            targets = [i for i, d in enumerate(docs) if d["kind"] == patch_doc["kind"] and d["metadata"]["name"] == patch_doc["metadata"]["name"]]
+            if not targets:
+                problem(f"{directory}: patch for {patch_doc['kind']}/{patch_doc['metadata']['name']} matches nothing")
+            for i in targets:
+                docs[i] = merge(docs[i], patch_doc)
+    for image in kustomization.get("images", []):
+        for doc in docs:
+            for container in doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+                name = container["image"].rsplit(":", 1)[0]
+                if name == image["name"]:
+                    container["image"] = f"{image.get('newName', name)}:{image['newTag']}"
+    for replica in kustomization.get("replicas", []):
+        matched = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == replica["name"]]
+        if not matched:
+            problem(f"{directory}: replicas for {replica['name']} match no Deployment")
+        for doc in matched:
+            doc["spec"]["replicas"] = replica["count"]
+    if "namespace" in kustomization:
+        for doc in docs:
+            doc["metadata"]["namespace"] = kustomization["namespace"]
+    return docs
+
+
+CUSTOM_KINDS = {
+    ("rabbitmq.com/v1beta1", "RabbitmqCluster"): ["spec.replicas"],
+    ("rabbitmq.com/v1beta1", "Exchange"): ["spec.name", "spec.type", "spec.rabbitmqClusterReference.name"],
+    ("rabbitmq.com/v1beta1", "Queue"): ["spec.name", "spec.type", "spec.rabbitmqClusterReference.name"],
+    ("rabbitmq.com/v1beta1", "Binding"): ["spec.source", "spec.destination", "spec.destinationType", "spec.rabbitmqClusterReference.name"],
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): ["spec.selector", "spec.endpoints"],
+}
+
+
+def lookup(doc, dotted):
+    node = doc
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def check_kubernetes(name, docs):
+    names = set()
+    for doc in docs:
+        where = f"k8s {name}: {doc.get('kind')}/{lookup(doc, 'metadata.name')}"
+        key = (doc.get("kind"), lookup(doc, "metadata.name"))
+        if key in names:
+            problem(f"{where}: defined twice")
+        names.add(key)
+        custom = CUSTOM_KINDS.get((doc.get("apiVersion"), doc.get("kind")))
+        if custom is not None:
+            for field in custom:
+                if lookup(doc, field) in (None, "", []):
+                    problem(f"{where}: {field} is missing")
+            continue
+        if kubernetes_validate is None:
+            continue
+        try:
+            kubernetes_validate.validate(copy.deepcopy(doc), KUBERNETES_VERSION, strict=True)
+        except Exception as error:  # ValidationError, SchemaNotFoundError, InvalidSchemaError
+            message = getattr(error, "message", str(error))
+            problem(f"{where}: {message}")
+    deployments = [d for d in docs if d["kind"] == "Deployment"]
+    for deployment in deployments:
+        spec = deployment["spec"]["template"]["spec"]
+        pod_security = spec.get("securityContext", {})
+        for container in spec["containers"]:
+            where = f"k8s {name}: Deployment/{deployment['metadata']['name']} container {container['name']}"
+            security = container.get("securityContext", {})
+            if not (pod_security.get("runAsNonRoot") and security.get("readOnlyRootFilesystem")):
+                problem(f"{where}: must run as non-root with a read-only root filesystem")
+            for probe in ["readinessProbe", "livenessProbe"]:
+                if probe not in container:
+                    problem(f"{where}: no {probe}")
+            if "resources" not in container:
+                problem(f"{where}: no resources")
+    return docs
+
+
+# --- topology -----------------------------------------------------------------------------
+
+def definitions():
+    return json.loads((ROOT / "deploy/rabbitmq/definitions.json").read_text())
+
+
+def topology_of_definitions(defs):
+    queues = {q["name"]: (q["durable"], q["auto_delete"], q["arguments"]) for q in defs["queues"]}
+    exchanges = {e["name"]: (e["type"], e["durable"], e["auto_delete"]) for e in defs["exchanges"]}
+    bindings = sorted((b["source"], b["destination"], b["destination_type"], b["routing_key"]) for b in defs["bindings"])
+    return exchanges, queues, bindings
+
+
+def topology_of_kubernetes(docs):
+    queues, exchanges, bindings = {}, {}, []
+    for doc in docs:
+        spec = doc.get("spec", {})
+        if doc["kind"] == "Queue":
+            arguments = dict(spec.get("arguments", {}))
+            arguments["x-queue-type"] = spec["type"]
+            queues[spec["name"]] = (spec.get("durable", False), spec.get("autoDelete", False), arguments)
+        elif doc["kind"] == "Exchange":
+            exchanges[spec["name"]] = (spec.get("type", "direct"), spec.get("durable", False), spec.get("autoDelete", False))
+        elif doc["kind"] == "Binding":
+            bindings.append((spec["source"], spec["destination"], spec["destinationType"], spec["routingKey"]))
+    return exchanges, queues, sorted(bindings)
+
+
+def check_topology(compose, production):
+    expected = topology_of_definitions(definitions())
+    if topology_of_kubernetes(production) != expected:
+        problem(f"k8s topology differs from definitions.json:\n  k8s:         {topology_of_kubernetes(production)}\n  definitions: {expected}")
+    rabbitmq = compose["services"]["rabbitmq"]
+    conf = (ROOT / "deploy/rabbitmq/rabbitmq.conf").read_text()
+    match = re.search(r"^definitions\.local\.path\s*=\s*(\S+)", conf, re.M)
+    directory = match.group(1) if match else None
+    mounted = {v.split(":")[0]: v.split(":")[1] for v in rabbitmq.get("volumes", []) if v.startswith("./")}
+    target = mounted.get("./deploy/rabbitmq/definitions.json", "")
+    if not directory or not target.startswith(directory.rstrip("/") + "/"):
+        problem(f"compose: deploy/rabbitmq/definitions.json must be mounted into {directory} (rabbitmq.conf), got {target!r}")
+    if mounted.get("./deploy/rabbitmq/rabbitmq.conf", "").startswith("/etc/rabbitmq/conf.d/") is False:
+        problem("compose: deploy/rabbitmq/rabbitmq.conf must be mounted into /etc/rabbitmq/conf.d/")
+    if mounted.get("./deploy/rabbitmq/enabled_plugins") != "/etc/rabbitmq/enabled_plugins":
+        problem("compose: deploy/rabbitmq/enabled_plugins must be mounted as /etc/rabbitmq/enabled_plugins")
+    for extra, target in mounted.items():
+        if target.startswith(f"{directory}/") and extra != "./deploy/rabbitmq/definitions.json":
+            extra_defs = json.loads((ROOT / extra).read_text())
+            for kind in ["queues", "exchanges", "bindings"]:
+                if extra_defs.get(kind):
+                    problem(f"compose: {extra} declares {kind}: the topology is definitions.json's alone")
+
+
+# --- dashboard and README -----------------------------------------------------------------
+
+def exported_metrics():
+    names = set()
+    for source in ["ingester/src/metrics.rs", "worker/src/metrics.rs"]:
+        names |= set(re.findall(r'"(countersign_[a-z_]+)"', (ROOT / source).read_text()))
+    return names
+
+
+def check_dashboard():
+    dashboard = json.loads((ROOT / "deploy/grafana/countersign.json").read_text())
+    known = exported_metrics()
+    titles = {p["title"] for p in dashboard["panels"]}
+    for wanted in ["Webhook requests by outcome", "Request latency (ingester)", "Broker confirm latency", "Queue depths", "Worker rate", "Dead-letter rate by reason"]:
+        if wanted not in titles:
+            problem(f"dashboard: no panel {wanted!r}")
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            for metric in re.findall(r"\b(countersign_[a-z_]+?)(?:_bucket|_sum|_count)?\b", target["expr"]):
+                if metric not in known:
+                    problem(f"dashboard panel {panel['title']!r}: {metric} is not exported by the binaries")
+
+
+def check_readme():
+    readme = (ROOT / "README.md").read_text()
+    start = readme.find("## Deploy")
+    section = readme[start:] if start >= 0 else ""
+    if not section:
+        problem("README: no '## Deploy' section")
+    for needed in ["docker compose up", "http://localhost:8080/webhooks/acme", "http://localhost:9090", "http://localhost:8081",
+                   "http://localhost:15672", "countersign / countersign", "http://localhost:3000", "admin / admin",
+                   "http://localhost:9091", "localhost:5432", "dev-signature-key", "dev-read-token", ".env.example"]:
+        if needed not in section:
+            problem(f"README Deploy section: {needed!r} is not named")
+
+
+def main():
+    if kubernetes_validate is None:
+        problem("kubernetes-validate is not installed (pip install kubernetes-validate)")
+    compose = check_compose()
+    base = check_kubernetes("base", render(ROOT / "deploy/k8s/base"))
+    production = check_kubernetes("production", render(ROOT / "deploy/k8s/overlays/production"))
+    check_topology(compose, production)
+    check_dashboard()
+    check_readme()
+    if problems:
+        print(f"{len(problems)} problem(s):")
+        for p in problems:
+            print(f"- {p}")
+        return 1
+    print(f"deploy: ok (compose: {len(compose['services'])} services; k8s: {len(base)} base and {len(production)} production resources; topology = definitions.json)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
