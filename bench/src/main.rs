@@ -475,7 +475,7 @@ async fn wait_ready(port: u16) -> anyhow::Result<()> {
 
 /// Fills `<prefix>.persist` with `n` events exactly as the ingester would publish them.
 async fn prefill(setup: &Setup, n: usize, factory: &Arc<EventFactory>) -> anyhow::Result<()> {
-    let sources = Arc::new(Sources::from_config(&setup.config));
+    let sources = Arc::new(Sources::from_config(&setup.config)?);
     let mut tasks = Vec::new();
     let per_task = n.div_ceil(64);
     for task in 0..64 {

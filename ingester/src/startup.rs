@@ -49,7 +49,7 @@ impl Application {
             broker_stop.clone(),
         ));
 
-        let sources = Sources::from_config(&config);
+        let sources = Sources::from_config(&config)?;
         if sources.is_empty() {
             tracing::warn!("no [[sources]] configured: every webhook will get 404");
         }

@@ -29,7 +29,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(location: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(location: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             location: location.into(),
             message: message.into(),
@@ -227,6 +227,8 @@ pub struct SourceConfig {
     /// For providers with a signed timestamp: how old a signature may be. Taktikal re-sends with
     /// the original signature, so its default is 24 h.
     pub max_signature_age: Option<Duration>,
+    /// Universign: the JSON Web Key Set file of the provider's signing keys.
+    pub jwks: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -281,6 +283,7 @@ struct FileSource {
     max_body_bytes: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     max_signature_age: Option<Duration>,
+    jwks: Option<PathBuf>,
 }
 
 /// Which binary reads the configuration: each resolves only its own secrets, so that an ingester
@@ -425,6 +428,7 @@ impl FileConfig {
                 secrets,
                 max_body_bytes: raw.max_body_bytes,
                 max_signature_age: raw.max_signature_age,
+                jwks: raw.jwks,
             };
             if role == Role::Ingester {
                 source

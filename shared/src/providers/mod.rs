@@ -8,6 +8,7 @@
 //! the `match`es below.
 
 pub mod taktikal;
+pub mod universign;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -29,12 +30,14 @@ pub const FUTURE_SKEW: Duration = Duration::from_secs(300);
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     Taktikal,
+    Universign,
 }
 
 impl ProviderKind {
     pub fn name(self) -> &'static str {
         match self {
             ProviderKind::Taktikal => "taktikal",
+            ProviderKind::Universign => "universign",
         }
     }
 
@@ -42,6 +45,7 @@ impl ProviderKind {
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "taktikal" => Some(ProviderKind::Taktikal),
+            "universign" => Some(ProviderKind::Universign),
             _ => None,
         }
     }
@@ -50,6 +54,7 @@ impl ProviderKind {
     pub fn parse(self, body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         match self {
             ProviderKind::Taktikal => taktikal::parse(body),
+            ProviderKind::Universign => universign::parse(body),
         }
     }
 
@@ -58,6 +63,8 @@ impl ProviderKind {
     pub fn signature_id(self, body: &[u8]) -> Option<String> {
         match self {
             ProviderKind::Taktikal => taktikal::signature_id(body),
+            // The JWS covers the whole body: a signature cannot carry another one.
+            ProviderKind::Universign => None,
         }
     }
 
@@ -65,6 +72,7 @@ impl ProviderKind {
     pub(crate) fn check(self, source: &SourceConfig) -> Result<(), String> {
         match self {
             ProviderKind::Taktikal => taktikal::check_config(source),
+            ProviderKind::Universign => universign::check_config(source),
         }
     }
 }
@@ -98,8 +106,8 @@ pub struct Verified {
     pub event_id: Option<String>,
     /// The provider's event type, as it names it (`AllSigned`, `transaction.lifecycle.completed`).
     pub event_type: Cow<'static, str>,
-    /// Index of the source's secret that matched.
-    pub key: usize,
+    /// Which key matched, safe to show: a secret's label (`env:ACME_KEY`) or a public key's id.
+    pub key_label: String,
     /// For schemes whose signature does not cover the body: the signature's identity, which must
     /// never arrive with a second, different body.
     pub signature_use: Option<SignatureUse>,
@@ -166,6 +174,7 @@ impl Rejection {
 
 enum Verifier {
     Taktikal(taktikal::Verifier),
+    Universign(universign::Verifier),
 }
 
 /// One configured endpoint: `POST /webhooks/{name}`.
@@ -211,7 +220,9 @@ pub struct Sources {
 }
 
 impl Sources {
-    pub fn from_config(config: &Config) -> Self {
+    /// The configured sources with their verifiers; an error names the source whose keys could
+    /// not be loaded (they were checked when the configuration was read, but files can change).
+    pub fn from_config(config: &Config) -> Result<Self, crate::config::ConfigError> {
         let by_name = config
             .sources
             .iter()
@@ -219,6 +230,11 @@ impl Sources {
                 let verifier = match s.provider {
                     ProviderKind::Taktikal => {
                         Verifier::Taktikal(taktikal::Verifier::from_config(s))
+                    }
+                    ProviderKind::Universign => {
+                        Verifier::Universign(universign::Verifier::from_config(s).map_err(|e| {
+                            crate::config::ConfigError::new(format!("sources[{}]", s.name), e)
+                        })?)
                     }
                 };
                 let source = Source {
@@ -228,13 +244,13 @@ impl Sources {
                     max_body_bytes: s.max_body_bytes.unwrap_or(config.ingester.max_body_bytes),
                     verifier,
                 };
-                (s.name.clone(), source)
+                Ok((s.name.clone(), source))
             })
-            .collect();
-        Self {
+            .collect::<Result<_, crate::config::ConfigError>>()?;
+        Ok(Self {
             by_name,
             replay: ReplayMemory::new(config.ingester.replay_memory_entries),
-        }
+        })
     }
 
     /// The source of that name; `Err(UnknownSource)` otherwise.
@@ -270,6 +286,7 @@ impl Sources {
         };
         let verified = match &source.verifier {
             Verifier::Taktikal(v) => v.verify(&request, &source.secrets)?,
+            Verifier::Universign(v) => v.verify(&request)?,
         };
 
         let mut body_sha256 = None;
@@ -297,7 +314,7 @@ impl Sources {
             provider: source.provider,
             event_id,
             event_type: verified.event_type,
-            key_label: source.secrets[verified.key].label().to_owned(),
+            key_label: verified.key_label,
             signature_headers: verified.signature_headers,
             body,
         })

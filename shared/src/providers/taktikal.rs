@@ -133,13 +133,13 @@ impl Verifier {
         }
 
         Ok(Verified {
+            key_label: secrets[key].label().to_owned(),
             event_id: envelope.id.as_ref().and_then(id_text),
             event_type: envelope
                 .event_data
                 .and_then(|d| d.event_type)
                 .as_ref()
                 .map_or(Cow::Borrowed("Unknown"), event_type_name),
-            key,
             signature_use: Some(SignatureUse {
                 id: signed.into_bytes(),
                 valid_until,
@@ -609,7 +609,7 @@ mod tests {
             &[KEY],
         )
         .expect("hyphenated verifies");
-        assert_eq!(ok.key, 0);
+        assert_eq!(ok.key_label, "env:KEY0");
         assert_eq!(ok.event_type, "AllSigned");
         assert_eq!(
             ok.event_id.as_deref(),
@@ -715,7 +715,7 @@ mod tests {
             &["old-api-key", KEY],
         )
         .unwrap();
-        assert_eq!(ok.key, 1);
+        assert_eq!(ok.key_label, "env:KEY1");
     }
 
     #[test]

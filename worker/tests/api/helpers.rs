@@ -77,6 +77,8 @@ pub struct Options {
     pub worker_database_url: Option<String>,
     pub api_tokens: bool,
     pub start_worker: bool,
+    /// Adds a Universign source `fr` trusting this JWKS file.
+    pub universign_jwks: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -86,6 +88,7 @@ impl Default for Options {
             worker_database_url: None,
             api_tokens: false,
             start_worker: true,
+            universign_jwks: None,
         }
     }
 }
@@ -96,6 +99,15 @@ pub fn config_text(prefix: &str, documents: &std::path::Path, options: &Options)
     } else {
         ""
     };
+    let universign = options
+        .universign_jwks
+        .as_ref()
+        .map_or(String::new(), |jwks| {
+            format!(
+                "[[sources]]\nname = \"fr\"\nprovider = \"universign\"\njwks = \"{}\"\n",
+                jwks.display()
+            )
+        });
     format!(
         r#"
         [amqp]
@@ -118,6 +130,8 @@ pub fn config_text(prefix: &str, documents: &std::path::Path, options: &Options)
         name = "acme"
         provider = "taktikal"
         secrets = ["env:ACME_KEY"]
+
+        {universign}
         "#,
         retry = options.retry_delays,
         documents = documents.display(),
@@ -236,6 +250,24 @@ impl Stack {
             .post(format!("{}/webhooks/acme", self.ingester))
             .header("content-type", "application/json")
             .body(body.to_vec())
+            .send()
+            .await
+            .expect("ingester answers")
+            .status()
+            .as_u16()
+    }
+
+    /// Posts to any source with extra headers; returns the status.
+    pub async fn post_to(&self, source: &str, body: &[u8], headers: &[(&str, &str)]) -> u16 {
+        let mut request = self
+            .http
+            .post(format!("{}/webhooks/{source}", self.ingester))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request
             .send()
             .await
             .expect("ingester answers")

@@ -1,0 +1,629 @@
+//! Universign (France): a JSON event envelope signed as a detached JWS.
+//!
+//! **Unconfirmed by Universign**: the scheme is known from independent integrations only
+//! (`PROVIDERS.md`). As read there: header `x-jws-signature` = `<protected>..<signature>` (RFC 7515
+//! appendix F, payload detached), `alg` PS256 (RS256 is accepted too), `kid` naming a key of
+//! Universign's JWKS, which is configuration (`jwks = "/path/jwks.json"`). The signing input is
+//! `<protected> "." base64url(body)`, or the raw body when the header says `"b64": false`
+//! (RFC 7797). The signature covers the whole body, so a captured signature cannot carry another
+//! body; the envelope's `createdAt` (unix seconds) must be within `max_signature_age` (default
+//! 96 h: Universign retries for up to 3 days), and duplicates are recognised by the event `id`.
+//!
+//! Events (`{object: "event", id, type, createdAt, payload: {object: {...}}}`):
+//! `transaction.lifecycle.*` set the process (the transaction) status, `action.*` add signer
+//! activity, every other type is archived without a projection.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
+use chrono::{DateTime, Utc};
+use rsa::signature::Verifier as _;
+use rsa::{BigUint, RsaPublicKey};
+use serde::Deserialize;
+use sha2::Sha256;
+
+use super::{Rejection, Request, Verified};
+use crate::config::SourceConfig;
+use crate::event::{ActivityEntry, ParseError, ProcessStatus, Signee, SigningEvent};
+
+/// The header carrying the detached JWS.
+pub const SIGNATURE_HEADER: &str = "x-jws-signature";
+/// How old an event may be, unless the source says otherwise.
+pub const DEFAULT_MAX_SIGNATURE_AGE: Duration = Duration::from_secs(96 * 3600);
+
+#[derive(Debug, Clone)]
+struct Key {
+    kid: Option<String>,
+    key: RsaPublicKey,
+}
+
+/// Verifies Universign webhooks for one source.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    keys: Vec<Key>,
+    max_age: Duration,
+}
+
+#[derive(Deserialize)]
+struct Jwks {
+    keys: Vec<Jwk>,
+}
+
+#[derive(Deserialize)]
+struct Jwk {
+    kty: String,
+    kid: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+    #[serde(rename = "use")]
+    usage: Option<String>,
+}
+
+/// Reads the RSA signing keys of a JWKS document.
+pub fn load_jwks(path: &Path) -> Result<Vec<(Option<String>, RsaPublicKey)>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("jwks {}: cannot read ({e})", path.display()))?;
+    let jwks: Jwks = serde_json::from_str(&text)
+        .map_err(|e| format!("jwks {}: not a JWKS ({e})", path.display()))?;
+    let mut keys = Vec::new();
+    for (i, jwk) in jwks.keys.into_iter().enumerate() {
+        if jwk.kty != "RSA" || jwk.usage.as_deref().is_some_and(|u| u != "sig") {
+            continue;
+        }
+        let part = |value: Option<String>, name: &str| {
+            value
+                .and_then(|v| BASE64URL.decode(v.trim_end_matches('=')).ok())
+                .map(|bytes| BigUint::from_bytes_be(&bytes))
+                .ok_or_else(|| {
+                    format!("jwks {}: keys[{i}].{name} is not base64url", path.display())
+                })
+        };
+        let key = RsaPublicKey::new(part(jwk.n, "n")?, part(jwk.e, "e")?).map_err(|e| {
+            format!(
+                "jwks {}: keys[{i}] is not a usable RSA key ({e})",
+                path.display()
+            )
+        })?;
+        keys.push((jwk.kid, key));
+    }
+    if keys.is_empty() {
+        return Err(format!("jwks {}: no RSA signing key", path.display()));
+    }
+    Ok(keys)
+}
+
+pub(crate) fn check_config(source: &SourceConfig) -> Result<(), String> {
+    Verifier::from_config(source).map(|_| ())
+}
+
+#[derive(Deserialize)]
+struct Protected {
+    alg: String,
+    kid: Option<String>,
+    #[serde(default = "yes")]
+    b64: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    id: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    #[serde(rename = "createdAt")]
+    created_at: Option<serde_json::Value>,
+    payload: Option<serde_json::Value>,
+}
+
+fn created_at(value: &serde_json::Value) -> Option<SystemTime> {
+    match value {
+        serde_json::Value::Number(n) => n.as_u64().map(|s| UNIX_EPOCH + Duration::from_secs(s)),
+        serde_json::Value::String(s) => DateTime::parse_from_rfc3339(s).ok().map(SystemTime::from),
+        _ => None,
+    }
+}
+
+impl Verifier {
+    pub fn from_config(source: &SourceConfig) -> Result<Self, String> {
+        let path = source.jwks.as_ref().ok_or(
+            "universign needs jwks = \"/path/to/jwks.json\" (Universign's webhook signing keys)",
+        )?;
+        let keys = load_jwks(path)?
+            .into_iter()
+            .map(|(kid, key)| Key { kid, key })
+            .collect();
+        Ok(Self {
+            keys,
+            max_age: source
+                .max_signature_age
+                .unwrap_or(DEFAULT_MAX_SIGNATURE_AGE),
+        })
+    }
+
+    pub fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
+        let header = request
+            .headers
+            .get(SIGNATURE_HEADER)
+            .ok_or(Rejection::Unsigned)?;
+        let header = std::str::from_utf8(header)
+            .map_err(|_| Rejection::BadSignature)?
+            .trim();
+        let mut parts = header.split('.');
+        let (Some(protected_b64), Some(""), Some(signature_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Rejection::BadSignature);
+        };
+        let protected: Protected = BASE64URL
+            .decode(protected_b64)
+            .ok()
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .ok_or(Rejection::BadSignature)?;
+        let key = match &protected.kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .find(|k| k.kid.as_deref() == Some(kid.as_str())),
+            None if self.keys.len() == 1 => self.keys.first(),
+            None => None,
+        }
+        .ok_or(Rejection::BadSignature)?;
+        let signature = BASE64URL
+            .decode(signature_b64)
+            .map_err(|_| Rejection::BadSignature)?;
+
+        let mut input =
+            Vec::with_capacity(protected_b64.len() + 1 + request.body.len() * 4 / 3 + 4);
+        input.extend_from_slice(protected_b64.as_bytes());
+        input.push(b'.');
+        if protected.b64 {
+            input.extend_from_slice(BASE64URL.encode(request.body).as_bytes());
+        } else {
+            input.extend_from_slice(request.body);
+        }
+        let valid = match protected.alg.as_str() {
+            "RS256" => rsa::pkcs1v15::Signature::try_from(signature.as_slice()).is_ok_and(|s| {
+                rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key.key.clone())
+                    .verify(&input, &s)
+                    .is_ok()
+            }),
+            "PS256" => rsa::pss::Signature::try_from(signature.as_slice()).is_ok_and(|s| {
+                rsa::pss::VerifyingKey::<Sha256>::new(key.key.clone())
+                    .verify(&input, &s)
+                    .is_ok()
+            }),
+            _ => false,
+        };
+        if !valid {
+            return Err(Rejection::BadSignature);
+        }
+
+        let envelope: Envelope =
+            serde_json::from_slice(request.body).map_err(|_| Rejection::Unacceptable {
+                status: 400,
+                reason: "body is not a Universign event (JSON object expected)",
+            })?;
+        let created =
+            envelope
+                .created_at
+                .as_ref()
+                .and_then(created_at)
+                .ok_or(Rejection::Unacceptable {
+                    status: 400,
+                    reason: "Universign event without createdAt",
+                })?;
+        if request.received_at > created + self.max_age
+            || created > request.received_at + super::FUTURE_SKEW
+        {
+            return Err(Rejection::Stale);
+        }
+        Ok(Verified {
+            event_id: envelope.id.filter(|id| !id.is_empty()),
+            event_type: envelope
+                .event_type
+                .map_or(Cow::Borrowed("unknown"), Cow::Owned),
+            key_label: format!("kid:{}", key.kid.as_deref().unwrap_or("-")),
+            signature_use: None,
+            signature_headers: vec![(SIGNATURE_HEADER, header.to_owned())],
+        })
+    }
+}
+
+/// A detached JWS over `body` with an RSA private key (PKCS#8 PEM), as Universign sends it; for
+/// tests and tools. `alg` is `RS256` or `PS256`.
+pub fn sign_detached(
+    private_key_pem: &str,
+    kid: &str,
+    alg: &str,
+    body: &[u8],
+) -> Result<String, String> {
+    use rsa::pkcs8::DecodePrivateKey as _;
+    use rsa::signature::{RandomizedSigner as _, SignatureEncoding as _, Signer as _};
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(private_key_pem).map_err(|e| e.to_string())?;
+    let protected = BASE64URL.encode(serde_json::json!({ "alg": alg, "kid": kid }).to_string());
+    let input = format!("{protected}.{}", BASE64URL.encode(body));
+    let signature = match alg {
+        "RS256" => rsa::pkcs1v15::SigningKey::<Sha256>::new(key)
+            .sign(input.as_bytes())
+            .to_vec(),
+        "PS256" => rsa::pss::BlindedSigningKey::<Sha256>::new(key)
+            .sign_with_rng(&mut rsa::rand_core::OsRng, input.as_bytes())
+            .to_vec(),
+        other => return Err(format!("unsupported alg {other}")),
+    };
+    Ok(format!("{protected}..{}", BASE64URL.encode(signature)))
+}
+
+/// The JWKS of a public key, as Universign publishes its own.
+pub fn jwks_of(private_key_pem: &str, kid: &str) -> Result<serde_json::Value, String> {
+    use rsa::pkcs8::DecodePrivateKey as _;
+    use rsa::traits::PublicKeyParts as _;
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(private_key_pem).map_err(|e| e.to_string())?;
+    Ok(serde_json::json!({ "keys": [{
+        "kty": "RSA", "use": "sig", "kid": kid, "alg": "PS256",
+        "n": BASE64URL.encode(key.n().to_bytes_be()),
+        "e": BASE64URL.encode(key.e().to_bytes_be()),
+    }]}))
+}
+
+/// Parses a Universign event into the normalized model.
+pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+    let envelope: Envelope = serde_json::from_slice(body)
+        .map_err(|e| ParseError(format!("not a Universign event: {e}")))?;
+    let event_type = envelope
+        .event_type
+        .ok_or_else(|| ParseError("Universign event without type".to_owned()))?;
+    let occurred_at = envelope
+        .created_at
+        .as_ref()
+        .and_then(created_at)
+        .map(DateTime::<Utc>::from);
+    let object = envelope
+        .payload
+        .as_ref()
+        .and_then(|p| p.get("object"))
+        .cloned()
+        .unwrap_or(serde_json::Value::Null);
+    let text = |value: Option<&serde_json::Value>| {
+        value
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+
+    if let Some(stage) = event_type.strip_prefix("transaction.lifecycle.") {
+        let process_key = text(object.get("id"))
+            .ok_or_else(|| ParseError(format!("{event_type} without payload.object.id")))?;
+        let (status, word) = match stage {
+            "created" => (Some(ProcessStatus::Created), "Created"),
+            "started" => (Some(ProcessStatus::Created), "Started"),
+            "paused" => (None, "Paused"),
+            "cancelled" => (Some(ProcessStatus::Canceled), "Canceled"),
+            "expired" => (Some(ProcessStatus::Expired), "Expired"),
+            "completed" => (Some(ProcessStatus::Completed), "Completed"),
+            _ => (None, "Changed"),
+        };
+        let entry = ActivityEntry {
+            key: if status.is_some() {
+                word.to_owned()
+            } else {
+                format!("{word}:{}", occurred_at.map_or(0, |t| t.timestamp()))
+            },
+            signee_key: None,
+            status: word.to_owned(),
+            description: format!(
+                "Transaction {}. Transaction: {process_key}.",
+                word.to_lowercase()
+            ),
+            file_name: None,
+            created_at: occurred_at,
+            created_by: "Universign".to_owned(),
+        };
+        return Ok(vec![event(
+            process_key,
+            status,
+            occurred_at,
+            Vec::new(),
+            vec![entry],
+        )]);
+    }
+
+    if let Some(stage) = event_type.strip_prefix("action.") {
+        let transaction = text(object.get("transaction_id"))
+            .or_else(|| text(object.get("transaction")))
+            .or_else(|| text(object.get("transaction").and_then(|t| t.get("id"))));
+        let Some(process_key) = transaction else {
+            // No transaction to attach it to: archived, not projected.
+            return Ok(Vec::new());
+        };
+        let signee_key = text(object.get("participant_id"))
+            .or_else(|| text(object.get("participant").and_then(|p| p.get("id"))))
+            .or_else(|| text(object.get("participant")))
+            .or_else(|| text(object.get("id")))
+            .unwrap_or_else(|| "unknown".to_owned());
+        let email = text(object.get("email"))
+            .or_else(|| text(object.get("participant").and_then(|p| p.get("email"))));
+        let word: String = stage
+            .split('.')
+            .map(|w| {
+                let mut chars = w.chars();
+                chars
+                    .next()
+                    .map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
+            })
+            .collect();
+        let status = format!("Action{word}");
+        let mut description = format!(
+            "Participant {signee_key}: action {}.",
+            stage.replace('.', " ")
+        );
+        if let Some(reason) =
+            text(object.get("reason")).or_else(|| text(object.get("stall_reason")))
+        {
+            description.push_str(&format!(" Reason: {reason}."));
+        }
+        let entry = ActivityEntry {
+            key: format!(
+                "{status}:{signee_key}:{}",
+                occurred_at.map_or(0, |t| t.timestamp())
+            ),
+            signee_key: Some(signee_key.clone()),
+            status,
+            description,
+            file_name: None,
+            created_at: occurred_at,
+            created_by: "Universign".to_owned(),
+        };
+        let signee = Signee {
+            key: signee_key,
+            email,
+            ..Signee::default()
+        };
+        return Ok(vec![event(
+            process_key,
+            None,
+            occurred_at,
+            vec![signee],
+            vec![entry],
+        )]);
+    }
+    // apikey.*, registration.*, identity-validation.*, transaction.chat.*: archived only.
+    Ok(Vec::new())
+}
+
+fn event(
+    process_key: String,
+    status: Option<ProcessStatus>,
+    occurred_at: Option<DateTime<Utc>>,
+    signees: Vec<Signee>,
+    activity: Vec<ActivityEntry>,
+) -> SigningEvent {
+    SigningEvent {
+        process_key,
+        status,
+        occurred_at,
+        flow_key: None,
+        flow_name: None,
+        company_key: None,
+        signees,
+        documents: Vec::new(),
+        activity,
+        metadata: serde_json::Map::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Headers;
+
+    /// An RSA key made for this test run by `openssl` (fast, unlike key generation in a debug build).
+    fn test_key() -> String {
+        let output = std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+            ])
+            .output()
+            .expect("openssl generates a key");
+        assert!(output.status.success());
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    struct One<'a>(&'a str);
+
+    impl Headers for One<'_> {
+        fn get(&self, name: &str) -> Option<&[u8]> {
+            (name == SIGNATURE_HEADER).then_some(self.0.as_bytes())
+        }
+    }
+
+    fn verifier(pem: &str, kid: &str) -> (Verifier, tempfile_path::Guard) {
+        let guard =
+            tempfile_path::Guard::new(&serde_json::to_string(&jwks_of(pem, kid).unwrap()).unwrap());
+        let source = SourceConfig {
+            name: "fr".into(),
+            provider: super::super::ProviderKind::Universign,
+            secrets: Vec::new(),
+            max_body_bytes: None,
+            max_signature_age: None,
+            jwks: Some(guard.0.clone()),
+        };
+        (Verifier::from_config(&source).expect("loads"), guard)
+    }
+
+    mod tempfile_path {
+        pub struct Guard(pub std::path::PathBuf);
+        impl Guard {
+            pub fn new(content: &str) -> Self {
+                let path = std::env::temp_dir().join(format!(
+                    "jwks-{}-{}.json",
+                    std::process::id(),
+                    rand_suffix()
+                ));
+                std::fs::write(&path, content).unwrap();
+                Self(path)
+            }
+        }
+        fn rand_suffix() -> u128 {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        }
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+
+    fn event(created_at: u64) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "object": "event", "id": "evt_1", "type": "transaction.lifecycle.completed", "createdAt": created_at,
+            "payload": { "object": { "object": "transaction", "id": "tx_42", "state": "completed" } }
+        }))
+        .unwrap()
+    }
+
+    fn now_secs() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    fn check(v: &Verifier, body: &[u8], header: &str) -> Result<Verified, Rejection> {
+        v.verify(&Request {
+            body,
+            headers: &One(header),
+            received_at: SystemTime::now(),
+        })
+    }
+
+    #[test]
+    fn detached_jws_verifies_and_tampering_fails() {
+        let pem = test_key();
+        let (v, _jwks) = verifier(&pem, "k1");
+        let body = event(now_secs());
+        for alg in ["PS256", "RS256"] {
+            let header = sign_detached(&pem, "k1", alg, &body).unwrap();
+            let ok = check(&v, &body, &header).unwrap_or_else(|e| panic!("{alg}: {e}"));
+            assert_eq!(ok.event_id.as_deref(), Some("evt_1"));
+            assert_eq!(ok.event_type, "transaction.lifecycle.completed");
+            assert_eq!(ok.key_label, "kid:k1");
+            assert_eq!(
+                ok.signature_headers,
+                vec![(SIGNATURE_HEADER, header.clone())]
+            );
+
+            let mut altered = body.clone();
+            let at = altered.iter().position(|&b| b == b'4').unwrap();
+            altered[at] = b'5';
+            assert_eq!(
+                check(&v, &altered, &header).unwrap_err(),
+                Rejection::BadSignature,
+                "{alg}: body"
+            );
+
+            let (protected, signature) = header.split_once("..").unwrap();
+            let mut raw = BASE64URL.decode(signature).unwrap();
+            raw[10] ^= 1;
+            let flipped = format!("{protected}..{}", BASE64URL.encode(raw));
+            assert_eq!(
+                check(&v, &body, &flipped).unwrap_err(),
+                Rejection::BadSignature,
+                "{alg}: signature bit"
+            );
+        }
+        assert_eq!(check(&v, &body, "").unwrap_err(), Rejection::BadSignature);
+        assert_eq!(
+            v.verify(&Request {
+                body: &body,
+                headers: &crate::providers::NoHeaders,
+                received_at: SystemTime::now()
+            })
+            .unwrap_err(),
+            Rejection::Unsigned
+        );
+    }
+
+    #[test]
+    fn wrong_kid_and_foreign_key_fail() {
+        let pem = test_key();
+        let other = test_key();
+        let (v, _jwks) = verifier(&pem, "k1");
+        let body = event(now_secs());
+        let header = sign_detached(&pem, "k2", "PS256", &body).unwrap();
+        assert_eq!(
+            check(&v, &body, &header).unwrap_err(),
+            Rejection::BadSignature,
+            "unknown kid"
+        );
+        let header = sign_detached(&other, "k1", "PS256", &body).unwrap();
+        assert_eq!(
+            check(&v, &body, &header).unwrap_err(),
+            Rejection::BadSignature,
+            "another key under the known kid"
+        );
+    }
+
+    #[test]
+    fn stale_created_at_fails() {
+        let pem = test_key();
+        let (v, _jwks) = verifier(&pem, "k1");
+        let old = event(now_secs() - 97 * 3600);
+        let header = sign_detached(&pem, "k1", "PS256", &old).unwrap();
+        assert_eq!(check(&v, &old, &header).unwrap_err(), Rejection::Stale);
+        let recent = event(now_secs() - 95 * 3600);
+        let header = sign_detached(&pem, "k1", "PS256", &recent).unwrap();
+        check(&v, &recent, &header).expect("within 96 h");
+    }
+
+    #[test]
+    fn lifecycle_and_action_events_are_normalized() {
+        let completed = parse(&event(1_700_000_000)).unwrap().remove(0);
+        assert_eq!(completed.process_key, "tx_42");
+        assert_eq!(completed.status, Some(ProcessStatus::Completed));
+        assert_eq!(completed.activity[0].status, "Completed");
+
+        let closed = serde_json::json!({
+            "object": "event", "id": "evt_2", "type": "action.closed", "createdAt": 1_700_000_100,
+            "payload": { "object": { "object": "action", "id": "act_7", "transaction_id": "tx_42", "participant_id": "pt_9", "email": "a@example.com" } }
+        });
+        let closed = parse(&serde_json::to_vec(&closed).unwrap())
+            .unwrap()
+            .remove(0);
+        assert_eq!(closed.process_key, "tx_42");
+        assert_eq!(closed.status, None);
+        assert_eq!(closed.activity[0].status, "ActionClosed");
+        assert_eq!(closed.activity[0].signee_key.as_deref(), Some("pt_9"));
+        assert_eq!(closed.signees[0].email.as_deref(), Some("a@example.com"));
+
+        let other = serde_json::json!({ "object": "event", "id": "evt_3", "type": "apikey.created", "createdAt": 1, "payload": {} });
+        assert!(
+            parse(&serde_json::to_vec(&other).unwrap())
+                .unwrap()
+                .is_empty(),
+            "archived, not projected"
+        );
+        assert!(parse(b"nope").is_err());
+    }
+
+    #[test]
+    fn a_jwks_without_rsa_keys_is_a_config_error() {
+        let guard =
+            tempfile_path::Guard::new(r#"{"keys":[{"kty":"EC","crv":"P-256","x":"a","y":"b"}]}"#);
+        let error = load_jwks(&guard.0).unwrap_err();
+        assert!(error.contains("no RSA signing key"), "{error}");
+    }
+}
