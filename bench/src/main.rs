@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use countersign::config::{Config, Role};
 use countersign::message::{Receipt, outbound};
-use countersign::providers::{NoHeaders, Sources};
+use countersign::providers::{NoHeaders, Origin, Sources};
 use countersign::topology::Topology;
 use lapin::options::{QueueDeclareOptions, QueuePurgeOptions};
 use lapin::types::{FieldTable, ShortString};
@@ -492,7 +492,7 @@ async fn prefill(setup: &Setup, n: usize, factory: &Arc<EventFactory>) -> anyhow
                 let source = sources.get("bench").expect("configured");
                 let received_at = std::time::SystemTime::now();
                 let webhook = sources
-                    .verify(source, body, &NoHeaders, received_at)
+                    .verify(source, body, &NoHeaders, Origin::default(), received_at)
                     .map_err(|r| anyhow::anyhow!("{r}"))?;
                 let receipt = Receipt {
                     request_id: "bench",

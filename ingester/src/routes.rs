@@ -22,7 +22,7 @@ use actix_web::http::header::{
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use countersign::message::{Receipt, outbound};
-use countersign::providers::{Headers, Rejection, Source, Sources};
+use countersign::providers::{Headers, Origin, Rejection, Source, Sources};
 use futures_util::StreamExt;
 
 use crate::broker::{Broker, PublishError};
@@ -93,12 +93,17 @@ pub async fn receive_webhook(
     payload: web::Payload,
     state: web::Data<WebhookState>,
 ) -> HttpResponse {
-    // `/webhooks/{source}`, matched by hand (see startup): one segment, POST only.
-    let source = request
+    // `/webhooks/{source}` or `/webhooks/{source}/{token}`, matched by hand (see startup), POST
+    // only. The token is for sources authenticated by their URL (Legalesign's event callback).
+    let rest = request
         .path()
         .strip_prefix("/webhooks/")
         .unwrap_or_default();
-    if source.is_empty() || source.contains('/') {
+    let (source, path_token) = match rest.split_once('/') {
+        Some((source, token)) => (source, Some(token)),
+        None => (rest, None),
+    };
+    if source.is_empty() || path_token.is_some_and(|t| t.is_empty() || t.contains('/')) {
         return HttpResponse::NotFound().json(serde_json::json!({ "error": "not found" }));
     }
     if request.method() != actix_web::http::Method::POST {
@@ -114,7 +119,22 @@ pub async fn receive_webhook(
     let source = state.sources.get(source);
     let label = source.as_ref().map_or(UNKNOWN_SOURCE, |s| s.name());
     let result = match source {
-        Ok(source) => accept(&state, source, &request, payload, &request_id, received_at).await,
+        Ok(source) => {
+            let origin = Origin {
+                path_token,
+                peer: request.peer_addr().map(|a| a.ip()),
+            };
+            accept(
+                &state,
+                source,
+                &request,
+                payload,
+                origin,
+                &request_id,
+                received_at,
+            )
+            .await
+        }
         Err(rejection) => Err(Failure::Rejected(rejection)),
     };
 
@@ -166,14 +186,18 @@ async fn accept(
     source: &Source,
     request: &HttpRequest,
     payload: web::Payload,
+    origin: Origin<'_>,
     request_id: &str,
     received_at: SystemTime,
 ) -> Result<String, Failure> {
     let body = read_body(request, payload, source.max_body_bytes()).await?;
-    let webhook =
-        state
-            .sources
-            .verify(source, body, &ActixHeaders(request.headers()), received_at)?;
+    let webhook = state.sources.verify(
+        source,
+        body,
+        &ActixHeaders(request.headers()),
+        origin,
+        received_at,
+    )?;
     let receipt = Receipt {
         request_id,
         received_at,

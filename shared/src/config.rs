@@ -229,6 +229,53 @@ pub struct SourceConfig {
     pub max_signature_age: Option<Duration>,
     /// Universign: the JSON Web Key Set file of the provider's signing keys.
     pub jwks: Option<PathBuf>,
+    /// Legalesign: the X.509 certificate (PEM) whose key signs the "all" callback.
+    pub certificate: Option<PathBuf>,
+    /// If not empty, only these addresses or networks may post to the source.
+    pub allow_ips: Vec<IpNet>,
+}
+
+/// An address or a network (`203.0.113.7`, `203.0.113.0/24`, `2001:db8::/32`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    address: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    pub fn parse(text: &str) -> Option<Self> {
+        let (address, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a.parse::<std::net::IpAddr>().ok()?, p.parse::<u8>().ok()?),
+            None => {
+                let a: std::net::IpAddr = text.parse().ok()?;
+                (a, if a.is_ipv4() { 32 } else { 128 })
+            }
+        };
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        (prefix <= max).then_some(Self { address, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        let bits = |a: std::net::IpAddr| -> u128 {
+            match a {
+                std::net::IpAddr::V4(v4) => u128::from(u32::from(v4)) << 96,
+                std::net::IpAddr::V6(v6) => u128::from(v6),
+            }
+        };
+        if self.address.is_ipv4() != ip.is_ipv4() {
+            return false;
+        }
+        let mask = if self.prefix == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(self.prefix))
+        };
+        bits(self.address) & mask == bits(ip) & mask
+    }
 }
 
 #[derive(Deserialize)]
@@ -284,6 +331,9 @@ struct FileSource {
     #[serde(default, with = "humantime_serde")]
     max_signature_age: Option<Duration>,
     jwks: Option<PathBuf>,
+    certificate: Option<PathBuf>,
+    #[serde(default)]
+    allow_ips: Vec<String>,
 }
 
 /// Which binary reads the configuration: each resolves only its own secrets, so that an ingester
@@ -429,6 +479,20 @@ impl FileConfig {
                 max_body_bytes: raw.max_body_bytes,
                 max_signature_age: raw.max_signature_age,
                 jwks: raw.jwks,
+                certificate: raw.certificate,
+                allow_ips: raw
+                    .allow_ips
+                    .iter()
+                    .enumerate()
+                    .map(|(i, net)| {
+                        IpNet::parse(net).ok_or_else(|| {
+                            ConfigError::new(
+                                format!("{location}.allow_ips[{i}]"),
+                                format!("{net:?} is not an address or network"),
+                            )
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
             };
             if role == Role::Ingester {
                 source
@@ -602,6 +666,29 @@ mod tests {
             error.starts_with("worker.api_tokens[0]: env:READ_TOKEN"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn networks_contain_their_addresses() {
+        let net = IpNet::parse("203.0.113.0/24").unwrap();
+        assert!(net.contains("203.0.113.7".parse().unwrap()));
+        assert!(
+            net.contains("::ffff:203.0.113.7".parse().unwrap()),
+            "IPv4-mapped IPv6"
+        );
+        assert!(!net.contains("203.0.114.7".parse().unwrap()));
+        assert!(
+            IpNet::parse("2001:db8::/32")
+                .unwrap()
+                .contains("2001:db8::1".parse().unwrap())
+        );
+        assert!(
+            IpNet::parse("10.0.0.1")
+                .unwrap()
+                .contains("10.0.0.1".parse().unwrap())
+        );
+        assert!(IpNet::parse("10.0.0.0/33").is_none());
+        assert!(IpNet::parse("nope").is_none());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! the ingester can publish. Adding a provider touches its own file, the [`ProviderKind`] enum and
 //! the `match`es below.
 
+pub mod legalesign;
 pub mod taktikal;
 pub mod universign;
 
@@ -31,6 +32,11 @@ pub const FUTURE_SKEW: Duration = Duration::from_secs(300);
 pub enum ProviderKind {
     Taktikal,
     Universign,
+    /// Legalesign's "all" callback, RSA-signed.
+    Legalesign,
+    /// Legalesign's "upon event" callback, authenticated by a token in its URL.
+    #[serde(rename = "legalesign_event")]
+    LegalesignEvent,
 }
 
 impl ProviderKind {
@@ -38,6 +44,8 @@ impl ProviderKind {
         match self {
             ProviderKind::Taktikal => "taktikal",
             ProviderKind::Universign => "universign",
+            ProviderKind::Legalesign => "legalesign",
+            ProviderKind::LegalesignEvent => "legalesign_event",
         }
     }
 
@@ -46,6 +54,8 @@ impl ProviderKind {
         match name {
             "taktikal" => Some(ProviderKind::Taktikal),
             "universign" => Some(ProviderKind::Universign),
+            "legalesign" => Some(ProviderKind::Legalesign),
+            "legalesign_event" => Some(ProviderKind::LegalesignEvent),
             _ => None,
         }
     }
@@ -55,6 +65,8 @@ impl ProviderKind {
         match self {
             ProviderKind::Taktikal => taktikal::parse(body),
             ProviderKind::Universign => universign::parse(body),
+            ProviderKind::Legalesign => legalesign::parse(body),
+            ProviderKind::LegalesignEvent => legalesign::parse_event(body),
         }
     }
 
@@ -64,8 +76,15 @@ impl ProviderKind {
         match self {
             ProviderKind::Taktikal => taktikal::signature_id(body),
             // The JWS covers the whole body: a signature cannot carry another one.
-            ProviderKind::Universign => None,
+            ProviderKind::Universign | ProviderKind::Legalesign | ProviderKind::LegalesignEvent => {
+                None
+            }
         }
+    }
+
+    /// True for providers authenticated by a token in the URL (`/webhooks/{source}/{token}`).
+    pub fn takes_url_token(self) -> bool {
+        self == ProviderKind::LegalesignEvent
     }
 
     /// Checks what this provider needs from a source's configuration.
@@ -73,6 +92,8 @@ impl ProviderKind {
         match self {
             ProviderKind::Taktikal => taktikal::check_config(source),
             ProviderKind::Universign => universign::check_config(source),
+            ProviderKind::Legalesign => legalesign::check_config(source),
+            ProviderKind::LegalesignEvent => legalesign::check_event_config(source),
         }
     }
 }
@@ -97,6 +118,15 @@ pub struct Request<'a> {
     pub body: &'a [u8],
     pub headers: &'a dyn Headers,
     pub received_at: SystemTime,
+    /// The `{token}` of `/webhooks/{source}/{token}`, for providers authenticated that way.
+    pub path_token: Option<&'a str>,
+}
+
+/// Where a request came from and by which path: what the URL-token and IP checks need.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Origin<'a> {
+    pub path_token: Option<&'a str>,
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// What a provider established about a genuine request.
@@ -139,6 +169,8 @@ pub enum Rejection {
     Stale,
     #[error("signature already used with another body")]
     Replayed,
+    #[error("address not allowed for this source")]
+    AddressNotAllowed,
     /// A body the provider must not send again: `status` is its "stop retrying" code.
     #[error("{reason}")]
     Unacceptable { status: u16, reason: &'static str },
@@ -154,6 +186,7 @@ impl Rejection {
             | Rejection::BadSignature
             | Rejection::Stale
             | Rejection::Replayed => 401,
+            Rejection::AddressNotAllowed => 403,
             Rejection::Unacceptable { status, .. } => *status,
         }
     }
@@ -167,6 +200,7 @@ impl Rejection {
             Rejection::BadSignature => "bad_signature",
             Rejection::Stale => "stale",
             Rejection::Replayed => "replayed",
+            Rejection::AddressNotAllowed => "address_not_allowed",
             Rejection::Unacceptable { .. } => "unacceptable",
         }
     }
@@ -175,6 +209,8 @@ impl Rejection {
 enum Verifier {
     Taktikal(taktikal::Verifier),
     Universign(universign::Verifier),
+    Legalesign(legalesign::AllVerifier),
+    LegalesignEvent,
 }
 
 /// One configured endpoint: `POST /webhooks/{name}`.
@@ -183,6 +219,7 @@ pub struct Source {
     provider: ProviderKind,
     secrets: Vec<Secret>,
     max_body_bytes: usize,
+    allowed: Vec<crate::config::IpNet>,
     verifier: Verifier,
 }
 
@@ -236,12 +273,19 @@ impl Sources {
                             crate::config::ConfigError::new(format!("sources[{}]", s.name), e)
                         })?)
                     }
+                    ProviderKind::Legalesign => {
+                        Verifier::Legalesign(legalesign::AllVerifier::from_config(s).map_err(
+                            |e| crate::config::ConfigError::new(format!("sources[{}]", s.name), e),
+                        )?)
+                    }
+                    ProviderKind::LegalesignEvent => Verifier::LegalesignEvent,
                 };
                 let source = Source {
                     name: s.name.clone(),
                     provider: s.provider,
                     secrets: s.secrets.clone(),
                     max_body_bytes: s.max_body_bytes.unwrap_or(config.ingester.max_body_bytes),
+                    allowed: s.allow_ips.clone(),
                     verifier,
                 };
                 Ok((s.name.clone(), source))
@@ -272,8 +316,20 @@ impl Sources {
         source: &Source,
         body: Bytes,
         headers: &dyn Headers,
+        origin: Origin<'_>,
         received_at: SystemTime,
     ) -> Result<VerifiedWebhook, Rejection> {
+        if origin.path_token.is_some() && !source.provider.takes_url_token() {
+            // A token in the path of a source that takes none: no such endpoint.
+            return Err(Rejection::UnknownSource);
+        }
+        if !source.allowed.is_empty()
+            && !origin
+                .peer
+                .is_some_and(|ip| source.allowed.iter().any(|net| net.contains(ip)))
+        {
+            return Err(Rejection::AddressNotAllowed);
+        }
         if body.len() > source.max_body_bytes {
             return Err(Rejection::TooLarge {
                 limit: source.max_body_bytes,
@@ -283,10 +339,13 @@ impl Sources {
             body: &body,
             headers,
             received_at,
+            path_token: origin.path_token,
         };
         let verified = match &source.verifier {
             Verifier::Taktikal(v) => v.verify(&request, &source.secrets)?,
             Verifier::Universign(v) => v.verify(&request)?,
+            Verifier::Legalesign(v) => v.verify(&request)?,
+            Verifier::LegalesignEvent => legalesign::verify_event(&request, &source.secrets)?,
         };
 
         let mut body_sha256 = None;

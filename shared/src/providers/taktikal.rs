@@ -581,6 +581,7 @@ mod tests {
             body,
             headers: &NoHeaders,
             received_at: now,
+            path_token: None,
         };
         Verifier::new(DEFAULT_MAX_SIGNATURE_AGE).verify(&request, &secrets(keys))
     }

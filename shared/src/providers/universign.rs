@@ -457,6 +457,8 @@ mod tests {
             max_body_bytes: None,
             max_signature_age: None,
             jwks: Some(guard.0.clone()),
+            certificate: None,
+            allow_ips: Vec::new(),
         };
         (Verifier::from_config(&source).expect("loads"), guard)
     }
@@ -507,6 +509,7 @@ mod tests {
             body,
             headers: &One(header),
             received_at: SystemTime::now(),
+            path_token: None,
         })
     }
 
@@ -550,7 +553,8 @@ mod tests {
             v.verify(&Request {
                 body: &body,
                 headers: &crate::providers::NoHeaders,
-                received_at: SystemTime::now()
+                received_at: SystemTime::now(),
+                path_token: None,
             })
             .unwrap_err(),
             Rejection::Unsigned

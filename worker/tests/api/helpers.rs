@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 pub const KEY: &str = "acme-webhook-signature-key";
 pub const READ_TOKEN: &str = "read-api-token";
+pub const UK_TOKEN: &str = "legalesign-url-token-7f3a";
 
 /// A database of one test's own, dropped with it.
 pub struct TestDatabase {
@@ -79,6 +80,9 @@ pub struct Options {
     pub start_worker: bool,
     /// Adds a Universign source `fr` trusting this JWKS file.
     pub universign_jwks: Option<std::path::PathBuf>,
+    /// Adds Legalesign sources: `uk` ("all" callback, this certificate), `uk-events` (URL token
+    /// `UK_TOKEN`) and `uk-locked` (the same, allowed only from 192.0.2.1).
+    pub legalesign_certificate: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -89,6 +93,7 @@ impl Default for Options {
             api_tokens: false,
             start_worker: true,
             universign_jwks: None,
+            legalesign_certificate: None,
         }
     }
 }
@@ -99,7 +104,7 @@ pub fn config_text(prefix: &str, documents: &std::path::Path, options: &Options)
     } else {
         ""
     };
-    let universign = options
+    let mut universign = options
         .universign_jwks
         .as_ref()
         .map_or(String::new(), |jwks| {
@@ -108,6 +113,14 @@ pub fn config_text(prefix: &str, documents: &std::path::Path, options: &Options)
                 jwks.display()
             )
         });
+    if let Some(certificate) = &options.legalesign_certificate {
+        universign.push_str(&format!(
+            "[[sources]]\nname = \"uk\"\nprovider = \"legalesign\"\ncertificate = \"{}\"\n\
+             [[sources]]\nname = \"uk-events\"\nprovider = \"legalesign_event\"\nsecrets = [\"env:UK_TOKEN\"]\n\
+             [[sources]]\nname = \"uk-locked\"\nprovider = \"legalesign_event\"\nsecrets = [\"env:UK_TOKEN\"]\nallow_ips = [\"192.0.2.1\"]\n",
+            certificate.display()
+        ));
+    }
     format!(
         r#"
         [amqp]
@@ -142,6 +155,7 @@ pub fn env_for(database_url: &str) -> impl Fn(&str) -> Option<String> {
     let map = HashMap::from([
         ("ACME_KEY".to_owned(), KEY.to_owned()),
         ("READ_TOKEN".to_owned(), READ_TOKEN.to_owned()),
+        ("UK_TOKEN".to_owned(), UK_TOKEN.to_owned()),
         ("AMQP_URL".to_owned(), amqp_url()),
         ("DATABASE_URL".to_owned(), database_url.to_owned()),
     ]);

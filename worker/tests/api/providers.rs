@@ -4,7 +4,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use countersign::providers::universign;
 
-use crate::helpers::{Options, Stack};
+use countersign::providers::legalesign;
+
+use crate::helpers::{Options, Stack, UK_TOKEN};
 
 fn openssl_key() -> String {
     let output = std::process::Command::new("openssl")
@@ -86,4 +88,135 @@ async fn universign_events_through_the_whole_stack() {
         headers["x-jws-signature"].as_str().unwrap().contains(".."),
         "the signature travels for re-verification"
     );
+}
+
+/// A key and a self-signed certificate, made by `openssl` in `dir`.
+fn legalesign_pki(dir: &std::path::Path) -> (String, std::path::PathBuf) {
+    let certificate = dir.join("legalesign.pem");
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=legalesign-test",
+            "-days",
+            "2",
+            "-keyout",
+        ])
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(&certificate)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    (
+        std::fs::read_to_string(dir.join("key.pem")).unwrap(),
+        certificate,
+    )
+}
+
+const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legalesign_batches_and_event_callbacks_through_the_whole_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, certificate) = legalesign_pki(dir.path());
+    let stack = Stack::start_with(Options {
+        legalesign_certificate: Some(certificate),
+        ..Options::default()
+    })
+    .await;
+
+    let data = r#"[{"timestamp": "2018-03-20T07:05:00", "name": "status", "value": "10", "resource_uri": "/api/v1/document/doc-1/"},
+                   {"timestamp": "2018-03-20T07:09:52", "name": "status", "value": "40", "resource_uri": "/api/v1/signer/sig-1/"},
+                   {"timestamp": "2018-03-20T07:09:52", "name": "status", "value": "30", "resource_uri": "/api/v1/document/doc-1/"}]"#;
+    let batch = legalesign::signed_form(&key, data).unwrap();
+    assert_eq!(stack.post_to("uk", batch.as_bytes(), &[FORM]).await, 200);
+    let tampered = batch.replacen("sig-1", "sig-2", 1);
+    assert_eq!(stack.post_to("uk", tampered.as_bytes(), &[FORM]).await, 401);
+    stack.wait_for_events(1).await;
+
+    let (status, view) = stack.get_json("/signing/activity/doc-1?source=uk").await;
+    assert_eq!(status, 200);
+    assert_eq!(view[0]["status"], "completed");
+    let statuses: Vec<&str> = view[0]["activityLog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["DocumentCreated", "SigneeSigned", "Completed"],
+        "in the right document's log"
+    );
+    assert_eq!(view[0]["signees"][0]["signeeKey"], "sig-1");
+    assert_eq!(
+        view[0]["activityLog"][0]["createdAt"], "2018-03-20T07:05:00.0000000Z",
+        "zone-less times are UTC"
+    );
+
+    // Legalesign re-sends the same batch: recognised, nothing new.
+    let activity_before = stack.count("SELECT count(*) FROM activity").await;
+    assert_eq!(stack.post_to("uk", batch.as_bytes(), &[FORM]).await, 200);
+    crate::helpers::wait_until(
+        "the repeat is recorded",
+        std::time::Duration::from_secs(30),
+        || async {
+            stack
+                .count("SELECT max(deliveries)::bigint FROM webhook_events")
+                .await
+                == 2
+        },
+    )
+    .await;
+    assert_eq!(stack.count("SELECT count(*) FROM webhook_events").await, 1);
+    assert_eq!(
+        stack.count("SELECT count(*) FROM activity").await,
+        activity_before
+    );
+
+    // The "upon event" callback, authenticated by the token in its URL.
+    let event = b"resource_uri=%2Fapi%2Fv1%2Fdocument%2Fdoc-9%2F&group=%2Fapi%2Fv1%2Fgroup%2Fg%2F&name=NDA&uuid=doc-9&tag=t";
+    assert_eq!(
+        stack
+            .post_to(&format!("uk-events/{UK_TOKEN}"), event, &[FORM])
+            .await,
+        200
+    );
+    assert_eq!(
+        stack
+            .post_to("uk-events/not-the-token", event, &[FORM])
+            .await,
+        401
+    );
+    assert_eq!(
+        stack.post_to("uk-events", event, &[FORM]).await,
+        401,
+        "no token"
+    );
+    assert_eq!(
+        stack
+            .post_to(&format!("acme/{UK_TOKEN}"), event, &[FORM])
+            .await,
+        404,
+        "a token on a source that takes none"
+    );
+    assert_eq!(
+        stack
+            .post_to(&format!("uk-locked/{UK_TOKEN}"), event, &[FORM])
+            .await,
+        403,
+        "not from an allowed address"
+    );
+    stack.wait_for_events(2).await;
+    let (_, view) = stack
+        .get_json("/signing/activity/doc-9?source=uk-events")
+        .await;
+    assert_eq!(view[0]["status"], "completed");
+    assert_eq!(view[0]["activityLog"][0]["status"], "FinalPdfCreated");
 }

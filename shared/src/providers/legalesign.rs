@@ -1,0 +1,536 @@
+//! Legalesign (UK), API v1 callbacks. Two kinds, two providers:
+//!
+//! - `legalesign` — the "all" callback, every 6 minutes: a form POST with `data` (a JSON list of
+//!   status changes) and `signed` (base64 of an RSA PKCS#1 v1.5 signature with SHA-1 over the exact
+//!   `data` string received, URL-decoded). The X.509 certificate is configuration
+//!   (`certificate = "/path/cert.pem"`): Legalesign's, which it sends on request. SHA-1 is enabled
+//!   for this verifier only, because that is what Legalesign signs with. The batch has no id and
+//!   no timestamp: its id is the sha256 of `data`, so a re-sent batch is recognised as a duplicate
+//!   (and a captured one can only be replayed as it was, changing nothing).
+//! - `legalesign_event` — the "upon event" callback (document signed: `resource_uri`, `group`,
+//!   `name`, `uuid`, `tag`). Its signature's exact bytes are unconfirmed, so the source is
+//!   authenticated by a secret token in its URL, `POST /webhooks/{source}/{token}`, compared in
+//!   constant time with the source's secrets, and optionally by an IP allow-list (`allow_ips`).
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use rsa::RsaPublicKey;
+use rsa::signature::Verifier as _;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{Rejection, Request, Verified, hex};
+use crate::config::{Secret, SourceConfig};
+use crate::event::{ActivityEntry, ParseError, ProcessStatus, Signee, SigningEvent};
+
+/// Reads the RSA public key of an X.509 certificate (PEM).
+pub fn load_certificate(path: &Path) -> Result<RsaPublicKey, String> {
+    use rsa::pkcs8::DecodePublicKey as _;
+    use x509_cert::der::{DecodePem as _, Encode as _};
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| format!("certificate {}: cannot read ({e})", path.display()))?;
+    let certificate = x509_cert::Certificate::from_pem(pem.as_bytes()).map_err(|e| {
+        format!(
+            "certificate {}: not an X.509 PEM certificate ({e})",
+            path.display()
+        )
+    })?;
+    let spki = certificate
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(|e| format!("certificate {}: {e}", path.display()))?;
+    RsaPublicKey::from_public_key_der(&spki)
+        .map_err(|e| format!("certificate {}: not an RSA key ({e})", path.display()))
+}
+
+pub(crate) fn check_config(source: &SourceConfig) -> Result<(), String> {
+    AllVerifier::from_config(source).map(|_| ())
+}
+
+pub(crate) fn check_event_config(source: &SourceConfig) -> Result<(), String> {
+    if source.secrets.is_empty() {
+        return Err("legalesign_event needs at least one secret: the token of its URL, /webhooks/<source>/<token>".to_owned());
+    }
+    Ok(())
+}
+
+/// Verifies "all" callbacks against the configured certificate.
+#[derive(Debug, Clone)]
+pub struct AllVerifier {
+    key: RsaPublicKey,
+    label: String,
+}
+
+/// The `data` and `signed` fields of a form body, URL-decoded.
+fn form_fields(body: &[u8]) -> (Option<String>, Option<String>) {
+    let (mut data, mut signed) = (None, None);
+    for (name, value) in form_urlencoded::parse(body) {
+        match name.as_ref() {
+            "data" => data = Some(value.into_owned()),
+            "signed" => signed = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    (data, signed)
+}
+
+impl AllVerifier {
+    pub fn from_config(source: &SourceConfig) -> Result<Self, String> {
+        let path = source
+            .certificate
+            .as_ref()
+            .ok_or("legalesign needs certificate = \"/path/to/legalesign.pem\" (Legalesign's X.509 certificate)")?;
+        Ok(Self {
+            key: load_certificate(path)?,
+            label: format!("certificate:{}", path.display()),
+        })
+    }
+
+    pub fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
+        let (data, signed) = form_fields(request.body);
+        let data = data.ok_or(Rejection::Unacceptable {
+            status: 400,
+            reason: "a Legalesign callback has a data field",
+        })?;
+        let signed = signed.ok_or(Rejection::Unsigned)?;
+        let signature = BASE64
+            .decode(signed.trim().replace(['\n', '\r', ' '], ""))
+            .map_err(|_| Rejection::BadSignature)?;
+        let signature = rsa::pkcs1v15::Signature::try_from(signature.as_slice())
+            .map_err(|_| Rejection::BadSignature)?;
+        rsa::pkcs1v15::VerifyingKey::<sha1::Sha1>::new(self.key.clone())
+            .verify(data.as_bytes(), &signature)
+            .map_err(|_| Rejection::BadSignature)?;
+        Ok(Verified {
+            event_id: Some(hex(&Sha256::digest(data.as_bytes()))),
+            event_type: Cow::Borrowed("all"),
+            key_label: self.label.clone(),
+            signature_use: None,
+            signature_headers: Vec::new(),
+        })
+    }
+}
+
+/// Authenticates "upon event" callbacks by the token in their URL.
+pub fn verify_event(request: &Request<'_>, secrets: &[Secret]) -> Result<Verified, Rejection> {
+    let token = request.path_token.ok_or(Rejection::Unsigned)?;
+    // Every secret is compared, so timing tells neither which one nor how close.
+    let mut matched = None;
+    for (i, secret) in secrets.iter().enumerate() {
+        if bool::from(secret.expose().ct_eq(token.as_bytes())) && matched.is_none() {
+            matched = Some(i);
+        }
+    }
+    let key = matched.ok_or(Rejection::BadSignature)?;
+    let uuid = form_urlencoded::parse(request.body)
+        .find(|(name, _)| name == "uuid")
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| !v.is_empty())
+        .ok_or(Rejection::Unacceptable {
+            status: 400,
+            reason: "a Legalesign event callback has a uuid field",
+        })?;
+    Ok(Verified {
+        event_id: Some(format!("{uuid}:signed")),
+        event_type: Cow::Borrowed("document.signed"),
+        key_label: secrets[key].label().to_owned(),
+        signature_use: None,
+        signature_headers: Vec::new(),
+    })
+}
+
+#[derive(Deserialize)]
+struct Change {
+    timestamp: Option<String>,
+    name: Option<String>,
+    value: Option<serde_json::Value>,
+    resource_uri: Option<String>,
+}
+
+/// `("document" | "signer", id)` of `/api/v1/<kind>/<id>/`.
+fn resource(uri: &str) -> Option<(&str, &str)> {
+    let mut parts = uri.trim_matches('/').split('/');
+    let (Some("api"), Some(_version), Some(kind), Some(id)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    (!id.is_empty()).then_some((kind, id))
+}
+
+fn document_status(code: i64) -> (&'static str, Option<ProcessStatus>) {
+    match code {
+        10 => ("DocumentCreated", Some(ProcessStatus::Created)),
+        20 => ("FieldsCompleted", Some(ProcessStatus::InProgress)),
+        30 => ("Completed", Some(ProcessStatus::Completed)),
+        40 => ("Removed", Some(ProcessStatus::Canceled)),
+        50 => ("Rejected", Some(ProcessStatus::Canceled)),
+        _ => ("DocumentStatus", None),
+    }
+}
+
+fn signer_status(code: i64) -> &'static str {
+    match code {
+        4 => "SignerUnsent",
+        5 => "SignerScheduled",
+        10 => "SignerSent",
+        15 => "SignerEmailOpened",
+        20 => "SignerVisited",
+        30 => "SignerFieldsCompleted",
+        35 => "SignerFieldsCompletedExceptSignature",
+        39 => "SignerWaitingForWitness",
+        40 => "SigneeSigned",
+        50 => "SignerDownloaded",
+        60 => "SignerRejected",
+        _ => "SignerStatus",
+    }
+}
+
+/// Legalesign writes times without a zone; they are UTC.
+fn utc(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+                .ok()
+                .map(|t| t.and_utc())
+        })
+}
+
+/// Parses an "all" callback: one event per status change. The callback does not say which
+/// document a signer belongs to: a signer's changes go to the document changed at the same
+/// time in the batch, else to the batch's only document, else to a process of their own
+/// (`signer:<id>`).
+pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+    let (data, _) = form_fields(body);
+    let data = data.ok_or_else(|| ParseError("no data field".to_owned()))?;
+    let changes: Vec<Change> = serde_json::from_str(&data)
+        .map_err(|e| ParseError(format!("data is not a list of status changes: {e}")))?;
+    let documents: Vec<(String, Option<String>)> = changes
+        .iter()
+        .filter_map(|c| {
+            let (kind, id) = resource(c.resource_uri.as_deref()?)?;
+            (kind == "document").then(|| (id.to_owned(), c.timestamp.clone()))
+        })
+        .collect();
+    let mut events = Vec::new();
+    for change in &changes {
+        if change.name.as_deref() != Some("status") {
+            continue;
+        }
+        let Some((kind, id)) = change.resource_uri.as_deref().and_then(resource) else {
+            continue;
+        };
+        let code = match &change.value {
+            Some(serde_json::Value::String(s)) => s.trim().parse().unwrap_or(-1),
+            Some(serde_json::Value::Number(n)) => n.as_i64().unwrap_or(-1),
+            _ => -1,
+        };
+        let at = change.timestamp.as_deref().and_then(utc);
+        let stamp = at.map_or(0, |t| t.timestamp());
+        let (process_key, status, signees, entry) = match kind {
+            "document" => {
+                let (word, status) = document_status(code);
+                let entry = ActivityEntry {
+                    key: format!("{word}:{code}"),
+                    signee_key: None,
+                    status: word.to_owned(),
+                    description: format!("Document status {code}. Document: {id}."),
+                    file_name: None,
+                    created_at: at,
+                    created_by: "Legalesign".to_owned(),
+                };
+                (id.to_owned(), status, Vec::new(), entry)
+            }
+            "signer" => {
+                let process_key = documents
+                    .iter()
+                    .find(|(_, t)| t.is_some() && *t == change.timestamp)
+                    .or_else(|| (documents.len() == 1).then(|| &documents[0]))
+                    .map_or_else(|| format!("signer:{id}"), |(doc, _)| doc.clone());
+                let word = signer_status(code);
+                let entry = ActivityEntry {
+                    key: format!("{word}:{id}:{code}:{stamp}"),
+                    signee_key: Some(id.to_owned()),
+                    status: word.to_owned(),
+                    description: format!("Signer status {code}. Signer: {id}."),
+                    file_name: None,
+                    created_at: at,
+                    created_by: "Legalesign".to_owned(),
+                };
+                let signee = Signee {
+                    key: id.to_owned(),
+                    signed: code == 40,
+                    signed_at: if code == 40 { at } else { None },
+                    ..Signee::default()
+                };
+                (process_key, None, vec![signee], entry)
+            }
+            _ => continue,
+        };
+        events.push(SigningEvent {
+            process_key,
+            status,
+            occurred_at: at,
+            flow_key: None,
+            flow_name: None,
+            company_key: None,
+            signees,
+            documents: Vec::new(),
+            activity: vec![entry],
+            metadata: serde_json::Map::new(),
+        });
+    }
+    Ok(events)
+}
+
+/// Parses an "upon event" callback: the document is signed and its final PDF exists.
+pub fn parse_event(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+    let mut fields = serde_json::Map::new();
+    for (name, value) in form_urlencoded::parse(body) {
+        fields.insert(name.into_owned(), value.into_owned().into());
+    }
+    let uuid = fields
+        .get("uuid")
+        .and_then(|v| v.as_str())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ParseError("no uuid field".to_owned()))?
+        .to_owned();
+    let name = fields
+        .get("name")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    let entry = ActivityEntry {
+        key: "FinalPdfCreated".to_owned(),
+        signee_key: None,
+        status: "FinalPdfCreated".to_owned(),
+        description: format!("Document signed; final PDF created. Document: {uuid}."),
+        file_name: name.clone(),
+        created_at: None,
+        created_by: "Legalesign".to_owned(),
+    };
+    Ok(vec![SigningEvent {
+        process_key: uuid,
+        status: Some(ProcessStatus::Completed),
+        occurred_at: None,
+        flow_key: fields
+            .get("group")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+        flow_name: name,
+        company_key: None,
+        signees: Vec::new(),
+        documents: Vec::new(),
+        activity: vec![entry],
+        metadata: fields,
+    }])
+}
+
+/// Signs `data` as Legalesign does (RSA PKCS#1 v1.5, SHA-1) with a PKCS#8 PEM private key and
+/// returns the form body `data=...&signed=...`; for tests and tools.
+pub fn signed_form(private_key_pem: &str, data: &str) -> Result<String, String> {
+    use rsa::pkcs8::DecodePrivateKey as _;
+    use rsa::signature::{SignatureEncoding as _, Signer as _};
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(private_key_pem).map_err(|e| e.to_string())?;
+    let signature = rsa::pkcs1v15::SigningKey::<sha1::Sha1>::new(key).sign(data.as_bytes());
+    Ok(form_urlencoded::Serializer::new(String::new())
+        .append_pair("data", data)
+        .append_pair("signed", &BASE64.encode(signature.to_vec()))
+        .finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::NoHeaders;
+    use std::path::PathBuf;
+    use std::time::SystemTime;
+
+    /// A key and a self-signed certificate made by `openssl` for this test.
+    struct Pki {
+        dir: PathBuf,
+        key: String,
+    }
+
+    impl Pki {
+        fn new() -> Self {
+            let dir = std::env::temp_dir().join(format!(
+                "legalesign-{}-{}",
+                std::process::id(),
+                SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let status = std::process::Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-subj",
+                    "/CN=legalesign-test",
+                    "-days",
+                    "2",
+                    "-keyout",
+                ])
+                .arg(dir.join("key.pem"))
+                .arg("-out")
+                .arg(dir.join("cert.pem"))
+                .stderr(std::process::Stdio::null())
+                .status()
+                .expect("openssl runs");
+            assert!(status.success());
+            let key = std::fs::read_to_string(dir.join("key.pem")).unwrap();
+            Self { dir, key }
+        }
+
+        fn source(&self) -> SourceConfig {
+            SourceConfig {
+                name: "uk".into(),
+                provider: crate::providers::ProviderKind::Legalesign,
+                secrets: Vec::new(),
+                max_body_bytes: None,
+                max_signature_age: None,
+                jwks: None,
+                certificate: Some(self.dir.join("cert.pem")),
+                allow_ips: Vec::new(),
+            }
+        }
+    }
+
+    impl Drop for Pki {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    const DATA: &str = r#"[{"timestamp": "2018-03-20T07:09:52", "name": "status", "value": "40", "resource_uri": "/api/v1/signer/sig-1/"}, {"timestamp": "2018-03-20T07:09:52", "name": "status", "value": "30", "resource_uri": "/api/v1/document/doc-1/"}]"#;
+
+    fn verify(verifier: &AllVerifier, body: &str) -> Result<Verified, Rejection> {
+        verifier.verify(&Request {
+            body: body.as_bytes(),
+            headers: &NoHeaders,
+            received_at: SystemTime::now(),
+            path_token: None,
+        })
+    }
+
+    #[test]
+    fn a_signed_batch_verifies_and_a_flipped_byte_fails() {
+        let pki = Pki::new();
+        let verifier = AllVerifier::from_config(&pki.source()).expect("certificate loads");
+        let body = signed_form(&pki.key, DATA).unwrap();
+        let ok = verify(&verifier, &body).expect("genuine");
+        assert_eq!(ok.event_type, "all");
+        assert_eq!(
+            ok.event_id,
+            Some(hex(&Sha256::digest(DATA.as_bytes()))),
+            "the id is the content's"
+        );
+
+        let tampered_data = signed_form(&pki.key, DATA).unwrap().replacen("40", "41", 1);
+        assert_eq!(
+            verify(&verifier, &tampered_data).unwrap_err(),
+            Rejection::BadSignature,
+            "a byte of data"
+        );
+
+        let (data_part, signed_part) = body.split_once("&signed=").unwrap();
+        let signed = form_urlencoded::parse(format!("signed={signed_part}").as_bytes())
+            .next()
+            .unwrap()
+            .1
+            .into_owned();
+        let mut raw = BASE64.decode(&signed).unwrap();
+        raw[7] ^= 1;
+        let tampered_signature = format!(
+            "{data_part}&{}",
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("signed", &BASE64.encode(raw))
+                .finish()
+        );
+        assert_eq!(
+            verify(&verifier, &tampered_signature).unwrap_err(),
+            Rejection::BadSignature,
+            "a byte of signed"
+        );
+
+        let unsigned = form_urlencoded::Serializer::new(String::new())
+            .append_pair("data", DATA)
+            .finish();
+        assert_eq!(
+            verify(&verifier, &unsigned).unwrap_err(),
+            Rejection::Unsigned
+        );
+        assert_eq!(verify(&verifier, "hello").unwrap_err().status(), 400);
+
+        let other = Pki::new();
+        let foreign = signed_form(&other.key, DATA).unwrap();
+        assert_eq!(
+            verify(&verifier, &foreign).unwrap_err(),
+            Rejection::BadSignature,
+            "another key"
+        );
+    }
+
+    #[test]
+    fn a_batch_becomes_one_event_per_status_change() {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("data", DATA)
+            .finish();
+        let events = parse(body.as_bytes()).unwrap();
+        assert_eq!(events.len(), 2);
+        let signer = &events[0];
+        assert_eq!(
+            signer.process_key, "doc-1",
+            "a signer's change goes to its batch's document"
+        );
+        assert!(signer.signees[0].signed);
+        assert_eq!(signer.activity[0].status, "SigneeSigned");
+        assert_eq!(
+            signer.occurred_at.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2018-03-20T07:09:52+00:00"),
+            "no zone means UTC"
+        );
+        let document = &events[1];
+        assert_eq!(document.process_key, "doc-1");
+        assert_eq!(document.status, Some(ProcessStatus::Completed));
+        assert!(parse(b"data=not-json").is_err());
+    }
+
+    #[test]
+    fn the_event_callback_is_authenticated_by_its_url_token() {
+        let secrets = vec![Secret::new("env:TOKEN", "s3cret-token")];
+        let body = b"resource_uri=%2Fapi%2Fv1%2Fdocument%2Fdoc-9%2F&group=%2Fapi%2Fv1%2Fgroup%2Fg%2F&name=NDA&uuid=doc-9&tag=t";
+        let request = |token| Request {
+            body,
+            headers: &NoHeaders,
+            received_at: SystemTime::now(),
+            path_token: token,
+        };
+        let ok = verify_event(&request(Some("s3cret-token")), &secrets).expect("right token");
+        assert_eq!(ok.event_id.as_deref(), Some("doc-9:signed"));
+        assert_eq!(
+            verify_event(&request(Some("s3cret-tokem")), &secrets).unwrap_err(),
+            Rejection::BadSignature
+        );
+        assert_eq!(
+            verify_event(&request(None), &secrets).unwrap_err(),
+            Rejection::Unsigned
+        );
+        let event = parse_event(body).unwrap().remove(0);
+        assert_eq!(event.process_key, "doc-9");
+        assert_eq!(event.status, Some(ProcessStatus::Completed));
+        assert_eq!(event.metadata["tag"], "t");
+    }
+}
