@@ -21,8 +21,8 @@ use countersign::config::{Config, Role};
 use countersign::message::{Receipt, outbound};
 use countersign::providers::{NoHeaders, Origin, Sources};
 use countersign::topology::Topology;
-use lapin::options::{QueueDeclareOptions, QueuePurgeOptions};
-use lapin::types::{FieldTable, ShortString};
+use lapin::options::QueuePurgeOptions;
+use lapin::types::ShortString;
 use lapin::{Channel, Connection, ConnectionProperties};
 
 use crate::events::EventFactory;
@@ -220,17 +220,7 @@ async fn setup() -> anyhow::Result<Setup> {
 impl Setup {
     async fn queued(&self) -> anyhow::Result<u64> {
         Ok(u64::from(
-            self.channel
-                .queue_declare(
-                    ShortString::from(self.topology.persist_queue()),
-                    QueueDeclareOptions {
-                        passive: true,
-                        ..QueueDeclareOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await?
-                .message_count(),
+            countersign::amqp::queue_length(&self.channel, self.topology.persist_queue()).await?,
         ))
     }
 

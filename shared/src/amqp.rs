@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
 use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 
@@ -95,4 +96,20 @@ pub async fn publish_confirmed(
         Ok(Ok(Confirmation::Nack(_))) => Err(PublishError::Nacked),
         Ok(Ok(Confirmation::NotRequested)) => Err(PublishError::NotConfirmed),
     }
+}
+
+/// Messages ready in `queue` now (a passive declare: fails if the queue does not exist).
+pub async fn queue_length(channel: &Channel, queue: &str) -> Result<u32, lapin::Error> {
+    let queue = channel
+        .queue_declare(
+            ShortString::from(queue),
+            QueueDeclareOptions {
+                // Only look: never create, never change.
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(queue.message_count())
 }

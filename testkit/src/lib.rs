@@ -86,6 +86,50 @@ pub fn taktikal_event(key: &str, signed_at: SystemTime) -> (String, Vec<u8>) {
     (id, sign_taktikal(event, key, signed_at))
 }
 
+/// A new 2048-bit RSA private key (PKCS#8 PEM), made by `openssl` (fast, unlike generating one
+/// in a debug build).
+pub fn rsa_key_pem() -> String {
+    let output = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .expect("openssl runs");
+    assert!(output.status.success(), "openssl genpkey");
+    String::from_utf8(output.stdout).expect("PEM")
+}
+
+/// A key (PKCS#8 PEM) and a self-signed X.509 certificate written to `dir/certificate.pem`.
+pub fn self_signed_certificate(dir: &std::path::Path) -> (String, PathBuf) {
+    let certificate = dir.join("certificate.pem");
+    let key = dir.join("key.pem");
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=countersign-test",
+            "-days",
+            "2",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&certificate)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success(), "openssl req -x509");
+    (std::fs::read_to_string(key).expect("key"), certificate)
+}
+
 /// Deletes a test's exchange and queues, from any context (also while unwinding from a panic).
 pub fn delete_topology(topology: Topology) {
     let url = amqp_url();

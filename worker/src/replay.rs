@@ -19,7 +19,7 @@ use countersign::message;
 use countersign::providers::ProviderKind;
 use countersign::topology::Topology;
 use futures_util::TryStreamExt;
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel};
 
@@ -95,19 +95,7 @@ pub async fn replay_dead(
     limit: Option<u64>,
     progress: Progress<'_>,
 ) -> anyhow::Result<DeadReplay> {
-    let found = u64::from(
-        channel
-            .queue_declare(
-                ShortString::from(topology.dead_queue()),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?
-            .message_count(),
-    );
+    let found = u64::from(countersign::amqp::queue_length(channel, topology.dead_queue()).await?);
     let total = limit.map_or(found, |l| l.min(found));
     let mut moved = 0;
     while moved < total {

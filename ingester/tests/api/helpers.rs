@@ -9,8 +9,8 @@ use countersign::config::Config;
 use countersign::topology::Topology;
 use countersign_ingester::Application;
 use lapin::message::BasicGetMessage;
-use lapin::options::{BasicGetOptions, QueueDeclareOptions};
-use lapin::types::{FieldTable, ShortString};
+use lapin::options::BasicGetOptions;
+use lapin::types::ShortString;
 use lapin::{Channel, Connection, ConnectionProperties};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -175,18 +175,9 @@ impl TestApp {
 
     /// Ready messages in `<prefix>.persist`.
     pub async fn persisted_count(&self) -> u32 {
-        self.channel
-            .queue_declare(
-                ShortString::from(self.topology.persist_queue()),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
+        countersign::amqp::queue_length(&self.channel, self.topology.persist_queue())
             .await
             .expect("persist queue exists")
-            .message_count()
     }
 
     /// Takes every message out of `<prefix>.persist`.

@@ -12,7 +12,7 @@ use countersign_testkit::{
     amqp_url, database_url, delete_topology, sign_taktikal, taktikal_example, unique_prefix,
 };
 use lapin::message::BasicGetMessage;
-use lapin::options::{BasicGetOptions, QueueDeclareOptions};
+use lapin::options::BasicGetOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use sqlx::PgPool;
@@ -322,18 +322,9 @@ impl Stack {
     }
 
     pub async fn queue_len(&self, queue: &str) -> u32 {
-        self.channel
-            .queue_declare(
-                ShortString::from(queue),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
+        countersign::amqp::queue_length(&self.channel, queue)
             .await
             .expect("queue exists")
-            .message_count()
     }
 
     pub async fn drain(&self, queue: &str) -> Vec<BasicGetMessage> {

@@ -8,24 +8,9 @@ use countersign::providers::legalesign;
 
 use crate::helpers::{Options, Stack, UK_TOKEN};
 
-fn openssl_key() -> String {
-    let output = std::process::Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-        ])
-        .output()
-        .expect("openssl generates a key");
-    assert!(output.status.success());
-    String::from_utf8(output.stdout).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn universign_events_through_the_whole_stack() {
-    let pem = openssl_key();
+    let pem = countersign_testkit::rsa_key_pem();
     let dir = tempfile::tempdir().unwrap();
     let jwks = dir.path().join("jwks.json");
     std::fs::write(&jwks, universign::jwks_of(&pem, "uk1").unwrap().to_string()).unwrap();
@@ -57,7 +42,9 @@ async fn universign_events_through_the_whole_stack() {
         );
     }
     let body = serde_json::to_vec(&events[0]).unwrap();
-    let forged = universign::sign_detached(&openssl_key(), "uk1", "PS256", &body).unwrap();
+    let forged =
+        universign::sign_detached(&countersign_testkit::rsa_key_pem(), "uk1", "PS256", &body)
+            .unwrap();
     assert_eq!(
         stack
             .post_to("fr", &body, &[("x-jws-signature", &forged)])
@@ -90,41 +77,12 @@ async fn universign_events_through_the_whole_stack() {
     );
 }
 
-/// A key and a self-signed certificate, made by `openssl` in `dir`.
-fn legalesign_pki(dir: &std::path::Path) -> (String, std::path::PathBuf) {
-    let certificate = dir.join("legalesign.pem");
-    let status = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=legalesign-test",
-            "-days",
-            "2",
-            "-keyout",
-        ])
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(&certificate)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    (
-        std::fs::read_to_string(dir.join("key.pem")).unwrap(),
-        certificate,
-    )
-}
-
 const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
 
 #[tokio::test(flavor = "multi_thread")]
 async fn legalesign_batches_and_event_callbacks_through_the_whole_stack() {
     let dir = tempfile::tempdir().unwrap();
-    let (key, certificate) = legalesign_pki(dir.path());
+    let (key, certificate) = countersign_testkit::self_signed_certificate(dir.path());
     let stack = Stack::start_with(Options {
         legalesign_certificate: Some(certificate),
         ..Options::default()
