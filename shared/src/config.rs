@@ -164,7 +164,8 @@ impl Default for FileWorker {
             listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
             documents: "file:./data/documents".to_owned(),
             prefetch: 32,
-            database_pool_size: 16,
+            // As many as messages in hand: each can hold its transaction without waiting.
+            database_pool_size: 32,
             database_timeout: Duration::from_secs(5),
             api_tokens: Vec::new(),
         }
