@@ -103,6 +103,21 @@ pub fn routing_key(provider: &str, source: &str, event_type: &str) -> ShortStrin
     ShortString::from(format!("{provider}.{source}.{event_type}"))
 }
 
+/// An integer AMQP value of any width (RabbitMQ and clients pick different ones).
+pub fn integer(value: &AMQPValue) -> Option<i64> {
+    Some(match value {
+        AMQPValue::ShortShortInt(n) => (*n).into(),
+        AMQPValue::ShortShortUInt(n) => (*n).into(),
+        AMQPValue::ShortInt(n) => (*n).into(),
+        AMQPValue::ShortUInt(n) => (*n).into(),
+        AMQPValue::LongInt(n) => (*n).into(),
+        AMQPValue::LongUInt(n) => (*n).into(),
+        AMQPValue::LongLongInt(n) => *n,
+        AMQPValue::Timestamp(n) => i64::try_from(*n).ok()?,
+        _ => return None,
+    })
+}
+
 /// A header's text value, for readers of the contract (the worker, tests, tools).
 pub fn header_text<'a>(properties: &'a BasicProperties, name: &str) -> Option<&'a str> {
     match properties.headers().as_ref()?.inner().get(name)? {

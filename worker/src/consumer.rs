@@ -342,15 +342,6 @@ pub fn attempt_of(properties: &BasicProperties) -> u32 {
     let Some(value) = headers.and_then(|h| h.inner().get(ATTEMPT)) else {
         return 0;
     };
-    let n: i64 = match value {
-        AMQPValue::ShortShortInt(n) => (*n).into(),
-        AMQPValue::ShortShortUInt(n) => (*n).into(),
-        AMQPValue::ShortInt(n) => (*n).into(),
-        AMQPValue::ShortUInt(n) => (*n).into(),
-        AMQPValue::LongInt(n) => (*n).into(),
-        AMQPValue::LongUInt(n) => (*n).into(),
-        AMQPValue::LongLongInt(n) => *n,
-        _ => 0,
-    };
+    let n = countersign::message::integer(value).unwrap_or(0);
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }

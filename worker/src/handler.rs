@@ -175,18 +175,13 @@ pub fn table_to_json(table: &FieldTable) -> serde_json::Value {
 
 fn value_to_json(value: &AMQPValue) -> serde_json::Value {
     use serde_json::Value;
+    if let Some(n) = message::integer(value) {
+        return n.into();
+    }
     match value {
         AMQPValue::Boolean(b) => Value::Bool(*b),
-        AMQPValue::ShortShortInt(n) => (*n).into(),
-        AMQPValue::ShortShortUInt(n) => (*n).into(),
-        AMQPValue::ShortInt(n) => (*n).into(),
-        AMQPValue::ShortUInt(n) => (*n).into(),
-        AMQPValue::LongInt(n) => (*n).into(),
-        AMQPValue::LongUInt(n) => (*n).into(),
-        AMQPValue::LongLongInt(n) => (*n).into(),
         AMQPValue::Float(n) => (*n).into(),
         AMQPValue::Double(n) => (*n).into(),
-        AMQPValue::Timestamp(n) => (*n).into(),
         AMQPValue::ShortString(s) => s.as_str().into(),
         AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into(),
         AMQPValue::FieldArray(items) => {
@@ -195,6 +190,8 @@ fn value_to_json(value: &AMQPValue) -> serde_json::Value {
         AMQPValue::FieldTable(table) => table_to_json(table),
         AMQPValue::ByteArray(bytes) => hex(bytes.as_slice()).into(),
         AMQPValue::DecimalValue(d) => format!("{}e-{}", d.value, d.scale).into(),
-        AMQPValue::Void => Value::Null,
+        AMQPValue::Timestamp(n) => (*n).into(),
+        // Integers were handled above.
+        _ => Value::Null,
     }
 }

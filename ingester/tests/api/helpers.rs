@@ -197,6 +197,22 @@ impl TestApp {
         messages
     }
 
+    /// Takes every message out of `<prefix>.persist` and returns their `message_id`s.
+    pub async fn drain_persisted_ids(&self) -> Vec<String> {
+        self.drain_persisted()
+            .await
+            .iter()
+            .map(|m| {
+                m.delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .expect("message_id")
+                    .to_string()
+            })
+            .collect()
+    }
+
     /// Stops the ingester gracefully and waits for it.
     pub async fn stop(&mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
