@@ -56,12 +56,7 @@ async fn universign_events_through_the_whole_stack() {
     let (status, view) = stack.get_json("/signing/activity/tx_77?source=fr").await;
     assert_eq!(status, 200);
     assert_eq!(view[0]["status"], "completed");
-    let statuses: Vec<&str> = view[0]["activityLog"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["status"].as_str().unwrap())
-        .collect();
+    let statuses = activity_statuses(&view[0]);
     assert_eq!(statuses, ["Started", "ActionClosed", "Completed"]);
     assert_eq!(view[0]["activityLog"][1]["signeeKey"], "pt_1");
     let headers: serde_json::Value =
@@ -101,12 +96,7 @@ async fn legalesign_batches_and_event_callbacks_through_the_whole_stack() {
     let (status, view) = stack.get_json("/signing/activity/doc-1?source=uk").await;
     assert_eq!(status, 200);
     assert_eq!(view[0]["status"], "completed");
-    let statuses: Vec<&str> = view[0]["activityLog"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["status"].as_str().unwrap())
-        .collect();
+    let statuses = activity_statuses(&view[0]);
     assert_eq!(
         statuses,
         ["DocumentCreated", "SigneeSigned", "Completed"],
@@ -177,4 +167,14 @@ async fn legalesign_batches_and_event_callbacks_through_the_whole_stack() {
         .await;
     assert_eq!(view[0]["status"], "completed");
     assert_eq!(view[0]["activityLog"][0]["status"], "FinalPdfCreated");
+}
+
+/// The `status` of each activity log entry of a process view, in order.
+fn activity_statuses(process: &serde_json::Value) -> Vec<&str> {
+    process["activityLog"]
+        .as_array()
+        .expect("an activity log")
+        .iter()
+        .map(|e| e["status"].as_str().expect("a status"))
+        .collect()
 }
