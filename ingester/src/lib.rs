@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! - [`cli`]: the command line.
 //! - [`startup`]: builds the two HTTP servers and the broker link from the configuration; runs
 //!   them until shutdown.
 //! - [`routes`]: `POST /webhooks/{source}` — read, verify, publish, reply.
@@ -14,6 +15,7 @@
 
 pub mod admin;
 pub mod broker;
+pub mod cli;
 pub mod metrics;
 pub mod routes;
 pub mod startup;

@@ -1,23 +1,29 @@
 use std::process::ExitCode;
 
-use countersign::config::Config;
+use clap::Parser as _;
+use countersign::config::{Config, Role};
+use countersign::providers::Sources;
 use countersign_ingester::Application;
+use countersign_ingester::cli::{Cli, Command};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
     let _log = countersign::telemetry::init("countersign-ingester");
-    let config = match Config::load(countersign::config::Role::Ingester) {
-        Ok(config) => config,
+    // Every configuration problem, the sources' key files included, is exit 2 and one line.
+    let loaded = Config::load_path(&cli.config, Role::Ingester)
+        .and_then(|config| Sources::from_config(&config).map(|sources| (config, sources)));
+    let (config, sources) = match loaded {
+        Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("countersign-ingester: invalid configuration: {error}");
             return ExitCode::from(2);
         }
     };
-    match std::env::args().nth(1).as_deref() {
-        None => {}
-        // For the container's HEALTHCHECK: the admin port's /healthz.
-        Some("healthcheck") => {
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => {}
+        Command::Healthcheck => {
             let healthy = countersign::telemetry::probe_health(config.ingester.admin_listen.port());
             return if healthy {
                 ExitCode::SUCCESS
@@ -25,14 +31,10 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             };
         }
-        Some(other) => {
-            eprintln!("countersign-ingester: unknown command {other:?} (commands: healthcheck)");
-            return ExitCode::from(2);
-        }
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(countersign::telemetry::cancel_on_signal(shutdown.clone()));
-    let result = match Application::build(config).await {
+    let result = match Application::build_with(config, sources).await {
         Ok(app) => app.run_until_stopped(shutdown).await,
         Err(error) => Err(error),
     };

@@ -40,6 +40,13 @@ pub struct Application {
 impl Application {
     /// Binds both ports and starts connecting to the broker. Must run inside a Tokio runtime.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let sources = Sources::from_config(&config)?;
+        Self::build_with(config, sources).await
+    }
+
+    /// [`Application::build`] with the sources already made from `config` (so that a bad key
+    /// file is reported as a configuration error before anything starts).
+    pub async fn build_with(config: Config, sources: Sources) -> anyhow::Result<Self> {
         let metrics = Metrics::new();
         let topology = Topology::from_config(&config.amqp);
         let broker = Broker::new(topology, config.ingester.confirm_timeout, metrics.clone());
@@ -49,7 +56,6 @@ impl Application {
             broker_stop.clone(),
         ));
 
-        let sources = Sources::from_config(&config)?;
         if sources.is_empty() {
             tracing::warn!("no [[sources]] configured: every webhook will get 404");
         }

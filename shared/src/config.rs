@@ -359,7 +359,22 @@ impl Config {
         let path = std::env::var_os("COUNTERSIGN_CONFIG")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
-        Self::load_file(&path, role, &process_env)
+        Self::load_path(&path, role)
+    }
+
+    /// Reads `path` and the process environment (a binary's `--config`).
+    pub fn load_path(path: &Path, role: Role) -> Result<Self, ConfigError> {
+        Self::load_file(path, role, &process_env)
+    }
+
+    /// The worker's database, or the configuration error that says how to give one.
+    pub fn require_database_url(&self) -> Result<&SecretString, ConfigError> {
+        self.database_url.as_ref().ok_or_else(|| {
+            ConfigError::new(
+                "DATABASE_URL",
+                "not set (nor [database] url); for example postgres://postgres@127.0.0.1:5432/countersign",
+            )
+        })
     }
 
     /// Reads one file, resolving references with `env`.

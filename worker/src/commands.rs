@@ -14,6 +14,14 @@ use crate::replay::{ArchiveFilter, replay_archive, replay_dead};
 #[derive(Debug, Parser)]
 #[command(name = "countersign-worker", version)]
 pub struct Cli {
+    /// The configuration file (TOML). AMQP_URL and DATABASE_URL from the environment override it.
+    #[arg(
+        long,
+        global = true,
+        env = "COUNTERSIGN_CONFIG",
+        default_value = countersign::config::DEFAULT_CONFIG_PATH
+    )]
+    pub config: std::path::PathBuf,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -117,10 +125,7 @@ pub async fn replay(config: Config, command: Replay) -> anyhow::Result<()> {
             process_key,
             dry_run,
         } => {
-            let url = config
-                .database_url
-                .as_ref()
-                .ok_or_else(|| anyhow::anyhow!("DATABASE_URL is not set (nor [database] url)"))?;
+            let url = config.require_database_url()?;
             let db = Db::connect_lazy(url.expose_secret(), 2, config.worker.database_timeout)?;
             let broker = if dry_run {
                 None
@@ -174,4 +179,12 @@ pub async fn replay(config: Config, command: Replay) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+impl Command {
+    /// True for the commands that need PostgreSQL (a missing `DATABASE_URL` is then a
+    /// configuration error, reported before anything starts).
+    pub fn needs_database(&self) -> bool {
+        matches!(self, Command::Run | Command::Replay(Replay::Archive { .. }))
+    }
 }

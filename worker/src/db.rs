@@ -87,10 +87,15 @@ pub struct Db {
 impl Db {
     /// A pool that connects on first use: the worker starts while the database is down.
     pub fn connect_lazy(url: &str, size: u32, timeout: Duration) -> Result<Self, sqlx::Error> {
+        // PostgreSQL's NOTICEs (such as `relation "_sqlx_migrations" already exists, skipping`
+        // at every start) tell an operator nothing; warnings and errors still reach the log.
+        let options = url
+            .parse::<sqlx::postgres::PgConnectOptions>()?
+            .options([("client_min_messages", "warning")]);
         let pool = PgPoolOptions::new()
             .max_connections(size)
             .acquire_timeout(timeout)
-            .connect_lazy(url)?;
+            .connect_lazy_with(options);
         Ok(Self { pool })
     }
 

@@ -10,14 +10,21 @@ use tokio_util::sync::CancellationToken;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let _log = countersign::telemetry::init("countersign-worker");
-    let config = match Config::load(Role::Worker) {
+    let command = cli.command.unwrap_or(Command::Run);
+    let loaded = Config::load_path(&cli.config, Role::Worker).and_then(|config| {
+        if command.needs_database() {
+            config.require_database_url()?;
+        }
+        Ok(config)
+    });
+    let config = match loaded {
         Ok(config) => config,
         Err(error) => {
             eprintln!("countersign-worker: invalid configuration: {error}");
             return ExitCode::from(2);
         }
     };
-    let result = match cli.command.unwrap_or(Command::Run) {
+    let result = match command {
         Command::Run => {
             let shutdown = CancellationToken::new();
             tokio::spawn(countersign::telemetry::cancel_on_signal(shutdown.clone()));

@@ -36,10 +36,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let database_url = config
-            .database_url
-            .as_ref()
-            .context("DATABASE_URL is not set (nor [database] url)")?;
+        let database_url = config.require_database_url()?;
         let db = Db::connect_lazy(
             database_url.expose_secret(),
             config.worker.database_pool_size,

@@ -63,6 +63,48 @@ fn a_missing_file_and_a_typo_are_one_line_each() {
     );
 }
 
+#[test]
+fn a_key_file_that_cannot_be_read_is_a_configuration_error() {
+    let text = "[[sources]]\nname = \"fr\"\nprovider = \"universign\"\njwks = \"/nonexistent/jwks.json\"\n";
+    let (code, stderr) = run_with_config(Some(text), &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("invalid configuration") && stderr.contains("sources[fr]"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_and_version_need_no_configuration() {
+    let run = |arg: &str| {
+        Command::new(env!("CARGO_BIN_EXE_countersign-ingester"))
+            .arg(arg)
+            .env("COUNTERSIGN_CONFIG", "/nonexistent/countersign.toml")
+            .output()
+            .unwrap()
+    };
+    let help = run("--help");
+    assert!(help.status.success());
+    let text = String::from_utf8(help.stdout).unwrap();
+    for word in [
+        "Usage: countersign-ingester",
+        "run",
+        "healthcheck",
+        "--config",
+    ] {
+        assert!(text.contains(word), "{word} in {text}");
+    }
+    let version = run("--version");
+    assert!(version.status.success());
+    assert_eq!(
+        String::from_utf8(version.stdout).unwrap().trim(),
+        format!("countersign-ingester {}", env!("CARGO_PKG_VERSION"))
+    );
+    let unknown = run("frobnicate");
+    assert_eq!(unknown.status.code(), Some(2), "clap's usage error");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn healthcheck_answers_for_the_configured_admin_port() {
     let app = crate::helpers::TestApp::spawn().await;

@@ -186,8 +186,27 @@ async fn unknown_source_is_404_and_a_body_that_is_not_json_is_406() {
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["allow"], "POST");
 
-    let response = app.post("acme", "<xml>not a taktikal event</xml>").await;
-    assert_eq!(response.status(), 406, "Taktikal's code for: stop retrying");
+    // Any body that is not a JSON object — arrays included, which a struct parser would accept.
+    for body in [
+        "<xml>not a taktikal event</xml>",
+        "",
+        "[]",
+        "[1,2]",
+        " [{\"EventSignature\": {}}]",
+        "[null, null, null]",
+        "null",
+        "true",
+        "42",
+        "\"text\"",
+        "{\"Id\": 1} and more",
+    ] {
+        let response = app.post("acme", body).await;
+        assert_eq!(
+            response.status(),
+            406,
+            "Taktikal's code for: stop retrying ({body:?})"
+        );
+    }
     assert_eq!(app.persisted_count().await, 0);
 }
 

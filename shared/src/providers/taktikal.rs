@@ -100,11 +100,17 @@ impl Verifier {
 
     /// Verifies the body against `secrets` (any may match).
     pub fn verify(&self, request: &Request<'_>, secrets: &[Secret]) -> Result<Verified, Rejection> {
+        let not_an_object = Rejection::Unacceptable {
+            status: STOP_RETRYING,
+            reason: "body is not a Taktikal webhook (JSON object expected)",
+        };
+        // serde reads a struct from a JSON array too (`[]` would be an envelope with no fields,
+        // hence "unsigned"): only an object is a Taktikal webhook.
+        if !is_json_object(request.body) {
+            return Err(not_an_object);
+        }
         let envelope: Envelope<'_> =
-            serde_json::from_slice(request.body).map_err(|_| Rejection::Unacceptable {
-                status: STOP_RETRYING,
-                reason: "body is not a Taktikal webhook (JSON object expected)",
-            })?;
+            serde_json::from_slice(request.body).map_err(|_| not_an_object)?;
         let fields = envelope.signature.ok_or(Rejection::Unsigned)?;
         let (Some(timestamp), Some(guid), Some(signature)) =
             (fields.timestamp, fields.guid, fields.signature)
@@ -147,6 +153,13 @@ impl Verifier {
             signature_headers: Vec::new(),
         })
     }
+}
+
+/// True if the body's first byte after JSON whitespace opens an object.
+fn is_json_object(body: &[u8]) -> bool {
+    body.iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .is_some_and(|&b| b == b'{')
 }
 
 /// The ticks as sent: a JSON integer (or, leniently, a string of digits).
@@ -779,7 +792,21 @@ mod tests {
 
     #[test]
     fn a_body_that_is_not_json_is_refused_for_good() {
-        for b in [&b"not json"[..], b"", b"[1,2]", b"{\"EventSignature\": 5}"] {
+        for b in [
+            &b"not json"[..],
+            b"",
+            b"   ",
+            b"[1,2]",
+            b"[]",
+            b"[null, null, null]",
+            b" [{}]",
+            b"null",
+            b"true",
+            b"42",
+            b"\"text\"",
+            b"{\"EventSignature\": 5}",
+            b"{\"EventSignature\": {}} trailing",
+        ] {
             assert_eq!(
                 verify(b, &[KEY]).unwrap_err().status(),
                 406,

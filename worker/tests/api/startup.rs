@@ -48,3 +48,116 @@ fn a_bad_configuration_is_one_line_and_exit_2() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_missing_database_url_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("countersign.toml");
+    std::fs::write(&path, "[worker]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    for args in [
+        &[][..],
+        &["run"],
+        &["replay", "archive", "--source", "acme"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_countersign-worker"))
+            .args(args)
+            .env("COUNTERSIGN_CONFIG", &path)
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("invalid configuration: DATABASE_URL: not set"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn help_and_version_need_no_configuration() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_countersign-worker"))
+            .args(args)
+            .env("COUNTERSIGN_CONFIG", "/nonexistent/countersign.toml")
+            .output()
+            .unwrap()
+    };
+    let help = run(&["--help"]);
+    assert!(help.status.success());
+    let text = String::from_utf8(help.stdout).unwrap();
+    for word in [
+        "Usage: countersign-worker",
+        "run",
+        "replay",
+        "healthcheck",
+        "--config",
+    ] {
+        assert!(text.contains(word), "{word} in {text}");
+    }
+    let replay = run(&["replay", "--help"]);
+    assert!(replay.status.success());
+    let text = String::from_utf8(replay.stdout).unwrap();
+    assert!(text.contains("dead") && text.contains("archive"), "{text}");
+    let version = run(&["--version"]);
+    assert_eq!(
+        String::from_utf8(version.stdout).unwrap().trim(),
+        format!("countersign-worker {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// A worker restarted on a migrated database logs no PostgreSQL notice such as
+/// `relation "_sqlx_migrations" already exists, skipping`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_on_a_migrated_database_logs_no_notice() {
+    let database = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("countersign.toml");
+    let prefix = countersign_testkit::unique_prefix();
+    std::fs::write(
+        &path,
+        format!(
+            "[amqp]\nprefix = \"{prefix}\"\n[worker]\nlisten = \"127.0.0.1:0\"\ndocuments = \"file:{}\"\n",
+            dir.path().join("documents").display()
+        ),
+    )
+    .unwrap();
+    let mut logs = Vec::new();
+    for run in 0..2 {
+        let log = dir.path().join(format!("worker-{run}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_countersign-worker"))
+            .env("COUNTERSIGN_CONFIG", &path)
+            .env("DATABASE_URL", &database.url)
+            .env("AMQP_URL", countersign_testkit::amqp_url())
+            .env("RUST_LOG", "info")
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .map(countersign_testkit::KillOnDrop)
+            .unwrap();
+        crate::helpers::wait_until(
+            "the worker consumes",
+            std::time::Duration::from_secs(30),
+            || async { std::fs::read_to_string(&log).unwrap().contains("consuming") },
+        )
+        .await;
+        child.terminate();
+        assert!(child.wait().await.success());
+        logs.push(std::fs::read_to_string(&log).unwrap());
+    }
+    let topology = countersign::topology::Topology::from_config(
+        &countersign::config::Config::from_toml(
+            &format!("[amqp]\nprefix = \"{prefix}\"\n"),
+            countersign::config::Role::Worker,
+            &|_| None,
+        )
+        .unwrap()
+        .amqp,
+    );
+    countersign_testkit::delete_topology(topology);
+    assert!(logs[1].contains("database migrated"), "{}", logs[1]);
+    for log in &logs {
+        assert!(!log.contains("already exists"), "{log}");
+        assert!(!log.to_lowercase().contains("notice"), "{log}");
+    }
+}
