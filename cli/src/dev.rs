@@ -1,0 +1,310 @@
+//! `countersign dev`: both services in one process, for a developer's machine.
+//!
+//! Explicit by design: the production binaries never fall back to a built-in configuration.
+//! Here the configuration is [`config_text`] — one Taktikal source with a development key,
+//! every port on 127.0.0.1 — and the only inputs are `AMQP_URL`, `DATABASE_URL` and the flags.
+//! Start-up checks the broker and the database first, so that a missing one is one line saying
+//! how to start it rather than a wait; it creates the database if it is missing (the worker
+//! migrates it), starts both services, prints "ready" once both answer `/readyz`, and stops both
+//! on Ctrl-C or SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use countersign::config::{Config, Role};
+use secrecy::ExposeSecret as _;
+use sqlx::ConnectOptions as _;
+use tokio_util::sync::CancellationToken;
+
+/// The development signature key of the built-in `acme` source (the same as docker compose's).
+pub const DEV_TAKTIKAL_KEY: &str = "dev-signature-key";
+/// The database `countersign dev` uses (and creates) unless `DATABASE_URL` says otherwise.
+pub const DEV_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/countersign";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Webhook port (0: any free port).
+    #[arg(long, default_value_t = 8080)]
+    webhook_port: u16,
+    /// Ingester admin port: /healthz, /readyz, /metrics.
+    #[arg(long, default_value_t = 9090)]
+    admin_port: u16,
+    /// Worker port: the read API, /healthz, /readyz, /metrics.
+    #[arg(long, default_value_t = 8081)]
+    api_port: u16,
+    /// Prefix of the exchange and queue names.
+    #[arg(long, default_value = "countersign")]
+    prefix: String,
+    /// Where the worker stores documents.
+    #[arg(long, default_value = "./data")]
+    data: PathBuf,
+}
+
+/// The built-in configuration; `countersign send` uses it too when given no `--config`.
+pub fn config_text(args: Option<&Args>) -> String {
+    let (webhook, admin, api, prefix, data) = match args {
+        Some(a) => (
+            a.webhook_port,
+            a.admin_port,
+            a.api_port,
+            a.prefix.as_str(),
+            a.data.clone(),
+        ),
+        None => (8080, 9090, 8081, "countersign", PathBuf::from("./data")),
+    };
+    format!(
+        r#"
+[amqp]
+prefix = "{prefix}"
+
+[ingester]
+listen = "127.0.0.1:{webhook}"
+admin_listen = "127.0.0.1:{admin}"
+
+[worker]
+listen = "127.0.0.1:{api}"
+documents = "file:{documents}"
+
+[[sources]]
+name = "acme"
+provider = "taktikal"
+secrets = ["env:ACME_TAKTIKAL_KEY"]
+"#,
+        documents = data.join("documents").display()
+    )
+}
+
+/// The environment as development mode sees it: the process's, with development defaults.
+pub fn dev_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().or_else(|| match name {
+        "ACME_TAKTIKAL_KEY" => Some(DEV_TAKTIKAL_KEY.to_owned()),
+        "DATABASE_URL" => Some(DEV_DATABASE_URL.to_owned()),
+        _ => None,
+    })
+}
+
+/// `host:port` of a URL, without its credentials: safe to print.
+fn server_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    authority.rsplit('@').next().unwrap_or(authority)
+}
+
+#[allow(clippy::print_stdout)]
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let _log = countersign::telemetry::init("countersign");
+    let text = config_text(Some(&args));
+    let load = |role| Config::from_toml(&text, role, &dev_env);
+    let (ingester_config, worker_config) = match (load(Role::Ingester), load(Role::Worker)) {
+        (Ok(i), Ok(w)) => (i, w),
+        (Err(error), _) | (_, Err(error)) => {
+            eprintln!("countersign dev: invalid configuration: {error}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let amqp_url = ingester_config.amqp.url.expose_secret().to_owned();
+    let database_url = worker_config
+        .require_database_url()?
+        .expose_secret()
+        .to_owned();
+
+    if let Err(error) = check_broker(&amqp_url).await {
+        eprintln!(
+            "countersign dev: RabbitMQ is not reachable at {} ({error}). Start it \
+             (`rabbitmq-server -detached`, or `systemctl start rabbitmq-server`) or set AMQP_URL.",
+            server_of(&amqp_url)
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    match prepare_database(&database_url).await {
+        Ok(Some(created)) => eprintln!("countersign dev: created the database {created}"),
+        Ok(None) => {}
+        Err(error) => {
+            eprintln!(
+                "countersign dev: PostgreSQL is not usable at {} ({error:#}). Start it \
+                 (`pg_ctlcluster <version> main start`, or `systemctl start postgresql`) or set DATABASE_URL.",
+                server_of(&database_url)
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+
+    let ingester = countersign_ingester::Application::build(ingester_config)
+        .await
+        .context("ingester")?;
+    let worker = countersign_worker::Application::build(worker_config)
+        .await
+        .context("worker")?;
+    let (webhook_port, admin_port, api_port) =
+        (ingester.port(), ingester.admin_port(), worker.port());
+
+    println!("Countersign development mode: built-in configuration, not for production");
+    println!(
+        "  webhooks  POST http://127.0.0.1:{webhook_port}/webhooks/acme  (Taktikal, signature key {:?})",
+        dev_env("ACME_TAKTIKAL_KEY").unwrap_or_default()
+    );
+    println!(
+        "  admin     http://127.0.0.1:{admin_port}/readyz  http://127.0.0.1:{admin_port}/metrics"
+    );
+    println!(
+        "  read API  http://127.0.0.1:{api_port}/signing/activity/{{processKey}}  (no token: loopback only)"
+    );
+    println!(
+        "  RabbitMQ  {} (queues {}.*)   PostgreSQL  {}",
+        server_of(&amqp_url),
+        args.prefix,
+        server_of(&database_url)
+    );
+    println!("  documents {}", args.data.join("documents").display());
+    println!(
+        "Send a signed sample event:  cargo run --release --bin countersign -- send acme{}",
+        if webhook_port == 8080 {
+            String::new()
+        } else {
+            format!(" --url http://127.0.0.1:{webhook_port}")
+        }
+    );
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(countersign::telemetry::cancel_on_signal(shutdown.clone()));
+    let stop_both = |result: anyhow::Result<()>, shutdown: CancellationToken| {
+        shutdown.cancel();
+        result
+    };
+    let announce = async {
+        let ready = wait_ready(&[admin_port, api_port], &shutdown).await;
+        if ready {
+            println!("ready");
+        }
+    };
+    let (ingester_result, worker_result, ()) = tokio::join!(
+        async {
+            stop_both(
+                ingester.run_until_stopped(shutdown.clone()).await,
+                shutdown.clone(),
+            )
+        },
+        async {
+            stop_both(
+                worker.run_until_stopped(shutdown.clone()).await,
+                shutdown.clone(),
+            )
+        },
+        announce,
+    );
+    ingester_result.context("ingester")?;
+    worker_result.context("worker")?;
+    println!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Connects once, with a deadline: a broker that does not answer is an error, not a wait.
+async fn check_broker(url: &str) -> anyhow::Result<()> {
+    let connect = lapin::Connection::connect(url, lapin::ConnectionProperties::default());
+    let connection = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {CONNECT_TIMEOUT:?}"))??;
+    let _ = connection.close(200, "checked".into()).await;
+    Ok(())
+}
+
+/// Connects to the database, creating it first if the server says it does not exist.
+/// `Ok(Some(name))` when it was created.
+async fn prepare_database(url: &str) -> anyhow::Result<Option<String>> {
+    let options: sqlx::postgres::PgConnectOptions = url.parse().context("DATABASE_URL")?;
+    let attempt = tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await;
+    let error = match attempt {
+        Err(_) => anyhow::bail!("no answer within {CONNECT_TIMEOUT:?}"),
+        Ok(Ok(connection)) => {
+            let _ = sqlx::Connection::close(connection).await;
+            return Ok(None);
+        }
+        Ok(Err(error)) => error,
+    };
+    let missing = error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "3D000");
+    if !missing {
+        return Err(error.into());
+    }
+    let name = options
+        .get_database()
+        .context("DATABASE_URL names no database")?
+        .to_owned();
+    let mut admin = options
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .context("connecting to the maintenance database `postgres` to create it")?;
+    let create = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+    match sqlx::query(&create).execute(&mut admin).await {
+        Ok(_) => {}
+        // Created meanwhile by someone else: as good.
+        Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42P04") => {}
+        Err(e) => return Err(e).with_context(|| format!("creating the database {name}")),
+    }
+    let _ = sqlx::Connection::close(admin).await;
+    Ok(Some(name))
+}
+
+/// Waits until every port answers `/readyz` with 200; false if shut down first.
+async fn wait_ready(ports: &[u16], shutdown: &CancellationToken) -> bool {
+    let client = reqwest::Client::new();
+    for port in ports {
+        let url = format!("http://127.0.0.1:{port}/readyz");
+        loop {
+            let ok = client
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                break;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return false,
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_servers_carry_no_credentials() {
+        assert_eq!(
+            server_of("amqp://guest:secret@127.0.0.1:5672/%2f"),
+            "127.0.0.1:5672"
+        );
+        assert_eq!(
+            server_of("postgres://u:p@db.example:5432/countersign?sslmode=require"),
+            "db.example:5432"
+        );
+        assert_eq!(server_of("postgres://localhost/x"), "localhost");
+    }
+
+    #[test]
+    fn the_built_in_configuration_is_valid_for_both_roles() {
+        let text = config_text(None);
+        for role in [Role::Ingester, Role::Worker] {
+            let config = Config::from_toml(&text, role, &|name| match name {
+                "ACME_TAKTIKAL_KEY" => Some(DEV_TAKTIKAL_KEY.to_owned()),
+                _ => None,
+            })
+            .unwrap();
+            assert_eq!(config.sources[0].name, "acme");
+            assert!(config.ingester.listen.ip().is_loopback());
+            assert!(config.worker.listen.ip().is_loopback());
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! First contact, as a newcomer has it: the README's run command and its send command, run as
+//! written (plus the flags that isolate a test: free ports, its own queue prefix, database and
+//! data directory), give a 200 and the event in the read API with no other step; a missing
+//! broker or database is one line that says how to start it.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use countersign_testkit::{KillOnDrop, unique_prefix};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The README's command whose line starts with `cargo run` and contains `needle`, as words
+/// (the README's commands have no quoting), without its trailing comment.
+fn readme_command(needle: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let line = readme
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("cargo run") && l.contains(needle))
+        .unwrap_or_else(|| panic!("the README has a `cargo run … {needle}` command"));
+    let line = line.split(" #").next().unwrap();
+    line.split_whitespace().map(str::to_owned).collect()
+}
+
+fn command_of(words: &[String]) -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = Command::new(if words[0] == "cargo" {
+        cargo.as_str()
+    } else {
+        &words[0]
+    });
+    command.args(&words[1..]).current_dir(root());
+    command
+}
+
+/// A database name of the test's own, on the test server, that does not exist yet; dropped
+/// (and the test's queues deleted) at the end.
+struct Isolation {
+    prefix: String,
+    database: String,
+    database_url: String,
+}
+
+impl Isolation {
+    fn new() -> Self {
+        let database = format!("cs_{}", uuid::Uuid::new_v4().simple());
+        let base = countersign_testkit::database_url();
+        let (server, _) = base.rsplit_once('/').unwrap();
+        Self {
+            prefix: unique_prefix(),
+            database_url: format!("{server}/{database}"),
+            database,
+        }
+    }
+}
+
+impl Drop for Isolation {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                &countersign_testkit::database_url(),
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database),
+            ])
+            .status();
+        let config = countersign::config::Config::from_toml(
+            &format!("[amqp]\nprefix = \"{}\"\n", self.prefix),
+            countersign::config::Role::Worker,
+            &|_| None,
+        )
+        .unwrap();
+        countersign_testkit::delete_topology(countersign::topology::Topology::from_config(
+            &config.amqp,
+        ));
+    }
+}
+
+/// Lines of a child's stdout, read on a thread.
+fn lines_of(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
+/// Waits for a line that satisfies `want`, keeping every line seen in `seen`.
+fn wait_line(
+    lines: &mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    timeout: Duration,
+    log: &Path,
+    want: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                seen.push(line.clone());
+                if want(&line) {
+                    return line;
+                }
+            }
+            Err(_) => panic!(
+                "no such line within {timeout:?}; stdout:\n{}\nstderr:\n{}",
+                seen.join("\n"),
+                std::fs::read_to_string(log).unwrap_or_default()
+            ),
+        }
+    }
+}
+
+fn url_in(line: &str) -> String {
+    let start = line.find("http://").expect("a URL in the line");
+    let url = line[start..].split_whitespace().next().unwrap();
+    let (scheme_host, _) = url[7..].split_once('/').unwrap();
+    format!("http://{scheme_host}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_run_and_send_commands_give_a_200_and_the_event_in_the_read_api() {
+    let isolation = Isolation::new();
+    let data = tempfile::tempdir().unwrap();
+    let log = data.path().join("dev.log");
+    let mut run = readme_command(" -- dev");
+    run.extend(
+        [
+            "--webhook-port",
+            "0",
+            "--admin-port",
+            "0",
+            "--api-port",
+            "0",
+            "--prefix",
+            &isolation.prefix,
+            "--data",
+        ]
+        .map(str::to_owned),
+    );
+    run.push(data.path().display().to_string());
+    let mut child = command_of(&run);
+    child
+        .env("DATABASE_URL", &isolation.database_url)
+        .env("AMQP_URL", countersign_testkit::amqp_url())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut dev = KillOnDrop(child.spawn().expect("cargo runs"));
+    let lines = lines_of(dev.0.stdout.take().unwrap());
+    let mut seen = Vec::new();
+    // The first run on a fresh machine builds in release mode (the test command builds first).
+    let build = Duration::from_secs(900);
+    let webhooks = url_in(&wait_line(&lines, &mut seen, build, &log, |l| {
+        l.trim_start().starts_with("webhooks")
+    }));
+    let api = url_in(&wait_line(
+        &lines,
+        &mut seen,
+        Duration::from_secs(5),
+        &log,
+        |l| l.trim_start().starts_with("read API"),
+    ));
+    wait_line(&lines, &mut seen, Duration::from_secs(60), &log, |l| {
+        l == "ready"
+    });
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        stderr.contains(&format!("created the database {}", isolation.database)),
+        "{stderr}"
+    );
+
+    let mut send = readme_command(" -- send");
+    send.extend([
+        "--url".to_owned(),
+        webhooks,
+        "--api-url".to_owned(),
+        api.clone(),
+    ]);
+    let output = command_of(&send)
+        .env_remove("COUNTERSIGN_CONFIG")
+        .output()
+        .expect("cargo runs");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("/webhooks/acme -> 200 {\"status\":\"accepted\"}"),
+        "{stdout}"
+    );
+    let process_key = stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "process")
+        .nth(1)
+        .expect("the send command names the process")
+        .trim_end_matches(':')
+        .to_owned();
+
+    let http = reqwest::Client::new();
+    let url = format!("{api}/signing/activity/{process_key}?source=acme");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let view = loop {
+        let response = http.get(&url).send().await.unwrap();
+        if response.status() == 200 {
+            break response.json::<serde_json::Value>().await.unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the event never reached the read API"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(view[0]["processKey"], process_key.as_str(), "{view}");
+    assert_eq!(view[0]["status"], "all_signed", "{view}");
+
+    // Ctrl-C's signal, SIGINT, to the product (cargo run replaced itself with it): both stop.
+    let status = Command::new("kill")
+        .args(["-INT", &dev.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_line(&lines, &mut seen, Duration::from_secs(40), &log, |l| {
+        l == "stopped"
+    });
+    let exit = tokio::task::spawn_blocking(move || dev.0.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
+
+fn dev_binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_countersign"));
+    command.arg("dev").args([
+        "--webhook-port",
+        "0",
+        "--admin-port",
+        "0",
+        "--api-port",
+        "0",
+    ]);
+    command
+}
+
+#[test]
+fn a_missing_broker_or_database_is_one_line_that_says_how_to_start_it() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let output = dev_binary()
+        .env(
+            "AMQP_URL",
+            format!("amqp://guest:guest@127.0.0.1:{closed}/%2f"),
+        )
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("RabbitMQ is not reachable at 127.0.0.1:{closed}"))
+            && stderr.contains("rabbitmq-server -detached")
+            && !stderr.contains("guest:guest"),
+        "{stderr}"
+    );
+
+    let output = dev_binary()
+        .env("AMQP_URL", countersign_testkit::amqp_url())
+        .env(
+            "DATABASE_URL",
+            format!("postgres://postgres:secret@127.0.0.1:{closed}/countersign"),
+        )
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("PostgreSQL is not usable at 127.0.0.1:{closed}"))
+            && stderr.contains("pg_ctlcluster")
+            && !stderr.contains("secret"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn send_names_the_sources_it_knows_and_refuses_what_it_cannot_sign() {
+    let output = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["send", "nobody"])
+        .env_remove("COUNTERSIGN_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no source \"nobody\"") && stderr.contains("sources: acme"),
+        "{stderr}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let pem = countersign_testkit::rsa_key_pem();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(
+        &jwks,
+        countersign::providers::universign::jwks_of(&pem, "k1")
+            .unwrap()
+            .to_string(),
+    )
+    .unwrap();
+    let config = dir.path().join("countersign.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[sources]]\nname = \"fr\"\nprovider = \"universign\"\njwks = \"{}\"\n",
+            jwks.display()
+        ),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["send", "fr", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--private-key"), "{stderr}");
+}
