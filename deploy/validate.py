@@ -111,22 +111,25 @@ def check_compose():
                 elif rule.get("condition") == "service_healthy" and "healthcheck" not in services[dependency]:
                     problem(f"compose service {name}: waits for {dependency} to be healthy, which has no healthcheck")
         for port in service.get("ports", []):
-            if not re.fullmatch(r"\d+:\d+", str(port)):
-                problem(f"compose service {name}: port {port!r} is not host:container")
+            if not re.fullmatch(r"127\.0\.0\.1:\d+:\d+", str(port)):
+                problem(f"compose service {name}: port {port!r} is not 127.0.0.1:host:container (development defaults stay on this machine)")
+            elif port.split(":")[1] in ("5672", "5432"):
+                problem(f"compose service {name}: port {port!r} takes a local RabbitMQ's or PostgreSQL's port")
     for name in ["rabbitmq", "postgres", "ingester", "worker"]:
         if name in services and "healthcheck" not in services[name]:
             problem(f"compose service {name}: no healthcheck")
 
     if shutil.which("docker-compose"):
-        result = subprocess.run(
-            ["docker-compose", "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml"),
-             "--profile", "monitoring", "config", "--quiet"],
-            capture_output=True, text=True, env={**os.environ, **env},
-        )
-        if result.returncode != 0:
-            problem(f"docker-compose config: {result.stderr.strip()}")
-        else:
-            print("docker-compose config: ok")
+        for extra in [[], ["-f", str(ROOT / "deploy/local-bases/compose.override.yml")]]:
+            result = subprocess.run(
+                ["docker-compose", "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml"),
+                 *extra, "--profile", "monitoring", "config", "--quiet"],
+                capture_output=True, text=True, env={**os.environ, **env},
+            )
+            if result.returncode != 0:
+                problem(f"docker-compose config {' '.join(extra)}: {result.stderr.strip()}")
+            else:
+                print(f"docker-compose config {'with the local bases' if extra else ''}: ok")
     else:
         print("docker-compose not installed: its own check skipped (apt-get install docker-compose)")
     return compose
@@ -301,6 +304,18 @@ def check_topology(compose, production):
             for kind in ["queues", "exchanges", "bindings"]:
                 if extra_defs.get(kind):
                     problem(f"compose: {extra} declares {kind}: the topology is definitions.json's alone")
+    # RabbitMQ imports the directory file by file in name order and stops at the first error; with
+    # definitions configured it creates no default vhost. So every file declares the vhosts it
+    # refers to, and none depends on another file having been imported first.
+    for source, target in mounted.items():
+        if not target.startswith(f"{directory}/"):
+            continue
+        defs = json.loads((ROOT / source).read_text())
+        declared = {v["name"] for v in defs.get("vhosts", [])}
+        for kind in ["permissions", "queues", "exchanges", "bindings", "policies"]:
+            for item in defs.get(kind, []):
+                if item.get("vhost") not in declared:
+                    problem(f"compose: {source} uses vhost {item.get('vhost')!r} in {kind} without declaring it (imported alone, RabbitMQ refuses it)")
 
 
 # --- dashboard and README -----------------------------------------------------------------
@@ -333,8 +348,9 @@ def check_readme():
     if not section:
         problem("README: no '## Deploy' section")
     for needed in ["docker compose up", "http://localhost:8080/webhooks/acme", "http://localhost:9090", "http://localhost:8081",
-                   "http://localhost:15672", "countersign / countersign", "http://localhost:3000", "admin / admin",
-                   "http://localhost:9091", "localhost:5432", "dev-signature-key", "dev-read-token", ".env.example"]:
+                   "http://localhost:15673", "countersign / countersign", "http://localhost:3000", "admin / admin",
+                   "http://localhost:9091", "docker compose exec", "dev-signature-key", "dev-read-token", ".env.example",
+                   "deploy/local-bases/build.sh"]:
         if needed not in section:
             problem(f"README Deploy section: {needed!r} is not named")
 
