@@ -36,6 +36,19 @@ fn command_of(words: &[String]) -> Command {
         &words[0]
     });
     command.args(&words[1..]).current_dir(root());
+    // A newcomer's shell, not a test's: the test harness's CARGO_MANIFEST_DIR, CARGO_PKG_* ...
+    // would make build scripts that watch them (ring's) rebuild everything above them.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_")
+            && !matches!(
+                &*name,
+                "CARGO_HOME" | "CARGO_TARGET_DIR" | "CARGO_TERM_COLOR"
+            )
+        {
+            command.env_remove(&*name);
+        }
+    }
     command
 }
 

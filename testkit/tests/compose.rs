@@ -3,7 +3,8 @@
 //! `deploy/local-bases/build.sh` made from Debian's packages substituted by
 //! `deploy/local-bases/compose.override.yml` (this machine reaches no image registry; the test
 //! command builds them and starts the engine). Signed events go in through the published port and
-//! come back out of the worker's API; the ingester and the worker are restarted under load and
+//! come back out of the worker's API (one of 20 MiB, over RabbitMQ 4's default message size
+//! limit); the ingester and the worker are restarted under load and
 //! nothing that got a 200 is missing; `down -v` at the end, also when the test fails.
 
 use std::collections::HashSet;
@@ -253,6 +254,26 @@ async fn docker_compose_up_builds_boots_records_and_survives_restarts() {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
+    // Larger than RabbitMQ 4's default max_message_size (16 MiB): rabbitmq.conf raises it.
+    let (big_id, mut big) = event(&format!("sp-compose-big-{}", project.name));
+    big.resize(20 * 1024 * 1024, b' ');
+    assert_eq!(
+        post(&http, &webhooks, big).await,
+        Some(200),
+        "a 20 MiB event\n{}",
+        project.logs()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !recorded_ids(&project).contains(&big_id) {
+        assert!(
+            Instant::now() < deadline,
+            "the 20 MiB event was not recorded\n{}",
+            project.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    phase("a 20 MiB event recorded");
+
     let unauthorized = http
         .get(format!("{api}/signing/activity/{}", first[0]))
         .send()
