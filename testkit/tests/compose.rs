@@ -111,12 +111,15 @@ impl Project {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        assert!(output.status.success(), "compose {args:?} failed:\n{text}");
+        if !output.status.success() {
+            // The containers say why (RabbitMQ's "BOOT FAILED ...", a migration error, ...).
+            panic!("compose {args:?} failed:\n{text}\n{}", self.logs());
+        }
         text
     }
 
     fn logs(&self) -> String {
-        let output = self.output(&["logs", "--no-color", "--tail", "60"]);
+        let output = self.output(&["logs", "--no-color", "--tail", "40"]);
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
