@@ -266,23 +266,28 @@ fn dev_binary() -> Command {
     command
 }
 
+/// Runs development mode with `env`; it must fail with exit 1 and one line, which is returned.
+fn dev_fails_with(env: &[(&str, String)]) -> String {
+    let mut command = dev_binary();
+    command.env("AMQP_URL", countersign_testkit::amqp_url());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.env("RUST_LOG", "off").output().unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}
+
 #[test]
 fn a_missing_broker_or_database_is_one_line_that_says_how_to_start_it() {
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let output = dev_binary()
-        .env(
-            "AMQP_URL",
-            format!("amqp://guest:guest@127.0.0.1:{closed}/%2f"),
-        )
-        .env("RUST_LOG", "off")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let broker = format!("amqp://guest:guest@127.0.0.1:{closed}/%2f");
+    let stderr = dev_fails_with(&[("AMQP_URL", broker)]);
     assert!(
         stderr.contains(&format!("RabbitMQ is not reachable at 127.0.0.1:{closed}"))
             && stderr.contains("rabbitmq-server -detached")
@@ -290,18 +295,8 @@ fn a_missing_broker_or_database_is_one_line_that_says_how_to_start_it() {
         "{stderr}"
     );
 
-    let output = dev_binary()
-        .env("AMQP_URL", countersign_testkit::amqp_url())
-        .env(
-            "DATABASE_URL",
-            format!("postgres://postgres:secret@127.0.0.1:{closed}/countersign"),
-        )
-        .env("RUST_LOG", "off")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let database = format!("postgres://postgres:secret@127.0.0.1:{closed}/countersign");
+    let stderr = dev_fails_with(&[("DATABASE_URL", database)]);
     assert!(
         stderr.contains(&format!("PostgreSQL is not usable at 127.0.0.1:{closed}"))
             && stderr.contains("pg_ctlcluster")
