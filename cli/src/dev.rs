@@ -142,9 +142,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         (ingester.port(), ingester.admin_port(), worker.port());
 
     println!("Countersign development mode: built-in configuration, not for production");
+    // The development key is printed; a key of the caller's own (ACME_TAKTIKAL_KEY) is not.
+    let key = match std::env::var("ACME_TAKTIKAL_KEY") {
+        Ok(_) => "from ACME_TAKTIKAL_KEY".to_owned(),
+        Err(_) => format!("{DEV_TAKTIKAL_KEY:?}"),
+    };
     println!(
-        "  webhooks  POST http://127.0.0.1:{webhook_port}/webhooks/acme  (Taktikal, signature key {:?})",
-        dev_env("ACME_TAKTIKAL_KEY").unwrap_or_default()
+        "  webhooks  POST http://127.0.0.1:{webhook_port}/webhooks/acme  (Taktikal, signature key {key})"
     );
     println!(
         "  admin     http://127.0.0.1:{admin_port}/readyz  http://127.0.0.1:{admin_port}/metrics"
@@ -170,28 +174,20 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(countersign::telemetry::cancel_on_signal(shutdown.clone()));
-    let stop_both = |result: anyhow::Result<()>, shutdown: CancellationToken| {
-        shutdown.cancel();
-        result
-    };
     let announce = async {
-        let ready = wait_ready(&[admin_port, api_port], &shutdown).await;
-        if ready {
+        if wait_ready(&[admin_port, api_port], &shutdown).await {
             println!("ready");
         }
     };
+    // Either service stopping, for whatever reason, stops the other.
     let (ingester_result, worker_result, ()) = tokio::join!(
         async {
-            stop_both(
-                ingester.run_until_stopped(shutdown.clone()).await,
-                shutdown.clone(),
-            )
+            let _stop_the_worker = shutdown.clone().drop_guard();
+            ingester.run_until_stopped(shutdown.clone()).await
         },
         async {
-            stop_both(
-                worker.run_until_stopped(shutdown.clone()).await,
-                shutdown.clone(),
-            )
+            let _stop_the_ingester = shutdown.clone().drop_guard();
+            worker.run_until_stopped(shutdown.clone()).await
         },
         announce,
     );
