@@ -79,6 +79,19 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
     }
 }
 
+/// True for a TLS failure that retrying cannot fix: the server's certificate does not verify
+/// (a wrong `sslrootcert`, a host name the certificate does not name, an expired certificate).
+/// Start-up stops on it with the reason instead of waiting for a database that will never do.
+pub fn is_certificate_error(error: &sqlx::Error) -> bool {
+    // rustls's verdict arrives as a TLS error, or wrapped in an I/O error during the handshake
+    // ("invalid peer certificate: UnknownIssuer").
+    match error {
+        sqlx::Error::Tls(tls) => tls.to_string().contains("certificate"),
+        sqlx::Error::Io(io) => io.to_string().contains("peer certificate"),
+        _ => false,
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: PgPool,

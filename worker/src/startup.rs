@@ -121,6 +121,13 @@ async fn migrate(db: &Db, shutdown: &CancellationToken) -> anyhow::Result<bool> 
                 tracing::info!("database migrated");
                 return Ok(true);
             }
+            Err(sqlx::migrate::MigrateError::Execute(error))
+                if crate::db::is_certificate_error(&error) =>
+            {
+                return Err(error).context(
+                    "the database's TLS certificate does not verify (check sslrootcert and the host name in DATABASE_URL)",
+                );
+            }
             Err(sqlx::migrate::MigrateError::Execute(error)) if crate::db::is_transient(&error) => {
                 tracing::warn!(error = %error, retry_in = ?backoff, "database unavailable; migrations wait");
             }

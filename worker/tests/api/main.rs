@@ -11,3 +11,4 @@ mod record;
 mod replay;
 mod replay_tools;
 mod startup;
+mod tls;
