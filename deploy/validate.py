@@ -7,8 +7,10 @@
 - Kubernetes: the base and the production overlay are rendered the way kustomize renders them
   (resources, labels, namespace, images, replicas, strategic-merge patches: what these files use)
   and every built-in resource is validated against the Kubernetes schemas (kubernetes-validate,
-  strict); the operators' custom resources (RabbitmqCluster, Exchange, Queue, Binding,
-  ServiceMonitor), for which no schema is available offline, are checked for the fields they need.
+  strict); the operators' custom resources against their own schemas (deploy/k8s/crds/), with
+  unknown fields reported as the API server's structural validation does; every reference between
+  objects (probe ports, Service and ServiceMonitor selectors, cluster references, HPA targets,
+  Secret keys) resolves.
 - The topology of docker compose (its mounted definitions) and of Kubernetes (Messaging Topology
   Operator resources) equals deploy/rabbitmq/definitions.json.
 - The Grafana dashboard parses and queries only metrics that exist.
@@ -33,7 +35,9 @@ try:
 except ImportError:  # reported below, with the other problems
     kubernetes_validate = None
 
-ROOT = Path(__file__).resolve().parent.parent
+# COUNTERSIGN_DEPLOY_ROOT: a copy of the repository's files to validate instead (the mutation
+# test injects mistakes into such a copy).
+ROOT = Path(os.environ.get("COUNTERSIGN_DEPLOY_ROOT") or Path(__file__).resolve().parent.parent)
 KUBERNETES_VERSION = "1.31.0"
 problems = []
 
@@ -198,13 +202,66 @@ def render(directory):
     return docs
 
 
-CUSTOM_KINDS = {
-    ("rabbitmq.com/v1beta1", "RabbitmqCluster"): ["spec.replicas"],
-    ("rabbitmq.com/v1beta1", "Exchange"): ["spec.name", "spec.type", "spec.rabbitmqClusterReference.name"],
-    ("rabbitmq.com/v1beta1", "Queue"): ["spec.name", "spec.type", "spec.rabbitmqClusterReference.name"],
-    ("rabbitmq.com/v1beta1", "Binding"): ["spec.source", "spec.destination", "spec.destinationType", "spec.rabbitmqClusterReference.name"],
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): ["spec.selector", "spec.endpoints"],
-}
+def crd_schemas():
+    """openAPIV3Schema by (apiVersion, kind), from deploy/k8s/crds/<Kind>.<group>.<version>.json."""
+    schemas = {}
+    for path in sorted((ROOT / "deploy/k8s/crds").glob("*.json")):
+        kind, rest = path.stem.split(".", 1)
+        group, version = rest.rsplit(".", 1)
+        schemas[(f"{group}/{version}", kind)] = json.loads(path.read_text())
+    return schemas
+
+
+JSON_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool}
+
+
+def check_structural(value, schema, where):
+    """The API server's structural validation, as far as these schemas use it: types (with
+    int-or-string), enums, patterns, required fields, bounds — and unknown fields, which the
+    server prunes or (strict) rejects unless the node preserves them."""
+    if value is None and schema.get("nullable"):
+        return
+    if schema.get("x-kubernetes-int-or-string"):
+        if not (isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))):
+            problem(f"{where}: {value!r} is neither an integer nor a string")
+        return
+    kind = schema.get("type")
+    if kind in JSON_TYPES:
+        if not isinstance(value, JSON_TYPES[kind]):
+            problem(f"{where}: {value!r} is not of type {kind}")
+            return
+    elif kind == "integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            problem(f"{where}: {value!r} is not an integer")
+            return
+    elif kind == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problem(f"{where}: {value!r} is not a number")
+            return
+    if "enum" in schema and value not in schema["enum"]:
+        problem(f"{where}: {value!r} is not one of {schema['enum']}")
+    if "pattern" in schema and isinstance(value, str) and not re.search(schema["pattern"], value):
+        problem(f"{where}: {value!r} does not match {schema['pattern']}")
+    if "minimum" in schema and isinstance(value, (int, float)) and value < schema["minimum"]:
+        problem(f"{where}: {value!r} is below {schema['minimum']}")
+    if "maximum" in schema and isinstance(value, (int, float)) and value > schema["maximum"]:
+        problem(f"{where}: {value!r} is above {schema['maximum']}")
+    if isinstance(value, dict):
+        for required in schema.get("required", []):
+            if required not in value:
+                problem(f"{where}: {required} is required")
+        properties = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        for key, item in value.items():
+            if properties is not None and key in properties:
+                check_structural(item, properties[key], f"{where}.{key}")
+            elif isinstance(extra, dict):
+                check_structural(item, extra, f"{where}.{key}")
+            elif properties is not None and not schema.get("x-kubernetes-preserve-unknown-fields"):
+                problem(f"{where}: unknown field {key!r}")
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            check_structural(item, schema["items"], f"{where}[{index}]")
 
 
 def lookup(doc, dotted):
@@ -224,11 +281,12 @@ def check_kubernetes(name, docs):
         if key in names:
             problem(f"{where}: defined twice")
         names.add(key)
-        custom = CUSTOM_KINDS.get((doc.get("apiVersion"), doc.get("kind")))
-        if custom is not None:
-            for field in custom:
-                if lookup(doc, field) in (None, "", []):
-                    problem(f"{where}: {field} is missing")
+        schema = CRD_SCHEMAS.get((doc.get("apiVersion"), doc.get("kind")))
+        if schema is not None:
+            check_structural(doc, schema, where)
+            continue
+        if doc.get("apiVersion", "").split("/")[0].endswith((".com", ".io")) and "k8s.io" not in doc.get("apiVersion", ""):
+            problem(f"{where}: no schema for {doc.get('apiVersion')} {doc.get('kind')} in deploy/k8s/crds/")
             continue
         if kubernetes_validate is None:
             continue
@@ -237,6 +295,7 @@ def check_kubernetes(name, docs):
         except Exception as error:  # ValidationError, SchemaNotFoundError, InvalidSchemaError
             message = getattr(error, "message", str(error))
             problem(f"{where}: {message}")
+    check_references(name, docs)
     deployments = [d for d in docs if d["kind"] == "Deployment"]
     for deployment in deployments:
         spec = deployment["spec"]["template"]["spec"]
@@ -252,6 +311,89 @@ def check_kubernetes(name, docs):
             if "resources" not in container:
                 problem(f"{where}: no resources")
     return docs
+
+
+def matches(selector, labels):
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def selects(label_selector, labels):
+    """A LabelSelector (matchLabels and matchExpressions) against labels; empty selects nothing
+    here (an empty ServiceMonitor selector is a mistake, not a wish for every Service)."""
+    match_labels = label_selector.get("matchLabels") or {}
+    expressions = label_selector.get("matchExpressions") or []
+    if not match_labels and not expressions:
+        return False
+    if any(labels.get(k) != v for k, v in match_labels.items()):
+        return False
+    for expression in expressions:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and labels.get(key) in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def check_references(name, docs):
+    """Every reference between objects resolves: probes name ports their container opens,
+    Services and ServiceMonitors select something, cluster references name a cluster, HPAs name
+    a Deployment that leaves its count to them, env vars name keys the documented Secret has."""
+    by_kind = {}
+    for doc in docs:
+        by_kind.setdefault(doc["kind"], []).append(doc)
+    clusters = {d["metadata"]["name"] for d in by_kind.get("RabbitmqCluster", [])}
+    for doc in docs:
+        reference = lookup(doc, "spec.rabbitmqClusterReference.name")
+        if doc["apiVersion"].startswith("rabbitmq.com/") and doc["kind"] != "RabbitmqCluster" and reference not in clusters:
+            problem(f"k8s {name}: {doc['kind']}/{doc['metadata']['name']}: rabbitmqClusterReference {reference!r} names no RabbitmqCluster")
+    pods = [(d, d["spec"]["template"]) for d in by_kind.get("Deployment", [])]
+    for service in by_kind.get("Service", []):
+        selector = service["spec"].get("selector", {})
+        if not any(matches(selector, t["metadata"].get("labels", {})) for _, t in pods):
+            problem(f"k8s {name}: Service/{service['metadata']['name']}: selector {selector} matches no pod template")
+    for monitor in by_kind.get("ServiceMonitor", []):
+        selector = monitor["spec"].get("selector") or {}
+        selected = [s for s in by_kind.get("Service", []) if selects(selector, s["metadata"].get("labels", {}))]
+        if not selected:
+            problem(f"k8s {name}: ServiceMonitor/{monitor['metadata']['name']}: selector {selector} matches no Service")
+        for endpoint in monitor["spec"].get("endpoints", []):
+            if "port" in endpoint and not any(endpoint["port"] == p.get("name") for s in selected for p in s["spec"].get("ports", [])):
+                problem(f"k8s {name}: ServiceMonitor/{monitor['metadata']['name']}: port {endpoint['port']!r} is no port of the selected Services")
+    for hpa in by_kind.get("HorizontalPodAutoscaler", []):
+        target = hpa["spec"]["scaleTargetRef"]["name"]
+        deployment = [d for d, _ in pods if d["metadata"]["name"] == target]
+        if not deployment:
+            problem(f"k8s {name}: HorizontalPodAutoscaler/{hpa['metadata']['name']}: targets no Deployment {target!r}")
+        elif "replicas" in deployment[0]["spec"]:
+            problem(f"k8s {name}: Deployment/{target}: sets replicas while an HPA owns its count (every apply would reset it)")
+    secret_keys = set()
+    example = ROOT / "deploy/k8s/base/secret.example.yaml"
+    for doc in load_yaml_docs(example):
+        secret_keys |= set(doc.get("stringData", {})) | set(doc.get("data", {}))
+    for doc in docs:
+        if doc["kind"] == "Secret" and doc["metadata"]["name"] == "countersign-secrets":
+            problem(f"k8s {name}: the example Secret is part of the rendered manifests: every apply would overwrite the real one")
+    for deployment, template in pods:
+        for container in template["spec"]["containers"]:
+            where = f"k8s {name}: Deployment/{deployment['metadata']['name']} container {container['name']}"
+            ports = {p.get("name") for p in container.get("ports", [])} | {p["containerPort"] for p in container.get("ports", [])}
+            for probe in ["readinessProbe", "livenessProbe", "startupProbe"]:
+                handler = container.get(probe, {})
+                port = lookup(handler, "httpGet.port") or lookup(handler, "tcpSocket.port")
+                if port is not None and port not in ports:
+                    problem(f"{where}: {probe} port {port!r} is not a port the container opens")
+            for env in container.get("env", []):
+                ref = lookup(env, "valueFrom.secretKeyRef")
+                if ref and ref.get("name") == "countersign-secrets" and ref.get("key") not in secret_keys:
+                    problem(f"{where}: env {env['name']} uses key {ref.get('key')!r}, which secret.example.yaml does not document")
+    for queue in by_kind.get("Queue", []):
+        if lookup(queue, "spec.deletionPolicy") != "retain":
+            problem(f"k8s {name}: Queue/{queue['metadata']['name']}: deletionPolicy must be retain (deleting the resource would delete the queue and its events)")
 
 
 # --- topology -----------------------------------------------------------------------------
@@ -334,11 +476,16 @@ def check_dashboard():
     for wanted in ["Webhook requests by outcome", "Request latency (ingester)", "Broker confirm latency", "Queue depths", "Worker rate", "Dead-letter rate by reason"]:
         if wanted not in titles:
             problem(f"dashboard: no panel {wanted!r}")
+    rabbitmq = {line.strip() for line in (ROOT / "deploy/grafana/rabbitmq-metrics.txt").read_text().splitlines()
+                if line.strip() and not line.startswith("#")}
     for panel in dashboard["panels"]:
         for target in panel["targets"]:
             for metric in re.findall(r"\b(countersign_[a-z_]+?)(?:_bucket|_sum|_count)?\b", target["expr"]):
                 if metric not in known:
                     problem(f"dashboard panel {panel['title']!r}: {metric} is not exported by the binaries")
+            for metric in re.findall(r"\b(rabbitmq_[a-z_]+)\b", target["expr"]):
+                if metric not in rabbitmq and re.sub(r"_(bucket|sum|count)$", "", metric) not in rabbitmq:
+                    problem(f"dashboard panel {panel['title']!r}: {metric} is not a metric RabbitMQ exports (deploy/grafana/rabbitmq-metrics.txt)")
 
 
 def check_readme():
@@ -353,6 +500,9 @@ def check_readme():
                    "deploy/local-bases/build.sh"]:
         if needed not in section:
             problem(f"README Deploy section: {needed!r} is not named")
+
+
+CRD_SCHEMAS = crd_schemas()
 
 
 def main():

@@ -1,15 +1,21 @@
 //! The deployment files (docker compose, Kubernetes, Grafana) validated offline by
-//! `deploy/validate.py`, as part of the one test command.
+//! `deploy/validate.py`, as part of the one test command — and the validator itself checked: each
+//! mistake that once reached (or could reach) the manifests, injected into a copy of them, must
+//! make it fail with a message that names it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[test]
-fn deploy_files_validate_offline() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs the validator on `tree` (the repository itself, or a copy); (success, report).
+fn validate(tree: &Path) -> (bool, String) {
     let python = std::env::var("DEPLOY_PYTHON").unwrap_or_else(|_| "python3".to_owned());
     let output = Command::new(&python)
-        .arg(root.join("deploy/validate.py"))
+        .arg(root().join("deploy/validate.py"))
+        .env("COUNTERSIGN_DEPLOY_ROOT", tree)
         .output()
         .unwrap_or_else(|e| panic!("{python} runs: {e}"));
     let report = format!(
@@ -17,9 +23,142 @@ fn deploy_files_validate_offline() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    (output.status.success(), report)
+}
+
+#[test]
+fn deploy_files_validate_offline() {
+    let (ok, report) = validate(&root());
     assert!(
-        output.status.success(),
+        ok,
         "deploy/validate.py failed (needs: pip install pyyaml kubernetes-validate):\n{report}"
     );
     assert!(report.contains("deploy: ok"), "{report}");
+}
+
+/// What the validator reads, copied: deploy/, the compose file and its .env.example, the README,
+/// and the binaries' metric definitions.
+fn copy_of_the_files(into: &Path) {
+    let status = Command::new("cp")
+        .args([
+            "-r",
+            "deploy",
+            "docker-compose.yml",
+            ".env.example",
+            "README.md",
+        ])
+        .arg(into)
+        .current_dir(root())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for metrics in ["ingester/src/metrics.rs", "worker/src/metrics.rs"] {
+        let target = into.join(metrics);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(root().join(metrics), target).unwrap();
+    }
+}
+
+/// (the mistake, file, text replaced — its first occurrence —, replacement, what the report says)
+const MISTAKES: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        "a Queue with an unknown field",
+        "deploy/k8s/base/rabbitmq-topology.yaml",
+        "  deletionPolicy: retain\n",
+        "  deletionPolicy: retain\n  maxLength: 1000\n",
+        "unknown field 'maxLength'",
+    ),
+    (
+        "a ServiceMonitor interval of `15 sec`",
+        "deploy/k8s/base/servicemonitor.yaml",
+        "interval: 15s",
+        "interval: 15 sec",
+        "'15 sec' does not match",
+    ),
+    (
+        "a cluster reference that names no cluster",
+        "deploy/k8s/base/rabbitmq-topology.yaml",
+        "name: countersign-rabbitmq\n",
+        "name: countersign-rabbit\n",
+        "rabbitmqClusterReference 'countersign-rabbit' names no RabbitmqCluster",
+    ),
+    (
+        "a dashboard query of a RabbitMQ metric that does not exist",
+        "deploy/grafana/countersign.json",
+        "rabbitmq_queue_messages{",
+        "rabbitmq_queue_depth{",
+        "rabbitmq_queue_depth is not a metric RabbitMQ exports",
+    ),
+    (
+        "a probe on a port no container opens",
+        "deploy/k8s/base/ingester.yaml",
+        "port: admin",
+        "port: metrics",
+        "port 'metrics' is not a port the container opens",
+    ),
+    (
+        "the example Secret in the kustomization",
+        "deploy/k8s/base/kustomization.yaml",
+        "resources:\n",
+        "resources:\n  - secret.example.yaml\n",
+        "the example Secret is part of the rendered manifests",
+    ),
+    (
+        "replicas on the Deployment its HPA scales",
+        "deploy/k8s/overlays/production/kustomization.yaml",
+        "replicas:\n",
+        "replicas:\n  - name: countersign-ingester\n    count: 3\n",
+        "sets replicas while an HPA owns its count",
+    ),
+    (
+        "a Queue deleted with its resource",
+        "deploy/k8s/base/rabbitmq-topology.yaml",
+        "deletionPolicy: retain",
+        "deletionPolicy: delete",
+        "deletionPolicy must be retain",
+    ),
+    (
+        "a Service that selects no pod",
+        "deploy/k8s/base/worker.yaml",
+        "  selector:\n    app.kubernetes.io/name: countersign-worker\n",
+        "  selector:\n    app.kubernetes.io/name: countersign-wroker\n",
+        "matches no pod template",
+    ),
+    (
+        "an env var from a Secret key nobody documents",
+        "deploy/k8s/base/worker.yaml",
+        "key: database-url",
+        "key: database-uri",
+        "uses key 'database-uri', which secret.example.yaml does not document",
+    ),
+    (
+        "a RabbitMQ definitions file that needs another imported first (the vhost-order boot failure)",
+        "deploy/compose/rabbitmq-users.json",
+        "\"vhosts\"",
+        "\"not-vhosts\"",
+        "uses vhost '/' in permissions without declaring it",
+    ),
+];
+
+#[test]
+fn each_known_mistake_fails_validation() {
+    for (mistake, file, from, to, says) in MISTAKES {
+        let dir = tempfile::tempdir().unwrap();
+        copy_of_the_files(dir.path());
+        let path = dir.path().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{mistake}: {file} has {from:?}");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+        let (ok, report) = validate(dir.path());
+        assert!(!ok, "{mistake}: validation passed\n{report}");
+        assert!(
+            report.contains(says),
+            "{mistake}: {says:?} not in\n{report}"
+        );
+    }
+    // And the untouched copy passes: the failures above come from the mistakes alone.
+    let dir = tempfile::tempdir().unwrap();
+    copy_of_the_files(dir.path());
+    let (ok, report) = validate(dir.path());
+    assert!(ok, "{report}");
 }
