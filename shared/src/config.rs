@@ -134,8 +134,8 @@ impl Default for IngesterConfig {
 pub struct WorkerConfig {
     /// Read API + `/healthz`, `/readyz`, `/metrics`.
     pub listen: SocketAddr,
-    /// Directory of the local document store (from `documents = "file:<directory>"`).
-    pub documents_dir: PathBuf,
+    /// Where documents are stored (`documents = "file:<directory>"` or `"s3://<bucket>[/<prefix>]"`).
+    pub documents: DocumentsLocation,
     /// Messages delivered to the worker before it acks: how many are processed at once.
     pub prefetch: u16,
     /// Connections to PostgreSQL.
@@ -174,17 +174,8 @@ impl Default for FileWorker {
 
 impl FileWorker {
     fn resolve(self, role: Role, env: EnvLookup<'_>) -> Result<WorkerConfig, ConfigError> {
-        let documents_dir = self
-            .documents
-            .strip_prefix("file:")
-            .filter(|path| !path.is_empty())
-            .map(PathBuf::from)
-            .ok_or_else(|| {
-                ConfigError::new(
-                    "worker.documents",
-                    "must be file:<directory> (the only store so far)",
-                )
-            })?;
+        let documents = DocumentsLocation::parse(&self.documents)
+            .map_err(|message| ConfigError::new("worker.documents", message))?;
         if self.prefetch == 0 {
             return Err(ConfigError::new("worker.prefetch", "must be at least 1"));
         }
@@ -207,12 +198,45 @@ impl FileWorker {
         };
         Ok(WorkerConfig {
             listen: self.listen,
-            documents_dir,
+            documents,
             prefetch: self.prefetch,
             database_pool_size: self.database_pool_size,
             database_timeout: self.database_timeout,
             api_tokens,
         })
+    }
+}
+
+/// The document store: a local directory, or an S3 bucket (AWS S3 or an S3-compatible server:
+/// MinIO, Ceph, GCS's interoperability endpoint), with the usual `AWS_*` environment variables
+/// for region, credentials and endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocumentsLocation {
+    Directory(PathBuf),
+    /// `s3://<bucket>[/<prefix>]`, as written.
+    S3 {
+        url: String,
+    },
+}
+
+impl DocumentsLocation {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        const EXPECTED: &str = "must be file:<directory> (file:///absolute/path or file:relative/path) or s3://<bucket>[/<prefix>]";
+        if let Some(rest) = text.strip_prefix("s3://") {
+            let bucket = rest.split('/').next().unwrap_or_default();
+            if bucket.is_empty() {
+                return Err(format!("{EXPECTED}: no bucket in {text:?}"));
+            }
+            return Ok(Self::S3 {
+                url: text.to_owned(),
+            });
+        }
+        let path = text
+            .strip_prefix("file://")
+            .or_else(|| text.strip_prefix("file:"))
+            .filter(|path| !path.is_empty())
+            .ok_or_else(|| format!("{EXPECTED}, not {text:?}"))?;
+        Ok(Self::Directory(PathBuf::from(path)))
     }
 }
 
@@ -600,6 +624,45 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn document_locations_are_a_directory_or_an_s3_bucket() {
+        for (text, expected) in [
+            (
+                "file:./data/documents",
+                DocumentsLocation::Directory("./data/documents".into()),
+            ),
+            (
+                "file:///var/lib/docs",
+                DocumentsLocation::Directory("/var/lib/docs".into()),
+            ),
+            (
+                "s3://bucket",
+                DocumentsLocation::S3 {
+                    url: "s3://bucket".into(),
+                },
+            ),
+            (
+                "s3://bucket/countersign/documents",
+                DocumentsLocation::S3 {
+                    url: "s3://bucket/countersign/documents".into(),
+                },
+            ),
+        ] {
+            assert_eq!(DocumentsLocation::parse(text).unwrap(), expected, "{text}");
+        }
+        for text in [
+            "",
+            "file:",
+            "s3://",
+            "s3:///prefix",
+            "gs://bucket",
+            "/var/lib/docs",
+        ] {
+            let error = DocumentsLocation::parse(text).unwrap_err();
+            assert!(error.contains("s3://<bucket>"), "{text}: {error}");
+        }
     }
 
     const GOOD: &str = r#"

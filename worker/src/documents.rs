@@ -1,18 +1,23 @@
-//! The document store: signed PDFs and attachments, stored once by the sha256 of their bytes.
+//! The document store: signed PDFs and attachments, stored once by the sha256 of their bytes,
+//! in object storage through the `object_store` crate — a local directory by default
+//! (development, compose), an S3 bucket or S3-compatible server in production (every worker
+//! replica then reads and writes the same documents, with no shared volume).
 //!
-//! [`DocumentStore`] is the seam for other backends (S3 through `object_store` can follow);
-//! [`LocalDirectory`] keeps `<root>/<2 hex>/<sha256>`, written to a temporary file, synced and
-//! renamed into place, so a document is either complete or absent. Content addressing makes a
-//! write idempotent, and a file left behind by a rolled-back transaction harmless.
+//! An object is named `<prefix>/<2 hex>/<sha256>`. Content addressing makes a write idempotent
+//! (the same name always holds the same bytes) and an object left behind by a rolled-back
+//! transaction harmless. The local backend writes to a temporary file and renames it into place,
+//! so a document is either complete or absent; S3 writes are atomic by nature.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
+use countersign::config::DocumentsLocation;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
-use tokio::io::AsyncWriteExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt as _};
 
 /// A stored document's bytes, streamed.
 pub struct StoredContent {
@@ -36,23 +41,46 @@ pub fn is_sha256_hex(id: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// Documents in a local directory.
+/// Documents in an object store, under a prefix.
 #[derive(Debug, Clone)]
-pub struct LocalDirectory {
-    root: PathBuf,
+pub struct ObjectDocuments {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
 }
 
-impl LocalDirectory {
-    /// Uses (and creates) `root`.
-    pub fn open(root: &Path) -> io::Result<Self> {
-        std::fs::create_dir_all(root)?;
-        Ok(Self {
-            root: root.to_path_buf(),
-        })
+impl ObjectDocuments {
+    /// The store a configuration names: a directory (created if missing), or an S3 bucket
+    /// configured by the `AWS_*` environment variables (region, credentials, `AWS_ENDPOINT` for
+    /// an S3-compatible server, `AWS_ALLOW_HTTP` for one without TLS).
+    pub fn open(location: &DocumentsLocation) -> Result<Self, String> {
+        match location {
+            DocumentsLocation::Directory(directory) => {
+                std::fs::create_dir_all(directory)
+                    .map_err(|e| format!("{}: {e}", directory.display()))?;
+                let store = object_store::local::LocalFileSystem::new_with_prefix(directory)
+                    .map_err(|e| format!("{}: {e}", directory.display()))?;
+                Ok(Self::new(Arc::new(store), Path::default()))
+            }
+            DocumentsLocation::S3 { url } => {
+                let store = object_store::aws::AmazonS3Builder::from_env()
+                    .with_url(url.as_str())
+                    .build()
+                    .map_err(|e| format!("{url}: {e}"))?;
+                let prefix = url
+                    .strip_prefix("s3://")
+                    .and_then(|rest| rest.split_once('/'))
+                    .map_or("", |(_, prefix)| prefix);
+                Ok(Self::new(Arc::new(store), Path::from(prefix)))
+            }
+        }
     }
 
-    fn path_of(&self, sha256: &str) -> PathBuf {
-        self.root.join(&sha256[..2]).join(sha256)
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: Path) -> Self {
+        Self { store, prefix }
+    }
+
+    fn path_of(&self, sha256: &str) -> Path {
+        self.prefix.clone().join(&sha256[..2]).join(sha256)
     }
 }
 
@@ -63,34 +91,27 @@ fn invalid_name() -> io::Error {
     )
 }
 
-impl DocumentStore for LocalDirectory {
+fn io_error(error: object_store::Error) -> io::Error {
+    io::Error::other(error)
+}
+
+impl DocumentStore for ObjectDocuments {
     fn put<'a>(&'a self, sha256: &'a str, content: &'a [u8]) -> BoxFuture<'a, io::Result<()>> {
         Box::pin(async move {
             if !is_sha256_hex(sha256) {
                 return Err(invalid_name());
             }
             let path = self.path_of(sha256);
-            if tokio::fs::metadata(&path)
+            match self.store.head(&path).await {
+                Ok(meta) if meta.size == content.len() as u64 => return Ok(()),
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(io_error(error)),
+            }
+            self.store
+                .put(&path, Bytes::copy_from_slice(content).into())
                 .await
-                .is_ok_and(|m| m.len() == content.len() as u64)
-            {
-                return Ok(());
-            }
-            let directory = path.parent().expect("has a parent");
-            tokio::fs::create_dir_all(directory).await?;
-            let temporary =
-                directory.join(format!(".{sha256}.{}.tmp", uuid::Uuid::new_v4().simple()));
-            let mut file = tokio::fs::File::create(&temporary).await?;
-            let written = async {
-                file.write_all(content).await?;
-                file.sync_all().await
-            }
-            .await;
-            if let Err(error) = written {
-                let _ = tokio::fs::remove_file(&temporary).await;
-                return Err(error);
-            }
-            tokio::fs::rename(&temporary, &path).await
+                .map(|_| ())
+                .map_err(io_error)
         })
     }
 
@@ -99,15 +120,13 @@ impl DocumentStore for LocalDirectory {
             if !is_sha256_hex(sha256) {
                 return Ok(None);
             }
-            let file = match tokio::fs::File::open(self.path_of(sha256)).await {
-                Ok(file) => file,
-                Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-                Err(error) => return Err(error),
+            let result = match self.store.get(&self.path_of(sha256)).await {
+                Ok(result) => result,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(error) => return Err(io_error(error)),
             };
-            let size = file.metadata().await?.len();
-            let stream = tokio_util::io::ReaderStream::new(file)
-                .map_ok(Bytes::from)
-                .boxed();
+            let size = result.meta.size;
+            let stream = result.into_stream().map_err(io_error).boxed();
             Ok(Some(StoredContent { size, stream }))
         })
     }
@@ -120,10 +139,15 @@ mod tests {
     #[tokio::test]
     async fn stores_once_and_reads_back() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalDirectory::open(dir.path()).unwrap();
+        let store =
+            ObjectDocuments::open(&DocumentsLocation::Directory(dir.path().join("docs"))).unwrap();
         let id = "a".repeat(64);
         store.put(&id, b"%PDF-1.4").await.unwrap();
         store.put(&id, b"%PDF-1.4").await.unwrap();
+        assert!(
+            dir.path().join("docs/aa").join(&id).exists(),
+            "<root>/<2 hex>/<sha256>"
+        );
         let content = store.get(&id).await.unwrap().expect("stored");
         assert_eq!(content.size, 8);
         let bytes: Vec<Bytes> = content.stream.try_collect().await.unwrap();

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiState};
 use crate::consumer::Consumer;
 use crate::db::Db;
-use crate::documents::{DocumentStore, LocalDirectory};
+use crate::documents::{DocumentStore, ObjectDocuments};
 use crate::handler::Handler;
 use crate::metrics::Metrics;
 
@@ -44,9 +44,8 @@ impl Application {
         )
         .context("DATABASE_URL")?;
         let documents: Arc<dyn DocumentStore> = Arc::new(
-            LocalDirectory::open(&config.worker.documents_dir).with_context(|| {
-                format!("document store {}", config.worker.documents_dir.display())
-            })?,
+            ObjectDocuments::open(&config.worker.documents)
+                .map_err(|e| anyhow::anyhow!("document store {e}"))?,
         );
         let metrics = Metrics::new();
         let handler = Handler::new(db.clone(), documents.clone());

@@ -5,6 +5,7 @@ mod definitions;
 mod failures;
 mod helpers;
 mod kill;
+mod object_storage;
 mod providers;
 mod read_api;
 mod record;

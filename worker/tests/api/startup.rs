@@ -35,7 +35,7 @@ async fn several_workers_migrating_at_once_apply_each_migration_once() {
 fn a_bad_configuration_is_one_line_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("countersign.toml");
-    std::fs::write(&path, "[worker]\ndocuments = \"s3://bucket\"\n").unwrap();
+    std::fs::write(&path, "[worker]\ndocuments = \"gs://bucket\"\n").unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_countersign-worker"))
         .env("COUNTERSIGN_CONFIG", &path)
         .output()
@@ -44,7 +44,8 @@ fn a_bad_configuration_is_one_line_and_exit_2() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("worker.documents: must be file:<directory>"),
+        stderr.contains("worker.documents: must be file:<directory>")
+            && stderr.contains("s3://<bucket>"),
         "{stderr}"
     );
 }
