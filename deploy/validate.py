@@ -351,9 +351,24 @@ def check_references(name, docs):
         reference = lookup(doc, "spec.rabbitmqClusterReference.name")
         if doc["apiVersion"].startswith("rabbitmq.com/") and doc["kind"] != "RabbitmqCluster" and reference not in clusters:
             problem(f"k8s {name}: {doc['kind']}/{doc['metadata']['name']}: rabbitmqClusterReference {reference!r} names no RabbitmqCluster")
+    # The client Service the Cluster Operator creates for each RabbitmqCluster (labels and port
+    # names as the operator sets them), so that references to it resolve like any other.
+    for cluster in by_kind.get("RabbitmqCluster", []):
+        cluster_name = cluster["metadata"]["name"]
+        by_kind.setdefault("Service", []).append({
+            "kind": "Service",
+            "metadata": {"name": cluster_name, "labels": {
+                "app.kubernetes.io/name": cluster_name, "app.kubernetes.io/component": "rabbitmq",
+                "app.kubernetes.io/part-of": "rabbitmq"}},
+            "spec": {"selector": None, "ports": [
+                {"name": "amqp", "port": 5672}, {"name": "management", "port": 15672},
+                {"name": "prometheus", "port": 15692}]},
+        })
     pods = [(d, d["spec"]["template"]) for d in by_kind.get("Deployment", [])]
     for service in by_kind.get("Service", []):
         selector = service["spec"].get("selector", {})
+        if selector is None:
+            continue  # made by an operator, selecting the operator's own pods
         if not any(matches(selector, t["metadata"].get("labels", {})) for _, t in pods):
             problem(f"k8s {name}: Service/{service['metadata']['name']}: selector {selector} matches no pod template")
     for monitor in by_kind.get("ServiceMonitor", []):
@@ -364,6 +379,21 @@ def check_references(name, docs):
         for endpoint in monitor["spec"].get("endpoints", []):
             if "port" in endpoint and not any(endpoint["port"] == p.get("name") for s in selected for p in s["spec"].get("ports", [])):
                 problem(f"k8s {name}: ServiceMonitor/{monitor['metadata']['name']}: port {endpoint['port']!r} is no port of the selected Services")
+    # The dashboard's queue depths need RabbitMQ scraped with per-queue series.
+    for cluster in by_kind.get("RabbitmqCluster", []):
+        cluster_name = cluster["metadata"]["name"]
+        per_object_config = "prometheus.return_per_object_metrics = true" in (lookup(cluster, "spec.rabbitmq.additionalConfig") or "")
+        endpoints = [
+            endpoint
+            for monitor in by_kind.get("ServiceMonitor", [])
+            if selects(monitor["spec"].get("selector") or {}, {"app.kubernetes.io/name": cluster_name, "app.kubernetes.io/component": "rabbitmq", "app.kubernetes.io/part-of": "rabbitmq"})
+            for endpoint in monitor["spec"].get("endpoints", [])
+            if endpoint.get("port") == "prometheus"
+        ]
+        if not endpoints:
+            problem(f"k8s {name}: nothing scrapes RabbitmqCluster/{cluster_name} (a ServiceMonitor on its Service's port 'prometheus')")
+        elif not per_object_config and not any(e.get("path") == "/metrics/per-object" for e in endpoints):
+            problem(f"k8s {name}: RabbitmqCluster/{cluster_name} is scraped without per-object metrics (path /metrics/per-object, or prometheus.return_per_object_metrics = true): queue depths have no queue label")
     for hpa in by_kind.get("HorizontalPodAutoscaler", []):
         target = hpa["spec"]["scaleTargetRef"]["name"]
         deployment = [d for d, _ in pods if d["metadata"]["name"] == target]

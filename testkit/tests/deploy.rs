@@ -132,6 +132,20 @@ const MISTAKES: &[(&str, &str, &str, &str, &str)] = &[
         "uses key 'database-uri', which secret.example.yaml does not document",
     ),
     (
+        "RabbitMQ scraped without per-queue series",
+        "deploy/k8s/base/servicemonitor.yaml",
+        "path: /metrics/per-object",
+        "path: /metrics",
+        "scraped without per-object metrics",
+    ),
+    (
+        "nothing scraping RabbitMQ",
+        "deploy/k8s/base/servicemonitor.yaml",
+        "- port: prometheus",
+        "- port: metrics",
+        "nothing scrapes RabbitmqCluster/countersign-rabbitmq",
+    ),
+    (
         "a RabbitMQ definitions file that needs another imported first (the vhost-order boot failure)",
         "deploy/compose/rabbitmq-users.json",
         "\"vhosts\"",
