@@ -34,6 +34,10 @@ fn deploy_files_validate_offline() {
         "deploy/validate.py failed (needs: pip install pyyaml kubernetes-validate):\n{report}"
     );
     assert!(report.contains("deploy: ok"), "{report}");
+    assert!(
+        report.contains("rendered by kubectl kustomize"),
+        "the real kustomize built base and production (the test command installs kubectl):\n{report}"
+    );
 }
 
 /// What the validator reads, copied: deploy/, the compose file and its .env.example, the README,
