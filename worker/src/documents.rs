@@ -5,8 +5,9 @@
 //!
 //! An object is named `<prefix>/<2 hex>/<sha256>`. Content addressing makes a write idempotent
 //! (the same name always holds the same bytes) and an object left behind by a rolled-back
-//! transaction harmless. The local backend writes to a temporary file and renames it into place,
-//! so a document is either complete or absent; S3 writes are atomic by nature.
+//! transaction harmless. The local backend writes to a temporary file, fsyncs it and renames it
+//! into place (then fsyncs the directory), so a document is either complete or absent and
+//! survives a crash; S3 writes are atomic and durable by nature.
 
 use std::io;
 use std::sync::Arc;
@@ -57,8 +58,11 @@ impl ObjectDocuments {
             DocumentsLocation::Directory(directory) => {
                 std::fs::create_dir_all(directory)
                     .map_err(|e| format!("{}: {e}", directory.display()))?;
+                // fsync'd (the file and its directory) before put returns: the event that
+                // names the document is committed after it, and must never point at nothing.
                 let store = object_store::local::LocalFileSystem::new_with_prefix(directory)
-                    .map_err(|e| format!("{}: {e}", directory.display()))?;
+                    .map_err(|e| format!("{}: {e}", directory.display()))?
+                    .with_fsync(true);
                 Ok(Self::new(Arc::new(store), Path::default()))
             }
             DocumentsLocation::S3 { url } => {
