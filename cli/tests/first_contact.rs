@@ -282,10 +282,7 @@ fn dev_fails_with(env: &[(&str, String)]) -> String {
 
 #[test]
 fn a_missing_broker_or_database_is_one_line_that_says_how_to_start_it() {
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let closed = countersign_testkit::free_port();
     let broker = format!("amqp://guest:guest@127.0.0.1:{closed}/%2f");
     let stderr = dev_fails_with(&[("AMQP_URL", broker)]);
     assert!(

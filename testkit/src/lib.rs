@@ -47,6 +47,14 @@ pub fn via_port(url: &str, port: u16) -> String {
     url.replacen(host_port, &format!("127.0.0.1:{port}"), 1)
 }
 
+/// A TCP port on 127.0.0.1 that nothing listens on now (for a server the test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port on 127.0.0.1")
+}
+
 /// A fresh name prefix for one test's exchange and queues.
 pub fn unique_prefix() -> String {
     format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])

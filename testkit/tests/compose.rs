@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use countersign_testkit::free_port;
+
 const DEV_KEY: &str = "dev-signature-key";
 const DEV_TOKEN: &str = "dev-read-token";
 
@@ -34,14 +36,6 @@ fn compose_program() -> Vec<String> {
     } else {
         vec!["docker-compose".into()]
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One compose project of the test's own; `down -v` when dropped.

@@ -7,18 +7,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
-use countersign_testkit::KillOnDrop;
+use countersign_testkit::{KillOnDrop, free_port};
 use sha2::{Digest, Sha256};
 
 use crate::helpers::{Options, READ_TOKEN, Stack, taktikal_with, wait_until};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// moto's S3 server on a free port, stopped when dropped.
 async fn s3_server() -> (KillOnDrop, String) {

@@ -145,11 +145,7 @@ fn start_tls_server(dir: &Path) -> TlsServer {
     )
     .unwrap();
     chown(&data);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = countersign_testkit::free_port();
     let log = std::fs::File::create(dir.join("postgres.log")).unwrap();
     let process = as_postgres(&bin.join("postgres"))
         .arg("-D")
