@@ -43,18 +43,27 @@ pub struct Args {
     data: PathBuf,
 }
 
+impl Args {
+    /// The flags' defaults, from their one declaration above.
+    pub fn defaults() -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            args: Args,
+        }
+        <Defaults as clap::Parser>::parse_from(["dev"]).args
+    }
+}
+
 /// The built-in configuration; `countersign send` uses it too when given no `--config`.
-pub fn config_text(args: Option<&Args>) -> String {
-    let (webhook, admin, api, prefix, data) = match args {
-        Some(a) => (
-            a.webhook_port,
-            a.admin_port,
-            a.api_port,
-            a.prefix.as_str(),
-            a.data.clone(),
-        ),
-        None => (8080, 9090, 8081, "countersign", PathBuf::from("./data")),
-    };
+pub fn config_text(args: &Args) -> String {
+    let Args {
+        webhook_port: webhook,
+        admin_port: admin,
+        api_port: api,
+        prefix,
+        data,
+    } = args;
     format!(
         r#"
 [amqp]
@@ -96,7 +105,7 @@ fn server_of(url: &str) -> &str {
 #[allow(clippy::print_stdout)]
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let _log = countersign::telemetry::init("countersign");
-    let text = config_text(Some(&args));
+    let text = config_text(&args);
     let load = |role| Config::from_toml(&text, role, &dev_env);
     let (ingester_config, worker_config) = match (load(Role::Ingester), load(Role::Worker)) {
         (Ok(i), Ok(w)) => (i, w),
@@ -291,7 +300,7 @@ mod tests {
 
     #[test]
     fn the_built_in_configuration_is_valid_for_both_roles() {
-        let text = config_text(None);
+        let text = config_text(&Args::defaults());
         for role in [Role::Ingester, Role::Worker] {
             let config = Config::from_toml(&text, role, &|name| match name {
                 "ACME_TAKTIKAL_KEY" => Some(DEV_TAKTIKAL_KEY.to_owned()),

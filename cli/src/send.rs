@@ -52,7 +52,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let loaded = match &args.config {
         Some(path) => Config::load_path(path, Role::Ingester),
         None => Config::from_toml(
-            &crate::dev::config_text(None),
+            &crate::dev::config_text(&crate::dev::Args::defaults()),
             Role::Ingester,
             &crate::dev::dev_env,
         ),
