@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use countersign_testkit::{KillOnDrop, unique_prefix};
+use countersign_testkit::{KillOnDrop, cargo_command, unique_prefix};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -29,26 +29,14 @@ fn readme_command(needle: &str) -> Vec<String> {
 }
 
 fn command_of(words: &[String]) -> Command {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut command = Command::new(if words[0] == "cargo" {
-        cargo.as_str()
+    let mut command = if words[0] == "cargo" {
+        cargo_command()
     } else {
-        &words[0]
-    });
-    command.args(&words[1..]).current_dir(root());
-    // A newcomer's shell, not a test's: the test harness's CARGO_MANIFEST_DIR, CARGO_PKG_* ...
-    // would make build scripts that watch them (ring's) rebuild everything above them.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("CARGO_")
-            && !matches!(
-                &*name,
-                "CARGO_HOME" | "CARGO_TARGET_DIR" | "CARGO_TERM_COLOR"
-            )
-        {
-            command.env_remove(&*name);
-        }
-    }
+        let mut command = Command::new(&words[0]);
+        command.current_dir(root());
+        command
+    };
+    command.args(&words[1..]);
     command
 }
 

@@ -6,6 +6,8 @@
 //! - [`cli`]: the command line.
 //! - [`startup`]: builds the two HTTP servers and the broker link from the configuration; runs
 //!   them until shutdown.
+//! - [`server`]: the webhook port's HTTP server, bounded by [`limits`].
+//! - [`limits`]: body bytes in flight, a deadline per request, the connection limit.
 //! - [`routes`]: `POST /webhooks/{source}` — read, verify, publish, reply.
 //! - [`broker`]: the connection to RabbitMQ, kept alive and reconnected; publish with confirm.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` on the admin port.
@@ -16,8 +18,10 @@
 pub mod admin;
 pub mod broker;
 pub mod cli;
+pub mod limits;
 pub mod metrics;
 pub mod routes;
+pub mod server;
 pub mod startup;
 
 pub use startup::Application;

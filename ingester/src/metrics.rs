@@ -7,6 +7,9 @@
 //! - `countersign_ingester_confirm_duration_seconds`: publish until the broker's confirm.
 //! - `countersign_ingester_broker_connected`: 1 while a confirm-mode channel is open.
 //! - `countersign_ingester_requests_in_flight`: webhook requests being handled now.
+//! - `countersign_ingester_body_bytes_in_flight`: body bytes held against
+//!   `max_body_bytes_in_flight` (requests refused for it count as `outcome="over_budget"`).
+//! - `countersign_ingester_connections_open`: open webhook connections.
 
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
@@ -28,6 +31,8 @@ pub struct Metrics {
     pub confirm_seconds: Histogram,
     pub broker_connected: IntGauge,
     pub in_flight: IntGauge,
+    pub body_bytes_in_flight: IntGauge,
+    pub connections_open: IntGauge,
 }
 
 impl Metrics {
@@ -68,6 +73,16 @@ impl Metrics {
             "Webhook requests being handled now.",
         )
         .expect("valid metric");
+        let body_bytes_in_flight = IntGauge::new(
+            "countersign_ingester_body_bytes_in_flight",
+            "Request body bytes held now, against ingester.max_body_bytes_in_flight.",
+        )
+        .expect("valid metric");
+        let connections_open = IntGauge::new(
+            "countersign_ingester_connections_open",
+            "Open connections on the webhook port.",
+        )
+        .expect("valid metric");
         countersign::telemetry::register_all(
             &registry,
             vec![
@@ -76,6 +91,8 @@ impl Metrics {
                 Box::new(confirm_seconds.clone()),
                 Box::new(broker_connected.clone()),
                 Box::new(in_flight.clone()),
+                Box::new(body_bytes_in_flight.clone()),
+                Box::new(connections_open.clone()),
             ],
         );
         Self {
@@ -85,6 +102,8 @@ impl Metrics {
             confirm_seconds,
             broker_connected,
             in_flight,
+            body_bytes_in_flight,
+            connections_open,
         }
     }
 

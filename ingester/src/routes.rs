@@ -6,6 +6,7 @@
 //! | confirmed by the broker | 200 |
 //! | unknown source | 404 |
 //! | body over the limit | 413 |
+//! | body bytes in flight over `max_body_bytes_in_flight` | 503 + `Retry-After` |
 //! | signature missing, wrong, stale or replayed with another body | 401 |
 //! | a body the provider must stop sending (Taktikal: not JSON) | the provider's code (406) |
 //! | broker down, blocked, nack, return, channel error, confirm timeout | 503 + `Retry-After` |
@@ -20,12 +21,13 @@ use actix_web::http::header::{
     CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
 };
 use actix_web::{HttpRequest, HttpResponse, web};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use countersign::message::{Receipt, outbound};
 use countersign::providers::{Headers, Origin, Rejection, Source, Sources};
 use futures_util::StreamExt;
 
 use crate::broker::{Broker, PublishError};
+use crate::limits::{BodyBudget, BodyHold};
 use crate::metrics::{Metrics, UNKNOWN_SOURCE};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -37,6 +39,10 @@ pub struct WebhookState {
     pub metrics: Metrics,
     /// `Retry-After` value sent with a 503, in whole seconds.
     pub retry_after: HeaderValue,
+    /// Body bytes held by all requests at once.
+    pub budget: BodyBudget,
+    /// The limit of a source that does not set its own (`ingester.max_body_bytes`).
+    pub default_max_body_bytes: usize,
 }
 
 /// Why a request did not end in a 200.
@@ -46,6 +52,8 @@ enum Failure {
     Rejected(#[from] Rejection),
     #[error("the request body could not be read")]
     Unreadable,
+    #[error("too many request bodies in flight; retry later")]
+    OverBudget,
     #[error(transparent)]
     Unavailable(#[from] PublishError),
 }
@@ -55,6 +63,7 @@ impl Failure {
         match self {
             Failure::Rejected(r) => r.label(),
             Failure::Unreadable => "unreadable",
+            Failure::OverBudget => "over_budget",
             Failure::Unavailable(e) => e.label(),
         }
     }
@@ -65,7 +74,7 @@ impl Failure {
                 StatusCode::from_u16(r.status()).unwrap_or(StatusCode::BAD_REQUEST)
             }
             Failure::Unreadable => StatusCode::BAD_REQUEST,
-            Failure::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::OverBudget | Failure::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -162,7 +171,9 @@ pub async fn receive_webhook(
                 .with_label_values(&[label, failure.label()])
                 .inc();
             let status = failure.status();
-            if status.is_server_error() {
+            if matches!(failure, Failure::OverBudget) {
+                tracing::warn!(source = label, request_id = %request_id, outcome = failure.label(), "webhook refused: body bytes in flight at ingester.max_body_bytes_in_flight");
+            } else if status.is_server_error() {
                 tracing::error!(source = label, request_id = %request_id, outcome = failure.label(), error = %failure, "webhook not accepted: broker unavailable");
             } else {
                 tracing::warn!(source = label, request_id = %request_id, outcome = failure.label(), status = status.as_u16(), "webhook refused");
@@ -190,7 +201,8 @@ async fn accept(
     request_id: &str,
     received_at: SystemTime,
 ) -> Result<String, Failure> {
-    let body = read_body(request, payload, source.max_body_bytes()).await?;
+    // Held until the publish is confirmed: the message's body is these bytes.
+    let (body, _hold) = read_body(request, payload, source.max_body_bytes(), &state.budget).await?;
     let webhook = state.sources.verify(
         source,
         body,
@@ -212,12 +224,16 @@ async fn accept(
 }
 
 /// The whole body, or 413 as soon as it is known to exceed `limit` (from `Content-Length`, or
-/// while streaming a chunked body). Allocated once when the length is announced.
+/// while streaming), or 503 when the bytes in flight would exceed the budget. Memory grows with
+/// what has arrived (doubling, capped at the announced length), never from the announcement
+/// alone, and every byte of capacity is counted against the budget before it is allocated.
 async fn read_body(
     request: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
-) -> Result<Bytes, Failure> {
+    budget: &BodyBudget,
+) -> Result<(Bytes, BodyHold), Failure> {
+    const FIRST_ALLOCATION: usize = 16 * 1024;
     let announced = request
         .headers()
         .get(CONTENT_LENGTH)
@@ -226,15 +242,28 @@ async fn read_body(
     if announced.is_some_and(|len| len > limit) {
         return Err(Rejection::TooLarge { limit }.into());
     }
-    let mut body = BytesMut::with_capacity(announced.unwrap_or(16 * 1024).min(limit));
+    let ceiling = announced.unwrap_or(limit);
+    let mut hold = budget.hold();
+    let mut body: Vec<u8> = Vec::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| Failure::Unreadable)?;
-        if body.len() + chunk.len() > limit {
+        let needed = body.len() + chunk.len();
+        if needed > limit {
             return Err(Rejection::TooLarge { limit }.into());
+        }
+        if needed > body.capacity() {
+            let capacity = (body.capacity() * 2)
+                .max(FIRST_ALLOCATION)
+                .min(ceiling)
+                .max(needed);
+            if !hold.grow(capacity - body.capacity()) {
+                return Err(Failure::OverBudget);
+            }
+            body.reserve_exact(capacity - body.len());
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body.freeze())
+    Ok((Bytes::from(body), hold))
 }
 
 /// The caller's `X-Request-Id` when it is a plain token, otherwise a new UUID.

@@ -113,6 +113,25 @@ pub struct IngesterConfig {
     pub shutdown_timeout: Duration,
     /// How many signatures the replay memory holds at most (about 100 bytes each).
     pub replay_memory_entries: usize,
+    /// Body bytes held by all requests together; past it a request gets 503 + `Retry-After`
+    /// (a handful of requests holding huge bodies cannot exhaust memory). At least the largest
+    /// `max_body_bytes`.
+    pub max_body_bytes_in_flight: usize,
+    /// From a request's first byte to its reply, on every request of a connection: a client that
+    /// sends slowly or stops half-way is cut off after this (slow-loris). Longer than
+    /// `confirm_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// A new connection must send its first request's headers within this (else 408).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// How long an idle kept-alive connection stays open.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// Open webhook connections at most; 0 (the default) means the process's file-descriptor
+    /// limit (raised to its hard limit at start) less 1,024 kept for the broker, the admin port
+    /// and logs. Past it, new connections wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl Default for IngesterConfig {
@@ -125,6 +144,11 @@ impl Default for IngesterConfig {
             retry_after: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
             replay_memory_entries: 500_000,
+            max_body_bytes_in_flight: 256 * 1024 * 1024,
+            request_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(5),
+            keep_alive: Duration::from_secs(5),
+            max_connections: 0,
         }
     }
 }
@@ -469,6 +493,35 @@ impl FileConfig {
             return Err(ConfigError::new(
                 "ingester.confirm_timeout",
                 "must be greater than zero",
+            ));
+        }
+        if self.ingester.request_timeout <= self.ingester.confirm_timeout {
+            return Err(ConfigError::new(
+                "ingester.request_timeout",
+                "must be longer than ingester.confirm_timeout (a request waits for the confirm)",
+            ));
+        }
+        for (name, value) in [
+            ("ingester.header_timeout", self.ingester.header_timeout),
+            ("ingester.keep_alive", self.ingester.keep_alive),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::new(name, "must be greater than zero"));
+            }
+        }
+        let largest_body = self
+            .sources
+            .iter()
+            .filter_map(|s| s.max_body_bytes)
+            .chain([self.ingester.max_body_bytes])
+            .max()
+            .unwrap_or_default();
+        if self.ingester.max_body_bytes_in_flight < largest_body {
+            return Err(ConfigError::new(
+                "ingester.max_body_bytes_in_flight",
+                format!(
+                    "must be at least the largest max_body_bytes ({largest_body}): such a body could never be accepted"
+                ),
             ));
         }
         if self.ingester.listen == self.ingester.admin_listen && self.ingester.listen.port() != 0 {

@@ -283,3 +283,66 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// The workspace's root directory.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("the workspace root")
+}
+
+/// `cargo` as a person's shell runs it, in the workspace root: without the test harness's
+/// `CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ... which would make build scripts that watch them
+/// (ring's) rebuild everything above them.
+pub fn cargo_command() -> std::process::Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = std::process::Command::new(cargo);
+    command.current_dir(workspace_root());
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_")
+            && !matches!(
+                &*name,
+                "CARGO_HOME" | "CARGO_TARGET_DIR" | "CARGO_TERM_COLOR"
+            )
+        {
+            command.env_remove(&*name);
+        }
+    }
+    command
+}
+
+/// The release build of the production binaries (`countersign-ingester`, `countersign-worker`),
+/// built once per test process (cargo's lock serializes concurrent test binaries; the test
+/// command builds them beforehand, so this is usually a no-op check).
+/// `COUNTERSIGN_RELEASE_DIR` points at other builds instead (to replay the attack suite against
+/// an older commit).
+pub fn release_binary(name: &str) -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let directory = BUILT.get_or_init(|| {
+        if let Some(directory) = std::env::var_os("COUNTERSIGN_RELEASE_DIR") {
+            return PathBuf::from(directory);
+        }
+        let status = cargo_command()
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                // The test command's exact build (same binaries, same features): a no-op here.
+                "--bin",
+                "countersign",
+                "--bin",
+                "countersign-ingester",
+                "--bin",
+                "countersign-worker",
+            ])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "release build of the binaries");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| workspace_root().join("target"), PathBuf::from);
+        target.join("release")
+    });
+    directory.join(name)
+}

@@ -1,0 +1,234 @@
+//! What bounds the public port: body bytes held at once, time per request, open connections.
+//!
+//! - [`BodyBudget`]: every byte of every body being read or published is counted against one
+//!   budget (`ingester.max_body_bytes_in_flight`); a request that would exceed it gets 503 +
+//!   `Retry-After` and its connection is closed. Bytes are counted as they arrive, never from an
+//!   announced `Content-Length`.
+//! - [`DeadlineStream`]: wraps each accepted connection; once a request's first byte has been
+//!   read, its reply must be written within `ingester.request_timeout`, or the connection is
+//!   dropped. actix-http times only the first request's headers; this covers every request of a
+//!   kept-alive connection, its headers and its body (slow-loris, a `Content-Length` larger than
+//!   what is sent, half a second request then silence).
+//! - [`raise_fd_limit`] and [`connection_limit`]: the soft file-descriptor limit is raised to the
+//!   hard one, and webhook connections stay below it so that the broker connection, the admin
+//!   port and new genuine connections always find a descriptor.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use prometheus::IntGauge;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+
+/// Descriptors kept out of the connection limit: broker, admin port, logs, key files.
+pub const RESERVED_DESCRIPTORS: u64 = 1024;
+
+/// The shared budget of body bytes in flight.
+#[derive(Clone)]
+pub struct BodyBudget {
+    permits: Arc<Semaphore>,
+    in_flight: IntGauge,
+}
+
+impl BodyBudget {
+    pub fn new(bytes: usize, in_flight: IntGauge) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))),
+            in_flight,
+        }
+    }
+
+    /// An empty hold, grown with [`BodyHold::grow`] as bytes arrive.
+    pub fn hold(&self) -> BodyHold {
+        BodyHold {
+            budget: self.clone(),
+            permit: None,
+            bytes: 0,
+        }
+    }
+}
+
+/// Bytes of one request counted against the budget; given back when dropped.
+pub struct BodyHold {
+    budget: BodyBudget,
+    permit: Option<OwnedSemaphorePermit>,
+    bytes: usize,
+}
+
+impl BodyHold {
+    /// Takes `more` bytes from the budget, or returns false (nothing taken) when it has fewer left.
+    pub fn grow(&mut self, more: usize) -> bool {
+        if more == 0 {
+            return true;
+        }
+        let Ok(count) = u32::try_from(more) else {
+            return false;
+        };
+        let Ok(permit) = self.budget.permits.clone().try_acquire_many_owned(count) else {
+            return false;
+        };
+        match &mut self.permit {
+            Some(held) => held.merge(permit),
+            None => self.permit = Some(permit),
+        }
+        self.bytes += more;
+        self.budget.in_flight.add(more as i64);
+        true
+    }
+}
+
+impl Drop for BodyHold {
+    fn drop(&mut self) {
+        self.budget.in_flight.sub(self.bytes as i64);
+    }
+}
+
+/// An accepted connection whose every request must be answered within a deadline of its first
+/// byte. Reading is what starts the clock (the first bytes read after a reply); writing a reply
+/// stops it. When it runs out, the next read fails with `TimedOut` and actix drops the connection.
+pub struct DeadlineStream<T> {
+    io: T,
+    limit: Duration,
+    timer: Pin<Box<Sleep>>,
+    armed: bool,
+    open: IntGauge,
+}
+
+impl<T> DeadlineStream<T> {
+    pub fn new(io: T, limit: Duration, open: IntGauge) -> Self {
+        open.inc();
+        Self {
+            io,
+            limit,
+            timer: Box::pin(tokio::time::sleep(limit)),
+            armed: false,
+            open,
+        }
+    }
+}
+
+impl<T> Drop for DeadlineStream<T> {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for DeadlineStream<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.armed && this.timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request not completed within ingester.request_timeout",
+            )));
+        }
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before && !this.armed {
+            let deadline = Instant::now() + this.limit;
+            this.timer.as_mut().reset(deadline);
+            this.armed = true;
+            // Registers the waker for the new deadline.
+            let _ = this.timer.as_mut().poll(cx);
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for DeadlineStream<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, data);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.armed = false;
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.armed = false;
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit; returns the limit now in force.
+pub fn raise_fd_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "cannot raise the open-file limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
+    }
+}
+
+/// Webhook connections allowed at once: the configured number, or (0) the descriptor limit less
+/// [`RESERVED_DESCRIPTORS`]. Never more than the descriptors left after the reserve.
+pub fn connection_limit(configured: usize, fd_limit: u64) -> usize {
+    let available = fd_limit.saturating_sub(RESERVED_DESCRIPTORS).max(64);
+    let available = usize::try_from(available).unwrap_or(usize::MAX);
+    if configured == 0 {
+        available
+    } else {
+        configured.min(available)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_is_shared_and_given_back() {
+        let gauge = IntGauge::new("t", "t").expect("gauge");
+        let budget = BodyBudget::new(100, gauge.clone());
+        let mut a = budget.hold();
+        let mut b = budget.hold();
+        assert!(a.grow(60));
+        assert!(!b.grow(41), "over the budget");
+        assert!(b.grow(40));
+        assert_eq!(gauge.get(), 100);
+        drop(a);
+        assert_eq!(gauge.get(), 40);
+        assert!(b.grow(60));
+        assert!(!budget.hold().grow(1));
+    }
+
+    #[test]
+    fn connections_stay_below_the_descriptor_limit() {
+        assert_eq!(connection_limit(0, 20_000), 18_976);
+        assert_eq!(connection_limit(50_000, 20_000), 18_976);
+        assert_eq!(connection_limit(500, 20_000), 500);
+        assert_eq!(connection_limit(0, 256), 64);
+    }
+}

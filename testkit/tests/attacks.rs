@@ -1,0 +1,459 @@
+//! The attack suite: each attack that once worked against a release build, replayed against the
+//! release binaries, with the behaviour that holds now.
+//!
+//! Scale: what fits CI (30 × 60 MiB bodies, 10,000 connections); the numbers are the issue's.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use countersign::config::{Config, Role};
+use countersign::topology::Topology;
+use countersign_testkit::{
+    KillOnDrop, amqp_url, delete_topology, release_binary, taktikal_event, unique_prefix,
+};
+
+const KEY: &str = "attack-suite-key";
+const MIB: usize = 1024 * 1024;
+
+/// A release `countersign-ingester` with a configuration of the test's own.
+struct Ingester {
+    process: KillOnDrop,
+    port: u16,
+    admin_port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+    topology: Topology,
+    _dir: tempfile::TempDir,
+}
+
+impl Ingester {
+    /// Starts the ingester with `[ingester]` settings `ingester` (TOML lines) and one Taktikal
+    /// source `acme`; `extra` is appended (more sources).
+    fn start(ingester: &str, extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = unique_prefix();
+        let text = format!(
+            "[amqp]\nprefix = \"{prefix}\"\n\n[ingester]\nlisten = \"127.0.0.1:0\"\n\
+             admin_listen = \"127.0.0.1:0\"\n{ingester}\n\n[[sources]]\nname = \"acme\"\n\
+             provider = \"taktikal\"\nsecrets = [\"env:ACME_KEY\"]\n{extra}\n"
+        );
+        let path = dir.path().join("countersign.toml");
+        std::fs::write(&path, &text).unwrap();
+        let env = |name: &str| (name == "ACME_KEY").then(|| KEY.to_owned());
+        let config = Config::from_toml(&text, Role::Ingester, &env).expect("test config");
+        let topology = Topology::from_config(&config.amqp);
+
+        let mut child = Command::new(release_binary("countersign-ingester"))
+            .arg("--config")
+            .arg(&path)
+            .env("ACME_KEY", KEY)
+            .env("AMQP_URL", amqp_url())
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the release ingester starts");
+        let stderr = child.stderr.take().unwrap();
+        let process = KillOnDrop(child);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line)
+                    && entry["message"] == "ingester listening"
+                {
+                    let port = |name: &str| u16::try_from(entry[name].as_u64().unwrap()).unwrap();
+                    let _ = tx.send((port("port"), port("admin_port")));
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let (port, admin_port) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the ingester reports its ports");
+        let ingester = Self {
+            process,
+            port,
+            admin_port,
+            log,
+            topology,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ingester.get_admin("/readyz").0 != 200 {
+            assert!(Instant::now() < deadline, "the ingester became ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ingester
+    }
+
+    /// Status and body of a GET on the admin port (a fresh connection, 5 s at most).
+    fn get_admin(&self, path: &str) -> (u16, String) {
+        exchange(
+            self.admin_port,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            Duration::from_secs(5),
+        )
+        .unwrap_or((0, String::new()))
+    }
+
+    /// A genuine, freshly signed Taktikal event to `acme`: its status (0 if no reply within
+    /// `within`) and how long it took.
+    fn genuine(&self, within: Duration) -> (u16, Duration) {
+        let (_, body) = taktikal_event(KEY, SystemTime::now());
+        let started = Instant::now();
+        let status = post(self.port, "/webhooks/acme", &body, within).map_or(0, |(s, _)| s);
+        (status, started.elapsed())
+    }
+
+    /// Peak resident memory (VmHWM) in bytes.
+    fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.0.id()))
+            .expect("the ingester is running");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmHWM")
+            * 1024
+    }
+
+    fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Ingester {
+    fn drop(&mut self) {
+        self.process.kill();
+        delete_topology(self.topology.clone());
+    }
+}
+
+/// Sends `request` on a new connection and reads the reply until the server closes or a whole
+/// response has arrived: (status, body).
+fn exchange(port: u16, request: &[u8], within: Duration) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(within)).ok()?;
+    stream.set_write_timeout(Some(within)).ok()?;
+    stream.write_all(request).ok()?;
+    read_response(&mut stream)
+}
+
+fn post(port: u16, path: &str, body: &[u8], within: Duration) -> Option<(u16, String)> {
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    exchange(port, &request, within)
+}
+
+/// One HTTP/1.1 response with a `Content-Length` body.
+fn read_response(stream: &mut TcpStream) -> Option<(u16, String)> {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        if let Some(end) = find(&received, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&received[..end]).to_string();
+            let status = head.split(' ').nth(1)?.parse().ok()?;
+            if status == 100 {
+                received.drain(..end + 4);
+                continue;
+            }
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if received.len() >= end + 4 + length {
+                let body = String::from_utf8_lossy(&received[end + 4..end + 4 + length]);
+                return Some((status, body.to_string()));
+            }
+        }
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => received.extend_from_slice(&buffer[..n]),
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// True once the server has closed `stream` (a read returns end of file or a reset).
+fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buffer = [0u8; 4096];
+    let deadline = Instant::now() + within;
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+    }
+}
+
+/// Issue 12: 30 connections each sending 60 MiB minus one byte and then waiting held 1,832 MiB.
+/// Now bytes in flight are bounded by `max_body_bytes_in_flight` (here 256 MiB, the default):
+/// the ingester's peak stays under that plus 64 MiB, and a genuine webhook sent meanwhile gets
+/// its answer (200, or 503 + Retry-After) within a second.
+#[test]
+fn thirty_held_60_mib_bodies_stay_within_the_budget() {
+    let ingester = Ingester::start("max_body_bytes_in_flight = 268435456", "");
+    let before = ingester.peak_rss();
+    let chunk = vec![b'a'; MIB];
+    let attackers: Vec<_> = (0..30)
+        .map(|_| {
+            let port = ingester.port;
+            let chunk = chunk.clone();
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                stream
+                    .set_write_timeout(Some(Duration::from_secs(20)))
+                    .unwrap();
+                let head = format!(
+                    "POST /webhooks/acme HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                    60 * MIB
+                );
+                let mut sent = 0;
+                if stream.write_all(head.as_bytes()).is_ok() {
+                    // 60 MiB minus one byte, then silence: the body never completes.
+                    for i in 0..60 {
+                        let part = if i == 59 {
+                            &chunk[..MIB - 1]
+                        } else {
+                            &chunk[..]
+                        };
+                        if stream.write_all(part).is_err() {
+                            break;
+                        }
+                        sent += part.len();
+                    }
+                }
+                (stream, sent)
+            })
+        })
+        .collect();
+    let attackers: Vec<_> = attackers.into_iter().map(|a| a.join().unwrap()).collect();
+    let fully_sent = attackers
+        .iter()
+        .filter(|(_, sent)| *sent == 60 * MIB - 1)
+        .count();
+
+    // Every attacker is now holding its connection open.
+    let (status, took) = ingester.genuine(Duration::from_secs(5));
+    assert!(
+        status == 200 || status == 503,
+        "a genuine webhook during the attack got {status}"
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "a genuine webhook during the attack took {took:?}"
+    );
+    let peak = ingester.peak_rss();
+    let ceiling = (256 + 64) * MIB as u64;
+    eprintln!(
+        "hold attack: {fully_sent}/30 attackers sent 60 MiB - 1; genuine webhook {status} in \
+         {took:?}; peak RSS {} MiB (before {} MiB)",
+        peak / MIB as u64,
+        before / MIB as u64
+    );
+    assert!(
+        peak < ceiling,
+        "peak RSS {} MiB over the budget + 64 MiB",
+        peak / MIB as u64
+    );
+    let metrics = ingester.get_admin("/metrics").1;
+    assert!(
+        metrics.contains("outcome=\"over_budget\""),
+        "refusals for the budget are counted"
+    );
+    drop(attackers);
+}
+
+/// Issue 12: 20,000 idle connections exhausted the descriptors (genuine webhooks timed out,
+/// `/readyz` unreachable). With 10,000 idle or slow connections open, genuine webhooks get 200
+/// and `/readyz` answers.
+#[test]
+fn ten_thousand_idle_and_slow_connections_do_not_shut_out_genuine_webhooks() {
+    let limit = rlimit::increase_nofile_limit(u64::MAX).expect("raise the test's own limit");
+    assert!(
+        limit >= 12_000,
+        "the test needs 12,000 descriptors ({limit})"
+    );
+    let ingester = Ingester::start("header_timeout = \"20s\"\nrequest_timeout = \"30s\"", "");
+    let mut held = Vec::with_capacity(10_000);
+    for i in 0..10_000 {
+        let mut stream = TcpStream::connect(("127.0.0.1", ingester.port)).expect("connect");
+        match i % 3 {
+            // Idle: nothing at all.
+            0 => {}
+            // Slow headers.
+            1 => stream
+                .write_all(b"POST /webhooks/acme HTTP/1.1\r\nHo")
+                .unwrap(),
+            // A body shorter than announced.
+            _ => stream
+                .write_all(
+                    b"POST /webhooks/acme HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{",
+                )
+                .unwrap(),
+        }
+        held.push(stream);
+    }
+    let open = ingester
+        .get_admin("/metrics")
+        .1
+        .lines()
+        .find_map(|l| l.strip_prefix("countersign_ingester_connections_open "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or_default();
+    let (ready, _) = ingester.get_admin("/readyz");
+    assert_eq!(ready, 200, "/readyz answers with 10,000 connections open");
+    for _ in 0..20 {
+        let (status, took) = ingester.genuine(Duration::from_secs(10));
+        assert_eq!(
+            status, 200,
+            "a genuine webhook among 10,000 held connections"
+        );
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+    }
+    eprintln!("10,000 held connections: {open} open at the ingester; 20/20 genuine webhooks 200");
+    assert!(open >= 9_000, "the held connections were open ({open})");
+    assert!(
+        !ingester.log_text().contains("Too many open files"),
+        "no descriptor exhaustion"
+    );
+    drop(held);
+}
+
+/// Issue 12: a slow body, a `Content-Length` larger than what is sent, or one byte of a second
+/// request on a kept-alive connection, then silence — 300 such connections stayed open past 90 s.
+/// Each is now closed `request_timeout` after its request's first byte.
+#[test]
+fn slow_and_stalled_requests_are_cut_off_at_the_request_timeout() {
+    let ingester = Ingester::start("confirm_timeout = \"1s\"\nrequest_timeout = \"3s\"", "");
+    let (_, body) = taktikal_event(KEY, SystemTime::now());
+    let mut streams = Vec::new();
+    for kind in ["trickled body", "short body", "half a second request"] {
+        for _ in 0..100 {
+            let mut stream = TcpStream::connect(("127.0.0.1", ingester.port)).unwrap();
+            match kind {
+                "trickled body" | "short body" => stream
+                    .write_all(
+                        format!(
+                            "POST /webhooks/acme HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{{",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .unwrap(),
+                _ => {
+                    let mut request = format!(
+                        "POST /webhooks/acme HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                        body.len()
+                    )
+                    .into_bytes();
+                    request.extend_from_slice(&body);
+                    stream.write_all(&request).unwrap();
+                    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    let (status, _) = read_response(&mut stream).expect("first reply");
+                    assert_eq!(status, 200);
+                    stream.write_all(b"P").unwrap();
+                }
+            }
+            streams.push((kind, stream));
+        }
+    }
+    let started = Instant::now();
+    // The trickled bodies keep sending a byte a second: a rate, not a stall.
+    let mut cut = std::collections::BTreeMap::<&str, usize>::new();
+    while started.elapsed() < Duration::from_secs(8) {
+        std::thread::sleep(Duration::from_secs(1));
+        for (kind, stream) in &mut streams {
+            if *kind == "trickled body" {
+                let _ = stream.write_all(b" ");
+            }
+        }
+    }
+    for (kind, stream) in &mut streams {
+        if closed_by_server(stream, Duration::from_secs(3)) {
+            *cut.entry(kind).or_default() += 1;
+        }
+    }
+    eprintln!("cut off after {:?}: {cut:?}", started.elapsed());
+    for kind in ["trickled body", "short body", "half a second request"] {
+        assert_eq!(cut.get(kind), Some(&100), "{kind}: every connection closed");
+    }
+    // And the port still serves.
+    assert_eq!(ingester.genuine(Duration::from_secs(5)).0, 200);
+}
+
+/// Issue 12: `Expect: 100-continue` with a `Content-Length` over the limit got `100 Continue`
+/// before the 413. Now the 413 comes first and nothing asks for the body.
+#[test]
+fn expect_continue_over_the_limit_gets_413_without_100_continue() {
+    let ingester = Ingester::start("max_body_bytes = 1048576", "");
+    let mut stream = TcpStream::connect(("127.0.0.1", ingester.port)).unwrap();
+    stream
+        .write_all(
+            b"POST /webhooks/acme HTTP/1.1\r\nHost: x\r\nContent-Length: 1048577\r\n\
+              Expect: 100-continue\r\n\r\n",
+        )
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut first = [0u8; 12];
+    stream
+        .read_exact(&mut first)
+        .expect("a reply without the body");
+    assert_eq!(&first, b"HTTP/1.1 413", "the first reply is the 413");
+
+    // Within the limit, the body is asked for and the event accepted.
+    let (_, body) = taktikal_event(KEY, SystemTime::now());
+    let mut stream = TcpStream::connect(("127.0.0.1", ingester.port)).unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST /webhooks/acme HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\
+                 Expect: 100-continue\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut first = [0u8; 12];
+    stream.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 100");
+    stream.write_all(&body).unwrap();
+    let mut rest = String::new();
+    let _ = stream.read_to_string(&mut rest);
+    assert!(rest.contains("HTTP/1.1 200"), "{rest}");
+}
