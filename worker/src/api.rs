@@ -7,7 +7,8 @@
 //! - `GET /documents/{sha256}` → the stored bytes, streamed.
 //!
 //! Each process also carries `source`, `status`, `metadata` and `documents` besides Taktikal's
-//! three fields.
+//! three fields. A process's activity log is paged: `activityTake` entries (default and most
+//! 1,000) after `activitySkip`, oldest first; `activityTotal` says how many there are.
 //! Times are written as Taktikal writes them: `2019-11-08T11:03:49.0700000Z`. The API serves
 //! personal data: when `worker.api_tokens` is set it requires `Authorization: Bearer <token>`
 //! (compared in constant time); without tokens, keep the port private.
@@ -108,6 +109,8 @@ pub struct ProcessView {
     /// Provider-specific facts (Taktikal's `Meta`).
     pub metadata: serde_json::Value,
     pub activity_log: Vec<ActivityView>,
+    /// Entries in the whole activity log; `activityLog` holds one page of them.
+    pub activity_total: i64,
     pub signees: Vec<SigneeView>,
     pub documents: Vec<DocumentView>,
 }
@@ -208,9 +211,32 @@ fn taktikal_time_opt<S: serde::Serializer>(
     }
 }
 
+/// The page of each process's activity log in a response (`activityTake`, `activitySkip`; not
+/// a flattened struct: serde's `flatten` cannot read numbers from a query string).
+#[derive(Debug, Clone, Copy)]
+struct ActivityPage {
+    take: Option<i64>,
+    skip: Option<i64>,
+}
+
+impl ActivityPage {
+    const MAX: i64 = 1000;
+
+    fn limit_offset(self) -> (i64, i64) {
+        (
+            self.take.unwrap_or(Self::MAX).clamp(1, Self::MAX),
+            self.skip.unwrap_or(0).max(0),
+        )
+    }
+}
+
 #[derive(Deserialize)]
 struct SourceQuery {
     source: Option<String>,
+    #[serde(rename = "activityTake", alias = "ActivityTake")]
+    activity_take: Option<i64>,
+    #[serde(rename = "activitySkip", alias = "ActivitySkip")]
+    activity_skip: Option<i64>,
 }
 
 async fn activity_of(
@@ -230,7 +256,11 @@ async fn activity_of(
     .bind(query.source.as_deref())
     .fetch_all(state.db.pool())
     .await;
-    respond(&state, keys, true).await
+    let page = ActivityPage {
+        take: query.activity_take,
+        skip: query.activity_skip,
+    };
+    respond(&state, keys, page, true).await
 }
 
 #[derive(Deserialize)]
@@ -244,6 +274,10 @@ struct RangeQuery {
     take: Option<i64>,
     #[serde(rename = "Skip", alias = "skip")]
     skip: Option<i64>,
+    #[serde(rename = "activityTake", alias = "ActivityTake")]
+    activity_take: Option<i64>,
+    #[serde(rename = "activitySkip", alias = "ActivitySkip")]
+    activity_skip: Option<i64>,
 }
 
 async fn activity_between(request: HttpRequest, state: web::Data<ApiState>) -> HttpResponse {
@@ -278,7 +312,11 @@ async fn activity_between(request: HttpRequest, state: web::Data<ApiState>) -> H
     .bind(skip)
     .fetch_all(state.db.pool())
     .await;
-    respond(&state, keys, false).await
+    let page = ActivityPage {
+        take: query.activity_take,
+        skip: query.activity_skip,
+    };
+    respond(&state, keys, page, false).await
 }
 
 /// Source, process key, status, metadata.
@@ -287,6 +325,7 @@ type ProcessRow = (String, String, String, serde_json::Value);
 async fn respond(
     state: &ApiState,
     keys: Result<Vec<ProcessRow>, sqlx::Error>,
+    page: ActivityPage,
     not_found_if_empty: bool,
 ) -> HttpResponse {
     let keys = match keys {
@@ -307,7 +346,7 @@ async fn respond(
     }
     let mut views = Vec::with_capacity(keys.len());
     for row in keys {
-        match load_process(&state.db, row).await {
+        match load_process(&state.db, row, page).await {
             Ok(view) => views.push(view),
             Err(e) => {
                 tracing::error!(error = %e, "activity query failed");
@@ -324,15 +363,26 @@ async fn respond(
 async fn load_process(
     db: &Db,
     (source, process_key, status, metadata): ProcessRow,
+    page: ActivityPage,
 ) -> Result<ProcessView, sqlx::Error> {
+    let (limit, offset) = page.limit_offset();
     let activity_log = sqlx::query_as::<_, ActivityView>(
         "SELECT flow_key, process_key, signee_key, status, description, file_name, created_at, created_by
-         FROM activity WHERE source = $1 AND process_key = $2 ORDER BY created_at, id",
+         FROM activity WHERE source = $1 AND process_key = $2 ORDER BY created_at, id
+         LIMIT $3 OFFSET $4",
     )
     .bind(&source)
     .bind(&process_key)
+    .bind(limit)
+    .bind(offset)
     .fetch_all(db.pool())
     .await?;
+    let activity_total: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM activity WHERE source = $1 AND process_key = $2")
+            .bind(&source)
+            .bind(&process_key)
+            .fetch_one(db.pool())
+            .await?;
     let signees = sqlx::query_as::<_, SigneeView>(
         "SELECT s.process_key, s.signee_key, s.ssn, s.name, s.address, s.postal_code, s.city, s.phone, s.email,
                 s.signed, s.signed_at, s.created_at, initcap(p.provider) AS created_by, s.updated_at
@@ -357,6 +407,7 @@ async fn load_process(
         status,
         metadata,
         activity_log,
+        activity_total,
         signees,
         documents,
     })
@@ -372,7 +423,12 @@ async fn document(
     }
     let not_found = || error(actix_web::http::StatusCode::NOT_FOUND, "no such document");
     let content_type: Option<String> =
-        match sqlx::query_scalar("SELECT content_type FROM stored_documents WHERE sha256 = $1")
+        // Only contents that a committed document row references: an event that was parked, or
+        // whose transaction failed, never makes its attachment downloadable.
+        match sqlx::query_scalar(
+            "SELECT s.content_type FROM stored_documents s
+             WHERE s.sha256 = $1 AND EXISTS (SELECT 1 FROM documents d WHERE d.sha256 = s.sha256)",
+        )
             .bind(id.as_str())
             .fetch_optional(state.db.pool())
             .await
@@ -390,8 +446,19 @@ async fn document(
         return not_found();
     };
     match state.documents.get(&id).await {
+        // The content type is the provider's claim: a browser must not render it (an "XML"
+        // attachment with a <script>), only save it.
         Ok(Some(content)) => HttpResponse::Ok()
             .insert_header((CONTENT_TYPE, content_type))
+            .insert_header((
+                actix_web::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{id}\""),
+            ))
+            .insert_header((actix_web::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+            .insert_header((
+                actix_web::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; sandbox",
+            ))
             .no_chunking(content.size)
             .streaming(
                 content

@@ -12,8 +12,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use countersign::event::SigningEvent;
 use countersign::providers::ProviderKind;
+use sha2::{Digest as _, Sha256};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
+
+use crate::documents::DocumentStore;
+use crate::handler::hex;
 
 /// Migrations embedded at build time; applied at start under PostgreSQL's advisory lock, so
 /// several workers starting at once apply them once.
@@ -51,6 +55,9 @@ pub enum RecordError {
     SuspectedReplay { first_event_id: String },
     #[error("event id already recorded with another body")]
     ConflictingBody,
+    /// Writing a document's content failed (a full disk, the object store unreachable): retried.
+    #[error("document store: {0}")]
+    DocumentStore(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -125,40 +132,16 @@ impl Db {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
-    /// Records one delivery and projects its events, atomically. `document_ids[i][j]` is the
-    /// sha256 under which the content of `events[i].documents[j]` was stored, if it has content.
+    /// Records one delivery and projects its events, atomically. Document contents are written
+    /// to `store` only once the delivery has passed every check that could park it (a signature
+    /// carrying a second body, an event id with another body): a parked event leaves nothing
+    /// behind that the API would serve.
     pub async fn record(
         &self,
         raw: &RawEvent<'_>,
         events: &[SigningEvent],
-        document_ids: &[Vec<Option<String>>],
+        store: &dyn DocumentStore,
     ) -> Result<Recorded, RecordError> {
-        // Stored contents are recorded before, and apart from, the event's transaction: they are
-        // content-addressed, so a row without a committed event is harmless, and the same
-        // document in many events (a logo attached to every process) does not make their
-        // transactions wait on one row lock until each commits.
-        for (event, ids) in events.iter().zip(document_ids) {
-            for (document, sha256) in event.documents.iter().zip(ids) {
-                let (Some(sha256), Some(content)) = (sha256, &document.content) else {
-                    continue;
-                };
-                sqlx::query(
-                    "INSERT INTO stored_documents (sha256, size, content_type) VALUES ($1, $2, $3)
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(sha256)
-                .bind(content.len() as i64)
-                .bind(
-                    document
-                        .content_type
-                        .as_deref()
-                        .unwrap_or("application/octet-stream"),
-                )
-                .execute(&self.pool)
-                .await?;
-            }
-        }
-
         let mut tx = self.pool.begin().await?;
 
         if let Some(signature_id) = &raw.signature_id {
@@ -203,11 +186,14 @@ impl Db {
         .bind(i32::from(raw.counts_as_delivery))
         .fetch_one(&mut *tx)
         .await?;
-        if sha256 != raw.body_sha256 {
+        // Where the id is the signed content's digest (Legalesign's batches), the same id is the
+        // same event, whatever the unsigned encoding around it: a duplicate, not a conflict.
+        if sha256 != raw.body_sha256 && !raw.provider.event_id_is_content() {
             return Err(RecordError::ConflictingBody);
         }
 
-        for (event, ids) in events.iter().zip(document_ids) {
+        let document_ids = self.store_documents(events, store).await?;
+        for (event, ids) in events.iter().zip(&document_ids) {
             project(&mut tx, raw, event, ids).await?;
         }
         tx.commit().await?;
@@ -216,6 +202,53 @@ impl Db {
         } else {
             Recorded::Duplicate
         })
+    }
+}
+
+impl Db {
+    /// Writes the contents of `events`' documents to the store and records them in
+    /// `stored_documents`; returns `ids[i][j]`, the sha256 of `events[i].documents[j]`'s content.
+    /// `stored_documents` is written apart from the event's transaction: it is content-addressed,
+    /// so a row whose event then fails to commit is harmless (the API serves only contents that a
+    /// committed document row references), and the same document in many events (a logo attached
+    /// to every process) does not make their transactions wait on one row lock.
+    async fn store_documents(
+        &self,
+        events: &[SigningEvent],
+        store: &dyn DocumentStore,
+    ) -> Result<Vec<Vec<Option<String>>>, RecordError> {
+        let mut ids = Vec::with_capacity(events.len());
+        for event in events {
+            let mut event_ids = Vec::with_capacity(event.documents.len());
+            for document in &event.documents {
+                let Some(content) = &document.content else {
+                    event_ids.push(None);
+                    continue;
+                };
+                let sha256 = hex(&Sha256::digest(content));
+                store
+                    .put(&sha256, content)
+                    .await
+                    .map_err(|e| RecordError::DocumentStore(e.to_string()))?;
+                sqlx::query(
+                    "INSERT INTO stored_documents (sha256, size, content_type) VALUES ($1, $2, $3)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(&sha256)
+                .bind(content.len() as i64)
+                .bind(
+                    document
+                        .content_type
+                        .as_deref()
+                        .unwrap_or("application/octet-stream"),
+                )
+                .execute(&self.pool)
+                .await?;
+                event_ids.push(Some(sha256));
+            }
+            ids.push(event_ids);
+        }
+        Ok(ids)
     }
 }
 

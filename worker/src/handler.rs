@@ -92,23 +92,6 @@ impl Handler {
         };
 
         let body_sha256: [u8; 32] = Sha256::digest(body).into();
-        let mut document_ids = Vec::with_capacity(events.len());
-        for event in &events {
-            let mut ids = Vec::with_capacity(event.documents.len());
-            for document in &event.documents {
-                let Some(content) = &document.content else {
-                    ids.push(None);
-                    continue;
-                };
-                let sha256 = hex(&Sha256::digest(content));
-                if let Err(error) = self.documents.put(&sha256, content).await {
-                    return Outcome::Retry(format!("document store: {error}"));
-                }
-                ids.push(Some(sha256));
-            }
-            document_ids.push(ids);
-        }
-
         let message_id = properties.message_id().as_ref().map(|m| m.to_string());
         let event_id = message_id.unwrap_or_else(|| hex(&body_sha256));
         let raw = RawEvent {
@@ -127,7 +110,7 @@ impl Handler {
             counts_as_delivery: message::header_text(properties, crate::replay::REPLAY)
                 != Some("archive"),
         };
-        match self.db.record(&raw, &events, &document_ids).await {
+        match self.db.record(&raw, &events, self.documents.as_ref()).await {
             Ok(recorded) => Outcome::Persisted(recorded),
             Err(error @ RecordError::SuspectedReplay { .. }) => {
                 dead(DeadKind::SuspectedReplay, error.to_string())
@@ -135,6 +118,7 @@ impl Handler {
             Err(error @ RecordError::ConflictingBody) => {
                 dead(DeadKind::ConflictingBody, error.to_string())
             }
+            Err(error @ RecordError::DocumentStore(_)) => Outcome::Retry(error.to_string()),
             Err(RecordError::Database(error)) if is_transient(&error) => {
                 Outcome::Retry(format!("database: {error}"))
             }

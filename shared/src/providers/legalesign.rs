@@ -67,17 +67,86 @@ pub struct AllVerifier {
     label: String,
 }
 
-/// The `data` and `signed` fields of a form body, URL-decoded.
-fn form_fields(body: &[u8]) -> (Option<String>, Option<String>) {
-    let (mut data, mut signed) = (None, None);
+/// The largest Legalesign callback accepted unless a source sets its own `max_body_bytes`: a
+/// six-minute batch of status changes is about 130 bytes per change, so 1 MiB is some 8,000.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The fields an "upon event" callback may carry (Legalesign's documentation names
+/// `resource_uri`, `group`, `name`, `uuid`, `tag`, and mentions the event, further tags and a
+/// `json_signed` field).
+const EVENT_FIELDS: &[&str] = &[
+    "resource_uri",
+    "group",
+    "name",
+    "uuid",
+    "tag",
+    "tag1",
+    "tag2",
+    "tag3",
+    "event",
+    "json_signed",
+];
+
+/// A form body's fields, URL-decoded, each named in `allowed` and present at most once: one
+/// reading of the body for the verifier and the parser alike (a second `data` or `uuid` would
+/// otherwise be read as the first by one and as the last by the other).
+fn strict_form(body: &[u8], allowed: &[&str]) -> Result<Vec<(String, String)>, &'static str> {
+    let mut fields: Vec<(String, String)> = Vec::new();
     for (name, value) in form_urlencoded::parse(body) {
-        match name.as_ref() {
-            "data" => data = Some(value.into_owned()),
-            "signed" => signed = Some(value.into_owned()),
-            _ => {}
+        if !allowed.contains(&name.as_ref()) {
+            return Err("unexpected form field in a Legalesign callback");
         }
+        if fields.iter().any(|(n, _)| *n == name) {
+            return Err("a form field appears twice in a Legalesign callback");
+        }
+        fields.push((name.into_owned(), value.into_owned()));
     }
-    (data, signed)
+    Ok(fields)
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find_map(|(n, v)| (n == name).then_some(v.as_str()))
+}
+
+/// An "all" callback: exactly `data` and `signed`, once each (`signed` may be missing: unsigned).
+struct AllForm {
+    data: String,
+    signed: Option<String>,
+}
+
+fn all_form(body: &[u8]) -> Result<AllForm, &'static str> {
+    let fields = strict_form(body, &["data", "signed"])?;
+    let data = field(&fields, "data")
+        .ok_or("a Legalesign callback has a data field")?
+        .to_owned();
+    Ok(AllForm {
+        data,
+        signed: field(&fields, "signed").map(str::to_owned),
+    })
+}
+
+/// An "upon event" callback's fields; its `uuid` is a document id (letters, digits, `-`, `_`).
+fn event_form(body: &[u8]) -> Result<Vec<(String, String)>, &'static str> {
+    let fields = strict_form(body, EVENT_FIELDS)?;
+    let uuid = field(&fields, "uuid").ok_or("a Legalesign event callback has a uuid field")?;
+    if uuid.is_empty()
+        || uuid.len() > 64
+        || !uuid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err("a Legalesign document uuid is letters, digits, - and _");
+    }
+    Ok(fields)
+}
+
+fn unacceptable(reason: &'static str) -> Rejection {
+    Rejection::Unacceptable {
+        status: 400,
+        reason,
+    }
 }
 
 impl AllVerifier {
@@ -93,11 +162,7 @@ impl AllVerifier {
     }
 
     pub fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
-        let (data, signed) = form_fields(request.body);
-        let data = data.ok_or(Rejection::Unacceptable {
-            status: 400,
-            reason: "a Legalesign callback has a data field",
-        })?;
+        let AllForm { data, signed } = all_form(request.body).map_err(unacceptable)?;
         let signed = signed.ok_or(Rejection::Unsigned)?;
         let signature = BASE64
             .decode(signed.trim().replace(['\n', '\r', ' '], ""))
@@ -128,14 +193,8 @@ pub fn verify_event(request: &Request<'_>, secrets: &[Secret]) -> Result<Verifie
         }
     }
     let key = matched.ok_or(Rejection::BadSignature)?;
-    let uuid = form_urlencoded::parse(request.body)
-        .find(|(name, _)| name == "uuid")
-        .map(|(_, v)| v.into_owned())
-        .filter(|v| !v.is_empty())
-        .ok_or(Rejection::Unacceptable {
-            status: 400,
-            reason: "a Legalesign event callback has a uuid field",
-        })?;
+    let fields = event_form(request.body).map_err(unacceptable)?;
+    let uuid = field(&fields, "uuid").unwrap_or_default();
     Ok(Verified {
         event_id: Some(format!("{uuid}:signed")),
         event_type: Cow::Borrowed("document.signed"),
@@ -209,8 +268,7 @@ fn utc(text: &str) -> Option<DateTime<Utc>> {
 /// time in the batch, else to the batch's only document, else to a process of their own
 /// (`signer:<id>`).
 pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
-    let (data, _) = form_fields(body);
-    let data = data.ok_or_else(|| ParseError("no data field".to_owned()))?;
+    let AllForm { data, .. } = all_form(body).map_err(|e| ParseError(e.to_owned()))?;
     let changes: Vec<Change> = serde_json::from_str(&data)
         .map_err(|e| ParseError(format!("data is not a list of status changes: {e}")))?;
     let documents: Vec<(String, Option<String>)> = changes
@@ -294,8 +352,8 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
 /// Parses an "upon event" callback: the document is signed and its final PDF exists.
 pub fn parse_event(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
     let mut fields = serde_json::Map::new();
-    for (name, value) in form_urlencoded::parse(body) {
-        fields.insert(name.into_owned(), value.into_owned().into());
+    for (name, value) in event_form(body).map_err(|e| ParseError(e.to_owned()))? {
+        fields.insert(name, value.into());
     }
     let uuid = fields
         .get("uuid")
@@ -532,5 +590,65 @@ mod tests {
         assert_eq!(event.process_key, "doc-9");
         assert_eq!(event.status, Some(ProcessStatus::Completed));
         assert_eq!(event.metadata["tag"], "t");
+    }
+
+    /// Issue 12: a captured batch plus a junk field verified (and was parked as a conflicting
+    /// body); with two `data` fields the verifier checked the last while the archive began with
+    /// the first. Unknown and repeated fields are refused, by the verifier and the parser alike.
+    #[test]
+    fn extra_and_repeated_fields_of_a_batch_are_refused() {
+        let pki = Pki::new();
+        let verifier = AllVerifier::from_config(&pki.source()).expect("certificate loads");
+        let genuine = signed_form(&pki.key, DATA).unwrap();
+        let forged_data = form_urlencoded::Serializer::new(String::new())
+            .append_pair("data", "[]")
+            .finish();
+        for body in [
+            format!("{genuine}&padding={}", "x".repeat(1000)),
+            format!("{forged_data}&{genuine}"),
+            format!("{genuine}&{forged_data}"),
+            format!("{genuine}&signed=AAAA"),
+        ] {
+            let refused = verify(&verifier, &body).unwrap_err();
+            assert_eq!(refused.status(), 400, "{refused}");
+            assert!(parse(body.as_bytes()).is_err(), "the parser agrees");
+        }
+        assert!(verify(&verifier, &genuine).is_ok());
+    }
+
+    /// Issue 12: `uuid=A&name=x&uuid=B` was accepted as `A:signed` but recorded as process `B`,
+    /// so the genuine callback for `A` was later parked. Repeated fields, unknown fields and ids
+    /// that are not Legalesign's format (a newline forged a log line) are refused.
+    #[test]
+    fn the_event_callback_reads_each_field_once() {
+        let secrets = vec![Secret::new("env:TOKEN", "s3cret-token")];
+        let check = |body: &[u8]| {
+            verify_event(
+                &Request {
+                    body,
+                    headers: &NoHeaders,
+                    received_at: SystemTime::now(),
+                    path_token: Some("s3cret-token"),
+                },
+                &secrets,
+            )
+        };
+        for body in [
+            &b"uuid=doc-A&name=x&uuid=doc-B"[..],
+            b"uuid=doc-A&padding=x",
+            b"uuid=doc-A%0A2026-01-01T00:00:00Z%20INFO%20forged",
+            b"uuid=%1B%5B31mred",
+            b"uuid=",
+        ] {
+            let refused = check(body).unwrap_err();
+            assert_eq!(refused.status(), 400, "{}", String::from_utf8_lossy(body));
+            assert!(parse_event(body).is_err());
+        }
+        let ok = check(b"uuid=doc-A&name=NDA&tag=t&event=signed").expect("known fields");
+        assert_eq!(ok.event_id.as_deref(), Some("doc-A:signed"));
+        assert_eq!(
+            parse_event(b"uuid=doc-A&name=NDA").unwrap()[0].process_key,
+            "doc-A"
+        );
     }
 }

@@ -82,6 +82,24 @@ impl ProviderKind {
         }
     }
 
+    /// The body limit of a source of this provider that sets none, if tighter than the
+    /// ingester's (`ingester.max_body_bytes`).
+    pub fn default_max_body_bytes(self) -> Option<usize> {
+        match self {
+            ProviderKind::Legalesign | ProviderKind::LegalesignEvent => {
+                Some(legalesign::DEFAULT_MAX_BODY_BYTES)
+            }
+            ProviderKind::Taktikal | ProviderKind::Universign => None,
+        }
+    }
+
+    /// True where the event id is the digest of the signed content (Legalesign's batches): two
+    /// bodies with one id then differ only in what the signature does not cover (form encoding),
+    /// and are the same event.
+    pub fn event_id_is_content(self) -> bool {
+        self == ProviderKind::Legalesign
+    }
+
     /// True for providers authenticated by a token in the URL (`/webhooks/{source}/{token}`).
     pub fn takes_url_token(self) -> bool {
         self == ProviderKind::LegalesignEvent
@@ -284,7 +302,12 @@ impl Sources {
                     name: s.name.clone(),
                     provider: s.provider,
                     secrets: s.secrets.clone(),
-                    max_body_bytes: s.max_body_bytes.unwrap_or(config.ingester.max_body_bytes),
+                    max_body_bytes: s.max_body_bytes.unwrap_or_else(|| {
+                        let default = config.ingester.max_body_bytes;
+                        s.provider
+                            .default_max_body_bytes()
+                            .map_or(default, |own| own.min(default))
+                    }),
                     allowed: s.allow_ips.clone(),
                     verifier,
                 };
@@ -358,7 +381,10 @@ impl Sources {
                 .chain_update(&signature.id)
                 .finalize()
                 .into();
-            let keep_until = signature.valid_until + FUTURE_SKEW;
+            let keep_until = signature
+                .valid_until
+                .checked_add(FUTURE_SKEW)
+                .unwrap_or(signature.valid_until);
             if self.replay.remember(key, digest, keep_until, received_at) == Seen::OtherBody {
                 return Err(Rejection::Replayed);
             }
@@ -416,6 +442,15 @@ impl VerifiedWebhook {
     pub fn body(&self) -> &Bytes {
         &self.body
     }
+}
+
+/// True if the body's first byte after JSON whitespace opens an object. serde reads a struct from
+/// a JSON array too (positionally), so every provider whose webhooks are JSON objects checks this
+/// before deserializing — the verifier and the parser alike, so that both read a body the same way.
+pub(crate) fn is_json_object(body: &[u8]) -> bool {
+    body.iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .is_some_and(|&b| b == b'{')
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -24,7 +24,7 @@ use sha2::Sha256;
 
 use chrono::{DateTime, Utc};
 
-use super::{Rejection, Request, SignatureUse, Verified};
+use super::{Rejection, Request, SignatureUse, Verified, is_json_object};
 use crate::config::{Secret, SourceConfig};
 use crate::event::{
     ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
@@ -132,9 +132,14 @@ impl Verifier {
             matching_key(signed.as_bytes(), &signature, secrets).ok_or(Rejection::BadSignature)?;
 
         let signed_at = ticks_to_time(ticks_digits).ok_or(Rejection::BadSignature)?;
-        let valid_until = signed_at + self.max_age;
-        if request.received_at > valid_until || signed_at > request.received_at + super::FUTURE_SKEW
-        {
+        let valid_until = signed_at
+            .checked_add(self.max_age)
+            .ok_or(Rejection::Stale)?;
+        let latest = request
+            .received_at
+            .checked_add(super::FUTURE_SKEW)
+            .unwrap_or(request.received_at);
+        if request.received_at > valid_until || signed_at > latest {
             return Err(Rejection::Stale);
         }
 
@@ -153,13 +158,6 @@ impl Verifier {
             signature_headers: Vec::new(),
         })
     }
-}
-
-/// True if the body's first byte after JSON whitespace opens an object.
-fn is_json_object(body: &[u8]) -> bool {
-    body.iter()
-        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-        .is_some_and(|&b| b == b'{')
 }
 
 /// The ticks as sent: a JSON integer (or, leniently, a string of digits).
@@ -230,6 +228,9 @@ fn event_type_name(value: &serde_json::Value) -> Cow<'static, str> {
 /// The signed identity of a body's signature (`TimeStamp + Guid`), for checking across replicas
 /// that a signature never carries two bodies. `None` when the body has no usable signature.
 pub fn signature_id(body: &[u8]) -> Option<String> {
+    if !is_json_object(body) {
+        return None;
+    }
     let envelope: Envelope<'_> = serde_json::from_slice(body).ok()?;
     let fields = envelope.signature?;
     let digits = ticks_digits(fields.timestamp?.get())?;
@@ -304,6 +305,11 @@ const CREATED_BY: &str = "Taktikal";
 /// Parses a Taktikal webhook body into one [`SigningEvent`]. Both payload generations are read:
 /// embedded `Attachments[].FileContent` (older) and `AttachmentReferences[]` (current).
 pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+    if !is_json_object(body) {
+        return Err(ParseError(
+            "not a Taktikal webhook: JSON object expected".to_owned(),
+        ));
+    }
     let payload: Payload = serde_json::from_slice(body)
         .map_err(|e| ParseError(format!("not a Taktikal webhook: {e}")))?;
     let data = payload
@@ -327,7 +333,11 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
             _ => None,
         })
         .and_then(|ticks| ticks_to_time(&ticks.to_string()))
-        .map(DateTime::<Utc>::from);
+        .and_then(|time| {
+            // Checked: chrono's From<SystemTime> panics outside its range.
+            let since = time.duration_since(UNIX_EPOCH).ok()?;
+            DateTime::from_timestamp(i64::try_from(since.as_secs()).ok()?, since.subsec_nanos())
+        });
     let event_type = data
         .event_type
         .as_ref()

@@ -15,7 +15,7 @@
 
 use std::borrow::Cow;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
@@ -25,7 +25,7 @@ use rsa::{BigUint, RsaPublicKey};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::{Rejection, Request, Verified};
+use super::{Rejection, Request, Verified, is_json_object};
 use crate::config::SourceConfig;
 use crate::event::{ActivityEntry, ParseError, ProcessStatus, Signee, SigningEvent};
 
@@ -103,12 +103,28 @@ pub(crate) fn check_config(source: &SourceConfig) -> Result<(), String> {
 struct Protected {
     alg: String,
     kid: Option<String>,
-    #[serde(default = "yes")]
-    b64: bool,
+    b64: Option<bool>,
+    crit: Option<Vec<String>>,
 }
 
-fn yes() -> bool {
-    true
+impl Protected {
+    /// RFC 7515 §4.1.11 and RFC 7797 §6: `crit` lists extensions the recipient must understand,
+    /// each present in the header; the only one understood here is `b64`, and `b64` must be
+    /// listed in `crit` whenever it is present. An empty `crit` is invalid.
+    fn critical_ok(&self) -> bool {
+        let listed = self.crit.as_deref();
+        let b64_listed = listed.is_some_and(|c| c.iter().any(|n| n == "b64"));
+        if listed.is_some_and(|c| c.is_empty() || c.iter().any(|n| n != "b64")) {
+            return false;
+        }
+        // A listed `b64` must be present, and a present `b64` must be listed.
+        b64_listed == self.b64.is_some()
+    }
+
+    /// Whether the payload is base64url-encoded in the signing input (RFC 7797).
+    fn encodes_payload(&self) -> bool {
+        self.b64.unwrap_or(true)
+    }
 }
 
 #[derive(Deserialize)]
@@ -121,10 +137,16 @@ struct Envelope {
     payload: Option<serde_json::Value>,
 }
 
-fn created_at(value: &serde_json::Value) -> Option<SystemTime> {
+/// `createdAt`, unix seconds or RFC 3339; `None` outside chrono's range (no arithmetic on a
+/// time from a body may overflow).
+fn created_at(value: &serde_json::Value) -> Option<DateTime<Utc>> {
     match value {
-        serde_json::Value::Number(n) => n.as_u64().map(|s| UNIX_EPOCH + Duration::from_secs(s)),
-        serde_json::Value::String(s) => DateTime::parse_from_rfc3339(s).ok().map(SystemTime::from),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .and_then(|secs| DateTime::from_timestamp(secs, 0)),
+        serde_json::Value::String(s) => DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.with_timezone(&Utc)),
         _ => None,
     }
 }
@@ -163,7 +185,8 @@ impl Verifier {
         let protected: Protected = BASE64URL
             .decode(protected_b64)
             .ok()
-            .and_then(|json| serde_json::from_slice(&json).ok())
+            .and_then(|json| serde_json::from_slice::<Protected>(&json).ok())
+            .filter(Protected::critical_ok)
             .ok_or(Rejection::BadSignature)?;
         let key = match &protected.kid {
             Some(kid) => self
@@ -182,7 +205,7 @@ impl Verifier {
             Vec::with_capacity(protected_b64.len() + 1 + request.body.len() * 4 / 3 + 4);
         input.extend_from_slice(protected_b64.as_bytes());
         input.push(b'.');
-        if protected.b64 {
+        if protected.encodes_payload() {
             input.extend_from_slice(BASE64URL.encode(request.body).as_bytes());
         } else {
             input.extend_from_slice(request.body);
@@ -204,23 +227,29 @@ impl Verifier {
             return Err(Rejection::BadSignature);
         }
 
-        let envelope: Envelope =
-            serde_json::from_slice(request.body).map_err(|_| Rejection::Unacceptable {
+        let not_an_event = Rejection::Unacceptable {
+            status: 400,
+            reason: "body is not a Universign event (JSON object expected)",
+        };
+        if !is_json_object(request.body) {
+            return Err(not_an_event);
+        }
+        let envelope: Envelope = serde_json::from_slice(request.body).map_err(|_| not_an_event)?;
+        let created = envelope
+            .created_at
+            .as_ref()
+            .and_then(created_at)
+            .map(SystemTime::from)
+            .ok_or(Rejection::Unacceptable {
                 status: 400,
-                reason: "body is not a Universign event (JSON object expected)",
+                reason: "Universign event without createdAt",
             })?;
-        let created =
-            envelope
-                .created_at
-                .as_ref()
-                .and_then(created_at)
-                .ok_or(Rejection::Unacceptable {
-                    status: 400,
-                    reason: "Universign event without createdAt",
-                })?;
-        if request.received_at > created + self.max_age
-            || created > request.received_at + super::FUTURE_SKEW
-        {
+        let valid_until = created.checked_add(self.max_age).ok_or(Rejection::Stale)?;
+        let latest = request
+            .received_at
+            .checked_add(super::FUTURE_SKEW)
+            .unwrap_or(request.received_at);
+        if request.received_at > valid_until || created > latest {
             return Err(Rejection::Stale);
         }
         Ok(Verified {
@@ -243,17 +272,36 @@ pub fn sign_detached(
     alg: &str,
     body: &[u8],
 ) -> Result<String, String> {
+    sign_detached_with(
+        private_key_pem,
+        &serde_json::json!({ "alg": alg, "kid": kid }),
+        body,
+    )
+}
+
+/// A detached JWS over `body` with the protected header given as it is (its `alg`, and
+/// `"b64": false` for an unencoded payload); for tests of header handling.
+pub fn sign_detached_with(
+    private_key_pem: &str,
+    header: &serde_json::Value,
+    body: &[u8],
+) -> Result<String, String> {
     use rsa::pkcs8::DecodePrivateKey as _;
     use rsa::signature::{RandomizedSigner as _, SignatureEncoding as _, Signer as _};
     let key = rsa::RsaPrivateKey::from_pkcs8_pem(private_key_pem).map_err(|e| e.to_string())?;
-    let protected = BASE64URL.encode(serde_json::json!({ "alg": alg, "kid": kid }).to_string());
-    let input = format!("{protected}.{}", BASE64URL.encode(body));
-    let signature = match alg {
+    let protected = BASE64URL.encode(header.to_string());
+    let mut input = format!("{protected}.").into_bytes();
+    if header["b64"] == serde_json::Value::Bool(false) {
+        input.extend_from_slice(body);
+    } else {
+        input.extend_from_slice(BASE64URL.encode(body).as_bytes());
+    }
+    let signature = match header["alg"].as_str().unwrap_or_default() {
         "RS256" => rsa::pkcs1v15::SigningKey::<Sha256>::new(key)
-            .sign(input.as_bytes())
+            .sign(&input)
             .to_vec(),
         "PS256" => rsa::pss::BlindedSigningKey::<Sha256>::new(key)
-            .sign_with_rng(&mut rsa::rand_core::OsRng, input.as_bytes())
+            .sign_with_rng(&mut rsa::rand_core::OsRng, &input)
             .to_vec(),
         other => return Err(format!("unsupported alg {other}")),
     };
@@ -274,16 +322,17 @@ pub fn jwks_of(private_key_pem: &str, kid: &str) -> Result<serde_json::Value, St
 
 /// Parses a Universign event into the normalized model.
 pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+    if !is_json_object(body) {
+        return Err(ParseError(
+            "not a Universign event: JSON object expected".to_owned(),
+        ));
+    }
     let envelope: Envelope = serde_json::from_slice(body)
         .map_err(|e| ParseError(format!("not a Universign event: {e}")))?;
     let event_type = envelope
         .event_type
         .ok_or_else(|| ParseError("Universign event without type".to_owned()))?;
-    let occurred_at = envelope
-        .created_at
-        .as_ref()
-        .and_then(created_at)
-        .map(DateTime::<Utc>::from);
+    let occurred_at = envelope.created_at.as_ref().and_then(created_at);
     let object = envelope
         .payload
         .as_ref()
@@ -422,6 +471,8 @@ fn event(
 mod tests {
     use super::*;
     use crate::providers::Headers;
+    use serde_json::json;
+    use std::time::UNIX_EPOCH;
 
     /// An RSA key made for this test run by `openssl` (fast, unlike key generation in a debug build).
     fn test_key() -> String {
@@ -629,5 +680,73 @@ mod tests {
             tempfile_path::Guard::new(r#"{"keys":[{"kty":"EC","crv":"P-256","x":"a","y":"b"}]}"#);
         let error = load_jwks(&guard.0).unwrap_err();
         assert!(error.contains("no RSA signing key"), "{error}");
+    }
+
+    /// Issue 12: `crit` was not enforced (`crit: ["exp"]` accepted, `b64: false` accepted without
+    /// `crit`). RFC 7515 §4.1.11 and RFC 7797 §6 now hold.
+    #[test]
+    fn critical_header_parameters_are_enforced() {
+        let pem = test_key();
+        let (v, _jwks) = verifier(&pem, "k1");
+        let body = event(now_secs());
+        let verdict = |header: serde_json::Value| {
+            let signature = sign_detached_with(&pem, &header, &body).unwrap();
+            check(&v, &body, &signature).map(|_| ())
+        };
+
+        assert_eq!(verdict(json!({"alg": "PS256", "kid": "k1"})), Ok(()));
+        assert_eq!(
+            verdict(json!({"alg": "PS256", "kid": "k1", "b64": false, "crit": ["b64"]})),
+            Ok(()),
+            "RFC 7797 unencoded payload, declared critical"
+        );
+        for refused in [
+            json!({"alg": "PS256", "kid": "k1", "crit": ["exp"], "exp": 1}),
+            json!({"alg": "PS256", "kid": "k1", "b64": false}),
+            json!({"alg": "PS256", "kid": "k1", "b64": true}),
+            json!({"alg": "PS256", "kid": "k1", "crit": []}),
+            json!({"alg": "PS256", "kid": "k1", "crit": ["b64"]}),
+            json!({"alg": "PS256", "kid": "k1", "b64": false, "crit": ["b64", "exp"]}),
+            json!({"alg": "PS256", "kid": "k1", "crit": "b64", "b64": false}),
+        ] {
+            assert_eq!(
+                verdict(refused.clone()),
+                Err(Rejection::BadSignature),
+                "{refused}"
+            );
+        }
+    }
+
+    /// Issue 12: a signed `createdAt` of u64::MAX panicked the request ("overflow when adding
+    /// duration to instant"). Every time computed from a body is checked now.
+    #[test]
+    fn a_created_at_at_the_end_of_time_is_refused_without_a_panic() {
+        let pem = test_key();
+        let (v, _jwks) = verifier(&pem, "k1");
+        for created_at in [u64::MAX, u64::MAX / 2, i64::MAX as u64] {
+            let body = event(created_at);
+            let signature = sign_detached(&pem, "k1", "PS256", &body).unwrap();
+            assert!(check(&v, &body, &signature).is_err(), "{created_at}");
+            assert!(parse(&body).is_ok(), "parsed without a time: {created_at}");
+        }
+    }
+
+    /// Issue 12: serde reads a struct from a JSON array, so a signed `["evt_1", "type", ...]`
+    /// was an event. Only an object is.
+    #[test]
+    fn a_signed_json_array_is_not_an_event() {
+        let pem = test_key();
+        let (v, _jwks) = verifier(&pem, "k1");
+        let body = serde_json::to_vec(&serde_json::json!([
+            "evt_1", "transaction.lifecycle.completed", now_secs(), {"object": {"id": "tx"}}
+        ]))
+        .unwrap();
+        let signature = sign_detached(&pem, "k1", "PS256", &body).unwrap();
+        assert_eq!(
+            check(&v, &body, &signature).unwrap_err().status(),
+            400,
+            "refused, not parked later"
+        );
+        assert!(parse(&body).is_err());
     }
 }

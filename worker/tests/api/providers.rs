@@ -128,6 +128,30 @@ async fn legalesign_batches_and_event_callbacks_through_the_whole_stack() {
         activity_before
     );
 
+    // Issue 12: the same batch with its form encoding changed (what the signature does not
+    // cover) was parked as a conflicting body. Its id is its signed content's digest: the same
+    // event, a third delivery. A padded batch never gets that far.
+    let reencoded = batch.replacen("status", "%73tatus", 1);
+    assert_ne!(reencoded, batch);
+    assert_eq!(
+        stack.post_to("uk", reencoded.as_bytes(), &[FORM]).await,
+        200
+    );
+    crate::helpers::wait_until(
+        "the re-encoded repeat is recorded as a delivery",
+        std::time::Duration::from_secs(30),
+        || async {
+            stack
+                .count("SELECT max(deliveries)::bigint FROM webhook_events")
+                .await
+                == 3
+        },
+    )
+    .await;
+    assert_eq!(stack.queue_len(stack.topology.dead_queue()).await, 0);
+    let padded = format!("{batch}&padding={}", "x".repeat(100_000));
+    assert_eq!(stack.post_to("uk", padded.as_bytes(), &[FORM]).await, 400);
+
     // The "upon event" callback, authenticated by the token in its URL.
     let event = b"resource_uri=%2Fapi%2Fv1%2Fdocument%2Fdoc-9%2F&group=%2Fapi%2Fv1%2Fgroup%2Fg%2F&name=NDA&uuid=doc-9&tag=t";
     assert_eq!(

@@ -136,6 +136,48 @@ async fn activity_by_time_range_and_source() {
     assert_eq!(status, 400);
 }
 
+/// Issue 12: a 200,000-entry process gave a 62 MB response even with `Take=1000`. A process's
+/// activity log comes a page at a time (1,000 at most), with the total.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_activity_log_comes_a_page_at_a_time() {
+    let stack = Stack::start().await;
+    let (_, event) = taktikal("sp-long", 11);
+    assert_eq!(stack.post(&event).await, 200);
+    stack.wait_for_events(1).await;
+    let recorded = stack
+        .count("SELECT count(*) FROM activity WHERE process_key = 'sp-long'")
+        .await;
+    sqlx::query(
+        "INSERT INTO activity (source, process_key, entry_key, status, description, created_at, created_by, event_id)
+         SELECT 'acme', 'sp-long', 'bulk-' || n, 'Reminder', 'entry ' || n,
+                now() + n * interval '1 millisecond', 'Taktikal', 'bulk'
+         FROM generate_series(1, 2500) AS n",
+    )
+    .execute(&stack.db)
+    .await
+    .unwrap();
+    let total = recorded + 2500;
+
+    let (status, first) = stack.get_json("/signing/activity/sp-long").await;
+    assert_eq!(status, 200);
+    assert_eq!(first[0]["activityLog"].as_array().unwrap().len(), 1000);
+    assert_eq!(first[0]["activityTotal"], total);
+    let (_, last) = stack
+        .get_json("/signing/activity/sp-long?activitySkip=2000&activityTake=1000")
+        .await;
+    let last_page = last[0]["activityLog"].as_array().unwrap();
+    assert_eq!(last_page.len() as i64, total - 2000);
+    assert_eq!(last_page.last().unwrap()["description"], "entry 2500");
+    let (_, small) = stack
+        .get_json("/signing/activity?source=acme&Take=1&activityTake=5")
+        .await;
+    assert_eq!(small[0]["activityLog"].as_array().unwrap().len(), 5);
+    let (_, clamped) = stack
+        .get_json("/signing/activity/sp-long?activityTake=1000000")
+        .await;
+    assert_eq!(clamped[0]["activityLog"].as_array().unwrap().len(), 1000);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn with_tokens_configured_the_api_requires_one() {
     let mut stack = Stack::start_with(Options {
