@@ -161,6 +161,8 @@ pub async fn receive_webhook(
                 .requests
                 .with_label_values(&[label, "accepted"])
                 .inc();
+            // The id comes from the payload (Taktikal's is not even signed): escaped.
+            let event_id = countersign::telemetry::Escaped(&event_id);
             tracing::info!(source = label, event_id = %event_id, request_id = %request_id, elapsed_ms = elapsed.as_millis() as u64, "webhook accepted");
             HttpResponse::Ok().json(serde_json::json!({ "status": "accepted" }))
         }

@@ -20,8 +20,11 @@ pub fn init(binary: &str) -> tracing_appender::non_blocking::WorkerGuard {
         .lossy(false)
         .thread_name("log-writer")
         .finish(std::io::stderr());
+    // Colours only for a person at a terminal: a log file or collector gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(writer);
     if json {
         builder.json().flatten_event(true).init();
@@ -83,4 +86,50 @@ pub fn probe_health(port: u16) -> bool {
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).is_ok()
         && (head.starts_with(b"HTTP/1.0 200") || head.starts_with(b"HTTP/1.1 200"))
+}
+
+/// A value from a payload (an event id, a provider's message), written to a log line with every
+/// byte that is not printable ASCII escaped (`\n`, `\u{1b}`, `\u{202e}`): a newline cannot forge
+/// a log line, an escape sequence cannot reach an operator's terminal, and the text log and the
+/// JSON log show the same text. Longer values are cut at 200 characters (`…` marks the cut).
+pub struct Escaped<'a>(pub &'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        const MAX_CHARS: usize = 200;
+        for (i, c) in self.0.chars().enumerate() {
+            if i == MAX_CHARS {
+                return f.write_char('…');
+            }
+            match c {
+                ' '..='~' if c != '\\' => f.write_char(c)?,
+                '\\' => f.write_str("\\\\")?,
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                '\t' => f.write_str("\\t")?,
+                other => write!(f, "\\u{{{:x}}}", u32::from(other))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Escaped;
+
+    #[test]
+    fn escaped_values_are_one_printable_line() {
+        let forged = "evt-1\n2026-11-23T00:00:00Z  INFO forged\x1b[31mred\u{202e}\\";
+        let shown = Escaped(forged).to_string();
+        assert_eq!(
+            shown,
+            "evt-1\\n2026-11-23T00:00:00Z  INFO forged\\u{1b}[31mred\\u{202e}\\\\"
+        );
+        assert!(shown.bytes().all(|b| (0x20..0x7f).contains(&b)));
+        assert_eq!(Escaped("0f3c-ab").to_string(), "0f3c-ab");
+        let long = "x".repeat(500);
+        assert_eq!(Escaped(&long).to_string().chars().count(), 201);
+    }
 }

@@ -10,12 +10,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use countersign::config::{Config, Role};
+use countersign::providers::{legalesign, universign};
 use countersign::topology::Topology;
 use countersign_testkit::{
-    KillOnDrop, amqp_url, delete_topology, release_binary, taktikal_event, unique_prefix,
+    KillOnDrop, amqp_url, delete_topology, free_port, release_binary, rsa_key_pem,
+    self_signed_certificate, sign_taktikal, taktikal_event, taktikal_example, unique_prefix,
 };
 
 const KEY: &str = "attack-suite-key";
+const UK_TOKEN: &str = "attack-suite-url-token";
 const MIB: usize = 1024 * 1024;
 
 /// A release `countersign-ingester` with a configuration of the test's own.
@@ -30,18 +33,33 @@ struct Ingester {
 
 impl Ingester {
     /// Starts the ingester with `[ingester]` settings `ingester` (TOML lines) and one Taktikal
-    /// source `acme`; `extra` is appended (more sources).
+    /// source `acme`; `extra` is appended (more sources). JSON logs.
     fn start(ingester: &str, extra: &str) -> Self {
+        Self::start_logging(ingester, extra, true)
+    }
+
+    /// [`Ingester::start`] with the human-readable log when `json` is false (the ports are then
+    /// chosen here, since the log line that tells them is not parsed).
+    fn start_logging(ingester: &str, extra: &str, json: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let prefix = unique_prefix();
+        let (listen, admin_listen) = if json {
+            (0, 0)
+        } else {
+            (free_port(), free_port())
+        };
         let text = format!(
-            "[amqp]\nprefix = \"{prefix}\"\n\n[ingester]\nlisten = \"127.0.0.1:0\"\n\
-             admin_listen = \"127.0.0.1:0\"\n{ingester}\n\n[[sources]]\nname = \"acme\"\n\
+            "[amqp]\nprefix = \"{prefix}\"\n\n[ingester]\nlisten = \"127.0.0.1:{listen}\"\n\
+             admin_listen = \"127.0.0.1:{admin_listen}\"\n{ingester}\n\n[[sources]]\nname = \"acme\"\n\
              provider = \"taktikal\"\nsecrets = [\"env:ACME_KEY\"]\n{extra}\n"
         );
         let path = dir.path().join("countersign.toml");
         std::fs::write(&path, &text).unwrap();
-        let env = |name: &str| (name == "ACME_KEY").then(|| KEY.to_owned());
+        let env = |name: &str| match name {
+            "ACME_KEY" => Some(KEY.to_owned()),
+            "UK_TOKEN" => Some(UK_TOKEN.to_owned()),
+            _ => None,
+        };
         let config = Config::from_toml(&text, Role::Ingester, &env).expect("test config");
         let topology = Topology::from_config(&config.amqp);
 
@@ -49,8 +67,9 @@ impl Ingester {
             .arg("--config")
             .arg(&path)
             .env("ACME_KEY", KEY)
+            .env("UK_TOKEN", UK_TOKEN)
             .env("AMQP_URL", amqp_url())
-            .env("LOG_FORMAT", "json")
+            .env("LOG_FORMAT", if json { "json" } else { "text" })
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -72,9 +91,12 @@ impl Ingester {
                 lines.lock().unwrap().push(line);
             }
         });
-        let (port, admin_port) = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the ingester reports its ports");
+        let (port, admin_port) = if json {
+            rx.recv_timeout(Duration::from_secs(30))
+                .expect("the ingester reports its ports")
+        } else {
+            (listen, admin_listen)
+        };
         let ingester = Self {
             process,
             port,
@@ -145,8 +167,25 @@ fn exchange(port: u16, request: &[u8], within: Duration) -> Option<(u16, String)
 }
 
 fn post(port: u16, path: &str, body: &[u8], within: Duration) -> Option<(u16, String)> {
+    post_with(
+        port,
+        path,
+        body,
+        "Content-Type: application/json\r\n",
+        within,
+    )
+}
+
+/// A POST with `headers` (each line ending in CRLF) on a new connection.
+fn post_with(
+    port: u16,
+    path: &str,
+    body: &[u8],
+    headers: &str,
+    within: Duration,
+) -> Option<(u16, String)> {
     let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+        "POST {path} HTTP/1.1\r\nHost: x\r\n{headers}\
          Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
@@ -456,4 +495,242 @@ fn expect_continue_over_the_limit_gets_413_without_100_continue() {
     let mut rest = String::new();
     let _ = stream.read_to_string(&mut rest);
     assert!(rest.contains("HTTP/1.1 200"), "{rest}");
+}
+
+/// Issue 12's parsing findings, each with the status it gets now (against the release binary):
+/// Legalesign batches with padding or a second `data`, a `legalesign_event` with two `uuid`s,
+/// JSON arrays (positional structs), JWS `crit`, and a signed `createdAt` at the end of time
+/// (which panicked the request).
+#[test]
+fn hostile_bodies_get_their_documented_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let (legalesign_key, certificate) = self_signed_certificate(dir.path());
+    let universign_key = rsa_key_pem();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(
+        &jwks,
+        universign::jwks_of(&universign_key, "k1")
+            .unwrap()
+            .to_string(),
+    )
+    .unwrap();
+    let ingester = Ingester::start(
+        "",
+        &format!(
+            "[[sources]]\nname = \"uk\"\nprovider = \"legalesign\"\ncertificate = \"{}\"\n\n\
+             [[sources]]\nname = \"uk-events\"\nprovider = \"legalesign_event\"\n\
+             secrets = [\"env:UK_TOKEN\"]\n\n\
+             [[sources]]\nname = \"fr\"\nprovider = \"universign\"\njwks = \"{}\"\n",
+            certificate.display(),
+            jwks.display()
+        ),
+    );
+    let form = "Content-Type: application/x-www-form-urlencoded\r\n";
+    let json = "Content-Type: application/json\r\n";
+    let data = r#"[{"timestamp": "2026-11-23T07:09:52", "name": "status", "value": "40", "resource_uri": "/api/v1/signer/sig-1/"}]"#;
+    let batch = legalesign::signed_form(&legalesign_key, data).unwrap();
+    let other_data = "data=%5B%5D";
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let universign_event = |created_at: serde_json::Value| {
+        serde_json::to_vec(&serde_json::json!({
+            "object": "event", "id": format!("evt-{}", uuid::Uuid::new_v4().simple()), "type": "transaction.lifecycle.completed",
+            "createdAt": created_at, "payload": {"object": {"object": "transaction", "id": "tx-1"}}
+        }))
+        .unwrap()
+    };
+    let universign_signed = |body: &[u8], header: serde_json::Value| {
+        format!(
+            "X-JWS-Signature: {}\r\n{json}",
+            universign::sign_detached_with(&universign_key, &header, body).unwrap()
+        )
+    };
+    let genuine_universign = universign_event(now.into());
+    let end_of_time = universign_event(u64::MAX.into());
+    let array = serde_json::to_vec(&serde_json::json!([
+        "evt-array", "transaction.lifecycle.completed", now, {"object": {"id": "tx"}}
+    ]))
+    .unwrap();
+    let taktikal = taktikal_example();
+    let positional = serde_json::to_vec(&serde_json::json!([
+        taktikal["Id"],
+        taktikal["EventData"],
+        taktikal["EventSignature"]
+    ]))
+    .unwrap();
+    let events_path = format!("/webhooks/uk-events/{UK_TOKEN}");
+
+    let cases: Vec<(&str, String, Vec<u8>, String, u16)> = vec![
+        (
+            "a genuine batch",
+            "/webhooks/uk".into(),
+            batch.clone().into_bytes(),
+            form.into(),
+            200,
+        ),
+        (
+            "a batch with a junk field",
+            "/webhooks/uk".into(),
+            format!("{batch}&padding={}", "x".repeat(100_000)).into_bytes(),
+            form.into(),
+            400,
+        ),
+        (
+            "a batch padded past 1 MiB",
+            "/webhooks/uk".into(),
+            format!("{batch}&padding={}", "x".repeat(2 * MIB)).into_bytes(),
+            form.into(),
+            413,
+        ),
+        (
+            "an unsigned data field before the signed one",
+            "/webhooks/uk".into(),
+            format!("{other_data}&{batch}").into_bytes(),
+            form.into(),
+            400,
+        ),
+        (
+            "an event callback with two uuids",
+            events_path.clone(),
+            b"uuid=doc-A&name=x&uuid=doc-B".to_vec(),
+            form.into(),
+            400,
+        ),
+        (
+            "an event callback whose uuid forges a log line",
+            events_path.clone(),
+            b"uuid=doc-A%0A2026-11-23T00:00:00Z%20INFO%20forged".to_vec(),
+            form.into(),
+            400,
+        ),
+        (
+            "a genuine event callback",
+            events_path,
+            b"uuid=doc-A&name=NDA".to_vec(),
+            form.into(),
+            200,
+        ),
+        (
+            "a Taktikal JSON array",
+            "/webhooks/acme".into(),
+            b"[]".to_vec(),
+            json.into(),
+            406,
+        ),
+        (
+            "Taktikal's fields as a positional array",
+            "/webhooks/acme".into(),
+            positional,
+            json.into(),
+            406,
+        ),
+        (
+            "a genuine Universign event",
+            "/webhooks/fr".into(),
+            genuine_universign.clone(),
+            universign_signed(
+                &genuine_universign,
+                serde_json::json!({"alg": "PS256", "kid": "k1"}),
+            ),
+            200,
+        ),
+        (
+            "a JWS with crit [\"exp\"]",
+            "/webhooks/fr".into(),
+            genuine_universign.clone(),
+            universign_signed(
+                &genuine_universign,
+                serde_json::json!({"alg": "PS256", "kid": "k1", "crit": ["exp"], "exp": 1}),
+            ),
+            401,
+        ),
+        (
+            "a JWS with b64 false outside crit",
+            "/webhooks/fr".into(),
+            genuine_universign.clone(),
+            universign_signed(
+                &genuine_universign,
+                serde_json::json!({"alg": "PS256", "kid": "k1", "b64": false}),
+            ),
+            401,
+        ),
+        (
+            "a signed createdAt at the end of time",
+            "/webhooks/fr".into(),
+            end_of_time.clone(),
+            universign_signed(
+                &end_of_time,
+                serde_json::json!({"alg": "PS256", "kid": "k1"}),
+            ),
+            400,
+        ),
+        (
+            "a signed Universign JSON array",
+            "/webhooks/fr".into(),
+            array.clone(),
+            universign_signed(&array, serde_json::json!({"alg": "PS256", "kid": "k1"})),
+            400,
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (name, path, body, headers, expected) in &cases {
+        let status = post_with(ingester.port, path, body, headers, Duration::from_secs(10))
+            .map_or(0, |(s, _)| s);
+        eprintln!("{status} {name}");
+        if status != *expected {
+            wrong.push(format!("{name}: {status}, expected {expected}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert_eq!(
+        ingester.genuine(Duration::from_secs(5)).0,
+        200,
+        "the ingester is still serving (no request panicked it)"
+    );
+    assert!(!ingester.log_text().contains("panicked"));
+}
+
+/// Issue 12: Taktikal's `Id` (not covered by its HMAC) went raw into the text log: a newline
+/// forged a log line and escape codes reached the terminal. Now it is escaped in the text log,
+/// and the JSON log stays one object per line.
+#[test]
+fn payload_ids_cannot_forge_log_lines() {
+    let forged_id = "evt-1\n2026-11-23T00:00:00.000000Z  INFO countersign_ingester: forged line\x1b[31m\u{202e}";
+    for json in [false, true] {
+        let ingester = Ingester::start_logging("", "", json);
+        let mut event = taktikal_example();
+        event["Id"] = forged_id.into();
+        let body = sign_taktikal(event, KEY, SystemTime::now());
+        let (status, _) = post(
+            ingester.port,
+            "/webhooks/acme",
+            &body,
+            Duration::from_secs(10),
+        )
+        .expect("a reply");
+        assert_eq!(status, 200, "the Id is not signed: the event is genuine");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !ingester.log_text().contains("webhook accepted") {
+            assert!(Instant::now() < deadline, "the acceptance was logged");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let log = ingester.log_text();
+        assert!(
+            !log.lines().any(|l| l.starts_with("2026-11-23T00:00:00")),
+            "no forged line ({})",
+            if json { "json" } else { "text" }
+        );
+        assert!(!log.contains('\x1b'), "no escape code reaches the terminal");
+        assert!(!log.contains('\u{202e}'), "no bidi override");
+        if json {
+            for line in log.lines() {
+                let entry: serde_json::Value =
+                    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                assert!(entry.is_object());
+            }
+        }
+        assert!(log.contains("forged line"), "the id is logged, escaped");
+    }
 }

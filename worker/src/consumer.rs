@@ -251,7 +251,8 @@ impl Consumer {
                 .park(channel, delivery, DeadKind::RetriesExhausted, &reason)
                 .await;
         };
-        tracing::warn!(attempt = attempt + 1, retry_in = ?delay, error = reason, "transient failure; retrying later");
+        let shown = countersign::telemetry::Escaped(reason);
+        tracing::warn!(attempt = attempt + 1, retry_in = ?delay, error = %shown, "transient failure; retrying later");
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
         if headers.contains_key(DEAD_KIND) {
             // Moved back from the parking lot as it was (the management UI's "Move messages"):
