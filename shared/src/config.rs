@@ -645,8 +645,8 @@ fn resolve_secret(
             )
         })?
     } else if let Some(path) = reference.strip_prefix("file:") {
-        let mut text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::new(location, format!("{reference}: cannot read ({e})")))?;
+        let mut text = read_small_file(std::path::Path::new(path))
+            .map_err(|e| ConfigError::new(location, format!("{reference}: {e}")))?;
         if text.ends_with('\n') {
             text.pop();
             if text.ends_with('\r') {
@@ -664,6 +664,26 @@ fn resolve_secret(
         return Err(ConfigError::new(location, format!("{reference} is empty")));
     }
     Ok(Secret::new(reference, value))
+}
+
+/// The largest secret or key file read: a key, a certificate or a JWKS is a few KiB; a path to
+/// `/dev/zero` or a log file by mistake must not fill memory.
+pub const MAX_KEY_FILE_BYTES: u64 = 1024 * 1024;
+
+/// A secret, key or certificate file's text, at most [`MAX_KEY_FILE_BYTES`].
+pub fn read_small_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read ({e})"))?;
+    let mut text = String::new();
+    file.take(MAX_KEY_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read ({e})"))?;
+    if text.len() as u64 > MAX_KEY_FILE_BYTES {
+        return Err(format!(
+            "larger than {MAX_KEY_FILE_BYTES} bytes: not a key file"
+        ));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]

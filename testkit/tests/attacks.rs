@@ -261,7 +261,8 @@ fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
 /// its answer (200, or 503 + Retry-After) within a second.
 #[test]
 fn thirty_held_60_mib_bodies_stay_within_the_budget() {
-    let ingester = Ingester::start("max_body_bytes_in_flight = 268435456", "");
+    // The defaults: max_body_bytes 64 MiB, max_body_bytes_in_flight 256 MiB.
+    let ingester = Ingester::start("", "");
     let before = ingester.peak_rss();
     let chunk = vec![b'a'; MIB];
     let attackers: Vec<_> = (0..30)

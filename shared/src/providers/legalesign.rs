@@ -32,8 +32,8 @@ use crate::event::{ActivityEntry, ParseError, ProcessStatus, Signee, SigningEven
 pub fn load_certificate(path: &Path) -> Result<RsaPublicKey, String> {
     use rsa::pkcs8::DecodePublicKey as _;
     use x509_cert::der::{DecodePem as _, Encode as _};
-    let pem = std::fs::read_to_string(path)
-        .map_err(|e| format!("certificate {}: cannot read ({e})", path.display()))?;
+    let pem = crate::config::read_small_file(path)
+        .map_err(|e| format!("certificate {}: {e}", path.display()))?;
     let certificate = x509_cert::Certificate::from_pem(pem.as_bytes()).map_err(|e| {
         format!(
             "certificate {}: not an X.509 PEM certificate ({e})",

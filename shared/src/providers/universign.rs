@@ -64,8 +64,8 @@ struct Jwk {
 
 /// Reads the RSA signing keys of a JWKS document.
 pub fn load_jwks(path: &Path) -> Result<Vec<(Option<String>, RsaPublicKey)>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("jwks {}: cannot read ({e})", path.display()))?;
+    let text = crate::config::read_small_file(path)
+        .map_err(|e| format!("jwks {}: {e}", path.display()))?;
     let jwks: Jwks = serde_json::from_str(&text)
         .map_err(|e| format!("jwks {}: not a JWKS ({e})", path.display()))?;
     let mut keys = Vec::new();

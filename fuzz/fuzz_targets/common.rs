@@ -1,0 +1,103 @@
+#![allow(dead_code)] // each target uses a part
+//! What the provider targets share: one configuration with a source of every provider, its keys
+//! (test-only, in `fuzz/keys/`) written to a temporary directory once, and the split of an input
+//! into a header (or URL token) and a body at its first NUL byte.
+
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use countersign::config::{Config, Role};
+use countersign::providers::{Headers, Origin, Sources};
+
+pub const TAKTIKAL_KEY: &str = "fuzz-taktikal-key";
+pub const URL_TOKEN: &str = "fuzz-url-token";
+
+pub fn sources() -> &'static Sources {
+    static SOURCES: OnceLock<Sources> = OnceLock::new();
+    SOURCES.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("countersign-fuzz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temporary directory");
+        let certificate = dir.join("legalesign.pem");
+        let jwks = dir.join("jwks.json");
+        std::fs::write(
+            &certificate,
+            include_str!("../keys/legalesign-certificate.pem"),
+        )
+        .unwrap();
+        std::fs::write(&jwks, include_str!("../keys/universign-jwks.json")).unwrap();
+        let text = format!(
+            r#"
+            [[sources]]
+            name = "acme"
+            provider = "taktikal"
+            secrets = ["env:TAKTIKAL_KEY"]
+            max_signature_age = "36500d"
+
+            [[sources]]
+            name = "fr"
+            provider = "universign"
+            jwks = "{}"
+            max_signature_age = "36500d"
+
+            [[sources]]
+            name = "uk"
+            provider = "legalesign"
+            certificate = "{}"
+
+            [[sources]]
+            name = "uk-events"
+            provider = "legalesign_event"
+            secrets = ["env:URL_TOKEN"]
+            "#,
+            jwks.display(),
+            certificate.display()
+        );
+        let env = |name: &str| match name {
+            "TAKTIKAL_KEY" => Some(TAKTIKAL_KEY.to_owned()),
+            "URL_TOKEN" => Some(URL_TOKEN.to_owned()),
+            _ => None,
+        };
+        let config = Config::from_toml(&text, Role::Ingester, &env).expect("fuzz configuration");
+        Sources::from_config(&config).expect("fuzz sources")
+    })
+}
+
+/// `(before the first NUL, after it)`, or `(empty, everything)` without a NUL.
+pub fn split(data: &[u8]) -> (&[u8], &[u8]) {
+    match data.iter().position(|&b| b == 0) {
+        Some(at) => (&data[..at], &data[at + 1..]),
+        None => (&[], data),
+    }
+}
+
+/// One header, `name: value`.
+pub struct One<'a>(pub &'static str, pub &'a [u8]);
+
+impl Headers for One<'_> {
+    fn get(&self, name: &str) -> Option<&[u8]> {
+        (name == self.0).then_some(self.1)
+    }
+}
+
+/// Verifies `body` as `source` received it; when it verifies, the worker's parser must accept
+/// or refuse it without panicking too.
+pub fn verify_then_parse(source: &str, body: &[u8], headers: &dyn Headers, token: Option<&str>) {
+    let sources = sources();
+    let source = sources.get(source).expect("configured");
+    let origin = Origin {
+        path_token: token,
+        peer: None,
+    };
+    let verified = sources.verify(
+        source,
+        Bytes::copy_from_slice(body),
+        headers,
+        origin,
+        SystemTime::now(),
+    );
+    if let Ok(webhook) = verified {
+        let _ = webhook.provider().parse(webhook.body());
+        let _ = webhook.provider().signature_id(webhook.body());
+    }
+}
