@@ -41,6 +41,12 @@ impl Ingester {
     /// [`Ingester::start`] with the human-readable log when `json` is false (the ports are then
     /// chosen here, since the log line that tells them is not parsed).
     fn start_logging(ingester: &str, extra: &str, json: bool) -> Self {
+        Self::start_limited(ingester, extra, json, None)
+    }
+
+    /// [`Ingester::start_logging`] under an open-file limit of `nofile` (soft and hard, through
+    /// util-linux's `prlimit`), or the test's own.
+    fn start_limited(ingester: &str, extra: &str, json: bool, nofile: Option<u32>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let prefix = unique_prefix();
         let (listen, admin_listen) = if json {
@@ -63,7 +69,18 @@ impl Ingester {
         let config = Config::from_toml(&text, Role::Ingester, &env).expect("test config");
         let topology = Topology::from_config(&config.amqp);
 
-        let mut child = Command::new(release_binary("countersign-ingester"))
+        let binary = release_binary("countersign-ingester");
+        let mut command = match nofile {
+            Some(limit) => {
+                let mut command = Command::new("prlimit");
+                command
+                    .arg(format!("--nofile={limit}:{limit}"))
+                    .arg(&binary);
+                command
+            }
+            None => Command::new(&binary),
+        };
+        let mut child = command
             .arg("--config")
             .arg(&path)
             .env("ACME_KEY", KEY)
@@ -383,6 +400,39 @@ fn ten_thousand_idle_and_slow_connections_do_not_shut_out_genuine_webhooks() {
     }
     eprintln!("10,000 held connections: {open} open at the ingester; 20/20 genuine webhooks 200");
     assert!(open >= 9_000, "the held connections were open ({open})");
+    assert!(
+        !ingester.log_text().contains("Too many open files"),
+        "no descriptor exhaustion"
+    );
+    drop(held);
+}
+
+/// Issue 12: idle connections past the descriptor limit ("Too many open files") left `/readyz`
+/// unreachable and genuine webhooks timing out. With 2,048 descriptors and 2,500 idle
+/// connections, the webhook port stops accepting at 1,024 connections, so `/readyz` answers at
+/// once and a genuine webhook gets its 200 as soon as the idle ones reach `header_timeout`.
+#[test]
+fn more_idle_connections_than_descriptors_leave_the_admin_port_answering() {
+    let limit = rlimit::increase_nofile_limit(u64::MAX).expect("raise the test's own limit");
+    assert!(limit >= 4_000, "the test needs 4,000 descriptors ({limit})");
+    let ingester = Ingester::start_limited("", "", true, Some(2048));
+    let held: Vec<TcpStream> = (0..2_500)
+        .map(|_| TcpStream::connect(("127.0.0.1", ingester.port)).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let (ready, _) = ingester.get_admin("/readyz");
+    let ready_in = started.elapsed();
+    let (status, took) = ingester.genuine(Duration::from_secs(15));
+    eprintln!(
+        "2,500 idle connections, 2,048 descriptors: /readyz {ready} in {ready_in:?}; genuine webhook {status} in {took:?}"
+    );
+    assert_eq!(ready, 200, "/readyz answers");
+    assert!(
+        ready_in < Duration::from_secs(2),
+        "/readyz took {ready_in:?}"
+    );
+    assert_eq!(status, 200, "a genuine webhook gets through");
     assert!(
         !ingester.log_text().contains("Too many open files"),
         "no descriptor exhaustion"
