@@ -2,8 +2,9 @@
 //!
 //! - [`BodyBudget`]: every byte of every body being read or published is counted against one
 //!   budget (`ingester.max_body_bytes_in_flight`); a request that would exceed it gets 503 +
-//!   `Retry-After` and its connection is closed. Bytes are counted as they arrive, never from an
-//!   announced `Content-Length`.
+//!   `Retry-After`. Bytes are counted as they arrive, never from an announced `Content-Length`.
+//!   A part of the budget is kept for small bodies (up to [`SMALL_BODY_BYTES`]): a few clients
+//!   holding huge bodies exhaust the rest, and ordinary webhooks (a few KiB) still get through.
 //! - [`DeadlineStream`]: wraps each accepted connection; once a request's first byte has been
 //!   read, its reply must be written within `ingester.request_timeout`, or the connection is
 //!   dropped. actix-http times only the first request's headers; this covers every request of a
@@ -27,17 +28,30 @@ use tokio::time::{Instant, Sleep};
 /// Descriptors kept out of the connection limit: broker, admin port, logs, key files.
 pub const RESERVED_DESCRIPTORS: u64 = 1024;
 
+/// A body up to this size may use the budget's reserve once the rest is taken.
+pub const SMALL_BODY_BYTES: usize = 1024 * 1024;
+
 /// The shared budget of body bytes in flight.
 #[derive(Clone)]
 pub struct BodyBudget {
-    permits: Arc<Semaphore>,
+    /// For any body.
+    shared: Arc<Semaphore>,
+    /// Only for bodies up to [`SMALL_BODY_BYTES`], when `shared` is exhausted.
+    reserve: Arc<Semaphore>,
     in_flight: IntGauge,
 }
 
 impl BodyBudget {
-    pub fn new(bytes: usize, in_flight: IntGauge) -> Self {
+    /// `bytes` in all; of them, the reserve for small bodies is an eighth, at most 32 MiB, and
+    /// never so much that a body of `largest_body` bytes could not fit in the rest.
+    pub fn new(bytes: usize, largest_body: usize, in_flight: IntGauge) -> Self {
+        let bytes = bytes.min(Semaphore::MAX_PERMITS);
+        let reserve = (bytes / 8)
+            .min(32 * 1024 * 1024)
+            .min(bytes.saturating_sub(largest_body));
         Self {
-            permits: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))),
+            shared: Arc::new(Semaphore::new(bytes - reserve)),
+            reserve: Arc::new(Semaphore::new(reserve)),
             in_flight,
         }
     }
@@ -46,7 +60,7 @@ impl BodyBudget {
     pub fn hold(&self) -> BodyHold {
         BodyHold {
             budget: self.clone(),
-            permit: None,
+            permits: Vec::new(),
             bytes: 0,
         }
     }
@@ -55,12 +69,13 @@ impl BodyBudget {
 /// Bytes of one request counted against the budget; given back when dropped.
 pub struct BodyHold {
     budget: BodyBudget,
-    permit: Option<OwnedSemaphorePermit>,
+    permits: Vec<OwnedSemaphorePermit>,
     bytes: usize,
 }
 
 impl BodyHold {
-    /// Takes `more` bytes from the budget, or returns false (nothing taken) when it has fewer left.
+    /// Takes `more` bytes from the budget (the shared part first, then — while this body stays
+    /// small — the reserve), or returns false (nothing taken) when neither has enough left.
     pub fn grow(&mut self, more: usize) -> bool {
         if more == 0 {
             return true;
@@ -68,13 +83,22 @@ impl BodyHold {
         let Ok(count) = u32::try_from(more) else {
             return false;
         };
-        let Ok(permit) = self.budget.permits.clone().try_acquire_many_owned(count) else {
+        let permit = self
+            .budget
+            .shared
+            .clone()
+            .try_acquire_many_owned(count)
+            .or_else(|_| {
+                if self.bytes + more <= SMALL_BODY_BYTES {
+                    self.budget.reserve.clone().try_acquire_many_owned(count)
+                } else {
+                    Err(tokio::sync::TryAcquireError::NoPermits)
+                }
+            });
+        let Ok(permit) = permit else {
             return false;
         };
-        match &mut self.permit {
-            Some(held) => held.merge(permit),
-            None => self.permit = Some(permit),
-        }
+        self.permits.push(permit);
         self.bytes += more;
         self.budget.in_flight.add(more as i64);
         true
@@ -209,9 +233,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn small_bodies_keep_a_reserve_that_large_ones_cannot_take() {
+        let gauge = IntGauge::new("t", "t").expect("gauge");
+        let mib = 1024 * 1024;
+        // 256 MiB: 32 MiB kept for bodies up to 1 MiB.
+        let budget = BodyBudget::new(256 * mib, 64 * mib, gauge.clone());
+        let mut large: Vec<BodyHold> = (0..4).map(|_| budget.hold()).collect();
+        for hold in &mut large[..3] {
+            assert!(hold.grow(64 * mib));
+        }
+        assert!(large[3].grow(32 * mib));
+        assert!(
+            !large[3].grow(mib),
+            "the shared part is exhausted for large bodies"
+        );
+        let mut small = budget.hold();
+        assert!(small.grow(16 * 1024), "a webhook of a few KiB still fits");
+        assert!(small.grow(mib - 16 * 1024), "up to 1 MiB from the reserve");
+        assert!(!small.grow(1), "past 1 MiB, no more reserve");
+        drop(large);
+        assert!(small.grow(1), "the shared part is back");
+        // A budget that only fits the largest body keeps no reserve.
+        let tight = BodyBudget::new(64 * mib, 64 * mib, gauge);
+        assert!(tight.hold().grow(64 * mib));
+    }
+
+    #[test]
     fn the_budget_is_shared_and_given_back() {
         let gauge = IntGauge::new("t", "t").expect("gauge");
-        let budget = BodyBudget::new(100, gauge.clone());
+        let budget = BodyBudget::new(100, 100, gauge.clone());
         let mut a = budget.hold();
         let mut b = budget.hold();
         assert!(a.grow(60));

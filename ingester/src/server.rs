@@ -74,6 +74,10 @@ pub fn webhook_server(
                     async move { stopping.notified().await }
                 })
                 .client_request_timeout(header_timeout)
+                // As actix-web's HttpServer: a reply that ends a connection early (a 413 before the
+                // body) is flushed and the socket closed gracefully within 1 s, instead of reset
+                // under a client still sending — which would then never read its 413.
+                .client_disconnect_timeout(Duration::from_secs(1))
                 .keep_alive(keep_alive)
                 .expect(fn_service(move |request: Request| {
                     let refused = over_announced_limit(&request, &expect_state);

@@ -73,6 +73,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let budget = BodyBudget::new(
             config.ingester.max_body_bytes_in_flight,
+            sources.largest_body_limit(),
             metrics.body_bytes_in_flight.clone(),
         );
         let webhook_state = web::Data::new(WebhookState {

@@ -275,7 +275,7 @@ fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
 /// Issue 12: 30 connections each sending 60 MiB minus one byte and then waiting held 1,832 MiB.
 /// Now bytes in flight are bounded by `max_body_bytes_in_flight` (here 256 MiB, the default):
 /// the ingester's peak stays under that plus 64 MiB, and a genuine webhook sent meanwhile gets
-/// its answer (200, or 503 + Retry-After) within a second.
+/// its 200 within a second (small bodies have a reserve the large ones cannot take).
 #[test]
 fn thirty_held_60_mib_bodies_stay_within_the_budget() {
     // The defaults: max_body_bytes 64 MiB, max_body_bytes_in_flight 256 MiB.
@@ -322,10 +322,9 @@ fn thirty_held_60_mib_bodies_stay_within_the_budget() {
 
     // Every attacker is now holding its connection open.
     let (status, took) = ingester.genuine(Duration::from_secs(5));
-    assert!(
-        status == 200 || status == 503,
-        "a genuine webhook during the attack got {status}"
-    );
+    // The large bodies exhaust only the shared part of the budget: a webhook of a few KiB draws
+    // on the reserve for small bodies and is accepted.
+    assert_eq!(status, 200, "a genuine webhook during the attack");
     assert!(
         took < Duration::from_secs(1),
         "a genuine webhook during the attack took {took:?}"

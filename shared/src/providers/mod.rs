@@ -329,6 +329,15 @@ impl Sources {
         self.by_name.len()
     }
 
+    /// The largest `max_body_bytes` of any source (0 without sources).
+    pub fn largest_body_limit(&self) -> usize {
+        self.by_name
+            .values()
+            .map(Source::max_body_bytes)
+            .max()
+            .unwrap_or_default()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
