@@ -60,7 +60,8 @@ impl BodyBudget {
     pub fn hold(&self) -> BodyHold {
         BodyHold {
             budget: self.clone(),
-            permits: Vec::new(),
+            shared: None,
+            reserved: None,
             bytes: 0,
         }
     }
@@ -69,7 +70,10 @@ impl BodyBudget {
 /// Bytes of one request counted against the budget; given back when dropped.
 pub struct BodyHold {
     budget: BodyBudget,
-    permits: Vec<OwnedSemaphorePermit>,
+    /// Taken from the shared part and from the reserve (each merged into one permit: no
+    /// allocation per request).
+    shared: Option<OwnedSemaphorePermit>,
+    reserved: Option<OwnedSemaphorePermit>,
     bytes: usize,
 }
 
@@ -83,25 +87,33 @@ impl BodyHold {
         let Ok(count) = u32::try_from(more) else {
             return false;
         };
-        let permit = self
-            .budget
-            .shared
-            .clone()
-            .try_acquire_many_owned(count)
-            .or_else(|_| {
-                if self.bytes + more <= SMALL_BODY_BYTES {
-                    self.budget.reserve.clone().try_acquire_many_owned(count)
-                } else {
-                    Err(tokio::sync::TryAcquireError::NoPermits)
-                }
-            });
-        let Ok(permit) = permit else {
+        let small = self.bytes + more <= SMALL_BODY_BYTES;
+        if let Ok(permit) = self.budget.shared.clone().try_acquire_many_owned(count) {
+            merge(&mut self.shared, permit);
+        } else if let Some(permit) = small
+            .then(|| {
+                self.budget
+                    .reserve
+                    .clone()
+                    .try_acquire_many_owned(count)
+                    .ok()
+            })
+            .flatten()
+        {
+            merge(&mut self.reserved, permit);
+        } else {
             return false;
-        };
-        self.permits.push(permit);
+        }
         self.bytes += more;
         self.budget.in_flight.add(more as i64);
         true
+    }
+}
+
+fn merge(held: &mut Option<OwnedSemaphorePermit>, permit: OwnedSemaphorePermit) {
+    match held {
+        Some(held) => held.merge(permit),
+        None => *held = Some(permit),
     }
 }
 

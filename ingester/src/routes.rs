@@ -104,14 +104,7 @@ pub async fn receive_webhook(
 ) -> HttpResponse {
     // `/webhooks/{source}` or `/webhooks/{source}/{token}`, matched by hand (see startup), POST
     // only. The token is for sources authenticated by their URL (Legalesign's event callback).
-    let rest = request
-        .path()
-        .strip_prefix("/webhooks/")
-        .unwrap_or_default();
-    let (source, path_token) = match rest.split_once('/') {
-        Some((source, token)) => (source, Some(token)),
-        None => (rest, None),
-    };
+    let (source, path_token) = source_of(request.path());
     if source.is_empty() || path_token.is_some_and(|t| t.is_empty() || t.contains('/')) {
         return HttpResponse::NotFound().json(serde_json::json!({ "error": "not found" }));
     }
@@ -191,6 +184,15 @@ pub async fn receive_webhook(
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
+}
+
+/// `(source, token)` of `/webhooks/{source}[/{token}]` (an empty source for any other path).
+pub(crate) fn source_of(path: &str) -> (&str, Option<&str>) {
+    let rest = path.strip_prefix("/webhooks/").unwrap_or_default();
+    match rest.split_once('/') {
+        Some((source, token)) => (source, Some(token)),
+        None => (rest, None),
+    }
 }
 
 /// Reads, verifies and publishes; returns the event id once the broker has confirmed.

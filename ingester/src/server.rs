@@ -23,7 +23,7 @@ use actix_web::{App, HttpMessage as _, web};
 use prometheus::IntGauge;
 
 use crate::limits::DeadlineStream;
-use crate::routes::{WebhookState, receive_webhook};
+use crate::routes::{self, WebhookState, receive_webhook};
 
 /// How the webhook server is bounded.
 pub struct Limits {
@@ -110,11 +110,7 @@ fn over_announced_limit(request: &Request, state: &WebhookState) -> Option<Respo
         .ok()?
         .parse::<u64>()
         .ok()?;
-    let source = request
-        .path()
-        .strip_prefix("/webhooks/")
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_default();
+    let (source, _) = routes::source_of(request.path());
     let limit = state
         .sources
         .get(source)

@@ -5,6 +5,17 @@ use std::time::Duration;
 
 use crate::helpers::{Stack, header, taktikal, wait_until};
 
+/// Publishes `body` as an AllSigned Taktikal event of `acme`, as an ingester replica that does
+/// not remember the signature would.
+async fn publish_as_another_replica(stack: &Stack, body: &[u8], event_id: &str) {
+    let headers = [
+        ("x-source", "acme"),
+        ("x-provider", "taktikal"),
+        ("x-event-type", "AllSigned"),
+    ];
+    stack.publish_raw(body, event_id, &headers).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_body_under_a_recorded_signature_is_parked_as_a_suspected_replay() {
     let stack = Stack::start().await;
@@ -23,17 +34,7 @@ async fn a_second_body_under_a_recorded_signature_is_parked_as_a_suspected_repla
         401,
         "this replica remembers the signature"
     );
-    stack
-        .publish_raw(
-            &forged,
-            "forged-event",
-            &[
-                ("x-source", "acme"),
-                ("x-provider", "taktikal"),
-                ("x-event-type", "AllSigned"),
-            ],
-        )
-        .await;
+    publish_as_another_replica(&stack, &forged, "forged-event").await;
 
     wait_until("the replay is parked", Duration::from_secs(30), || async {
         stack.queue_len(stack.topology.dead_queue()).await == 1
@@ -91,17 +92,7 @@ async fn a_parked_replay_leaves_no_document_to_download() {
         .encode(script)
         .into();
     let forged = serde_json::to_vec(&forged).unwrap();
-    stack
-        .publish_raw(
-            &forged,
-            "forged-with-document",
-            &[
-                ("x-source", "acme"),
-                ("x-provider", "taktikal"),
-                ("x-event-type", "AllSigned"),
-            ],
-        )
-        .await;
+    publish_as_another_replica(&stack, &forged, "forged-with-document").await;
     wait_until("the replay is parked", Duration::from_secs(30), || async {
         stack.queue_len(stack.topology.dead_queue()).await == 1
     })
