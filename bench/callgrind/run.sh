@@ -13,6 +13,8 @@ prefix = "callgrind-bench"
 [ingester]
 listen = "127.0.0.1:18080"
 admin_listen = "127.0.0.1:19090"
+[ingester.spool]
+dir = "$work/spool"
 [[sources]]
 name = "acme"
 provider = "taktikal"

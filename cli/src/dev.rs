@@ -73,6 +73,9 @@ prefix = "{prefix}"
 listen = "127.0.0.1:{webhook}"
 admin_listen = "127.0.0.1:{admin}"
 
+[ingester.spool]
+dir = "{spool}"
+
 [worker]
 listen = "127.0.0.1:{api}"
 documents = "file:{documents}"
@@ -82,7 +85,8 @@ name = "acme"
 provider = "taktikal"
 secrets = ["env:ACME_TAKTIKAL_KEY"]
 "#,
-        documents = data.join("documents").display()
+        documents = data.join("documents").display(),
+        spool = data.join("spool").display(),
     )
 }
 

@@ -21,10 +21,11 @@ use countersign::providers::VerifiedWebhook;
 use countersign::topology::Topology;
 use futures_util::StreamExt;
 use lapin::types::ShortString;
-use lapin::{Channel, Connection, Event};
+use lapin::{BasicProperties, Channel, Connection, Event};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::spool::Message;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -72,6 +73,26 @@ impl Broker {
         webhook: &VerifiedWebhook,
         outbound: Outbound,
     ) -> Result<(), PublishError> {
+        self.publish_raw(outbound.routing_key, webhook.body(), outbound.properties)
+            .await
+    }
+
+    /// Publishes a spooled message and waits for the broker's confirm.
+    pub async fn publish_message(&self, message: &Message) -> Result<(), PublishError> {
+        self.publish_raw(
+            message.routing_key.clone(),
+            &message.body,
+            message.properties.clone(),
+        )
+        .await
+    }
+
+    async fn publish_raw(
+        &self,
+        routing_key: ShortString,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), PublishError> {
         if self.blocked.load(Ordering::Relaxed) {
             return Err(PublishError::Blocked);
         }
@@ -80,9 +101,9 @@ impl Broker {
         let result = countersign::amqp::publish_confirmed(
             &channel,
             self.exchange.clone(),
-            outbound.routing_key,
-            webhook.body(),
-            outbound.properties,
+            routing_key,
+            body,
+            properties,
             self.confirm_timeout,
         )
         .await;

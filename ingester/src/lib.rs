@@ -10,6 +10,8 @@
 //! - [`limits`]: body bytes in flight, a deadline per request, the connection limit.
 //! - [`routes`]: `POST /webhooks/{source}` — read, verify, publish, reply.
 //! - [`broker`]: the connection to RabbitMQ, kept alive and reconnected; publish with confirm.
+//! - [`spool`]: the local durable spool for webhooks the broker cannot take now, and its
+//!   drainer.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` on the admin port.
 //! - [`metrics`]: the Prometheus metrics.
 //!
@@ -22,6 +24,7 @@ pub mod limits;
 pub mod metrics;
 pub mod routes;
 pub mod server;
+pub mod spool;
 pub mod startup;
 
 pub use startup::Application;

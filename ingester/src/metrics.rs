@@ -10,8 +10,18 @@
 //! - `countersign_ingester_body_bytes_in_flight`: body bytes held against
 //!   `max_body_bytes_in_flight` (requests refused for it count as `outcome="over_budget"`).
 //! - `countersign_ingester_connections_open`: open webhook connections.
+//! - `countersign_ingester_spool_messages`, `countersign_ingester_spool_bytes`,
+//!   `countersign_ingester_spool_oldest_age_seconds`: what the spool holds now (bytes on disk).
+//! - `countersign_ingester_spool_appended_total`, `countersign_ingester_spool_drained_total`:
+//!   messages spooled and drained (`rate()` of the latter is the drain rate). Requests answered
+//!   from the spool count as `outcome="spooled"`; refused by it, as `spool_full`,
+//!   `spool_too_old` or `spool_failed`.
+//! - `countersign_ingester_spool_sync_duration_seconds`: one group commit (write + fsync).
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry,
+};
 
 /// Latency buckets from 0.25 ms to 30 s: confirms are sub-millisecond on a healthy broker and
 /// large bodies or a struggling broker take seconds.
@@ -33,6 +43,12 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     pub body_bytes_in_flight: IntGauge,
     pub connections_open: IntGauge,
+    pub spool_messages: IntGauge,
+    pub spool_bytes: IntGauge,
+    pub spool_oldest_age_seconds: Gauge,
+    pub spool_appended: IntCounter,
+    pub spool_drained: IntCounter,
+    pub spool_sync_seconds: Histogram,
 }
 
 impl Metrics {
@@ -83,6 +99,39 @@ impl Metrics {
             "Open connections on the webhook port.",
         )
         .expect("valid metric");
+        let spool_messages = IntGauge::new(
+            "countersign_ingester_spool_messages",
+            "Messages in the local spool not yet confirmed by the broker.",
+        )
+        .expect("valid metric");
+        let spool_bytes = IntGauge::new(
+            "countersign_ingester_spool_bytes",
+            "Bytes the local spool takes on disk, against ingester.spool.max_bytes.",
+        )
+        .expect("valid metric");
+        let spool_oldest_age_seconds = Gauge::new(
+            "countersign_ingester_spool_oldest_age_seconds",
+            "Age of the oldest spooled message not yet drained (0 when empty).",
+        )
+        .expect("valid metric");
+        let spool_appended = IntCounter::new(
+            "countersign_ingester_spool_appended_total",
+            "Messages written to the local spool (fsync'd).",
+        )
+        .expect("valid metric");
+        let spool_drained = IntCounter::new(
+            "countersign_ingester_spool_drained_total",
+            "Spooled messages confirmed by the broker.",
+        )
+        .expect("valid metric");
+        let spool_sync_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "countersign_ingester_spool_sync_duration_seconds",
+                "One group commit to the spool: write and fsync.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
         countersign::telemetry::register_all(
             &registry,
             vec![
@@ -93,6 +142,12 @@ impl Metrics {
                 Box::new(in_flight.clone()),
                 Box::new(body_bytes_in_flight.clone()),
                 Box::new(connections_open.clone()),
+                Box::new(spool_messages.clone()),
+                Box::new(spool_bytes.clone()),
+                Box::new(spool_oldest_age_seconds.clone()),
+                Box::new(spool_appended.clone()),
+                Box::new(spool_drained.clone()),
+                Box::new(spool_sync_seconds.clone()),
             ],
         );
         Self {
@@ -104,6 +159,12 @@ impl Metrics {
             in_flight,
             body_bytes_in_flight,
             connections_open,
+            spool_messages,
+            spool_bytes,
+            spool_oldest_age_seconds,
+            spool_appended,
+            spool_drained,
+            spool_sync_seconds,
         }
     }
 

@@ -4,12 +4,13 @@
 //! | outcome | reply |
 //! |---|---|
 //! | confirmed by the broker | 200 |
+//! | not confirmed (broker down, blocked, nack, confirm timeout, channel error), then fsync'd to the spool | 200 |
 //! | unknown source | 404 |
 //! | body over the limit | 413 |
 //! | body bytes in flight over `max_body_bytes_in_flight` | 503 + `Retry-After` |
 //! | signature missing, wrong, stale or replayed with another body | 401 |
 //! | a body the provider must stop sending (Taktikal: not JSON) | the provider's code (406) |
-//! | broker down, blocked, nack, return, channel error, confirm timeout | 503 + `Retry-After` |
+//! | not confirmed and the spool full, too old, failing or off | 503 + `Retry-After` |
 //!
 //! Error bodies are `{"error": "..."}` and never echo the payload or a secret.
 
@@ -29,6 +30,7 @@ use futures_util::StreamExt;
 use crate::broker::{Broker, PublishError};
 use crate::limits::{BodyBudget, BodyHold};
 use crate::metrics::{Metrics, UNKNOWN_SOURCE};
+use crate::spool::{self, Spool, SpoolError};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -43,6 +45,16 @@ pub struct WebhookState {
     pub budget: BodyBudget,
     /// The limit of a source that does not set its own (`ingester.max_body_bytes`).
     pub default_max_body_bytes: usize,
+    /// Where a webhook the broker did not confirm is kept; `None` when the spool is off.
+    pub spool: Option<Arc<Spool>>,
+}
+
+/// How a webhook was made safe.
+enum Kept {
+    /// Confirmed by the broker.
+    Confirmed,
+    /// On this ingester's disk, to be drained into the broker.
+    Spooled,
 }
 
 /// Why a request did not end in a 200.
@@ -56,6 +68,11 @@ enum Failure {
     OverBudget,
     #[error(transparent)]
     Unavailable(#[from] PublishError),
+    #[error("{publish}; and not spooled: {spool}")]
+    Unspooled {
+        publish: PublishError,
+        spool: SpoolError,
+    },
 }
 
 impl Failure {
@@ -65,6 +82,7 @@ impl Failure {
             Failure::Unreadable => "unreadable",
             Failure::OverBudget => "over_budget",
             Failure::Unavailable(e) => e.label(),
+            Failure::Unspooled { spool, .. } => spool.label(),
         }
     }
 
@@ -74,14 +92,16 @@ impl Failure {
                 StatusCode::from_u16(r.status()).unwrap_or(StatusCode::BAD_REQUEST)
             }
             Failure::Unreadable => StatusCode::BAD_REQUEST,
-            Failure::OverBudget | Failure::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::OverBudget | Failure::Unavailable(_) | Failure::Unspooled { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
     /// What the caller is told; for broker trouble, not our internals.
     fn public_message(&self) -> String {
         match self {
-            Failure::Unavailable(_) => {
+            Failure::Unavailable(_) | Failure::Unspooled { .. } => {
                 "temporarily unable to accept the event; retry later".to_owned()
             }
             other => other.to_string(),
@@ -148,15 +168,19 @@ pub async fn receive_webhook(
         .with_label_values(&[label])
         .observe(elapsed.as_secs_f64());
     let mut response = match result {
-        Ok(event_id) => {
+        Ok((event_id, kept)) => {
+            let outcome = match kept {
+                Kept::Confirmed => "accepted",
+                Kept::Spooled => "spooled",
+            };
             state
                 .metrics
                 .requests
-                .with_label_values(&[label, "accepted"])
+                .with_label_values(&[label, outcome])
                 .inc();
             // The id comes from the payload (Taktikal's is not even signed): escaped.
             let event_id = countersign::telemetry::Escaped(&event_id);
-            tracing::info!(source = label, event_id = %event_id, request_id = %request_id, elapsed_ms = elapsed.as_millis() as u64, "webhook accepted");
+            tracing::info!(source = label, event_id = %event_id, request_id = %request_id, outcome, elapsed_ms = elapsed.as_millis() as u64, "webhook accepted");
             HttpResponse::Ok().json(serde_json::json!({ "status": "accepted" }))
         }
         Err(failure) => {
@@ -169,7 +193,7 @@ pub async fn receive_webhook(
             if matches!(failure, Failure::OverBudget) {
                 tracing::warn!(source = label, request_id = %request_id, outcome = failure.label(), "webhook refused: body bytes in flight at ingester.max_body_bytes_in_flight");
             } else if status.is_server_error() {
-                tracing::error!(source = label, request_id = %request_id, outcome = failure.label(), error = %failure, "webhook not accepted: broker unavailable");
+                tracing::error!(source = label, request_id = %request_id, outcome = failure.label(), error = %failure, "webhook not accepted: the broker did not confirm it and it was not spooled");
             } else {
                 tracing::warn!(source = label, request_id = %request_id, outcome = failure.label(), status = status.as_u16(), "webhook refused");
             }
@@ -195,7 +219,8 @@ pub(crate) fn source_of(path: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Reads, verifies and publishes; returns the event id once the broker has confirmed.
+/// Reads, verifies and publishes; returns the event id once the broker has confirmed or the
+/// spool has it on disk.
 async fn accept(
     state: &WebhookState,
     source: &Source,
@@ -204,8 +229,8 @@ async fn accept(
     origin: Origin<'_>,
     request_id: &str,
     received_at: SystemTime,
-) -> Result<String, Failure> {
-    // Held until the publish is confirmed: the message's body is these bytes.
+) -> Result<(String, Kept), Failure> {
+    // Held until the message is confirmed or spooled: the message's body is these bytes.
     let (body, _hold) = read_body(request, payload, source.max_body_bytes(), &state.budget).await?;
     let webhook = state.sources.verify(
         source,
@@ -222,9 +247,36 @@ async fn accept(
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok()),
     };
-    let message = outbound(&webhook, &receipt);
-    state.broker.publish(&webhook, message).await?;
-    Ok(webhook.event_id().to_owned())
+    let kept = match state
+        .broker
+        .publish(&webhook, outbound(&webhook, &receipt))
+        .await
+    {
+        Ok(()) => Kept::Confirmed,
+        Err(publish) => {
+            let Some(spool) = &state.spool else {
+                return Err(publish.into());
+            };
+            // The same message again (building it is deterministic): the first was consumed by
+            // the publish, and cloning it up front would cost every request.
+            let again = outbound(&webhook, &receipt);
+            let message = spool::Message {
+                routing_key: again.routing_key,
+                properties: again.properties,
+                body: webhook.body().clone(),
+            };
+            match spool.append(&message).await {
+                Ok(()) => Kept::Spooled,
+                Err(refused) => {
+                    return Err(Failure::Unspooled {
+                        publish,
+                        spool: refused,
+                    });
+                }
+            }
+        }
+    };
+    Ok((webhook.event_id().to_owned(), kept))
 }
 
 /// The whole body, or 413 as soon as it is known to exceed `limit` (from `Content-Length`, or

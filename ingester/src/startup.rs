@@ -5,8 +5,9 @@
 //! connection is made in the background: the ingester starts, and reports not ready, while
 //! RabbitMQ is down.
 //!
-//! Shutdown order: stop accepting, let in-flight requests finish (their publishes and confirms
-//! included), then close the broker connection, then return.
+//! Shutdown order: stop accepting, let in-flight requests finish (their publishes, confirms and
+//! spool writes included), drain the spool while the broker takes it (up to `shutdown_timeout`),
+//! stop the spool's drainer and writer, then close the broker connection, then return.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use crate::limits::{self, BodyBudget};
 use crate::metrics::Metrics;
 use crate::routes::WebhookState;
 use crate::server;
+use crate::spool::Spool;
 
 pub struct Application {
     webhooks: Server,
@@ -37,6 +39,10 @@ pub struct Application {
     broker: Arc<Broker>,
     broker_stop: CancellationToken,
     broker_task: JoinHandle<()>,
+    spool: Option<Arc<Spool>>,
+    shutdown_timeout: std::time::Duration,
+    drain_stop: CancellationToken,
+    drain_task: Option<JoinHandle<()>>,
 }
 
 impl Application {
@@ -61,6 +67,25 @@ impl Application {
         if sources.is_empty() {
             tracing::warn!("no [[sources]] configured: every webhook will get 404");
         }
+        let spool = if config.ingester.spool.enabled {
+            let spool = Arc::new(Spool::open(&config.ingester.spool, metrics.clone())?);
+            tracing::info!(
+                dir = %spool.dir().display(),
+                max_bytes = config.ingester.spool.max_bytes,
+                max_age = ?config.ingester.spool.max_age,
+                "spool open: a webhook the broker cannot confirm is kept on this disk"
+            );
+            Some(spool)
+        } else {
+            tracing::warn!(
+                "spool off (ingester.spool.enabled = false): a broker outage answers 503"
+            );
+            None
+        };
+        let drain_stop = CancellationToken::new();
+        let drain_task = spool
+            .as_ref()
+            .map(|s| tokio::spawn(s.clone().drain(broker.clone(), drain_stop.clone())));
         let retry_after = HeaderValue::from(config.ingester.retry_after.as_secs().max(1));
         let shutdown_secs = config.ingester.shutdown_timeout.as_secs().max(1);
 
@@ -83,6 +108,7 @@ impl Application {
             retry_after,
             budget,
             default_max_body_bytes: config.ingester.max_body_bytes,
+            spool: spool.clone(),
         });
         let fd_limit = limits::raise_fd_limit();
         let max_connections = limits::connection_limit(config.ingester.max_connections, fd_limit);
@@ -110,6 +136,7 @@ impl Application {
         let admin_state = web::Data::new(AdminState {
             broker: broker.clone(),
             metrics,
+            spool: spool.clone(),
         });
         let admin = HttpServer::new(move || {
             App::new()
@@ -137,6 +164,10 @@ impl Application {
             broker,
             broker_stop,
             broker_task,
+            spool,
+            shutdown_timeout: config.ingester.shutdown_timeout,
+            drain_stop,
+            drain_task,
         })
     }
 
@@ -169,6 +200,34 @@ impl Application {
         tracing::info!("shutting down: refusing new connections, finishing in-flight requests");
         webhooks_handle.stop(true).await;
         admin_handle.stop(true).await;
+        // While the broker takes them, spooled messages are drained before the exit (a pod
+        // scaled away may not come back soon); what is left stays on disk for the next start.
+        if let Some(spool) = &self.spool {
+            let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+            while spool.status().messages > 0
+                && self.broker.is_ready()
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            let left = spool.status().messages;
+            if left > 0 {
+                tracing::warn!(
+                    messages = left,
+                    dir = %spool.dir().display(),
+                    "stopping with messages in the spool: they are drained at the next start on this directory"
+                );
+            }
+        }
+        self.drain_stop.cancel();
+        if let Some(task) = self.drain_task {
+            task.await.context("spool drain task")?;
+        }
+        if let Some(spool) = self.spool {
+            tokio::task::spawn_blocking(move || spool.close())
+                .await
+                .context("spool writer")?;
+        }
         self.broker_stop.cancel();
         self.broker_task.await.context("broker task")?;
         admin

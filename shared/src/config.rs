@@ -71,6 +71,9 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Room for a spooled record's routing key, properties and headers beside its body.
+pub const SPOOL_RECORD_HEADROOM: u64 = 1024 * 1024;
+
 /// The whole, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -132,6 +135,38 @@ pub struct IngesterConfig {
     /// limit (raised to its hard limit at start) less 1,024 kept for the broker, the admin port
     /// and logs. Past it, new connections wait in the listen backlog.
     pub max_connections: usize,
+    /// Where a webhook the broker cannot take right now is kept until it can.
+    pub spool: SpoolConfig,
+}
+
+/// `[ingester.spool]`: the local durable spool. When a publish is not confirmed (broker down,
+/// blocked, nack, confirm timeout), the verified message is appended here and fsync'd before the
+/// 200; a drainer publishes it once the broker is back. A 200 then means "confirmed by RabbitMQ,
+/// or on this ingester's disk": `dir` must be a persistent volume.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// Off: a broker outage is a 503, as without a spool.
+    pub enabled: bool,
+    /// One ingester per directory (it is locked). Created if missing.
+    pub dir: PathBuf,
+    /// Bytes on disk at most (records with their headers); past it, 503 as without a spool.
+    pub max_bytes: u64,
+    /// Age of the oldest message not yet drained at most; past it new webhooks get 503 (the
+    /// broker has been away too long for this disk to stand in for it). Nothing is dropped.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: PathBuf::from("./data/spool"),
+            max_bytes: 1024 * 1024 * 1024,
+            max_age: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 impl Default for IngesterConfig {
@@ -149,6 +184,7 @@ impl Default for IngesterConfig {
             header_timeout: Duration::from_secs(5),
             keep_alive: Duration::from_secs(5),
             max_connections: 0,
+            spool: SpoolConfig::default(),
         }
     }
 }
@@ -523,6 +559,30 @@ impl FileConfig {
                     "must be at least the largest max_body_bytes ({largest_body}): such a body could never be accepted"
                 ),
             ));
+        }
+        let spool = &self.ingester.spool;
+        if spool.enabled {
+            if spool.dir.as_os_str().is_empty() {
+                return Err(ConfigError::new(
+                    "ingester.spool.dir",
+                    "must name a directory (or set ingester.spool.enabled = false)",
+                ));
+            }
+            let needed = largest_body as u64 + SPOOL_RECORD_HEADROOM;
+            if spool.max_bytes < needed {
+                return Err(ConfigError::new(
+                    "ingester.spool.max_bytes",
+                    format!(
+                        "must be at least the largest max_body_bytes plus 1 MiB for headers ({needed}): such a body could never be spooled"
+                    ),
+                ));
+            }
+            if spool.max_age.is_zero() {
+                return Err(ConfigError::new(
+                    "ingester.spool.max_age",
+                    "must be greater than zero",
+                ));
+            }
         }
         if self.ingester.listen == self.ingester.admin_listen && self.ingester.listen.port() != 0 {
             return Err(ConfigError::new(

@@ -54,9 +54,11 @@ impl Ingester {
         } else {
             (free_port(), free_port())
         };
+        let spool = dir.path().join("spool");
         let text = format!(
             "[amqp]\nprefix = \"{prefix}\"\n\n[ingester]\nlisten = \"127.0.0.1:{listen}\"\n\
-             admin_listen = \"127.0.0.1:{admin_listen}\"\n{ingester}\n\n[[sources]]\nname = \"acme\"\n\
+             admin_listen = \"127.0.0.1:{admin_listen}\"\n{ingester}\n\n\
+             [ingester.spool]\ndir = {spool:?}\n\n[[sources]]\nname = \"acme\"\n\
              provider = \"taktikal\"\nsecrets = [\"env:ACME_KEY\"]\n{extra}\n"
         );
         let path = dir.path().join("countersign.toml");

@@ -20,15 +20,7 @@ async fn metrics_count_requests_by_source_and_outcome() {
         200
     );
     assert!(app.ready().await);
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.admin_address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     for line in [
         r#"countersign_ingester_requests_total{outcome="accepted",source="acme"} 1"#,
         r#"countersign_ingester_requests_total{outcome="unsigned",source="acme"} 1"#,

@@ -1,11 +1,11 @@
-//! When the broker is away, refuses, or cannot route: 503 with Retry-After, never 200.
+//! With the spool off (`ingester.spool.enabled = false`): when the broker is away, refuses, or
+//! cannot route, 503 with Retry-After, never 200. With the spool on, see `spool.rs`.
 
 use std::net::SocketAddr;
 
-use lapin::options::{QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::types::{FieldTable, ShortString};
 
-use crate::helpers::{Options, TcpProxy, TestApp, signed_event};
+use crate::helpers::{Options, SpoolSetting, TcpProxy, TestApp, signed_event};
 
 fn broker_address() -> SocketAddr {
     countersign_testkit::socket_address(&crate::helpers::amqp_url())
@@ -18,11 +18,22 @@ async fn assert_unavailable(app: &TestApp, why: &str) {
     assert_eq!(response.headers()["retry-after"], "7", "{why}");
 }
 
+async fn without_spool() -> TestApp {
+    let app = TestApp::spawn_with(Options {
+        spool: SpoolSetting::Off,
+        ..Options::default()
+    })
+    .await;
+    app.wait_ready(true).await;
+    app
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_down_then_back_without_a_restart() {
     let proxy = TcpProxy::reserve(broker_address()).await;
     let app = TestApp::spawn_with(Options {
         amqp_url: format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port()),
+        spool: SpoolSetting::Off,
         ..Options::default()
     })
     .await;
@@ -68,7 +79,7 @@ async fn broker_down_then_back_without_a_restart() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unroutable_publish_is_503_not_200() {
-    let app = TestApp::spawn().await;
+    let app = without_spool().await;
     app.channel
         .queue_unbind(
             ShortString::from(app.topology.persist_queue()),
@@ -84,41 +95,8 @@ async fn an_unroutable_publish_is_503_not_200() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_nack_is_503_not_200() {
-    let app = TestApp::spawn().await;
-    // Replace the work queue by one that holds a single message and refuses the next: the broker
-    // then nacks the publish. (A classic queue: a quorum queue applies the limit a little late.)
-    let persist = ShortString::from(app.topology.persist_queue());
-    app.channel
-        .queue_delete(persist.clone(), QueueDeleteOptions::default())
-        .await
-        .unwrap();
-    let mut arguments = FieldTable::default();
-    arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(1));
-    arguments.insert(
-        "x-overflow".into(),
-        AMQPValue::LongString(LongString::from("reject-publish")),
-    );
-    app.channel
-        .queue_declare(
-            persist.clone(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            arguments,
-        )
-        .await
-        .unwrap();
-    app.channel
-        .queue_bind(
-            persist,
-            ShortString::from(app.topology.exchange()),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let app = without_spool().await;
+    app.make_persist_queue_hold_one().await;
 
     let (_, body) = signed_event();
     assert_eq!(app.post("acme", body).await.status(), 200, "room for one");
@@ -133,6 +111,7 @@ async fn no_confirm_within_the_timeout_is_503() {
     let app = TestApp::spawn_with(Options {
         amqp_url: format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port()),
         confirm_timeout: "1s",
+        spool: SpoolSetting::Off,
         ..Options::default()
     })
     .await;

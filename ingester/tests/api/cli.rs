@@ -27,7 +27,7 @@ fn run_with_config(text: Option<&str>, env: &[(&str, &str)]) -> (Option<i32>, St
 
 #[test]
 fn a_missing_secret_stops_the_binary_with_one_line() {
-    let text = config_text("cli-test", &Options::default());
+    let text = config_text("cli-test", &Options::default(), "enabled = false");
     let (code, stderr) = run_with_config(Some(&text), &[("ACME_OLD_KEY", "old")]);
     assert_eq!(code, Some(2));
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -111,7 +111,7 @@ async fn healthcheck_answers_for_the_configured_admin_port() {
     let port = app.admin_address.rsplit(':').next().unwrap().to_owned();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("countersign.toml");
-    let text = config_text("cli-health", &Options::default()).replace(
+    let text = config_text("cli-health", &Options::default(), "enabled = false").replace(
         "admin_listen = \"127.0.0.1:0\"",
         &format!("admin_listen = \"127.0.0.1:{port}\""),
     );

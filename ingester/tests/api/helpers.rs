@@ -9,8 +9,8 @@ use countersign::config::Config;
 use countersign::topology::Topology;
 use countersign_ingester::Application;
 use lapin::message::BasicGetMessage;
-use lapin::options::BasicGetOptions;
-use lapin::types::ShortString;
+use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +34,17 @@ pub struct Options {
     pub amqp_url: String,
     pub max_body_bytes: usize,
     pub confirm_timeout: &'static str,
+    pub spool: SpoolSetting,
+}
+
+/// The ingester's `[ingester.spool]` in a test.
+pub enum SpoolSetting {
+    /// `enabled = false`: a broker outage is a 503.
+    Off,
+    /// On, in a directory of the test's own (deleted with the [`TestApp`]).
+    Temporary,
+    /// On, in this directory, with at most this many bytes.
+    At(std::path::PathBuf, u64),
 }
 
 impl Default for Options {
@@ -42,11 +53,26 @@ impl Default for Options {
             amqp_url: amqp_url(),
             max_body_bytes: 1024 * 1024,
             confirm_timeout: "5s",
+            spool: SpoolSetting::Temporary,
         }
     }
 }
 
-pub fn config_text(prefix: &str, options: &Options) -> String {
+/// The `[ingester.spool]` table for `setting`, and the temporary directory to keep alive.
+fn spool_table(setting: &SpoolSetting) -> (String, Option<tempfile::TempDir>) {
+    match setting {
+        SpoolSetting::Off => ("enabled = false".to_owned(), None),
+        SpoolSetting::Temporary => {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            (format!("dir = {:?}", dir.path()), Some(dir))
+        }
+        SpoolSetting::At(dir, max_bytes) => {
+            (format!("dir = {dir:?}\nmax_bytes = {max_bytes}"), None)
+        }
+    }
+}
+
+pub fn config_text(prefix: &str, options: &Options, spool: &str) -> String {
     format!(
         r#"
         [amqp]
@@ -60,6 +86,9 @@ pub fn config_text(prefix: &str, options: &Options) -> String {
         confirm_timeout = "{confirm}"
         retry_after = "7s"
         shutdown_timeout = "20s"
+
+        [ingester.spool]
+        {spool}
 
         [[sources]]
         name = "acme"
@@ -96,21 +125,23 @@ pub struct TestApp {
     _connection: Connection,
     shutdown: CancellationToken,
     server: Option<JoinHandle<anyhow::Result<()>>>,
+    _spool_dir: Option<tempfile::TempDir>,
 }
 
 impl TestApp {
     /// An ingester connected to the real broker, ready to accept.
     pub async fn spawn() -> Self {
         let app = Self::spawn_with(Options::default()).await;
-        app.wait_ready(true).await;
+        app.wait_broker().await;
         app
     }
 
     /// An ingester with `options`; not waiting for the broker (it may be unreachable on purpose).
     pub async fn spawn_with(options: Options) -> Self {
         let prefix = unique_prefix();
+        let (spool, spool_dir) = spool_table(&options.spool);
         let config = Config::from_toml(
-            &config_text(&prefix, &options),
+            &config_text(&prefix, &options, &spool),
             countersign::config::Role::Ingester,
             &env_for(&options.amqp_url),
         )
@@ -139,6 +170,7 @@ impl TestApp {
             _connection: connection,
             shutdown,
             server: Some(server),
+            _spool_dir: spool_dir,
         }
     }
 
@@ -162,6 +194,27 @@ impl TestApp {
         response.status() == 200
     }
 
+    /// Waits (up to 20 s) until `/readyz` says the broker is connected (with the spool on, the
+    /// ingester is ready before: webhooks would be spooled first).
+    pub async fn wait_broker(&self) {
+        for _ in 0..200 {
+            let body: serde_json::Value = self
+                .http
+                .get(format!("{}/readyz", self.admin_address))
+                .send()
+                .await
+                .expect("admin port answers")
+                .json()
+                .await
+                .expect("JSON");
+            if body["broker"] == true {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the broker never connected");
+    }
+
     /// Waits (up to 20 s) until `/readyz` says `want`.
     pub async fn wait_ready(&self, want: bool) {
         for _ in 0..200 {
@@ -178,6 +231,55 @@ impl TestApp {
         countersign::amqp::queue_length(&self.channel, self.topology.persist_queue())
             .await
             .expect("persist queue exists")
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.admin_address))
+            .send()
+            .await
+            .expect("admin port answers")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// Replaces the work queue by a classic one that holds a single message and refuses the
+    /// next: the broker then nacks the publish. (A quorum queue applies the limit a little late.)
+    pub async fn make_persist_queue_hold_one(&self) {
+        let persist = ShortString::from(self.topology.persist_queue());
+        self.channel
+            .queue_delete(persist.clone(), QueueDeleteOptions::default())
+            .await
+            .unwrap();
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(1));
+        arguments.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString(LongString::from("reject-publish")),
+        );
+        self.channel
+            .queue_declare(
+                persist.clone(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                arguments,
+            )
+            .await
+            .unwrap();
+        self.channel
+            .queue_bind(
+                persist,
+                ShortString::from(self.topology.exchange()),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
     }
 
     /// Takes every message out of `<prefix>.persist`.

@@ -5,4 +5,5 @@ mod broker;
 mod cli;
 mod helpers;
 mod shutdown;
+mod spool;
 mod webhooks;

@@ -52,7 +52,9 @@ fn webhook_port(stderr: std::process::ChildStderr, log: Arc<Mutex<Vec<String>>>)
 async fn sigterm_under_load_loses_no_accepted_event() {
     let prefix = unique_prefix();
     let options = Options::default();
-    let text = config_text(&prefix, &options);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = format!("dir = {:?}", dir.path().join("spool"));
+    let text = config_text(&prefix, &options, &spool);
     let topology = Topology::from_config(
         &Config::from_toml(
             &text,
@@ -63,7 +65,6 @@ async fn sigterm_under_load_loses_no_accepted_event() {
         .amqp,
     );
     let _cleanup = Cleanup(topology.clone());
-    let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("countersign.toml");
     std::fs::write(&config_path, text).unwrap();
 

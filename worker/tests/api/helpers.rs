@@ -98,7 +98,12 @@ impl Default for Options {
     }
 }
 
-pub fn config_text(prefix: &str, documents: &std::path::Path, options: &Options) -> String {
+pub fn config_text(
+    prefix: &str,
+    documents: &std::path::Path,
+    spool: &std::path::Path,
+    options: &Options,
+) -> String {
     let tokens = if options.api_tokens {
         r#"api_tokens = ["env:READ_TOKEN"]"#
     } else {
@@ -132,6 +137,9 @@ pub fn config_text(prefix: &str, documents: &std::path::Path, options: &Options)
         admin_listen = "127.0.0.1:0"
         confirm_timeout = "5s"
 
+        [ingester.spool]
+        dir = "{spool}"
+
         [worker]
         listen = "127.0.0.1:0"
         documents = "file:{documents}"
@@ -148,6 +156,7 @@ pub fn config_text(prefix: &str, documents: &std::path::Path, options: &Options)
         "#,
         retry = options.retry_delays,
         documents = documents.display(),
+        spool = spool.display(),
     )
 }
 
@@ -167,6 +176,7 @@ pub struct Stack {
     pub db: PgPool,
     pub database: TestDatabase,
     _documents: tempfile::TempDir,
+    _spool: tempfile::TempDir,
     pub config_text: String,
     pub ingester: String,
     pub worker: String,
@@ -186,7 +196,8 @@ impl Stack {
         let prefix = unique_prefix();
         let database = TestDatabase::create().await;
         let documents = tempfile::tempdir().unwrap();
-        let text = config_text(&prefix, documents.path(), &options);
+        let spool = tempfile::tempdir().unwrap();
+        let text = config_text(&prefix, documents.path(), spool.path(), &options);
         let ingester_config =
             Config::from_toml(&text, Role::Ingester, &env_for(&database.url)).expect("test config");
         let worker_url = options
@@ -231,6 +242,7 @@ impl Stack {
             db,
             database,
             _documents: documents,
+            _spool: spool,
             config_text: text,
             ingester: ingester_address,
             worker: worker_address,

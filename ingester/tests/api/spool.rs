@@ -1,0 +1,381 @@
+//! With the spool on (the default): a webhook the broker cannot confirm is fsync'd to the spool,
+//! answered 200, and published once the broker takes it — byte for byte, headers included.
+//! When the spool cannot take it, 503 as without a spool.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use lapin::options::BasicGetOptions;
+use lapin::types::ShortString;
+
+use crate::helpers::{Options, SpoolSetting, TcpProxy, TestApp, header, signed_event};
+
+fn broker_address() -> SocketAddr {
+    countersign_testkit::socket_address(&crate::helpers::amqp_url())
+}
+
+fn via(proxy: &TcpProxy) -> String {
+    format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port())
+}
+
+/// A metric's value from `/metrics` (0 when absent).
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    app.metrics_text()
+        .await
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn readyz(app: &TestApp) -> (u16, serde_json::Value) {
+    let response = app
+        .http
+        .get(format!("{}/readyz", app.admin_address))
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// Waits (up to 30 s) until the work queue holds `count` messages.
+async fn wait_persisted(app: &TestApp, count: u32) {
+    for _ in 0..300 {
+        if app.persisted_count().await >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.persisted_count().await, count);
+}
+
+/// Segment files left in a spool directory.
+fn segments(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".seg"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broker_away_webhooks_get_200_from_the_spool_and_reach_the_queue_byte_for_byte() {
+    let proxy = TcpProxy::reserve(broker_address()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(Options {
+        amqp_url: via(&proxy),
+        spool: SpoolSetting::At(dir.path().to_owned(), 64 * 1024 * 1024),
+        ..Options::default()
+    })
+    .await;
+
+    // No broker, but room on disk: ready, and says why.
+    let (status, body) = readyz(&app).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["broker"], false, "{body}");
+    assert_eq!(body["spool"]["room"], true, "{body}");
+
+    let mut sent = Vec::new();
+    for _ in 0..20 {
+        let (id, body) = signed_event();
+        let response = app.post("acme", body.clone()).await;
+        assert_eq!(response.status(), 200);
+        sent.push((id, body));
+    }
+    assert_eq!(
+        metric(&app, "countersign_ingester_spool_messages").await,
+        20.0
+    );
+    assert_eq!(
+        metric(
+            &app,
+            "countersign_ingester_requests_total{outcome=\"spooled\",source=\"acme\"}"
+        )
+        .await,
+        20.0
+    );
+    assert!(metric(&app, "countersign_ingester_spool_oldest_age_seconds").await >= 0.0);
+    assert_eq!(
+        app.persisted_count().await,
+        0,
+        "nothing reached the broker yet"
+    );
+    assert!(!segments(dir.path()).is_empty(), "on disk");
+
+    proxy.start();
+    wait_persisted(&app, 20).await;
+    let messages = app.drain_persisted().await;
+    for (id, body) in &sent {
+        let message = messages
+            .iter()
+            .find(|m| {
+                m.delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|s| s.as_str())
+                    == Some(id)
+            })
+            .unwrap_or_else(|| panic!("{id} drained"));
+        assert!(message.delivery.data == *body, "byte for byte");
+        assert_eq!(header(message, "x-source"), Some("acme"));
+        assert_eq!(header(message, "x-provider"), Some("taktikal"));
+        assert_eq!(message.delivery.properties.delivery_mode(), &Some(2));
+        assert_eq!(
+            message.delivery.routing_key.as_str(),
+            "taktikal.acme.AllSigned"
+        );
+    }
+    assert_eq!(
+        metric(&app, "countersign_ingester_spool_drained_total").await,
+        20.0
+    );
+    // The drained segment is deleted (the drainer looks again within a second).
+    for _ in 0..50 {
+        if segments(dir.path()).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(segments(dir.path()), Vec::<String>::new());
+    assert_eq!(
+        metric(&app, "countersign_ingester_spool_messages").await,
+        0.0
+    );
+
+    // With the broker back, webhooks go straight to it again.
+    let (_, body) = signed_event();
+    assert_eq!(app.post("acme", body).await.status(), 200);
+    assert_eq!(app.persisted_count().await, 1);
+    assert_eq!(
+        metric(&app, "countersign_ingester_spool_appended_total").await,
+        20.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_spool_answers_503_never_a_200_it_cannot_keep() {
+    let proxy = TcpProxy::reserve(broker_address()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The least the configuration allows: the `big` source's 40 MiB limit plus 1 MiB.
+    let max_bytes = 41 * 1024 * 1024;
+    let app = TestApp::spawn_with(Options {
+        amqp_url: via(&proxy),
+        spool: SpoolSetting::At(dir.path().to_owned(), max_bytes),
+        ..Options::default()
+    })
+    .await;
+
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for _ in 0..6 {
+        let (id, small) = signed_event();
+        let mut event: serde_json::Value = serde_json::from_slice(&small).unwrap();
+        event["EventData"]["SignedDocument"] = "A".repeat(10 * 1024 * 1024).into();
+        let response = app.post("big", serde_json::to_vec(&event).unwrap()).await;
+        match response.status().as_u16() {
+            200 => accepted.push(id),
+            503 => {
+                assert_eq!(response.headers()["retry-after"], "7");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(
+        (accepted.len(), refused),
+        (4, 2),
+        "4 × 10 MiB fit in 41 MiB"
+    );
+    assert_eq!(
+        metric(
+            &app,
+            "countersign_ingester_requests_total{outcome=\"spool_full\",source=\"big\"}"
+        )
+        .await,
+        2.0
+    );
+    let (status, body) = readyz(&app).await;
+    assert_eq!(status, 503, "no broker and no room: not ready");
+    assert_eq!(body["spool"]["room"], false, "{body}");
+    assert!(
+        body["spool"]["reason"].as_str().unwrap().contains("full"),
+        "{body}"
+    );
+
+    proxy.start();
+    wait_persisted(&app, 4).await;
+    let mut ids = app.drain_persisted_ids().await;
+    ids.sort();
+    accepted.sort();
+    assert_eq!(ids, accepted, "every 200, and only those");
+    app.wait_ready(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_torn_tail_is_cut_on_restart_and_the_complete_records_are_drained() {
+    let proxy = TcpProxy::reserve(broker_address()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options {
+        amqp_url: via(&proxy),
+        spool: SpoolSetting::At(dir.path().to_owned(), 64 * 1024 * 1024),
+        ..Options::default()
+    };
+    let mut first = TestApp::spawn_with(options()).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (id, body) = signed_event();
+        assert_eq!(first.post("acme", body).await.status(), 200);
+        ids.push(id);
+    }
+    first.stop().await.unwrap();
+    drop(first);
+
+    // What a crash in the middle of a write leaves: the start of a record, cut short.
+    let names = segments(dir.path());
+    assert_eq!(names.len(), 1, "{names:?}");
+    let path = dir.path().join(&names[0]);
+    let whole = std::fs::read(&path).unwrap();
+    let record = whole.len() / 3;
+    let mut torn = whole.clone();
+    torn.extend_from_slice(&whole[..record / 2]);
+    std::fs::write(&path, &torn).unwrap();
+
+    let second = TestApp::spawn_with(options()).await;
+    assert_eq!(
+        std::fs::metadata(&path)
+            .map(|m| m.len())
+            .unwrap_or(whole.len() as u64),
+        whole.len() as u64,
+        "the torn record was cut (or the segment already drained)"
+    );
+    assert_eq!(
+        metric(&second, "countersign_ingester_spool_messages").await,
+        3.0
+    );
+    proxy.start();
+    wait_persisted(&second, 3).await;
+    let mut drained = second.drain_persisted_ids().await;
+    drained.sort();
+    ids.sort();
+    assert_eq!(
+        drained, ids,
+        "the three complete records, nothing from the torn one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nack_is_spooled_and_published_once_the_queue_has_room() {
+    let app = TestApp::spawn().await;
+    app.make_persist_queue_hold_one().await;
+
+    let (first, body) = signed_event();
+    assert_eq!(app.post("acme", body).await.status(), 200, "room for one");
+    let (second, body) = signed_event();
+    assert_eq!(
+        app.post("acme", body).await.status(),
+        200,
+        "nacked, then spooled"
+    );
+    assert_eq!(
+        metric(
+            &app,
+            "countersign_ingester_requests_total{outcome=\"spooled\",source=\"acme\"}"
+        )
+        .await,
+        1.0
+    );
+
+    // A consumer takes the first: the drainer's retry is then confirmed.
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        if let Some(message) = app
+            .channel
+            .basic_get(
+                ShortString::from(app.topology.persist_queue()),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap()
+        {
+            seen.push(
+                message
+                    .delivery
+                    .properties
+                    .message_id()
+                    .clone()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        if seen.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, vec![first, second]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_confirm_within_the_timeout_is_spooled_not_refused() {
+    let proxy = TcpProxy::reserve(broker_address()).await;
+    proxy.start();
+    let app = TestApp::spawn_with(Options {
+        amqp_url: via(&proxy),
+        confirm_timeout: "1s",
+        ..Options::default()
+    })
+    .await;
+    app.wait_broker().await;
+
+    // A partition: the connection stays open, nothing gets through.
+    proxy.freeze(true);
+    let (id, body) = signed_event();
+    assert_eq!(app.post("acme", body).await.status(), 200);
+    assert_eq!(
+        metric(&app, "countersign_ingester_spool_messages").await,
+        1.0
+    );
+
+    proxy.freeze(false);
+    // Delivered once or twice (the timed-out publish may have arrived too); never lost.
+    for _ in 0..300 {
+        if metric(&app, "countersign_ingester_spool_messages").await == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ids = app.drain_persisted_ids().await;
+    assert!(ids.contains(&id), "{ids:?}");
+    assert!(ids.iter().all(|i| *i == id) && ids.len() <= 2, "{ids:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_ingester_per_spool_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options {
+        spool: SpoolSetting::At(dir.path().to_owned(), 64 * 1024 * 1024),
+        ..Options::default()
+    };
+    let _first = TestApp::spawn_with(options()).await;
+    let prefix = crate::helpers::unique_prefix();
+    let text = crate::helpers::config_text(
+        &prefix,
+        &options(),
+        &format!("dir = {:?}\nmax_bytes = {}", dir.path(), 64 * 1024 * 1024),
+    );
+    let config = countersign::config::Config::from_toml(
+        &text,
+        countersign::config::Role::Ingester,
+        &crate::helpers::env_for(&crate::helpers::amqp_url()),
+    )
+    .unwrap();
+    let error = countersign_ingester::Application::build(config)
+        .await
+        .err()
+        .expect("a second ingester on the same spool does not start");
+    assert!(
+        format!("{error:#}").contains("in use by another ingester"),
+        "{error:#}"
+    );
+}
