@@ -28,6 +28,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import tomllib
 import yaml
 
 try:
@@ -39,6 +40,10 @@ except ImportError:  # reported below, with the other problems
 # test injects mistakes into such a copy).
 ROOT = Path(os.environ.get("COUNTERSIGN_DEPLOY_ROOT") or Path(__file__).resolve().parent.parent)
 KUBERNETES_VERSION = "1.31.0"
+# Kinds that run pods from a template (and may be scaled by an HPA or kustomize's replicas).
+WORKLOADS = ("Deployment", "StatefulSet")
+# Where the ingester's spool is when the configuration does not say (IngesterConfig's default).
+DEFAULT_SPOOL_DIR = "./data/spool"
 problems = []
 
 
@@ -122,6 +127,13 @@ def check_compose():
     for name in ["rabbitmq", "postgres", "ingester", "worker"]:
         if name in services and "healthcheck" not in services[name]:
             problem(f"compose service {name}: no healthcheck")
+    ingester = services.get("ingester", {})
+    directory = spool_dir((ROOT / "deploy/compose/countersign.toml").read_text())
+    if directory is not None and ingester:
+        mounts = [(v.split(":")[1], v.split(":")[0]) for v in ingester.get("volumes", []) if isinstance(v, str) and ":" in v]
+        volume = mount_of(directory, mounts)
+        if volume is None or volume.startswith(("./", "/")) or volume not in declared_volumes:
+            problem(f"compose service ingester: the spool ({directory}) is not on a named volume: webhooks answered 200 while RabbitMQ was away would die with the container")
 
     if shutil.which("docker-compose"):
         for extra in [[], ["-f", str(ROOT / "deploy/local-bases/compose.override.yml")]]:
@@ -209,9 +221,9 @@ def render_subset(directory):
                 if name == image["name"]:
                     container["image"] = f"{image.get('newName', name)}:{image['newTag']}"
     for replica in kustomization.get("replicas", []):
-        matched = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == replica["name"]]
+        matched = [d for d in docs if d["kind"] in WORKLOADS and d["metadata"]["name"] == replica["name"]]
         if not matched:
-            problem(f"{directory}: replicas for {replica['name']} match no Deployment")
+            problem(f"{directory}: replicas for {replica['name']} match no Deployment or StatefulSet")
         for doc in matched:
             doc["spec"]["replicas"] = replica["count"]
     if "namespace" in kustomization:
@@ -314,12 +326,12 @@ def check_kubernetes(name, docs):
             message = getattr(error, "message", str(error))
             problem(f"{where}: {message}")
     check_references(name, docs)
-    deployments = [d for d in docs if d["kind"] == "Deployment"]
+    deployments = [d for d in docs if d["kind"] in WORKLOADS]
     for deployment in deployments:
         spec = deployment["spec"]["template"]["spec"]
         pod_security = spec.get("securityContext", {})
         for container in spec["containers"]:
-            where = f"k8s {name}: Deployment/{deployment['metadata']['name']} container {container['name']}"
+            where = f"k8s {name}: {deployment['kind']}/{deployment['metadata']['name']} container {container['name']}"
             security = container.get("securityContext", {})
             if not (pod_security.get("runAsNonRoot") and security.get("readOnlyRootFilesystem")):
                 problem(f"{where}: must run as non-root with a read-only root filesystem")
@@ -382,7 +394,7 @@ def check_references(name, docs):
                 {"name": "amqp", "port": 5672}, {"name": "management", "port": 15672},
                 {"name": "prometheus", "port": 15692}]},
         })
-    pods = [(d, d["spec"]["template"]) for d in by_kind.get("Deployment", [])]
+    pods = [(d, d["spec"]["template"]) for kind in WORKLOADS for d in by_kind.get(kind, [])]
     for service in by_kind.get("Service", []):
         selector = service["spec"].get("selector", {})
         if selector is None:
@@ -415,10 +427,11 @@ def check_references(name, docs):
     for hpa in by_kind.get("HorizontalPodAutoscaler", []):
         target = hpa["spec"]["scaleTargetRef"]["name"]
         deployment = [d for d, _ in pods if d["metadata"]["name"] == target]
-        if not deployment:
-            problem(f"k8s {name}: HorizontalPodAutoscaler/{hpa['metadata']['name']}: targets no Deployment {target!r}")
+        kind = hpa["spec"]["scaleTargetRef"]["kind"]
+        if not deployment or deployment[0]["kind"] != kind:
+            problem(f"k8s {name}: HorizontalPodAutoscaler/{hpa['metadata']['name']}: targets no {kind} {target!r}")
         elif "replicas" in deployment[0]["spec"]:
-            problem(f"k8s {name}: Deployment/{target}: sets replicas while an HPA owns its count (every apply would reset it)")
+            problem(f"k8s {name}: {kind}/{target}: sets replicas while an HPA owns its count (every apply would reset it)")
     secret_keys = set()
     example = ROOT / "deploy/k8s/base/secret.example.yaml"
     for doc in load_yaml_docs(example):
@@ -426,9 +439,10 @@ def check_references(name, docs):
     for doc in docs:
         if doc["kind"] == "Secret" and doc["metadata"]["name"] == "countersign-secrets":
             problem(f"k8s {name}: the example Secret is part of the rendered manifests: every apply would overwrite the real one")
+    check_spool_volume(name, by_kind, pods)
     for deployment, template in pods:
         for container in template["spec"]["containers"]:
-            where = f"k8s {name}: Deployment/{deployment['metadata']['name']} container {container['name']}"
+            where = f"k8s {name}: {deployment['kind']}/{deployment['metadata']['name']} container {container['name']}"
             ports = {p.get("name") for p in container.get("ports", [])} | {p["containerPort"] for p in container.get("ports", [])}
             for probe in ["readinessProbe", "livenessProbe", "startupProbe"]:
                 handler = container.get(probe, {})
@@ -442,6 +456,47 @@ def check_references(name, docs):
     for queue in by_kind.get("Queue", []):
         if lookup(queue, "spec.deletionPolicy") != "retain":
             problem(f"k8s {name}: Queue/{queue['metadata']['name']}: deletionPolicy must be retain (deleting the resource would delete the queue and its events)")
+
+
+def spool_dir(config_text):
+    """The ingester's spool directory in a countersign.toml, or None when the spool is off."""
+    spool = tomllib.loads(config_text).get("ingester", {}).get("spool", {})
+    if spool.get("enabled", True) is False:
+        return None
+    return spool.get("dir", DEFAULT_SPOOL_DIR)
+
+
+def mount_of(path, mounts):
+    """The mount (from `mounts`: (mountPath, volume)) that holds `path`, deepest first."""
+    path = path.rstrip("/")
+    for mount_path, volume in sorted(mounts, key=lambda m: -len(m[0])):
+        if path == mount_path.rstrip("/") or path.startswith(mount_path.rstrip("/") + "/"):
+            return volume
+    return None
+
+
+def check_spool_volume(name, by_kind, pods):
+    """A 200 given while RabbitMQ is away means "fsync'd to the spool": the ingester's spool
+    must be on a PersistentVolumeClaim of its own (a StatefulSet's volumeClaimTemplates), never
+    on the container's file system or an emptyDir, which die with the pod."""
+    config = next((c for c in by_kind.get("ConfigMap", []) if "countersign.toml" in c.get("data", {})), None)
+    if config is None:
+        return
+    directory = spool_dir(config["data"]["countersign.toml"])
+    if directory is None:
+        return
+    for workload, template in pods:
+        for container in template["spec"]["containers"]:
+            if container.get("command", [None])[0] != "countersign-ingester":
+                continue
+            where = f"k8s {name}: {workload['kind']}/{workload['metadata']['name']} container {container['name']}"
+            mounts = [(m["mountPath"], m["name"]) for m in container.get("volumeMounts", [])]
+            volume = mount_of(directory, mounts)
+            claims = {t["metadata"]["name"] for t in workload["spec"].get("volumeClaimTemplates", [])}
+            if volume is None:
+                problem(f"{where}: the spool ({directory}) is on the container's own file system: webhooks answered 200 while RabbitMQ was away would die with the pod")
+            elif volume not in claims:
+                problem(f"{where}: the spool ({directory}) is on volume {volume!r}, not a volumeClaimTemplate: it dies with the pod")
 
 
 # --- topology -----------------------------------------------------------------------------

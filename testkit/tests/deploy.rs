@@ -115,6 +115,20 @@ const MISTAKES: &[(&str, &str, &str, &str, &str)] = &[
         "sets replicas while an HPA owns its count",
     ),
     (
+        "the ingester's spool on the container's own file system",
+        "deploy/k8s/base/ingester.yaml",
+        "            - name: spool\n              mountPath: /var/lib/countersign/spool\n",
+        "",
+        "the spool (/var/lib/countersign/spool) is on the container's own file system",
+    ),
+    (
+        "the compose ingester's spool not on a named volume",
+        "docker-compose.yml",
+        "      - spool:/var/lib/countersign/spool\n",
+        "",
+        "the spool (/var/lib/countersign/spool) is not on a named volume",
+    ),
+    (
         "a Queue deleted with its resource",
         "deploy/k8s/base/rabbitmq-topology.yaml",
         "deletionPolicy: retain",
