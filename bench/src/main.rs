@@ -8,6 +8,7 @@
 
 mod ceilings;
 mod events;
+mod faults;
 mod load;
 mod procs;
 mod report;
@@ -53,6 +54,19 @@ enum Command {
         /// Where to write the results.
         #[arg(long, default_value = "bench")]
         out: PathBuf,
+    },
+    /// The fault suite: servers stopped and processes killed under load; 0 lost is the bar.
+    Faults {
+        /// `small` for CI (seconds per fault), `full` as the issue states it (30 s outages,
+        /// 64 connections).
+        #[arg(long, value_enum, default_value = "small")]
+        scale: faults::Scale,
+        /// Where to write the results (Markdown).
+        #[arg(long, default_value = "target/faults/results.md")]
+        out: PathBuf,
+        /// Only the scenarios whose name contains this.
+        #[arg(long)]
+        only: Option<String>,
     },
     /// (internal) The HTTP ceiling: read the body, reply 200.
     HttpSink,
@@ -116,6 +130,7 @@ fn main() -> anyhow::Result<()> {
             worker_events,
             out,
         } => runtime.block_on(all(duration, worker_events, out)),
+        Command::Faults { scale, out, only } => runtime.block_on(faults::run(scale, &out, only)),
     }
 }
 
@@ -124,6 +139,8 @@ fn env(name: &str, default: &str) -> String {
 }
 
 struct Setup {
+    /// The ingester's admin port (one ingester runs at a time).
+    admin_port: u16,
     config_path: PathBuf,
     config: Config,
     topology: Topology,
@@ -167,14 +184,19 @@ async fn setup() -> anyhow::Result<Setup> {
     );
 
     let dir = tempdir::TempDir::new(&format!("countersign-bench-{run}"));
+    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let text = format!(
         r#"
         [amqp]
         prefix = "bench-{run}"
         [ingester]
         listen = "127.0.0.1:0"
-        admin_listen = "127.0.0.1:0"
+        admin_listen = "127.0.0.1:{admin_port}"
         confirm_timeout = "30s"
+        [ingester.spool]
+        dir = "{spool}"
         [worker]
         listen = "127.0.0.1:0"
         documents = "file:{docs}"
@@ -183,7 +205,8 @@ async fn setup() -> anyhow::Result<Setup> {
         provider = "taktikal"
         secrets = ["env:BENCH_KEY"]
         "#,
-        docs = dir.0.join("documents").display()
+        docs = dir.0.join("documents").display(),
+        spool = dir.0.join("spool").display(),
     );
     let config_path = dir.0.join("countersign.toml");
     std::fs::write(&config_path, &text)?;
@@ -206,6 +229,7 @@ async fn setup() -> anyhow::Result<Setup> {
         ("DATABASE_URL", database_url.clone()),
     ];
     Ok(Setup {
+        admin_port,
         config_path,
         config,
         topology,
@@ -243,6 +267,38 @@ impl Setup {
         )
     }
 
+    /// An ingester whose broker is `amqp_url` instead.
+    fn ingester_with_broker(&self, amqp_url: &str) -> anyhow::Result<Process> {
+        let mut env = self.env.clone();
+        env.retain(|(name, _)| *name != "AMQP_URL");
+        env.push(("AMQP_URL", amqp_url.to_owned()));
+        Process::spawn(
+            &sibling("countersign-ingester"),
+            &[],
+            &env,
+            "ingester listening",
+        )
+    }
+
+    /// Waits until the running ingester's `/readyz` says its broker is connected (with the spool
+    /// on, it answers 200 before that).
+    async fn broker_connected(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if readyz(self.admin_port)
+                .await
+                .is_some_and(|r| r["broker"] == true)
+            {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the ingester never connected to the broker"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     fn worker(&self) -> anyhow::Result<Process> {
         Process::spawn(
             &sibling("countersign-worker"),
@@ -271,6 +327,7 @@ async fn warm_up(
     ingester: &Process,
     factory: &Arc<EventFactory>,
 ) -> anyhow::Result<()> {
+    setup.broker_connected().await?;
     let address = ([127, 0, 0, 1], ingester.port).into();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -363,6 +420,10 @@ async fn all(duration: Duration, worker_events: usize, out: PathBuf) -> anyhow::
     }
     ingester.stop()?;
 
+    // While RabbitMQ is unreachable: every 200 is an fsync'd spool write.
+    eprintln!("2 KiB, 64 connections, broker unreachable (spooling)");
+    results.spooling = Some(spooling(&setup, duration, &small).await?);
+
     // Large events, each on a fresh ingester so that its peak memory is theirs.
     for (size, connections, until) in [
         (1024 * 1024, 8, Until::Elapsed(duration)),
@@ -440,6 +501,121 @@ async fn all(duration: Duration, worker_events: usize, out: PathBuf) -> anyhow::
     results.write(&out)?;
     eprintln!("wrote {}", out.join("results.md").display());
     Ok(())
+}
+
+/// The ingester's accept rate while it spools: its broker is a gate that refuses connections
+/// during the run; then the gate opens and every 200 must reach the queue.
+async fn spooling(
+    setup: &Setup,
+    duration: Duration,
+    factory: &Arc<EventFactory>,
+) -> anyhow::Result<Point> {
+    let amqp_url = env("AMQP_URL", countersign::config::DEFAULT_AMQP_URL);
+    let broker: std::net::SocketAddr = {
+        let authority = amqp_url.split("://").nth(1).unwrap_or_default();
+        let host_port = authority.split('/').next().unwrap_or_default();
+        let host_port = host_port.rsplit('@').next().unwrap_or_default();
+        host_port.replace("localhost", "127.0.0.1").parse()?
+    };
+    let gate = gate::Gate::closed(broker).await?;
+    let via_gate = amqp_url.replacen(&broker.to_string(), &format!("127.0.0.1:{}", gate.port), 1);
+    let via_gate = via_gate.replacen(
+        &format!("localhost:{}", broker.port()),
+        &format!("127.0.0.1:{}", gate.port),
+        1,
+    );
+    setup.purge().await?;
+    let ingester = setup.ingester_with_broker(&via_gate)?;
+    let result = drive(
+        ([127, 0, 0, 1], ingester.port).into(),
+        "/webhooks/bench",
+        64,
+        Until::Elapsed(duration),
+        factory.clone(),
+    )
+    .await?;
+    anyhow::ensure!(
+        setup.queued().await? == 0,
+        "messages reached the queue through a closed gate"
+    );
+    gate.open();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut queued = 0;
+    while Instant::now() < deadline {
+        queued = setup.queued().await?;
+        if queued >= result.ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ingester.stop()?;
+    setup.purge().await?;
+    Ok(Point::from_load(&result, queued))
+}
+
+/// `/readyz` of an admin port, as JSON.
+async fn readyz(port: u16) -> Option<serde_json::Value> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    stream
+        .write_all(b"GET /readyz HTTP/1.0\r\n\r\n")
+        .await
+        .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.ok()?;
+    serde_json::from_str(answer.split("\r\n\r\n").nth(1)?).ok()
+}
+
+mod gate {
+    //! A TCP gate in front of the broker: closed, it accepts and drops every connection (a broker
+    //! that is away); open, it forwards.
+
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    pub struct Gate {
+        pub port: u16,
+        open: Arc<AtomicBool>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Gate {
+        pub async fn closed(target: SocketAddr) -> anyhow::Result<Self> {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let port = listener.local_addr()?.port();
+            let open = Arc::new(AtomicBool::new(false));
+            let task = tokio::spawn({
+                let open = open.clone();
+                async move {
+                    while let Ok((mut inbound, _)) = listener.accept().await {
+                        if !open.load(Ordering::Relaxed) {
+                            continue; // dropped: the client sees the connection closed
+                        }
+                        tokio::spawn(async move {
+                            if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound)
+                                    .await;
+                            }
+                        });
+                    }
+                }
+            });
+            Ok(Self { port, open, task })
+        }
+
+        pub fn open(&self) {
+            self.open.store(true, Ordering::Relaxed);
+        }
+    }
+
+    impl Drop for Gate {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
 }
 
 fn point_bytes(factory: &EventFactory) -> usize {

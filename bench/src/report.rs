@@ -92,6 +92,8 @@ pub struct Results {
     pub worker_peak_rss: u64,
     pub worker_rate: f64,
     pub postgres_rate: f64,
+    /// 2 KiB, 64 connections, the broker unreachable: every 200 fsync'd to the spool.
+    pub spooling: Option<Point>,
 }
 
 fn command(program: &str, args: &[&str]) -> String {
@@ -163,6 +165,7 @@ impl Results {
             worker_peak_rss: 0,
             worker_rate: 0.0,
             postgres_rate: 0.0,
+            spooling: None,
         }
     }
 
@@ -216,6 +219,19 @@ impl Results {
                 "| p99 latency, 2 KiB, 64 connections | {:.2} ms | broker p99 {:.2} ms | — | ≤ 10 ms |",
                 ingest.p99_ms, broker.p99_ms
             );
+            if let Some(spooled) = &self.spooling {
+                let _ = writeln!(
+                    md,
+                    "| ingest while spooling (broker unreachable), 2 KiB, 64 connections | {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms; statuses {}; 200s in the queue after the drain: {} | the same with the broker: {:.0} req/s | {} | — |",
+                    spooled.per_second,
+                    spooled.p50_ms,
+                    spooled.p99_ms,
+                    spooled.statuses_text(),
+                    spooled.accounted(),
+                    ingest.per_second,
+                    ratio(spooled.per_second, ingest.per_second)
+                );
+            }
         }
         for (size, ingest, _, peak) in &self.large {
             if *size >= 20 * 1024 * 1024 {

@@ -1,0 +1,1151 @@
+//! `bench faults`: the fault suite. Each scenario breaks something real under load — RabbitMQ
+//! stopped, the ingester killed with SIGKILL while it spools, the spool's disk full, PostgreSQL
+//! stopped, the worker killed again and again, RabbitMQ restarted while the worker holds
+//! unacknowledged messages — and then counts, in PostgreSQL, every event that got a 200.
+//!
+//! The suite runs its own RabbitMQ node and PostgreSQL cluster (other ports, data in a
+//! directory of its own), so stopping and killing them disturbs nothing else on the machine;
+//! the ingester and worker are the release binaries, as separate processes. Needs root for the
+//! full-disk scenario (a tmpfs) and to run PostgreSQL as its own user.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+use crate::events::EventFactory;
+use crate::procs::sibling;
+
+const KEY: &str = "fault-suite-signature-key";
+
+/// How big and long the scenarios are.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Scale {
+    /// For CI: a few seconds per fault.
+    Small,
+    /// As the issue states them: 64 connections, 30 s outages.
+    Full,
+}
+
+struct Plan {
+    connections: usize,
+    /// Offered events per second, over all connections.
+    rate: u64,
+    /// Load before and after a fault.
+    margin: Duration,
+    /// How long a stopped server stays stopped.
+    outage: Duration,
+    /// The worker-kill scenario: how long, and a SIGKILL how often.
+    kill_for: Duration,
+    kill_every: Duration,
+    /// Events sent at once before RabbitMQ is restarted under the worker.
+    burst: u64,
+}
+
+impl Scale {
+    fn plan(self) -> Plan {
+        match self {
+            Scale::Small => Plan {
+                connections: 16,
+                rate: 100,
+                margin: Duration::from_secs(3),
+                outage: Duration::from_secs(5),
+                kill_for: Duration::from_secs(12),
+                kill_every: Duration::from_secs(3),
+                burst: 4_000,
+            },
+            Scale::Full => Plan {
+                connections: 64,
+                rate: 400,
+                margin: Duration::from_secs(10),
+                outage: Duration::from_secs(30),
+                kill_for: Duration::from_secs(60),
+                kill_every: Duration::from_secs(4),
+                burst: 15_000,
+            },
+        }
+    }
+}
+
+/// One line of the results.
+#[derive(Debug, Default)]
+struct Line {
+    scenario: &'static str,
+    offered: u64,
+    accepted: u64,
+    /// Replies other than 200, by status code ("error" for no reply: connection refused or cut).
+    refused: BTreeMap<String, u64>,
+    rows: u64,
+    duplicates: u64,
+    lost: u64,
+    notes: String,
+    /// What the scenario itself requires beyond 0 lost and 0 duplicates.
+    failures: Vec<String>,
+}
+
+impl Line {
+    fn non_200(&self) -> u64 {
+        self.refused.values().sum()
+    }
+}
+
+pub async fn run(scale: Scale, out: &Path, only: Option<String>) -> anyhow::Result<()> {
+    let plan = scale.plan();
+    let root = std::env::temp_dir().join(format!(
+        "countersign-faults-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
+    std::fs::create_dir_all(&root)?;
+    let outcome = run_in(&root, scale, &plan, only.as_deref(), out).await;
+    let _ = std::fs::remove_dir_all(&root);
+    outcome
+}
+
+#[allow(clippy::print_stdout)] // the closing "N passed, N failed" line
+async fn run_in(
+    root: &Path,
+    scale: Scale,
+    plan: &Plan,
+    only: Option<&str>,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut rabbit = Rabbit::new(root)?;
+    let mut postgres = Postgres::new(root)?;
+    eprintln!(
+        "faults: starting a private RabbitMQ node and PostgreSQL cluster in {}",
+        root.display()
+    );
+    rabbit.start().await?;
+    postgres.start()?;
+
+    type Scenario = for<'a> fn(
+        &'a mut Rig,
+        &'a Plan,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = anyhow::Result<Line>> + 'a>,
+    >;
+    let scenarios: [(&str, Scenario); 6] = [
+        ("broker_outage", |rig, plan| {
+            Box::pin(broker_outage(rig, plan))
+        }),
+        ("ingester_kill_while_spooling", |rig, plan| {
+            Box::pin(ingester_kill_while_spooling(rig, plan))
+        }),
+        ("spool_disk_full", |rig, plan| {
+            Box::pin(spool_disk_full(rig, plan))
+        }),
+        ("postgres_outage", |rig, plan| {
+            Box::pin(postgres_outage(rig, plan))
+        }),
+        ("worker_kill_loop", |rig, plan| {
+            Box::pin(worker_kill_loop(rig, plan))
+        }),
+        ("rabbitmq_restart_with_unacked", |rig, plan| {
+            Box::pin(rabbitmq_restart_with_unacked(rig, plan))
+        }),
+    ];
+    let mut lines = Vec::new();
+    for (name, scenario) in scenarios {
+        if only.is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
+        eprintln!("faults: {name} ...");
+        let begun = Instant::now();
+        let mut rig = Rig::new(root, name, &mut rabbit, &mut postgres).await?;
+        let line = scenario(&mut rig, plan).await;
+        rig.shut_down();
+        drop(rig);
+        let line = match line {
+            Ok(line) => line,
+            Err(error) => Line {
+                scenario: name_static(name),
+                failures: vec![format!("the scenario could not run: {error:#}")],
+                ..Line::default()
+            },
+        };
+        eprintln!(
+            "faults: {name}: offered {}, 200 {}, non-200 {:?}, rows {}, duplicates {}, lost {} ({:.0} s){}",
+            line.offered,
+            line.accepted,
+            line.refused,
+            line.rows,
+            line.duplicates,
+            line.lost,
+            begun.elapsed().as_secs_f64(),
+            if line.failures.is_empty() {
+                String::new()
+            } else {
+                format!(" FAILED: {}", line.failures.join("; "))
+            }
+        );
+        lines.push(line);
+        // A scenario that stopped a server leaves it running again for the next one.
+        rabbit.ensure_running().await?;
+        postgres.ensure_running()?;
+    }
+    rabbit.stop();
+    postgres.stop();
+
+    let report = render(scale, plan, &lines, started.elapsed());
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(out, &report)?;
+    eprintln!("faults: results in {}", out.display());
+    let failed: Vec<String> = lines
+        .iter()
+        .filter(|l| l.lost > 0 || l.duplicates > 0 || !l.failures.is_empty())
+        .map(|l| l.scenario.to_owned())
+        .collect();
+    if failed.is_empty() {
+        println!("{} passed, 0 failed", lines.len());
+        Ok(())
+    } else {
+        println!(
+            "{} passed, {} failed",
+            lines.len() - failed.len(),
+            failed.len()
+        );
+        bail!("fault scenarios failed: {}", failed.join(", "))
+    }
+}
+
+fn name_static(name: &str) -> &'static str {
+    Box::leak(name.to_owned().into_boxed_str())
+}
+
+fn render(scale: Scale, plan: &Plan, lines: &[Line], took: Duration) -> String {
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map_or_else(|| "unknown".to_owned(), |s| s.trim().to_owned());
+    let mut text = String::new();
+    let _ = writeln!(text, "# Fault suite results\n");
+    let _ = writeln!(
+        text,
+        "`./scripts/faults {}` at commit {commit}, {} ({:.0} s). Load: {} connections, {} events/s offered (2 KiB signed Taktikal events; 16 KiB in the full-disk scenario); outages {} s.\n",
+        match scale {
+            Scale::Small => "--scale small",
+            Scale::Full => "--scale full",
+        },
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        took.as_secs_f64(),
+        plan.connections,
+        plan.rate,
+        plan.outage.as_secs(),
+    );
+    let _ = writeln!(
+        text,
+        "\"lost\" = events answered 200 and missing from `webhook_events` once everything has drained; \"duplicates\" = rows beyond one per event in `webhook_events`, `activity` (per entry) and `documents` (per content).\n"
+    );
+    let _ = writeln!(
+        text,
+        "| scenario | offered | 200 | non-200 | rows in PostgreSQL | duplicates | lost | notes |"
+    );
+    let _ = writeln!(text, "|---|---:|---:|---|---:|---:|---:|---|");
+    for line in lines {
+        let refused = if line.refused.is_empty() {
+            "0".to_owned()
+        } else {
+            line.refused
+                .iter()
+                .map(|(code, n)| format!("{n} × {code}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut notes = line.notes.clone();
+        if !line.failures.is_empty() {
+            notes.push_str(&format!(" **FAILED: {}**", line.failures.join("; ")));
+        }
+        let _ = writeln!(
+            text,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            line.scenario,
+            line.offered,
+            line.accepted,
+            refused,
+            line.rows,
+            line.duplicates,
+            line.lost,
+            notes.trim()
+        );
+    }
+    text
+}
+
+// --- the servers ------------------------------------------------------------------------------
+
+/// A private RabbitMQ node: its own name, ports and data directory.
+struct Rabbit {
+    dir: PathBuf,
+    port: u16,
+    dist_port: u16,
+    node: String,
+    child: Option<Child>,
+}
+
+impl Rabbit {
+    fn new(root: &Path) -> anyhow::Result<Self> {
+        let dir = root.join("rabbitmq");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("enabled_plugins"), "[].\n")?;
+        let port = free_port();
+        let node = format!("faults{port}@localhost");
+        std::fs::write(
+            dir.join("rabbitmq.conf"),
+            format!("listeners.tcp.default = 127.0.0.1:{port}\nloopback_users = none\n"),
+        )?;
+        Ok(Self {
+            dir,
+            port,
+            dist_port: free_port(),
+            node,
+            child: None,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(format!("/usr/lib/rabbitmq/bin/{program}"));
+        command
+            .env("RABBITMQ_NODENAME", &self.node)
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("RABBITMQ_MNESIA_BASE", self.dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", self.dir.join("log"))
+            .env(
+                "RABBITMQ_ENABLED_PLUGINS_FILE",
+                self.dir.join("enabled_plugins"),
+            )
+            .env("RABBITMQ_CONFIG_FILE", self.dir.join("rabbitmq"))
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .env("HOME", &self.dir);
+        command
+    }
+
+    async fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.out"))?;
+        let child = self
+            .command("rabbitmq-server")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .context("starting rabbitmq-server (is RabbitMQ installed?)")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            if lapin::Connection::connect(&self.url(), lapin::ConnectionProperties::default())
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        bail!(
+            "the private RabbitMQ node did not start (see {})",
+            self.dir.join("server.out").display()
+        )
+    }
+
+    /// Stops the whole node (not just its app): SIGTERM to its process group, then waits.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal_group(&child, "TERM");
+            if !wait_for(&mut child, Duration::from_secs(60)) {
+                signal_group(&child, "KILL");
+                let _ = child.wait();
+            }
+        }
+    }
+
+    async fn ensure_running(&mut self) -> anyhow::Result<()> {
+        if self.child.is_none() {
+            self.start().await?;
+        }
+        Ok(())
+    }
+
+    /// Messages delivered to consumers and not yet acknowledged, over the queues of `prefix`
+    /// (`rabbitmqctl list_queues` against this node).
+    fn unacked(&self, prefix: &str) -> anyhow::Result<u64> {
+        let output = self
+            .command("rabbitmqctl")
+            .args([
+                "-q",
+                "-n",
+                &self.node,
+                "list_queues",
+                "name",
+                "messages_unacknowledged",
+            ])
+            .output()?;
+        if !output.status.success() {
+            bail!(
+                "rabbitmqctl: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum())
+    }
+}
+
+/// A private PostgreSQL cluster (run as the `postgres` user when this runs as root).
+struct Postgres {
+    dir: PathBuf,
+    bin: PathBuf,
+    port: u16,
+    as_postgres: bool,
+    running: bool,
+}
+
+impl Postgres {
+    fn new(root: &Path) -> anyhow::Result<Self> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .context("PostgreSQL is not installed in /usr/lib/postgresql")?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|p| p.join("pg_ctl").exists())
+            .max()
+            .context("no pg_ctl under /usr/lib/postgresql")?;
+        let dir = root.join("postgres");
+        std::fs::create_dir_all(&dir)?;
+        let as_postgres = is_root();
+        if as_postgres {
+            exec(
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&dir),
+            )?;
+        }
+        let postgres = Self {
+            dir,
+            bin,
+            port: free_port(),
+            as_postgres,
+            running: false,
+        };
+        exec(
+            postgres
+                .pg("initdb")
+                .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+                .arg(postgres.dir.join("data")),
+        )?;
+        Ok(postgres)
+    }
+
+    fn pg(&self, program: &str) -> Command {
+        let program = self.bin.join(program);
+        if self.as_postgres {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        }
+    }
+
+    fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    fn start(&mut self) -> anyhow::Result<()> {
+        exec(
+            self.pg("pg_ctl")
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .arg("-o")
+                .arg(format!(
+                    "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
+                    self.port,
+                    self.dir.display()
+                ))
+                .arg("-l")
+                .arg(self.dir.join("server.log"))
+                .args(["-w", "-t", "60", "start"]),
+        )?;
+        self.running = true;
+        Ok(())
+    }
+
+    /// A fast shutdown: connections are cut, as when a database server goes away.
+    fn stop(&mut self) {
+        if self.running {
+            let _ = exec(
+                self.pg("pg_ctl")
+                    .arg("-D")
+                    .arg(self.dir.join("data"))
+                    .args(["-m", "fast", "-w", "stop"]),
+            );
+            self.running = false;
+        }
+    }
+
+    fn ensure_running(&mut self) -> anyhow::Result<()> {
+        if !self.running {
+            self.start()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Rabbit {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            signal_group(&child, "KILL");
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = self
+                .pg("pg_ctl")
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .args(["-m", "immediate", "stop"])
+                .output();
+        }
+    }
+}
+
+// --- one scenario's ingester, worker and database ----------------------------------------------
+
+struct Rig<'a> {
+    rabbit: &'a mut Rabbit,
+    postgres: &'a mut Postgres,
+    dir: PathBuf,
+    config: PathBuf,
+    port: u16,
+    admin_port: u16,
+    api_port: u16,
+    database_url: String,
+    prefix: String,
+    ingester: Option<Child>,
+    worker: Option<Child>,
+    spool: PathBuf,
+    mounted: bool,
+}
+
+impl<'a> Rig<'a> {
+    async fn new(
+        root: &Path,
+        name: &str,
+        rabbit: &'a mut Rabbit,
+        postgres: &'a mut Postgres,
+    ) -> anyhow::Result<Self> {
+        let dir = root.join(name);
+        let spool = dir.join("spool");
+        std::fs::create_dir_all(&spool)?;
+        let database = format!("faults_{name}");
+        let admin = sqlx::PgPool::connect(&postgres.url("postgres")).await?;
+        sqlx::query(&format!("CREATE DATABASE {database}"))
+            .execute(&admin)
+            .await?;
+        admin.close().await;
+        let mut rig = Self {
+            database_url: postgres.url(&database),
+            rabbit,
+            postgres,
+            config: dir.join("countersign.toml"),
+            dir,
+            port: free_port(),
+            admin_port: free_port(),
+            api_port: free_port(),
+            prefix: format!("faults-{name}"),
+            ingester: None,
+            worker: None,
+            spool,
+            mounted: false,
+        };
+        rig.write_config(1024 * 1024 * 1024)?;
+        Ok(rig)
+    }
+
+    fn write_config(&mut self, spool_max_bytes: u64) -> anyhow::Result<()> {
+        let text = format!(
+            r#"[amqp]
+prefix = "{prefix}"
+# Long enough together (~2.5 min) that a 30 s database outage is retried, not dead-lettered.
+retry_delays = ["1s", "2s", "5s", "10s", "20s", "40s", "60s"]
+
+[ingester]
+listen = "127.0.0.1:{port}"
+admin_listen = "127.0.0.1:{admin}"
+confirm_timeout = "5s"
+max_body_bytes = 1048576
+max_body_bytes_in_flight = 67108864
+
+[ingester.spool]
+dir = "{spool}"
+max_bytes = {spool_max_bytes}
+
+[worker]
+listen = "127.0.0.1:{api}"
+documents = "file:{documents}"
+
+[[sources]]
+name = "acme"
+provider = "taktikal"
+secrets = ["env:ACME_KEY"]
+"#,
+            prefix = self.prefix,
+            port = self.port,
+            admin = self.admin_port,
+            api = self.api_port,
+            spool = self.spool.display(),
+            documents = self.dir.join("documents").display(),
+        );
+        std::fs::write(&self.config, text)?;
+        Ok(())
+    }
+
+    fn spawn(&self, binary: &str, log: &str) -> anyhow::Result<Child> {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(log))?;
+        Command::new(sibling(binary))
+            .env("COUNTERSIGN_CONFIG", &self.config)
+            .env("AMQP_URL", self.rabbit.url())
+            .env("DATABASE_URL", &self.database_url)
+            .env("ACME_KEY", KEY)
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {binary} (built by `cargo build --release`?)"))
+    }
+
+    async fn start_ingester(&mut self) -> anyhow::Result<()> {
+        self.ingester = Some(self.spawn("countersign-ingester", "ingester.log")?);
+        wait_http(self.admin_port, "/healthz").await
+    }
+
+    async fn start_worker(&mut self) -> anyhow::Result<()> {
+        self.worker = Some(self.spawn("countersign-worker", "worker.log")?);
+        wait_http(self.api_port, "/healthz").await
+    }
+
+    async fn start_both(&mut self) -> anyhow::Result<()> {
+        self.start_ingester().await?;
+        self.start_worker().await
+    }
+
+    fn kill_ingester(&mut self) {
+        if let Some(mut child) = self.ingester.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn kill_worker(&mut self) {
+        if let Some(mut child) = self.worker.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn shut_down(&mut self) {
+        for child in [self.ingester.take(), self.worker.take()]
+            .into_iter()
+            .flatten()
+        {
+            let mut child = child;
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            if !wait_for(&mut child, Duration::from_secs(40)) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if self.mounted {
+            let _ = Command::new("umount").arg(&self.spool).status();
+            self.mounted = false;
+        }
+    }
+
+    fn log_contains(&self, log: &str, text: &str) -> bool {
+        std::fs::read_to_string(self.dir.join(log)).is_ok_and(|l| l.contains(text))
+    }
+
+    /// Waits until every accepted event is in `webhook_events` (or `patience` passes without
+    /// progress), then counts rows, duplicates and losses into `line`.
+    async fn settle(&self, load: &LoadOutcome, line: &mut Line) -> anyhow::Result<()> {
+        let pool = sqlx::PgPool::connect(&self.database_url).await?;
+        let accepted: Vec<String> = load.accepted.iter().cloned().collect();
+        let patience = Duration::from_secs(90);
+        let mut last = (0i64, Instant::now());
+        let present = loop {
+            let present: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM webhook_events WHERE source = 'acme' AND event_id = ANY($1)",
+            )
+            .bind(&accepted)
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(0);
+            if present as usize >= accepted.len() {
+                break present;
+            }
+            if present > last.0 {
+                last = (present, Instant::now());
+            } else if last.1.elapsed() > patience {
+                break present;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events")
+            .fetch_one(&pool)
+            .await?;
+        let duplicates: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) - count(DISTINCT (source, event_id)) FROM webhook_events)
+                  + (SELECT count(*) - count(DISTINCT (source, process_key, entry_key)) FROM activity)
+                  + (SELECT count(*) - count(DISTINCT (source, process_key, kind, content_key)) FROM documents)",
+        )
+        .fetch_one(&pool)
+        .await?;
+        pool.close().await;
+        line.offered = load.offered;
+        line.accepted = load.accepted.len() as u64;
+        line.refused = load.refused.clone();
+        line.rows = u64::try_from(rows).unwrap_or(0);
+        line.duplicates = u64::try_from(duplicates).unwrap_or(0);
+        line.lost = accepted.len() as u64 - u64::try_from(present).unwrap_or(0);
+        Ok(())
+    }
+}
+
+impl Drop for Rig<'_> {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+// --- load ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Default)]
+struct LoadOutcome {
+    offered: u64,
+    accepted: HashSet<String>,
+    refused: BTreeMap<String, u64>,
+}
+
+impl LoadOutcome {
+    /// Counts one reply to the event `id`: a 200 is accepted, anything else refused by its code
+    /// (`error` when no reply came).
+    fn count(&mut self, id: String, reply: &reqwest::Result<reqwest::Response>) {
+        match reply {
+            Ok(response) if response.status() == 200 => {
+                self.accepted.insert(id);
+            }
+            Ok(response) => {
+                *self
+                    .refused
+                    .entry(response.status().as_u16().to_string())
+                    .or_default() += 1;
+            }
+            Err(_) => *self.refused.entry("error".to_owned()).or_default() += 1,
+        }
+    }
+}
+
+/// Paced load: `connections` clients together offering `rate` events/s to the ingester, until
+/// `stop` is set. A request that gets no reply (the ingester killed, connection refused) counts
+/// as `error`, and the client carries on.
+struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<LoadOutcome>>,
+}
+
+impl Load {
+    fn start(port: u16, connections: usize, rate: u64, factory: Arc<EventFactory>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(connections)
+            .build()
+            .expect("HTTP client");
+        let url = format!("http://127.0.0.1:{port}/webhooks/acme");
+        let period = Duration::from_secs_f64(connections as f64 / rate.max(1) as f64);
+        let tasks = (0..connections)
+            .map(|i| {
+                let (stop, client, url, factory) =
+                    (stop.clone(), client.clone(), url.clone(), factory.clone());
+                tokio::spawn(async move {
+                    // Spread the connections' ticks over one period.
+                    tokio::time::sleep(period.mul_f64(i as f64 / connections as f64)).await;
+                    let mut tick = tokio::time::interval(period);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    let mut outcome = LoadOutcome::default();
+                    while !stop.load(Ordering::Relaxed) {
+                        tick.tick().await;
+                        let (id, body) = factory.mint();
+                        outcome.offered += 1;
+                        let reply = client
+                            .post(&url)
+                            .header("content-type", "application/json")
+                            .body(body)
+                            .send()
+                            .await;
+                        outcome.count(id, &reply);
+                    }
+                    outcome
+                })
+            })
+            .collect();
+        Self { stop, tasks }
+    }
+
+    async fn finish(self) -> LoadOutcome {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut total = LoadOutcome::default();
+        for task in self.tasks {
+            if let Ok(outcome) = task.await {
+                total.offered += outcome.offered;
+                total.accepted.extend(outcome.accepted);
+                for (code, n) in outcome.refused {
+                    *total.refused.entry(code).or_default() += n;
+                }
+            }
+        }
+        total
+    }
+}
+
+/// Sends `count` events as fast as `connections` clients can; returns what was accepted.
+async fn burst(port: u16, connections: usize, count: u64) -> LoadOutcome {
+    let factory = Arc::new(EventFactory::new(KEY, 2048));
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/webhooks/acme");
+    let next = Arc::new(AtomicU64::new(0));
+    let outcome = Arc::new(Mutex::new(LoadOutcome::default()));
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let (client, url, next, outcome, factory) = (
+                client.clone(),
+                url.clone(),
+                next.clone(),
+                outcome.clone(),
+                factory.clone(),
+            );
+            tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < count {
+                    let (id, body) = factory.mint();
+                    let reply = client.post(&url).body(body).send().await;
+                    let mut outcome = outcome.lock().unwrap();
+                    outcome.offered += 1;
+                    outcome.count(id, &reply);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+    Arc::try_unwrap(outcome)
+        .map(|m| m.into_inner().unwrap())
+        .unwrap_or_default()
+}
+
+fn factory() -> Arc<EventFactory> {
+    Arc::new(EventFactory::new(KEY, 2048))
+}
+
+// --- the scenarios ------------------------------------------------------------------------------
+
+/// RabbitMQ stopped for `outage` under load: the spool answers, then drains.
+async fn broker_outage(rig: &mut Rig<'_>, plan: &Plan) -> anyhow::Result<Line> {
+    rig.start_both().await?;
+    let load = Load::start(rig.port, plan.connections, plan.rate, factory());
+    tokio::time::sleep(plan.margin).await;
+    let stopped = Instant::now();
+    rig.rabbit.stop();
+    tokio::time::sleep(plan.outage.saturating_sub(stopped.elapsed())).await;
+    rig.rabbit.start().await?;
+    let outage = stopped.elapsed();
+    tokio::time::sleep(plan.margin).await;
+    let load = load.finish().await;
+    let mut line = Line {
+        scenario: "broker_outage",
+        notes: format!(
+            "RabbitMQ node stopped {:.0} s (stop to accepting again)",
+            outage.as_secs_f64()
+        ),
+        ..Line::default()
+    };
+    rig.settle(&load, &mut line).await?;
+    if line.non_200() > 0 {
+        line.failures
+            .push("non-200 replies while the spool had room".to_owned());
+    }
+    if !rig.log_contains("ingester.log", "spooling started") {
+        line.failures.push("the ingester never spooled".to_owned());
+    }
+    Ok(line)
+}
+
+/// RabbitMQ down, the ingester spooling under load is killed with SIGKILL and restarted on the
+/// same spool; then RabbitMQ comes back.
+async fn ingester_kill_while_spooling(rig: &mut Rig<'_>, plan: &Plan) -> anyhow::Result<Line> {
+    rig.start_both().await?;
+    rig.rabbit.stop();
+    let load = Load::start(rig.port, plan.connections, plan.rate, factory());
+    tokio::time::sleep(plan.margin).await;
+    rig.kill_ingester();
+    rig.start_ingester().await?;
+    tokio::time::sleep(plan.margin).await;
+    let load = load.finish().await;
+    rig.rabbit.start().await?;
+    let mut line = Line {
+        scenario: "ingester_kill_while_spooling",
+        ..Line::default()
+    };
+    rig.settle(&load, &mut line).await?;
+    let torn = rig.log_contains("ingester.log", "cutting a torn tail");
+    let recovered = rig.log_contains(
+        "ingester.log",
+        "spool holds messages from before this start",
+    );
+    line.notes = format!(
+        "SIGKILL mid-load with RabbitMQ down; restart found spooled messages: {}; a torn tail cut: {}",
+        if recovered { "yes" } else { "no" },
+        if torn {
+            "yes"
+        } else {
+            "no (the kill fell between writes)"
+        }
+    );
+    if !recovered {
+        line.failures
+            .push("the restarted ingester found nothing to drain".to_owned());
+    }
+    Ok(line)
+}
+
+/// The spool's file system fills up (a tmpfs smaller than `max_bytes`): 503, never a 200 that is
+/// not on disk; once RabbitMQ is back, every 200 is drained and room comes back.
+async fn spool_disk_full(rig: &mut Rig<'_>, plan: &Plan) -> anyhow::Result<Line> {
+    if !is_root() {
+        return Ok(Line {
+            scenario: "spool_disk_full",
+            notes: "skipped: mounting a tmpfs needs root".to_owned(),
+            failures: vec!["not run".to_owned()],
+            ..Line::default()
+        });
+    }
+    exec(
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+            .arg(&rig.spool),
+    )?;
+    rig.mounted = true;
+    rig.start_both().await?;
+    rig.rabbit.stop();
+    let big = Arc::new(EventFactory::new(KEY, 16 * 1024));
+    let load = Load::start(rig.port, plan.connections, plan.rate, big);
+    tokio::time::sleep(plan.margin * 2).await;
+    let load = load.finish().await;
+    rig.rabbit.start().await?;
+    let mut line = Line {
+        scenario: "spool_disk_full",
+        notes: "spool on a 2 MiB tmpfs, max_bytes 1 GiB: the disk fills first (ENOSPC)".to_owned(),
+        ..Line::default()
+    };
+    rig.settle(&load, &mut line).await?;
+    if line.refused.get("503").copied().unwrap_or(0) == 0 {
+        line.failures
+            .push("no 503 when the disk was full".to_owned());
+    }
+    if line.accepted == 0 {
+        line.failures
+            .push("nothing was spooled before the disk filled".to_owned());
+    }
+    // Room again once drained: a new webhook is a 200.
+    let after = burst(rig.port, 1, 1).await;
+    if after.accepted.len() != 1 {
+        line.failures
+            .push(format!("after draining, not a 200: {:?}", after.refused));
+    }
+    Ok(line)
+}
+
+/// PostgreSQL stopped for `outage` under load: the worker retries, nothing is dead-lettered.
+async fn postgres_outage(rig: &mut Rig<'_>, plan: &Plan) -> anyhow::Result<Line> {
+    rig.start_both().await?;
+    let load = Load::start(rig.port, plan.connections, plan.rate, factory());
+    tokio::time::sleep(plan.margin).await;
+    rig.postgres.stop();
+    tokio::time::sleep(plan.outage).await;
+    rig.postgres.start()?;
+    tokio::time::sleep(plan.margin).await;
+    let load = load.finish().await;
+    let mut line = Line {
+        scenario: "postgres_outage",
+        notes: format!(
+            "PostgreSQL stopped (fast shutdown) {} s",
+            plan.outage.as_secs()
+        ),
+        ..Line::default()
+    };
+    rig.settle(&load, &mut line).await?;
+    if line.non_200() > 0 {
+        line.failures
+            .push("non-200 replies: the ingester does not need PostgreSQL".to_owned());
+    }
+    Ok(line)
+}
+
+/// The worker killed with SIGKILL every few seconds under load, and restarted.
+async fn worker_kill_loop(rig: &mut Rig<'_>, plan: &Plan) -> anyhow::Result<Line> {
+    rig.start_both().await?;
+    let load = Load::start(rig.port, plan.connections, plan.rate, factory());
+    let started = Instant::now();
+    let mut kills = 0;
+    while started.elapsed() < plan.kill_for {
+        tokio::time::sleep(plan.kill_every).await;
+        rig.kill_worker();
+        kills += 1;
+        rig.start_worker().await?;
+    }
+    let load = load.finish().await;
+    let mut line = Line {
+        scenario: "worker_kill_loop",
+        notes: format!(
+            "{kills} × SIGKILL, one every {} s",
+            plan.kill_every.as_secs()
+        ),
+        ..Line::default()
+    };
+    rig.settle(&load, &mut line).await?;
+    if line.non_200() > 0 {
+        line.failures
+            .push("non-200 replies: the ingester does not need the worker".to_owned());
+    }
+    Ok(line)
+}
+
+/// A burst sent, the worker draining it (messages in hand, unacknowledged), and the RabbitMQ
+/// node restarted under it while the rest of the burst is still coming (and is spooled).
+async fn rabbitmq_restart_with_unacked(rig: &mut Rig<'_>, plan: &Plan) -> anyhow::Result<Line> {
+    rig.start_both().await?;
+    let sender = tokio::spawn(burst(rig.port, plan.connections, plan.burst));
+    let mut unacked = 0;
+    let mut last_error = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        match rig.rabbit.unacked(&rig.prefix) {
+            Ok(n) if n > 0 => {
+                unacked = n;
+                break;
+            }
+            Ok(_) => {}
+            Err(error) => last_error = Some(error),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    rig.rabbit.stop();
+    rig.rabbit.start().await?;
+    let load = sender.await?;
+    let mut line = Line {
+        scenario: "rabbitmq_restart_with_unacked",
+        notes: format!(
+            "burst of {} events; node stopped and started with {unacked} unacknowledged in the worker's hands",
+            plan.burst
+        ),
+        ..Line::default()
+    };
+    rig.settle(&load, &mut line).await?;
+    if unacked == 0 {
+        line.failures.push(format!(
+            "no unacknowledged message seen before the restart{}",
+            last_error.map_or(String::new(), |e| format!(" ({e:#})"))
+        ));
+    }
+    if line.non_200() > 0 {
+        line.failures
+            .push("non-200 replies to the burst".to_owned());
+    }
+    Ok(line)
+}
+
+// --- helpers ------------------------------------------------------------------------------------
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn exec(command: &mut Command) -> anyhow::Result<()> {
+    let output = command.output().with_context(|| format!("{command:?}"))?;
+    if !output.status.success() {
+        bail!(
+            "{command:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn signal_group(child: &Child, signal: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{signal}"), "--", &format!("-{}", child.id())])
+        .status();
+}
+
+fn wait_for(child: &mut Child, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+async fn wait_http(port: u16, path: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        if client
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("nothing answered 200 on port {port}{path} within 30 s")
+}
