@@ -382,13 +382,6 @@ fn ten_thousand_idle_and_slow_connections_do_not_shut_out_genuine_webhooks() {
         }
         held.push(stream);
     }
-    let open = ingester
-        .get_admin("/metrics")
-        .1
-        .lines()
-        .find_map(|l| l.strip_prefix("countersign_ingester_connections_open "))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or_default();
     let (ready, _) = ingester.get_admin("/readyz");
     assert_eq!(ready, 200, "/readyz answers with 10,000 connections open");
     for _ in 0..20 {
@@ -398,6 +391,25 @@ fn ten_thousand_idle_and_slow_connections_do_not_shut_out_genuine_webhooks() {
             "a genuine webhook among 10,000 held connections"
         );
         assert!(took < Duration::from_secs(5), "took {took:?}");
+    }
+    // The listen backlog is drained while the genuine webhooks go through: the count may still
+    // grow for a moment on a busy machine (6,728 once, read straight after the connects).
+    let connections_open = || {
+        ingester
+            .get_admin("/metrics")
+            .1
+            .lines()
+            .find_map(|l| l.strip_prefix("countersign_ingester_connections_open "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or_default()
+    };
+    let mut open = connections_open();
+    for _ in 0..100 {
+        if open >= 9_000 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        open = connections_open();
     }
     eprintln!("10,000 held connections: {open} open at the ingester; 20/20 genuine webhooks 200");
     assert!(open >= 9_000, "the held connections were open ({open})");
