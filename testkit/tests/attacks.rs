@@ -362,7 +362,9 @@ fn ten_thousand_idle_and_slow_connections_do_not_shut_out_genuine_webhooks() {
         limit >= 12_000,
         "the test needs 12,000 descriptors ({limit})"
     );
-    let ingester = Ingester::start("header_timeout = \"20s\"\nrequest_timeout = \"30s\"", "");
+    // Timeouts longer than the test: on a loaded machine the 10,000 connects take over 20 s, and
+    // the first connections must still be held when they are counted.
+    let ingester = Ingester::start("header_timeout = \"300s\"\nrequest_timeout = \"300s\"", "");
     let mut held = Vec::with_capacity(10_000);
     for i in 0..10_000 {
         let mut stream = TcpStream::connect(("127.0.0.1", ingester.port)).expect("connect");
@@ -393,7 +395,7 @@ fn ten_thousand_idle_and_slow_connections_do_not_shut_out_genuine_webhooks() {
         assert!(took < Duration::from_secs(5), "took {took:?}");
     }
     // The listen backlog is drained while the genuine webhooks go through: the count may still
-    // grow for a moment on a busy machine (6,728 once, read straight after the connects).
+    // grow for a moment on a busy machine.
     let connections_open = || {
         ingester
             .get_admin("/metrics")
