@@ -131,7 +131,7 @@ async fn run_in(
     ) -> std::pin::Pin<
         Box<dyn std::future::Future<Output = anyhow::Result<Line>> + 'a>,
     >;
-    let scenarios: [(&str, Scenario); 6] = [
+    let scenarios: [(&'static str, Scenario); 6] = [
         ("broker_outage", |rig, plan| {
             Box::pin(broker_outage(rig, plan))
         }),
@@ -165,7 +165,7 @@ async fn run_in(
         let line = match line {
             Ok(line) => line,
             Err(error) => Line {
-                scenario: name_static(name),
+                scenario: name,
                 failures: vec![format!("the scenario could not run: {error:#}")],
                 ..Line::default()
             },
@@ -215,10 +215,6 @@ async fn run_in(
         );
         bail!("fault scenarios failed: {}", failed.join(", "))
     }
-}
-
-fn name_static(name: &str) -> &'static str {
-    Box::leak(name.to_owned().into_boxed_str())
 }
 
 fn render(scale: Scale, plan: &Plan, lines: &[Line], took: Duration) -> String {
@@ -578,11 +574,11 @@ impl<'a> Rig<'a> {
             spool,
             mounted: false,
         };
-        rig.write_config(1024 * 1024 * 1024)?;
+        rig.write_config()?;
         Ok(rig)
     }
 
-    fn write_config(&mut self, spool_max_bytes: u64) -> anyhow::Result<()> {
+    fn write_config(&mut self) -> anyhow::Result<()> {
         let text = format!(
             r#"[amqp]
 prefix = "{prefix}"
@@ -598,7 +594,7 @@ max_body_bytes_in_flight = 67108864
 
 [ingester.spool]
 dir = "{spool}"
-max_bytes = {spool_max_bytes}
+max_bytes = 1073741824
 
 [worker]
 listen = "127.0.0.1:{api}"

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::record::{self, Next, Record};
-use super::{Shared, Spool, State};
+use super::{Shared, Spool};
 use crate::broker::Broker;
 
 /// Records published together (their confirms pipeline), and their bytes at most.
@@ -148,15 +148,6 @@ impl Shared {
             state.bytes = state.bytes.saturating_sub(segment.len);
         }
         self.publish_gauges_locked(&state);
-    }
-
-    fn publish_gauges_locked(&self, state: &State) {
-        self.metrics
-            .spool_messages
-            .set(i64::try_from(state.messages).unwrap_or(i64::MAX));
-        self.metrics
-            .spool_bytes
-            .set(i64::try_from(state.bytes).unwrap_or(i64::MAX));
     }
 }
 

@@ -306,16 +306,16 @@ impl Shared {
     }
 
     fn status(&self) -> Status {
-        let state = self.state.lock().unwrap();
-        Status {
-            messages: state.messages,
-            bytes: state.bytes,
-            oldest_age: oldest(&state).map(age),
-        }
+        status_of(&self.state.lock().unwrap())
     }
 
     fn publish_gauges(&self) {
-        let status = self.status();
+        self.publish_gauges_locked(&self.state.lock().unwrap());
+    }
+
+    /// Sets the gauges from `state` (its lock held by the caller).
+    fn publish_gauges_locked(&self, state: &State) {
+        let status = status_of(state);
         let metrics = &self.metrics;
         metrics
             .spool_messages
@@ -330,6 +330,14 @@ impl Shared {
 
     fn segment_path(&self, id: u64) -> PathBuf {
         segment_path(&self.dir, id)
+    }
+}
+
+fn status_of(state: &State) -> Status {
+    Status {
+        messages: state.messages,
+        bytes: state.bytes,
+        oldest_age: oldest(state).map(age),
     }
 }
 
