@@ -68,6 +68,12 @@ enum Command {
         #[arg(long)]
         only: Option<String>,
     },
+    /// Only the worker's drain of a pre-filled queue (2 KiB events) and PostgreSQL's ceilings.
+    Drain {
+        /// Events pre-filled for the worker's drain.
+        #[arg(long, default_value_t = 20000)]
+        events: usize,
+    },
     /// (internal) The HTTP ceiling: read the body, reply 200.
     HttpSink,
     /// Load a running ingester (for profiling): signed events to `/webhooks/<source>`.
@@ -130,6 +136,20 @@ fn main() -> anyhow::Result<()> {
             worker_events,
             out,
         } => runtime.block_on(all(duration, worker_events, out)),
+        Command::Drain { events } => runtime.block_on(async move {
+            let setup = setup().await?;
+            let small = Arc::new(EventFactory::new(KEY, 2 * 1024));
+            // A first start applies the migrations.
+            let worker = setup.worker()?;
+            wait_ready(worker.port).await?;
+            worker.stop()?;
+            let (rate, peak) = drain(&setup, events, &small).await?;
+            eprintln!(
+                "worker drain: {rate:.0} events/s, peak RSS {:.1} MiB",
+                peak as f64 / 1048576.0
+            );
+            setup.teardown().await
+        }),
         Command::Faults { scale, out, only } => runtime.block_on(faults::run(scale, &out, only)),
     }
 }
@@ -462,27 +482,9 @@ async fn all(duration: Duration, worker_events: usize, out: PathBuf) -> anyhow::
     tokio::time::sleep(Duration::from_secs(1)).await;
     results.worker_idle_rss = worker.memory()?.rss;
     worker.stop()?;
-    prefill(&setup, worker_events, &small).await?;
-    let started = Instant::now();
-    let worker = setup.worker()?;
-    let pool = sqlx::PgPool::connect(&setup.database_url).await?;
-    loop {
-        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events")
-            .fetch_one(&pool)
-            .await?;
-        if rows as usize >= worker_events {
-            break;
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(300),
-            "the worker drained only {rows} events in 5 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    results.worker_rate = worker_events as f64 / started.elapsed().as_secs_f64();
-    results.worker_peak_rss = worker.memory()?.peak;
-    worker.stop()?;
-    pool.close().await;
+    let (rate, peak) = drain(&setup, worker_events, &small).await?;
+    results.worker_rate = rate;
+    results.worker_peak_rss = peak;
     let inserts = ceilings::postgres(
         &setup.database_url,
         worker_events,
@@ -638,6 +640,33 @@ async fn wait_ready(port: u16) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     anyhow::bail!("the worker never became ready")
+}
+
+/// Fills the queue with `n` events, starts a worker and times it until every event is a row:
+/// (events/s, the worker's peak RSS).
+async fn drain(setup: &Setup, n: usize, factory: &Arc<EventFactory>) -> anyhow::Result<(f64, u64)> {
+    prefill(setup, n, factory).await?;
+    let started = Instant::now();
+    let worker = setup.worker()?;
+    let pool = sqlx::PgPool::connect(&setup.database_url).await?;
+    loop {
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events")
+            .fetch_one(&pool)
+            .await?;
+        if rows as usize >= n {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "the worker drained only {rows} events in 5 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let peak = worker.memory()?.peak;
+    worker.stop()?;
+    pool.close().await;
+    Ok((rate, peak))
 }
 
 /// Fills `<prefix>.persist` with `n` events exactly as the ingester would publish them.

@@ -35,6 +35,12 @@ pub trait DocumentStore: Send + Sync {
 }
 
 /// True for 64 lower-case hex digits: the only names the store accepts, so no path tricks.
+/// A content's id in the store: its SHA-256, in lower-case hex.
+pub fn sha256_hex(content: &[u8]) -> String {
+    use sha2::Digest as _;
+    crate::handler::hex(&sha2::Sha256::digest(content))
+}
+
 pub fn is_sha256_hex(id: &str) -> bool {
     id.len() == 64
         && id

@@ -6,6 +6,7 @@
 //! body, or an event id already recorded with another body is [`Outcome::Dead`].
 //! [`Handler::handle`] is the `process_one` step: tests drive it without a consumer loop.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -15,6 +16,7 @@ use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
 use sha2::{Digest, Sha256};
 
+use crate::batch::Item;
 use crate::db::{Db, RawEvent, RecordError, Recorded, is_transient};
 use crate::documents::DocumentStore;
 
@@ -66,65 +68,142 @@ impl Handler {
         Self { db, documents }
     }
 
+    /// One message: [`Handler::handle_batch`] with a batch of one.
     pub async fn handle(&self, body: &[u8], properties: &BasicProperties) -> Outcome {
-        let dead = |kind, reason: String| Outcome::Dead { kind, reason };
-        let Some(source) = message::header_text(properties, message::SOURCE) else {
-            return dead(
-                DeadKind::MissingHeaders,
-                format!("no {} header", message::SOURCE),
-            );
-        };
-        let Some(provider_name) = message::header_text(properties, message::PROVIDER) else {
-            return dead(
-                DeadKind::MissingHeaders,
-                format!("no {} header", message::PROVIDER),
-            );
-        };
-        let Some(provider) = ProviderKind::from_name(provider_name) else {
-            return dead(
-                DeadKind::UnknownProvider,
-                format!("unknown provider {provider_name:?}"),
-            );
-        };
-        let events = match provider.parse(body) {
-            Ok(events) => events,
-            Err(error) => return dead(DeadKind::Unparseable, error.0),
-        };
+        let mut outcomes = self.handle_batch(&[(body, properties)]).await;
+        outcomes.pop().expect("one outcome per message")
+    }
 
-        let body_sha256: [u8; 32] = Sha256::digest(body).into();
-        let message_id = properties.message_id().as_ref().map(|m| m.to_string());
-        let event_id = message_id.unwrap_or_else(|| hex(&body_sha256));
-        let raw = RawEvent {
-            source,
-            provider,
-            event_id: &event_id,
-            event_type: message::header_text(properties, message::EVENT_TYPE).unwrap_or("Unknown"),
-            received_at: received_at(properties),
-            body,
-            body_sha256,
-            headers: properties
-                .headers()
-                .as_ref()
-                .map_or(serde_json::json!({}), table_to_json),
-            signature_id: provider.signature_id(body),
-            counts_as_delivery: message::header_text(properties, crate::replay::REPLAY)
-                != Some("archive"),
+    /// Messages taken together: one outcome each, in order. The valid ones are recorded in one
+    /// transaction; if that fails for any reason but the database being away, each is recorded
+    /// alone, so that a poison message is parked or retried alone and the rest commit.
+    pub async fn handle_batch(&self, messages: &[(&[u8], &BasicProperties)]) -> Vec<Outcome> {
+        let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(messages.len());
+        let mut items = Vec::with_capacity(messages.len());
+        let mut positions = Vec::with_capacity(messages.len());
+        for (position, (body, properties)) in messages.iter().enumerate() {
+            match prepare(body, properties) {
+                Ok(item) => {
+                    items.push(item);
+                    positions.push(position);
+                    outcomes.push(None);
+                }
+                Err(outcome) => outcomes.push(Some(outcome)),
+            }
+        }
+        let store = self.documents.as_ref();
+        let result = if items.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.db.record_batch(&items, store).await
         };
-        match self.db.record(&raw, &events, self.documents.as_ref()).await {
-            Ok(recorded) => Outcome::Persisted(recorded),
-            Err(error @ RecordError::SuspectedReplay { .. }) => {
-                dead(DeadKind::SuspectedReplay, error.to_string())
+        match result {
+            Ok(recorded) => {
+                for (&position, recorded) in positions.iter().zip(recorded) {
+                    outcomes[position] = Some(Outcome::Persisted(recorded));
+                }
             }
-            Err(error @ RecordError::ConflictingBody) => {
-                dead(DeadKind::ConflictingBody, error.to_string())
+            Err(error) if error.concerns_all() => {
+                let reason = match error {
+                    RecordError::Database(error) => format!("database: {error}"),
+                    error => error.to_string(),
+                };
+                for &position in &positions {
+                    outcomes[position] = Some(Outcome::Retry(reason.clone()));
+                }
             }
-            Err(error @ RecordError::DocumentStore(_)) => Outcome::Retry(error.to_string()),
-            Err(RecordError::Database(error)) if is_transient(&error) => {
-                Outcome::Retry(format!("database: {error}"))
+            Err(error) if items.len() == 1 => outcomes[positions[0]] = Some(outcome_of(error)),
+            Err(error) => {
+                tracing::info!(
+                    messages = items.len(),
+                    reason = %countersign::telemetry::Escaped(&error.to_string()),
+                    "batch rolled back; recording its messages one by one"
+                );
+                for (item, &position) in items.iter().zip(&positions) {
+                    let result = self
+                        .db
+                        .record_batch(std::slice::from_ref(item), store)
+                        .await;
+                    outcomes[position] = Some(match result {
+                        Ok(recorded) => Outcome::Persisted(recorded[0]),
+                        Err(error) => outcome_of(error),
+                    });
+                }
             }
-            Err(RecordError::Database(error)) => {
-                dead(DeadKind::DatabaseRejected, format!("database: {error}"))
-            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.expect("every message has an outcome"))
+            .collect()
+    }
+}
+
+/// Headers, provider and body checked and parsed: an [`Item`] to record, or the outcome of a
+/// message that can never be recorded as it is.
+pub fn prepare<'a>(body: &'a [u8], properties: &'a BasicProperties) -> Result<Item<'a>, Outcome> {
+    let dead = |kind, reason: String| Outcome::Dead { kind, reason };
+    let Some(source) = message::header_text(properties, message::SOURCE) else {
+        return Err(dead(
+            DeadKind::MissingHeaders,
+            format!("no {} header", message::SOURCE),
+        ));
+    };
+    let Some(provider_name) = message::header_text(properties, message::PROVIDER) else {
+        return Err(dead(
+            DeadKind::MissingHeaders,
+            format!("no {} header", message::PROVIDER),
+        ));
+    };
+    let Some(provider) = ProviderKind::from_name(provider_name) else {
+        return Err(dead(
+            DeadKind::UnknownProvider,
+            format!("unknown provider {provider_name:?}"),
+        ));
+    };
+    let events = provider
+        .parse(body)
+        .map_err(|error| dead(DeadKind::Unparseable, error.0))?;
+
+    let body_sha256: [u8; 32] = Sha256::digest(body).into();
+    let event_id = match properties.message_id() {
+        Some(id) => Cow::Borrowed(id.as_str()),
+        None => Cow::Owned(hex(&body_sha256)),
+    };
+    let raw = RawEvent {
+        source,
+        provider,
+        event_id,
+        event_type: message::header_text(properties, message::EVENT_TYPE).unwrap_or("Unknown"),
+        received_at: received_at(properties),
+        body,
+        body_sha256,
+        headers: properties
+            .headers()
+            .as_ref()
+            .map_or(serde_json::json!({}), table_to_json),
+        signature_id: provider.signature_id(body),
+        counts_as_delivery: message::header_text(properties, crate::replay::REPLAY)
+            != Some("archive"),
+    };
+    Ok(Item { raw, events })
+}
+
+/// The outcome of a message whose recording failed.
+fn outcome_of(error: RecordError) -> Outcome {
+    let dead = |kind, reason: String| Outcome::Dead { kind, reason };
+    match error {
+        error @ RecordError::SuspectedReplay { .. } => {
+            dead(DeadKind::SuspectedReplay, error.to_string())
+        }
+        error @ RecordError::ConflictingBody => dead(DeadKind::ConflictingBody, error.to_string()),
+        error @ (RecordError::DocumentStore(_) | RecordError::Unsettled(_)) => {
+            Outcome::Retry(error.to_string())
+        }
+        RecordError::Database(error) if is_transient(&error) => {
+            Outcome::Retry(format!("database: {error}"))
+        }
+        RecordError::Database(error) => {
+            dead(DeadKind::DatabaseRejected, format!("database: {error}"))
         }
     }
 }
