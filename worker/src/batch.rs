@@ -201,10 +201,14 @@ async fn check_signatures(
     .execute(&mut **tx)
     .await?;
     let first: Vec<(String, String, Vec<u8>, String)> = sqlx::query_as(
+        // One key lookup per signature: a join let the planner hash the whole table (its cost
+        // grew with every event ever received).
         "SELECT u.source, u.signature_id, u.body_sha256, u.event_id
-         FROM signature_uses u
-         JOIN unnest($1::text[], $2::text[]) AS k(source, signature_id)
-           ON u.source = k.source AND u.signature_id = k.signature_id",
+         FROM unnest($1::text[], $2::text[]) AS k(source, signature_id)
+         CROSS JOIN LATERAL (
+            SELECT * FROM signature_uses s
+            WHERE s.source = k.source AND s.signature_id = k.signature_id
+         ) u",
     )
     .bind(&source)
     .bind(&signature)
