@@ -79,13 +79,15 @@ pub async fn http_sink() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `n` single-row inserts (one transaction each) of `body_bytes`-sized rows with `concurrency`
-/// connections: the ceiling for the worker, which writes one transaction per event.
+/// `n` rows of `body_bytes` inserted with `concurrency` connections, `rows_per_statement` per
+/// statement (one transaction each, `INSERT … SELECT FROM unnest(…)` as the worker's batches):
+/// the archive table's ceiling, with 1 as a transaction per event and 64 as the worker's batch.
 pub async fn postgres(
     url: &str,
     n: usize,
     concurrency: usize,
     body_bytes: usize,
+    rows_per_statement: usize,
 ) -> anyhow::Result<Latencies> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(u32::try_from(concurrency)?)
@@ -102,17 +104,32 @@ pub async fn postgres(
         let share = n / concurrency + usize::from(worker < n % concurrency);
         tasks.push(tokio::spawn(async move {
             let mut latencies = Latencies::new();
-            for _ in 0..share {
+            let mut left = share;
+            while left > 0 {
+                let rows = left.min(rows_per_statement.max(1));
+                left -= rows;
                 let begun = Instant::now();
+                let ids: Vec<String> = (0..rows)
+                    .map(|_| uuid::Uuid::new_v4().to_string())
+                    .collect();
+                let bodies = vec![body.as_slice(); rows];
+                let headers = vec![
+                    serde_json::json!({ "x-source": "bench", "x-provider": "taktikal" });
+                    rows
+                ];
                 sqlx::query(
-                    "INSERT INTO bench_inserts (event_id, body, headers) VALUES ($1, $2, $3)",
+                    "INSERT INTO bench_inserts (event_id, body, headers)
+                     SELECT * FROM unnest($1::text[], $2::bytea[], $3::jsonb[])",
                 )
-                .bind(uuid::Uuid::new_v4().to_string())
-                .bind(body.as_slice())
-                .bind(serde_json::json!({ "x-source": "bench", "x-provider": "taktikal" }))
+                .bind(ids)
+                .bind(bodies)
+                .bind(headers)
                 .execute(&pool)
                 .await?;
-                latencies.record(begun.elapsed());
+                // One latency per row, so that the rate counts rows.
+                for _ in 0..rows {
+                    latencies.record(begun.elapsed());
+                }
             }
             anyhow::Ok(latencies)
         }));

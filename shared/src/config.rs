@@ -196,8 +196,13 @@ pub struct WorkerConfig {
     pub listen: SocketAddr,
     /// Where documents are stored (`documents = "file:<directory>"` or `"s3://<bucket>[/<prefix>]"`).
     pub documents: DocumentsLocation,
-    /// Messages delivered to the worker before it acks: how many are processed at once.
+    /// Messages delivered to the worker before it acks: how many are in hand at once.
     pub prefetch: u16,
+    /// At most this many messages are recorded in one transaction.
+    pub batch_size: u16,
+    /// How long a batch may wait to fill once its first message is in hand; zero takes what is
+    /// already delivered and never holds a message back for company.
+    pub batch_wait: Duration,
     /// Connections to PostgreSQL.
     pub database_pool_size: u32,
     /// How long to wait for a database connection before counting the attempt as failed.
@@ -212,6 +217,9 @@ struct FileWorker {
     listen: SocketAddr,
     documents: String,
     prefetch: u16,
+    batch_size: u16,
+    #[serde(with = "humantime_serde")]
+    batch_wait: Duration,
     database_pool_size: u32,
     #[serde(with = "humantime_serde")]
     database_timeout: Duration,
@@ -223,8 +231,9 @@ impl Default for FileWorker {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
             documents: "file:./data/documents".to_owned(),
-            prefetch: 32,
-            // As many as messages in hand: each can hold its transaction without waiting.
+            prefetch: 256,
+            batch_size: 64,
+            batch_wait: Duration::ZERO,
             database_pool_size: 32,
             database_timeout: Duration::from_secs(5),
             api_tokens: Vec::new(),
@@ -238,6 +247,15 @@ impl FileWorker {
             .map_err(|message| ConfigError::new("worker.documents", message))?;
         if self.prefetch == 0 {
             return Err(ConfigError::new("worker.prefetch", "must be at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(ConfigError::new("worker.batch_size", "must be at least 1"));
+        }
+        if self.batch_wait > Duration::from_secs(10) {
+            return Err(ConfigError::new(
+                "worker.batch_wait",
+                "must be at most 10s: every message of a batch waits for it before it is acked",
+            ));
         }
         if self.database_pool_size == 0 {
             return Err(ConfigError::new(
@@ -260,6 +278,8 @@ impl FileWorker {
             listen: self.listen,
             documents,
             prefetch: self.prefetch,
+            batch_size: self.batch_size,
+            batch_wait: self.batch_wait,
             database_pool_size: self.database_pool_size,
             database_timeout: self.database_timeout,
             api_tokens,
@@ -956,6 +976,16 @@ mod tests {
                 "",
                 &[("AMQP_URL", "http://x")],
                 "AMQP_URL: must start with amqp://",
+            ),
+            (
+                "[worker]\nbatch_size = 0",
+                &[],
+                "worker.batch_size: must be at least 1",
+            ),
+            (
+                "[worker]\nbatch_wait = '1m'",
+                &[],
+                "worker.batch_wait: must be at most 10s",
             ),
         ];
         for (text, env, expected) in cases {

@@ -8,8 +8,12 @@
 //!   then ack;
 //! - if that publish fails → nack with requeue: the message stays in `<prefix>.persist`.
 //!
-//! Prefetch bounds how many messages are in hand; they are processed concurrently. The broker
-//! link reconnects with back-off like the ingester's. On shutdown the consumer stops taking
+//! Prefetch bounds how many messages are in hand. They are recorded in batches (up to
+//! `worker.batch_size` messages in one transaction, see [`crate::batch`]): a batch takes what
+//! has been delivered, waiting at most `worker.batch_wait` for more, so that at low load a
+//! message is recorded alone and at once, and under a backlog many share one commit. Several
+//! batches are in flight at once ([`Settings::batches_in_flight`]). The broker link reconnects
+//! with back-off like the ingester's. On shutdown the consumer stops taking
 //! messages, finishes those in hand, and closes the channel (the broker requeues anything
 //! prefetched but not started).
 
@@ -19,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use countersign::amqp::{PublishError, publish_confirmed};
 use countersign::topology::Topology;
-use futures_util::StreamExt;
+use futures_util::future::join_all;
+use futures_util::stream::{FusedStream, Stream};
+use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -45,19 +51,55 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
+/// How the consumer takes messages in hand and groups them.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Unacked messages in hand at most.
+    pub prefetch: u16,
+    /// Messages recorded in one transaction at most.
+    pub batch_size: usize,
+    /// How long a batch waits to fill once it holds a message (zero: what is already here).
+    pub batch_wait: Duration,
+    /// Batches recorded at once.
+    pub batches_in_flight: usize,
+}
+
+impl Settings {
+    /// Enough batches in flight to hold every prefetched message, but at most half the
+    /// database pool: a batch holds its transaction's connection and may take a second one for
+    /// the documents' rows, and two batches each waiting for the other's second connection
+    /// would stall until the pool's timeout.
+    pub fn new(prefetch: u16, batch_size: u16, batch_wait: Duration, pool_size: u32) -> Self {
+        let batch_size = usize::from(batch_size.max(1));
+        let wanted = usize::from(prefetch).div_ceil(batch_size);
+        let allowed = usize::try_from(pool_size / 2).unwrap_or(usize::MAX).max(1);
+        Self {
+            prefetch,
+            batch_size,
+            batch_wait,
+            batches_in_flight: wanted.clamp(1, allowed),
+        }
+    }
+}
+
 pub struct Consumer {
     topology: Topology,
-    prefetch: u16,
+    settings: Settings,
     handler: Handler,
     metrics: Metrics,
     consuming: AtomicBool,
 }
 
 impl Consumer {
-    pub fn new(topology: Topology, prefetch: u16, handler: Handler, metrics: Metrics) -> Arc<Self> {
+    pub fn new(
+        topology: Topology,
+        settings: Settings,
+        handler: Handler,
+        metrics: Metrics,
+    ) -> Arc<Self> {
         Arc::new(Self {
             topology,
-            prefetch,
+            settings,
             handler,
             metrics,
             consuming: AtomicBool::new(false),
@@ -84,7 +126,9 @@ impl Consumer {
                     self.metrics.broker_connected.set(1);
                     tracing::info!(
                         queue = self.topology.persist_queue(),
-                        prefetch = self.prefetch,
+                        prefetch = self.settings.prefetch,
+                        batch_size = self.settings.batch_size,
+                        batches_in_flight = self.settings.batches_in_flight,
                         "consuming"
                     );
                     self.consume(&connection, &channel, consumer, &shutdown)
@@ -122,7 +166,7 @@ impl Consumer {
             countersign::amqp::connect(url, "countersign-worker", &self.topology).await?;
         // Per consumer, not per channel: at most `prefetch` unacked messages in hand.
         channel
-            .basic_qos(self.prefetch, BasicQosOptions { global: false })
+            .basic_qos(self.settings.prefetch, BasicQosOptions { global: false })
             .await?;
         let consumer = channel
             .basic_consume(
@@ -154,14 +198,25 @@ impl Consumer {
         consumer: lapin::Consumer,
         shutdown: &CancellationToken,
     ) {
-        let work = consumer
-            .take_until(shutdown.cancelled())
-            .for_each_concurrent(usize::from(self.prefetch), |delivery| async move {
-                match delivery {
-                    Ok(delivery) => self.process(channel, delivery).await,
-                    Err(error) => tracing::warn!(error = %error, "consumer stream error"),
-                }
-            });
+        let deliveries = Box::pin(consumer.take_until(shutdown.cancelled()).fuse());
+        let work = batches(
+            deliveries,
+            self.settings.batch_size,
+            self.settings.batch_wait,
+        )
+        .for_each_concurrent(self.settings.batches_in_flight, |batch| async move {
+            let deliveries: Vec<Delivery> = batch
+                .into_iter()
+                .filter_map(|delivery| {
+                    delivery
+                        .map_err(|error| tracing::warn!(error = %error, "consumer stream error"))
+                        .ok()
+                })
+                .collect();
+            if !deliveries.is_empty() {
+                self.process(channel, deliveries).await;
+            }
+        });
         let mut events = connection.events_listener();
         let lost = async {
             let mut tick = tokio::time::interval(WATCH_INTERVAL);
@@ -189,13 +244,34 @@ impl Consumer {
         }
     }
 
-    async fn process(&self, channel: &Channel, delivery: Delivery) {
+    /// Records a batch, then settles each of its messages by its own outcome.
+    async fn process(&self, channel: &Channel, deliveries: Vec<Delivery>) {
         let started = Instant::now();
-        self.metrics.consumed.inc();
-        let outcome = self
-            .handler
-            .handle(&delivery.data, &delivery.properties)
-            .await;
+        self.metrics.consumed.inc_by(deliveries.len() as u64);
+        self.metrics.batch_messages.observe(deliveries.len() as f64);
+        let messages: Vec<(&[u8], &BasicProperties)> = deliveries
+            .iter()
+            .map(|d| (d.data.as_slice(), &d.properties))
+            .collect();
+        let outcomes = self.handler.handle_batch(&messages).await;
+        join_all(
+            deliveries
+                .iter()
+                .zip(outcomes)
+                .map(|(delivery, outcome)| self.settle(channel, delivery, outcome, started)),
+        )
+        .await;
+    }
+
+    /// Ack a committed message; forward one to retry or park, then ack; leave it in the queue
+    /// (nack, requeue) if that forward fails.
+    async fn settle(
+        &self,
+        channel: &Channel,
+        delivery: &Delivery,
+        outcome: Outcome,
+        started: Instant,
+    ) {
         let settled = match outcome {
             Outcome::Persisted(recorded) => {
                 let result = if recorded == Recorded::New {
@@ -207,8 +283,8 @@ impl Consumer {
                 tracing::debug!(result, "persisted");
                 Ok(())
             }
-            Outcome::Retry(reason) => self.retry(channel, &delivery, &reason).await,
-            Outcome::Dead { kind, reason } => self.park(channel, &delivery, kind, &reason).await,
+            Outcome::Retry(reason) => self.retry(channel, delivery, &reason).await,
+            Outcome::Dead { kind, reason } => self.park(channel, delivery, kind, &reason).await,
         };
         let acked = match settled {
             Ok(()) => delivery
@@ -321,6 +397,35 @@ impl Consumer {
     }
 }
 
+/// Groups a stream into batches of at most `size`: each batch starts with the next item, takes
+/// what is ready at once, and waits up to `wait` after its first item for more.
+fn batches<S>(stream: S, size: usize, wait: Duration) -> impl Stream<Item = Vec<S::Item>>
+where
+    S: Stream + FusedStream + Unpin,
+{
+    futures_util::stream::unfold(stream, move |mut stream| async move {
+        let first = stream.next().await?;
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut batch = Vec::with_capacity(size.min(64));
+        batch.push(first);
+        while batch.len() < size {
+            let next = match stream.next().now_or_never() {
+                Some(next) => next,
+                None if wait.is_zero() => break,
+                None => tokio::time::timeout_at(deadline, stream.next())
+                    .await
+                    .ok()
+                    .flatten(),
+            };
+            match next {
+                Some(item) => batch.push(item),
+                None => break,
+            }
+        }
+        Some((batch, stream))
+    })
+}
+
 fn text(value: &str) -> AMQPValue {
     let mut value = value.to_owned();
     if value.len() > 1000 {
@@ -345,4 +450,69 @@ pub fn attempt_of(properties: &BasicProperties) -> u32 {
     };
     let n = countersign::message::integer(value).unwrap_or(0);
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream fed by hand, and its sender.
+    fn fed() -> (
+        tokio::sync::mpsc::UnboundedSender<u32>,
+        impl FusedStream<Item = u32> + Unpin,
+    ) {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|item| (item, receiver))
+        });
+        (sender, Box::pin(stream.fuse()))
+    }
+
+    #[tokio::test]
+    async fn a_batch_takes_what_is_ready_up_to_its_size_and_never_waits_for_company() {
+        let (sender, stream) = fed();
+        let mut batches = Box::pin(batches(stream, 3, Duration::ZERO));
+        for item in 1..=5 {
+            sender.send(item).unwrap();
+        }
+        assert_eq!(batches.next().await, Some(vec![1, 2, 3]));
+        assert_eq!(batches.next().await, Some(vec![4, 5]));
+        // One message alone is a batch at once: nothing else is coming.
+        sender.send(6).unwrap();
+        assert_eq!(batches.next().await, Some(vec![6]));
+        drop(sender);
+        assert_eq!(batches.next().await, None);
+    }
+
+    #[tokio::test]
+    async fn with_a_wait_a_batch_takes_what_arrives_in_time() {
+        let (sender, stream) = fed();
+        let mut batches = Box::pin(batches(stream, 2, Duration::from_secs(30)));
+        sender.send(1).unwrap();
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            sender.send(2).unwrap();
+            sender.send(3).unwrap();
+            sender
+        });
+        // Full at two: it does not wait out the 30 s.
+        assert_eq!(batches.next().await, Some(vec![1, 2]));
+        let sender = late.await.unwrap();
+        drop(sender);
+        // The stream's end closes the last batch.
+        assert_eq!(batches.next().await, Some(vec![3]));
+        assert_eq!(batches.next().await, None);
+    }
+
+    #[test]
+    fn batches_in_flight_hold_the_prefetch_within_half_the_pool() {
+        let settings = |prefetch, batch, pool| {
+            Settings::new(prefetch, batch, Duration::ZERO, pool).batches_in_flight
+        };
+        assert_eq!(settings(256, 64, 32), 4);
+        assert_eq!(settings(100, 64, 32), 2);
+        assert_eq!(settings(256, 1, 32), 16);
+        assert_eq!(settings(256, 64, 1), 1);
+        assert_eq!(settings(1, 64, 32), 1);
+    }
 }

@@ -5,6 +5,7 @@
 //! - `countersign_worker_retried_total`: sent to a retry queue.
 //! - `countersign_worker_dead_lettered_total{reason}`: parked in `<prefix>.dead`, by `x-dead-kind`.
 //! - `countersign_worker_processing_seconds`: from delivery to ack.
+//! - `countersign_worker_batch_messages`: messages recorded together in one transaction.
 //! - `countersign_worker_broker_connected`: 1 while consuming.
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
@@ -21,6 +22,7 @@ pub struct Metrics {
     pub retried: IntCounter,
     pub dead_lettered: IntCounterVec,
     pub processing_seconds: Histogram,
+    pub batch_messages: Histogram,
     pub broker_connected: IntGauge,
 }
 
@@ -61,6 +63,14 @@ impl Metrics {
             .buckets(BUCKETS.to_vec()),
         )
         .expect("valid metric");
+        let batch_messages = Histogram::with_opts(
+            HistogramOpts::new(
+                "countersign_worker_batch_messages",
+                "Messages taken together into one batch.",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        )
+        .expect("valid metric");
         let broker_connected = IntGauge::new(
             "countersign_worker_broker_connected",
             "1 while the worker consumes from the broker.",
@@ -74,6 +84,7 @@ impl Metrics {
                 Box::new(retried.clone()),
                 Box::new(dead_lettered.clone()),
                 Box::new(processing_seconds.clone()),
+                Box::new(batch_messages.clone()),
                 Box::new(broker_connected.clone()),
             ],
         );
@@ -84,6 +95,7 @@ impl Metrics {
             retried,
             dead_lettered,
             processing_seconds,
+            batch_messages,
             broker_connected,
         }
     }

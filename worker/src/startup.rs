@@ -20,7 +20,7 @@ use secrecy::ExposeSecret as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState};
-use crate::consumer::Consumer;
+use crate::consumer::{Consumer, Settings};
 use crate::db::Db;
 use crate::documents::{DocumentStore, ObjectDocuments};
 use crate::handler::Handler;
@@ -51,7 +51,12 @@ impl Application {
         let handler = Handler::new(db.clone(), documents.clone());
         let consumer = Consumer::new(
             Topology::from_config(&config.amqp),
-            config.worker.prefetch,
+            Settings::new(
+                config.worker.prefetch,
+                config.worker.batch_size,
+                config.worker.batch_wait,
+                config.worker.database_pool_size,
+            ),
             handler,
             metrics.clone(),
         );

@@ -256,3 +256,14 @@ async fn two_events_of_one_process_in_either_order_give_the_rows_one_by_one_give
     assert_eq!(results[0], results[1]);
     assert_eq!(results[0], results[2]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_worker_plans_statements_for_the_tables_as_they_are_now() {
+    // A plan cached while the tables were empty kept scanning them whole as they grew.
+    let bench = Bench::new().await;
+    let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
+        .fetch_one(bench.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(mode, "force_custom_plan");
+}
