@@ -34,3 +34,23 @@ for axis in (left, right):
 fig.suptitle(f"Countersign ingest — {results['date']}, commit {results['commit']}", fontsize=10)
 fig.tight_layout()
 fig.savefig(png_path, dpi=110)
+
+# The sustained run: queue depth over time.
+sustained = results.get("sustained")
+if sustained:
+    fig, axis = plt.subplots(figsize=(8, 4))
+    times = [t for t, _ in sustained["depth"]]
+    depths = [n for _, n in sustained["depth"]]
+    axis.plot(times, depths, label="messages ready in <prefix>.persist")
+    axis.axvline(sustained["duration_s"], color="grey", linestyle="--", linewidth=1, label="load stops")
+    axis.set(
+        xlabel="seconds",
+        ylabel="messages",
+        title=f"Sustained {sustained['offered_per_second']:.0f} events/s: end-to-end p50 "
+        f"{sustained['end_to_end_p50_ms']:.0f} ms, p99 {sustained['end_to_end_p99_ms']:.0f} ms",
+    )
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=8)
+    fig.suptitle(f"Countersign ingester + worker — {results['date']}, commit {results['commit']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(png_path.replace("throughput.png", "sustained.png"), dpi=110)

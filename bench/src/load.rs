@@ -145,27 +145,124 @@ async fn connection(
             _ => {}
         }
         let (_, body) = factory.mint();
-        let request = hyper::Request::post(path)
-            .header("host", address.to_string())
-            .header("content-type", "application/json")
-            .body(Full::new(body))?;
-        if sender.ready().await.is_err() {
-            errors += 1;
-            break;
-        }
         let begun = Instant::now();
-        match sender.send_request(request).await {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                let _: Bytes = response.into_body().collect().await?.to_bytes();
+        match send(&mut sender, address, path, body).await? {
+            Some(status) => {
                 latencies.record(begun.elapsed());
                 *statuses.entry(status).or_default() += 1;
             }
-            Err(_) => {
+            None => {
                 errors += 1;
                 break;
             }
         }
     }
     Ok((latencies, statuses, errors))
+}
+
+/// One request on a connection: its status, or `None` if the connection failed.
+async fn send(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    address: SocketAddr,
+    path: &str,
+    body: Bytes,
+) -> anyhow::Result<Option<u16>> {
+    let request = hyper::Request::post(path)
+        .header("host", address.to_string())
+        .header("content-type", "application/json")
+        .body(Full::new(body))?;
+    if sender.ready().await.is_err() {
+        return Ok(None);
+    }
+    match sender.send_request(request).await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let _: Bytes = response.into_body().collect().await?.to_bytes();
+            Ok(Some(status))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// What a paced run sent: the answers, and each accepted event's id with the time it was due
+/// (microseconds since the Unix epoch), for the end-to-end latency.
+#[derive(Debug)]
+pub struct PacedResult {
+    pub load: LoadResult,
+    pub accepted: Vec<(String, i64)>,
+}
+
+/// Offers `per_second` events for `duration` over `connections` connections, on a schedule: the
+/// i-th event is due at `i / per_second`, and its latency counts from then, so a slow answer that
+/// delays the next request is not hidden (no coordinated omission).
+pub async fn paced(
+    address: SocketAddr,
+    path: &str,
+    connections: usize,
+    per_second: f64,
+    duration: Duration,
+    factory: Arc<EventFactory>,
+) -> anyhow::Result<PacedResult> {
+    let total = (per_second * duration.as_secs_f64()) as u64;
+    let interval = Duration::from_secs_f64(1.0 / per_second);
+    let started = Instant::now();
+    let epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let (factory, next, path) = (factory.clone(), next.clone(), path.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(address).await?;
+            stream.set_nodelay(true)?;
+            let (mut sender, driver) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(driver);
+            let mut latencies = Latencies::new();
+            let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
+            let mut accepted = Vec::new();
+            let mut errors = 0;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                let due = interval * u32::try_from(i)?;
+                tokio::time::sleep_until((started + due).into()).await;
+                let (id, body) = factory.mint();
+                match send(&mut sender, address, &path, body).await? {
+                    Some(status) => {
+                        latencies.record(started.elapsed().saturating_sub(due));
+                        *statuses.entry(status).or_default() += 1;
+                        if status == 200 {
+                            accepted.push((id, i64::try_from((epoch + due).as_micros())?));
+                        }
+                    }
+                    None => {
+                        errors += 1;
+                        break;
+                    }
+                }
+            }
+            anyhow::Ok((latencies, statuses, errors, accepted))
+        }));
+    }
+    let mut load = LoadResult {
+        connections,
+        body_bytes: factory.mint().1.len(),
+        latencies: Latencies::new(),
+        statuses: BTreeMap::new(),
+        errors: 0,
+    };
+    let mut accepted = Vec::new();
+    for task in tasks {
+        let (latencies, statuses, errors, ids) = task.await??;
+        load.latencies.merge(&latencies);
+        for (status, n) in statuses {
+            *load.statuses.entry(status).or_default() += n;
+        }
+        load.errors += errors;
+        accepted.extend(ids);
+    }
+    load.latencies.elapsed = started.elapsed();
+    Ok(PacedResult { load, accepted })
 }

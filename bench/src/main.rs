@@ -12,6 +12,7 @@ mod faults;
 mod load;
 mod procs;
 mod report;
+mod sustained;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,6 +34,9 @@ use crate::report::{Point, Results};
 
 const KEY: &str = "bench-webhook-signature-key";
 const CONNECTIONS: [usize; 5] = [1, 8, 32, 64, 128];
+/// The sustained run: this share of the 64-connection ingest rate, for this long.
+const SUSTAINED_SHARE: f64 = 0.8;
+const SUSTAINED: Duration = Duration::from_secs(60);
 
 #[derive(Parser)]
 #[command(name = "bench", about = "Countersign's benchmarks")]
@@ -73,6 +77,14 @@ enum Command {
         /// Events pre-filled for the worker's drain.
         #[arg(long, default_value_t = 20000)]
         events: usize,
+    },
+    /// Only the sustained run: ingester and worker together at an offered rate.
+    Sustained {
+        /// Events offered per second.
+        #[arg(long)]
+        rate: f64,
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        duration: Duration,
     },
     /// (internal) The HTTP ceiling: read the body, reply 200.
     HttpSink,
@@ -148,6 +160,23 @@ fn main() -> anyhow::Result<()> {
             eprintln!(
                 "worker drain: {rate:.0} events/s, peak RSS {:.1} MiB; PostgreSQL 64-row inserts: {ceiling:.0} rows/s",
                 peak as f64 / 1048576.0
+            );
+            setup.teardown().await
+        }),
+        Command::Sustained { rate, duration } => runtime.block_on(async move {
+            let setup = setup().await?;
+            let small = Arc::new(EventFactory::new(KEY, 2 * 1024));
+            let run = sustained::run(&setup, rate, duration, 64, &small).await?;
+            let max_depth = run.depth.iter().map(|(_, n)| *n).max().unwrap_or(0);
+            eprintln!(
+                "offered {rate:.0}/s: accepted {:.0}/s (HTTP p99 {:.2} ms, {}), end-to-end p50 {:.1} ms p99 {:.1} ms, max depth {max_depth}, drained after {:?} s, missing {}",
+                run.ingest.per_second,
+                run.ingest.p99_ms,
+                run.ingest.statuses_text(),
+                run.end_to_end_p50_ms,
+                run.end_to_end_p99_ms,
+                run.drained_after_s,
+                run.missing
             );
             setup.teardown().await
         }),
@@ -496,6 +525,16 @@ async fn all(duration: Duration, worker_events: usize, out: PathBuf) -> anyhow::
     .await?;
     results.postgres_rate = inserts.per_second();
     results.postgres_batch_rate = batch_ceiling(&setup, worker_events).await?;
+
+    // Ingester and worker together, offered a steady share of the ingest maximum.
+    let ingest_64 = results
+        .curve
+        .iter()
+        .find(|(p, _, _)| p.connections == 64)
+        .map_or(1000.0, |(p, _, _)| p.per_second);
+    let offered = (ingest_64 * SUSTAINED_SHARE).max(100.0);
+    eprintln!("sustained: {offered:.0} events/s for {SUSTAINED:?}, ingester and worker");
+    results.sustained = Some(sustained::run(&setup, offered, SUSTAINED, 64, &small).await?);
 
     // Last, since it leaves the broker a large queue to purge: while RabbitMQ is unreachable,
     // every 200 is an fsync'd spool write.

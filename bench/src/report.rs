@@ -64,7 +64,7 @@ impl Point {
         }
     }
 
-    fn statuses_text(&self) -> String {
+    pub fn statuses_text(&self) -> String {
         let mut text: Vec<String> = self
             .statuses
             .iter()
@@ -96,6 +96,8 @@ pub struct Results {
     pub postgres_batch_rate: f64,
     /// 2 KiB, 64 connections, the broker unreachable: every 200 fsync'd to the spool.
     pub spooling: Option<Point>,
+    /// Ingester and worker together at a steady offered rate.
+    pub sustained: Option<crate::sustained::Sustained>,
 }
 
 fn command(program: &str, args: &[&str]) -> String {
@@ -169,6 +171,7 @@ impl Results {
             postgres_rate: 0.0,
             postgres_batch_rate: 0.0,
             spooling: None,
+            sustained: None,
         }
     }
 
@@ -287,6 +290,38 @@ impl Results {
             "| worker peak RSS while draining | {} | — | — | — |\n",
             mib(self.worker_peak_rss)
         );
+
+        if let Some(run) = &self.sustained {
+            let _ = writeln!(
+                md,
+                "## Sustained: ingester and worker together\n\n{:.0} events/s offered (a share of the 64-connection ingest rate) for {:.0} s over 64 connections, 2 KiB events with the full projection. End-to-end: from when a request was due to the start of the transaction that committed its row. Queue depth over time: `sustained.png`.\n",
+                run.offered_per_second, run.duration_s
+            );
+            let max_depth = run.depth.iter().map(|(_, n)| *n).max().unwrap_or(0);
+            let last_loaded = run
+                .depth
+                .iter()
+                .rev()
+                .find(|(t, _)| *t <= run.duration_s)
+                .map(|(_, n)| *n)
+                .unwrap_or(0);
+            let _ = writeln!(
+                md,
+                "| accepted req/s | HTTP p50 | HTTP p99 | statuses | end-to-end p50 | end-to-end p99 | end-to-end max | queue depth at the end of the load | max depth | drained after the load | accepted but not found |\n|---|---|---|---|---|---|---|---|---|---|---|\n| {:.0} | {:.2} ms | {:.2} ms | {} | {:.1} ms | {:.1} ms | {:.1} ms | {} | {} | {} | {} |\n",
+                run.ingest.per_second,
+                run.ingest.p50_ms,
+                run.ingest.p99_ms,
+                run.ingest.statuses_text(),
+                run.end_to_end_p50_ms,
+                run.end_to_end_p99_ms,
+                run.end_to_end_max_ms,
+                last_loaded,
+                max_depth,
+                run.drained_after_s
+                    .map_or("not within 10 min".to_owned(), |s| format!("{s:.1} s")),
+                run.missing,
+            );
+        }
 
         let _ = writeln!(
             md,
