@@ -138,3 +138,34 @@ async fn no_confirm_within_the_timeout_is_503() {
     // the provider's retry is de-duplicated downstream.
     assert!(ids.contains(&id), "{ids:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_ask_for_small_frames_unless_the_url_says_otherwise() {
+    // lapin holds 32 frames of buffer each way per connection: 128 KiB frames were 8 MiB of idle
+    // memory.
+    let prefix = countersign_testkit::unique_prefix();
+    let topology = countersign::topology::Topology::new(&prefix, &[]);
+    let url = crate::helpers::amqp_url();
+    let (connection, channel) = countersign::amqp::connect(&url, "frames-test", &topology)
+        .await
+        .unwrap();
+    assert_eq!(
+        connection.configuration().frame_max(),
+        countersign::amqp::FRAME_MAX
+    );
+    drop(channel);
+    let _ = connection.close(200, "done".into()).await;
+
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let (connection, channel) = countersign::amqp::connect(
+        &format!("{url}{separator}frame_max=65536"),
+        "frames-test",
+        &topology,
+    )
+    .await
+    .unwrap();
+    assert_eq!(connection.configuration().frame_max(), 65536);
+    drop(channel);
+    let _ = connection.close(200, "done".into()).await;
+    countersign_testkit::delete_topology(topology);
+}
