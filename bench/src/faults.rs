@@ -541,6 +541,8 @@ struct Rig<'a> {
     worker: Option<Child>,
     spool: PathBuf,
     mounted: bool,
+    /// More `[worker]` settings (TOML lines) for a scenario.
+    worker_settings: String,
 }
 
 impl<'a> Rig<'a> {
@@ -573,6 +575,7 @@ impl<'a> Rig<'a> {
             worker: None,
             spool,
             mounted: false,
+            worker_settings: String::new(),
         };
         rig.write_config()?;
         Ok(rig)
@@ -599,6 +602,7 @@ max_bytes = 1073741824
 [worker]
 listen = "127.0.0.1:{api}"
 documents = "file:{documents}"
+{worker_settings}
 
 [[sources]]
 name = "acme"
@@ -611,6 +615,7 @@ secrets = ["env:ACME_KEY"]
             api = self.api_port,
             spool = self.spool.display(),
             documents = self.dir.join("documents").display(),
+            worker_settings = self.worker_settings,
         );
         std::fs::write(&self.config, text)?;
         Ok(())
@@ -1045,6 +1050,11 @@ async fn worker_kill_loop(rig: &mut Rig<'_>, plan: &Plan) -> anyhow::Result<Line
 /// A burst sent, the worker draining it (messages in hand, unacknowledged), and the RabbitMQ
 /// node restarted under it while the rest of the burst is still coming (and is spooled).
 async fn rabbitmq_restart_with_unacked(rig: &mut Rig<'_>, plan: &Plan) -> anyhow::Result<Line> {
+    // The worker records a small burst in batches within milliseconds: it holds each batch 2 s
+    // (a prefetch of 256 never fills a batch of 1,024) so that messages are in its hands,
+    // unacknowledged, when the node stops.
+    rig.worker_settings = "batch_size = 1024\nbatch_wait = \"2s\"\n".to_owned();
+    rig.write_config()?;
     rig.start_both().await?;
     let sender = tokio::spawn(burst(rig.port, plan.connections, plan.burst));
     let mut unacked = 0;

@@ -77,6 +77,12 @@ enum Command {
         /// Events pre-filled for the worker's drain.
         #[arg(long, default_value_t = 20000)]
         events: usize,
+        /// `worker.batch_size` (default: the configuration's default).
+        #[arg(long)]
+        batch_size: Option<u16>,
+        /// `worker.prefetch` (default: the configuration's default).
+        #[arg(long)]
+        prefetch: Option<u16>,
     },
     /// Only the sustained run: ingester and worker together at an offered rate.
     Sustained {
@@ -148,8 +154,19 @@ fn main() -> anyhow::Result<()> {
             worker_events,
             out,
         } => runtime.block_on(all(duration, worker_events, out)),
-        Command::Drain { events } => runtime.block_on(async move {
-            let setup = setup().await?;
+        Command::Drain {
+            events,
+            batch_size,
+            prefetch,
+        } => runtime.block_on(async move {
+            let mut worker = String::new();
+            if let Some(n) = batch_size {
+                worker.push_str(&format!("batch_size = {n}\n"));
+            }
+            if let Some(n) = prefetch {
+                worker.push_str(&format!("prefetch = {n}\n"));
+            }
+            let setup = setup_with(&worker).await?;
             let small = Arc::new(EventFactory::new(KEY, 2 * 1024));
             // A first start applies the migrations.
             let worker = setup.worker()?;
@@ -219,6 +236,11 @@ mod tempdir {
 }
 
 async fn setup() -> anyhow::Result<Setup> {
+    setup_with("").await
+}
+
+/// A setup whose `[worker]` section also holds `worker` (TOML lines).
+async fn setup_with(worker: &str) -> anyhow::Result<Setup> {
     let amqp_url = env("AMQP_URL", countersign::config::DEFAULT_AMQP_URL);
     let server_url = env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test");
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
@@ -250,6 +272,7 @@ async fn setup() -> anyhow::Result<Setup> {
         [worker]
         listen = "127.0.0.1:0"
         documents = "file:{docs}"
+        {worker}
         [[sources]]
         name = "bench"
         provider = "taktikal"
