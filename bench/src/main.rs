@@ -2,9 +2,10 @@
 //!
 //! Ingest throughput and latency by connections against two ceilings measured in the same run
 //! (raw publish + confirm on the same broker, a do-nothing actix-web endpoint), large events and
-//! the ingester's peak memory, the worker's drain rate against PostgreSQL's single-row insert
-//! rate, and idle memory. Every 200 is checked against the queue, so a fast but lossy run cannot
-//! pass as fast.
+//! the ingester's peak memory, the worker's drain rate against PostgreSQL's multi-row and
+//! single-row insert rates, the two together at a steady offered rate (queue depth, end-to-end
+//! latency), and idle memory. Every 200 is checked against the queue or the database, so a fast
+//! but lossy run cannot pass as fast.
 
 mod ceilings;
 mod events;
