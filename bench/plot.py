@@ -42,7 +42,7 @@ if sustained:
     times = [t for t, _ in sustained["depth"]]
     depths = [n for _, n in sustained["depth"]]
     axis.plot(times, depths, label="messages ready in <prefix>.persist")
-    axis.axvline(sustained["duration_s"], color="grey", linestyle="--", linewidth=1, label="load stops")
+    axis.axvline(sustained["load_s"], color="grey", linestyle="--", linewidth=1, label="load stops")
     axis.set(
         xlabel="seconds",
         ylabel="messages",

@@ -22,6 +22,9 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(500);
 pub struct Sustained {
     pub offered_per_second: f64,
     pub duration_s: f64,
+    /// How long sending took: longer than `duration_s` when the ingester fell behind the
+    /// schedule (every offered event is still sent).
+    pub load_s: f64,
     /// The HTTP side (latency from when each request was due).
     pub ingest: Point,
     /// From when a request was due to its row's `first_persisted_at` (the start of the
@@ -132,6 +135,7 @@ pub async fn run(
     Ok(Sustained {
         offered_per_second: per_second,
         duration_s: duration.as_secs_f64(),
+        load_s: sent.load.latencies.elapsed.as_secs_f64(),
         ingest: Point::from_load(&sent.load, accepted),
         end_to_end_p50_ms: end_to_end.ms(0.5),
         end_to_end_p99_ms: end_to_end.ms(0.99),
