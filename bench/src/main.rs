@@ -748,9 +748,11 @@ async fn drain(setup: &Setup, n: usize, factory: &Arc<EventFactory>) -> anyhow::
 /// many connections as the worker has batches in flight.
 async fn batch_ceiling(setup: &Setup, rows: usize) -> anyhow::Result<f64> {
     let worker = &setup.config.worker;
-    let in_flight = usize::from(worker.prefetch)
-        .div_ceil(usize::from(worker.batch_size))
-        .clamp(1, (worker.database_pool_size as usize / 2).max(1));
+    let in_flight = countersign::config::batches_in_flight(
+        worker.prefetch,
+        worker.batch_size,
+        worker.database_pool_size,
+    );
     let inserts = ceilings::postgres(&setup.database_url, rows, in_flight, 2 * 1024, 64).await?;
     Ok(inserts.per_second())
 }

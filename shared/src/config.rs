@@ -189,6 +189,16 @@ impl Default for IngesterConfig {
     }
 }
 
+/// Batches the worker records at once: enough to hold every prefetched message, but at most half
+/// the database pool (a batch holds its transaction's connection and may take a second one for
+/// the documents' rows; two batches each waiting for the other's second connection would stall
+/// until the pool's timeout).
+pub fn batches_in_flight(prefetch: u16, batch_size: u16, pool_size: u32) -> usize {
+    let wanted = usize::from(prefetch).div_ceil(usize::from(batch_size.max(1)));
+    let allowed = usize::try_from(pool_size / 2).unwrap_or(usize::MAX).max(1);
+    wanted.clamp(1, allowed)
+}
+
 /// The worker's settings, with its API tokens resolved.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {

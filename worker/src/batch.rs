@@ -51,7 +51,7 @@ impl Db {
             check_signatures(&mut tx, items, &round).await?;
             archive(&mut tx, items, &round, &mut recorded).await?;
         }
-        // Documents only once nothing can park a message (see `Db::record`).
+        // Documents only now: a parked message leaves no stored content behind.
         let document_ids = self.store_batch_documents(items, store).await?;
         for layer in layers(items) {
             project_layer(&mut tx, items, &document_ids, &layer).await?;
@@ -60,7 +60,7 @@ impl Db {
         Ok(recorded)
     }
 
-    /// `ids[item][event][document]`, as `Db::record`'s `store_documents`, with the contents
+    /// `ids[item][event][document]`: each content stored by its sha256, the contents
     /// written concurrently and their `stored_documents` rows in one statement.
     async fn store_batch_documents(
         &self,

@@ -65,19 +65,15 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Enough batches in flight to hold every prefetched message, but at most half the
-    /// database pool: a batch holds its transaction's connection and may take a second one for
-    /// the documents' rows, and two batches each waiting for the other's second connection
-    /// would stall until the pool's timeout.
+    /// [`countersign::config::batches_in_flight`] batches at once.
     pub fn new(prefetch: u16, batch_size: u16, batch_wait: Duration, pool_size: u32) -> Self {
-        let batch_size = usize::from(batch_size.max(1));
-        let wanted = usize::from(prefetch).div_ceil(batch_size);
-        let allowed = usize::try_from(pool_size / 2).unwrap_or(usize::MAX).max(1);
         Self {
             prefetch,
-            batch_size,
+            batch_size: usize::from(batch_size.max(1)),
             batch_wait,
-            batches_in_flight: wanted.clamp(1, allowed),
+            batches_in_flight: countersign::config::batches_in_flight(
+                prefetch, batch_size, pool_size,
+            ),
         }
     }
 }

@@ -15,8 +15,6 @@ use countersign::event::{Document, SigningEvent};
 use countersign::providers::ProviderKind;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use crate::documents::DocumentStore;
-
 /// Migrations embedded at build time; applied at start under PostgreSQL's advisory lock, so
 /// several workers starting at once apply them once.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -154,20 +152,6 @@ impl Db {
     /// True if the database answers now.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
-    }
-
-    /// Records one delivery and projects its events, atomically: a batch of one.
-    pub async fn record(
-        &self,
-        raw: RawEvent<'_>,
-        events: Vec<SigningEvent>,
-        store: &dyn DocumentStore,
-    ) -> Result<Recorded, RecordError> {
-        let item = crate::batch::Item { raw, events };
-        let recorded = self
-            .record_batch(std::slice::from_ref(&item), store)
-            .await?;
-        Ok(recorded[0])
     }
 }
 
