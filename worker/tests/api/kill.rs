@@ -136,15 +136,26 @@ async fn sigterm_finishes_what_is_in_hand_and_acks_only_what_committed() {
     assert!(exit.success(), "graceful exit, got {exit:?}");
 
     let persisted = stack.count("SELECT count(*) FROM webhook_events").await;
-    let queued = i64::from(stack.queue_len(stack.topology.persist_queue()).await);
     assert!(
         persisted < EVENTS as i64,
         "stopped mid-stream ({persisted} of {EVENTS})"
     );
+    // The worker has exited, so nothing more is committed; the broker returns the messages it
+    // had prefetched but not started when their channel closes, which a quorum queue applies
+    // a moment after the close: once, under load, the count read right after the exit was 16
+    // short. A message acked without its commit would never come back, so this still fails.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let queued = loop {
+        let queued = i64::from(stack.queue_len(stack.topology.persist_queue()).await);
+        if persisted + queued >= EVENTS as i64 || std::time::Instant::now() > deadline {
+            break queued;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(
         persisted + queued,
         EVENTS as i64,
-        "every message is either committed and acked, or still queued"
+        "every message is either committed and acked, or back in the queue"
     );
     assert_eq!(
         stack
