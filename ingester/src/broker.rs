@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
+use countersign::amqp::CopyGate;
 pub use countersign::amqp::PublishError;
 use countersign::message::Outbound;
 use countersign::providers::VerifiedWebhook;
@@ -39,6 +40,9 @@ pub struct Broker {
     topology: Topology,
     confirm_timeout: Duration,
     blocked: AtomicBool,
+    /// Large bodies enter the client's frames one at a time (each is then held twice only
+    /// briefly, and one at a time).
+    copies: CopyGate,
     /// Woken by a publish that saw the channel fail, so the watcher need not wait for its tick.
     suspect: tokio::sync::Notify,
     metrics: Metrics,
@@ -52,6 +56,7 @@ impl Broker {
             topology,
             confirm_timeout,
             blocked: AtomicBool::new(false),
+            copies: CopyGate::default(),
             suspect: tokio::sync::Notify::new(),
             metrics,
         })
@@ -98,13 +103,14 @@ impl Broker {
         }
         let channel = self.channel.load_full().ok_or(PublishError::Disconnected)?;
         let started = Instant::now();
-        let result = countersign::amqp::publish_confirmed(
+        let result = countersign::amqp::publish_confirmed_gated(
             &channel,
             self.exchange.clone(),
             routing_key,
             body,
             properties,
             self.confirm_timeout,
+            Some(&self.copies),
         )
         .await;
         self.metrics

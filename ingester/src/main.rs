@@ -7,8 +7,14 @@ use countersign_ingester::Application;
 use countersign_ingester::cli::{Cli, Command};
 use tokio_util::sync::CancellationToken;
 
+fn main() -> ExitCode {
+    // Before the runtime starts its threads.
+    countersign::allocator::tune();
+    run()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn run() -> ExitCode {
     let cli = Cli::parse();
     let _log = countersign::telemetry::init("countersign-ingester");
     // Every configuration problem, the sources' key files included, is exit 2 and one line.

@@ -85,8 +85,49 @@ pub async fn publish_confirmed(
     properties: BasicProperties,
     timeout: Duration,
 ) -> Result<(), PublishError> {
+    publish_confirmed_gated(
+        channel,
+        exchange,
+        routing_key,
+        payload,
+        properties,
+        timeout,
+        None,
+    )
+    .await
+}
+
+/// A body from this size on waits for its turn at a [`CopyGate`].
+pub const LARGE_BODY: usize = 256 * 1024;
+
+/// Large bodies are copied into frames one at a time.
+///
+/// lapin copies a published body into its frames (a `Vec<u8>` per frame) and holds that copy
+/// until the frames are written to the socket; the caller keeps its own body until the confirm
+/// (it is needed for a retry or the spool). Without a gate, n concurrent large publishes hold
+/// 2 × n bodies. A connection writes one message's frames after another anyway, so letting
+/// large bodies enter lapin one at a time costs no throughput and bounds the extra memory to one
+/// body, whatever the concurrency. Small bodies never wait.
+#[derive(Debug, Default)]
+pub struct CopyGate(tokio::sync::Mutex<()>);
+
+/// [`publish_confirmed`], a body of [`LARGE_BODY`] or more waiting at `gate` until the bodies
+/// before it are on the wire. The wait counts against `timeout`.
+pub async fn publish_confirmed_gated(
+    channel: &Channel,
+    exchange: ShortString,
+    routing_key: ShortString,
+    payload: &[u8],
+    properties: BasicProperties,
+    timeout: Duration,
+    gate: Option<&CopyGate>,
+) -> Result<(), PublishError> {
     let confirmed = tokio::time::timeout(timeout, async {
-        channel
+        let turn = match gate {
+            Some(gate) if payload.len() >= LARGE_BODY => Some(gate.0.lock().await),
+            _ => None,
+        };
+        let confirm = channel
             .basic_publish(
                 exchange,
                 routing_key,
@@ -99,8 +140,10 @@ pub async fn publish_confirmed(
                 payload,
                 properties,
             )
-            .await?
-            .await
+            // Resolves once the frames are written out: lapin's copy is gone.
+            .await?;
+        drop(turn);
+        confirm.await
     })
     .await;
     match confirmed {

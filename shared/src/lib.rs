@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! - [`allocator`]: the C allocator's one setting, made first thing in each binary's `main`.
 //! - [`amqp`]: connecting with confirms and the topology declared; publishing so that only the
 //!   broker's plain `Ack` is success.
 //! - [`config`]: the TOML file, environment overrides, secret references (`env:` / `file:`),
@@ -19,6 +20,7 @@
 //!
 //! No actix and no sqlx here: this crate is the contract, not a server.
 
+pub mod allocator;
 pub mod amqp;
 pub mod config;
 pub mod event;

@@ -6,8 +6,14 @@ use countersign_worker::Application;
 use countersign_worker::commands::{Cli, Command};
 use tokio_util::sync::CancellationToken;
 
+fn main() -> ExitCode {
+    // Before the runtime starts its threads.
+    countersign::allocator::tune();
+    run()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn run() -> ExitCode {
     let cli = Cli::parse();
     let _log = countersign::telemetry::init("countersign-worker");
     let command = cli.command.unwrap_or(Command::Run);
