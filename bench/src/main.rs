@@ -93,6 +93,15 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         duration: Duration,
     },
+    /// Only the broker's publish+confirm ceiling, 2 KiB bodies, over 1 and over `--channels`.
+    Broker {
+        #[arg(long, default_value_t = 4)]
+        channels: usize,
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
+        #[arg(long, default_value = "8s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+    },
     /// (internal) The HTTP ceiling: read the body, reply 200.
     HttpSink,
     /// Load a running ingester (for profiling): signed events to `/webhooks/<source>`.
@@ -150,6 +159,24 @@ fn main() -> anyhow::Result<()> {
             );
             anyhow::Ok(())
         }),
+        Command::Broker {
+            channels,
+            in_flight,
+            duration,
+        } => runtime.block_on(async move {
+            let setup = setup().await?;
+            let small = Arc::new(EventFactory::new(KEY, 2 * 1024));
+            for n in [1, channels, 1, channels] {
+                let l = setup.broker_ceiling(n, in_flight, duration, &small).await?;
+                eprintln!(
+                    "{n} channel(s), {in_flight} in flight: {:.0} msg/s, p50 {:.2} ms, p99 {:.2} ms",
+                    l.per_second(),
+                    l.ms(0.5),
+                    l.ms(0.99)
+                );
+            }
+            anyhow::Ok(())
+        }),
         Command::All {
             duration,
             worker_events,
@@ -174,9 +201,9 @@ fn main() -> anyhow::Result<()> {
             wait_ready(worker.port).await?;
             worker.stop()?;
             let (rate, peak) = drain(&setup, events, &small).await?;
-            let ceiling = batch_ceiling(&setup, events).await?;
+            let (ceiling, copy) = batch_ceiling(&setup, events).await?;
             eprintln!(
-                "worker drain: {rate:.0} events/s, peak RSS {:.1} MiB; PostgreSQL 64-row inserts: {ceiling:.0} rows/s",
+                "worker drain: {rate:.0} events/s, peak RSS {:.1} MiB; PostgreSQL 64-row inserts: unnest {ceiling:.0} rows/s, COPY + merge {copy:.0} rows/s",
                 peak as f64 / 1048576.0
             );
             setup.teardown().await
@@ -213,7 +240,7 @@ struct Setup {
     config: Config,
     topology: Topology,
     channel: Channel,
-    _connection: Connection,
+    connection: Connection,
     database_url: String,
     env: Vec<(&'static str, String)>,
     _dir: tempdir::TempDir,
@@ -308,7 +335,7 @@ async fn setup_with(worker: &str) -> anyhow::Result<Setup> {
         config,
         topology,
         channel,
-        _connection: connection,
+        connection,
         database_url,
         env,
         _dir: dir,
@@ -316,6 +343,36 @@ async fn setup_with(worker: &str) -> anyhow::Result<Setup> {
 }
 
 impl Setup {
+    /// The broker's publish+confirm ceiling over `channels` new confirm-mode channels of the
+    /// bench's connection; the queue is purged afterwards.
+    async fn broker_ceiling(
+        &self,
+        channels: usize,
+        in_flight: usize,
+        duration: Duration,
+        factory: &Arc<EventFactory>,
+    ) -> anyhow::Result<load::Latencies> {
+        let mut on = Vec::with_capacity(channels);
+        for _ in 0..channels {
+            let channel = self.connection.create_channel().await?;
+            channel.confirm_select(Default::default()).await?;
+            on.push(channel);
+        }
+        let ceiling = ceilings::broker(
+            &on,
+            self.topology.exchange(),
+            in_flight,
+            duration,
+            factory.clone(),
+        )
+        .await?;
+        self.purge().await?;
+        for channel in on {
+            let _ = channel.close(200, "done".into()).await;
+        }
+        Ok(ceiling)
+    }
+
     async fn queued(&self) -> anyhow::Result<u64> {
         Ok(u64::from(
             countersign::amqp::queue_length(&self.channel, self.topology.persist_queue()).await?,
@@ -448,6 +505,9 @@ async fn ingest(
     Ok(Point::from_load(&result, queued))
 }
 
+/// Confirm channels of the broker ceiling's second measurement at 64 in flight.
+const BROKER_CHANNELS: usize = 4;
+
 async fn all(duration: Duration, worker_events: usize, out: PathBuf) -> anyhow::Result<()> {
     let setup = setup().await?;
     let mut results = Results::new(duration);
@@ -469,15 +529,19 @@ async fn all(duration: Duration, worker_events: usize, out: PathBuf) -> anyhow::
             &small,
         )
         .await?;
-        let broker = ceilings::broker(
-            &setup.channel,
-            setup.topology.exchange(),
-            connections,
-            duration,
-            small.clone(),
-        )
-        .await?;
-        setup.purge().await?;
+        let broker = setup
+            .broker_ceiling(1, connections, duration, &small)
+            .await?;
+        if connections == 64 {
+            // Whether one channel's confirm pipeline is the limit (it was not on 2 cores).
+            let over = setup
+                .broker_ceiling(BROKER_CHANNELS, connections, duration, &small)
+                .await?;
+            results.broker_channels = Some((
+                BROKER_CHANNELS,
+                Point::from_latencies(&over, connections, point_bytes(&small)),
+            ));
+        }
         let http = drive(
             ([127, 0, 0, 1], sink.port).into(),
             "/webhooks/bench",
@@ -512,15 +576,9 @@ async fn all(duration: Duration, worker_events: usize, out: PathBuf) -> anyhow::
         } else {
             duration
         };
-        let broker = ceilings::broker(
-            &setup.channel,
-            setup.topology.exchange(),
-            connections,
-            broker_duration,
-            factory.clone(),
-        )
-        .await?;
-        setup.purge().await?;
+        let broker = setup
+            .broker_ceiling(1, connections, broker_duration, &factory)
+            .await?;
         results.large.push((
             size,
             point,
@@ -545,10 +603,12 @@ async fn all(duration: Duration, worker_events: usize, out: PathBuf) -> anyhow::
         setup.config.worker.database_pool_size as usize,
         2 * 1024,
         1,
+        ceilings::Insert::Unnest,
     )
     .await?;
     results.postgres_rate = inserts.per_second();
-    results.postgres_batch_rate = batch_ceiling(&setup, worker_events).await?;
+    (results.postgres_batch_rate, results.postgres_copy_rate) =
+        batch_ceiling(&setup, worker_events).await?;
 
     // Ingester and worker together, offered a steady share of the ingest maximum.
     let ingest_64 = results
@@ -746,15 +806,24 @@ async fn drain(setup: &Setup, n: usize, factory: &Arc<EventFactory>) -> anyhow::
 
 /// PostgreSQL's multi-row insert ceiling for the archive table: rows/s, 64 per statement, with as
 /// many connections as the worker has batches in flight.
-async fn batch_ceiling(setup: &Setup, rows: usize) -> anyhow::Result<f64> {
+async fn batch_ceiling(setup: &Setup, rows: usize) -> anyhow::Result<(f64, f64)> {
     let worker = &setup.config.worker;
     let in_flight = countersign::config::batches_in_flight(
         worker.prefetch,
         worker.batch_size,
         worker.database_pool_size,
     );
-    let inserts = ceilings::postgres(&setup.database_url, rows, in_flight, 2 * 1024, 64).await?;
-    Ok(inserts.per_second())
+    let mut rates = [0.0; 2];
+    for (rate, insert) in rates
+        .iter_mut()
+        .zip([ceilings::Insert::Unnest, ceilings::Insert::CopyMerge])
+    {
+        let url = &setup.database_url;
+        *rate = ceilings::postgres(url, rows, in_flight, 2 * 1024, 64, insert)
+            .await?
+            .per_second();
+    }
+    Ok((rates[0], rates[1]))
 }
 
 /// The sum of `countersign_worker_persisted_total` (new and duplicate) in a metrics page.

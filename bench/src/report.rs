@@ -85,6 +85,8 @@ pub struct Results {
     pub duration_s: f64,
     /// (ingester, broker ceiling, HTTP ceiling) by connections, 2 KiB events.
     pub curve: Vec<(Point, Point, Point)>,
+    /// The broker ceiling at 64 in flight over several confirm channels: (channels, point).
+    pub broker_channels: Option<(usize, Point)>,
     /// (size, ingester, broker ceiling, ingester peak RSS).
     pub large: Vec<(usize, Point, Point, u64)>,
     pub ingester_idle_rss: u64,
@@ -94,6 +96,8 @@ pub struct Results {
     pub postgres_rate: f64,
     /// Rows/s, 64 per statement, as many connections as the worker's batches in flight.
     pub postgres_batch_rate: f64,
+    /// The same rows by `COPY` into a staging table and one merge per 64.
+    pub postgres_copy_rate: f64,
     /// 2 KiB, 64 connections, the broker unreachable: every 200 fsync'd to the spool.
     pub spooling: Option<Point>,
     /// Ingester and worker together at a steady offered rate.
@@ -163,6 +167,7 @@ impl Results {
             machine: machine(),
             duration_s: duration.as_secs_f64(),
             curve: Vec::new(),
+            broker_channels: None,
             large: Vec::new(),
             ingester_idle_rss: 0,
             worker_idle_rss: 0,
@@ -170,6 +175,7 @@ impl Results {
             worker_rate: 0.0,
             postgres_rate: 0.0,
             postgres_batch_rate: 0.0,
+            postgres_copy_rate: 0.0,
             spooling: None,
             sustained: None,
         }
@@ -213,6 +219,17 @@ impl Results {
                 broker.per_second,
                 ratio(ingest.per_second, broker.per_second)
             );
+            if let Some((channels, several)) = &self.broker_channels {
+                let _ = writeln!(
+                    md,
+                    "| broker publish+confirm, 64 in flight over {channels} channels | {:.0} msg/s, p99 {:.2} ms | over 1 channel {:.0} msg/s, p99 {:.2} ms | {} | — |",
+                    several.per_second,
+                    several.p99_ms,
+                    broker.per_second,
+                    broker.p99_ms,
+                    ratio(several.per_second, broker.per_second)
+                );
+            }
             let _ = writeln!(
                 md,
                 "| ingest, 2 KiB, 64 connections | {:.0} req/s | HTTP (actix, read body, 200) {:.0} req/s | {} | — |",
@@ -273,6 +290,13 @@ impl Results {
             self.postgres_batch_rate,
             ratio(self.worker_rate, self.postgres_batch_rate),
             ingest_64
+        );
+        let _ = writeln!(
+            md,
+            "| PostgreSQL, 64 archive rows per transaction: COPY into a staging table + one merge | {:.0} rows/s | `INSERT … SELECT FROM unnest(…)` {:.0} rows/s | {} | — |",
+            self.postgres_copy_rate,
+            self.postgres_batch_rate,
+            ratio(self.postgres_copy_rate, self.postgres_batch_rate),
         );
         let _ = writeln!(
             md,
