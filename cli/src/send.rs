@@ -8,15 +8,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use countersign::config::{Config, Role, SourceConfig};
-use countersign::providers::{ProviderKind, legalesign, taktikal, universign};
-
-/// Taktikal's documented example event (an AllSigned with its PDF).
-const TAKTIKAL_EXAMPLE: &str = include_str!("../../shared/tests/fixtures/taktikal/all_signed.json");
-const TAKTIKAL_EXAMPLE_PROCESS: &str = "sp231f52f87d6f4caaa2e29ecac92d055b";
+use countersign::providers::{ProviderKind, Sample};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -36,15 +31,6 @@ pub struct Args {
     /// the signing key: Legalesign's "all" callback, Universign.
     #[arg(long)]
     private_key: Option<PathBuf>,
-}
-
-/// A request ready to post.
-struct Sample {
-    path: String,
-    body: Vec<u8>,
-    content_type: &'static str,
-    headers: Vec<(&'static str, String)>,
-    process_key: String,
 }
 
 #[allow(clippy::print_stdout)]
@@ -96,7 +82,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .url
         .clone()
         .unwrap_or_else(|| http_base(config.ingester.listen));
-    let url = format!("{}{}", base.trim_end_matches('/'), sample.path);
+    let path = match &sample.path_token {
+        Some(token) => format!("/webhooks/{}/{token}", source.name),
+        None => format!("/webhooks/{}", source.name),
+    };
+    let url = format!("{}{path}", base.trim_end_matches('/'));
     let mut request = reqwest::Client::new()
         .post(&url)
         .header("content-type", sample.content_type)
@@ -111,7 +101,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let status = response.status();
     let reply = response.text().await.unwrap_or_default();
     // The token of a URL-authenticated source is a secret: never printed.
-    let shown = url.replace(&sample.path, &format!("/webhooks/{}", source.name));
+    let shown = url.replace(&path, &format!("/webhooks/{}", source.name));
     println!("POST {shown} -> {} {reply}", status.as_u16());
     if !status.is_success() {
         return Ok(ExitCode::FAILURE);
@@ -140,134 +130,24 @@ fn http_base(listen: std::net::SocketAddr) -> String {
     format!("http://{address}")
 }
 
-fn new_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
 /// A fresh sample event for the source, signed as its provider signs.
 fn sample(source: &SourceConfig, private_key: Option<&str>) -> Result<Sample, String> {
-    let path = format!("/webhooks/{}", source.name);
-    let needs_key = || {
-        private_key.ok_or_else(|| {
-            format!(
-                "source {} ({}) is signed with the provider's private key: pass --private-key \
-                 (a test key whose public half the source is configured with)",
-                source.name,
-                source.provider.name()
-            )
-        })
-    };
-    let secret = || {
-        source
-            .secrets
-            .first()
-            .ok_or_else(|| format!("source {} has no secret to sign with", source.name))
-    };
-    match source.provider {
-        ProviderKind::Taktikal => {
-            let process_key = format!("sp{}", new_id());
-            let text = TAKTIKAL_EXAMPLE.replace(TAKTIKAL_EXAMPLE_PROCESS, &process_key);
-            let mut event: serde_json::Value =
-                serde_json::from_str(&text).expect("the example is JSON");
-            event["Id"] = new_id().into();
-            let key = secret()?.expose();
-            let guid = uuid::Uuid::new_v4().to_string();
-            let ticks = taktikal::ticks_of(SystemTime::now());
-            let event = taktikal::with_signature(event, key, ticks, &guid);
-            Ok(Sample {
-                path,
-                body: serde_json::to_vec(&event).expect("JSON"),
-                content_type: "application/json",
-                headers: Vec::new(),
-                process_key,
-            })
-        }
-        ProviderKind::LegalesignEvent => {
-            let document = new_id();
-            let token = std::str::from_utf8(secret()?.expose())
-                .map_err(|_| "the URL token is not UTF-8".to_owned())?
-                .to_owned();
-            let body = form(&[
-                ("resource_uri", &format!("/api/v1/document/{document}/")),
-                ("group", "/api/v1/group/sample/"),
-                ("name", "Sample agreement"),
-                ("uuid", &document),
-                ("tag", "countersign-sample"),
-            ]);
-            Ok(Sample {
-                path: format!("{path}/{token}"),
-                body: body.into_bytes(),
-                content_type: "application/x-www-form-urlencoded",
-                headers: Vec::new(),
-                process_key: document,
-            })
-        }
-        ProviderKind::Legalesign => {
-            let document = new_id();
-            let signer = new_id();
-            // Legalesign writes UTC times without a zone.
-            let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string();
-            let data = serde_json::json!([
-                {"timestamp": now, "name": "status", "value": "40", "resource_uri": format!("/api/v1/signer/{signer}/")},
-                {"timestamp": now, "name": "status", "value": "30", "resource_uri": format!("/api/v1/document/{document}/")},
-            ])
-            .to_string();
-            let body = legalesign::signed_form(needs_key()?, &data)?;
-            Ok(Sample {
-                path,
-                body: body.into_bytes(),
-                content_type: "application/x-www-form-urlencoded",
-                headers: Vec::new(),
-                process_key: document,
-            })
-        }
-        ProviderKind::Universign => {
-            let key = needs_key()?;
-            let jwks = source
-                .jwks
-                .as_ref()
-                .ok_or_else(|| format!("source {} names no jwks", source.name))?;
-            let kid = universign::load_jwks(jwks)?
-                .into_iter()
-                .find_map(|(kid, _)| kid)
-                .unwrap_or_default();
-            let transaction = format!("tx_{}", new_id());
-            let created_at = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .expect("after 1970")
-                .as_secs();
-            let body = serde_json::to_vec(&serde_json::json!({
-                "object": "event",
-                "id": format!("evt_{}", new_id()),
-                "type": "transaction.lifecycle.completed",
-                "createdAt": created_at,
-                "payload": {"object": {"object": "transaction", "id": transaction}},
-            }))
-            .expect("JSON");
-            let signature = universign::sign_detached(key, &kid, "PS256", &body)?;
-            Ok(Sample {
-                path,
-                body,
-                content_type: "application/json",
-                headers: vec![("x-jws-signature", signature)],
-                process_key: transaction,
-            })
-        }
-    }
-}
-
-fn form(pairs: &[(&str, &str)]) -> String {
-    let mut serializer = form_urlencoded::Serializer::new(String::new());
-    for (name, value) in pairs {
-        serializer.append_pair(name, value);
-    }
-    serializer.finish()
+    let provider = ProviderKind::from_name(&source.provider).ok_or_else(|| {
+        format!(
+            "source {}: unknown provider {:?} (one of: {})",
+            source.name,
+            source.provider,
+            ProviderKind::names()
+        )
+    })?;
+    provider.sample(source, private_key)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use countersign::providers::{Headers, Origin, Sources};
+    use countersign::providers::{Headers, Origin, Sources, universign};
+    use std::time::SystemTime;
 
     struct Pairs<'a>(&'a [(&'static str, String)]);
 
@@ -293,27 +173,27 @@ mod tests {
             "[[sources]]\nname = \"acme\"\nprovider = \"taktikal\"\nsecrets = [\"env:K\"]\n\
              [[sources]]\nname = \"fr\"\nprovider = \"universign\"\njwks = \"{}\"\n\
              [[sources]]\nname = \"uk\"\nprovider = \"legalesign\"\ncertificate = \"{}\"\n\
-             [[sources]]\nname = \"uk-events\"\nprovider = \"legalesign_event\"\nsecrets = [\"env:T\"]\n",
+             [[sources]]\nname = \"uk-events\"\nprovider = \"legalesign_event\"\nsecrets = [\"env:T\"]\n\
+             [[sources]]\nname = \"sw\"\nprovider = \"standard_webhooks\"\nsecrets = [\"env:W\"]\n",
             jwks.display(),
             certificate.display()
         );
         let config = Config::from_toml(&text, Role::Ingester, &|name| match name {
             "K" => Some("taktikal-key".to_owned()),
             "T" => Some("url-token".to_owned()),
+            "W" => Some("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".to_owned()),
             _ => None,
         })
         .unwrap();
         let sources = Sources::from_config(&config).unwrap();
         for source in &config.sources {
-            let private_key = match source.provider {
-                ProviderKind::Universign => Some(pem.as_str()),
-                ProviderKind::Legalesign => Some(key.as_str()),
+            let private_key = match source.name.as_str() {
+                "fr" => Some(pem.as_str()),
+                "uk" => Some(key.as_str()),
                 _ => None,
             };
             let sample = sample(source, private_key).unwrap();
-            let token = sample
-                .path
-                .strip_prefix(&format!("/webhooks/{}/", source.name));
+            let token = sample.path_token.as_deref();
             let verified = sources
                 .verify(
                     sources.get(&source.name).unwrap(),
@@ -327,7 +207,14 @@ mod tests {
                 )
                 .unwrap_or_else(|e| panic!("{}: {e:?}", source.name));
             assert_eq!(verified.source(), source.name);
-            let events = source.provider.parse(&sample.body).unwrap();
+            let provider = ProviderKind::from_name(&source.provider).unwrap();
+            let events = provider.parse(&sample.body).unwrap();
+            assert_eq!(
+                provider.signature_id(&sample.body).is_some(),
+                !provider.signs_body(),
+                "{}: a signature that does not cover the body has an identity",
+                source.name
+            );
             assert!(
                 events.iter().any(|e| e.process_key == sample.process_key),
                 "{}: {events:?}",
@@ -337,7 +224,7 @@ mod tests {
         // Without the provider's private key, the two it cannot sign say so.
         for name in ["fr", "uk"] {
             let source = config.sources.iter().find(|s| s.name == name).unwrap();
-            let refused = sample(source, None).err().expect("refused without a key");
+            let refused = sample(source, None).expect_err("refused without a key");
             assert!(refused.contains("--private-key"), "{refused}");
         }
     }

@@ -24,7 +24,7 @@ use actix_web::http::header::{
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use countersign::message::{Receipt, outbound};
-use countersign::providers::{Headers, Origin, Rejection, Source, Sources};
+use countersign::providers::{Headers, Origin, Rejection, Reply, Source, Sources};
 use futures_util::StreamExt;
 
 use crate::broker::{Broker, PublishError};
@@ -168,7 +168,7 @@ pub async fn receive_webhook(
         .with_label_values(&[label])
         .observe(elapsed.as_secs_f64());
     let mut response = match result {
-        Ok((event_id, kept)) => {
+        Ok((event_id, kept, reply)) => {
             let outcome = match kept {
                 Kept::Confirmed => "accepted",
                 Kept::Spooled => "spooled",
@@ -181,7 +181,13 @@ pub async fn receive_webhook(
             // The id comes from the payload (Taktikal's is not even signed): escaped.
             let event_id = countersign::telemetry::Escaped(&event_id);
             tracing::info!(source = label, event_id = %event_id, request_id = %request_id, outcome, elapsed_ms = elapsed.as_millis() as u64, "webhook accepted");
-            HttpResponse::Ok().json(serde_json::json!({ "status": "accepted" }))
+            let mut builder =
+                HttpResponse::build(StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK));
+            builder.content_type(reply.content_type);
+            for (name, value) in reply.headers {
+                builder.insert_header((name, value));
+            }
+            builder.body(reply.body)
         }
         Err(failure) => {
             state
@@ -219,8 +225,8 @@ pub(crate) fn source_of(path: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Reads, verifies and publishes; returns the event id once the broker has confirmed or the
-/// spool has it on disk.
+/// Reads, verifies and publishes; returns the event id and the provider's reply once the broker
+/// has confirmed or the spool has it on disk.
 async fn accept(
     state: &WebhookState,
     source: &Source,
@@ -229,7 +235,7 @@ async fn accept(
     origin: Origin<'_>,
     request_id: &str,
     received_at: SystemTime,
-) -> Result<(String, Kept), Failure> {
+) -> Result<(String, Kept, Reply), Failure> {
     // Held until the message is confirmed or spooled: the message's body is these bytes.
     let (body, _hold) = read_body(request, payload, source.max_body_bytes(), &state.budget).await?;
     let webhook = state.sources.verify(
@@ -276,7 +282,10 @@ async fn accept(
             }
         }
     };
-    Ok((webhook.event_id().to_owned(), kept))
+    let reply = webhook
+        .provider()
+        .accepted_reply(&ActixHeaders(request.headers()));
+    Ok((webhook.event_id().to_owned(), kept, reply))
 }
 
 /// The whole body, or 413 as soon as it is known to exceed `limit` (from `Content-Length`, or

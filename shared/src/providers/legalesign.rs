@@ -24,7 +24,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{Rejection, Request, Verified, hex};
+use super::{Provider, Rejection, Request, Sample, Verified, Verify, hex};
 use crate::config::{Secret, SourceConfig};
 use crate::event::{ActivityEntry, ParseError, ProcessStatus, Signee, SigningEvent};
 
@@ -47,10 +47,6 @@ pub fn load_certificate(path: &Path) -> Result<RsaPublicKey, String> {
         .map_err(|e| format!("certificate {}: {e}", path.display()))?;
     RsaPublicKey::from_public_key_der(&spki)
         .map_err(|e| format!("certificate {}: not an RSA key ({e})", path.display()))
-}
-
-pub(crate) fn check_config(source: &SourceConfig) -> Result<(), String> {
-    AllVerifier::from_config(source).map(|_| ())
 }
 
 pub(crate) fn check_event_config(source: &SourceConfig) -> Result<(), String> {
@@ -391,6 +387,124 @@ pub fn parse_event(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
     }])
 }
 
+/// Legalesign's "all" callback in the provider registry.
+pub struct Legalesign;
+
+/// Legalesign's "upon event" callback in the provider registry.
+pub struct LegalesignEvent;
+
+impl Verify for AllVerifier {
+    fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
+        AllVerifier::verify(self, request)
+    }
+}
+
+/// An "upon event" source's verifier: its URL tokens.
+struct EventVerifier {
+    secrets: Vec<Secret>,
+}
+
+impl Verify for EventVerifier {
+    fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
+        verify_event(request, &self.secrets)
+    }
+}
+
+impl Provider for Legalesign {
+    fn name(&self) -> &'static str {
+        "legalesign"
+    }
+
+    fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
+        Ok(Box::new(AllVerifier::from_config(source)?))
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+        parse(body)
+    }
+
+    fn default_max_body_bytes(&self) -> Option<usize> {
+        Some(DEFAULT_MAX_BODY_BYTES)
+    }
+
+    /// The batch's id is the sha256 of the signed `data`.
+    fn event_id_is_content(&self) -> bool {
+        true
+    }
+
+    fn sample(&self, source: &SourceConfig, private_key: Option<&str>) -> Result<Sample, String> {
+        let key = private_key.ok_or_else(|| super::needs_private_key(source))?;
+        let document = super::sample_id();
+        let signer = super::sample_id();
+        // Legalesign writes UTC times without a zone.
+        let now = Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string();
+        let data = serde_json::json!([
+            {"timestamp": now, "name": "status", "value": "40", "resource_uri": format!("/api/v1/signer/{signer}/")},
+            {"timestamp": now, "name": "status", "value": "30", "resource_uri": format!("/api/v1/document/{document}/")},
+        ])
+        .to_string();
+        Ok(Sample {
+            path_token: None,
+            body: signed_form(key, &data)?.into_bytes(),
+            content_type: FORM,
+            headers: Vec::new(),
+            process_key: document,
+        })
+    }
+}
+
+impl Provider for LegalesignEvent {
+    fn name(&self) -> &'static str {
+        "legalesign_event"
+    }
+
+    fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
+        check_event_config(source)?;
+        Ok(Box::new(EventVerifier {
+            secrets: source.secrets.clone(),
+        }))
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+        parse_event(body)
+    }
+
+    fn default_max_body_bytes(&self) -> Option<usize> {
+        Some(DEFAULT_MAX_BODY_BYTES)
+    }
+
+    fn takes_url_token(&self) -> bool {
+        true
+    }
+
+    fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
+        let token = source
+            .secrets
+            .first()
+            .ok_or_else(|| format!("source {} has no secret to sign with", source.name))?;
+        let token = std::str::from_utf8(token.expose())
+            .map_err(|_| "the URL token is not UTF-8".to_owned())?
+            .to_owned();
+        let document = super::sample_id();
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("resource_uri", &format!("/api/v1/document/{document}/"))
+            .append_pair("group", "/api/v1/group/sample/")
+            .append_pair("name", "Sample agreement")
+            .append_pair("uuid", &document)
+            .append_pair("tag", "countersign-sample")
+            .finish();
+        Ok(Sample {
+            path_token: Some(token),
+            body: body.into_bytes(),
+            content_type: FORM,
+            headers: Vec::new(),
+            process_key: document,
+        })
+    }
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
 /// Signs `data` as Legalesign does (RSA PKCS#1 v1.5, SHA-1) with a PKCS#8 PEM private key and
 /// returns the form body `data=...&signed=...`; for tests and tools.
 pub fn signed_form(private_key_pem: &str, data: &str) -> Result<String, String> {
@@ -455,7 +569,7 @@ mod tests {
         fn source(&self) -> SourceConfig {
             SourceConfig {
                 name: "uk".into(),
-                provider: crate::providers::ProviderKind::Legalesign,
+                provider: "legalesign".into(),
                 secrets: Vec::new(),
                 max_body_bytes: None,
                 max_signature_age: None,

@@ -1,13 +1,20 @@
-//! E-signature providers: one module each, and the configured sources that use them.
+//! E-signature providers: one module each, one line each in [`REGISTRY`], and the configured
+//! sources that use them.
 //!
-//! A provider module verifies a request over the raw bytes and headers and says what the event is
-//! (its id and type), parsing only what verification needs; separately, it parses a verified
-//! body into the normalized model ([`crate::event`]) for the worker. [`Sources`] holds the configured
+//! A provider is a unit struct implementing [`Provider`] in `providers/<name>.rs`: it checks a
+//! source's configuration and makes the source's [`Verify`] (which verifies a request over the raw
+//! bytes and headers and says what the event is, parsing only what verification needs), says how
+//! the provider wants its webhook answered, and parses a verified body into the normalized model
+//! ([`crate::event`]) for the worker. Nothing else in Countersign matches on a provider: it holds a
+//! [`ProviderKind`] (a handle into the registry) and asks it. [`Sources`] holds the configured
 //! endpoints and is the only way to turn received bytes into a [`VerifiedWebhook`] — the one type
-//! the ingester can publish. Adding a provider touches its own file, the [`ProviderKind`] enum and
-//! the `match`es below.
+//! the ingester can publish.
+//!
+//! Adding a provider: its module with its `impl Provider`, one line in [`REGISTRY`], its tests
+//! and README section.
 
 pub mod legalesign;
+pub mod standard_webhooks;
 pub mod taktikal;
 pub mod universign;
 
@@ -16,104 +23,185 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, Secret, SourceConfig};
+use crate::config::{Config, ConfigError, SourceConfig};
 use crate::event::{ParseError, SigningEvent};
 use crate::replay::{ReplayMemory, Seen};
 
 /// Clock skew tolerated on signed timestamps that lie in the future.
 pub const FUTURE_SKEW: Duration = Duration::from_secs(300);
 
-/// The providers Countersign can verify; the name is the `provider` of a source in the config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
-    Taktikal,
-    Universign,
-    /// Legalesign's "all" callback, RSA-signed.
-    Legalesign,
-    /// Legalesign's "upon event" callback, authenticated by a token in its URL.
-    #[serde(rename = "legalesign_event")]
-    LegalesignEvent,
-}
+/// Every provider Countersign knows, by its configuration name.
+pub static REGISTRY: &[&dyn Provider] = &[
+    &taktikal::Taktikal,
+    &universign::Universign,
+    &legalesign::Legalesign,
+    &legalesign::LegalesignEvent,
+    &standard_webhooks::StandardWebhooks,
+];
 
-impl ProviderKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            ProviderKind::Taktikal => "taktikal",
-            ProviderKind::Universign => "universign",
-            ProviderKind::Legalesign => "legalesign",
-            ProviderKind::LegalesignEvent => "legalesign_event",
-        }
-    }
+/// One e-signature provider's webhooks: how they are verified, answered and read.
+pub trait Provider: Send + Sync + 'static {
+    /// The `provider` of a source in the configuration, and the `x-provider` message header.
+    fn name(&self) -> &'static str;
 
-    /// The provider of that name, as the `x-provider` header carries it.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "taktikal" => Some(ProviderKind::Taktikal),
-            "universign" => Some(ProviderKind::Universign),
-            "legalesign" => Some(ProviderKind::Legalesign),
-            "legalesign_event" => Some(ProviderKind::LegalesignEvent),
-            _ => None,
-        }
-    }
+    /// Checks what this provider needs from a source's configuration and makes the source's
+    /// verifier (keys loaded). The error is one sentence: what is missing or wrong.
+    fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String>;
 
     /// Parses a verified body into the normalized model (the worker's side).
-    pub fn parse(self, body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
-        match self {
-            ProviderKind::Taktikal => taktikal::parse(body),
-            ProviderKind::Universign => universign::parse(body),
-            ProviderKind::Legalesign => legalesign::parse(body),
-            ProviderKind::LegalesignEvent => legalesign::parse_event(body),
-        }
+    fn parse(&self, body: &[u8]) -> Result<Vec<SigningEvent>, ParseError>;
+
+    /// Whether the signature covers the body. Where it does not, a verified request carries
+    /// [`Verified::signature_use`], and [`Provider::signature_id`] finds the signature again.
+    fn signs_body(&self) -> bool {
+        true
     }
 
     /// For schemes whose signature does not cover the body: the signature's identity, so that
     /// the worker can refuse a second body under it across every ingester replica.
-    pub fn signature_id(self, body: &[u8]) -> Option<String> {
-        match self {
-            ProviderKind::Taktikal => taktikal::signature_id(body),
-            // The JWS covers the whole body: a signature cannot carry another one.
-            ProviderKind::Universign | ProviderKind::Legalesign | ProviderKind::LegalesignEvent => {
-                None
-            }
-        }
+    fn signature_id(&self, _body: &[u8]) -> Option<String> {
+        None
     }
 
     /// The body limit of a source of this provider that sets none, if tighter than the
     /// ingester's (`ingester.max_body_bytes`).
-    pub fn default_max_body_bytes(self) -> Option<usize> {
-        match self {
-            ProviderKind::Legalesign | ProviderKind::LegalesignEvent => {
-                Some(legalesign::DEFAULT_MAX_BODY_BYTES)
-            }
-            ProviderKind::Taktikal | ProviderKind::Universign => None,
-        }
+    fn default_max_body_bytes(&self) -> Option<usize> {
+        None
     }
 
     /// True where the event id is the digest of the signed content (Legalesign's batches): two
-    /// bodies with one id then differ only in what the signature does not cover (form encoding),
-    /// and are the same event.
-    pub fn event_id_is_content(self) -> bool {
-        self == ProviderKind::Legalesign
+    /// bodies with one id then differ only in what the signature does not cover (form
+    /// encoding), and are the same event.
+    fn event_id_is_content(&self) -> bool {
+        false
     }
 
     /// True for providers authenticated by a token in the URL (`/webhooks/{source}/{token}`).
-    pub fn takes_url_token(self) -> bool {
-        self == ProviderKind::LegalesignEvent
+    fn takes_url_token(&self) -> bool {
+        false
     }
 
-    /// Checks what this provider needs from a source's configuration.
-    pub(crate) fn check(self, source: &SourceConfig) -> Result<(), String> {
-        match self {
-            ProviderKind::Taktikal => taktikal::check_config(source),
-            ProviderKind::Universign => universign::check_config(source),
-            ProviderKind::Legalesign => legalesign::check_config(source),
-            ProviderKind::LegalesignEvent => legalesign::check_event_config(source),
+    /// The reply to a webhook that was accepted (confirmed or spooled). Most providers take any
+    /// 2xx; some want a given body or an echoed header.
+    fn accepted_reply(&self, _request: &dyn Headers) -> Reply {
+        Reply::accepted()
+    }
+
+    /// A fresh sample webhook for `source`, signed as this provider signs: what `countersign
+    /// send` posts and the whole-stack tests use. `private_key` (PKCS#8 PEM) is the provider's
+    /// key where the provider, not the source, holds the signing key.
+    fn sample(&self, source: &SourceConfig, private_key: Option<&str>) -> Result<Sample, String>;
+}
+
+/// A source's verifier, made by [`Provider::verifier`] from its configuration.
+pub trait Verify: Send + Sync {
+    /// Verifies a request over its raw bytes; says what the event is.
+    fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection>;
+}
+
+/// A provider, by its place in [`REGISTRY`]: what configuration, messages and stored rows name.
+#[derive(Clone, Copy)]
+pub struct ProviderKind(&'static dyn Provider);
+
+impl ProviderKind {
+    /// The provider of that name (a source's `provider`, the `x-provider` header).
+    pub fn from_name(name: &str) -> Option<Self> {
+        REGISTRY
+            .iter()
+            .find(|p| p.name() == name)
+            .map(|p| ProviderKind(*p))
+    }
+
+    pub fn name(self) -> &'static str {
+        self.0.name()
+    }
+
+    /// Every registered provider's name, for error messages.
+    pub fn names() -> String {
+        REGISTRY
+            .iter()
+            .map(|p| p.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl std::ops::Deref for ProviderKind {
+    type Target = dyn Provider;
+
+    fn deref(&self) -> &Self::Target {
+        self.0
+    }
+}
+
+impl PartialEq for ProviderKind {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for ProviderKind {}
+
+impl std::fmt::Debug for ProviderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What an accepted webhook is answered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Cow<'static, str>,
+    /// Besides `content-type` and `x-request-id`.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    /// `200 {"status":"accepted"}`: what every provider without a requirement of its own gets.
+    pub fn accepted() -> Self {
+        Self {
+            status: 200,
+            content_type: "application/json",
+            body: Cow::Borrowed(r#"{"status":"accepted"}"#),
+            headers: Vec::new(),
         }
     }
+}
+
+/// A signed request ready to post to `/webhooks/{source}[/{path_token}]`.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// For providers authenticated by a token in the URL (a secret: never print it).
+    pub path_token: Option<String>,
+    pub body: Vec<u8>,
+    pub content_type: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+    /// The signing process the sample is about, to read it back from the activity API.
+    pub process_key: String,
+}
+
+/// Why a sample cannot be made without the provider's private key.
+pub(crate) fn needs_private_key(source: &SourceConfig) -> String {
+    format!(
+        "source {} ({}) is signed with the provider's private key: pass --private-key \
+         (a test key whose public half the source is configured with)",
+        source.name, source.provider
+    )
+}
+
+/// A fresh random id for samples (32 hex digits).
+pub(crate) fn sample_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// Request headers, by lower-case name, whatever HTTP library received them.
@@ -224,21 +312,13 @@ impl Rejection {
     }
 }
 
-enum Verifier {
-    Taktikal(taktikal::Verifier),
-    Universign(universign::Verifier),
-    Legalesign(legalesign::AllVerifier),
-    LegalesignEvent,
-}
-
 /// One configured endpoint: `POST /webhooks/{name}`.
 pub struct Source {
     name: String,
     provider: ProviderKind,
-    secrets: Vec<Secret>,
     max_body_bytes: usize,
     allowed: Vec<crate::config::IpNet>,
-    verifier: Verifier,
+    verifier: Box<dyn Verify>,
 }
 
 impl std::fmt::Debug for Source {
@@ -246,7 +326,6 @@ impl std::fmt::Debug for Source {
         f.debug_struct("Source")
             .field("name", &self.name)
             .field("provider", &self.provider)
-            .field("secrets", &self.secrets)
             .field("max_body_bytes", &self.max_body_bytes)
             .finish_non_exhaustive()
     }
@@ -275,36 +354,33 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// The configured sources with their verifiers; an error names the source whose keys could
-    /// not be loaded (they were checked when the configuration was read, but files can change).
-    pub fn from_config(config: &Config) -> Result<Self, crate::config::ConfigError> {
+    /// The configured sources with their verifiers. An error names the source whose provider
+    /// is unknown or whose provider-specific settings (keys, files) are missing or unusable.
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
         let by_name = config
             .sources
             .iter()
             .map(|s| {
-                let verifier = match s.provider {
-                    ProviderKind::Taktikal => {
-                        Verifier::Taktikal(taktikal::Verifier::from_config(s))
-                    }
-                    ProviderKind::Universign => {
-                        Verifier::Universign(universign::Verifier::from_config(s).map_err(|e| {
-                            crate::config::ConfigError::new(format!("sources[{}]", s.name), e)
-                        })?)
-                    }
-                    ProviderKind::Legalesign => {
-                        Verifier::Legalesign(legalesign::AllVerifier::from_config(s).map_err(
-                            |e| crate::config::ConfigError::new(format!("sources[{}]", s.name), e),
-                        )?)
-                    }
-                    ProviderKind::LegalesignEvent => Verifier::LegalesignEvent,
-                };
+                let location = format!("sources[{}]", s.name);
+                let provider = ProviderKind::from_name(&s.provider).ok_or_else(|| {
+                    ConfigError::new(
+                        format!("{location}.provider"),
+                        format!(
+                            "unknown provider {:?} (one of: {})",
+                            s.provider,
+                            ProviderKind::names()
+                        ),
+                    )
+                })?;
+                let verifier = provider
+                    .verifier(s)
+                    .map_err(|message| ConfigError::new(location, message))?;
                 let source = Source {
                     name: s.name.clone(),
-                    provider: s.provider,
-                    secrets: s.secrets.clone(),
+                    provider,
                     max_body_bytes: s.max_body_bytes.unwrap_or_else(|| {
                         let default = config.ingester.max_body_bytes;
-                        s.provider
+                        provider
                             .default_max_body_bytes()
                             .map_or(default, |own| own.min(default))
                     }),
@@ -313,7 +389,7 @@ impl Sources {
                 };
                 Ok((s.name.clone(), source))
             })
-            .collect::<Result<_, crate::config::ConfigError>>()?;
+            .collect::<Result<_, ConfigError>>()?;
         Ok(Self {
             by_name,
             replay: ReplayMemory::new(config.ingester.replay_memory_entries),
@@ -373,12 +449,7 @@ impl Sources {
             received_at,
             path_token: origin.path_token,
         };
-        let verified = match &source.verifier {
-            Verifier::Taktikal(v) => v.verify(&request, &source.secrets)?,
-            Verifier::Universign(v) => v.verify(&request)?,
-            Verifier::Legalesign(v) => v.verify(&request)?,
-            Verifier::LegalesignEvent => legalesign::verify_event(&request, &source.secrets)?,
-        };
+        let verified = source.verifier.verify(&request)?;
 
         let mut body_sha256 = None;
         if let Some(signature) = &verified.signature_use {
@@ -470,4 +541,79 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         out.push(DIGITS[usize::from(b & 0x0f)] as char);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Role;
+
+    #[test]
+    fn every_registered_provider_is_found_by_its_own_name_once() {
+        for provider in REGISTRY {
+            let found = ProviderKind::from_name(provider.name()).expect("registered");
+            assert_eq!(found.name(), provider.name());
+            assert_eq!(
+                REGISTRY
+                    .iter()
+                    .filter(|p| p.name() == provider.name())
+                    .count(),
+                1,
+                "{} registered twice",
+                provider.name()
+            );
+        }
+        assert!(ProviderKind::from_name("nosuch").is_none());
+    }
+
+    fn sources_error(text: &str) -> String {
+        let env = |name: &str| (name == "K").then(|| "k".to_owned());
+        let config = Config::from_toml(text, Role::Ingester, &env)
+            .expect("the configuration itself is valid");
+        Sources::from_config(&config)
+            .expect_err("the sources are refused")
+            .to_string()
+    }
+
+    #[test]
+    fn a_source_with_an_unknown_provider_or_without_what_its_provider_needs_is_one_line() {
+        let cases = [
+            (
+                "[[sources]]\nname='a'\nprovider='nosuch'",
+                "sources[a].provider: unknown provider \"nosuch\" (one of: taktikal, universign, legalesign, legalesign_event, standard_webhooks)",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='taktikal'\nsecrets=[]",
+                "sources[a]: taktikal needs at least one secret",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='universign'",
+                "sources[a]: universign needs jwks",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='legalesign'",
+                "sources[a]: legalesign needs certificate",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='legalesign_event'",
+                "sources[a]: legalesign_event needs at least one secret",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='standard_webhooks'",
+                "sources[a]: standard_webhooks needs at least one secret",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='standard_webhooks'\nsecrets=['env:K']",
+                "sources[a]: secret env:K is not a signing secret",
+            ),
+        ];
+        for (text, expected) in cases {
+            let message = sources_error(text);
+            assert!(
+                message.starts_with(expected),
+                "{message:?} should start with {expected:?}"
+            );
+            assert!(!message.contains('\n'), "one line: {message:?}");
+        }
+    }
 }

@@ -24,7 +24,9 @@ use sha2::Sha256;
 
 use chrono::{DateTime, Utc};
 
-use super::{Rejection, Request, SignatureUse, Verified, is_json_object};
+use super::{
+    Provider, Rejection, Request, Sample, SignatureUse, Verified, Verify, is_json_object, sample_id,
+};
 use crate::config::{Secret, SourceConfig};
 use crate::event::{
     ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
@@ -537,6 +539,73 @@ fn content_type_of(file_name: Option<&str>) -> &'static str {
         Some("zip") => "application/zip",
         Some("txt") => "text/plain",
         _ => "application/octet-stream",
+    }
+}
+
+/// Taktikal in the provider registry.
+pub struct Taktikal;
+
+/// Taktikal's documented example event (an AllSigned with its PDF), for samples.
+const EXAMPLE: &str = include_str!("../../tests/fixtures/taktikal/all_signed.json");
+const EXAMPLE_PROCESS: &str = "sp231f52f87d6f4caaa2e29ecac92d055b";
+
+/// A source's verifier with the source's secrets.
+struct SourceVerifier {
+    verifier: Verifier,
+    secrets: Vec<Secret>,
+}
+
+impl Verify for SourceVerifier {
+    fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
+        self.verifier.verify(request, &self.secrets)
+    }
+}
+
+impl Provider for Taktikal {
+    fn name(&self) -> &'static str {
+        "taktikal"
+    }
+
+    fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
+        check_config(source)?;
+        Ok(Box::new(SourceVerifier {
+            verifier: Verifier::from_config(source),
+            secrets: source.secrets.clone(),
+        }))
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+        parse(body)
+    }
+
+    /// The signature covers `TimeStamp + Guid` only.
+    fn signs_body(&self) -> bool {
+        false
+    }
+
+    fn signature_id(&self, body: &[u8]) -> Option<String> {
+        signature_id(body)
+    }
+
+    fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
+        let key = source
+            .secrets
+            .first()
+            .ok_or_else(|| format!("source {} has no secret to sign with", source.name))?;
+        let process_key = format!("sp{}", sample_id());
+        let text = EXAMPLE.replace(EXAMPLE_PROCESS, &process_key);
+        let mut event: serde_json::Value =
+            serde_json::from_str(&text).expect("the example is JSON");
+        event["Id"] = sample_id().into();
+        let guid = uuid::Uuid::new_v4().to_string();
+        let event = with_signature(event, key.expose(), ticks_of(SystemTime::now()), &guid);
+        Ok(Sample {
+            path_token: None,
+            body: serde_json::to_vec(&event).expect("JSON"),
+            content_type: "application/json",
+            headers: Vec::new(),
+            process_key,
+        })
     }
 }
 

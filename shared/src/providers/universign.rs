@@ -25,7 +25,7 @@ use rsa::{BigUint, RsaPublicKey};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::{Rejection, Request, Verified, is_json_object};
+use super::{Provider, Rejection, Request, Sample, Verified, Verify, is_json_object};
 use crate::config::SourceConfig;
 use crate::event::{ActivityEntry, ParseError, ProcessStatus, Signee, SigningEvent};
 
@@ -93,10 +93,6 @@ pub fn load_jwks(path: &Path) -> Result<Vec<(Option<String>, RsaPublicKey)>, Str
         return Err(format!("jwks {}: no RSA signing key", path.display()));
     }
     Ok(keys)
-}
-
-pub(crate) fn check_config(source: &SourceConfig) -> Result<(), String> {
-    Verifier::from_config(source).map(|_| ())
 }
 
 #[derive(Deserialize)]
@@ -260,6 +256,62 @@ impl Verifier {
             key_label: format!("kid:{}", key.kid.as_deref().unwrap_or("-")),
             signature_use: None,
             signature_headers: vec![(SIGNATURE_HEADER, header.to_owned())],
+        })
+    }
+}
+
+/// Universign in the provider registry.
+pub struct Universign;
+
+impl Verify for Verifier {
+    fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
+        Verifier::verify(self, request)
+    }
+}
+
+impl Provider for Universign {
+    fn name(&self) -> &'static str {
+        "universign"
+    }
+
+    fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
+        Ok(Box::new(Verifier::from_config(source)?))
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+        parse(body)
+    }
+
+    fn sample(&self, source: &SourceConfig, private_key: Option<&str>) -> Result<Sample, String> {
+        let key = private_key.ok_or_else(|| super::needs_private_key(source))?;
+        let jwks = source
+            .jwks
+            .as_ref()
+            .ok_or_else(|| format!("source {} names no jwks", source.name))?;
+        let kid = load_jwks(jwks)?
+            .into_iter()
+            .find_map(|(kid, _)| kid)
+            .unwrap_or_default();
+        let transaction = format!("tx_{}", super::sample_id());
+        let created_at = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        let body = serde_json::to_vec(&serde_json::json!({
+            "object": "event",
+            "id": format!("evt_{}", super::sample_id()),
+            "type": "transaction.lifecycle.completed",
+            "createdAt": created_at,
+            "payload": {"object": {"object": "transaction", "id": transaction}},
+        }))
+        .expect("JSON");
+        let signature = sign_detached(key, &kid, "PS256", &body)?;
+        Ok(Sample {
+            path_token: None,
+            body,
+            content_type: "application/json",
+            headers: vec![(SIGNATURE_HEADER, signature)],
+            process_key: transaction,
         })
     }
 }
@@ -503,7 +555,7 @@ mod tests {
             tempfile_path::Guard::new(&serde_json::to_string(&jwks_of(pem, kid).unwrap()).unwrap());
         let source = SourceConfig {
             name: "fr".into(),
-            provider: super::super::ProviderKind::Universign,
+            provider: "universign".into(),
             secrets: Vec::new(),
             max_body_bytes: None,
             max_signature_age: None,

@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 pub const KEY: &str = "acme-webhook-signature-key";
 pub const READ_TOKEN: &str = "read-api-token";
 pub const UK_TOKEN: &str = "legalesign-url-token-7f3a";
+/// The signing secret of the Standard Webhooks source `sw`.
+pub const SW_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
 /// A database of one test's own, dropped with it.
 pub struct TestDatabase {
@@ -152,6 +154,11 @@ pub fn config_text(
         provider = "taktikal"
         secrets = ["env:ACME_KEY"]
 
+        [[sources]]
+        name = "sw"
+        provider = "standard_webhooks"
+        secrets = ["env:SW_SECRET"]
+
         {universign}
         "#,
         retry = options.retry_delays,
@@ -165,6 +172,7 @@ pub fn env_for(database_url: &str) -> impl Fn(&str) -> Option<String> {
         ("ACME_KEY".to_owned(), KEY.to_owned()),
         ("READ_TOKEN".to_owned(), READ_TOKEN.to_owned()),
         ("UK_TOKEN".to_owned(), UK_TOKEN.to_owned()),
+        ("SW_SECRET".to_owned(), SW_SECRET.to_owned()),
         ("AMQP_URL".to_owned(), amqp_url()),
         ("DATABASE_URL".to_owned(), database_url.to_owned()),
     ]);

@@ -2,11 +2,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use countersign::providers::universign;
+use countersign::providers::{legalesign, standard_webhooks, universign};
 
-use countersign::providers::legalesign;
-
-use crate::helpers::{Options, Stack, UK_TOKEN};
+use crate::helpers::{Options, SW_SECRET, Stack, UK_TOKEN};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn universign_events_through_the_whole_stack() {
@@ -191,6 +189,89 @@ async fn legalesign_batches_and_event_callbacks_through_the_whole_stack() {
         .await;
     assert_eq!(view[0]["status"], "completed");
     assert_eq!(view[0]["activityLog"][0]["status"], "FinalPdfCreated");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn standard_webhooks_events_through_the_whole_stack() {
+    let stack = Stack::start().await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let post = |id: &'static str, at: u64, body: Vec<u8>, signed: Vec<u8>| {
+        let stack = &stack;
+        async move {
+            let signature = standard_webhooks::sign(SW_SECRET.as_bytes(), id, at, &signed).unwrap();
+            let at = at.to_string();
+            stack
+                .post_to(
+                    "sw",
+                    &body,
+                    &[
+                        ("webhook-id", id),
+                        ("webhook-timestamp", &at),
+                        ("webhook-signature", &signature),
+                    ],
+                )
+                .await
+        }
+    };
+    let sent = serde_json::to_vec(&serde_json::json!({"type": "envelope.sent",
+        "timestamp": "2026-11-29T10:00:00Z", "data": {"id": "env_7", "object": "envelope"}}))
+    .unwrap();
+    let completed = serde_json::to_vec(&serde_json::json!({"type": "envelope.completed",
+        "timestamp": "2026-11-29T10:05:00Z", "data": {"id": "env_7", "object": "envelope"}}))
+    .unwrap();
+    assert_eq!(post("msg_1", now, sent.clone(), sent.clone()).await, 200);
+    assert_eq!(
+        post("msg_2", now, completed.clone(), completed.clone()).await,
+        200
+    );
+    // The sender's retry of msg_1: accepted, recorded as a repeat.
+    assert_eq!(post("msg_1", now, sent.clone(), sent.clone()).await, 200);
+    // Another body under msg_2's signature, and a signature older than the window.
+    let mut forged = completed.clone();
+    forged[10] ^= 0x01;
+    assert_eq!(post("msg_2", now, forged, completed.clone()).await, 401);
+    assert_eq!(
+        post("msg_3", now - 301, sent.clone(), sent.clone()).await,
+        401
+    );
+    stack.wait_for_events(2).await;
+    crate::helpers::wait_until(
+        "the retry is counted",
+        std::time::Duration::from_secs(30),
+        || async {
+            stack
+                .count("SELECT deliveries::bigint FROM webhook_events WHERE event_id = 'msg_1'")
+                .await
+                == 2
+        },
+    )
+    .await;
+
+    let (status, view) = stack.get_json("/signing/activity/env_7?source=sw").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        activity_statuses(&view[0]),
+        ["envelope.sent", "envelope.completed"]
+    );
+    assert_eq!(stack.count("SELECT count(*) FROM webhook_events").await, 2);
+    let headers: serde_json::Value =
+        sqlx::query_scalar("SELECT headers FROM webhook_events WHERE event_id = 'msg_2'")
+            .fetch_one(&stack.db)
+            .await
+            .unwrap();
+    assert_eq!(headers["x-provider"], "standard_webhooks");
+    assert_eq!(headers["x-verified-key"], "env:SW_SECRET");
+    assert_eq!(headers["webhook-id"], "msg_2");
+    assert!(
+        headers["webhook-signature"]
+            .as_str()
+            .unwrap()
+            .starts_with("v1,"),
+        "the signature travels for re-verification"
+    );
 }
 
 /// The `status` of each activity log entry of a process view, in order.
