@@ -12,6 +12,8 @@ use countersign::providers::{Headers, Origin, Sources};
 
 pub const TAKTIKAL_KEY: &str = "fuzz-taktikal-key";
 pub const URL_TOKEN: &str = "fuzz-url-token";
+/// The Standard Webhooks specification's example secret (its test vector is a seed).
+pub const SW_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
 pub fn sources() -> &'static Sources {
     static SOURCES: OnceLock<Sources> = OnceLock::new();
@@ -49,6 +51,12 @@ pub fn sources() -> &'static Sources {
             name = "uk-events"
             provider = "legalesign_event"
             secrets = ["env:URL_TOKEN"]
+
+            [[sources]]
+            name = "sw"
+            provider = "standard_webhooks"
+            secrets = ["env:SW_SECRET"]
+            max_signature_age = "36500d"
             "#,
             jwks.display(),
             certificate.display()
@@ -56,6 +64,7 @@ pub fn sources() -> &'static Sources {
         let env = |name: &str| match name {
             "TAKTIKAL_KEY" => Some(TAKTIKAL_KEY.to_owned()),
             "URL_TOKEN" => Some(URL_TOKEN.to_owned()),
+            "SW_SECRET" => Some(SW_SECRET.to_owned()),
             _ => None,
         };
         let config = Config::from_toml(&text, Role::Ingester, &env).expect("fuzz configuration");
