@@ -174,7 +174,8 @@ mod tests {
              [[sources]]\nname = \"fr\"\nprovider = \"universign\"\njwks = \"{}\"\n\
              [[sources]]\nname = \"uk\"\nprovider = \"legalesign\"\ncertificate = \"{}\"\n\
              [[sources]]\nname = \"uk-events\"\nprovider = \"legalesign_event\"\nsecrets = [\"env:T\"]\n\
-             [[sources]]\nname = \"sw\"\nprovider = \"standard_webhooks\"\nsecrets = [\"env:W\"]\n",
+             [[sources]]\nname = \"sw\"\nprovider = \"standard_webhooks\"\nsecrets = [\"env:W\"]\n\
+             [[sources]]\nname = \"ys\"\nprovider = \"yousign\"\nsecrets = [\"env:Y\"]\n",
             jwks.display(),
             certificate.display()
         );
@@ -182,6 +183,7 @@ mod tests {
             "K" => Some("taktikal-key".to_owned()),
             "T" => Some("url-token".to_owned()),
             "W" => Some("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".to_owned()),
+            "Y" => Some("yousign-secret".to_owned()),
             _ => None,
         })
         .unwrap();

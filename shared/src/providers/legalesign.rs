@@ -478,10 +478,7 @@ impl Provider for LegalesignEvent {
     }
 
     fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
-        let token = source
-            .secrets
-            .first()
-            .ok_or_else(|| format!("source {} has no secret to sign with", source.name))?;
+        let token = super::first_secret(source)?;
         let token = std::str::from_utf8(token.expose())
             .map_err(|_| "the URL token is not UTF-8".to_owned())?
             .to_owned();

@@ -17,6 +17,7 @@ pub mod legalesign;
 pub mod standard_webhooks;
 pub mod taktikal;
 pub mod universign;
+pub mod yousign;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -39,6 +40,7 @@ pub static REGISTRY: &[&dyn Provider] = &[
     &legalesign::Legalesign,
     &legalesign::LegalesignEvent,
     &standard_webhooks::StandardWebhooks,
+    &yousign::Yousign,
 ];
 
 /// One e-signature provider's webhooks: how they are verified, answered and read.
@@ -197,6 +199,14 @@ pub(crate) fn needs_private_key(source: &SourceConfig) -> String {
          (a test key whose public half the source is configured with)",
         source.name, source.provider
     )
+}
+
+/// The secret a sample is signed with: the source's first.
+pub(crate) fn first_secret(source: &SourceConfig) -> Result<&crate::config::Secret, String> {
+    source
+        .secrets
+        .first()
+        .ok_or_else(|| format!("source {} has no secret to sign with", source.name))
 }
 
 /// A fresh random id for samples (32 hex digits).
@@ -580,7 +590,7 @@ mod tests {
         let cases = [
             (
                 "[[sources]]\nname='a'\nprovider='nosuch'",
-                "sources[a].provider: unknown provider \"nosuch\" (one of: taktikal, universign, legalesign, legalesign_event, standard_webhooks)",
+                "sources[a].provider: unknown provider \"nosuch\" (one of: taktikal, universign, legalesign, legalesign_event, standard_webhooks, yousign)",
             ),
             (
                 "[[sources]]\nname='a'\nprovider='taktikal'\nsecrets=[]",
@@ -605,6 +615,10 @@ mod tests {
             (
                 "[[sources]]\nname='a'\nprovider='standard_webhooks'\nsecrets=['env:K']",
                 "sources[a]: secret env:K is not a signing secret",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='yousign'",
+                "sources[a]: yousign needs at least one secret",
             ),
         ];
         for (text, expected) in cases {

@@ -288,10 +288,7 @@ impl Provider for StandardWebhooks {
     }
 
     fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
-        let secret = source
-            .secrets
-            .first()
-            .ok_or_else(|| format!("source {} has no secret to sign with", source.name))?;
+        let secret = super::first_secret(source)?;
         let process_key = format!("obj_{}", super::sample_id());
         let id = format!("msg_{}", super::sample_id());
         let now = SystemTime::now()

@@ -588,10 +588,7 @@ impl Provider for Taktikal {
     }
 
     fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
-        let key = source
-            .secrets
-            .first()
-            .ok_or_else(|| format!("source {} has no secret to sign with", source.name))?;
+        let key = super::first_secret(source)?;
         let process_key = format!("sp{}", sample_id());
         let text = EXAMPLE.replace(EXAMPLE_PROCESS, &process_key);
         let mut event: serde_json::Value =

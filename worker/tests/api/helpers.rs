@@ -24,6 +24,8 @@ pub const READ_TOKEN: &str = "read-api-token";
 pub const UK_TOKEN: &str = "legalesign-url-token-7f3a";
 /// The signing secret of the Standard Webhooks source `sw`.
 pub const SW_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+/// The webhook secret of the Yousign source `ys`.
+pub const YS_SECRET: &str = "yousign-webhook-secret";
 
 /// A database of one test's own, dropped with it.
 pub struct TestDatabase {
@@ -159,6 +161,11 @@ pub fn config_text(
         provider = "standard_webhooks"
         secrets = ["env:SW_SECRET"]
 
+        [[sources]]
+        name = "ys"
+        provider = "yousign"
+        secrets = ["env:YS_SECRET"]
+
         {universign}
         "#,
         retry = options.retry_delays,
@@ -173,6 +180,7 @@ pub fn env_for(database_url: &str) -> impl Fn(&str) -> Option<String> {
         ("READ_TOKEN".to_owned(), READ_TOKEN.to_owned()),
         ("UK_TOKEN".to_owned(), UK_TOKEN.to_owned()),
         ("SW_SECRET".to_owned(), SW_SECRET.to_owned()),
+        ("YS_SECRET".to_owned(), YS_SECRET.to_owned()),
         ("AMQP_URL".to_owned(), amqp_url()),
         ("DATABASE_URL".to_owned(), database_url.to_owned()),
     ]);

@@ -2,9 +2,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use countersign::providers::{legalesign, standard_webhooks, universign};
+use countersign::providers::{legalesign, standard_webhooks, universign, yousign};
 
-use crate::helpers::{Options, SW_SECRET, Stack, UK_TOKEN};
+use crate::helpers::{Options, SW_SECRET, Stack, UK_TOKEN, YS_SECRET};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn universign_events_through_the_whole_stack() {
@@ -270,6 +270,107 @@ async fn standard_webhooks_events_through_the_whole_stack() {
             .as_str()
             .unwrap()
             .starts_with("v1,"),
+        "the signature travels for re-verification"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn yousign_events_through_the_whole_stack() {
+    let stack = Stack::start().await;
+    let event = |id: &str, name: &str, time: u64, signer: bool| {
+        let mut data = serde_json::json!({"signature_request": {"id": "sr-42", "status": "ongoing",
+            "name": "Lease", "external_id": "lease-7"}});
+        if signer {
+            data["signer"] = serde_json::json!({"id": "si-1", "status": "signed",
+                "info": {"first_name": "Anne", "last_name": "Martin", "email": "anne@example.com",
+                         "phone_number": "+33700000000", "locale": "fr"}});
+        }
+        serde_json::to_vec(&serde_json::json!({"event_id": id, "event_name": name,
+            "event_time": time.to_string(), "subscription_id": "sub-1",
+            "subscription_description": "countersign", "sandbox": true, "data": data}))
+        .unwrap()
+    };
+    let events = [
+        event("ev-1", "signature_request.activated", 1_790_000_000, false),
+        event("ev-2", "signer.done", 1_790_000_100, true),
+        event("ev-3", "signature_request.done", 1_790_000_200, false),
+    ];
+    for body in &events {
+        let signature = yousign::sign(YS_SECRET.as_bytes(), body);
+        assert_eq!(
+            stack
+                .post_to("ys", body, &[(yousign::SIGNATURE_HEADER, &signature)])
+                .await,
+            200
+        );
+    }
+    // Yousign's retry of ev-2: the same bytes, recorded as a repeat.
+    let retry = yousign::sign(YS_SECRET.as_bytes(), &events[1]);
+    assert_eq!(
+        stack
+            .post_to("ys", &events[1], &[(yousign::SIGNATURE_HEADER, &retry)])
+            .await,
+        200
+    );
+    // Signed with another secret, and a body changed under a genuine signature.
+    let forged = yousign::sign(b"not-the-secret", &events[0]);
+    assert_eq!(
+        stack
+            .post_to("ys", &events[0], &[(yousign::SIGNATURE_HEADER, &forged)])
+            .await,
+        401
+    );
+    let mut changed = events[2].clone();
+    changed[20] ^= 0x01;
+    let genuine = yousign::sign(YS_SECRET.as_bytes(), &events[2]);
+    assert_eq!(
+        stack
+            .post_to("ys", &changed, &[(yousign::SIGNATURE_HEADER, &genuine)])
+            .await,
+        401
+    );
+    stack.wait_for_events(3).await;
+    crate::helpers::wait_until(
+        "the retry is counted",
+        std::time::Duration::from_secs(30),
+        || async {
+            stack
+                .count("SELECT deliveries::bigint FROM webhook_events WHERE event_id = 'ev-2'")
+                .await
+                == 2
+        },
+    )
+    .await;
+
+    let (status, view) = stack.get_json("/signing/activity/sr-42?source=ys").await;
+    assert_eq!(status, 200);
+    assert_eq!(view[0]["status"], "completed");
+    assert_eq!(
+        activity_statuses(&view[0]),
+        [
+            "signature_request.activated",
+            "signer.done",
+            "signature_request.done"
+        ]
+    );
+    assert_eq!(view[0]["activityLog"][1]["signeeKey"], "si-1");
+    let signed: bool = sqlx::query_scalar("SELECT signed FROM signees WHERE signee_key = 'si-1'")
+        .fetch_one(&stack.db)
+        .await
+        .unwrap();
+    assert!(signed);
+    let headers: serde_json::Value =
+        sqlx::query_scalar("SELECT headers FROM webhook_events WHERE event_id = 'ev-3'")
+            .fetch_one(&stack.db)
+            .await
+            .unwrap();
+    assert_eq!(headers["x-provider"], "yousign");
+    assert_eq!(headers["x-verified-key"], "env:YS_SECRET");
+    assert!(
+        headers[yousign::SIGNATURE_HEADER]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256="),
         "the signature travels for re-verification"
     );
 }

@@ -1,0 +1,492 @@
+//! Yousign (France), API v3 webhooks: `provider = "yousign"`.
+//!
+//! - `X-Yousign-Signature-256: sha256=<hex HMAC-SHA256(secret, raw body)>`, the secret being the
+//!   webhook subscription's, as text. Any of the source's secrets may match (rotation: configure
+//!   the new one beside the old one while the subscription changes). The signature covers the
+//!   whole body, so a captured request replays only as itself, and is then a repeat of an event
+//!   already recorded.
+//! - Every event has `event_id` (the event id, constant through retries), `event_name`,
+//!   `event_time` (Unix seconds, constant through retries), `subscription_id`,
+//!   `subscription_description`, `sandbox` and `data`: `data.signature_request` for the Signature
+//!   Request events, plus `data.signer` for the Signer events.
+//! - There is no timestamp outside the body and Yousign documents no retry horizon, so no
+//!   freshness window is enforced: duplicates are recognised by `event_id`.
+//! - Signed documents are not in the webhook (they are fetched through the API).
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+
+use super::{Provider, Rejection, Request, Sample, Verified, Verify, hex, is_json_object};
+use crate::config::{Secret, SourceConfig};
+use crate::event::{ActivityEntry, ParseError, ProcessStatus, Signee, SigningEvent};
+
+/// The signature's header, and the prefix of its value.
+pub const SIGNATURE_HEADER: &str = "x-yousign-signature-256";
+const PREFIX: &str = "sha256=";
+
+/// Yousign in the provider registry.
+pub struct Yousign;
+
+/// Verifies Yousign webhooks for one source.
+pub struct Verifier {
+    secrets: Vec<Secret>,
+}
+
+#[derive(Deserialize)]
+struct Head {
+    event_id: Option<String>,
+    event_name: Option<String>,
+}
+
+impl Verifier {
+    pub fn from_config(source: &SourceConfig) -> Result<Self, String> {
+        if source.secrets.is_empty() {
+            return Err(
+                "yousign needs at least one secret (the webhook subscription's secret)".to_owned(),
+            );
+        }
+        Ok(Self {
+            secrets: source.secrets.clone(),
+        })
+    }
+
+    pub fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
+        let header = request
+            .headers
+            .get(SIGNATURE_HEADER)
+            .ok_or(Rejection::Unsigned)?;
+        let signature = std::str::from_utf8(header)
+            .ok()
+            .and_then(|value| value.trim().strip_prefix(PREFIX))
+            .and_then(decode_hex)
+            .filter(|signature| signature.len() == 32)
+            .ok_or(Rejection::BadSignature)?;
+        let key = self
+            .secrets
+            .iter()
+            .position(|secret| {
+                let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose())
+                    .expect("HMAC takes any key length");
+                mac.update(request.body);
+                mac.verify_slice(&signature).is_ok()
+            })
+            .ok_or(Rejection::BadSignature)?;
+        // Genuine: now what the event is. A body Yousign signed that is not an event is one it
+        // must not send again.
+        let head = is_json_object(request.body)
+            .then(|| serde_json::from_slice::<Head>(request.body).ok())
+            .flatten()
+            .ok_or(Rejection::Unacceptable {
+                status: 400,
+                reason: "body is not a Yousign event (JSON object expected)",
+            })?;
+        Ok(Verified {
+            event_id: head.event_id.filter(|id| !id.is_empty()),
+            event_type: head
+                .event_name
+                .filter(|name| !name.is_empty())
+                .map_or(Cow::Borrowed("unknown"), Cow::Owned),
+            key_label: self.secrets[key].label().to_owned(),
+            signature_use: None,
+            signature_headers: vec![(
+                SIGNATURE_HEADER,
+                String::from_utf8_lossy(header).into_owned(),
+            )],
+        })
+    }
+}
+
+impl Verify for Verifier {
+    fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
+        Verifier::verify(self, request)
+    }
+}
+
+/// Lower- or upper-case hex, an even number of digits.
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// `sha256=<hex>` of `body` with `secret`: what Yousign puts in `X-Yousign-Signature-256`. For
+/// tests and samples.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(body);
+    format!("{PREFIX}{}", hex(&mac.finalize().into_bytes()))
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    event_name: Option<String>,
+    event_time: Option<serde_json::Value>,
+    data: Option<Data>,
+}
+
+#[derive(Deserialize)]
+struct Data {
+    signature_request: Option<SignatureRequest>,
+    signer: Option<YousignSigner>,
+}
+
+#[derive(Deserialize)]
+struct SignatureRequest {
+    id: Option<String>,
+    name: Option<String>,
+    external_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct YousignSigner {
+    id: Option<String>,
+    status: Option<String>,
+    info: Option<SignerInfo>,
+}
+
+#[derive(Deserialize)]
+struct SignerInfo {
+    first_name: Option<String>,
+    last_name: Option<String>,
+    email: Option<String>,
+    phone_number: Option<String>,
+}
+
+/// `event_time`: Unix seconds, as a string (as Yousign sends it) or a number.
+fn event_time(value: &serde_json::Value) -> Option<DateTime<Utc>> {
+    let seconds = match value {
+        serde_json::Value::String(s) => s.trim().parse::<i64>().ok()?,
+        serde_json::Value::Number(n) => n.as_i64()?,
+        _ => return None,
+    };
+    DateTime::from_timestamp(seconds, 0)
+}
+
+/// The process status a Signature Request event puts the process in.
+fn status_of(event_name: &str) -> Option<ProcessStatus> {
+    match event_name {
+        // Draft → ongoing: sent, nobody has signed yet.
+        "signature_request.activated" => Some(ProcessStatus::Created),
+        "signature_request.done" => Some(ProcessStatus::Completed),
+        "signature_request.expired" => Some(ProcessStatus::Expired),
+        "signature_request.canceled" | "signature_request.declined" => {
+            Some(ProcessStatus::Canceled)
+        }
+        _ => None,
+    }
+}
+
+/// One event per Signature Request (or Signer) event: the process is the Signature Request;
+/// a Signer event adds or updates its signee. Events about other objects (eSeal, identity
+/// verification) have no Signature Request and project nothing (they are archived).
+pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+    if !is_json_object(body) {
+        return Err(ParseError(
+            "not a Yousign event: JSON object expected".to_owned(),
+        ));
+    }
+    let envelope: Envelope = serde_json::from_slice(body)
+        .map_err(|e| ParseError(format!("not a Yousign event: {e}")))?;
+    let event_name = envelope.event_name.unwrap_or_default();
+    let Some(data) = envelope.data else {
+        return Ok(Vec::new());
+    };
+    let Some(request) = data.signature_request else {
+        return Ok(Vec::new());
+    };
+    let Some(process_key) = request.id.filter(|id| !id.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let occurred_at = envelope.event_time.as_ref().and_then(event_time);
+    let signer = data
+        .signer
+        .and_then(|s| s.id.clone().filter(|id| !id.is_empty()).map(|id| (id, s)));
+    let signed = event_name == "signer.done";
+    let signees = signer
+        .iter()
+        .map(|(id, s)| {
+            let info = s.info.as_ref();
+            let name = info
+                .map(|i| {
+                    [i.first_name.as_deref(), i.last_name.as_deref()]
+                        .into_iter()
+                        .flatten()
+                        .filter(|part| !part.is_empty())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .filter(|name| !name.is_empty());
+            Signee {
+                key: id.clone(),
+                name,
+                email: info.and_then(|i| i.email.clone()),
+                phone: info.and_then(|i| i.phone_number.clone()),
+                signed: signed || s.status.as_deref() == Some("signed"),
+                signed_at: if signed { occurred_at } else { None },
+                ..Signee::default()
+            }
+        })
+        .collect();
+    let signee_key = signer.as_ref().map(|(id, _)| id.clone());
+    let activity = ActivityEntry {
+        key: match &signee_key {
+            Some(id) => format!("{event_name}:{id}"),
+            None => event_name.clone(),
+        },
+        signee_key,
+        status: event_name.clone(),
+        description: event_name.clone(),
+        file_name: None,
+        created_at: occurred_at,
+        created_by: "yousign".to_owned(),
+    };
+    let mut metadata = serde_json::Map::new();
+    if let Some(external_id) = request.external_id.filter(|id| !id.is_empty()) {
+        metadata.insert("external_id".to_owned(), external_id.into());
+    }
+    Ok(vec![SigningEvent {
+        process_key,
+        status: status_of(&event_name),
+        occurred_at,
+        flow_key: None,
+        flow_name: request.name.filter(|name| !name.is_empty()),
+        company_key: None,
+        signees,
+        documents: Vec::new(),
+        activity: vec![activity],
+        metadata,
+    }])
+}
+
+impl Provider for Yousign {
+    fn name(&self) -> &'static str {
+        "yousign"
+    }
+
+    fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
+        Ok(Box::new(Verifier::from_config(source)?))
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+        parse(body)
+    }
+
+    fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
+        let secret = super::first_secret(source)?;
+        let process_key = uuid::Uuid::new_v4().to_string();
+        let body = serde_json::to_vec(&serde_json::json!({
+            "event_id": uuid::Uuid::new_v4().to_string(),
+            "event_name": "signature_request.done",
+            "event_time": Utc::now().timestamp().to_string(),
+            "subscription_id": uuid::Uuid::new_v4().to_string(),
+            "subscription_description": "Countersign sample",
+            "sandbox": true,
+            "data": {"signature_request": {"id": process_key, "status": "done", "name": "Sample agreement"}},
+        }))
+        .expect("JSON");
+        Ok(Sample {
+            path_token: None,
+            headers: vec![(SIGNATURE_HEADER, sign(secret.expose(), &body))],
+            body,
+            content_type: "application/json",
+            process_key,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Headers;
+    use std::time::SystemTime;
+
+    const SECRET: &str = "yousign-test-secret";
+    /// An event shaped as Yousign documents it (its documented envelope fields and values).
+    const BODY: &[u8] = br#"{"event_id":"d09f0367-d80a-309c-a2ed-7083991fc564","event_name":"signature_request.done","event_time":"1348177752","subscription_id":"d09f0367-d80a-309c-a2ed-7083991fc564","subscription_description":"A great webhook","sandbox":false,"data":{"signature_request":{"id":"b061af63-b25d-4ae7-aaef-b46178617129","status":"done","name":"The name of your Signature Request"}}}"#;
+    /// HMAC-SHA256 of BODY with SECRET, computed independently (Python's `hmac`).
+    const SIGNATURE: &str =
+        "sha256=362d1aa3e5b957aa18bd6cfd5263d00a48390f2c86b6f70379e5cf516c7a0e06";
+
+    struct One(String);
+
+    impl Headers for One {
+        fn get(&self, name: &str) -> Option<&[u8]> {
+            (name == SIGNATURE_HEADER).then_some(self.0.as_bytes())
+        }
+    }
+
+    fn source(secrets: &[&str]) -> SourceConfig {
+        SourceConfig {
+            name: "ys".into(),
+            provider: "yousign".into(),
+            secrets: secrets
+                .iter()
+                .enumerate()
+                .map(|(i, s)| Secret::new(format!("env:YS{i}"), *s))
+                .collect(),
+            max_body_bytes: None,
+            max_signature_age: None,
+            jwks: None,
+            certificate: None,
+            allow_ips: Vec::new(),
+        }
+    }
+
+    fn verify(secrets: &[&str], signature: &str, body: &[u8]) -> Result<Verified, Rejection> {
+        let headers = One(signature.to_owned());
+        Verifier::from_config(&source(secrets))
+            .unwrap()
+            .verify(&Request {
+                body,
+                headers: &headers,
+                received_at: SystemTime::now(),
+                path_token: None,
+            })
+    }
+
+    #[test]
+    fn an_independently_computed_signature_verifies() {
+        assert_eq!(sign(SECRET.as_bytes(), BODY), SIGNATURE);
+        let verified = verify(&[SECRET], SIGNATURE, BODY).expect("genuine");
+        assert_eq!(
+            verified.event_id.as_deref(),
+            Some("d09f0367-d80a-309c-a2ed-7083991fc564")
+        );
+        assert_eq!(verified.event_type, "signature_request.done");
+        assert_eq!(verified.key_label, "env:YS0");
+        // Upper-case hex is the same signature.
+        let upper = format!("{PREFIX}{}", SIGNATURE[PREFIX.len()..].to_uppercase());
+        assert!(verify(&[SECRET], &upper, BODY).is_ok());
+    }
+
+    #[test]
+    fn one_flipped_bit_in_key_signature_or_body_is_refused() {
+        let mut key = SECRET.as_bytes().to_vec();
+        key[3] ^= 0x01;
+        let key = String::from_utf8(key).unwrap();
+        assert_eq!(
+            verify(&[&key], SIGNATURE, BODY).unwrap_err(),
+            Rejection::BadSignature
+        );
+        for i in PREFIX.len()..SIGNATURE.len() {
+            let mut signature = SIGNATURE.as_bytes().to_vec();
+            signature[i] ^= 0x01;
+            let signature = String::from_utf8(signature).unwrap();
+            assert_eq!(
+                verify(&[SECRET], &signature, BODY).unwrap_err(),
+                Rejection::BadSignature,
+                "signature byte {i}"
+            );
+        }
+        for i in 0..BODY.len() {
+            let mut body = BODY.to_vec();
+            body[i] ^= 0x01;
+            assert_eq!(
+                verify(&[SECRET], SIGNATURE, &body).unwrap_err(),
+                Rejection::BadSignature,
+                "body byte {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn rotation_missing_and_malformed_signatures() {
+        let verified = verify(&["old-secret", SECRET], SIGNATURE, BODY).expect("second key");
+        assert_eq!(verified.key_label, "env:YS1");
+        for bad in [
+            "",
+            "sha256=",
+            "sha1=362d1aa3e5b957aa18bd6cfd5263d00a48390f2c86b6f70379e5cf516c7a0e06",
+            "362d1aa3e5b957aa18bd6cfd5263d00a48390f2c86b6f70379e5cf516c7a0e06",
+            "sha256=362d1aa3e5b957aa18bd6cfd5263d00a48390f2c86b6f70379e5cf516c7a0e0",
+            "sha256=zz2d1aa3e5b957aa18bd6cfd5263d00a48390f2c86b6f70379e5cf516c7a0e06",
+            "sha256=+62d1aa3e5b957aa18bd6cfd5263d00a48390f2c86b6f70379e5cf516c7a0e06",
+        ] {
+            assert_eq!(
+                verify(&[SECRET], bad, BODY).unwrap_err(),
+                Rejection::BadSignature,
+                "{bad:?}"
+            );
+        }
+        let none = Verifier::from_config(&source(&[SECRET]))
+            .unwrap()
+            .verify(&Request {
+                body: BODY,
+                headers: &crate::providers::NoHeaders,
+                received_at: SystemTime::now(),
+                path_token: None,
+            })
+            .unwrap_err();
+        assert_eq!(none, Rejection::Unsigned);
+        assert!(Verifier::from_config(&source(&[])).is_err());
+    }
+
+    #[test]
+    fn a_signed_body_that_is_not_an_event_is_refused_as_such() {
+        for body in [&b"[1,2]"[..], b"not json"] {
+            let signature = sign(SECRET.as_bytes(), body);
+            assert!(matches!(
+                verify(&[SECRET], &signature, body).unwrap_err(),
+                Rejection::Unacceptable { status: 400, .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn signature_request_and_signer_events_are_normalized() {
+        let done = parse(BODY).unwrap();
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].process_key, "b061af63-b25d-4ae7-aaef-b46178617129");
+        assert_eq!(done[0].status, Some(ProcessStatus::Completed));
+        assert_eq!(
+            done[0].flow_name.as_deref(),
+            Some("The name of your Signature Request")
+        );
+        assert_eq!(
+            done[0].occurred_at.unwrap().to_rfc3339(),
+            "2012-09-20T21:49:12+00:00"
+        );
+        assert_eq!(done[0].activity[0].key, "signature_request.done");
+
+        let signer = br#"{"event_id":"e1","event_name":"signer.done","event_time":"1348177700","subscription_id":"s","subscription_description":"d","sandbox":false,
+            "data":{"signature_request":{"id":"sr1","status":"ongoing","external_id":"contract-7"},
+                    "signer":{"id":"si1","status":"signed","info":{"first_name":"John","last_name":"Doe","email":"john@example.com","phone_number":"+33700000000","locale":"fr"}}}}"#;
+        let events = parse(signer).unwrap();
+        let event = &events[0];
+        assert_eq!(event.process_key, "sr1");
+        assert_eq!(event.status, None);
+        assert_eq!(event.signees[0].key, "si1");
+        assert_eq!(event.signees[0].name.as_deref(), Some("John Doe"));
+        assert_eq!(event.signees[0].email.as_deref(), Some("john@example.com"));
+        assert!(event.signees[0].signed);
+        assert!(event.signees[0].signed_at.is_some());
+        assert_eq!(event.activity[0].key, "signer.done:si1");
+        assert_eq!(event.activity[0].signee_key.as_deref(), Some("si1"));
+        assert_eq!(event.metadata["external_id"], "contract-7");
+
+        for (name, status) in [
+            ("signature_request.activated", Some(ProcessStatus::Created)),
+            ("signature_request.expired", Some(ProcessStatus::Expired)),
+            ("signature_request.canceled", Some(ProcessStatus::Canceled)),
+            ("signature_request.declined", Some(ProcessStatus::Canceled)),
+            ("signature_request.reminder_executed", None),
+        ] {
+            let body = format!(
+                r#"{{"event_id":"x","event_name":"{name}","event_time":"1","data":{{"signature_request":{{"id":"sr2"}}}}}}"#
+            );
+            assert_eq!(parse(body.as_bytes()).unwrap()[0].status, status, "{name}");
+        }
+        // Events about other objects are archived, not projected.
+        let seal = br#"{"event_id":"x","event_name":"electronic_seal.done","event_time":"1","data":{"electronic_seal":{"id":"es1"}}}"#;
+        assert!(parse(seal).unwrap().is_empty());
+        assert!(parse(b"[]").is_err());
+    }
+}
