@@ -14,6 +14,7 @@ pub const TAKTIKAL_KEY: &str = "fuzz-taktikal-key";
 pub const URL_TOKEN: &str = "fuzz-url-token";
 /// The Standard Webhooks specification's example secret (its test vector is a seed).
 pub const SW_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+pub const YS_SECRET: &str = "fuzz-yousign-secret";
 
 pub fn sources() -> &'static Sources {
     static SOURCES: OnceLock<Sources> = OnceLock::new();
@@ -57,6 +58,11 @@ pub fn sources() -> &'static Sources {
             provider = "standard_webhooks"
             secrets = ["env:SW_SECRET"]
             max_signature_age = "36500d"
+
+            [[sources]]
+            name = "ys"
+            provider = "yousign"
+            secrets = ["env:YS_SECRET"]
             "#,
             jwks.display(),
             certificate.display()
@@ -65,6 +71,7 @@ pub fn sources() -> &'static Sources {
             "TAKTIKAL_KEY" => Some(TAKTIKAL_KEY.to_owned()),
             "URL_TOKEN" => Some(URL_TOKEN.to_owned()),
             "SW_SECRET" => Some(SW_SECRET.to_owned()),
+            "YS_SECRET" => Some(YS_SECRET.to_owned()),
             _ => None,
         };
         let config = Config::from_toml(&text, Role::Ingester, &env).expect("fuzz configuration");
