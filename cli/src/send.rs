@@ -132,14 +132,8 @@ fn http_base(listen: std::net::SocketAddr) -> String {
 
 /// A fresh sample event for the source, signed as its provider signs.
 fn sample(source: &SourceConfig, private_key: Option<&str>) -> Result<Sample, String> {
-    let provider = ProviderKind::from_name(&source.provider).ok_or_else(|| {
-        format!(
-            "source {}: unknown provider {:?} (one of: {})",
-            source.name,
-            source.provider,
-            ProviderKind::names()
-        )
-    })?;
+    let provider = ProviderKind::named(&source.provider)
+        .map_err(|message| format!("source {}: {message}", source.name))?;
     provider.sample(source, private_key)
 }
 

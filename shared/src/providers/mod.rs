@@ -120,13 +120,12 @@ impl ProviderKind {
         self.0.name()
     }
 
-    /// Every registered provider's name, for error messages.
-    pub fn names() -> String {
-        REGISTRY
-            .iter()
-            .map(|p| p.name())
-            .collect::<Vec<_>>()
-            .join(", ")
+    /// [`ProviderKind::from_name`], or why not in one sentence that lists the registered names.
+    pub fn named(name: &str) -> Result<Self, String> {
+        Self::from_name(name).ok_or_else(|| {
+            let names: Vec<&str> = REGISTRY.iter().map(|p| p.name()).collect();
+            format!("unknown provider {name:?} (one of: {})", names.join(", "))
+        })
     }
 }
 
@@ -372,16 +371,8 @@ impl Sources {
             .iter()
             .map(|s| {
                 let location = format!("sources[{}]", s.name);
-                let provider = ProviderKind::from_name(&s.provider).ok_or_else(|| {
-                    ConfigError::new(
-                        format!("{location}.provider"),
-                        format!(
-                            "unknown provider {:?} (one of: {})",
-                            s.provider,
-                            ProviderKind::names()
-                        ),
-                    )
-                })?;
+                let provider = ProviderKind::named(&s.provider)
+                    .map_err(|message| ConfigError::new(format!("{location}.provider"), message))?;
                 let verifier = provider
                     .verifier(s)
                     .map_err(|message| ConfigError::new(location, message))?;
