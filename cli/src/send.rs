@@ -163,24 +163,44 @@ mod tests {
         let jwks = dir.path().join("jwks.json");
         std::fs::write(&jwks, universign::jwks_of(&pem, "k1").unwrap().to_string()).unwrap();
         let (key, certificate) = countersign_testkit::self_signed_certificate(dir.path());
-        let text = format!(
+        let mut text = format!(
             "[[sources]]\nname = \"acme\"\nprovider = \"taktikal\"\nsecrets = [\"env:K\"]\n\
              [[sources]]\nname = \"fr\"\nprovider = \"universign\"\njwks = \"{}\"\n\
              [[sources]]\nname = \"uk\"\nprovider = \"legalesign\"\ncertificate = \"{}\"\n\
              [[sources]]\nname = \"uk-events\"\nprovider = \"legalesign_event\"\nsecrets = [\"env:T\"]\n\
-             [[sources]]\nname = \"sw\"\nprovider = \"standard_webhooks\"\nsecrets = [\"env:W\"]\n\
-             [[sources]]\nname = \"ys\"\nprovider = \"yousign\"\nsecrets = [\"env:Y\"]\n",
+             [[sources]]\nname = \"sw\"\nprovider = \"standard_webhooks\"\nsecrets = [\"env:W\"]\n",
             jwks.display(),
             certificate.display()
         );
+        // Every other provider needs only a secret: a source of its own name.
+        let covered = [
+            "taktikal",
+            "universign",
+            "legalesign",
+            "legalesign_event",
+            "standard_webhooks",
+        ];
+        for provider in countersign::providers::REGISTRY {
+            if !covered.contains(&provider.name()) {
+                text.push_str(&format!(
+                    "[[sources]]\nname = \"{0}\"\nprovider = \"{0}\"\nsecrets = [\"env:S\"]\n",
+                    provider.name()
+                ));
+            }
+        }
         let config = Config::from_toml(&text, Role::Ingester, &|name| match name {
             "K" => Some("taktikal-key".to_owned()),
             "T" => Some("url-token".to_owned()),
             "W" => Some("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".to_owned()),
-            "Y" => Some("yousign-secret".to_owned()),
+            "S" => Some("whsec_provider-secret".to_owned()),
             _ => None,
         })
         .unwrap();
+        assert_eq!(
+            config.sources.len(),
+            countersign::providers::REGISTRY.len(),
+            "a source per provider"
+        );
         let sources = Sources::from_config(&config).unwrap();
         for source in &config.sources {
             let private_key = match source.name.as_str() {

@@ -15,6 +15,8 @@ pub const URL_TOKEN: &str = "fuzz-url-token";
 /// The Standard Webhooks specification's example secret (its test vector is a seed).
 pub const SW_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 pub const YS_SECRET: &str = "fuzz-yousign-secret";
+pub const DM_SECRET: &str = "fuzz-documenso-secret";
+pub const DS_SECRET: &str = "whsec_ZnV6ei1kb2N1c2VhbC1zZWNyZXQ";
 
 pub fn sources() -> &'static Sources {
     static SOURCES: OnceLock<Sources> = OnceLock::new();
@@ -63,6 +65,17 @@ pub fn sources() -> &'static Sources {
             name = "ys"
             provider = "yousign"
             secrets = ["env:YS_SECRET"]
+
+            [[sources]]
+            name = "dm"
+            provider = "documenso"
+            secrets = ["env:DM_SECRET"]
+
+            [[sources]]
+            name = "ds"
+            provider = "docuseal"
+            secrets = ["env:DS_SECRET"]
+            max_signature_age = "36500d"
             "#,
             jwks.display(),
             certificate.display()
@@ -72,6 +85,8 @@ pub fn sources() -> &'static Sources {
             "URL_TOKEN" => Some(URL_TOKEN.to_owned()),
             "SW_SECRET" => Some(SW_SECRET.to_owned()),
             "YS_SECRET" => Some(YS_SECRET.to_owned()),
+            "DM_SECRET" => Some(DM_SECRET.to_owned()),
+            "DS_SECRET" => Some(DS_SECRET.to_owned()),
             _ => None,
         };
         let config = Config::from_toml(&text, Role::Ingester, &env).expect("fuzz configuration");

@@ -283,9 +283,10 @@ async fn archive(
         let Some(&(new, sha256)) = returned.get(&(raw.source, &*raw.event_id)) else {
             return Err(RecordError::Unsettled("an archived event"));
         };
-        // Where the id is the signed content's digest (Legalesign's batches), the same id is the
-        // same event, whatever the unsigned encoding around it: a duplicate, not a conflict.
-        if sha256 != raw.body_sha256 && !raw.provider.event_id_is_content() {
+        // Where a provider sends one event as different bytes (Legalesign's unsigned form
+        // encoding, senders that re-serialize on every attempt), the same id is the same event:
+        // a duplicate, not a conflict.
+        if sha256 != raw.body_sha256 && !raw.provider.resends_reencoded() {
             return Err(RecordError::ConflictingBody);
         }
         if new && !raw.counts_as_delivery {

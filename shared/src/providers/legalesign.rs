@@ -428,7 +428,7 @@ impl Provider for Legalesign {
     }
 
     /// The batch's id is the sha256 of the signed `data`.
-    fn event_id_is_content(&self) -> bool {
+    fn resends_reencoded(&self) -> bool {
         true
     }
 

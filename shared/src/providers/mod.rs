@@ -13,6 +13,8 @@
 //! Adding a provider: its module with its `impl Provider`, one line in [`REGISTRY`], its tests
 //! and README section.
 
+pub mod documenso;
+pub mod docuseal;
 pub mod legalesign;
 pub mod standard_webhooks;
 pub mod taktikal;
@@ -24,6 +26,7 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, ConfigError, SourceConfig};
@@ -41,6 +44,8 @@ pub static REGISTRY: &[&dyn Provider] = &[
     &legalesign::LegalesignEvent,
     &standard_webhooks::StandardWebhooks,
     &yousign::Yousign,
+    &documenso::Documenso,
+    &docuseal::DocuSeal,
 ];
 
 /// One e-signature provider's webhooks: how they are verified, answered and read.
@@ -73,10 +78,13 @@ pub trait Provider: Send + Sync + 'static {
         None
     }
 
-    /// True where the event id is the digest of the signed content (Legalesign's batches): two
-    /// bodies with one id then differ only in what the signature does not cover (form
-    /// encoding), and are the same event.
-    fn event_id_is_content(&self) -> bool {
+    /// True where the provider may send one event as different bytes, so that its event id is
+    /// derived from what identifies the event rather than from the body: Legalesign's batches
+    /// (the id is the signed `data`'s digest; the form encoding around it is unsigned), and
+    /// senders that serialize an event afresh on every attempt (DocuSeal's document links,
+    /// Documenso's `createdAt`). A second body under one id is then a repeat delivery of the
+    /// same event, not a conflict.
+    fn resends_reencoded(&self) -> bool {
         false
     }
 
@@ -534,6 +542,112 @@ pub(crate) fn is_json_object(body: &[u8]) -> bool {
         .is_some_and(|&b| b == b'{')
 }
 
+/// HMAC-SHA256 of the concatenation of `parts` with `key`, ready to compare
+/// ([`Mac::verify_slice`] is constant-time) or to finalize.
+pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac
+}
+
+/// The index of the first secret whose HMAC-SHA256 of `parts` is one of `signatures` (each
+/// compared in constant time).
+pub(crate) fn matching_secret(
+    secrets: &[crate::config::Secret],
+    parts: &[&[u8]],
+    signatures: &[Vec<u8>],
+) -> Option<usize> {
+    if signatures.is_empty() {
+        return None;
+    }
+    secrets.iter().position(|secret| {
+        let mac = hmac_sha256(secret.expose(), parts);
+        signatures
+            .iter()
+            .any(|signature| mac.clone().verify_slice(signature).is_ok())
+    })
+}
+
+/// Lower- or upper-case hex, an even number of digits.
+pub(crate) fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// A signed Unix-seconds timestamp as sent: digits only (the signed text is the header as sent,
+/// and `+5` or ` 5` would parse).
+pub(crate) fn unix_seconds(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// `Err(Stale)` unless a signature made at `seconds` is at most `max_age` old and at most
+/// [`FUTURE_SKEW`] ahead when received.
+pub(crate) fn check_freshness(
+    seconds: u64,
+    received_at: SystemTime,
+    max_age: Duration,
+) -> Result<(), Rejection> {
+    let sent_at = std::time::UNIX_EPOCH
+        .checked_add(Duration::from_secs(seconds))
+        .ok_or(Rejection::BadSignature)?;
+    let too_old = received_at
+        .duration_since(sent_at)
+        .is_ok_and(|age| age > max_age);
+    let too_new = sent_at
+        .duration_since(received_at)
+        .is_ok_and(|ahead| ahead > FUTURE_SKEW);
+    if too_old || too_new {
+        return Err(Rejection::Stale);
+    }
+    Ok(())
+}
+
+/// A source's `max_signature_age`, or `default`; zero is a configuration error.
+pub(crate) fn max_signature_age(
+    source: &SourceConfig,
+    default: Duration,
+) -> Result<Duration, String> {
+    match source.max_signature_age {
+        Some(age) if age.is_zero() => Err("max_signature_age must be greater than zero".to_owned()),
+        Some(age) => Ok(age),
+        None => Ok(default),
+    }
+}
+
+/// The value of header `name` as text, if present and UTF-8.
+pub(crate) fn header_text<'a>(request: &Request<'a>, name: &str) -> Option<&'a str> {
+    request
+        .headers
+        .get(name)
+        .and_then(|value| std::str::from_utf8(value).ok())
+}
+
+/// A JSON id as text: providers send ids as numbers (Documenso, DocuSeal) or strings.
+pub(crate) fn json_id(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// An RFC 3339 time (`2024-01-15T10:30:00.000Z`), in UTC.
+pub(crate) fn rfc3339(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
@@ -542,6 +656,64 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         out.push(DIGITS[usize::from(b & 0x0f)] as char);
     }
     out
+}
+
+/// What every provider's tests need: headers as pairs, a source, and one-bit flips.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::config::Secret;
+
+    /// Headers given as (lower-case name, value) pairs.
+    pub struct Pairs(pub Vec<(&'static str, String)>);
+
+    impl Headers for Pairs {
+        fn get(&self, name: &str) -> Option<&[u8]> {
+            self.0
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_bytes())
+        }
+    }
+
+    /// A source of `provider` with `secrets`, labelled `env:KEY0`, `env:KEY1`, ...
+    pub fn source(provider: &str, secrets: &[&str]) -> SourceConfig {
+        SourceConfig {
+            name: "test".into(),
+            provider: provider.into(),
+            secrets: secrets
+                .iter()
+                .enumerate()
+                .map(|(i, s)| Secret::new(format!("env:KEY{i}"), *s))
+                .collect(),
+            max_body_bytes: None,
+            max_signature_age: None,
+            jwks: None,
+            certificate: None,
+            allow_ips: Vec::new(),
+        }
+    }
+
+    /// `bytes` with bit 0 of byte `i` flipped, for every `i` in `range`.
+    pub fn flips(
+        bytes: &[u8],
+        range: std::ops::Range<usize>,
+    ) -> impl Iterator<Item = (usize, Vec<u8>)> + '_ {
+        range.map(move |i| {
+            let mut flipped = bytes.to_vec();
+            flipped[i] ^= 0x01;
+            (i, flipped)
+        })
+    }
+
+    /// [`flips`] of text that stays text (bit 0 of an ASCII byte keeps it ASCII).
+    pub fn text_flips(
+        text: &str,
+        range: std::ops::Range<usize>,
+    ) -> impl Iterator<Item = (usize, String)> + '_ {
+        flips(text.as_bytes(), range)
+            .map(|(i, bytes)| (i, String::from_utf8(bytes).expect("ASCII stays ASCII")))
+    }
 }
 
 #[cfg(test)]
@@ -581,7 +753,7 @@ mod tests {
         let cases = [
             (
                 "[[sources]]\nname='a'\nprovider='nosuch'",
-                "sources[a].provider: unknown provider \"nosuch\" (one of: taktikal, universign, legalesign, legalesign_event, standard_webhooks, yousign)",
+                "sources[a].provider: unknown provider \"nosuch\" (one of: taktikal, universign, legalesign, legalesign_event, standard_webhooks, yousign, documenso, docuseal)",
             ),
             (
                 "[[sources]]\nname='a'\nprovider='taktikal'\nsecrets=[]",
@@ -610,6 +782,14 @@ mod tests {
             (
                 "[[sources]]\nname='a'\nprovider='yousign'",
                 "sources[a]: yousign needs at least one secret",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='documenso'",
+                "sources[a]: documenso needs at least one secret",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='docuseal'",
+                "sources[a]: docuseal needs at least one secret",
             ),
         ];
         for (text, expected) in cases {

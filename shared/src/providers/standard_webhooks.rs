@@ -24,13 +24,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use secrecy::{ExposeSecret, SecretSlice};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::{
-    FUTURE_SKEW, Provider, Rejection, Request, Sample, Verified, Verify, hex, is_json_object,
+    Provider, Rejection, Request, Sample, Verified, Verify, check_freshness, hex, hmac_sha256,
+    is_json_object, max_signature_age, unix_seconds,
 };
 use crate::config::SourceConfig;
 use crate::event::{ActivityEntry, ParseError, SigningEvent};
@@ -76,9 +77,7 @@ impl Verifier {
                     .to_owned(),
             );
         }
-        if source.max_signature_age.is_some_and(|age| age.is_zero()) {
-            return Err("max_signature_age must be greater than zero".to_owned());
-        }
+        let max_age = max_signature_age(source, DEFAULT_MAX_SIGNATURE_AGE)?;
         let keys = source
             .secrets
             .iter()
@@ -95,12 +94,7 @@ impl Verifier {
                 })
             })
             .collect::<Result<_, String>>()?;
-        Ok(Self {
-            keys,
-            max_age: source
-                .max_signature_age
-                .unwrap_or(DEFAULT_MAX_SIGNATURE_AGE),
-        })
+        Ok(Self { keys, max_age })
     }
 
     pub fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
@@ -118,29 +112,13 @@ impl Verifier {
         if id.is_empty() {
             return Err(Rejection::Unsigned);
         }
-        // Digits only: the signed text is the header as sent, and `+5` or ` 5` would parse.
-        if timestamp.is_empty() || !timestamp.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Rejection::BadSignature);
-        }
-        let seconds: u64 = timestamp.parse().map_err(|_| Rejection::BadSignature)?;
+        let seconds = unix_seconds(timestamp).ok_or(Rejection::BadSignature)?;
 
         let key = self
             .matching_key(id, timestamp, request.body, signatures)
             .ok_or(Rejection::BadSignature)?;
 
-        let sent_at = UNIX_EPOCH
-            .checked_add(Duration::from_secs(seconds))
-            .ok_or(Rejection::BadSignature)?;
-        let too_old = request
-            .received_at
-            .duration_since(sent_at)
-            .is_ok_and(|age| age > self.max_age);
-        let too_new = sent_at
-            .duration_since(request.received_at)
-            .is_ok_and(|ahead| ahead > FUTURE_SKEW);
-        if too_old || too_new {
-            return Err(Rejection::Stale);
-        }
+        check_freshness(seconds, request.received_at, self.max_age)?;
 
         Ok(Verified {
             event_id: Some(id.to_owned()),
@@ -168,13 +146,10 @@ impl Verifier {
             return None;
         }
         self.keys.iter().position(|key| {
-            let mut mac = Hmac::<Sha256>::new_from_slice(key.key.expose_secret())
-                .expect("HMAC takes any key length");
-            mac.update(id.as_bytes());
-            mac.update(b".");
-            mac.update(timestamp.as_bytes());
-            mac.update(b".");
-            mac.update(body);
+            let mac = hmac_sha256(
+                key.key.expose_secret(),
+                &[id.as_bytes(), b".", timestamp.as_bytes(), b".", body],
+            );
             candidates
                 .iter()
                 .any(|signature| mac.clone().verify_slice(signature).is_ok())
@@ -192,9 +167,7 @@ impl Verify for Verifier {
 /// `webhook-signature`. For tests and samples.
 pub fn sign(secret: &[u8], id: &str, timestamp: u64, body: &[u8]) -> Result<String, String> {
     let key = decode_secret(secret).ok_or("not a whsec_ secret")?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key length");
-    mac.update(format!("{id}.{timestamp}.").as_bytes());
-    mac.update(body);
+    let mac = hmac_sha256(&key, &[format!("{id}.{timestamp}.").as_bytes(), body]);
     Ok(format!("v1,{}", BASE64.encode(mac.finalize().into_bytes())))
 }
 
@@ -319,20 +292,7 @@ impl Provider for StandardWebhooks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
-    use crate::providers::Headers;
-
-    /// Headers given as pairs.
-    struct Pairs(Vec<(&'static str, String)>);
-
-    impl Headers for Pairs {
-        fn get(&self, name: &str) -> Option<&[u8]> {
-            self.0
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.as_bytes())
-        }
-    }
+    use crate::providers::testing::Pairs;
 
     // The specification's test vector.
     const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -342,20 +302,7 @@ mod tests {
     const SIGNATURE_V1: &str = "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=";
 
     fn source(secrets: &[&str]) -> SourceConfig {
-        SourceConfig {
-            name: "sw".into(),
-            provider: "standard_webhooks".into(),
-            secrets: secrets
-                .iter()
-                .enumerate()
-                .map(|(i, s)| Secret::new(format!("env:KEY{i}"), *s))
-                .collect(),
-            max_body_bytes: None,
-            max_signature_age: None,
-            jwks: None,
-            certificate: None,
-            allow_ips: Vec::new(),
-        }
+        crate::providers::testing::source("standard_webhooks", secrets)
     }
 
     fn at(seconds: u64) -> SystemTime {

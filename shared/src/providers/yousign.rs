@@ -16,11 +16,13 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use serde::Deserialize;
-use sha2::Sha256;
 
-use super::{Provider, Rejection, Request, Sample, Verified, Verify, hex, is_json_object};
+use super::{
+    Provider, Rejection, Request, Sample, Verified, Verify, decode_hex, hex, hmac_sha256,
+    is_json_object, matching_secret,
+};
 use crate::config::{Secret, SourceConfig};
 use crate::event::{ActivityEntry, ParseError, ProcessStatus, Signee, SigningEvent};
 
@@ -65,15 +67,7 @@ impl Verifier {
             .and_then(decode_hex)
             .filter(|signature| signature.len() == 32)
             .ok_or(Rejection::BadSignature)?;
-        let key = self
-            .secrets
-            .iter()
-            .position(|secret| {
-                let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose())
-                    .expect("HMAC takes any key length");
-                mac.update(request.body);
-                mac.verify_slice(&signature).is_ok()
-            })
+        let key = matching_secret(&self.secrets, &[request.body], &[signature])
             .ok_or(Rejection::BadSignature)?;
         // Genuine: now what the event is. A body Yousign signed that is not an event is one it
         // must not send again.
@@ -106,22 +100,10 @@ impl Verify for Verifier {
     }
 }
 
-/// Lower- or upper-case hex, an even number of digits.
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 /// `sha256=<hex>` of `body` with `secret`: what Yousign puts in `X-Yousign-Signature-256`. For
 /// tests and samples.
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(body);
+    let mac = hmac_sha256(secret, &[body]);
     format!("{PREFIX}{}", hex(&mac.finalize().into_bytes()))
 }
 
@@ -324,20 +306,7 @@ mod tests {
     }
 
     fn source(secrets: &[&str]) -> SourceConfig {
-        SourceConfig {
-            name: "ys".into(),
-            provider: "yousign".into(),
-            secrets: secrets
-                .iter()
-                .enumerate()
-                .map(|(i, s)| Secret::new(format!("env:YS{i}"), *s))
-                .collect(),
-            max_body_bytes: None,
-            max_signature_age: None,
-            jwks: None,
-            certificate: None,
-            allow_ips: Vec::new(),
-        }
+        crate::providers::testing::source("yousign", secrets)
     }
 
     fn verify(secrets: &[&str], signature: &str, body: &[u8]) -> Result<Verified, Rejection> {
@@ -361,7 +330,7 @@ mod tests {
             Some("d09f0367-d80a-309c-a2ed-7083991fc564")
         );
         assert_eq!(verified.event_type, "signature_request.done");
-        assert_eq!(verified.key_label, "env:YS0");
+        assert_eq!(verified.key_label, "env:KEY0");
         // Upper-case hex is the same signature.
         let upper = format!("{PREFIX}{}", SIGNATURE[PREFIX.len()..].to_uppercase());
         assert!(verify(&[SECRET], &upper, BODY).is_ok());
@@ -400,7 +369,7 @@ mod tests {
     #[test]
     fn rotation_missing_and_malformed_signatures() {
         let verified = verify(&["old-secret", SECRET], SIGNATURE, BODY).expect("second key");
-        assert_eq!(verified.key_label, "env:YS1");
+        assert_eq!(verified.key_label, "env:KEY1");
         for bad in [
             "",
             "sha256=",

@@ -26,6 +26,23 @@ pub const UK_TOKEN: &str = "legalesign-url-token-7f3a";
 pub const SW_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 /// The webhook secret of the Yousign source `ys`.
 pub const YS_SECRET: &str = "yousign-webhook-secret";
+/// The webhook secret of the Documenso source `dm`.
+pub const DM_SECRET: &str = "documenso-webhook-secret";
+/// The HMAC signing secret of the DocuSeal source `ds`.
+pub const DS_SECRET: &str = "whsec_dGVzdC1kb2N1c2VhbC1zZWNyZXQtMjQ";
+
+/// Every stack's sources of providers that need only secrets: (source, provider, secret); the
+/// secret is in the environment variable `<SOURCE>_SECRET`.
+pub const SECRET_SOURCES: &[(&str, &str, &str)] = &[
+    ("sw", "standard_webhooks", SW_SECRET),
+    ("ys", "yousign", YS_SECRET),
+    ("dm", "documenso", DM_SECRET),
+    ("ds", "docuseal", DS_SECRET),
+];
+
+fn secret_variable(source: &str) -> String {
+    format!("{}_SECRET", source.to_uppercase())
+}
 
 /// A database of one test's own, dropped with it.
 pub struct TestDatabase {
@@ -130,6 +147,12 @@ pub fn config_text(
             certificate.display()
         ));
     }
+    for (name, provider, _) in SECRET_SOURCES {
+        universign.push_str(&format!(
+            "[[sources]]\nname = \"{name}\"\nprovider = \"{provider}\"\nsecrets = [\"env:{}\"]\n",
+            secret_variable(name)
+        ));
+    }
     format!(
         r#"
         [amqp]
@@ -156,16 +179,6 @@ pub fn config_text(
         provider = "taktikal"
         secrets = ["env:ACME_KEY"]
 
-        [[sources]]
-        name = "sw"
-        provider = "standard_webhooks"
-        secrets = ["env:SW_SECRET"]
-
-        [[sources]]
-        name = "ys"
-        provider = "yousign"
-        secrets = ["env:YS_SECRET"]
-
         {universign}
         "#,
         retry = options.retry_delays,
@@ -175,15 +188,16 @@ pub fn config_text(
 }
 
 pub fn env_for(database_url: &str) -> impl Fn(&str) -> Option<String> {
-    let map = HashMap::from([
+    let mut map = HashMap::from([
         ("ACME_KEY".to_owned(), KEY.to_owned()),
         ("READ_TOKEN".to_owned(), READ_TOKEN.to_owned()),
         ("UK_TOKEN".to_owned(), UK_TOKEN.to_owned()),
-        ("SW_SECRET".to_owned(), SW_SECRET.to_owned()),
-        ("YS_SECRET".to_owned(), YS_SECRET.to_owned()),
         ("AMQP_URL".to_owned(), amqp_url()),
         ("DATABASE_URL".to_owned(), database_url.to_owned()),
     ]);
+    for (name, _, secret) in SECRET_SOURCES {
+        map.insert(secret_variable(name), (*secret).to_owned());
+    }
     move |name| map.get(name).cloned()
 }
 
@@ -390,6 +404,42 @@ impl Stack {
             || async { self.count("SELECT count(*) FROM webhook_events").await >= n },
         )
         .await;
+    }
+
+    /// Waits until the most-delivered event of `source` has been delivered `n` times (a
+    /// provider's retry recorded as a repeat), then checks nothing went to the dead letters.
+    pub async fn wait_for_deliveries(&self, source: &str, n: i64) {
+        let sql = format!(
+            "SELECT coalesce(max(deliveries), 0)::bigint FROM webhook_events WHERE source = '{source}'"
+        );
+        wait_until(
+            &format!("{source}: an event delivered {n} times"),
+            Duration::from_secs(30),
+            || async { self.count(&sql).await == n },
+        )
+        .await;
+        assert_eq!(self.queue_len(self.topology.dead_queue()).await, 0);
+    }
+
+    /// The stored headers of every event of `source`, by event id.
+    pub async fn stored_headers(&self, source: &str) -> HashMap<String, serde_json::Value> {
+        sqlx::query_as("SELECT event_id, headers FROM webhook_events WHERE source = $1")
+            .bind(source)
+            .fetch_all(&self.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect()
+    }
+
+    /// Whether signee `key` of `source` is recorded as signed.
+    pub async fn signed(&self, source: &str, key: &str) -> bool {
+        sqlx::query_scalar("SELECT signed FROM signees WHERE source = $1 AND signee_key = $2")
+            .bind(source)
+            .bind(key)
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
     }
 
     /// Stops the ingester and the worker gracefully.

@@ -2,9 +2,11 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use countersign::providers::{legalesign, standard_webhooks, universign, yousign};
+use countersign::providers::{
+    documenso, docuseal, legalesign, standard_webhooks, universign, yousign,
+};
 
-use crate::helpers::{Options, SW_SECRET, Stack, UK_TOKEN, YS_SECRET};
+use crate::helpers::{DM_SECRET, DS_SECRET, Options, SW_SECRET, Stack, UK_TOKEN, YS_SECRET};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn universign_events_through_the_whole_stack() {
@@ -330,17 +332,7 @@ async fn yousign_events_through_the_whole_stack() {
         401
     );
     stack.wait_for_events(3).await;
-    crate::helpers::wait_until(
-        "the retry is counted",
-        std::time::Duration::from_secs(30),
-        || async {
-            stack
-                .count("SELECT deliveries::bigint FROM webhook_events WHERE event_id = 'ev-2'")
-                .await
-                == 2
-        },
-    )
-    .await;
+    stack.wait_for_deliveries("ys", 2).await;
 
     let (status, view) = stack.get_json("/signing/activity/sr-42?source=ys").await;
     assert_eq!(status, 200);
@@ -354,16 +346,8 @@ async fn yousign_events_through_the_whole_stack() {
         ]
     );
     assert_eq!(view[0]["activityLog"][1]["signeeKey"], "si-1");
-    let signed: bool = sqlx::query_scalar("SELECT signed FROM signees WHERE signee_key = 'si-1'")
-        .fetch_one(&stack.db)
-        .await
-        .unwrap();
-    assert!(signed);
-    let headers: serde_json::Value =
-        sqlx::query_scalar("SELECT headers FROM webhook_events WHERE event_id = 'ev-3'")
-            .fetch_one(&stack.db)
-            .await
-            .unwrap();
+    assert!(stack.signed("ys", "si-1").await);
+    let headers = &stack.stored_headers("ys").await["ev-3"];
     assert_eq!(headers["x-provider"], "yousign");
     assert_eq!(headers["x-verified-key"], "env:YS_SECRET");
     assert!(
@@ -383,4 +367,197 @@ fn activity_statuses(process: &serde_json::Value) -> Vec<&str> {
         .iter()
         .map(|e| e["status"].as_str().expect("a status"))
         .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn documenso_events_through_the_whole_stack() {
+    let stack = Stack::start().await;
+    let event = |name: &str, status: &str, updated: &str, signed: bool, created: &str| {
+        let signing = if signed { "SIGNED" } else { "NOT_SIGNED" };
+        serde_json::to_vec(&serde_json::json!({"event": name,
+            "payload": {"id": 4242, "externalId": "nda-9", "title": "NDA.pdf", "status": status,
+                "documentDataId": "dd1", "createdAt": "2026-11-29T09:00:00.000Z", "updatedAt": updated,
+                "recipients": [{"id": 77, "documentId": 4242, "email": "kim@example.com", "name": "Kim Lee",
+                    "token": "signing-token-77", "role": "SIGNER", "signingStatus": signing,
+                    "signedAt": if signed { serde_json::json!(updated) } else { serde_json::Value::Null }}]},
+            "createdAt": created, "webhookEndpoint": "https://countersign.example/webhooks/dm"}))
+        .unwrap()
+    };
+    let events = [
+        event(
+            "DOCUMENT_SENT",
+            "PENDING",
+            "2026-11-29T09:01:00.000Z",
+            false,
+            "2026-11-29T09:01:01.000Z",
+        ),
+        event(
+            "DOCUMENT_SIGNED",
+            "PENDING",
+            "2026-11-29T09:05:00.000Z",
+            true,
+            "2026-11-29T09:05:01.000Z",
+        ),
+        event(
+            "DOCUMENT_COMPLETED",
+            "COMPLETED",
+            "2026-11-29T09:05:02.000Z",
+            true,
+            "2026-11-29T09:05:03.000Z",
+        ),
+    ];
+    for body in &events {
+        assert_eq!(
+            stack
+                .post_to("dm", body, &[(documenso::SECRET_HEADER, DM_SECRET)])
+                .await,
+            200
+        );
+    }
+    // Documenso's retry of the completion: a new createdAt, the same event.
+    let retry = event(
+        "DOCUMENT_COMPLETED",
+        "COMPLETED",
+        "2026-11-29T09:05:02.000Z",
+        true,
+        "2026-11-29T09:06:03.000Z",
+    );
+    assert_ne!(retry, events[2]);
+    assert_eq!(
+        stack
+            .post_to("dm", &retry, &[(documenso::SECRET_HEADER, DM_SECRET)])
+            .await,
+        200
+    );
+    // Another secret, and none.
+    assert_eq!(
+        stack
+            .post_to(
+                "dm",
+                &events[0],
+                &[(documenso::SECRET_HEADER, "documenso-webhook-secreT")]
+            )
+            .await,
+        401
+    );
+    assert_eq!(stack.post_to("dm", &events[0], &[]).await, 401);
+    stack.wait_for_events(3).await;
+    stack.wait_for_deliveries("dm", 2).await;
+
+    let (status, view) = stack.get_json("/signing/activity/4242?source=dm").await;
+    assert_eq!(status, 200);
+    assert_eq!(view[0]["status"], "completed");
+    assert_eq!(
+        activity_statuses(&view[0]),
+        ["DOCUMENT_SENT", "DOCUMENT_SIGNED", "DOCUMENT_COMPLETED"]
+    );
+    assert!(stack.signed("dm", "77").await);
+    let headers = stack.stored_headers("dm").await;
+    assert_eq!(headers.len(), 3);
+    for headers in headers.values() {
+        assert_eq!(headers["x-provider"], "documenso");
+        assert_eq!(headers["x-verified-key"], "env:DM_SECRET");
+        assert!(
+            !headers.to_string().contains(DM_SECRET),
+            "the secret is not archived: {headers}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docuseal_events_through_the_whole_stack() {
+    let stack = Stack::start().await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let post = |body: Vec<u8>, signed_at: u64| {
+        let stack = &stack;
+        async move {
+            let signature = docuseal::sign(DS_SECRET.as_bytes(), signed_at, &body);
+            stack
+                .post_to("ds", &body, &[(docuseal::SIGNATURE_HEADER, &signature)])
+                .await
+        }
+    };
+    let submission = |event_type: &str, status: &str, at: &str, expires: &str| {
+        let completed = status == "completed";
+        serde_json::to_vec(&serde_json::json!({"event_type": event_type, "timestamp": at,
+            "data": {"id": 501, "status": status, "source": "api",
+                "submitters": [{"id": 601, "submission_id": 501, "email": "ana@example.com", "name": "Ana Silva",
+                    "status": if completed { "completed" } else { "sent" },
+                    "completed_at": if completed { serde_json::json!(at) } else { serde_json::Value::Null }}],
+                "template": {"id": 9, "name": "Lease"},
+                "documents": [{"name": "lease", "url": format!("https://docuseal.example/file/lease.pdf?expires={expires}")}]}}))
+        .unwrap()
+    };
+    let form_completed = serde_json::to_vec(&serde_json::json!({"event_type": "form.completed",
+        "timestamp": "2026-11-29T10:04:00.000Z",
+        "data": {"id": 601, "submission_id": 501, "email": "ana@example.com", "name": "Ana Silva",
+            "status": "completed", "completed_at": "2026-11-29T10:03:59.000Z", "role": "Tenant",
+            "documents": [{"name": "lease", "url": "https://docuseal.example/file/lease.pdf?expires=1"}],
+            "template": {"id": 9, "name": "Lease"},
+            "submission": {"id": 501, "status": "completed"}}}))
+    .unwrap();
+    let created = submission(
+        "submission.created",
+        "pending",
+        "2026-11-29T10:00:00.000Z",
+        "1",
+    );
+    let completed = submission(
+        "submission.completed",
+        "completed",
+        "2026-11-29T10:05:00.000Z",
+        "1",
+    );
+    assert_eq!(post(created.clone(), now).await, 200);
+    assert_eq!(post(form_completed, now).await, 200);
+    assert_eq!(post(completed.clone(), now).await, 200);
+    // DocuSeal's retry of the completion: a fresh signature time and fresh link expiry.
+    let retry = submission(
+        "submission.completed",
+        "completed",
+        "2026-11-29T10:05:00.000Z",
+        "2",
+    );
+    assert_eq!(post(retry, now + 1).await, 200);
+    // Stale, and a body changed under a genuine signature.
+    assert_eq!(post(created.clone(), now - 301).await, 401);
+    let genuine = docuseal::sign(DS_SECRET.as_bytes(), now, &completed);
+    let mut changed = completed.clone();
+    changed[30] ^= 0x01;
+    assert_eq!(
+        stack
+            .post_to("ds", &changed, &[(docuseal::SIGNATURE_HEADER, &genuine)])
+            .await,
+        401
+    );
+    stack.wait_for_events(3).await;
+    stack.wait_for_deliveries("ds", 2).await;
+
+    let (status, view) = stack.get_json("/signing/activity/501?source=ds").await;
+    assert_eq!(status, 200);
+    assert_eq!(view[0]["status"], "completed");
+    assert_eq!(
+        activity_statuses(&view[0]),
+        [
+            "submission.created",
+            "form.completed",
+            "submission.completed"
+        ]
+    );
+    assert_eq!(view[0]["activityLog"][1]["signeeKey"], "601");
+    assert!(stack.signed("ds", "601").await);
+    let headers =
+        &stack.stored_headers("ds").await["submission.completed:501:2026-11-29T10:05:00.000Z"];
+    assert_eq!(headers["x-provider"], "docuseal");
+    assert_eq!(headers["x-verified-key"], "env:DS_SECRET");
+    assert!(
+        headers[docuseal::SIGNATURE_HEADER]
+            .as_str()
+            .unwrap()
+            .starts_with(&now.to_string()),
+        "the signature travels for re-verification"
+    );
 }

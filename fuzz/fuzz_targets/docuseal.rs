@@ -1,0 +1,20 @@
+//! DocuSeal: `X-Docuseal-Signature` (before the first NUL) and the body (after it) through the
+//! verifier; the parser on the body alone.
+#![no_main]
+
+use countersign::providers::docuseal;
+use libfuzzer_sys::fuzz_target;
+
+#[path = "common.rs"]
+mod common;
+
+fuzz_target!(|data: &[u8]| {
+    let (header, body) = common::split(data);
+    common::verify_then_parse(
+        "ds",
+        body,
+        &common::One(docuseal::SIGNATURE_HEADER, header),
+        None,
+    );
+    let _ = docuseal::parse(body);
+});

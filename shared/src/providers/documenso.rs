@@ -1,0 +1,468 @@
+//! Documenso (open source, self-hosted or documenso.com): `provider = "documenso"`.
+//!
+//! - Documenso signs nothing. The webhook's secret is sent as it is in `X-Documenso-Secret`;
+//!   Countersign compares it with each of the source's secrets in constant time (rotation:
+//!   configure the new one beside the old one while the webhook changes). It proves only that the
+//!   sender knows the secret: the body is not covered, so whoever learns the secret (from one
+//!   request seen in clear, a log, a proxy) can send any body. Use HTTPS, and `allow_ips` where
+//!   the sender's addresses are known.
+//! - A webhook without a secret has an empty header, which is refused: a source needs a secret.
+//! - The body is `{"event", "payload", "createdAt", "webhookEndpoint"}`: `event` is
+//!   `DOCUMENT_CREATED`, `DOCUMENT_SENT`, `DOCUMENT_OPENED`, `DOCUMENT_SIGNED`,
+//!   `DOCUMENT_COMPLETED`, `DOCUMENT_REJECTED`, `DOCUMENT_CANCELLED` (and newer ones), and
+//!   `payload` is the document with its recipients. There is no event id, and `createdAt` is the
+//!   time of each attempt, so a retry is different bytes. The event id is therefore the sha256 of
+//!   `event` and the payload (re-serialized with sorted keys): every attempt of one event has it,
+//!   and the archive counts them as deliveries of one event.
+//! - Newer Documenso versions add `X-Documenso-Delivery-Id`; it is kept with the archived event.
+//! - Payloads carry each recipient's signing `token` (a link to sign as that person): the archive
+//!   holds them as received, nothing logs them, and the normalized record leaves them out.
+//! - Signed documents are not in the webhook (fetched through Documenso's API).
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{
+    Provider, Rejection, Request, Sample, Verified, Verify, header_text, hex, is_json_object,
+    json_id, rfc3339,
+};
+use crate::config::{Secret, SourceConfig};
+use crate::event::{ActivityEntry, ParseError, ProcessStatus, Signee, SigningEvent};
+
+/// The header that carries the secret.
+pub const SECRET_HEADER: &str = "x-documenso-secret";
+/// The delivery id of newer versions.
+pub const DELIVERY_HEADER: &str = "x-documenso-delivery-id";
+
+/// Documenso in the provider registry.
+pub struct Documenso;
+
+/// Verifies Documenso webhooks for one source.
+pub struct Verifier {
+    secrets: Vec<Secret>,
+}
+
+#[derive(Deserialize)]
+struct Head {
+    event: Option<String>,
+    payload: Option<serde_json::Value>,
+}
+
+/// The sha256 of `event` and `payload`, both as the sender meant them whatever the attempt.
+fn event_digest(event: &str, payload: &serde_json::Value) -> String {
+    // serde_json's map is ordered by key: the same payload always serializes the same way.
+    let payload = serde_json::to_vec(payload).expect("a Value serializes");
+    hex(&Sha256::new()
+        .chain_update(event.as_bytes())
+        .chain_update([0u8])
+        .chain_update(&payload)
+        .finalize())
+}
+
+fn head(body: &[u8]) -> Option<(String, serde_json::Value)> {
+    if !is_json_object(body) {
+        return None;
+    }
+    let head: Head = serde_json::from_slice(body).ok()?;
+    let event = head.event.filter(|e| !e.is_empty())?;
+    let payload = head.payload.filter(serde_json::Value::is_object)?;
+    Some((event, payload))
+}
+
+impl Verifier {
+    pub fn from_config(source: &SourceConfig) -> Result<Self, String> {
+        if source.secrets.is_empty() {
+            return Err("documenso needs at least one secret (the webhook's secret)".to_owned());
+        }
+        if source.secrets.iter().any(|s| s.expose().is_empty()) {
+            return Err("documenso secrets must not be empty".to_owned());
+        }
+        Ok(Self {
+            secrets: source.secrets.clone(),
+        })
+    }
+
+    pub fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
+        let presented = request
+            .headers
+            .get(SECRET_HEADER)
+            .filter(|value| !value.is_empty())
+            .ok_or(Rejection::Unsigned)?;
+        // Digests are compared, so that neither the content nor the length of a secret shows in
+        // the time taken.
+        let presented: [u8; 32] = Sha256::digest(presented).into();
+        let mut matched = None;
+        for (i, secret) in self.secrets.iter().enumerate() {
+            let expected: [u8; 32] = Sha256::digest(secret.expose()).into();
+            if bool::from(expected.ct_eq(&presented)) && matched.is_none() {
+                matched = Some(i);
+            }
+        }
+        let key = matched.ok_or(Rejection::BadSignature)?;
+        let (event, payload) = head(request.body).ok_or(Rejection::Unacceptable {
+            status: 400,
+            reason: "body is not a Documenso event (JSON object with event and payload expected)",
+        })?;
+        let mut forwarded = Vec::new();
+        if let Some(delivery) = header_text(request, DELIVERY_HEADER).filter(|d| !d.is_empty()) {
+            forwarded.push((DELIVERY_HEADER, delivery.to_owned()));
+        }
+        Ok(Verified {
+            event_id: Some(event_digest(&event, &payload)),
+            event_type: Cow::Owned(event),
+            key_label: self.secrets[key].label().to_owned(),
+            signature_use: None,
+            // Never the secret itself: it would be archived.
+            signature_headers: forwarded,
+        })
+    }
+}
+
+impl Verify for Verifier {
+    fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
+        Verifier::verify(self, request)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Document {
+    id: Option<serde_json::Value>,
+    external_id: Option<String>,
+    title: Option<String>,
+    status: Option<String>,
+    updated_at: Option<String>,
+    completed_at: Option<String>,
+    recipients: Option<Vec<Recipient>>,
+    /// The same list under its older name.
+    #[serde(rename = "Recipient")]
+    recipients_v1: Option<Vec<Recipient>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Recipient {
+    id: Option<serde_json::Value>,
+    email: Option<String>,
+    name: Option<String>,
+    signing_status: Option<String>,
+    signed_at: Option<String>,
+}
+
+/// The process status an event puts the document in: the document's own `status` where it is
+/// final, else what the event means.
+fn status_of(event: &str, document_status: Option<&str>) -> Option<ProcessStatus> {
+    match document_status {
+        Some("COMPLETED") => return Some(ProcessStatus::Completed),
+        Some("REJECTED") => return Some(ProcessStatus::Canceled),
+        _ => {}
+    }
+    match event {
+        "DOCUMENT_CREATED" | "DOCUMENT_SENT" => Some(ProcessStatus::Created),
+        "DOCUMENT_SIGNED" | "DOCUMENT_RECIPIENT_COMPLETED" => Some(ProcessStatus::InProgress),
+        "DOCUMENT_COMPLETED" => Some(ProcessStatus::Completed),
+        "DOCUMENT_REJECTED" | "DOCUMENT_CANCELLED" => Some(ProcessStatus::Canceled),
+        _ => None,
+    }
+}
+
+/// One event per document event: the process is the document, its recipients the signees.
+/// Events about templates or anything without a document id project nothing (they are
+/// archived).
+pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+    let (event, payload) = head(body).ok_or_else(|| {
+        ParseError("not a Documenso event: JSON object with event and payload expected".into())
+    })?;
+    if !event.starts_with("DOCUMENT_") {
+        return Ok(Vec::new());
+    }
+    let digest = event_digest(&event, &payload);
+    let document: Document = serde_json::from_value(payload)
+        .map_err(|e| ParseError(format!("not a Documenso document: {e}")))?;
+    let Some(process_key) = document.id.as_ref().and_then(json_id) else {
+        return Ok(Vec::new());
+    };
+    let occurred_at = document
+        .updated_at
+        .as_deref()
+        .or(document.completed_at.as_deref())
+        .and_then(rfc3339);
+    let signees = document
+        .recipients
+        .or(document.recipients_v1)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|r| {
+            let key = r.id.as_ref().and_then(json_id)?;
+            Some(Signee {
+                key,
+                name: r.name.filter(|n| !n.is_empty()),
+                email: r.email.filter(|e| !e.is_empty()),
+                signed: r.signing_status.as_deref() == Some("SIGNED"),
+                signed_at: r.signed_at.as_deref().and_then(rfc3339),
+                ..Signee::default()
+            })
+        })
+        .collect();
+    let mut metadata = serde_json::Map::new();
+    if let Some(external_id) = document.external_id.filter(|id| !id.is_empty()) {
+        metadata.insert("external_id".to_owned(), external_id.into());
+    }
+    Ok(vec![SigningEvent {
+        process_key,
+        status: status_of(&event, document.status.as_deref()),
+        occurred_at,
+        flow_key: None,
+        flow_name: document.title.filter(|t| !t.is_empty()),
+        company_key: None,
+        signees,
+        documents: Vec::new(),
+        activity: vec![ActivityEntry {
+            // Two signings of one document are two entries; the attempts of one are one.
+            key: format!("{event}:{}", &digest[..16]),
+            signee_key: None,
+            status: event.clone(),
+            description: event,
+            file_name: None,
+            created_at: occurred_at,
+            created_by: "documenso".to_owned(),
+        }],
+        metadata,
+    }])
+}
+
+impl Provider for Documenso {
+    fn name(&self) -> &'static str {
+        "documenso"
+    }
+
+    fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
+        Ok(Box::new(Verifier::from_config(source)?))
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+        parse(body)
+    }
+
+    // `signs_body` stays true: there is no signature to replay, only a bearer secret, and a
+    // secret cannot be held to one body (see the module documentation).
+
+    /// Each attempt carries its own `createdAt`.
+    fn resends_reencoded(&self) -> bool {
+        true
+    }
+
+    fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
+        let secret = super::first_secret(source)?;
+        let id = u64::from(rand_id());
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let body = serde_json::to_vec(&serde_json::json!({
+            "event": "DOCUMENT_COMPLETED",
+            "payload": {
+                "id": id, "externalId": null, "title": "Sample agreement.pdf", "status": "COMPLETED",
+                "createdAt": now, "updatedAt": now, "completedAt": now,
+                "recipients": [{"id": id + 1, "documentId": id, "email": "signer@example.com",
+                    "name": "Sample Signer", "role": "SIGNER", "signingStatus": "SIGNED", "signedAt": now}],
+            },
+            "createdAt": now,
+            "webhookEndpoint": "http://localhost/webhooks/sample",
+        }))
+        .expect("JSON");
+        Ok(Sample {
+            path_token: None,
+            headers: vec![(
+                SECRET_HEADER,
+                String::from_utf8(secret.expose().to_vec())
+                    .map_err(|_| format!("secret {} is not text", secret.label()))?,
+            )],
+            body,
+            content_type: "application/json",
+            process_key: id.to_string(),
+        })
+    }
+}
+
+/// A random positive document id for samples (Documenso's ids are integers).
+fn rand_id() -> u32 {
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3] & 0x7f]).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::testing::{Pairs, source, text_flips};
+    use std::time::SystemTime;
+
+    const SECRET: &str = "documenso-test-secret";
+    /// A DOCUMENT_COMPLETED event as Documenso's sample generator makes it.
+    const BODY: &[u8] = br#"{"event":"DOCUMENT_COMPLETED","payload":{"id":10,"externalId":"contract-9","userId":1,"authOptions":null,"formValues":null,"visibility":"EVERYONE","title":"documenso.pdf","status":"COMPLETED","documentDataId":"hs8qz1ktr9204jn7mg6c5dxy0","createdAt":"2024-04-22T11:50:00.000Z","updatedAt":"2024-04-22T11:52:18.277Z","completedAt":"2024-04-22T11:52:18.277Z","deletedAt":null,"teamId":null,"templateId":null,"source":"DOCUMENT","recipients":[{"id":50,"documentId":10,"templateId":null,"email":"signer2@documenso.com","name":"Signer 2","token":"vbT8hi3jKQmrFP_LN1WcS","signedAt":"2024-04-22T11:52:18.277Z","signingOrder":1,"rejectionReason":null,"role":"VIEWER","readStatus":"OPENED","signingStatus":"SIGNED","sendStatus":"SENT"},{"id":51,"documentId":10,"templateId":null,"email":"signer1@documenso.com","name":"Signer 1","token":"HkrptwS42ZBXdRKj1TyUo","signedAt":"2024-04-22T11:52:18.277Z","signingOrder":2,"rejectionReason":null,"role":"SIGNER","readStatus":"OPENED","signingStatus":"SIGNED","sendStatus":"SENT"}]},"createdAt":"2024-04-22T11:52:18.277Z","webhookEndpoint":"https://example.com/webhooks/documenso"}"#;
+
+    fn verify(
+        secrets: &[&str],
+        headers: Vec<(&'static str, String)>,
+    ) -> Result<Verified, Rejection> {
+        verify_body(secrets, headers, BODY)
+    }
+
+    fn verify_body(
+        secrets: &[&str],
+        headers: Vec<(&'static str, String)>,
+        body: &[u8],
+    ) -> Result<Verified, Rejection> {
+        let headers = Pairs(headers);
+        Verifier::from_config(&source("documenso", secrets))
+            .unwrap()
+            .verify(&Request {
+                body,
+                headers: &headers,
+                received_at: SystemTime::now(),
+                path_token: None,
+            })
+    }
+
+    fn with_secret(secret: &str) -> Vec<(&'static str, String)> {
+        vec![(SECRET_HEADER, secret.to_owned())]
+    }
+
+    #[test]
+    fn the_configured_secret_is_accepted_and_any_other_refused() {
+        let verified = verify(&[SECRET], with_secret(SECRET)).expect("genuine");
+        assert_eq!(verified.event_type, "DOCUMENT_COMPLETED");
+        assert_eq!(verified.key_label, "env:KEY0");
+        assert!(
+            verified.signature_headers.is_empty(),
+            "the secret is never forwarded"
+        );
+        for (i, secret) in text_flips(SECRET, 0..SECRET.len()) {
+            assert_eq!(
+                verify(&[SECRET], with_secret(&secret)).unwrap_err(),
+                Rejection::BadSignature,
+                "byte {i}"
+            );
+        }
+        for other in [
+            &SECRET[1..],
+            &format!("{SECRET}x"),
+            " documenso-test-secret",
+        ] {
+            assert_eq!(
+                verify(&[SECRET], with_secret(other)).unwrap_err(),
+                Rejection::BadSignature,
+                "{other:?}"
+            );
+        }
+        assert_eq!(
+            verify(&[SECRET], with_secret("")).unwrap_err(),
+            Rejection::Unsigned
+        );
+        assert_eq!(
+            verify(&[SECRET], Vec::new()).unwrap_err(),
+            Rejection::Unsigned
+        );
+        let rotated = verify(&["old-secret", SECRET], with_secret(SECRET)).expect("second secret");
+        assert_eq!(rotated.key_label, "env:KEY1");
+        assert!(Verifier::from_config(&source("documenso", &[])).is_err());
+        assert!(Verifier::from_config(&source("documenso", &[""])).is_err());
+    }
+
+    #[test]
+    fn every_attempt_of_one_event_has_one_id_and_other_events_other_ids() {
+        let first = verify(&[SECRET], with_secret(SECRET)).unwrap();
+        // A retry: a new createdAt, keys in another order, the delivery id of newer versions.
+        let retry = br#"{"createdAt":"2024-04-22T11:55:00.000Z","event":"DOCUMENT_COMPLETED","webhookEndpoint":"https://example.com/webhooks/documenso","payload":{"externalId":"contract-9","id":10,"userId":1,"authOptions":null,"formValues":null,"visibility":"EVERYONE","title":"documenso.pdf","status":"COMPLETED","documentDataId":"hs8qz1ktr9204jn7mg6c5dxy0","createdAt":"2024-04-22T11:50:00.000Z","updatedAt":"2024-04-22T11:52:18.277Z","completedAt":"2024-04-22T11:52:18.277Z","deletedAt":null,"teamId":null,"templateId":null,"source":"DOCUMENT","recipients":[{"id":50,"documentId":10,"templateId":null,"email":"signer2@documenso.com","name":"Signer 2","token":"vbT8hi3jKQmrFP_LN1WcS","signedAt":"2024-04-22T11:52:18.277Z","signingOrder":1,"rejectionReason":null,"role":"VIEWER","readStatus":"OPENED","signingStatus":"SIGNED","sendStatus":"SENT"},{"id":51,"documentId":10,"templateId":null,"email":"signer1@documenso.com","name":"Signer 1","token":"HkrptwS42ZBXdRKj1TyUo","signedAt":"2024-04-22T11:52:18.277Z","signingOrder":2,"rejectionReason":null,"role":"SIGNER","readStatus":"OPENED","signingStatus":"SIGNED","sendStatus":"SENT"}]}}"#;
+        let mut headers = with_secret(SECRET);
+        headers.push((DELIVERY_HEADER, "dlv_1".to_owned()));
+        let second = verify_body(&[SECRET], headers, retry).unwrap();
+        assert_eq!(first.event_id, second.event_id);
+        assert_eq!(
+            second.signature_headers,
+            [(DELIVERY_HEADER, "dlv_1".to_owned())]
+        );
+        let other = String::from_utf8(BODY.to_vec())
+            .unwrap()
+            .replace("\"Signer 2\"", "\"Signer Two\"");
+        let third = verify_body(&[SECRET], with_secret(SECRET), other.as_bytes()).unwrap();
+        assert_ne!(first.event_id, third.event_id);
+        for body in [&b"[1]"[..], b"{}", br#"{"event":"DOCUMENT_SENT"}"#, b"no"] {
+            assert!(
+                matches!(
+                    verify_body(&[SECRET], with_secret(SECRET), body).unwrap_err(),
+                    Rejection::Unacceptable { status: 400, .. }
+                ),
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn document_events_are_normalized() {
+        let events = parse(BODY).unwrap();
+        assert_eq!(events.len(), 1);
+        let event = &events[0];
+        assert_eq!(event.process_key, "10");
+        assert_eq!(event.status, Some(ProcessStatus::Completed));
+        assert_eq!(event.flow_name.as_deref(), Some("documenso.pdf"));
+        assert_eq!(event.metadata["external_id"], "contract-9");
+        assert_eq!(event.signees.len(), 2);
+        assert_eq!(event.signees[1].key, "51");
+        assert_eq!(event.signees[1].name.as_deref(), Some("Signer 1"));
+        assert_eq!(
+            event.signees[1].email.as_deref(),
+            Some("signer1@documenso.com")
+        );
+        assert!(event.signees[1].signed);
+        assert_eq!(
+            event.signees[1].signed_at.unwrap().to_rfc3339(),
+            "2024-04-22T11:52:18.277+00:00"
+        );
+        assert!(event.activity[0].key.starts_with("DOCUMENT_COMPLETED:"));
+        let debug = format!("{events:?}");
+        assert!(
+            !debug.contains("HkrptwS42ZBXdRKj1TyUo"),
+            "signing tokens stay out"
+        );
+
+        let document = |event: &str, status: &str| {
+            format!(
+                r#"{{"event":"{event}","payload":{{"id":7,"status":"{status}","Recipient":[{{"id":3,"email":"a@example.com","signingStatus":"NOT_SIGNED"}}]}},"createdAt":"2024-01-01T00:00:00Z"}}"#
+            )
+        };
+        for (event, status, expected) in [
+            ("DOCUMENT_CREATED", "DRAFT", Some(ProcessStatus::Created)),
+            ("DOCUMENT_SENT", "PENDING", Some(ProcessStatus::Created)),
+            ("DOCUMENT_OPENED", "PENDING", None),
+            (
+                "DOCUMENT_SIGNED",
+                "PENDING",
+                Some(ProcessStatus::InProgress),
+            ),
+            (
+                "DOCUMENT_SIGNED",
+                "COMPLETED",
+                Some(ProcessStatus::Completed),
+            ),
+            (
+                "DOCUMENT_REJECTED",
+                "PENDING",
+                Some(ProcessStatus::Canceled),
+            ),
+            (
+                "DOCUMENT_CANCELLED",
+                "PENDING",
+                Some(ProcessStatus::Canceled),
+            ),
+        ] {
+            let events = parse(document(event, status).as_bytes()).unwrap();
+            assert_eq!(events[0].status, expected, "{event} {status}");
+            assert_eq!(events[0].signees[0].key, "3", "the older Recipient list");
+            assert!(!events[0].signees[0].signed);
+        }
+        let template = br#"{"event":"TEMPLATE_CREATED","payload":{"id":4}}"#;
+        assert!(parse(template).unwrap().is_empty());
+        assert!(parse(b"[]").is_err());
+    }
+}
