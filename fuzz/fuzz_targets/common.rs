@@ -17,6 +17,8 @@ pub const SW_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 pub const YS_SECRET: &str = "fuzz-yousign-secret";
 pub const DM_SECRET: &str = "fuzz-documenso-secret";
 pub const DS_SECRET: &str = "whsec_ZnV6ei1kb2N1c2VhbC1zZWNyZXQ";
+pub const ZS_SECRET: &str = "fuzz-zoho-sign-secret";
+pub const BS_SECRET: &str = "fuzz-boldsign-secret";
 
 pub fn sources() -> &'static Sources {
     static SOURCES: OnceLock<Sources> = OnceLock::new();
@@ -76,6 +78,17 @@ pub fn sources() -> &'static Sources {
             provider = "docuseal"
             secrets = ["env:DS_SECRET"]
             max_signature_age = "36500d"
+
+            [[sources]]
+            name = "zs"
+            provider = "zoho_sign"
+            secrets = ["env:ZS_SECRET"]
+
+            [[sources]]
+            name = "bs"
+            provider = "boldsign"
+            secrets = ["env:BS_SECRET"]
+            max_signature_age = "36500d"
             "#,
             jwks.display(),
             certificate.display()
@@ -87,6 +100,8 @@ pub fn sources() -> &'static Sources {
             "YS_SECRET" => Some(YS_SECRET.to_owned()),
             "DM_SECRET" => Some(DM_SECRET.to_owned()),
             "DS_SECRET" => Some(DS_SECRET.to_owned()),
+            "ZS_SECRET" => Some(ZS_SECRET.to_owned()),
+            "BS_SECRET" => Some(BS_SECRET.to_owned()),
             _ => None,
         };
         let config = Config::from_toml(&text, Role::Ingester, &env).expect("fuzz configuration");

@@ -181,13 +181,16 @@ pub async fn receive_webhook(
             // The id comes from the payload (Taktikal's is not even signed): escaped.
             let event_id = countersign::telemetry::Escaped(&event_id);
             tracing::info!(source = label, event_id = %event_id, request_id = %request_id, outcome, elapsed_ms = elapsed.as_millis() as u64, "webhook accepted");
-            let mut builder =
-                HttpResponse::build(StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK));
-            builder.content_type(reply.content_type);
-            for (name, value) in reply.headers {
-                builder.insert_header((name, value));
-            }
-            builder.body(reply.body)
+            reply_response(reply)
+        }
+        Err(Failure::Rejected(Rejection::Handshake(reply))) => {
+            state
+                .metrics
+                .requests
+                .with_label_values(&[label, "handshake"])
+                .inc();
+            tracing::info!(source = label, request_id = %request_id, "endpoint check by the provider answered; nothing published");
+            reply_response(reply)
         }
         Err(failure) => {
             state
@@ -214,6 +217,17 @@ pub async fn receive_webhook(
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
+}
+
+/// The HTTP response for a provider's [`Reply`].
+fn reply_response(reply: Reply) -> HttpResponse {
+    let mut builder =
+        HttpResponse::build(StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK));
+    builder.content_type(reply.content_type);
+    for (name, value) in reply.headers {
+        builder.insert_header((name, value));
+    }
+    builder.body(reply.body)
 }
 
 /// `(source, token)` of `/webhooks/{source}[/{token}]` (an empty source for any other path).

@@ -74,18 +74,16 @@ fn head(body: &[u8]) -> Option<(String, serde_json::Value)> {
 
 impl Verifier {
     pub fn from_config(source: &SourceConfig) -> Result<Self, String> {
-        if source.secrets.is_empty() {
-            return Err("documenso needs at least one secret (the webhook's secret)".to_owned());
-        }
+        let secrets = super::required_secrets(source, "the webhook's secret")?;
         if source.secrets.iter().any(|s| s.expose().is_empty()) {
             return Err("documenso secrets must not be empty".to_owned());
         }
-        Ok(Self {
-            secrets: source.secrets.clone(),
-        })
+        Ok(Self { secrets })
     }
+}
 
-    pub fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
+impl Verify for Verifier {
+    fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
         let presented = request
             .headers
             .get(SECRET_HEADER)
@@ -118,12 +116,6 @@ impl Verifier {
             // Never the secret itself: it would be archived.
             signature_headers: forwarded,
         })
-    }
-}
-
-impl Verify for Verifier {
-    fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
-        Verifier::verify(self, request)
     }
 }
 

@@ -13,6 +13,7 @@
 //! Adding a provider: its module with its `impl Provider`, one line in [`REGISTRY`], its tests
 //! and README section.
 
+pub mod boldsign;
 pub mod documenso;
 pub mod docuseal;
 pub mod legalesign;
@@ -20,6 +21,7 @@ pub mod standard_webhooks;
 pub mod taktikal;
 pub mod universign;
 pub mod yousign;
+pub mod zoho_sign;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -46,6 +48,8 @@ pub static REGISTRY: &[&dyn Provider] = &[
     &yousign::Yousign,
     &documenso::Documenso,
     &docuseal::DocuSeal,
+    &zoho_sign::ZohoSign,
+    &boldsign::BoldSign,
 ];
 
 /// One e-signature provider's webhooks: how they are verified, answered and read.
@@ -208,6 +212,21 @@ pub(crate) fn needs_private_key(source: &SourceConfig) -> String {
     )
 }
 
+/// The source's secrets, or why a provider that needs at least one cannot do without: "`provider`
+/// needs at least one secret (`what`)".
+pub(crate) fn required_secrets(
+    source: &SourceConfig,
+    what: &str,
+) -> Result<Vec<crate::config::Secret>, String> {
+    if source.secrets.is_empty() {
+        return Err(format!(
+            "{} needs at least one secret ({what})",
+            source.provider
+        ));
+    }
+    Ok(source.secrets.clone())
+}
+
 /// The secret a sample is signed with: the source's first.
 pub(crate) fn first_secret(source: &SourceConfig) -> Result<&crate::config::Secret, String> {
     source
@@ -277,7 +296,7 @@ pub struct SignatureUse {
     pub valid_until: SystemTime,
 }
 
-/// Why a request is refused. Client-caused, so never a 5xx.
+/// Why a request is not published. Client-caused, so never a 5xx.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
     #[error("unknown source")]
@@ -297,6 +316,10 @@ pub enum Rejection {
     /// A body the provider must not send again: `status` is its "stop retrying" code.
     #[error("{reason}")]
     Unacceptable { status: u16, reason: &'static str },
+    /// The provider checking the endpoint (BoldSign's verification event): answered with this
+    /// reply, and nothing is published.
+    #[error("an endpoint check by the provider, answered without publishing")]
+    Handshake(Reply),
 }
 
 impl Rejection {
@@ -311,6 +334,7 @@ impl Rejection {
             | Rejection::Replayed => 401,
             Rejection::AddressNotAllowed => 403,
             Rejection::Unacceptable { status, .. } => *status,
+            Rejection::Handshake(reply) => reply.status,
         }
     }
 
@@ -325,6 +349,7 @@ impl Rejection {
             Rejection::Replayed => "replayed",
             Rejection::AddressNotAllowed => "address_not_allowed",
             Rejection::Unacceptable { .. } => "unacceptable",
+            Rejection::Handshake(_) => "handshake",
         }
     }
 }
@@ -632,6 +657,18 @@ pub(crate) fn header_text<'a>(request: &Request<'a>, name: &str) -> Option<&'a s
         .and_then(|value| std::str::from_utf8(value).ok())
 }
 
+/// `body` as a JSON object of type `T`, or why not, naming `what` it should have been ("a
+/// BoldSign event"): the parsers' first step.
+pub(crate) fn parse_object<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+) -> Result<T, ParseError> {
+    if !is_json_object(body) {
+        return Err(ParseError(format!("not {what}: JSON object expected")));
+    }
+    serde_json::from_slice(body).map_err(|e| ParseError(format!("not {what}: {e}")))
+}
+
 /// A JSON id as text: providers send ids as numbers (Documenso, DocuSeal) or strings.
 pub(crate) fn json_id(value: &serde_json::Value) -> Option<String> {
     match value {
@@ -706,6 +743,43 @@ pub(crate) mod testing {
         })
     }
 
+    /// Asserts that `verify(key, signature, body)` refuses as `BadSignature` every one-bit flip
+    /// of the key, of the signature's bytes in `signature_bytes` (its value, not the names a
+    /// format gives its parts) and of the body, given that it accepts the three as they are.
+    pub fn assert_every_flip_refused(
+        key: &str,
+        signature: &str,
+        signature_bytes: std::ops::Range<usize>,
+        body: &[u8],
+        verify: impl Fn(&str, &str, &[u8]) -> Result<Verified, Rejection>,
+    ) {
+        assert!(
+            verify(key, signature, body).is_ok(),
+            "the genuine request verifies"
+        );
+        for (i, key) in text_flips(key, 0..key.len()) {
+            assert_eq!(
+                verify(&key, signature, body).unwrap_err(),
+                Rejection::BadSignature,
+                "key byte {i}"
+            );
+        }
+        for (i, signature) in text_flips(signature, signature_bytes) {
+            assert_eq!(
+                verify(key, &signature, body).unwrap_err(),
+                Rejection::BadSignature,
+                "signature byte {i}: {signature}"
+            );
+        }
+        for (i, body) in flips(body, 0..body.len()) {
+            assert_eq!(
+                verify(key, signature, &body).unwrap_err(),
+                Rejection::BadSignature,
+                "body byte {i}"
+            );
+        }
+    }
+
     /// [`flips`] of text that stays text (bit 0 of an ASCII byte keeps it ASCII).
     pub fn text_flips(
         text: &str,
@@ -753,7 +827,7 @@ mod tests {
         let cases = [
             (
                 "[[sources]]\nname='a'\nprovider='nosuch'",
-                "sources[a].provider: unknown provider \"nosuch\" (one of: taktikal, universign, legalesign, legalesign_event, standard_webhooks, yousign, documenso, docuseal)",
+                "sources[a].provider: unknown provider \"nosuch\" (one of: taktikal, universign, legalesign, legalesign_event, standard_webhooks, yousign, documenso, docuseal, zoho_sign, boldsign)",
             ),
             (
                 "[[sources]]\nname='a'\nprovider='taktikal'\nsecrets=[]",
@@ -790,6 +864,14 @@ mod tests {
             (
                 "[[sources]]\nname='a'\nprovider='docuseal'",
                 "sources[a]: docuseal needs at least one secret",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='zoho_sign'",
+                "sources[a]: zoho_sign needs at least one secret",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='boldsign'",
+                "sources[a]: boldsign needs at least one secret",
             ),
         ];
         for (text, expected) in cases {

@@ -46,17 +46,13 @@ struct Head {
 
 impl Verifier {
     pub fn from_config(source: &SourceConfig) -> Result<Self, String> {
-        if source.secrets.is_empty() {
-            return Err(
-                "yousign needs at least one secret (the webhook subscription's secret)".to_owned(),
-            );
-        }
-        Ok(Self {
-            secrets: source.secrets.clone(),
-        })
+        let secrets = super::required_secrets(source, "the webhook subscription's secret")?;
+        Ok(Self { secrets })
     }
+}
 
-    pub fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
+impl Verify for Verifier {
+    fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
         let header = request
             .headers
             .get(SIGNATURE_HEADER)
@@ -91,12 +87,6 @@ impl Verifier {
                 String::from_utf8_lossy(header).into_owned(),
             )],
         })
-    }
-}
-
-impl Verify for Verifier {
-    fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
-        Verifier::verify(self, request)
     }
 }
 
@@ -170,13 +160,7 @@ fn status_of(event_name: &str) -> Option<ProcessStatus> {
 /// a Signer event adds or updates its signee. Events about other objects (eSeal, identity
 /// verification) have no Signature Request and project nothing (they are archived).
 pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
-    if !is_json_object(body) {
-        return Err(ParseError(
-            "not a Yousign event: JSON object expected".to_owned(),
-        ));
-    }
-    let envelope: Envelope = serde_json::from_slice(body)
-        .map_err(|e| ParseError(format!("not a Yousign event: {e}")))?;
+    let envelope: Envelope = super::parse_object(body, "a Yousign event")?;
     let event_name = envelope.event_name.unwrap_or_default();
     let Some(data) = envelope.data else {
         return Ok(Vec::new());
@@ -288,6 +272,7 @@ impl Provider for Yousign {
 mod tests {
     use super::*;
     use crate::providers::Headers;
+    use crate::providers::testing::assert_every_flip_refused;
     use std::time::SystemTime;
 
     const SECRET: &str = "yousign-test-secret";
@@ -338,32 +323,13 @@ mod tests {
 
     #[test]
     fn one_flipped_bit_in_key_signature_or_body_is_refused() {
-        let mut key = SECRET.as_bytes().to_vec();
-        key[3] ^= 0x01;
-        let key = String::from_utf8(key).unwrap();
-        assert_eq!(
-            verify(&[&key], SIGNATURE, BODY).unwrap_err(),
-            Rejection::BadSignature
+        assert_every_flip_refused(
+            SECRET,
+            SIGNATURE,
+            PREFIX.len()..SIGNATURE.len(),
+            BODY,
+            |key, signature, body| verify(&[key], signature, body),
         );
-        for i in PREFIX.len()..SIGNATURE.len() {
-            let mut signature = SIGNATURE.as_bytes().to_vec();
-            signature[i] ^= 0x01;
-            let signature = String::from_utf8(signature).unwrap();
-            assert_eq!(
-                verify(&[SECRET], &signature, BODY).unwrap_err(),
-                Rejection::BadSignature,
-                "signature byte {i}"
-            );
-        }
-        for i in 0..BODY.len() {
-            let mut body = BODY.to_vec();
-            body[i] ^= 0x01;
-            assert_eq!(
-                verify(&[SECRET], SIGNATURE, &body).unwrap_err(),
-                Rejection::BadSignature,
-                "body byte {i}"
-            );
-        }
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub const YS_SECRET: &str = "yousign-webhook-secret";
 pub const DM_SECRET: &str = "documenso-webhook-secret";
 /// The HMAC signing secret of the DocuSeal source `ds`.
 pub const DS_SECRET: &str = "whsec_dGVzdC1kb2N1c2VhbC1zZWNyZXQtMjQ";
+/// The HMAC secret key of the Zoho Sign source `zs`.
+pub const ZS_SECRET: &str = "zoho-sign-webhook-secret";
+/// The signing secret of the BoldSign source `bs`.
+pub const BS_SECRET: &str = "boldsign-webhook-secret";
 
 /// Every stack's sources of providers that need only secrets: (source, provider, secret); the
 /// secret is in the environment variable `<SOURCE>_SECRET`.
@@ -38,6 +42,8 @@ pub const SECRET_SOURCES: &[(&str, &str, &str)] = &[
     ("ys", "yousign", YS_SECRET),
     ("dm", "documenso", DM_SECRET),
     ("ds", "docuseal", DS_SECRET),
+    ("zs", "zoho_sign", ZS_SECRET),
+    ("bs", "boldsign", BS_SECRET),
 ];
 
 fn secret_variable(source: &str) -> String {

@@ -3,10 +3,12 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use countersign::providers::{
-    documenso, docuseal, legalesign, standard_webhooks, universign, yousign,
+    boldsign, documenso, docuseal, legalesign, standard_webhooks, universign, yousign, zoho_sign,
 };
 
-use crate::helpers::{DM_SECRET, DS_SECRET, Options, SW_SECRET, Stack, UK_TOKEN, YS_SECRET};
+use crate::helpers::{
+    BS_SECRET, DM_SECRET, DS_SECRET, Options, SW_SECRET, Stack, UK_TOKEN, YS_SECRET, ZS_SECRET,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn universign_events_through_the_whole_stack() {
@@ -355,6 +357,195 @@ async fn yousign_events_through_the_whole_stack() {
             .as_str()
             .unwrap()
             .starts_with("sha256="),
+        "the signature travels for re-verification"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zoho_sign_notifications_through_the_whole_stack() {
+    let stack = Stack::start().await;
+    let notification = |operation: &str, status: &str, action: u64, at: u64, signed: &[u64]| {
+        let actions: Vec<_> = [(501_u64, "Ola Nordmann"), (502, "Kari Nordmann")]
+            .iter()
+            .map(|(id, name)| {
+                serde_json::json!({"action_id": id, "recipient_name": name,
+                    "recipient_email": format!("{id}@example.com"), "action_type": "SIGN",
+                    "action_status": if signed.contains(id) { "SIGNED" } else { "UNOPENED" }})
+            })
+            .collect();
+        serde_json::to_vec(&serde_json::json!({
+            "requests": {"request_id": 9_900_001_u64, "request_name": "Supplier contract",
+                "request_status": status, "actions": actions,
+                "document_ids": [{"document_id": 9_900_010_u64, "document_name": "contract.pdf"}]},
+            "notifications": {"operation_type": operation, "performed_at": at, "action_id": action,
+                "activity": format!("{operation} by {action}"), "performed_by_email": format!("{action}@example.com")}}))
+        .unwrap()
+    };
+    let events = [
+        notification("RequestSubmitted", "inprogress", 0, 1_790_000_000_000, &[]),
+        notification(
+            "RequestSigningSuccess",
+            "inprogress",
+            501,
+            1_790_000_100_000,
+            &[501],
+        ),
+        notification(
+            "RequestSigningSuccess",
+            "inprogress",
+            502,
+            1_790_000_200_000,
+            &[501, 502],
+        ),
+        notification(
+            "RequestCompleted",
+            "completed",
+            0,
+            1_790_000_200_500,
+            &[501, 502],
+        ),
+    ];
+    let post = |body: &[u8], signature: String| {
+        let stack = &stack;
+        let body = body.to_vec();
+        async move {
+            stack
+                .post_to("zs", &body, &[(zoho_sign::SIGNATURE_HEADER, &signature)])
+                .await
+        }
+    };
+    for body in &events {
+        assert_eq!(
+            post(body, zoho_sign::sign(ZS_SECRET.as_bytes(), body)).await,
+            200
+        );
+    }
+    // A redelivery of the completion, and a forged and a changed body.
+    assert_eq!(
+        post(
+            &events[3],
+            zoho_sign::sign(ZS_SECRET.as_bytes(), &events[3])
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        post(&events[0], zoho_sign::sign(b"guess", &events[0])).await,
+        401
+    );
+    let mut changed = events[3].clone();
+    changed[25] ^= 0x01;
+    assert_eq!(
+        post(&changed, zoho_sign::sign(ZS_SECRET.as_bytes(), &events[3])).await,
+        401
+    );
+    stack.wait_for_events(4).await;
+    stack.wait_for_deliveries("zs", 2).await;
+
+    let (status, view) = stack.get_json("/signing/activity/9900001?source=zs").await;
+    assert_eq!(status, 200);
+    assert_eq!(view[0]["status"], "completed");
+    assert_eq!(
+        activity_statuses(&view[0]),
+        [
+            "RequestSubmitted",
+            "RequestSigningSuccess",
+            "RequestSigningSuccess",
+            "RequestCompleted"
+        ]
+    );
+    assert_eq!(view[0]["activityLog"][1]["signeeKey"], "501");
+    assert!(stack.signed("zs", "501").await && stack.signed("zs", "502").await);
+    let headers = stack.stored_headers("zs").await;
+    let completed = &headers["9900001:RequestCompleted:0:1790000200500"];
+    assert_eq!(completed["x-provider"], "zoho_sign");
+    assert_eq!(completed["x-verified-key"], "env:ZS_SECRET");
+    assert!(completed[zoho_sign::SIGNATURE_HEADER].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn boldsign_events_through_the_whole_stack() {
+    let stack = Stack::start().await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let event = |id: &str, event_type: &str, status: &str, signer: &str, created: u64| {
+        serde_json::to_vec(&serde_json::json!({
+            "event": {"id": id, "created": created, "eventType": event_type, "clientId": null, "environment": "Live"},
+            "context": {"eventType": event_type, "actor": {"userType": if event_type == "Sent" { "Sender" } else { "Signer" }, "id": "sg-1"}},
+            "data": {"object": "document", "documentId": "doc-bs-1", "messageTitle": "Offer letter", "status": status,
+                "signerDetails": [{"id": "sg-1", "signerName": "Lea Weber", "signerEmail": "lea@example.com",
+                    "status": signer, "order": 1, "lastActivityDate": created}],
+                "metaData": {"offer": "O-17"}}}))
+        .unwrap()
+    };
+    let events = [
+        event("ev-sent", "Sent", "InProgress", "NotCompleted", now - 30),
+        event("ev-signed", "Signed", "InProgress", "Completed", now - 20),
+        event("ev-done", "Completed", "Completed", "Completed", now - 10),
+    ];
+    let post = |body: Vec<u8>, header: String, event_type: &'static str| {
+        let stack = &stack;
+        async move {
+            stack
+                .post_to(
+                    "bs",
+                    &body,
+                    &[
+                        (boldsign::SIGNATURE_HEADER, &header),
+                        (boldsign::EVENT_HEADER, event_type),
+                    ],
+                )
+                .await
+        }
+    };
+    for (body, event_type) in events.iter().zip(["Sent", "Signed", "Completed"]) {
+        let header = boldsign::sign(BS_SECRET.as_bytes(), now, body);
+        assert_eq!(post(body.clone(), header, event_type).await, 200);
+    }
+    // BoldSign's retry of the completion (a new t, the same event), a secret rolled with the
+    // old one still valid (s1), a stale signature and a forged one.
+    let retry = format!(
+        "t={}, s0={}, s1={}",
+        now + 1,
+        boldsign::signature(b"the-new-secret", now + 1, &events[2]),
+        boldsign::signature(BS_SECRET.as_bytes(), now + 1, &events[2])
+    );
+    assert_eq!(post(events[2].clone(), retry, "Completed").await, 200);
+    let stale = boldsign::sign(BS_SECRET.as_bytes(), now - 301, &events[0]);
+    assert_eq!(post(events[0].clone(), stale, "Sent").await, 401);
+    let forged = boldsign::sign(b"not-the-secret", now, &events[0]);
+    assert_eq!(post(events[0].clone(), forged, "Sent").await, 401);
+    // The verification event at setup: 200, nothing published.
+    let verification = br#"{"event":{"id":"ev-verify","eventType":"Verification"}}"#.to_vec();
+    assert_eq!(
+        post(verification, String::new(), boldsign::VERIFICATION).await,
+        200
+    );
+    stack.wait_for_events(3).await;
+    stack.wait_for_deliveries("bs", 2).await;
+    assert_eq!(
+        stack
+            .count("SELECT count(*) FROM webhook_events WHERE event_id = 'ev-verify'")
+            .await,
+        0
+    );
+
+    let (status, view) = stack.get_json("/signing/activity/doc-bs-1?source=bs").await;
+    assert_eq!(status, 200);
+    assert_eq!(view[0]["status"], "completed");
+    assert_eq!(activity_statuses(&view[0]), ["Sent", "Signed", "Completed"]);
+    assert_eq!(view[0]["activityLog"][1]["signeeKey"], "sg-1");
+    assert!(stack.signed("bs", "sg-1").await);
+    let headers = &stack.stored_headers("bs").await["ev-done"];
+    assert_eq!(headers["x-provider"], "boldsign");
+    assert_eq!(headers["x-verified-key"], "env:BS_SECRET");
+    assert!(
+        headers[boldsign::SIGNATURE_HEADER]
+            .as_str()
+            .unwrap()
+            .starts_with("t="),
         "the signature travels for re-verification"
     );
 }

@@ -1,0 +1,20 @@
+//! Zoho Sign: `X-ZS-WEBHOOK-SIGNATURE` (before the first NUL) and the body (after it) through the
+//! verifier; the parser on the body alone.
+#![no_main]
+
+use countersign::providers::zoho_sign;
+use libfuzzer_sys::fuzz_target;
+
+#[path = "common.rs"]
+mod common;
+
+fuzz_target!(|data: &[u8]| {
+    let (header, body) = common::split(data);
+    common::verify_then_parse(
+        "zs",
+        body,
+        &common::One(zoho_sign::SIGNATURE_HEADER, header),
+        None,
+    );
+    let _ = zoho_sign::parse(body);
+});

@@ -1,0 +1,528 @@
+//! BoldSign: `provider = "boldsign"`.
+//!
+//! - `X-BoldSign-Signature: t=<unix seconds>, s0=<hex>[, s1=<hex>]`: HMAC-SHA256 of
+//!   `<t>.<raw body>` keyed with the webhook's signing secret as text. `s0` is made with the
+//!   current secret, `s1` with the previous one while BoldSign keeps it valid after a roll; any
+//!   listed signature made with any of the source's secrets is enough. `t` must be at most
+//!   `max_signature_age` old (default 300 s, the tolerance of BoldSign's own SDKs) and at most 5
+//!   minutes ahead.
+//! - `X-BoldSign-Event` names the event. When a webhook is created BoldSign sends a
+//!   `Verification` event that must get a 200 within 10 seconds (its SDK samples answer it before
+//!   any signature check): it is answered and never published.
+//! - The body is `{"event": {"id", "created", "eventType", "clientId", "environment"}, "context":
+//!   {"actor", …}, "data": {…}}`; `event.id` is the event id. Document events have
+//!   `data.object = "document"`; the others (sender identities, templates) are archived only.
+//! - Signed documents are not in the webhook (downloaded through BoldSign's API).
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use hmac::Mac;
+use serde::Deserialize;
+
+use super::{
+    Provider, Rejection, Reply, Request, Sample, Verified, Verify, check_freshness, decode_hex,
+    header_text, hex, hmac_sha256, is_json_object, max_signature_age, unix_seconds,
+};
+use crate::config::{Secret, SourceConfig};
+use crate::event::{ActivityEntry, ParseError, ProcessStatus, Signee, SigningEvent};
+
+/// The signature's header.
+pub const SIGNATURE_HEADER: &str = "x-boldsign-signature";
+/// The event type's header.
+pub const EVENT_HEADER: &str = "x-boldsign-event";
+/// The event BoldSign sends to check a new webhook.
+pub const VERIFICATION: &str = "Verification";
+/// The tolerance of BoldSign's SDKs, the default `max_signature_age`.
+pub const DEFAULT_MAX_SIGNATURE_AGE: Duration = Duration::from_secs(300);
+
+/// BoldSign in the provider registry.
+pub struct BoldSign;
+
+/// Verifies BoldSign webhooks for one source.
+pub struct Verifier {
+    secrets: Vec<Secret>,
+    max_age: Duration,
+}
+
+#[derive(Deserialize)]
+struct Head {
+    event: Option<EventHead>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventHead {
+    id: Option<String>,
+    created: Option<i64>,
+    event_type: Option<String>,
+}
+
+/// `t` and the listed signatures of an `X-BoldSign-Signature` value.
+fn parse_header(value: &str) -> Option<(&str, Vec<Vec<u8>>)> {
+    let mut timestamp = None;
+    let mut signatures = Vec::new();
+    for pair in value.split(',') {
+        let (name, value) = pair.trim().split_once('=')?;
+        match name {
+            "t" if timestamp.is_none() => timestamp = Some(value),
+            "t" => return None,
+            _ if name.starts_with('s') && name[1..].bytes().all(|b| b.is_ascii_digit()) => {
+                if let Some(signature) = decode_hex(value).filter(|s| s.len() == 32) {
+                    signatures.push(signature);
+                }
+            }
+            _ => {}
+        }
+    }
+    Some((timestamp?, signatures))
+}
+
+impl Verifier {
+    pub fn from_config(source: &SourceConfig) -> Result<Self, String> {
+        let secrets = super::required_secrets(source, "the webhook's signing secret")?;
+        Ok(Self {
+            secrets,
+            max_age: max_signature_age(source, DEFAULT_MAX_SIGNATURE_AGE)?,
+        })
+    }
+}
+
+impl Verify for Verifier {
+    fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
+        if header_text(request, EVENT_HEADER).map(str::trim) == Some(VERIFICATION) {
+            return Err(Rejection::Handshake(Reply::accepted()));
+        }
+        let header = header_text(request, SIGNATURE_HEADER).ok_or(Rejection::Unsigned)?;
+        let (timestamp, signatures) = parse_header(header).ok_or(Rejection::BadSignature)?;
+        let seconds = unix_seconds(timestamp).ok_or(Rejection::BadSignature)?;
+        let key = super::matching_secret(
+            &self.secrets,
+            &[timestamp.as_bytes(), b".", request.body],
+            &signatures,
+        )
+        .ok_or(Rejection::BadSignature)?;
+        check_freshness(seconds, request.received_at, self.max_age)?;
+        let event = is_json_object(request.body)
+            .then(|| serde_json::from_slice::<Head>(request.body).ok())
+            .flatten()
+            .and_then(|head| head.event)
+            .ok_or(Rejection::Unacceptable {
+                status: 400,
+                reason: "body is not a BoldSign event (JSON object with event expected)",
+            })?;
+        let event_type = event.event_type.filter(|t| !t.is_empty());
+        if event_type.as_deref() == Some(VERIFICATION) {
+            return Err(Rejection::Handshake(Reply::accepted()));
+        }
+        Ok(Verified {
+            event_id: event.id.filter(|id| !id.is_empty()),
+            event_type: event_type.map_or(Cow::Borrowed("unknown"), Cow::Owned),
+            key_label: self.secrets[key].label().to_owned(),
+            signature_use: None,
+            signature_headers: vec![(SIGNATURE_HEADER, header.to_owned())],
+        })
+    }
+}
+
+/// The hex HMAC of `<t>.<body>` with `secret` (an `s0` or `s1`). For tests and samples.
+pub fn signature(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
+    let t = timestamp.to_string();
+    hex(&hmac_sha256(secret, &[t.as_bytes(), b".", body])
+        .finalize()
+        .into_bytes())
+}
+
+/// `t=…, s0=…` for `body` at `timestamp` with `secret`. For tests and samples.
+pub fn sign(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
+    format!("t={timestamp}, s0={}", signature(secret, timestamp, body))
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    event: Option<EventHead>,
+    context: Option<Context>,
+    data: Option<Data>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Context {
+    actor: Option<Actor>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Actor {
+    user_type: Option<String>,
+    id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Data {
+    object: Option<String>,
+    document_id: Option<String>,
+    message_title: Option<String>,
+    status: Option<String>,
+    #[serde(default)]
+    signer_details: Vec<Signer>,
+    meta_data: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Signer {
+    id: Option<String>,
+    signer_name: Option<String>,
+    signer_email: Option<String>,
+    status: Option<String>,
+    last_activity_date: Option<i64>,
+}
+
+fn status_of(event_type: &str, document_status: Option<&str>) -> Option<ProcessStatus> {
+    if document_status == Some("Completed") {
+        return Some(ProcessStatus::Completed);
+    }
+    match event_type {
+        "Sent" => Some(ProcessStatus::Created),
+        "Signed" => Some(ProcessStatus::InProgress),
+        "Completed" => Some(ProcessStatus::Completed),
+        "Declined" | "Revoked" => Some(ProcessStatus::Canceled),
+        "Expired" => Some(ProcessStatus::Expired),
+        _ => None,
+    }
+}
+
+/// One event per document event: the process is the document, its signers the signees.
+pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+    let envelope: Envelope = super::parse_object(body, "a BoldSign event")?;
+    let (Some(event), Some(data)) = (envelope.event, envelope.data) else {
+        return Ok(Vec::new());
+    };
+    if data.object.as_deref() != Some("document") {
+        return Ok(Vec::new());
+    }
+    let Some(process_key) = data.document_id.filter(|id| !id.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let event_type = event.event_type.unwrap_or_default();
+    let occurred_at = event
+        .created
+        .and_then(|seconds| DateTime::<Utc>::from_timestamp(seconds, 0));
+    let signees = data
+        .signer_details
+        .into_iter()
+        .filter_map(|signer| {
+            let key = signer
+                .id
+                .filter(|id| !id.is_empty())
+                .or_else(|| signer.signer_email.clone().filter(|e| !e.is_empty()))?;
+            let signed = signer.status.as_deref() == Some("Completed");
+            Some(Signee {
+                key,
+                name: signer.signer_name.filter(|n| !n.is_empty()),
+                email: signer.signer_email.filter(|e| !e.is_empty()),
+                signed,
+                signed_at: signer
+                    .last_activity_date
+                    .filter(|_| signed)
+                    .and_then(|seconds| DateTime::<Utc>::from_timestamp(seconds, 0)),
+                ..Signee::default()
+            })
+        })
+        .collect();
+    let actor = envelope
+        .context
+        .and_then(|c| c.actor)
+        .filter(|a| a.user_type.as_deref() == Some("Signer"))
+        .and_then(|a| a.id);
+    let mut metadata = serde_json::Map::new();
+    if let Some(meta) = data
+        .meta_data
+        .filter(|m| m.as_object().is_some_and(|o| !o.is_empty()))
+    {
+        metadata.insert("metadata".to_owned(), meta);
+    }
+    Ok(vec![SigningEvent {
+        process_key,
+        status: status_of(&event_type, data.status.as_deref()),
+        occurred_at,
+        flow_key: None,
+        flow_name: data.message_title.filter(|t| !t.is_empty()),
+        company_key: None,
+        signees,
+        documents: Vec::new(),
+        activity: vec![ActivityEntry {
+            key: format!("{event_type}:{}", event.id.unwrap_or_default()),
+            signee_key: actor,
+            status: event_type.clone(),
+            description: event_type,
+            file_name: None,
+            created_at: occurred_at,
+            created_by: "boldsign".to_owned(),
+        }],
+        metadata,
+    }])
+}
+
+impl Provider for BoldSign {
+    fn name(&self) -> &'static str {
+        "boldsign"
+    }
+
+    fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
+        Ok(Box::new(Verifier::from_config(source)?))
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+        parse(body)
+    }
+
+    fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
+        let secret = super::first_secret(source)?;
+        let now = Utc::now().timestamp();
+        let document_id = uuid::Uuid::new_v4().to_string();
+        let body = serde_json::to_vec(&serde_json::json!({
+            "event": {"id": uuid::Uuid::new_v4().to_string(), "created": now, "eventType": "Completed",
+                "clientId": null, "environment": "Test"},
+            "context": {"eventType": "Completed", "actor": {"userType": "Signer", "id": "signer-1"}},
+            "data": {"object": "document", "documentId": document_id, "messageTitle": "Sample agreement",
+                "status": "Completed",
+                "signerDetails": [{"id": "signer-1", "signerName": "Sample Signer",
+                    "signerEmail": "signer@example.com", "status": "Completed", "lastActivityDate": now}]},
+        }))
+        .expect("JSON");
+        Ok(Sample {
+            path_token: None,
+            headers: vec![
+                (
+                    SIGNATURE_HEADER,
+                    sign(secret.expose(), now.unsigned_abs(), &body),
+                ),
+                (EVENT_HEADER, "Completed".to_owned()),
+            ],
+            body,
+            content_type: "application/json",
+            process_key: document_id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::testing::{Pairs, assert_every_flip_refused, source};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    const SECRET: &str = "boldsign-test-signing-secret";
+    const T: u64 = 1_669_959_514;
+    /// BoldSign's published "Document sent" sample (its documented fields and values).
+    const BODY: &[u8] = br#"{"event":{"id":"afceddb1-2eed-4301-ae14-8b96a6b0393a","created":1669959514,"eventType":"Sent","clientId":"e4ca1621-bbc7-4c9a-9e81-81d107589690","environment":"Test"},"context":{"eventType":"Sent","actor":{"userType":"Sender","id":"626ef377-29f7-46f5-92c7-c97f90397eb1"},"previousState":null},"data":{"object":"document","documentId":"26b8695f-46d0-4cd4-ba1a-c5a0d595c849","messageTitle":"API Test Document","documentDescription":"This is document message sent from API","status":"InProgress","senderDetail":{"name":"Sender","emailAddress":"sender@email.com","userId":"3cb42cde-a514-4995-a83c-b423bb4bf163","teamId":"bf4b33cd-239e-4940-b4ad-5b34bf987f7a"},"signerDetails":[{"signerName":"signer","signerRole":"","signerEmail":"signer@email.com","id":"30e062d0-ae6a-4cc6-a78e-ae8cd232d8dd","status":"NotCompleted","enableAccessCode":true,"isAuthenticationFailed":false,"enableEmailOTP":false,"isDeliveryFailed":false,"isViewed":false,"order":1,"signerType":"none","isReassigned":false,"reassignMessage":null,"declineMessage":null,"lastActivityDate":1669959514}],"ccDetails":[],"onBehalfOf":null,"createdDate":1669959510,"expiryDate":1675143510,"enableSigningOrder":false,"disableEmails":false,"revokeMessage":null,"errorMessage":null,"labels":[],"isCombinedAudit":false,"brandId":null,"documentDownloadOption":"Combined","metaData":{"crm":"A-1"}}}"#;
+    /// `t=T, s0=<hex HMAC-SHA256 of "T." + BODY>` with SECRET, computed independently (Python's
+    /// `hmac`).
+    const HEADER: &str =
+        "t=1669959514, s0=bb2097f5ff9a82073b2b1640e21df0e0ce5772533dd4e9011741e94ea3bf3a77";
+
+    fn at(seconds: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    fn verify_at(
+        secrets: &[&str],
+        headers: Vec<(&'static str, String)>,
+        body: &[u8],
+        received: SystemTime,
+    ) -> Result<Verified, Rejection> {
+        let headers = Pairs(headers);
+        Verifier::from_config(&source("boldsign", secrets))
+            .unwrap()
+            .verify(&Request {
+                body,
+                headers: &headers,
+                received_at: received,
+                path_token: None,
+            })
+    }
+
+    fn verify(secrets: &[&str], header: &str, body: &[u8]) -> Result<Verified, Rejection> {
+        verify_at(
+            secrets,
+            vec![(SIGNATURE_HEADER, header.to_owned())],
+            body,
+            at(T + 5),
+        )
+    }
+
+    #[test]
+    fn an_independently_computed_signature_verifies() {
+        assert_eq!(sign(SECRET.as_bytes(), T, BODY), HEADER);
+        let verified = verify(&[SECRET], HEADER, BODY).expect("genuine");
+        assert_eq!(
+            verified.event_id.as_deref(),
+            Some("afceddb1-2eed-4301-ae14-8b96a6b0393a")
+        );
+        assert_eq!(verified.event_type, "Sent");
+        assert_eq!(verified.key_label, "env:KEY0");
+        assert_eq!(verified.signature_headers[0].1, HEADER);
+    }
+
+    #[test]
+    fn one_flipped_bit_in_key_signature_timestamp_or_body_is_refused() {
+        // `t`'s digits, then the signature (`s0` may become `s1`: both name a signature).
+        for bytes in [2..12, 17..HEADER.len()] {
+            assert_every_flip_refused(SECRET, HEADER, bytes, BODY, |key, header, body| {
+                verify(&[key], header, body)
+            });
+        }
+    }
+
+    #[test]
+    fn rolled_secrets_stale_times_and_malformed_headers() {
+        let current = signature(b"new-secret", T, BODY);
+        let old = signature(SECRET.as_bytes(), T, BODY);
+        let both = format!("t={T}, s0={current}, s1={old}");
+        assert_eq!(
+            verify(&[SECRET], &both, BODY)
+                .expect("s1 with the old secret")
+                .key_label,
+            "env:KEY0"
+        );
+        assert_eq!(
+            verify(&["new-secret", SECRET], &both, BODY)
+                .unwrap()
+                .key_label,
+            "env:KEY0"
+        );
+        let compact = format!("t={T},s0={old}");
+        assert!(verify(&[SECRET], &compact, BODY).is_ok(), "without spaces");
+        assert_eq!(
+            verify_at(
+                &[SECRET],
+                vec![(SIGNATURE_HEADER, HEADER.to_owned())],
+                BODY,
+                at(T + 301)
+            )
+            .unwrap_err(),
+            Rejection::Stale
+        );
+        assert_eq!(
+            verify_at(
+                &[SECRET],
+                vec![(SIGNATURE_HEADER, HEADER.to_owned())],
+                BODY,
+                at(T - 301)
+            )
+            .unwrap_err(),
+            Rejection::Stale
+        );
+        for bad in [
+            String::new(),
+            format!("s0={old}"),
+            format!("t={T}"),
+            format!("t={T}, t={T}, s0={old}"),
+            format!("t=+{T}, s0={old}"),
+            format!("t={T}, s0={}", &old[..62]),
+            format!("t={T}; s0={old}"),
+            format!("t={T}, v1={old}"),
+        ] {
+            assert_eq!(
+                verify(&[SECRET], &bad, BODY).unwrap_err(),
+                Rejection::BadSignature,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            verify_at(&[SECRET], Vec::new(), BODY, at(T)).unwrap_err(),
+            Rejection::Unsigned
+        );
+    }
+
+    #[test]
+    fn the_verification_event_is_answered_and_never_published() {
+        let verification =
+            br#"{"event":{"id":"v1","created":1669959514,"eventType":"Verification"}}"#;
+        let answered = verify_at(
+            &[SECRET],
+            vec![(EVENT_HEADER, VERIFICATION.to_owned())],
+            verification,
+            at(T),
+        )
+        .unwrap_err();
+        assert_eq!(answered, Rejection::Handshake(Reply::accepted()));
+        assert_eq!(answered.status(), 200);
+        // Signed but without the header: answered the same way.
+        let signed = verify(
+            &[SECRET],
+            &sign(SECRET.as_bytes(), T, verification),
+            verification,
+        );
+        assert_eq!(signed.unwrap_err(), Rejection::Handshake(Reply::accepted()));
+    }
+
+    #[test]
+    fn document_events_are_normalized() {
+        let events = parse(BODY).unwrap();
+        let event = &events[0];
+        assert_eq!(event.process_key, "26b8695f-46d0-4cd4-ba1a-c5a0d595c849");
+        assert_eq!(event.status, Some(ProcessStatus::Created));
+        assert_eq!(event.flow_name.as_deref(), Some("API Test Document"));
+        assert_eq!(event.signees[0].key, "30e062d0-ae6a-4cc6-a78e-ae8cd232d8dd");
+        assert_eq!(event.signees[0].email.as_deref(), Some("signer@email.com"));
+        assert!(!event.signees[0].signed);
+        assert_eq!(
+            event.activity[0].key,
+            "Sent:afceddb1-2eed-4301-ae14-8b96a6b0393a"
+        );
+        assert_eq!(event.activity[0].signee_key, None, "the sender acted");
+        assert_eq!(event.metadata["metadata"]["crm"], "A-1");
+
+        let document = |event_type: &str, status: &str, signer: &str| {
+            format!(
+                r#"{{"event":{{"id":"e-{event_type}","created":1669960000,"eventType":"{event_type}"}},"context":{{"actor":{{"userType":"Signer","id":"s1"}}}},"data":{{"object":"document","documentId":"d1","status":"{status}","signerDetails":[{{"id":"s1","signerEmail":"a@example.com","status":"{signer}","lastActivityDate":1669960000}}]}}}}"#
+            )
+        };
+        for (event_type, status, signer, expected) in [
+            (
+                "Signed",
+                "InProgress",
+                "Completed",
+                Some(ProcessStatus::InProgress),
+            ),
+            (
+                "Completed",
+                "Completed",
+                "Completed",
+                Some(ProcessStatus::Completed),
+            ),
+            (
+                "Declined",
+                "Declined",
+                "Declined",
+                Some(ProcessStatus::Canceled),
+            ),
+            (
+                "Revoked",
+                "Revoked",
+                "NotCompleted",
+                Some(ProcessStatus::Canceled),
+            ),
+            (
+                "Expired",
+                "Expired",
+                "NotCompleted",
+                Some(ProcessStatus::Expired),
+            ),
+            ("Viewed", "InProgress", "NotCompleted", None),
+        ] {
+            let events = parse(document(event_type, status, signer).as_bytes()).unwrap();
+            assert_eq!(events[0].status, expected, "{event_type}");
+            assert_eq!(events[0].signees[0].signed, signer == "Completed");
+            assert_eq!(events[0].activity[0].signee_key.as_deref(), Some("s1"));
+        }
+        let identity = br#"{"event":{"id":"x","eventType":"SenderIdentityCreated"},"data":{"object":"senderIdentity"}}"#;
+        assert!(parse(identity).unwrap().is_empty());
+        assert!(parse(b"[]").is_err());
+    }
+}

@@ -1,0 +1,455 @@
+//! Zoho Sign: `provider = "zoho_sign"`.
+//!
+//! - `X-ZS-WEBHOOK-SIGNATURE: <base64 HMAC-SHA256(secret, raw body)>`, the secret being the one
+//!   entered (or generated) when HMAC signing was enabled on the webhook, as text. Any of the
+//!   source's secrets may match. The signature covers the body; there is no timestamp outside it,
+//!   so no freshness window is enforced.
+//! - The body is `{"requests": {…}, "notifications": {…}}`: the signature request (`request_id`,
+//!   `request_name`, `request_status`, `actions` — one per recipient — and `document_ids`) and what
+//!   happened (`operation_type`, `performed_at` in Unix milliseconds, `action_id`, `activity`,
+//!   `performed_by_*`). There is no event id: it is `<request_id>:<operation_type>:<action_id>:
+//!   <performed_at>`, the same for every delivery of one notification.
+//! - Signed documents are not in the webhook (`document_ids` are references for Zoho Sign's API).
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::{DateTime, Utc};
+use hmac::Mac;
+use serde::Deserialize;
+
+use super::{
+    Provider, Rejection, Request, Sample, Verified, Verify, header_text, hmac_sha256,
+    is_json_object, json_id, matching_secret,
+};
+use crate::config::{Secret, SourceConfig};
+use crate::event::{
+    ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
+};
+
+/// The signature's header.
+pub const SIGNATURE_HEADER: &str = "x-zs-webhook-signature";
+
+/// Zoho Sign in the provider registry.
+pub struct ZohoSign;
+
+/// Verifies Zoho Sign webhooks for one source.
+pub struct Verifier {
+    secrets: Vec<Secret>,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    requests: Option<SignRequest>,
+    notifications: Option<Notification>,
+}
+
+#[derive(Deserialize)]
+struct SignRequest {
+    request_id: Option<serde_json::Value>,
+    request_name: Option<String>,
+    request_status: Option<String>,
+    #[serde(default)]
+    actions: Vec<Action>,
+    #[serde(default)]
+    document_ids: Vec<DocumentId>,
+}
+
+#[derive(Deserialize)]
+struct Action {
+    action_id: Option<serde_json::Value>,
+    recipient_name: Option<String>,
+    recipient_email: Option<String>,
+    recipient_phonenumber: Option<String>,
+    action_status: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DocumentId {
+    document_id: Option<serde_json::Value>,
+    document_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Notification {
+    operation_type: Option<String>,
+    performed_at: Option<serde_json::Value>,
+    action_id: Option<serde_json::Value>,
+    activity: Option<String>,
+}
+
+/// A notification's parts: `(request id, operation type, action id or "-", performed_at)`.
+struct Identity {
+    request_id: String,
+    operation: String,
+    action_id: Option<String>,
+    performed_at: String,
+}
+
+impl Identity {
+    fn event_id(&self) -> String {
+        format!("{}:{}", self.request_id, self.within_request())
+    }
+
+    /// What tells this notification from the request's others.
+    fn within_request(&self) -> String {
+        format!(
+            "{}:{}:{}",
+            self.operation,
+            self.action_id.as_deref().unwrap_or("-"),
+            self.performed_at
+        )
+    }
+}
+
+fn envelope(body: &[u8]) -> Option<Envelope> {
+    if !is_json_object(body) {
+        return None;
+    }
+    serde_json::from_slice(body).ok()
+}
+
+fn identify(envelope: &Envelope) -> Option<Identity> {
+    let request = envelope.requests.as_ref()?;
+    let notification = envelope.notifications.as_ref()?;
+    Some(Identity {
+        request_id: request.request_id.as_ref().and_then(json_id)?,
+        operation: notification
+            .operation_type
+            .clone()
+            .filter(|o| !o.is_empty())?,
+        action_id: notification.action_id.as_ref().and_then(json_id),
+        performed_at: notification
+            .performed_at
+            .as_ref()
+            .and_then(json_id)
+            .unwrap_or_else(|| "-".to_owned()),
+    })
+}
+
+impl Verifier {
+    pub fn from_config(source: &SourceConfig) -> Result<Self, String> {
+        let secrets = super::required_secrets(source, "the webhook's HMAC secret key")?;
+        Ok(Self { secrets })
+    }
+}
+
+impl Verify for Verifier {
+    fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
+        let header = header_text(request, SIGNATURE_HEADER).ok_or(Rejection::Unsigned)?;
+        let signature = BASE64
+            .decode(header.trim())
+            .ok()
+            .filter(|s| s.len() == 32)
+            .ok_or(Rejection::BadSignature)?;
+        let key = matching_secret(&self.secrets, &[request.body], &[signature])
+            .ok_or(Rejection::BadSignature)?;
+        let identity = envelope(request.body)
+            .as_ref()
+            .and_then(identify)
+            .ok_or(Rejection::Unacceptable {
+                status: 400,
+                reason: "body is not a Zoho Sign notification (requests.request_id and notifications.operation_type expected)",
+            })?;
+        Ok(Verified {
+            event_id: Some(identity.event_id()),
+            event_type: Cow::Owned(identity.operation),
+            key_label: self.secrets[key].label().to_owned(),
+            signature_use: None,
+            signature_headers: vec![(SIGNATURE_HEADER, header.to_owned())],
+        })
+    }
+}
+
+/// The base64 HMAC of `body` with `secret`: what Zoho Sign puts in `X-ZS-WEBHOOK-SIGNATURE`.
+/// For tests and samples.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    BASE64.encode(hmac_sha256(secret, &[body]).finalize().into_bytes())
+}
+
+/// `performed_at`: Unix milliseconds.
+fn millis(value: &serde_json::Value) -> Option<DateTime<Utc>> {
+    let ms = match value {
+        serde_json::Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64))?,
+        serde_json::Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    DateTime::from_timestamp_millis(ms)
+}
+
+fn status_of(operation: &str, request_status: Option<&str>) -> Option<ProcessStatus> {
+    match request_status {
+        Some("completed") => return Some(ProcessStatus::Completed),
+        Some("declined" | "recalled") => return Some(ProcessStatus::Canceled),
+        Some("expired") => return Some(ProcessStatus::Expired),
+        _ => {}
+    }
+    match operation {
+        "RequestSubmitted" => Some(ProcessStatus::Created),
+        "RequestSigningSuccess" | "RequestApproved" => Some(ProcessStatus::InProgress),
+        "RequestCompleted" => Some(ProcessStatus::Completed),
+        "RequestRejected" | "RequestRecalled" => Some(ProcessStatus::Canceled),
+        "RequestExpired" => Some(ProcessStatus::Expired),
+        _ => None,
+    }
+}
+
+/// One event per notification: the process is the signature request, its actions the signees.
+pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+    let envelope = envelope(body).ok_or_else(|| {
+        ParseError("not a Zoho Sign notification: JSON object expected".to_owned())
+    })?;
+    let Some(identity) = identify(&envelope) else {
+        return Ok(Vec::new());
+    };
+    let (Some(request), Some(notification)) = (envelope.requests, envelope.notifications) else {
+        return Ok(Vec::new());
+    };
+    let occurred_at = notification.performed_at.as_ref().and_then(millis);
+    let signed_now = matches!(
+        identity.operation.as_str(),
+        "RequestSigningSuccess" | "RequestApproved"
+    );
+    let signees = request
+        .actions
+        .into_iter()
+        .filter_map(|action| {
+            let key = action.action_id.as_ref().and_then(json_id)?;
+            let acted = signed_now && identity.action_id.as_deref() == Some(key.as_str());
+            let signed = acted || action.action_status.as_deref() == Some("SIGNED");
+            Some(Signee {
+                name: action.recipient_name.filter(|n| !n.is_empty()),
+                email: action.recipient_email.filter(|e| !e.is_empty()),
+                phone: action.recipient_phonenumber.filter(|p| !p.is_empty()),
+                signed,
+                signed_at: if acted { occurred_at } else { None },
+                key,
+                ..Signee::default()
+            })
+        })
+        .collect();
+    let documents = if identity.operation == "RequestCompleted" {
+        request
+            .document_ids
+            .into_iter()
+            .filter_map(|d| {
+                let id = d.document_id.as_ref().and_then(json_id)?;
+                let mut document = Document::new(DocumentKind::Reference);
+                document.reference_id = Some(id);
+                document.file_name = d.document_name.filter(|n| !n.is_empty());
+                Some(document)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(vec![SigningEvent {
+        process_key: identity.request_id.clone(),
+        status: status_of(&identity.operation, request.request_status.as_deref()),
+        occurred_at,
+        flow_key: None,
+        flow_name: request.request_name.filter(|n| !n.is_empty()),
+        company_key: None,
+        signees,
+        documents,
+        activity: vec![ActivityEntry {
+            key: identity.within_request(),
+            signee_key: identity.action_id.clone(),
+            status: identity.operation.clone(),
+            description: notification
+                .activity
+                .filter(|a| !a.is_empty())
+                .unwrap_or_else(|| identity.operation.clone()),
+            file_name: None,
+            created_at: occurred_at,
+            created_by: "zoho_sign".to_owned(),
+        }],
+        metadata: serde_json::Map::new(),
+    }])
+}
+
+impl Provider for ZohoSign {
+    fn name(&self) -> &'static str {
+        "zoho_sign"
+    }
+
+    fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
+        Ok(Box::new(Verifier::from_config(source)?))
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+        parse(body)
+    }
+
+    /// The id is built from the notification, not the bytes: a redelivery serialized anew is the
+    /// same notification.
+    fn resends_reencoded(&self) -> bool {
+        true
+    }
+
+    fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
+        let secret = super::first_secret(source)?;
+        let now = Utc::now().timestamp_millis();
+        let request_id = now.unsigned_abs().to_string();
+        let body = serde_json::to_vec(&serde_json::json!({
+            "requests": {"request_id": request_id, "request_name": "Sample agreement",
+                "request_status": "completed",
+                "actions": [{"action_id": "1", "recipient_name": "Sample Signer",
+                    "recipient_email": "signer@example.com", "action_type": "SIGN", "action_status": "SIGNED"}],
+                "document_ids": [{"document_id": "2", "document_name": "Sample agreement.pdf"}]},
+            "notifications": {"operation_type": "RequestCompleted", "performed_at": now,
+                "activity": "Document has been completed"},
+        }))
+        .expect("JSON");
+        Ok(Sample {
+            path_token: None,
+            headers: vec![(SIGNATURE_HEADER, sign(secret.expose(), &body))],
+            body,
+            content_type: "application/json",
+            process_key: request_id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::testing::{Pairs, assert_every_flip_refused, source};
+    use std::time::SystemTime;
+
+    /// Zoho Sign's published example ("Securing Zoho Sign webhooks with HMAC authentication"):
+    /// payload, secret and signature exactly as printed, the payload's doubled brace included.
+    const PUBLISHED_BODY: &[u8] = br#"{{"requests":{"request_name":"Test Name"},"notifications":{"operation_type":"RequestSigningSuccess"}}"#;
+    const PUBLISHED_SECRET: &str = "thisisthesamplekeyfortestingpurposes";
+    const PUBLISHED_SIGNATURE: &str = "drbSrM4H816RYKpZiRBLddUa0yHaTrwjtY04sIZFZus=";
+
+    const SECRET: &str = "zoho-sign-test-secret";
+    /// A signer's signing, shaped as Zoho Sign sends it.
+    const BODY: &[u8] = br#"{"requests":{"request_id":184612000000084001,"request_name":"Service agreement","request_status":"inprogress","actions":[{"action_id":184612000000084020,"recipient_name":"Jane Roe","recipient_email":"jane@example.com","action_type":"SIGN","action_status":"SIGNED"},{"action_id":184612000000084022,"recipient_name":"John Roe","recipient_email":"john@example.com","action_type":"SIGN","action_status":"UNOPENED"}],"document_ids":[{"document_id":184612000000084010,"document_name":"agreement.pdf"}]},"notifications":{"performed_by_email":"jane@example.com","performed_at":1790000000123,"activity":"Document has been signed","operation_type":"RequestSigningSuccess","action_id":184612000000084020,"performed_by_name":"Jane Roe","ip_address":"203.0.113.9"}}"#;
+
+    fn verify(secrets: &[&str], signature: &str, body: &[u8]) -> Result<Verified, Rejection> {
+        let headers = Pairs(vec![(SIGNATURE_HEADER, signature.to_owned())]);
+        Verifier::from_config(&source("zoho_sign", secrets))
+            .unwrap()
+            .verify(&Request {
+                body,
+                headers: &headers,
+                received_at: SystemTime::now(),
+                path_token: None,
+            })
+    }
+
+    #[test]
+    fn the_published_example_verifies_and_every_flip_is_refused() {
+        assert_eq!(
+            sign(PUBLISHED_SECRET.as_bytes(), PUBLISHED_BODY),
+            PUBLISHED_SIGNATURE
+        );
+        // Genuine, and then refused as what it is: the printed payload is not valid JSON.
+        assert!(matches!(
+            verify(&[PUBLISHED_SECRET], PUBLISHED_SIGNATURE, PUBLISHED_BODY).unwrap_err(),
+            Rejection::Unacceptable { status: 400, .. }
+        ));
+        let signature = sign(SECRET.as_bytes(), BODY);
+        assert_every_flip_refused(
+            SECRET,
+            &signature,
+            0..signature.len(),
+            BODY,
+            |key, s, body| verify(&[key], s, body),
+        );
+    }
+
+    #[test]
+    fn a_notification_verifies_with_any_secret_and_says_what_it_is() {
+        let signature = sign(SECRET.as_bytes(), BODY);
+        let verified = verify(&["old", SECRET], &signature, BODY).expect("second secret");
+        assert_eq!(verified.key_label, "env:KEY1");
+        assert_eq!(verified.event_type, "RequestSigningSuccess");
+        assert_eq!(
+            verified.event_id.as_deref(),
+            Some("184612000000084001:RequestSigningSuccess:184612000000084020:1790000000123")
+        );
+        assert_eq!(verified.signature_headers[0].1, signature);
+        for bad in [
+            "",
+            "not base64!",
+            &signature[..40],
+            &format!("{signature}AA"),
+        ] {
+            assert_eq!(
+                verify(&[SECRET], bad, BODY).unwrap_err(),
+                Rejection::BadSignature,
+                "{bad:?}"
+            );
+        }
+        let unsigned = Verifier::from_config(&source("zoho_sign", &[SECRET]))
+            .unwrap()
+            .verify(&Request {
+                body: BODY,
+                headers: &crate::providers::NoHeaders,
+                received_at: SystemTime::now(),
+                path_token: None,
+            })
+            .unwrap_err();
+        assert_eq!(unsigned, Rejection::Unsigned);
+        assert!(Verifier::from_config(&source("zoho_sign", &[])).is_err());
+    }
+
+    #[test]
+    fn notifications_are_normalized() {
+        let events = parse(BODY).unwrap();
+        let event = &events[0];
+        assert_eq!(event.process_key, "184612000000084001");
+        assert_eq!(event.status, Some(ProcessStatus::InProgress));
+        assert_eq!(event.flow_name.as_deref(), Some("Service agreement"));
+        assert_eq!(event.signees.len(), 2);
+        assert_eq!(event.signees[0].key, "184612000000084020");
+        assert!(event.signees[0].signed);
+        assert_eq!(
+            event.signees[0].signed_at.unwrap().to_rfc3339(),
+            "2026-09-21T14:13:20.123+00:00"
+        );
+        assert!(!event.signees[1].signed);
+        assert_eq!(event.activity[0].description, "Document has been signed");
+        assert_eq!(
+            event.activity[0].signee_key.as_deref(),
+            Some("184612000000084020")
+        );
+        assert!(event.documents.is_empty());
+
+        let notification = |operation: &str, status: &str| {
+            format!(
+                r#"{{"requests":{{"request_id":"7","request_status":"{status}","actions":[],"document_ids":[{{"document_id":"8","document_name":"a.pdf"}}]}},"notifications":{{"operation_type":"{operation}","performed_at":1790000000000}}}}"#
+            )
+        };
+        for (operation, status, expected) in [
+            (
+                "RequestSubmitted",
+                "inprogress",
+                Some(ProcessStatus::Created),
+            ),
+            ("RequestViewed", "inprogress", None),
+            (
+                "RequestCompleted",
+                "completed",
+                Some(ProcessStatus::Completed),
+            ),
+            ("RequestRejected", "declined", Some(ProcessStatus::Canceled)),
+            ("RequestRecalled", "recalled", Some(ProcessStatus::Canceled)),
+            ("RequestExpired", "expired", Some(ProcessStatus::Expired)),
+        ] {
+            let events = parse(notification(operation, status).as_bytes()).unwrap();
+            assert_eq!(events[0].status, expected, "{operation}");
+            assert_eq!(
+                events[0].documents.len(),
+                usize::from(operation == "RequestCompleted")
+            );
+        }
+        let completed = parse(notification("RequestCompleted", "completed").as_bytes()).unwrap();
+        assert_eq!(completed[0].documents[0].reference_id.as_deref(), Some("8"));
+        assert!(parse(br#"{"requests":{}}"#).unwrap().is_empty());
+        assert!(parse(b"[]").is_err());
+    }
+}
