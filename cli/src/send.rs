@@ -86,7 +86,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(token) => format!("/webhooks/{}/{token}", source.name),
         None => format!("/webhooks/{}", source.name),
     };
-    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let base = base.trim_end_matches('/');
+    // What is shown: the source's endpoint, never a URL token.
+    let shown = format!("{base}/webhooks/{}", source.name);
+    let url = match &sample.query {
+        Some(query) => format!("{base}{path}?{query}"),
+        None => format!("{base}{path}"),
+    };
     let mut request = reqwest::Client::new()
         .post(&url)
         .header("content-type", sample.content_type)
@@ -97,11 +103,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let response = request
         .send()
         .await
-        .with_context(|| format!("POST {url}: is the ingester running (countersign dev)?"))?;
+        .with_context(|| format!("POST {shown}: is the ingester running (countersign dev)?"))?;
     let status = response.status();
     let reply = response.text().await.unwrap_or_default();
     // The token of a URL-authenticated source is a secret: never printed.
-    let shown = url.replace(&path, &format!("/webhooks/{}", source.name));
     println!("POST {shown} -> {} {reply}", status.as_u16());
     if !status.is_success() {
         return Ok(ExitCode::FAILURE);
@@ -217,6 +222,7 @@ mod tests {
                     &Pairs(&sample.headers),
                     Origin {
                         path_token: token,
+                        query: sample.query.as_deref(),
                         peer: None,
                     },
                     SystemTime::now(),

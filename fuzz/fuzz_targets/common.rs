@@ -19,6 +19,7 @@ pub const DM_SECRET: &str = "fuzz-documenso-secret";
 pub const DS_SECRET: &str = "whsec_ZnV6ei1kb2N1c2VhbC1zZWNyZXQ";
 pub const ZS_SECRET: &str = "fuzz-zoho-sign-secret";
 pub const BS_SECRET: &str = "fuzz-boldsign-secret";
+pub const PD_SECRET: &str = "fuzz-pandadoc-key";
 
 pub fn sources() -> &'static Sources {
     static SOURCES: OnceLock<Sources> = OnceLock::new();
@@ -89,6 +90,11 @@ pub fn sources() -> &'static Sources {
             provider = "boldsign"
             secrets = ["env:BS_SECRET"]
             max_signature_age = "36500d"
+
+            [[sources]]
+            name = "pd"
+            provider = "pandadoc"
+            secrets = ["env:PD_SECRET"]
             "#,
             jwks.display(),
             certificate.display()
@@ -102,6 +108,7 @@ pub fn sources() -> &'static Sources {
             "DS_SECRET" => Some(DS_SECRET.to_owned()),
             "ZS_SECRET" => Some(ZS_SECRET.to_owned()),
             "BS_SECRET" => Some(BS_SECRET.to_owned()),
+            "PD_SECRET" => Some(PD_SECRET.to_owned()),
             _ => None,
         };
         let config = Config::from_toml(&text, Role::Ingester, &env).expect("fuzz configuration");
@@ -129,12 +136,22 @@ impl Headers for One<'_> {
 /// Verifies `body` as `source` received it; when it verifies, the worker's parser must accept
 /// or refuse it without panicking too.
 pub fn verify_then_parse(source: &str, body: &[u8], headers: &dyn Headers, token: Option<&str>) {
+    verify_then_parse_at(
+        source,
+        body,
+        headers,
+        Origin {
+            path_token: token,
+            query: None,
+            peer: None,
+        },
+    );
+}
+
+/// [`verify_then_parse`] with the whole origin (a query string).
+pub fn verify_then_parse_at(source: &str, body: &[u8], headers: &dyn Headers, origin: Origin<'_>) {
     let sources = sources();
     let source = sources.get(source).expect("configured");
-    let origin = Origin {
-        path_token: token,
-        peer: None,
-    };
     let verified = sources.verify(
         source,
         Bytes::copy_from_slice(body),

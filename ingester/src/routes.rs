@@ -142,8 +142,10 @@ pub async fn receive_webhook(
     let label = source.as_ref().map_or(UNKNOWN_SOURCE, |s| s.name());
     let result = match source {
         Ok(source) => {
+            let query = request.query_string();
             let origin = Origin {
                 path_token,
+                query: (!query.is_empty()).then_some(query),
                 peer: request.peer_addr().map(|a| a.ip()),
             };
             accept(

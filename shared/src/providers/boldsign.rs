@@ -296,6 +296,7 @@ impl Provider for BoldSign {
         .expect("JSON");
         Ok(Sample {
             path_token: None,
+            query: None,
             headers: vec![
                 (
                     SIGNATURE_HEADER,
@@ -343,6 +344,7 @@ mod tests {
                 headers: &headers,
                 received_at: received,
                 path_token: None,
+                query: None,
             })
     }
 

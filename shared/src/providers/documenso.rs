@@ -265,6 +265,7 @@ impl Provider for Documenso {
         .expect("JSON");
         Ok(Sample {
             path_token: None,
+            query: None,
             headers: vec![(
                 SECRET_HEADER,
                 String::from_utf8(secret.expose().to_vec())
@@ -313,6 +314,7 @@ mod tests {
                 headers: &headers,
                 received_at: SystemTime::now(),
                 path_token: None,
+                query: None,
             })
     }
 

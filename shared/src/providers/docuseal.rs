@@ -354,6 +354,7 @@ impl Provider for DocuSeal {
         let seconds = now.timestamp().unsigned_abs();
         Ok(Sample {
             path_token: None,
+            query: None,
             headers: vec![(SIGNATURE_HEADER, sign(secret.expose(), seconds, &body))],
             body,
             content_type: "application/json",
@@ -395,6 +396,7 @@ mod tests {
                 headers: &headers,
                 received_at: received,
                 path_token: None,
+                query: None,
             })
     }
 
@@ -462,6 +464,7 @@ mod tests {
                 headers: &crate::providers::NoHeaders,
                 received_at: at(T),
                 path_token: None,
+                query: None,
             })
             .unwrap_err();
         assert_eq!(none, Rejection::Unsigned);
@@ -479,6 +482,7 @@ mod tests {
                     headers: &headers,
                     received_at: at(T + 3000),
                     path_token: None,
+                    query: None,
                 })
                 .is_ok()
         );

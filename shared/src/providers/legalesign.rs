@@ -445,6 +445,7 @@ impl Provider for Legalesign {
         .to_string();
         Ok(Sample {
             path_token: None,
+            query: None,
             body: signed_form(key, &data)?.into_bytes(),
             content_type: FORM,
             headers: Vec::new(),
@@ -492,6 +493,7 @@ impl Provider for LegalesignEvent {
             .finish();
         Ok(Sample {
             path_token: Some(token),
+            query: None,
             body: body.into_bytes(),
             content_type: FORM,
             headers: Vec::new(),
@@ -591,6 +593,7 @@ mod tests {
             headers: &NoHeaders,
             received_at: SystemTime::now(),
             path_token: None,
+            query: None,
         })
     }
 
@@ -686,6 +689,7 @@ mod tests {
             headers: &NoHeaders,
             received_at: SystemTime::now(),
             path_token: token,
+            query: None,
         };
         let ok = verify_event(&request(Some("s3cret-token")), &secrets).expect("right token");
         assert_eq!(ok.event_id.as_deref(), Some("doc-9:signed"));
@@ -740,6 +744,7 @@ mod tests {
                     headers: &NoHeaders,
                     received_at: SystemTime::now(),
                     path_token: Some("s3cret-token"),
+                    query: None,
                 },
                 &secrets,
             )

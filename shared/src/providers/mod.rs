@@ -17,6 +17,7 @@ pub mod boldsign;
 pub mod documenso;
 pub mod docuseal;
 pub mod legalesign;
+pub mod pandadoc;
 pub mod standard_webhooks;
 pub mod taktikal;
 pub mod universign;
@@ -50,6 +51,7 @@ pub static REGISTRY: &[&dyn Provider] = &[
     &docuseal::DocuSeal,
     &zoho_sign::ZohoSign,
     &boldsign::BoldSign,
+    &pandadoc::PandaDoc,
 ];
 
 /// One e-signature provider's webhooks: how they are verified, answered and read.
@@ -196,6 +198,8 @@ impl Reply {
 pub struct Sample {
     /// For providers authenticated by a token in the URL (a secret: never print it).
     pub path_token: Option<String>,
+    /// The query string to post with (without `?`), for providers that sign there.
+    pub query: Option<String>,
     pub body: Vec<u8>,
     pub content_type: &'static str,
     pub headers: Vec<(&'static str, String)>,
@@ -262,12 +266,16 @@ pub struct Request<'a> {
     pub received_at: SystemTime,
     /// The `{token}` of `/webhooks/{source}/{token}`, for providers authenticated that way.
     pub path_token: Option<&'a str>,
+    /// The raw query string (after `?`), for providers that sign there (PandaDoc).
+    pub query: Option<&'a str>,
 }
 
 /// Where a request came from and by which path: what the URL-token and IP checks need.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Origin<'a> {
     pub path_token: Option<&'a str>,
+    /// The raw query string, if the URL has one.
+    pub query: Option<&'a str>,
     pub peer: Option<std::net::IpAddr>,
 }
 
@@ -482,6 +490,7 @@ impl Sources {
             headers,
             received_at,
             path_token: origin.path_token,
+            query: origin.query,
         };
         let verified = source.verifier.verify(&request)?;
 
@@ -827,7 +836,7 @@ mod tests {
         let cases = [
             (
                 "[[sources]]\nname='a'\nprovider='nosuch'",
-                "sources[a].provider: unknown provider \"nosuch\" (one of: taktikal, universign, legalesign, legalesign_event, standard_webhooks, yousign, documenso, docuseal, zoho_sign, boldsign)",
+                "sources[a].provider: unknown provider \"nosuch\" (one of: taktikal, universign, legalesign, legalesign_event, standard_webhooks, yousign, documenso, docuseal, zoho_sign, boldsign, pandadoc)",
             ),
             (
                 "[[sources]]\nname='a'\nprovider='taktikal'\nsecrets=[]",
@@ -872,6 +881,10 @@ mod tests {
             (
                 "[[sources]]\nname='a'\nprovider='boldsign'",
                 "sources[a]: boldsign needs at least one secret",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='pandadoc'",
+                "sources[a]: pandadoc needs at least one secret",
             ),
         ];
         for (text, expected) in cases {

@@ -277,6 +277,7 @@ impl Provider for StandardWebhooks {
         let signature = sign(secret.expose(), &id, now, &body)?;
         Ok(Sample {
             path_token: None,
+            query: None,
             body,
             content_type: "application/json",
             headers: vec![
@@ -329,6 +330,7 @@ mod tests {
                 headers: &headers,
                 received_at: now,
                 path_token: None,
+                query: None,
             })
     }
 
@@ -474,6 +476,7 @@ mod tests {
                 headers: &none,
                 received_at: now,
                 path_token: None,
+                query: None,
             })
             .unwrap_err();
         assert_eq!(refused, Rejection::Unsigned);
@@ -493,6 +496,7 @@ mod tests {
                 headers: &headers,
                 received_at: at(TIMESTAMP_S),
                 path_token: None,
+                query: None,
             })
             .expect("svix-* headers");
         assert_eq!(verified.event_id.as_deref(), Some(MSG_ID));

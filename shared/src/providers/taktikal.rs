@@ -598,6 +598,7 @@ impl Provider for Taktikal {
         let event = with_signature(event, key.expose(), ticks_of(SystemTime::now()), &guid);
         Ok(Sample {
             path_token: None,
+            query: None,
             body: serde_json::to_vec(&event).expect("JSON"),
             content_type: "application/json",
             headers: Vec::new(),
@@ -671,6 +672,7 @@ mod tests {
             headers: &NoHeaders,
             received_at: now,
             path_token: None,
+            query: None,
         };
         Verifier::new(DEFAULT_MAX_SIGNATURE_AGE).verify(&request, &secrets(keys))
     }

@@ -308,6 +308,7 @@ impl Provider for Universign {
         let signature = sign_detached(key, &kid, "PS256", &body)?;
         Ok(Sample {
             path_token: None,
+            query: None,
             body,
             content_type: "application/json",
             headers: vec![(SIGNATURE_HEADER, signature)],
@@ -613,6 +614,7 @@ mod tests {
             headers: &One(header),
             received_at: SystemTime::now(),
             path_token: None,
+            query: None,
         })
     }
 
@@ -658,6 +660,7 @@ mod tests {
                 headers: &crate::providers::NoHeaders,
                 received_at: SystemTime::now(),
                 path_token: None,
+                query: None,
             })
             .unwrap_err(),
             Rejection::Unsigned

@@ -260,6 +260,7 @@ impl Provider for Yousign {
         .expect("JSON");
         Ok(Sample {
             path_token: None,
+            query: None,
             headers: vec![(SIGNATURE_HEADER, sign(secret.expose(), &body))],
             body,
             content_type: "application/json",
@@ -303,6 +304,7 @@ mod tests {
                 headers: &headers,
                 received_at: SystemTime::now(),
                 path_token: None,
+                query: None,
             })
     }
 
@@ -358,6 +360,7 @@ mod tests {
                 headers: &crate::providers::NoHeaders,
                 received_at: SystemTime::now(),
                 path_token: None,
+                query: None,
             })
             .unwrap_err();
         assert_eq!(none, Rejection::Unsigned);

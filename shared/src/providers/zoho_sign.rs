@@ -304,6 +304,7 @@ impl Provider for ZohoSign {
         .expect("JSON");
         Ok(Sample {
             path_token: None,
+            query: None,
             headers: vec![(SIGNATURE_HEADER, sign(secret.expose(), &body))],
             body,
             content_type: "application/json",
@@ -337,6 +338,7 @@ mod tests {
                 headers: &headers,
                 received_at: SystemTime::now(),
                 path_token: None,
+                query: None,
             })
     }
 
@@ -391,6 +393,7 @@ mod tests {
                 headers: &crate::providers::NoHeaders,
                 received_at: SystemTime::now(),
                 path_token: None,
+                query: None,
             })
             .unwrap_err();
         assert_eq!(unsigned, Rejection::Unsigned);

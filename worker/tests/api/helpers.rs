@@ -34,6 +34,8 @@ pub const DS_SECRET: &str = "whsec_dGVzdC1kb2N1c2VhbC1zZWNyZXQtMjQ";
 pub const ZS_SECRET: &str = "zoho-sign-webhook-secret";
 /// The signing secret of the BoldSign source `bs`.
 pub const BS_SECRET: &str = "boldsign-webhook-secret";
+/// The shared key of the PandaDoc source `pd`.
+pub const PD_SECRET: &str = "pandadoc-shared-key";
 
 /// Every stack's sources of providers that need only secrets: (source, provider, secret); the
 /// secret is in the environment variable `<SOURCE>_SECRET`.
@@ -44,6 +46,7 @@ pub const SECRET_SOURCES: &[(&str, &str, &str)] = &[
     ("ds", "docuseal", DS_SECRET),
     ("zs", "zoho_sign", ZS_SECRET),
     ("bs", "boldsign", BS_SECRET),
+    ("pd", "pandadoc", PD_SECRET),
 ];
 
 fn secret_variable(source: &str) -> String {

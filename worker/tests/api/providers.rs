@@ -3,11 +3,13 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use countersign::providers::{
-    boldsign, documenso, docuseal, legalesign, standard_webhooks, universign, yousign, zoho_sign,
+    boldsign, documenso, docuseal, legalesign, pandadoc, standard_webhooks, universign, yousign,
+    zoho_sign,
 };
 
 use crate::helpers::{
-    BS_SECRET, DM_SECRET, DS_SECRET, Options, SW_SECRET, Stack, UK_TOKEN, YS_SECRET, ZS_SECRET,
+    BS_SECRET, DM_SECRET, DS_SECRET, Options, PD_SECRET, SW_SECRET, Stack, UK_TOKEN, YS_SECRET,
+    ZS_SECRET,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -548,6 +550,87 @@ async fn boldsign_events_through_the_whole_stack() {
             .starts_with("t="),
         "the signature travels for re-verification"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pandadoc_notifications_through_the_whole_stack() {
+    let stack = Stack::start().await;
+    let document = |status: &str, modified: &str, completed: &[&str]| {
+        let recipients: Vec<_> = [
+            ("r-1", "Mia", "mia@example.com"),
+            ("r-2", "Noah", "noah@example.com"),
+        ]
+        .iter()
+        .map(|(id, first, email)| {
+            serde_json::json!({"id": id, "first_name": first, "last_name": "Park", "email": email,
+                    "recipient_type": "signer", "has_completed": completed.contains(id)})
+        })
+        .collect();
+        serde_json::json!({"id": "pdoc-1", "name": "Service order", "status": status,
+            "date_created": "2026-11-29T08:00:00.000000Z", "date_modified": modified,
+            "recipients": recipients, "metadata": {"order": "SO-5"}})
+    };
+    let sent = serde_json::to_vec(&serde_json::json!([
+        {"event": "document_state_changed", "data": document("document.sent", "2026-11-29T08:01:00.000000Z", &[])}
+    ]))
+    .unwrap();
+    let mut signed = document("document.sent", "2026-11-29T08:05:00.000000Z", &["r-1"]);
+    signed["action_by"] = serde_json::json!({"email": "mia@example.com"});
+    signed["action_date"] = serde_json::json!("2026-11-29T08:05:00.000000Z");
+    // One delivery, two notifications.
+    let completed = serde_json::to_vec(&serde_json::json!([
+        {"event": "recipient_completed", "data": signed},
+        {"event": "document_state_changed", "data": document("document.completed", "2026-11-29T08:09:00.000000Z", &["r-1", "r-2"])}
+    ]))
+    .unwrap();
+    let post = |body: Vec<u8>, signature: String, delivery: &'static str| {
+        let stack = &stack;
+        async move {
+            stack
+                .post_to(
+                    &format!("pd?signature={signature}"),
+                    &body,
+                    &[(pandadoc::EVENT_ID_HEADER, delivery)],
+                )
+                .await
+        }
+    };
+    let sign = |body: &[u8]| pandadoc::sign(PD_SECRET.as_bytes(), body);
+    assert_eq!(post(sent.clone(), sign(&sent), "dlv-1").await, 200);
+    assert_eq!(
+        post(completed.clone(), sign(&completed), "dlv-2").await,
+        200
+    );
+    // PandaDoc's retry of dlv-2; a forged signature; none at all.
+    assert_eq!(
+        post(completed.clone(), sign(&completed), "dlv-2").await,
+        200
+    );
+    assert_eq!(
+        post(sent.clone(), pandadoc::sign(b"guess", &sent), "dlv-3").await,
+        401
+    );
+    assert_eq!(stack.post_to("pd", &sent, &[]).await, 401);
+    stack.wait_for_events(2).await;
+    stack.wait_for_deliveries("pd", 2).await;
+
+    let (status, view) = stack.get_json("/signing/activity/pdoc-1?source=pd").await;
+    assert_eq!(status, 200);
+    assert_eq!(view[0]["status"], "completed");
+    assert_eq!(
+        activity_statuses(&view[0]),
+        [
+            "document_state_changed",
+            "recipient_completed",
+            "document_state_changed"
+        ]
+    );
+    assert_eq!(view[0]["activityLog"][1]["signeeKey"], "r-1");
+    assert!(stack.signed("pd", "r-1").await && stack.signed("pd", "r-2").await);
+    let headers = &stack.stored_headers("pd").await["dlv-2"];
+    assert_eq!(headers["x-provider"], "pandadoc");
+    assert_eq!(headers["x-verified-key"], "env:PD_SECRET");
+    assert_eq!(headers[pandadoc::SIGNATURE_HEADER], sign(&completed));
 }
 
 /// The `status` of each activity log entry of a process view, in order.

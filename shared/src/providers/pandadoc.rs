@@ -1,0 +1,458 @@
+//! PandaDoc: `provider = "pandadoc"`.
+//!
+//! - The signature is in the URL: PandaDoc appends `?signature=<hex HMAC-SHA256(shared key, raw
+//!   body)>` to the webhook's URL; the shared key is the webhook subscription's, as text. Any of
+//!   the source's secrets may match. It covers the body; there is no timestamp, so no freshness
+//!   window is enforced.
+//! - The body is a JSON array of notifications, `[{"event": …, "data": {…}}, …]` — one delivery can
+//!   carry several. `X-PandaDoc-Webhook-Event-Id` identifies a delivery and stays the same through
+//!   automatic and manual retries: it is the event id (the body's sha256 where it is absent).
+//! - `data` is the document (`id`, `name`, `status`, `recipients`, `metadata`, dates);
+//!   `recipient_completed` adds `action_by` and `action_date`. Completed PDFs are downloaded
+//!   through the API after `document_completed_pdf_ready`.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
+use hmac::Mac;
+use serde::Deserialize;
+
+use super::{
+    Provider, Rejection, Request, Sample, Verified, Verify, decode_hex, header_text, hex,
+    hmac_sha256, json_id, matching_secret, rfc3339,
+};
+use crate::config::{Secret, SourceConfig};
+use crate::event::{
+    ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
+};
+
+/// The query parameter that carries the signature.
+pub const SIGNATURE_PARAMETER: &str = "signature";
+/// The delivery's id.
+pub const EVENT_ID_HEADER: &str = "x-pandadoc-webhook-event-id";
+/// The name the query's signature travels under with the message.
+pub const SIGNATURE_HEADER: &str = "x-pandadoc-signature";
+
+/// PandaDoc in the provider registry.
+pub struct PandaDoc;
+
+/// Verifies PandaDoc webhooks for one source.
+pub struct Verifier {
+    secrets: Vec<Secret>,
+}
+
+#[derive(Deserialize)]
+struct Notification {
+    event: Option<String>,
+    data: Option<Data>,
+}
+
+#[derive(Deserialize)]
+struct Data {
+    id: Option<serde_json::Value>,
+    name: Option<String>,
+    status: Option<String>,
+    date_modified: Option<String>,
+    date_completed: Option<String>,
+    #[serde(default)]
+    recipients: Vec<Recipient>,
+    metadata: Option<serde_json::Value>,
+    action_by: Option<Person>,
+    action_date: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Recipient {
+    id: Option<serde_json::Value>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    email: Option<String>,
+    has_completed: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct Person {
+    email: Option<String>,
+}
+
+/// The notifications of a body: a JSON array of objects.
+fn notifications(body: &[u8]) -> Option<Vec<Notification>> {
+    let first = body
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))?;
+    if *first != b'[' {
+        return None;
+    }
+    serde_json::from_slice(body).ok()
+}
+
+/// The `signature` parameter of a query string.
+fn query_signature(query: &str) -> Option<&str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(name, _)| *name == SIGNATURE_PARAMETER)
+        .map(|(_, value)| value)
+}
+
+impl Verifier {
+    pub fn from_config(source: &SourceConfig) -> Result<Self, String> {
+        Ok(Self {
+            secrets: super::required_secrets(source, "the webhook's shared key")?,
+        })
+    }
+}
+
+impl Verify for Verifier {
+    fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
+        let given = request
+            .query
+            .and_then(query_signature)
+            .ok_or(Rejection::Unsigned)?;
+        let signature = decode_hex(given)
+            .filter(|s| s.len() == 32)
+            .ok_or(Rejection::BadSignature)?;
+        let key = matching_secret(&self.secrets, &[request.body], &[signature])
+            .ok_or(Rejection::BadSignature)?;
+        let notifications = notifications(request.body)
+            .filter(|n| !n.is_empty())
+            .ok_or(Rejection::Unacceptable {
+                status: 400,
+                reason: "body is not PandaDoc notifications (JSON array of objects expected)",
+            })?;
+        let mut types: Vec<&str> = Vec::new();
+        for event in notifications.iter().filter_map(|n| n.event.as_deref()) {
+            if !types.contains(&event) {
+                types.push(event);
+            }
+        }
+        let event_id = header_text(request, EVENT_ID_HEADER)
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned);
+        let mut forwarded = vec![(SIGNATURE_HEADER, given.to_owned())];
+        if let Some(id) = &event_id {
+            forwarded.push((EVENT_ID_HEADER, id.clone()));
+        }
+        Ok(Verified {
+            event_id,
+            event_type: if types.is_empty() {
+                Cow::Borrowed("unknown")
+            } else {
+                Cow::Owned(types.join(","))
+            },
+            key_label: self.secrets[key].label().to_owned(),
+            signature_use: None,
+            signature_headers: forwarded,
+        })
+    }
+}
+
+/// The hex HMAC of `body` with `secret`: PandaDoc's `signature` parameter. For tests and samples.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    hex(&hmac_sha256(secret, &[body]).finalize().into_bytes())
+}
+
+fn status_of(event: &str, document_status: Option<&str>) -> Option<ProcessStatus> {
+    match document_status {
+        Some("document.completed" | "document.paid") => return Some(ProcessStatus::Completed),
+        Some(
+            "document.declined" | "document.rejected" | "document.cancelled" | "document.voided",
+        ) => return Some(ProcessStatus::Canceled),
+        Some("document.expired") => return Some(ProcessStatus::Expired),
+        Some("document.draft" | "document.sent") => return Some(ProcessStatus::Created),
+        _ => {}
+    }
+    match event {
+        "recipient_completed" => Some(ProcessStatus::InProgress),
+        "document_completed_pdf_ready" => Some(ProcessStatus::Completed),
+        _ => None,
+    }
+}
+
+fn one(notification: Notification) -> Option<SigningEvent> {
+    let event = notification.event.filter(|e| !e.is_empty())?;
+    let data = notification.data?;
+    let process_key = data.id.as_ref().and_then(json_id)?;
+    let when = data
+        .action_date
+        .as_deref()
+        .or(data.date_modified.as_deref())
+        .or(data.date_completed.as_deref());
+    let occurred_at: Option<DateTime<Utc>> = when.and_then(rfc3339);
+    let actor = data.action_by.and_then(|p| p.email);
+    let mut actor_key = None;
+    let signees = data
+        .recipients
+        .into_iter()
+        .filter_map(|r| {
+            let key =
+                r.id.as_ref()
+                    .and_then(json_id)
+                    .or_else(|| r.email.clone().filter(|e| !e.is_empty()))?;
+            let acted = event == "recipient_completed"
+                && actor.is_some()
+                && r.email.as_deref().map(str::to_lowercase)
+                    == actor.as_deref().map(str::to_lowercase);
+            if acted {
+                actor_key = Some(key.clone());
+            }
+            let name = [r.first_name.as_deref(), r.last_name.as_deref()]
+                .into_iter()
+                .flatten()
+                .filter(|part| !part.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let signed = r.has_completed.unwrap_or(false) || acted;
+            Some(Signee {
+                key,
+                name: (!name.is_empty()).then_some(name),
+                email: r.email.filter(|e| !e.is_empty()),
+                signed,
+                signed_at: if acted { occurred_at } else { None },
+                ..Signee::default()
+            })
+        })
+        .collect();
+    let documents = if event == "document_completed_pdf_ready" {
+        let mut document = Document::new(DocumentKind::Reference);
+        document.reference_id = Some(process_key.clone());
+        document.file_name = data.name.clone().filter(|n| !n.is_empty());
+        document.description =
+            Some("completed PDF (PandaDoc's Download Protected Document)".into());
+        vec![document]
+    } else {
+        Vec::new()
+    };
+    let status_text = data.status.clone().unwrap_or_default();
+    let mut metadata = serde_json::Map::new();
+    if let Some(meta) = data
+        .metadata
+        .filter(|m| m.as_object().is_some_and(|o| !o.is_empty()))
+    {
+        metadata.insert("metadata".to_owned(), meta);
+    }
+    Some(SigningEvent {
+        status: status_of(&event, data.status.as_deref()),
+        occurred_at,
+        flow_key: None,
+        flow_name: data.name.filter(|n| !n.is_empty()),
+        company_key: None,
+        signees,
+        documents,
+        activity: vec![ActivityEntry {
+            key: format!("{event}:{status_text}:{}", when.unwrap_or("-")),
+            signee_key: actor_key,
+            status: event.clone(),
+            description: if status_text.is_empty() {
+                event
+            } else {
+                format!("{event} ({status_text})")
+            },
+            file_name: None,
+            created_at: occurred_at,
+            created_by: "pandadoc".to_owned(),
+        }],
+        metadata,
+        process_key,
+    })
+}
+
+/// One event per notification about a document; others (templates) project nothing.
+pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+    let notifications = notifications(body).ok_or_else(|| {
+        ParseError("not PandaDoc notifications: JSON array of objects expected".to_owned())
+    })?;
+    Ok(notifications.into_iter().filter_map(one).collect())
+}
+
+impl Provider for PandaDoc {
+    fn name(&self) -> &'static str {
+        "pandadoc"
+    }
+
+    fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
+        Ok(Box::new(Verifier::from_config(source)?))
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+        parse(body)
+    }
+
+    /// The delivery id stays through retries, manual ones included, which may serialize anew.
+    fn resends_reencoded(&self) -> bool {
+        true
+    }
+
+    fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
+        let secret = super::first_secret(source)?;
+        let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let document_id = super::sample_id();
+        let body = serde_json::to_vec(&serde_json::json!([{
+            "event": "document_state_changed",
+            "data": {"id": document_id, "name": "Sample agreement", "status": "document.completed",
+                "date_created": now, "date_modified": now, "date_completed": now,
+                "recipients": [{"id": "r1", "first_name": "Sample", "last_name": "Signer",
+                    "email": "signer@example.com", "recipient_type": "signer", "has_completed": true}]},
+        }]))
+        .expect("JSON");
+        Ok(Sample {
+            path_token: None,
+            query: Some(format!(
+                "{SIGNATURE_PARAMETER}={}",
+                sign(secret.expose(), &body)
+            )),
+            headers: vec![(EVENT_ID_HEADER, super::sample_id())],
+            body,
+            content_type: "application/json",
+            process_key: document_id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::testing::{Pairs, assert_every_flip_refused, source};
+    use std::time::SystemTime;
+
+    const SECRET: &str = "pandadoc-shared-key";
+    /// A `recipient_completed` notification shaped as PandaDoc documents it.
+    const BODY: &[u8] = br#"[{"event":"recipient_completed","data":{"id":"msFYActMfJHqNTKH8YSvF1","name":"Sample Document","status":"document.sent","date_created":"2026-09-21T14:00:00.000000Z","date_modified":"2026-09-21T14:10:00.000000Z","expiration_date":null,"metadata":{"deal":"D-42"},"recipients":[{"id":"5a7b6c","first_name":"Josh","last_name":"Ron","email":"josh@example.com","recipient_type":"signer","has_completed":true,"role":"Client","signing_order":1},{"id":"9d8e7f","first_name":"Ann","last_name":"Lee","email":"ann@example.com","recipient_type":"signer","has_completed":false,"role":"Manager","signing_order":2}],"action_by":{"id":"5a7b6c","email":"Josh@example.com","first_name":"Josh","last_name":"Ron"},"action_date":"2026-09-21T14:10:00.000000Z"}}]"#;
+
+    fn verify_with(
+        secrets: &[&str],
+        query: Option<&str>,
+        headers: Vec<(&'static str, String)>,
+        body: &[u8],
+    ) -> Result<Verified, Rejection> {
+        let headers = Pairs(headers);
+        Verifier::from_config(&source("pandadoc", secrets))
+            .unwrap()
+            .verify(&Request {
+                body,
+                headers: &headers,
+                received_at: SystemTime::now(),
+                path_token: None,
+                query,
+            })
+    }
+
+    fn verify(secrets: &[&str], signature: &str, body: &[u8]) -> Result<Verified, Rejection> {
+        let query = format!("signature={signature}");
+        verify_with(secrets, Some(&query), Vec::new(), body)
+    }
+
+    #[test]
+    fn the_query_signature_verifies_and_every_flip_is_refused() {
+        let signature = sign(SECRET.as_bytes(), BODY);
+        let verified = verify(&[SECRET], &signature, BODY).expect("genuine");
+        assert_eq!(verified.event_type, "recipient_completed");
+        assert_eq!(
+            verified.event_id, None,
+            "the body's digest, without the header"
+        );
+        assert_eq!(
+            verified.signature_headers,
+            [(SIGNATURE_HEADER, signature.clone())]
+        );
+        assert_every_flip_refused(
+            SECRET,
+            &signature,
+            0..signature.len(),
+            BODY,
+            |key, s, body| verify(&[key], s, body),
+        );
+        // Among other parameters, with the delivery id.
+        let query = format!("workspace=w1&signature={signature}&x=1");
+        let verified = verify_with(
+            &["old", SECRET],
+            Some(&query),
+            vec![(EVENT_ID_HEADER, "evt-77".to_owned())],
+            BODY,
+        )
+        .expect("second key");
+        assert_eq!(verified.event_id.as_deref(), Some("evt-77"));
+        assert_eq!(verified.key_label, "env:KEY1");
+    }
+
+    #[test]
+    fn missing_malformed_and_non_notification_bodies() {
+        let signature = sign(SECRET.as_bytes(), BODY);
+        for query in [
+            None,
+            Some(""),
+            Some("sig=abc"),
+            Some(&*format!("signatures={signature}")),
+        ] {
+            assert_eq!(
+                verify_with(&[SECRET], query, Vec::new(), BODY).unwrap_err(),
+                Rejection::Unsigned,
+                "{query:?}"
+            );
+        }
+        for bad in ["", "zz", &signature[..62], &format!("{signature}00")] {
+            assert_eq!(
+                verify(&[SECRET], bad, BODY).unwrap_err(),
+                Rejection::BadSignature,
+                "{bad:?}"
+            );
+        }
+        for body in [&b"{}"[..], b"[]", b"not json"] {
+            assert!(matches!(
+                verify(&[SECRET], &sign(SECRET.as_bytes(), body), body).unwrap_err(),
+                Rejection::Unacceptable { status: 400, .. }
+            ));
+        }
+        assert!(Verifier::from_config(&source("pandadoc", &[])).is_err());
+    }
+
+    #[test]
+    fn notifications_are_normalized() {
+        let events = parse(BODY).unwrap();
+        let event = &events[0];
+        assert_eq!(event.process_key, "msFYActMfJHqNTKH8YSvF1");
+        assert_eq!(event.status, Some(ProcessStatus::Created));
+        assert_eq!(event.flow_name.as_deref(), Some("Sample Document"));
+        assert_eq!(event.signees.len(), 2);
+        assert_eq!(event.signees[0].name.as_deref(), Some("Josh Ron"));
+        assert!(event.signees[0].signed && event.signees[0].signed_at.is_some());
+        assert!(!event.signees[1].signed);
+        assert_eq!(event.activity[0].signee_key.as_deref(), Some("5a7b6c"));
+        assert_eq!(
+            event.activity[0].description,
+            "recipient_completed (document.sent)"
+        );
+        assert_eq!(event.metadata["metadata"]["deal"], "D-42");
+
+        let two = br#"[{"event":"document_state_changed","data":{"id":"d1","status":"document.completed","date_modified":"2026-09-21T15:00:00Z","recipients":[]}},
+                      {"event":"document_completed_pdf_ready","data":{"id":"d1","name":"Offer","status":"document.completed","date_modified":"2026-09-21T15:00:05Z"}}]"#;
+        let events = parse(two).unwrap();
+        assert_eq!(events.len(), 2, "one delivery, two notifications");
+        assert!(
+            events
+                .iter()
+                .all(|e| e.status == Some(ProcessStatus::Completed))
+        );
+        assert_eq!(events[1].documents[0].reference_id.as_deref(), Some("d1"));
+        for (status, expected) in [
+            ("document.draft", Some(ProcessStatus::Created)),
+            ("document.viewed", None),
+            ("document.declined", Some(ProcessStatus::Canceled)),
+            ("document.voided", Some(ProcessStatus::Canceled)),
+            ("document.expired", Some(ProcessStatus::Expired)),
+        ] {
+            let body = format!(
+                r#"[{{"event":"document_state_changed","data":{{"id":"d2","status":"{status}"}}}}]"#
+            );
+            assert_eq!(
+                parse(body.as_bytes()).unwrap()[0].status,
+                expected,
+                "{status}"
+            );
+        }
+        let template = br#"[{"event":"template_created","data":{"name":"t"}}]"#;
+        assert!(parse(template).unwrap().is_empty());
+        assert!(parse(b"{}").is_err());
+    }
+}
