@@ -20,6 +20,7 @@ pub const DS_SECRET: &str = "whsec_ZnV6ei1kb2N1c2VhbC1zZWNyZXQ";
 pub const ZS_SECRET: &str = "fuzz-zoho-sign-secret";
 pub const BS_SECRET: &str = "fuzz-boldsign-secret";
 pub const PD_SECRET: &str = "fuzz-pandadoc-key";
+pub const DX_SECRET: &str = "fuzz-dropbox-sign-api-key";
 
 pub fn sources() -> &'static Sources {
     static SOURCES: OnceLock<Sources> = OnceLock::new();
@@ -95,6 +96,12 @@ pub fn sources() -> &'static Sources {
             name = "pd"
             provider = "pandadoc"
             secrets = ["env:PD_SECRET"]
+
+            [[sources]]
+            name = "dx"
+            provider = "dropbox_sign"
+            secrets = ["env:DX_SECRET"]
+            max_signature_age = "36500d"
             "#,
             jwks.display(),
             certificate.display()
@@ -109,6 +116,7 @@ pub fn sources() -> &'static Sources {
             "ZS_SECRET" => Some(ZS_SECRET.to_owned()),
             "BS_SECRET" => Some(BS_SECRET.to_owned()),
             "PD_SECRET" => Some(PD_SECRET.to_owned()),
+            "DX_SECRET" => Some(DX_SECRET.to_owned()),
             _ => None,
         };
         let config = Config::from_toml(&text, Role::Ingester, &env).expect("fuzz configuration");

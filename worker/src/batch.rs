@@ -180,7 +180,12 @@ async fn check_signatures(
         .filter_map(|&i| {
             let raw = &items[i].raw;
             let signature = raw.signature_id.as_deref()?;
-            Some((raw.source, signature, &raw.body_sha256[..], &*raw.event_id))
+            Some((
+                raw.source,
+                signature,
+                &raw.content_sha256[..],
+                &*raw.event_id,
+            ))
         })
         .collect();
     if rows.is_empty() {

@@ -30,8 +30,10 @@ pub struct RawEvent<'a> {
     pub body: &'a [u8],
     pub body_sha256: [u8; 32],
     pub headers: serde_json::Value,
-    /// For signatures that do not cover the body: their identity.
+    /// For signatures that do not cover the body: their identity, and the digest of the content
+    /// they may carry ([`countersign::providers::Provider::content_digest`]).
     pub signature_id: Option<String>,
+    pub content_sha256: [u8; 32],
     /// False for a replay from the archive: not a delivery by the provider.
     pub counts_as_delivery: bool,
 }

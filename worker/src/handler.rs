@@ -169,6 +169,12 @@ pub fn prepare<'a>(body: &'a [u8], properties: &'a BasicProperties) -> Result<It
         Some(id) => Cow::Borrowed(id.as_str()),
         None => Cow::Owned(hex(&body_sha256)),
     };
+    let signature_id = provider.signature_id(body);
+    let content_sha256 = if signature_id.is_some() {
+        provider.content_digest(body)
+    } else {
+        body_sha256
+    };
     let raw = RawEvent {
         source,
         provider,
@@ -181,7 +187,8 @@ pub fn prepare<'a>(body: &'a [u8], properties: &'a BasicProperties) -> Result<It
             .headers()
             .as_ref()
             .map_or(serde_json::json!({}), table_to_json),
-        signature_id: provider.signature_id(body),
+        signature_id,
+        content_sha256,
         counts_as_delivery: message::header_text(properties, crate::replay::REPLAY)
             != Some("archive"),
     };

@@ -16,6 +16,7 @@
 pub mod boldsign;
 pub mod documenso;
 pub mod docuseal;
+pub mod dropbox_sign;
 pub mod legalesign;
 pub mod pandadoc;
 pub mod standard_webhooks;
@@ -52,6 +53,7 @@ pub static REGISTRY: &[&dyn Provider] = &[
     &zoho_sign::ZohoSign,
     &boldsign::BoldSign,
     &pandadoc::PandaDoc,
+    &dropbox_sign::DropboxSign,
 ];
 
 /// One e-signature provider's webhooks: how they are verified, answered and read.
@@ -76,6 +78,13 @@ pub trait Provider: Send + Sync + 'static {
     /// the worker can refuse a second body under it across every ingester replica.
     fn signature_id(&self, _body: &[u8]) -> Option<String> {
         None
+    }
+
+    /// The digest a signature that does not cover the body is held to: one signature, one
+    /// content. The body's sha256, unless the provider wraps its content in bytes that change
+    /// per delivery (Dropbox Sign's multipart boundary).
+    fn content_digest(&self, body: &[u8]) -> [u8; 32] {
+        Sha256::digest(body).into()
     }
 
     /// The body limit of a source of this provider that sets none, if tighter than the
@@ -494,10 +503,8 @@ impl Sources {
         };
         let verified = source.verifier.verify(&request)?;
 
-        let mut body_sha256 = None;
         if let Some(signature) = &verified.signature_use {
-            let digest: [u8; 32] = Sha256::digest(&body).into();
-            body_sha256 = Some(digest);
+            let digest = source.provider.content_digest(&body);
             let key: [u8; 32] = Sha256::new()
                 .chain_update(source.name.as_bytes())
                 .chain_update([0u8])
@@ -515,7 +522,7 @@ impl Sources {
 
         let event_id = match verified.event_id {
             Some(id) => id,
-            None => hex(&body_sha256.unwrap_or_else(|| Sha256::digest(&body).into())),
+            None => hex(&Sha256::digest(&body)),
         };
         Ok(VerifiedWebhook {
             source: source.name.clone(),
@@ -836,7 +843,7 @@ mod tests {
         let cases = [
             (
                 "[[sources]]\nname='a'\nprovider='nosuch'",
-                "sources[a].provider: unknown provider \"nosuch\" (one of: taktikal, universign, legalesign, legalesign_event, standard_webhooks, yousign, documenso, docuseal, zoho_sign, boldsign, pandadoc)",
+                "sources[a].provider: unknown provider \"nosuch\" (one of: taktikal, universign, legalesign, legalesign_event, standard_webhooks, yousign, documenso, docuseal, zoho_sign, boldsign, pandadoc, dropbox_sign)",
             ),
             (
                 "[[sources]]\nname='a'\nprovider='taktikal'\nsecrets=[]",
@@ -885,6 +892,10 @@ mod tests {
             (
                 "[[sources]]\nname='a'\nprovider='pandadoc'",
                 "sources[a]: pandadoc needs at least one secret",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='dropbox_sign'",
+                "sources[a]: dropbox_sign needs at least one secret",
             ),
         ];
         for (text, expected) in cases {

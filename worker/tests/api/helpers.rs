@@ -36,6 +36,8 @@ pub const ZS_SECRET: &str = "zoho-sign-webhook-secret";
 pub const BS_SECRET: &str = "boldsign-webhook-secret";
 /// The shared key of the PandaDoc source `pd`.
 pub const PD_SECRET: &str = "pandadoc-shared-key";
+/// The API key of the Dropbox Sign source `dx`.
+pub const DX_SECRET: &str = "324e3b0840f065eb51f3fd63231d0d33daa35d4ed10d27718839e81737065782";
 
 /// Every stack's sources of providers that need only secrets: (source, provider, secret); the
 /// secret is in the environment variable `<SOURCE>_SECRET`.
@@ -47,6 +49,7 @@ pub const SECRET_SOURCES: &[(&str, &str, &str)] = &[
     ("zs", "zoho_sign", ZS_SECRET),
     ("bs", "boldsign", BS_SECRET),
     ("pd", "pandadoc", PD_SECRET),
+    ("dx", "dropbox_sign", DX_SECRET),
 ];
 
 fn secret_variable(source: &str) -> String {
@@ -324,20 +327,31 @@ impl Stack {
 
     /// Posts to any source with extra headers; returns the status.
     pub async fn post_to(&self, source: &str, body: &[u8], headers: &[(&str, &str)]) -> u16 {
+        self.send_to(source, body, headers).await.status().as_u16()
+    }
+
+    /// Posts to any source with extra headers (`content-type` JSON unless one is given); returns
+    /// the whole response.
+    pub async fn send_to(
+        &self,
+        source: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
         let mut request = self
             .http
             .post(format!("{}/webhooks/{source}", self.ingester))
-            .header("content-type", "application/json")
             .body(body.to_vec());
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        {
+            request = request.header("content-type", "application/json");
+        }
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        request
-            .send()
-            .await
-            .expect("ingester answers")
-            .status()
-            .as_u16()
+        request.send().await.expect("ingester answers")
     }
 
     /// Publishes as an ingester would, straight to the exchange (another replica, a bad message).

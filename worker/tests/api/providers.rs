@@ -3,13 +3,13 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use countersign::providers::{
-    boldsign, documenso, docuseal, legalesign, pandadoc, standard_webhooks, universign, yousign,
-    zoho_sign,
+    boldsign, documenso, docuseal, dropbox_sign, legalesign, pandadoc, standard_webhooks,
+    universign, yousign, zoho_sign,
 };
 
 use crate::helpers::{
-    BS_SECRET, DM_SECRET, DS_SECRET, Options, PD_SECRET, SW_SECRET, Stack, UK_TOKEN, YS_SECRET,
-    ZS_SECRET,
+    BS_SECRET, DM_SECRET, DS_SECRET, DX_SECRET, Options, PD_SECRET, SW_SECRET, Stack, UK_TOKEN,
+    YS_SECRET, ZS_SECRET,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -631,6 +631,108 @@ async fn pandadoc_notifications_through_the_whole_stack() {
     assert_eq!(headers["x-provider"], "pandadoc");
     assert_eq!(headers["x-verified-key"], "env:PD_SECRET");
     assert_eq!(headers[pandadoc::SIGNATURE_HEADER], sign(&completed));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dropbox_sign_callbacks_through_the_whole_stack() {
+    let stack = Stack::start().await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let callback = |kind: &str, time: u64, related: Option<&str>, status: &str| {
+        let time = time.to_string();
+        serde_json::to_vec(&serde_json::json!({
+            "event": {"event_time": time, "event_type": kind,
+                "event_hash": dropbox_sign::event_hash(DX_SECRET.as_bytes(), &time, kind),
+                "event_metadata": {"related_signature_id": related, "reported_for_account_id": "acc-1"}},
+            "signature_request": {"signature_request_id": "dx-req-1", "title": "Consulting agreement",
+                "is_complete": status == "signed", "is_declined": false,
+                "files_url": "https://api.hellosign.com/v3/signature_request/files/dx-req-1",
+                "signatures": [{"signature_id": "dx-sig-1", "signer_email_address": "eva@example.com",
+                    "signer_name": "Eva Berg", "status_code": status,
+                    "signed_at": if status == "signed" { serde_json::json!(time.parse::<u64>().unwrap()) } else { serde_json::Value::Null }}]}}))
+        .unwrap()
+    };
+    let post = |json: Vec<u8>, boundary: &'static str| {
+        let stack = &stack;
+        async move {
+            let (body, content_type) = dropbox_sign::multipart(&json, boundary);
+            stack
+                .send_to("dx", &body, &[("content-type", &content_type)])
+                .await
+        }
+    };
+    let events = [
+        callback(
+            "signature_request_sent",
+            now - 30,
+            None,
+            "awaiting_signature",
+        ),
+        callback(
+            "signature_request_signed",
+            now - 20,
+            Some("dx-sig-1"),
+            "signed",
+        ),
+        callback("signature_request_all_signed", now - 10, None, "signed"),
+    ];
+    for (json, boundary) in events.iter().zip(["b-1", "b-2", "b-3"]) {
+        let response = post(json.clone(), boundary).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/plain");
+        assert_eq!(
+            response.text().await.unwrap(),
+            dropbox_sign::HELLO,
+            "exactly"
+        );
+    }
+    // Dropbox Sign's retry: the same event in another multipart envelope.
+    assert_eq!(post(events[2].clone(), "b-retry").await.status(), 200);
+    // The genuine hash of the completion with other content about the same request: refused.
+    let tampered = String::from_utf8(events[2].clone())
+        .unwrap()
+        .replace("Consulting agreement", "Consulting agreement v2")
+        .into_bytes();
+    assert_eq!(post(tampered, "b-4").await.status(), 401);
+    // A forged hash, a stale event, and the settings page's test callback (answered, not kept).
+    let mut forged = events[0].clone();
+    let at = forged.windows(4).position(|w| w == b"hash").unwrap() + 8;
+    forged[at] ^= 0x01;
+    assert_eq!(post(forged, "b-5").await.status(), 401);
+    let stale = callback(
+        "signature_request_viewed",
+        now - 97 * 3600,
+        None,
+        "awaiting_signature",
+    );
+    assert_eq!(post(stale, "b-6").await.status(), 401);
+    let test = callback(dropbox_sign::CALLBACK_TEST, now, None, "awaiting_signature");
+    let response = post(test, "b-7").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), dropbox_sign::HELLO);
+    stack.wait_for_events(3).await;
+    stack.wait_for_deliveries("dx", 2).await;
+    assert_eq!(stack.count("SELECT count(*) FROM webhook_events").await, 3);
+
+    let (status, view) = stack.get_json("/signing/activity/dx-req-1?source=dx").await;
+    assert_eq!(status, 200);
+    assert_eq!(view[0]["status"], "all_signed");
+    assert_eq!(
+        activity_statuses(&view[0]),
+        [
+            "signature_request_sent",
+            "signature_request_signed",
+            "signature_request_all_signed"
+        ]
+    );
+    assert_eq!(view[0]["activityLog"][1]["signeeKey"], "dx-sig-1");
+    assert!(stack.signed("dx", "dx-sig-1").await);
+    let uses = stack
+        .count("SELECT count(*) FROM signature_uses WHERE source = 'dx'")
+        .await;
+    assert_eq!(uses, 3, "one use per signature, the retry included");
 }
 
 /// The `status` of each activity log entry of a process view, in order.

@@ -1,0 +1,791 @@
+//! Dropbox Sign (formerly HelloSign): `provider = "dropbox_sign"`.
+//!
+//! - The event is JSON in the `json` field of a `multipart/form-data` POST (some apps send it as
+//!   a URL-encoded form field, or as the body itself; all three are read, the same way by the
+//!   ingester and the worker). Each delivery has its own multipart boundary, so a retry is
+//!   different bytes: the event id is built from the event, and the archive counts retries as
+//!   deliveries of one event.
+//! - `event.event_hash` = hex HMAC-SHA256 keyed with the account's **API key** of
+//!   `event_time + event_type`. It does **not** cover the rest of the event, and several genuine
+//!   events share one (same type, same second). Defences: a freshness window on `event_time`
+//!   (default 96 h: Dropbox Sign retries for about 3 days with the original event), and one
+//!   signature → one content: a hash seen for a signature request and signer is refused with any
+//!   other content, across replicas (the replay memory, then the worker's `signature_uses`). It
+//!   cannot tell a captured hash re-attached to *another* signature request inside the window:
+//!   restrict the source by address where you can, and confirm completions through the API.
+//! - The reply must be `200` with the body exactly `Hello API Event Received`, or Dropbox Sign
+//!   retries and eventually disables the callback. A `callback_test` event is answered so and
+//!   not published.
+
+use std::borrow::Cow;
+use std::time::{Duration, UNIX_EPOCH};
+
+use chrono::{DateTime, Utc};
+use hmac::Mac;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::{
+    Headers, Provider, Rejection, Reply, Request, Sample, SignatureUse, Verified, Verify,
+    check_freshness, decode_hex, hex, hmac_sha256, json_id, matching_secret, max_signature_age,
+    unix_seconds,
+};
+use crate::config::{Secret, SourceConfig};
+use crate::event::{
+    ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
+};
+
+/// The body Dropbox Sign requires in the reply.
+pub const HELLO: &str = "Hello API Event Received";
+/// How old `event_time` may be unless the source says otherwise: Dropbox Sign retries for about
+/// three days with the original event.
+pub const DEFAULT_MAX_SIGNATURE_AGE: Duration = Duration::from_secs(96 * 3600);
+/// The body limit unless the source sets one: callbacks carry no files (they are fetched by
+/// URL), and what the hash does not cover should not be large.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// The test event of the account's callback settings.
+pub const CALLBACK_TEST: &str = "callback_test";
+
+/// The multipart boundary of samples.
+const SAMPLE_BOUNDARY: &str = "countersign-sample-boundary";
+const SAMPLE_CONTENT_TYPE: &str = "multipart/form-data; boundary=countersign-sample-boundary";
+
+/// Dropbox Sign in the provider registry.
+pub struct DropboxSign;
+
+/// Verifies Dropbox Sign callbacks for one source.
+pub struct Verifier {
+    secrets: Vec<Secret>,
+    max_age: Duration,
+}
+
+/// `200 text/plain Hello API Event Received`.
+pub fn hello() -> Reply {
+    Reply {
+        status: 200,
+        content_type: "text/plain",
+        body: Cow::Borrowed(HELLO),
+        headers: Vec::new(),
+    }
+}
+
+/// The longest multipart boundary RFC 2046 allows.
+const MAX_BOUNDARY: usize = 70;
+
+/// The event's JSON: the `json` field of a multipart or URL-encoded form, or the body itself
+/// when it is a JSON object. `None` when there is no such field, or more than one.
+pub fn event_json(body: &[u8]) -> Option<Cow<'_, [u8]>> {
+    let start = body
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))?;
+    if body[start] == b'{' {
+        return Some(Cow::Borrowed(body));
+    }
+    if body.starts_with(b"--") {
+        return multipart_field(body, b"json").map(Cow::Borrowed);
+    }
+    let mut found = None;
+    for (name, value) in form_urlencoded::parse(body) {
+        if name == "json" {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(value.into_owned().into_bytes());
+        }
+    }
+    found.map(Cow::Owned)
+}
+
+/// The content of the one part named `name` of a multipart body whose first line is its
+/// delimiter (`--<boundary>`).
+fn multipart_field<'a>(body: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let line_end = body.iter().position(|&b| b == b'\n')?;
+    let first = body[..line_end]
+        .strip_suffix(b"\r")
+        .unwrap_or(&body[..line_end]);
+    if first.len() < 3 || first.len() > 2 + MAX_BOUNDARY {
+        return None;
+    }
+    let mut delimiter = b"\r\n".to_vec();
+    delimiter.extend_from_slice(first);
+    let mut rest = &body[line_end + 1..];
+    let mut found = None;
+    loop {
+        // A part: its headers, a blank line, its content up to the next delimiter.
+        let at = find(rest, &delimiter)?;
+        let part = &rest[..at];
+        let (headers, content) = match find(part, b"\r\n\r\n") {
+            Some(i) => (&part[..i], &part[i + 4..]),
+            None => return None,
+        };
+        if names_field(headers, name) {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(content);
+        }
+        rest = &rest[at + delimiter.len()..];
+        if rest.starts_with(b"--") {
+            return found;
+        }
+        rest = rest.strip_prefix(b"\r\n")?;
+    }
+}
+
+/// Whether part headers say `Content-Disposition: form-data; name="<name>"`.
+fn names_field(headers: &[u8], name: &[u8]) -> bool {
+    headers.split(|&b| b == b'\n').any(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return false;
+        };
+        if !line[..colon].eq_ignore_ascii_case(b"content-disposition") {
+            return false;
+        }
+        line[colon + 1..].split(|&b| b == b';').any(|param| {
+            let param = param.trim_ascii();
+            param.strip_prefix(b"name=").map(|v| {
+                v.strip_prefix(b"\"")
+                    .and_then(|v| v.strip_suffix(b"\""))
+                    .unwrap_or(v)
+            }) == Some(name)
+        })
+    })
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[derive(Deserialize)]
+struct Callback {
+    event: Option<Event>,
+    signature_request: Option<SignatureRequest>,
+    account_guid: Option<String>,
+    template: Option<Template>,
+}
+
+#[derive(Deserialize)]
+struct Event {
+    event_time: Option<serde_json::Value>,
+    event_type: Option<String>,
+    event_hash: Option<String>,
+    event_metadata: Option<EventMetadata>,
+}
+
+#[derive(Deserialize)]
+struct EventMetadata {
+    related_signature_id: Option<String>,
+    reported_for_account_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SignatureRequest {
+    signature_request_id: Option<String>,
+    title: Option<String>,
+    is_declined: Option<bool>,
+    metadata: Option<serde_json::Value>,
+    files_url: Option<String>,
+    #[serde(default)]
+    signatures: Vec<Signature>,
+}
+
+#[derive(Deserialize)]
+struct Signature {
+    signature_id: Option<String>,
+    signer_email_address: Option<String>,
+    signer_name: Option<String>,
+    status_code: Option<String>,
+    signed_at: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct Template {
+    template_id: Option<String>,
+}
+
+fn callback(body: &[u8]) -> Option<Callback> {
+    let json = event_json(body)?;
+    if !super::is_json_object(&json) {
+        return None;
+    }
+    serde_json::from_slice(&json).ok()
+}
+
+/// What identifies an event: its signed part and what it is about.
+struct Identity {
+    time: String,
+    event_type: String,
+    hash: String,
+    subject: String,
+    related: String,
+}
+
+impl Identity {
+    fn of(callback: &Callback) -> Option<Self> {
+        let event = callback.event.as_ref()?;
+        let metadata = event.event_metadata.as_ref();
+        let subject = callback
+            .signature_request
+            .as_ref()
+            .and_then(|r| r.signature_request_id.clone())
+            .or_else(|| {
+                callback
+                    .template
+                    .as_ref()
+                    .and_then(|t| t.template_id.clone())
+            })
+            .or_else(|| metadata.and_then(|m| m.reported_for_account_id.clone()))
+            .or_else(|| callback.account_guid.clone())
+            .unwrap_or_else(|| "-".to_owned());
+        Some(Self {
+            time: event.event_time.as_ref().and_then(json_id)?,
+            event_type: event.event_type.clone().filter(|t| !t.is_empty())?,
+            hash: event.event_hash.clone()?,
+            subject,
+            related: metadata
+                .and_then(|m| m.related_signature_id.clone())
+                .unwrap_or_else(|| "-".to_owned()),
+        })
+    }
+
+    fn event_id(&self) -> String {
+        format!(
+            "{}:{}:{}:{}",
+            self.time, self.event_type, self.subject, self.related
+        )
+    }
+
+    /// The signature's use: the hash, and the request and signer it speaks of.
+    fn signature_id(&self) -> String {
+        format!(
+            "{}:{}:{}",
+            self.hash.to_ascii_lowercase(),
+            self.subject,
+            self.related
+        )
+    }
+}
+
+impl Verifier {
+    pub fn from_config(source: &SourceConfig) -> Result<Self, String> {
+        Ok(Self {
+            secrets: super::required_secrets(source, "the account's API key")?,
+            max_age: max_signature_age(source, DEFAULT_MAX_SIGNATURE_AGE)?,
+        })
+    }
+}
+
+impl Verify for Verifier {
+    fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
+        let callback = callback(request.body).ok_or(Rejection::Unsigned)?;
+        let identity = Identity::of(&callback).ok_or(Rejection::Unsigned)?;
+        let seconds = unix_seconds(&identity.time).ok_or(Rejection::BadSignature)?;
+        let hash = decode_hex(&identity.hash)
+            .filter(|h| h.len() == 32)
+            .ok_or(Rejection::BadSignature)?;
+        let key = matching_secret(
+            &self.secrets,
+            &[identity.time.as_bytes(), identity.event_type.as_bytes()],
+            &[hash],
+        )
+        .ok_or(Rejection::BadSignature)?;
+        check_freshness(seconds, request.received_at, self.max_age)?;
+        if identity.event_type == CALLBACK_TEST {
+            return Err(Rejection::Handshake(hello()));
+        }
+        // Fresh, so near now: no overflow.
+        let valid_until = UNIX_EPOCH
+            .checked_add(Duration::from_secs(seconds))
+            .and_then(|t| t.checked_add(self.max_age))
+            .ok_or(Rejection::Stale)?;
+        Ok(Verified {
+            event_id: Some(identity.event_id()),
+            key_label: self.secrets[key].label().to_owned(),
+            signature_use: Some(SignatureUse {
+                id: identity.signature_id().into_bytes(),
+                valid_until,
+            }),
+            signature_headers: Vec::new(),
+            event_type: Cow::Owned(identity.event_type),
+        })
+    }
+}
+
+/// `event_hash` for `event_time` + `event_type` with an API key. For tests and samples.
+pub fn event_hash(api_key: &[u8], event_time: &str, event_type: &str) -> String {
+    hex(
+        &hmac_sha256(api_key, &[event_time.as_bytes(), event_type.as_bytes()])
+            .finalize()
+            .into_bytes(),
+    )
+}
+
+/// A `multipart/form-data` body with the event JSON as its `json` field, and its content type.
+pub fn multipart(json: &[u8], boundary: &str) -> (Vec<u8>, String) {
+    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"json\"\r\n\r\n")
+        .into_bytes();
+    body.extend_from_slice(json);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (body, format!("multipart/form-data; boundary={boundary}"))
+}
+
+fn status_of(event_type: &str, declined: bool) -> Option<ProcessStatus> {
+    if declined {
+        return Some(ProcessStatus::Canceled);
+    }
+    match event_type {
+        "signature_request_sent" => Some(ProcessStatus::Created),
+        "signature_request_signed" => Some(ProcessStatus::InProgress),
+        "signature_request_all_signed" => Some(ProcessStatus::AllSigned),
+        "signature_request_downloadable" => Some(ProcessStatus::Completed),
+        "signature_request_declined" | "signature_request_canceled" => {
+            Some(ProcessStatus::Canceled)
+        }
+        "signature_request_expired" => Some(ProcessStatus::Expired),
+        _ => None,
+    }
+}
+
+/// One event per callback about a signature request; account and template callbacks project
+/// nothing (they are archived).
+pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+    let callback = callback(body).ok_or_else(|| {
+        ParseError(
+            "not a Dropbox Sign callback: a JSON object, alone or in a json form field, expected"
+                .to_owned(),
+        )
+    })?;
+    let Some(identity) = Identity::of(&callback) else {
+        return Ok(Vec::new());
+    };
+    let Some(request) = callback.signature_request else {
+        return Ok(Vec::new());
+    };
+    let Some(process_key) = request.signature_request_id.filter(|id| !id.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let occurred_at = unix_seconds(&identity.time)
+        .and_then(|s| i64::try_from(s).ok())
+        .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0));
+    let signees = request
+        .signatures
+        .into_iter()
+        .filter_map(|s| {
+            let key = s.signature_id.filter(|id| !id.is_empty())?;
+            let signed = s.status_code.as_deref() == Some("signed");
+            Some(Signee {
+                key,
+                name: s.signer_name.filter(|n| !n.is_empty()),
+                email: s.signer_email_address.filter(|e| !e.is_empty()),
+                signed,
+                signed_at: s
+                    .signed_at
+                    .filter(|_| signed)
+                    .and_then(|t| DateTime::<Utc>::from_timestamp(t, 0)),
+                ..Signee::default()
+            })
+        })
+        .collect();
+    let documents = match (&*identity.event_type, request.files_url) {
+        ("signature_request_all_signed" | "signature_request_downloadable", Some(url))
+            if !url.is_empty() =>
+        {
+            let mut document = Document::new(DocumentKind::Reference);
+            document.url = Some(url);
+            document.reference_id = Some(process_key.clone());
+            document.description = Some("signed files (Dropbox Sign API, with the API key)".into());
+            vec![document]
+        }
+        _ => Vec::new(),
+    };
+    let mut metadata = serde_json::Map::new();
+    if let Some(meta) = request
+        .metadata
+        .filter(|m| m.as_object().is_some_and(|o| !o.is_empty()))
+    {
+        metadata.insert("metadata".to_owned(), meta);
+    }
+    let related = (identity.related != "-").then(|| identity.related.clone());
+    Ok(vec![SigningEvent {
+        status: status_of(&identity.event_type, request.is_declined == Some(true)),
+        occurred_at,
+        flow_key: None,
+        flow_name: request.title.filter(|t| !t.is_empty()),
+        company_key: None,
+        signees,
+        documents,
+        activity: vec![ActivityEntry {
+            key: format!(
+                "{}:{}:{}",
+                identity.event_type, identity.related, identity.time
+            ),
+            signee_key: related,
+            status: identity.event_type.clone(),
+            description: identity.event_type,
+            file_name: None,
+            created_at: occurred_at,
+            created_by: "dropbox_sign".to_owned(),
+        }],
+        metadata,
+        process_key,
+    }])
+}
+
+impl Provider for DropboxSign {
+    fn name(&self) -> &'static str {
+        "dropbox_sign"
+    }
+
+    fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
+        Ok(Box::new(Verifier::from_config(source)?))
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+        parse(body)
+    }
+
+    fn signs_body(&self) -> bool {
+        false
+    }
+
+    fn default_max_body_bytes(&self) -> Option<usize> {
+        Some(DEFAULT_MAX_BODY_BYTES)
+    }
+
+    fn signature_id(&self, body: &[u8]) -> Option<String> {
+        callback(body)
+            .as_ref()
+            .and_then(Identity::of)
+            .map(|identity| identity.signature_id())
+    }
+
+    /// The event's JSON, whatever form carried it.
+    fn content_digest(&self, body: &[u8]) -> [u8; 32] {
+        match event_json(body) {
+            Some(json) => Sha256::digest(&json).into(),
+            None => Sha256::digest(body).into(),
+        }
+    }
+
+    /// Every delivery has its own multipart boundary.
+    fn resends_reencoded(&self) -> bool {
+        true
+    }
+
+    fn accepted_reply(&self, _request: &dyn Headers) -> Reply {
+        hello()
+    }
+
+    fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
+        let secret = super::first_secret(source)?;
+        let time = Utc::now().timestamp().to_string();
+        let kind = "signature_request_all_signed";
+        let request_id = super::sample_id();
+        let json = serde_json::to_vec(&serde_json::json!({
+            "event": {"event_time": time, "event_type": kind,
+                "event_hash": event_hash(secret.expose(), &time, kind),
+                "event_metadata": {"related_signature_id": null, "reported_for_account_id": "sample-account"}},
+            "signature_request": {"signature_request_id": request_id, "title": "Sample agreement",
+                "is_complete": true, "is_declined": false,
+                "signatures": [{"signature_id": "sample-signature", "signer_email_address": "signer@example.com",
+                    "signer_name": "Sample Signer", "status_code": "signed", "signed_at": Utc::now().timestamp()}]},
+        }))
+        .expect("JSON");
+        let (body, _) = multipart(&json, SAMPLE_BOUNDARY);
+        Ok(Sample {
+            path_token: None,
+            query: None,
+            headers: Vec::new(),
+            body,
+            content_type: SAMPLE_CONTENT_TYPE,
+            process_key: request_id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::NoHeaders;
+    use crate::providers::testing::{flips, source, text_flips};
+    use std::time::SystemTime;
+
+    /// The API key of Dropbox Sign's SDK tests, and their fixtures' event (`hellosign-openapi`,
+    /// `test_fixtures/EventCallbackHelper_AccountCallbacks.json`, "signature_request").
+    const API_KEY: &str = "324e3b0840f065eb51f3fd63231d0d33daa35d4ed10d27718839e81737065782";
+    const TIME: &str = "1348177752";
+    const HASH: &str = "08d45a6b7677492b78be030cef18cfeaece8fe67e163cc8e526ee638ad483756";
+    /// The same key's `account_confirmed` at 1669926463, from the SDKs' README examples.
+    const README_HASH: &str = "ff8b03439122f9160500c3fb855bdee5a9ccba5fff27d3b258745d8f3074832f";
+
+    fn event(hash: &str, time: &str, event_type: &str) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "account_guid": "63522885f9261e2b04eea043933ee7313eb674fd",
+            "event": {"event_time": time, "event_type": event_type, "event_hash": hash,
+                "event_metadata": {"related_signature_id": "ad4d8a769b555fa5ef38691465d426682bf2c992",
+                    "reported_for_account_id": "63522885f9261e2b04eea043933ee7313eb674fd"}},
+            "signature_request": {"signature_request_id": "fa5c8a0b0f492d768749333ad6fcc214c111e967",
+                "title": "Purchase order", "is_complete": false, "is_declined": false,
+                "metadata": {"order": "PO-1"},
+                "files_url": "https://api.hellosign.com/v3/signature_request/files/fa5c8a0b0f492d768749333ad6fcc214c111e967",
+                "signatures": [{"signature_id": "ad4d8a769b555fa5ef38691465d426682bf2c992",
+                    "signer_email_address": "jack@example.com", "signer_name": "Jack",
+                    "status_code": "awaiting_signature", "signed_at": null}]}}))
+        .unwrap()
+    }
+
+    fn at(seconds: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    fn verify_at(keys: &[&str], body: &[u8], received: SystemTime) -> Result<Verified, Rejection> {
+        Verifier::from_config(&source("dropbox_sign", keys))
+            .unwrap()
+            .verify(&Request {
+                body,
+                headers: &NoHeaders,
+                received_at: received,
+                path_token: None,
+                query: None,
+            })
+    }
+
+    fn verify(keys: &[&str], body: &[u8]) -> Result<Verified, Rejection> {
+        verify_at(keys, body, at(1_348_177_752 + 60))
+    }
+
+    #[test]
+    fn the_sdk_vectors_verify() {
+        assert_eq!(
+            event_hash(API_KEY.as_bytes(), TIME, "signature_request_sent"),
+            HASH
+        );
+        assert_eq!(
+            event_hash(API_KEY.as_bytes(), "1669926463", "account_confirmed"),
+            README_HASH
+        );
+        let json = event(HASH, TIME, "signature_request_sent");
+        let (multipart_body, _) = multipart(&json, "----sdkvector");
+        for body in [json.clone(), multipart_body] {
+            let verified = verify(&[API_KEY], &body).expect("genuine");
+            assert_eq!(verified.event_type, "signature_request_sent");
+            assert_eq!(
+                verified.event_id.as_deref(),
+                Some(
+                    "1348177752:signature_request_sent:fa5c8a0b0f492d768749333ad6fcc214c111e967:ad4d8a769b555fa5ef38691465d426682bf2c992"
+                )
+            );
+            assert_eq!(verified.key_label, "env:KEY0");
+            assert!(verified.signature_use.is_some());
+        }
+        // The SDKs' own negative: the key reversed.
+        let reversed: String = API_KEY.chars().rev().collect();
+        assert_eq!(
+            verify(&[&reversed], &json).unwrap_err(),
+            Rejection::BadSignature
+        );
+    }
+
+    #[test]
+    fn one_flipped_bit_in_key_hash_or_time_is_refused() {
+        for (i, key) in text_flips(API_KEY, 0..API_KEY.len()) {
+            assert_eq!(
+                verify(&[&key], &event(HASH, TIME, "signature_request_sent")).unwrap_err(),
+                Rejection::BadSignature,
+                "key byte {i}"
+            );
+        }
+        for (i, hash) in text_flips(HASH, 0..HASH.len()) {
+            assert_eq!(
+                verify(&[API_KEY], &event(&hash, TIME, "signature_request_sent")).unwrap_err(),
+                Rejection::BadSignature,
+                "hash byte {i}"
+            );
+        }
+        for (i, time) in text_flips(TIME, 0..TIME.len()) {
+            assert_eq!(
+                verify(&[API_KEY], &event(HASH, &time, "signature_request_sent")).unwrap_err(),
+                Rejection::BadSignature,
+                "time byte {i}"
+            );
+        }
+        for (i, kind) in text_flips("signature_request_sent", 0..22) {
+            assert_eq!(
+                verify(&[API_KEY], &event(HASH, TIME, &kind)).unwrap_err(),
+                Rejection::BadSignature,
+                "type byte {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_body_is_not_covered_so_a_signature_is_held_to_its_content() {
+        let genuine = event(HASH, TIME, "signature_request_sent");
+        let first = verify(&[API_KEY], &genuine).unwrap();
+        // Any change outside the hash still verifies: the defence is the replay memory, which
+        // sees the same signature id with another content digest.
+        let changed = String::from_utf8(genuine.clone())
+            .unwrap()
+            .replace("awaiting_signature", "signed");
+        let second = verify(&[API_KEY], changed.as_bytes()).unwrap();
+        let id = |v: &Verified| v.signature_use.as_ref().unwrap().id.clone();
+        assert_eq!(id(&first), id(&second));
+        let provider = DropboxSign;
+        assert_ne!(
+            provider.content_digest(&genuine),
+            provider.content_digest(changed.as_bytes())
+        );
+        // Two deliveries of one event in different multipart envelopes: one content.
+        let (a, _) = multipart(&genuine, "boundary-one");
+        let (b, _) = multipart(&genuine, "boundary-two");
+        assert_ne!(a, b);
+        assert_eq!(provider.content_digest(&a), provider.content_digest(&b));
+        assert_eq!(
+            provider.content_digest(&a),
+            provider.content_digest(&genuine)
+        );
+        assert_eq!(
+            provider.signature_id(&a).unwrap().into_bytes(),
+            id(&first),
+            "the worker finds the same signature"
+        );
+        // Another request under the same hash is another use (documented limitation).
+        let other = String::from_utf8(genuine)
+            .unwrap()
+            .replace("fa5c8a0b", "00000000");
+        assert_ne!(
+            id(&verify(&[API_KEY], other.as_bytes()).unwrap()),
+            id(&first)
+        );
+    }
+
+    #[test]
+    fn stale_test_and_malformed_callbacks() {
+        let genuine = event(HASH, TIME, "signature_request_sent");
+        assert_eq!(
+            verify_at(&[API_KEY], &genuine, at(1_348_177_752 + 96 * 3600 + 1)).unwrap_err(),
+            Rejection::Stale
+        );
+        assert!(verify_at(&[API_KEY], &genuine, at(1_348_177_752 + 96 * 3600)).is_ok());
+        let test = event(
+            &event_hash(API_KEY.as_bytes(), TIME, CALLBACK_TEST),
+            TIME,
+            CALLBACK_TEST,
+        );
+        assert_eq!(
+            verify(&[API_KEY], &test).unwrap_err(),
+            Rejection::Handshake(hello())
+        );
+        let forged_test = event(HASH, TIME, CALLBACK_TEST);
+        assert_eq!(
+            verify(&[API_KEY], &forged_test).unwrap_err(),
+            Rejection::BadSignature
+        );
+        for body in [
+            &b""[..],
+            b"[]",
+            b"{}",
+            br#"{"event":{"event_time":"1","event_type":"x"}}"#,
+            b"json=%7B%7D&json=%7B%7D",
+            b"--b\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\n{}\r\n--b--\r\n",
+        ] {
+            assert_eq!(
+                verify(&[API_KEY], body).unwrap_err(),
+                Rejection::Unsigned,
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let odd_time = event(HASH, "+1348177752", "signature_request_sent");
+        assert_eq!(
+            verify(&[API_KEY], &odd_time).unwrap_err(),
+            Rejection::BadSignature
+        );
+        assert!(Verifier::from_config(&source("dropbox_sign", &[])).is_err());
+    }
+
+    #[test]
+    fn every_form_of_the_json_field_is_read_alike() {
+        let json = event(HASH, TIME, "signature_request_sent");
+        let (multipart_body, _) = multipart(&json, "XyZ");
+        let form = form_urlencoded::Serializer::new(String::new())
+            .append_pair("json", std::str::from_utf8(&json).unwrap())
+            .finish();
+        for body in [&json[..], &multipart_body, form.as_bytes()] {
+            assert_eq!(event_json(body).as_deref(), Some(&json[..]));
+        }
+        // Two json parts, or a part without its blank line: refused, not guessed.
+        let twice = "--b\r\nContent-Disposition: form-data; name=\"json\"\r\n\r\n{}\r\n--b\r\nContent-Disposition: form-data; name=json\r\n\r\n{}\r\n--b--\r\n";
+        assert_eq!(event_json(twice.as_bytes()), None);
+        assert_eq!(
+            event_json(b"--b\r\nContent-Disposition: form-data; name=\"json\"\r\n{}\r\n--b--"),
+            None
+        );
+        let long = format!("--{}\r\n", "b".repeat(71));
+        assert_eq!(event_json(long.as_bytes()), None);
+        for (_, body) in flips(&multipart_body, 0..multipart_body.len()) {
+            let _ = event_json(&body);
+        }
+    }
+
+    #[test]
+    fn signature_request_callbacks_are_normalized() {
+        let (body, _) = multipart(&event(HASH, TIME, "signature_request_sent"), "b1");
+        let events = parse(&body).unwrap();
+        let first = &events[0];
+        assert_eq!(
+            first.process_key,
+            "fa5c8a0b0f492d768749333ad6fcc214c111e967"
+        );
+        assert_eq!(first.status, Some(ProcessStatus::Created));
+        assert_eq!(first.flow_name.as_deref(), Some("Purchase order"));
+        assert_eq!(
+            first.signees[0].key,
+            "ad4d8a769b555fa5ef38691465d426682bf2c992"
+        );
+        assert_eq!(first.signees[0].name.as_deref(), Some("Jack"));
+        assert!(!first.signees[0].signed);
+        assert_eq!(first.metadata["metadata"]["order"], "PO-1");
+        assert_eq!(
+            first.activity[0].signee_key.as_deref(),
+            Some("ad4d8a769b555fa5ef38691465d426682bf2c992")
+        );
+        for (kind, expected, documents) in [
+            (
+                "signature_request_signed",
+                Some(ProcessStatus::InProgress),
+                0,
+            ),
+            (
+                "signature_request_all_signed",
+                Some(ProcessStatus::AllSigned),
+                1,
+            ),
+            (
+                "signature_request_downloadable",
+                Some(ProcessStatus::Completed),
+                1,
+            ),
+            (
+                "signature_request_declined",
+                Some(ProcessStatus::Canceled),
+                0,
+            ),
+            (
+                "signature_request_canceled",
+                Some(ProcessStatus::Canceled),
+                0,
+            ),
+            ("signature_request_expired", Some(ProcessStatus::Expired), 0),
+            ("signature_request_viewed", None, 0),
+        ] {
+            let events = parse(&event(HASH, TIME, kind)).unwrap();
+            assert_eq!(events[0].status, expected, "{kind}");
+            assert_eq!(events[0].documents.len(), documents, "{kind}");
+        }
+        let account = br#"{"event":{"event_time":"1348177752","event_type":"account_confirmed","event_hash":"6dc5b7aad93cf54915e0089d6c31d61b3833f66f51459171c69f8fa211308848"}}"#;
+        assert!(parse(account).unwrap().is_empty());
+        assert!(parse(b"[]").is_err());
+    }
+}
