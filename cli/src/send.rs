@@ -188,7 +188,8 @@ mod tests {
         for provider in countersign::providers::REGISTRY {
             if !covered.contains(&provider.name()) {
                 text.push_str(&format!(
-                    "[[sources]]\nname = \"{0}\"\nprovider = \"{0}\"\nsecrets = [\"env:S\"]\n",
+                    "[[sources]]\nname = \"{0}\"\nprovider = \"{0}\"\nsecrets = [\"env:S\"]\n\
+                     allow_ips = [\"127.0.0.1/32\"]\n",
                     provider.name()
                 ));
             }
@@ -223,7 +224,7 @@ mod tests {
                     Origin {
                         path_token: token,
                         query: sample.query.as_deref(),
-                        peer: None,
+                        peer: Some(std::net::Ipv4Addr::LOCALHOST.into()),
                     },
                     SystemTime::now(),
                 )

@@ -21,6 +21,7 @@ pub const ZS_SECRET: &str = "fuzz-zoho-sign-secret";
 pub const BS_SECRET: &str = "fuzz-boldsign-secret";
 pub const PD_SECRET: &str = "fuzz-pandadoc-key";
 pub const DX_SECRET: &str = "fuzz-dropbox-sign-api-key";
+pub const AS_CLIENT_ID: &str = "fuzz-adobe-client-id";
 
 pub fn sources() -> &'static Sources {
     static SOURCES: OnceLock<Sources> = OnceLock::new();
@@ -102,6 +103,12 @@ pub fn sources() -> &'static Sources {
             provider = "dropbox_sign"
             secrets = ["env:DX_SECRET"]
             max_signature_age = "36500d"
+
+            [[sources]]
+            name = "as"
+            provider = "adobe_sign"
+            secrets = ["env:AS_CLIENT_ID"]
+            allow_ips = ["127.0.0.1/32"]
             "#,
             jwks.display(),
             certificate.display()
@@ -117,6 +124,7 @@ pub fn sources() -> &'static Sources {
             "BS_SECRET" => Some(BS_SECRET.to_owned()),
             "PD_SECRET" => Some(PD_SECRET.to_owned()),
             "DX_SECRET" => Some(DX_SECRET.to_owned()),
+            "AS_CLIENT_ID" => Some(AS_CLIENT_ID.to_owned()),
             _ => None,
         };
         let config = Config::from_toml(&text, Role::Ingester, &env).expect("fuzz configuration");

@@ -128,6 +128,11 @@ pub async fn receive_webhook(
     if source.is_empty() || path_token.is_some_and(|t| t.is_empty() || t.contains('/')) {
         return HttpResponse::NotFound().json(serde_json::json!({ "error": "not found" }));
     }
+    if request.method() == actix_web::http::Method::GET
+        && let Some(response) = answer_get(&request, &state, source, path_token)
+    {
+        return response;
+    }
     if request.method() != actix_web::http::Method::POST {
         return HttpResponse::MethodNotAllowed()
             .insert_header((actix_web::http::header::ALLOW, "POST"))
@@ -219,6 +224,54 @@ pub async fn receive_webhook(
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
+}
+
+/// A `GET` to a source whose provider sends one (Adobe Acrobat Sign's verification of intent);
+/// `None` for any other (405). Nothing is published.
+fn answer_get(
+    request: &HttpRequest,
+    state: &WebhookState,
+    source: &str,
+    path_token: Option<&str>,
+) -> Option<HttpResponse> {
+    let source = state.sources.get(source).ok()?;
+    let origin = Origin {
+        path_token,
+        query: None,
+        peer: request.peer_addr().map(|a| a.ip()),
+    };
+    let answer = state
+        .sources
+        .answer_get(source, &ActixHeaders(request.headers()), origin)?;
+    let request_id = request_id(request);
+    let label = source.name();
+    let mut response = match answer {
+        Ok(reply) => {
+            state
+                .metrics
+                .requests
+                .with_label_values(&[label, "handshake"])
+                .inc();
+            tracing::info!(source = label, request_id = %request_id, "verification of intent answered");
+            reply_response(reply)
+        }
+        Err(rejection) => {
+            state
+                .metrics
+                .requests
+                .with_label_values(&[label, rejection.label()])
+                .inc();
+            tracing::warn!(source = label, request_id = %request_id, outcome = rejection.label(), "verification of intent refused");
+            HttpResponse::build(
+                StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            )
+            .json(serde_json::json!({ "error": rejection.to_string() }))
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    Some(response)
 }
 
 /// The HTTP response for a provider's [`Reply`].

@@ -13,6 +13,7 @@
 //! Adding a provider: its module with its `impl Provider`, one line in [`REGISTRY`], its tests
 //! and README section.
 
+pub mod adobe_sign;
 pub mod boldsign;
 pub mod documenso;
 pub mod docuseal;
@@ -54,6 +55,7 @@ pub static REGISTRY: &[&dyn Provider] = &[
     &boldsign::BoldSign,
     &pandadoc::PandaDoc,
     &dropbox_sign::DropboxSign,
+    &adobe_sign::AdobeSign,
 ];
 
 /// One e-signature provider's webhooks: how they are verified, answered and read.
@@ -124,6 +126,13 @@ pub trait Provider: Send + Sync + 'static {
 pub trait Verify: Send + Sync {
     /// Verifies a request over its raw bytes; says what the event is.
     fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection>;
+
+    /// A `GET` to the endpoint (Adobe Acrobat Sign's verification of intent): `None` where the
+    /// provider sends none (the ingester answers 405), else the reply or why not. Nothing is
+    /// published either way.
+    fn answer_get(&self, _headers: &dyn Headers) -> Option<Result<Reply, Rejection>> {
+        None
+    }
 }
 
 /// A provider, by its place in [`REGISTRY`]: what configuration, messages and stored rows name.
@@ -469,6 +478,35 @@ impl Sources {
         self.by_name.is_empty()
     }
 
+    /// Answers a `GET` to `source`'s endpoint where its provider sends one; see
+    /// [`Verify::answer_get`]. The URL-token and address rules of [`Sources::verify`] apply.
+    pub fn answer_get(
+        &self,
+        source: &Source,
+        headers: &dyn Headers,
+        origin: Origin<'_>,
+    ) -> Option<Result<Reply, Rejection>> {
+        let answer = source.verifier.answer_get(headers)?;
+        if origin.path_token.is_some() && !source.provider.takes_url_token() {
+            return Some(Err(Rejection::UnknownSource));
+        }
+        if let Err(refused) = Self::check_address(source, origin) {
+            return Some(Err(refused));
+        }
+        Some(answer)
+    }
+
+    fn check_address(source: &Source, origin: Origin<'_>) -> Result<(), Rejection> {
+        if !source.allowed.is_empty()
+            && !origin
+                .peer
+                .is_some_and(|ip| source.allowed.iter().any(|net| net.contains(ip)))
+        {
+            return Err(Rejection::AddressNotAllowed);
+        }
+        Ok(())
+    }
+
     /// Verifies `body` as received by `source`; the only way to a [`VerifiedWebhook`].
     pub fn verify(
         &self,
@@ -482,13 +520,7 @@ impl Sources {
             // A token in the path of a source that takes none: no such endpoint.
             return Err(Rejection::UnknownSource);
         }
-        if !source.allowed.is_empty()
-            && !origin
-                .peer
-                .is_some_and(|ip| source.allowed.iter().any(|net| net.contains(ip)))
-        {
-            return Err(Rejection::AddressNotAllowed);
-        }
+        Self::check_address(source, origin)?;
         if body.len() > source.max_body_bytes {
             return Err(Rejection::TooLarge {
                 limit: source.max_body_bytes,
@@ -843,7 +875,7 @@ mod tests {
         let cases = [
             (
                 "[[sources]]\nname='a'\nprovider='nosuch'",
-                "sources[a].provider: unknown provider \"nosuch\" (one of: taktikal, universign, legalesign, legalesign_event, standard_webhooks, yousign, documenso, docuseal, zoho_sign, boldsign, pandadoc, dropbox_sign)",
+                "sources[a].provider: unknown provider \"nosuch\" (one of: taktikal, universign, legalesign, legalesign_event, standard_webhooks, yousign, documenso, docuseal, zoho_sign, boldsign, pandadoc, dropbox_sign, adobe_sign)",
             ),
             (
                 "[[sources]]\nname='a'\nprovider='taktikal'\nsecrets=[]",
@@ -896,6 +928,10 @@ mod tests {
             (
                 "[[sources]]\nname='a'\nprovider='dropbox_sign'",
                 "sources[a]: dropbox_sign needs at least one secret",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='adobe_sign'\nsecrets=['env:K']",
+                "sources[a]: adobe_sign needs allow_ips",
             ),
         ];
         for (text, expected) in cases {

@@ -52,6 +52,10 @@ pub const SECRET_SOURCES: &[(&str, &str, &str)] = &[
     ("dx", "dropbox_sign", DX_SECRET),
 ];
 
+/// The client id of the Adobe Acrobat Sign sources `as` (from loopback) and `as-locked` (from an
+/// address the tests never use).
+pub const AS_CLIENT_ID: &str = "CBJCHBCAABAAcountersigntest";
+
 fn secret_variable(source: &str) -> String {
     format!("{}_SECRET", source.to_uppercase())
 }
@@ -165,6 +169,11 @@ pub fn config_text(
             secret_variable(name)
         ));
     }
+    for (name, allowed) in [("as", "127.0.0.1/32"), ("as-locked", "192.0.2.1/32")] {
+        universign.push_str(&format!(
+            "[[sources]]\nname = \"{name}\"\nprovider = \"adobe_sign\"\nsecrets = [\"env:AS_CLIENT_ID\"]\nallow_ips = [\"{allowed}\"]\n"
+        ));
+    }
     format!(
         r#"
         [amqp]
@@ -210,6 +219,7 @@ pub fn env_for(database_url: &str) -> impl Fn(&str) -> Option<String> {
     for (name, _, secret) in SECRET_SOURCES {
         map.insert(secret_variable(name), (*secret).to_owned());
     }
+    map.insert("AS_CLIENT_ID".to_owned(), AS_CLIENT_ID.to_owned());
     move |name| map.get(name).cloned()
 }
 

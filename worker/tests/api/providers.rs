@@ -3,13 +3,13 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use countersign::providers::{
-    boldsign, documenso, docuseal, dropbox_sign, legalesign, pandadoc, standard_webhooks,
-    universign, yousign, zoho_sign,
+    adobe_sign, boldsign, documenso, docuseal, dropbox_sign, legalesign, pandadoc,
+    standard_webhooks, universign, yousign, zoho_sign,
 };
 
 use crate::helpers::{
-    BS_SECRET, DM_SECRET, DS_SECRET, DX_SECRET, Options, PD_SECRET, SW_SECRET, Stack, UK_TOKEN,
-    YS_SECRET, ZS_SECRET,
+    AS_CLIENT_ID, BS_SECRET, DM_SECRET, DS_SECRET, DX_SECRET, Options, PD_SECRET, SW_SECRET, Stack,
+    UK_TOKEN, YS_SECRET, ZS_SECRET,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -733,6 +733,143 @@ async fn dropbox_sign_callbacks_through_the_whole_stack() {
         .count("SELECT count(*) FROM signature_uses WHERE source = 'dx'")
         .await;
     assert_eq!(uses, 3, "one use per signature, the retry included");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn adobe_sign_verification_of_intent_and_notifications_through_the_whole_stack() {
+    use base64::Engine as _;
+    let stack = Stack::start().await;
+    let get = |source: &'static str, client_id: Option<&'static str>| {
+        let stack = &stack;
+        async move {
+            let mut request = stack
+                .http
+                .get(format!("{}/webhooks/{source}", stack.ingester));
+            if let Some(id) = client_id {
+                request = request.header(adobe_sign::CLIENT_ID_HEADER, id);
+            }
+            request.send().await.unwrap()
+        }
+    };
+    // Verification of intent: the id echoed in a header and in the body; nothing published.
+    let intent = get("as", Some(AS_CLIENT_ID)).await;
+    assert_eq!(intent.status(), 200);
+    assert_eq!(intent.headers()[adobe_sign::CLIENT_ID_HEADER], AS_CLIENT_ID);
+    let body: serde_json::Value = intent.json().await.unwrap();
+    assert_eq!(body["xAdobeSignClientId"], AS_CLIENT_ID);
+    assert_eq!(get("as", Some("someone-else")).await.status(), 401);
+    assert_eq!(get("as", None).await.status(), 401);
+    assert_eq!(get("as-locked", Some(AS_CLIENT_ID)).await.status(), 403);
+    assert_eq!(
+        get("sw", Some(AS_CLIENT_ID)).await.status(),
+        405,
+        "only Adobe sources answer GET"
+    );
+
+    let pdf = b"%PDF-1.7 agreement signed by both".to_vec();
+    let notification = |id: &str,
+                        event: &str,
+                        status: &str,
+                        actor: Option<&str>,
+                        at: &str,
+                        signed: &[u8]| {
+        let mut agreement = serde_json::json!({"id": "CBJCHBCAABAAagr1", "name": "Reseller agreement",
+            "status": status, "externalId": {"id": "crm-77"},
+            "participantSetsInfo": {"participantSets": [
+                {"memberInfos": [{"id": "mem-1", "email": "ida@example.com", "name": "Ida Holm"}], "order": 1,
+                 "role": "SIGNER", "status": if status == "SIGNED" { "COMPLETED" } else { "WAITING_FOR_OTHERS" }}]}});
+        if !signed.is_empty() {
+            agreement["signedDocumentInfo"] = serde_json::json!({"document": base64::engine::general_purpose::STANDARD.encode(signed)});
+        }
+        serde_json::to_vec(&serde_json::json!({"webhookId": "wh-1", "webhookNotificationId": id,
+            "event": event, "eventDate": at, "eventResourceType": "agreement", "actionType": "ESIGNED",
+            "participantUserEmail": actor, "agreement": agreement}))
+        .unwrap()
+    };
+    let events = [
+        notification(
+            "n-1",
+            "AGREEMENT_CREATED",
+            "OUT_FOR_SIGNATURE",
+            None,
+            "2026-11-29T09:00:00Z",
+            b"",
+        ),
+        notification(
+            "n-2",
+            "AGREEMENT_ACTION_COMPLETED",
+            "OUT_FOR_SIGNATURE",
+            Some("ida@example.com"),
+            "2026-11-29T09:10:00Z",
+            b"",
+        ),
+        notification(
+            "n-3",
+            "AGREEMENT_WORKFLOW_COMPLETED",
+            "SIGNED",
+            None,
+            "2026-11-29T09:10:05Z",
+            &pdf,
+        ),
+    ];
+    for body in &events {
+        let response = stack
+            .send_to("as", body, &[(adobe_sign::CLIENT_ID_HEADER, AS_CLIENT_ID)])
+            .await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()[adobe_sign::CLIENT_ID_HEADER],
+            AS_CLIENT_ID,
+            "every notification's reply echoes the id"
+        );
+    }
+    assert_eq!(
+        stack
+            .post_to("as", &events[0], &[(adobe_sign::CLIENT_ID_HEADER, "guess")])
+            .await,
+        401
+    );
+    assert_eq!(
+        stack
+            .post_to(
+                "as-locked",
+                &events[0],
+                &[(adobe_sign::CLIENT_ID_HEADER, AS_CLIENT_ID)]
+            )
+            .await,
+        403
+    );
+    stack.wait_for_events(3).await;
+
+    let (status, view) = stack
+        .get_json("/signing/activity/CBJCHBCAABAAagr1?source=as")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(view[0]["status"], "completed");
+    assert_eq!(
+        activity_statuses(&view[0]),
+        [
+            "AGREEMENT_CREATED",
+            "AGREEMENT_ACTION_COMPLETED",
+            "AGREEMENT_WORKFLOW_COMPLETED"
+        ]
+    );
+    assert_eq!(view[0]["activityLog"][1]["signeeKey"], "mem-1");
+    assert!(stack.signed("as", "mem-1").await);
+    let sha256: String = sqlx::query_scalar(
+        "SELECT sha256 FROM documents WHERE process_key = 'CBJCHBCAABAAagr1' AND kind = 'signed'",
+    )
+    .fetch_one(&stack.db)
+    .await
+    .unwrap();
+    let served = stack
+        .http
+        .get(format!("{}/documents/{sha256}", stack.worker))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.bytes().await.unwrap().as_ref(), pdf.as_slice());
 }
 
 /// The `status` of each activity log entry of a process view, in order.

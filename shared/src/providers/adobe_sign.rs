@@ -1,0 +1,546 @@
+//! Adobe Acrobat Sign webhooks: `provider = "adobe_sign"`.
+//!
+//! - Acrobat Sign signs nothing. Every request carries `X-AdobeSign-ClientId`, the client id of
+//!   the API application that created the webhook (`UB7E5BXCXY` for webhooks made in Acrobat
+//!   Sign's web application), and the receiver proves it is the intended one by echoing that id:
+//!   in a response header of the same name, and in the JSON body `{"xAdobeSignClientId": …}`.
+//!   Before notifications start, Acrobat Sign sends a `GET` with the header (verification of
+//!   intent); it gets the same echo and nothing is published.
+//! - A client id is not a secret (the web application's is printed in Adobe's documentation), so
+//!   comparing it proves little: a source of this provider must set `allow_ips` to Acrobat Sign's
+//!   webhook IP ranges, and HTTPS carries the rest. The comparison is constant-time all the same.
+//! - The body is `{"webhookId", "webhookNotificationId", "event", "eventDate", "agreement": {…},
+//!   …}`; `webhookNotificationId` is the event id. With the webhook's `includeSignedDocuments`
+//!   conditional parameter, a completion carries the signed PDF in
+//!   `agreement.signedDocumentInfo.document` (base64): it is stored like Taktikal's.
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{
+    Headers, Provider, Rejection, Reply, Request, Sample, Verified, Verify, is_json_object, rfc3339,
+};
+use crate::config::{Secret, SourceConfig};
+use crate::event::{
+    ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
+};
+
+/// The header Acrobat Sign sends and expects back.
+pub const CLIENT_ID_HEADER: &str = "x-adobesign-clientid";
+/// The client id of webhooks created in Acrobat Sign's web application (Adobe's documentation).
+pub const WEB_APPLICATION_CLIENT_ID: &str = "UB7E5BXCXY";
+/// The default body limit: a completion with its signed documents is at most 10 MB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Adobe Acrobat Sign in the provider registry.
+pub struct AdobeSign;
+
+/// Checks Acrobat Sign requests for one source.
+pub struct Verifier {
+    client_ids: Vec<Secret>,
+}
+
+impl Verifier {
+    pub fn from_config(source: &SourceConfig) -> Result<Self, String> {
+        let client_ids = super::required_secrets(
+            source,
+            "the client id of the application that created the webhook; UB7E5BXCXY for the web application's",
+        )?;
+        if source.allow_ips.is_empty() {
+            return Err("adobe_sign needs allow_ips (Acrobat Sign's webhook IP ranges): its requests carry only a client id, which is not secret".to_owned());
+        }
+        Ok(Self { client_ids })
+    }
+
+    /// The index of the configured client id that `headers` carry.
+    fn client(&self, headers: &dyn Headers) -> Result<usize, Rejection> {
+        let presented = headers
+            .get(CLIENT_ID_HEADER)
+            .filter(|v| !v.is_empty())
+            .ok_or(Rejection::Unsigned)?;
+        let presented: [u8; 32] = Sha256::digest(presented).into();
+        let mut matched = None;
+        for (i, id) in self.client_ids.iter().enumerate() {
+            let expected: [u8; 32] = Sha256::digest(id.expose()).into();
+            if bool::from(expected.ct_eq(&presented)) && matched.is_none() {
+                matched = Some(i);
+            }
+        }
+        matched.ok_or(Rejection::BadSignature)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Head {
+    webhook_notification_id: Option<String>,
+    event: Option<String>,
+}
+
+impl Verify for Verifier {
+    fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
+        let key = self.client(request.headers)?;
+        let head = is_json_object(request.body)
+            .then(|| serde_json::from_slice::<Head>(request.body).ok())
+            .flatten()
+            .filter(|h| {
+                h.webhook_notification_id
+                    .as_deref()
+                    .is_some_and(|id| !id.is_empty())
+            })
+            .ok_or(Rejection::Unacceptable {
+                status: 400,
+                reason: "body is not an Acrobat Sign notification (webhookNotificationId expected)",
+            })?;
+        Ok(Verified {
+            event_id: head.webhook_notification_id,
+            event_type: head
+                .event
+                .filter(|e| !e.is_empty())
+                .map_or(Cow::Borrowed("unknown"), Cow::Owned),
+            key_label: self.client_ids[key].label().to_owned(),
+            signature_use: None,
+            signature_headers: vec![(
+                CLIENT_ID_HEADER,
+                String::from_utf8_lossy(self.client_ids[key].expose()).into_owned(),
+            )],
+        })
+    }
+
+    fn answer_get(&self, headers: &dyn Headers) -> Option<Result<Reply, Rejection>> {
+        Some(self.client(headers).map(|_| echo(headers)))
+    }
+}
+
+/// `200` with the request's client id echoed in the header and the JSON body.
+fn echo(headers: &dyn Headers) -> Reply {
+    let id = headers
+        .get(CLIENT_ID_HEADER)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default();
+    Reply {
+        status: 200,
+        content_type: "application/json",
+        body: Cow::Owned(serde_json::json!({ "xAdobeSignClientId": id }).to_string()),
+        headers: vec![(CLIENT_ID_HEADER, id)],
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Notification {
+    event: Option<String>,
+    event_date: Option<String>,
+    participant_user_email: Option<String>,
+    action_type: Option<String>,
+    agreement: Option<Agreement>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Agreement {
+    id: Option<String>,
+    name: Option<String>,
+    status: Option<String>,
+    external_id: Option<ExternalId>,
+    participant_sets_info: Option<ParticipantSetsInfo>,
+    signed_document_info: Option<SignedDocumentInfo>,
+}
+
+#[derive(Deserialize)]
+struct ExternalId {
+    id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ParticipantSetsInfo {
+    #[serde(default)]
+    participant_sets: Vec<ParticipantSet>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ParticipantSet {
+    #[serde(default)]
+    member_infos: Vec<Member>,
+    role: Option<String>,
+    status: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Member {
+    id: Option<String>,
+    email: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SignedDocumentInfo {
+    document: Option<String>,
+}
+
+fn status_of(event: &str, agreement_status: Option<&str>) -> Option<ProcessStatus> {
+    match agreement_status {
+        Some("SIGNED" | "APPROVED" | "ACCEPTED" | "DELIVERED" | "FORM_FILLED") => {
+            return Some(ProcessStatus::Completed);
+        }
+        Some("CANCELLED" | "ABORTED") => return Some(ProcessStatus::Canceled),
+        Some("EXPIRED") => return Some(ProcessStatus::Expired),
+        _ => {}
+    }
+    match event {
+        "AGREEMENT_CREATED" => Some(ProcessStatus::Created),
+        "AGREEMENT_ACTION_COMPLETED" | "AGREEMENT_PARTICIPANT_COMPLETED" => {
+            Some(ProcessStatus::InProgress)
+        }
+        "AGREEMENT_WORKFLOW_COMPLETED" => Some(ProcessStatus::Completed),
+        "AGREEMENT_RECALLED"
+        | "AGREEMENT_REJECTED"
+        | "AGREEMENT_AUTO_CANCELLED_CONVERSION_PROBLEM" => Some(ProcessStatus::Canceled),
+        "AGREEMENT_EXPIRED" => Some(ProcessStatus::Expired),
+        _ => None,
+    }
+}
+
+/// One event per agreement notification: the process is the agreement, the members of its
+/// signer sets the signees. Library, bulk-signing and web-form events project nothing.
+pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+    let notification: Notification = super::parse_object(body, "an Acrobat Sign notification")?;
+    let event = notification.event.unwrap_or_default();
+    let Some(agreement) = notification.agreement else {
+        return Ok(Vec::new());
+    };
+    let Some(process_key) = agreement.id.filter(|id| !id.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let occurred_at = notification.event_date.as_deref().and_then(rfc3339);
+    let actor = notification
+        .participant_user_email
+        .filter(|e| !e.is_empty())
+        .map(|e| e.to_lowercase());
+    let signed_now = matches!(
+        event.as_str(),
+        "AGREEMENT_ACTION_COMPLETED" | "AGREEMENT_PARTICIPANT_COMPLETED"
+    ) && notification
+        .action_type
+        .as_deref()
+        .is_none_or(|a| matches!(a, "ESIGNED" | "SIGNED" | "DIGSIGNED" | "WRITTEN_SIGNED"));
+    let mut actor_key = None;
+    let mut signees = Vec::new();
+    for set in agreement
+        .participant_sets_info
+        .map(|i| i.participant_sets)
+        .unwrap_or_default()
+    {
+        if set.role.as_deref().is_some_and(|r| r != "SIGNER") {
+            continue;
+        }
+        let set_done = matches!(set.status.as_deref(), Some("COMPLETED" | "SIGNED"));
+        for member in set.member_infos {
+            let email = member.email.filter(|e| !e.is_empty());
+            let Some(key) = member
+                .id
+                .filter(|id| !id.is_empty())
+                .or_else(|| email.clone())
+            else {
+                continue;
+            };
+            let acted =
+                signed_now && actor.is_some() && email.as_deref().map(str::to_lowercase) == actor;
+            if acted {
+                actor_key = Some(key.clone());
+            }
+            signees.push(Signee {
+                key,
+                name: member.name.filter(|n| !n.is_empty()),
+                email,
+                signed: set_done || acted,
+                signed_at: if acted { occurred_at } else { None },
+                ..Signee::default()
+            });
+        }
+    }
+    let mut documents = Vec::new();
+    if let Some(encoded) = agreement
+        .signed_document_info
+        .and_then(|i| i.document)
+        .filter(|d| !d.is_empty())
+    {
+        let content = BASE64
+            .decode(encoded.trim())
+            .map_err(|e| ParseError(format!("signedDocumentInfo.document is not base64: {e}")))?;
+        let mut document = Document::new(DocumentKind::Signed);
+        document.content = Some(content);
+        document.content_type = Some("application/pdf".to_owned());
+        document.file_name = Some(format!(
+            "{}.pdf",
+            agreement
+                .name
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .unwrap_or(&process_key)
+        ));
+        documents.push(document);
+    }
+    let mut metadata = serde_json::Map::new();
+    if let Some(id) = agreement
+        .external_id
+        .and_then(|e| e.id)
+        .filter(|id| !id.is_empty())
+    {
+        metadata.insert("external_id".to_owned(), id.into());
+    }
+    Ok(vec![SigningEvent {
+        status: status_of(&event, agreement.status.as_deref()),
+        occurred_at,
+        flow_key: None,
+        flow_name: agreement.name.filter(|n| !n.is_empty()),
+        company_key: None,
+        signees,
+        documents,
+        activity: vec![ActivityEntry {
+            key: format!(
+                "{event}:{}:{}",
+                actor_key.as_deref().unwrap_or("-"),
+                notification.event_date.as_deref().unwrap_or("-")
+            ),
+            signee_key: actor_key,
+            status: event.clone(),
+            description: event,
+            file_name: None,
+            created_at: occurred_at,
+            created_by: "adobe_sign".to_owned(),
+        }],
+        metadata,
+        process_key,
+    }])
+}
+
+impl Provider for AdobeSign {
+    fn name(&self) -> &'static str {
+        "adobe_sign"
+    }
+
+    fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
+        Ok(Box::new(Verifier::from_config(source)?))
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+        parse(body)
+    }
+
+    fn default_max_body_bytes(&self) -> Option<usize> {
+        Some(DEFAULT_MAX_BODY_BYTES)
+    }
+
+    /// One notification id through every retry.
+    fn resends_reencoded(&self) -> bool {
+        true
+    }
+
+    fn accepted_reply(&self, request: &dyn Headers) -> Reply {
+        echo(request)
+    }
+
+    fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
+        let client_id = super::first_secret(source)?;
+        let agreement = format!("CBJCHBCAABAA{}", super::sample_id());
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let body = serde_json::to_vec(&serde_json::json!({
+            "webhookId": "sample-webhook", "webhookName": "Countersign sample",
+            "webhookNotificationId": super::sample_id(),
+            "webhookUrlInfo": {"url": "http://localhost/webhooks/sample"},
+            "webhookScope": "ACCOUNT", "event": "AGREEMENT_WORKFLOW_COMPLETED", "eventDate": now,
+            "eventResourceType": "agreement",
+            "agreement": {"id": agreement, "name": "Sample agreement", "status": "SIGNED",
+                "participantSetsInfo": {"participantSets": [{"memberInfos": [{"id": "sample-member",
+                    "email": "signer@example.com", "name": "Sample Signer"}], "order": 1, "role": "SIGNER",
+                    "status": "COMPLETED"}]}},
+        }))
+        .expect("JSON");
+        Ok(Sample {
+            path_token: None,
+            query: None,
+            headers: vec![(
+                CLIENT_ID_HEADER,
+                String::from_utf8(client_id.expose().to_vec())
+                    .map_err(|_| format!("client id {} is not text", client_id.label()))?,
+            )],
+            body,
+            content_type: "application/json",
+            process_key: agreement,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::testing::{Pairs, source, text_flips};
+    use std::time::SystemTime;
+
+    const CLIENT_ID: &str = "CBJCHBCAABAAclientid42";
+    const BODY: &[u8] = br#"{"webhookId":"3ce5b6ba-1c3a-4a7c-a0a4-aa7a4a3c1b9e","webhookName":"Agreements","webhookNotificationId":"f6a7c9e2-7b4a-4f3e-9f0e-5a0d1c2b3a4f","webhookUrlInfo":{"url":"https://countersign.example/webhooks/as"},"webhookScope":"ACCOUNT","webhookNotificationApplicableUsers":[{"id":"u1","email":"sender@example.com","role":"SENDER","payloadApplicable":"true"}],"event":"AGREEMENT_ACTION_COMPLETED","subEvent":"ESIGNED","eventDate":"2026-11-29T09:30:00Z","eventResourceType":"agreement","participantRole":"SIGNER","actionType":"ESIGNED","participantUserId":"u2","participantUserEmail":"Signer@Example.com","actingUserId":"u2","actingUserEmail":"signer@example.com","agreement":{"id":"CBJCHBCAABAAabc","name":"Supply contract","signatureType":"ESIGN","status":"OUT_FOR_SIGNATURE","externalId":{"id":"crm-9"},"participantSetsInfo":{"participantSets":[{"memberInfos":[{"id":"m1","email":"signer@example.com","name":"Sam Signer"}],"order":1,"role":"SIGNER","status":"WAITING_FOR_OTHERS"},{"memberInfos":[{"id":"m2","email":"second@example.com","name":"Sue Second"}],"order":2,"role":"SIGNER","status":"WAITING_FOR_MY_SIGNATURE"},{"memberInfos":[{"id":"m3","email":"cc@example.com"}],"order":3,"role":"CC","status":"NOT_YET_VISIBLE"}]}}}"#;
+
+    fn source_with(ids: &[&str]) -> SourceConfig {
+        let mut source = source("adobe_sign", ids);
+        source.allow_ips = vec![crate::config::IpNet::parse("192.0.2.0/24").unwrap()];
+        source
+    }
+
+    fn verify(ids: &[&str], presented: Option<&str>, body: &[u8]) -> Result<Verified, Rejection> {
+        let headers = Pairs(
+            presented
+                .map(|p| (CLIENT_ID_HEADER, p.to_owned()))
+                .into_iter()
+                .collect(),
+        );
+        Verifier::from_config(&source_with(ids))
+            .unwrap()
+            .verify(&Request {
+                body,
+                headers: &headers,
+                received_at: SystemTime::now(),
+                path_token: None,
+                query: None,
+            })
+    }
+
+    #[test]
+    fn the_client_id_is_compared_and_echoed() {
+        let verified = verify(&["other", CLIENT_ID], Some(CLIENT_ID), BODY).expect("known id");
+        assert_eq!(verified.key_label, "env:KEY1");
+        assert_eq!(
+            verified.event_id.as_deref(),
+            Some("f6a7c9e2-7b4a-4f3e-9f0e-5a0d1c2b3a4f")
+        );
+        assert_eq!(verified.event_type, "AGREEMENT_ACTION_COMPLETED");
+        for (i, id) in text_flips(CLIENT_ID, 0..CLIENT_ID.len()) {
+            assert_eq!(
+                verify(&[CLIENT_ID], Some(&id), BODY).unwrap_err(),
+                Rejection::BadSignature,
+                "byte {i}"
+            );
+        }
+        assert_eq!(
+            verify(&[CLIENT_ID], None, BODY).unwrap_err(),
+            Rejection::Unsigned
+        );
+        assert_eq!(
+            verify(&[CLIENT_ID], Some(""), BODY).unwrap_err(),
+            Rejection::Unsigned
+        );
+        for body in [&b"[]"[..], b"{}", br#"{"event":"AGREEMENT_CREATED"}"#] {
+            assert!(matches!(
+                verify(&[CLIENT_ID], Some(CLIENT_ID), body).unwrap_err(),
+                Rejection::Unacceptable { status: 400, .. }
+            ));
+        }
+        let headers = Pairs(vec![(CLIENT_ID_HEADER, CLIENT_ID.to_owned())]);
+        let reply = AdobeSign.accepted_reply(&headers);
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.headers, [(CLIENT_ID_HEADER, CLIENT_ID.to_owned())]);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&reply.body).unwrap()["xAdobeSignClientId"],
+            CLIENT_ID
+        );
+    }
+
+    #[test]
+    fn the_verification_of_intent_is_answered_for_a_known_client_only() {
+        let verifier = Verifier::from_config(&source_with(&[CLIENT_ID])).unwrap();
+        let known = Pairs(vec![(CLIENT_ID_HEADER, CLIENT_ID.to_owned())]);
+        let reply = verifier.answer_get(&known).unwrap().unwrap();
+        assert_eq!(reply.headers, [(CLIENT_ID_HEADER, CLIENT_ID.to_owned())]);
+        let unknown = Pairs(vec![(CLIENT_ID_HEADER, "someone-else".to_owned())]);
+        assert_eq!(
+            verifier.answer_get(&unknown).unwrap().unwrap_err(),
+            Rejection::BadSignature
+        );
+        assert_eq!(
+            verifier
+                .answer_get(&Pairs(Vec::new()))
+                .unwrap()
+                .unwrap_err(),
+            Rejection::Unsigned
+        );
+    }
+
+    #[test]
+    fn a_source_without_allowed_addresses_is_refused() {
+        let refused = Verifier::from_config(&source("adobe_sign", &[CLIENT_ID]))
+            .err()
+            .unwrap();
+        assert!(refused.contains("allow_ips"), "{refused}");
+        assert!(Verifier::from_config(&source("adobe_sign", &[])).is_err());
+    }
+
+    #[test]
+    fn agreement_notifications_are_normalized() {
+        let events = parse(BODY).unwrap();
+        let first = &events[0];
+        assert_eq!(first.process_key, "CBJCHBCAABAAabc");
+        assert_eq!(first.status, Some(ProcessStatus::InProgress));
+        assert_eq!(first.flow_name.as_deref(), Some("Supply contract"));
+        assert_eq!(first.metadata["external_id"], "crm-9");
+        assert_eq!(first.signees.len(), 2, "the CC is not a signee");
+        assert_eq!(first.signees[0].key, "m1");
+        assert!(first.signees[0].signed && first.signees[0].signed_at.is_some());
+        assert!(!first.signees[1].signed);
+        assert_eq!(first.activity[0].signee_key.as_deref(), Some("m1"));
+
+        let pdf = BASE64.encode(b"%PDF-1.7 signed");
+        let completed = format!(
+            r#"{{"webhookNotificationId":"n2","event":"AGREEMENT_WORKFLOW_COMPLETED","eventDate":"2026-11-29T10:00:00Z","agreement":{{"id":"A1","name":"Deal","status":"SIGNED","signedDocumentInfo":{{"document":"{pdf}"}}}}}}"#
+        );
+        let events = parse(completed.as_bytes()).unwrap();
+        assert_eq!(events[0].status, Some(ProcessStatus::Completed));
+        assert_eq!(events[0].documents[0].kind, DocumentKind::Signed);
+        assert_eq!(
+            events[0].documents[0].content.as_deref(),
+            Some(&b"%PDF-1.7 signed"[..])
+        );
+        assert_eq!(
+            events[0].documents[0].file_name.as_deref(),
+            Some("Deal.pdf")
+        );
+        for (event, status, expected) in [
+            (
+                "AGREEMENT_CREATED",
+                "OUT_FOR_SIGNATURE",
+                Some(ProcessStatus::Created),
+            ),
+            (
+                "AGREEMENT_RECALLED",
+                "CANCELLED",
+                Some(ProcessStatus::Canceled),
+            ),
+            (
+                "AGREEMENT_REJECTED",
+                "CANCELLED",
+                Some(ProcessStatus::Canceled),
+            ),
+            ("AGREEMENT_EXPIRED", "EXPIRED", Some(ProcessStatus::Expired)),
+            ("AGREEMENT_EMAIL_VIEWED", "OUT_FOR_SIGNATURE", None),
+        ] {
+            let body = format!(
+                r#"{{"webhookNotificationId":"n","event":"{event}","agreement":{{"id":"A2","status":"{status}"}}}}"#
+            );
+            assert_eq!(
+                parse(body.as_bytes()).unwrap()[0].status,
+                expected,
+                "{event}"
+            );
+        }
+        let broken = br#"{"webhookNotificationId":"n","event":"AGREEMENT_WORKFLOW_COMPLETED","agreement":{"id":"A3","signedDocumentInfo":{"document":"not base64!"}}}"#;
+        assert!(parse(broken).is_err());
+        let library = br#"{"webhookNotificationId":"n","event":"LIBRARY_DOCUMENT_CREATED","libraryDocument":{"id":"L1"}}"#;
+        assert!(parse(library).unwrap().is_empty());
+    }
+}
