@@ -25,6 +25,7 @@ pub const SECRET_SOURCES: &[(&str, &str, &str, &str)] = &[
     ("pd", "pandadoc", "fuzz-pandadoc-key", ""),
     ("dx", "dropbox_sign", "fuzz-dropbox-sign-api-key", "max_signature_age = \"36500d\""),
     ("as", "adobe_sign", "fuzz-adobe-client-id", "allow_ips = [\"127.0.0.1/32\"]"),
+    ("dg", "docusign", "fuzz-docusign-connect-key", ""),
 ];
 
 pub fn sources() -> &'static Sources {

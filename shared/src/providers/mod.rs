@@ -17,6 +17,7 @@ pub mod adobe_sign;
 pub mod boldsign;
 pub mod documenso;
 pub mod docuseal;
+pub mod docusign;
 pub mod dropbox_sign;
 pub mod legalesign;
 pub mod pandadoc;
@@ -56,6 +57,7 @@ pub static REGISTRY: &[&dyn Provider] = &[
     &pandadoc::PandaDoc,
     &dropbox_sign::DropboxSign,
     &adobe_sign::AdobeSign,
+    &docusign::DocuSign,
 ];
 
 /// One e-signature provider's webhooks: how they are verified, answered and read.
@@ -875,7 +877,7 @@ mod tests {
         let cases = [
             (
                 "[[sources]]\nname='a'\nprovider='nosuch'",
-                "sources[a].provider: unknown provider \"nosuch\" (one of: taktikal, universign, legalesign, legalesign_event, standard_webhooks, yousign, documenso, docuseal, zoho_sign, boldsign, pandadoc, dropbox_sign, adobe_sign)",
+                "sources[a].provider: unknown provider \"nosuch\" (one of: taktikal, universign, legalesign, legalesign_event, standard_webhooks, yousign, documenso, docuseal, zoho_sign, boldsign, pandadoc, dropbox_sign, adobe_sign, docusign)",
             ),
             (
                 "[[sources]]\nname='a'\nprovider='taktikal'\nsecrets=[]",
@@ -932,6 +934,10 @@ mod tests {
             (
                 "[[sources]]\nname='a'\nprovider='adobe_sign'\nsecrets=['env:K']",
                 "sources[a]: adobe_sign needs allow_ips",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='docusign'",
+                "sources[a]: docusign needs at least one secret",
             ),
         ];
         for (text, expected) in cases {

@@ -36,6 +36,8 @@ pub const ZS_SECRET: &str = "zoho-sign-webhook-secret";
 pub const BS_SECRET: &str = "boldsign-webhook-secret";
 /// The shared key of the PandaDoc source `pd`.
 pub const PD_SECRET: &str = "pandadoc-shared-key";
+/// The Connect HMAC key of the DocuSign source `dg`.
+pub const DG_SECRET: &str = "docusign-connect-key";
 /// The API key of the Dropbox Sign source `dx`.
 pub const DX_SECRET: &str = "324e3b0840f065eb51f3fd63231d0d33daa35d4ed10d27718839e81737065782";
 
@@ -50,6 +52,7 @@ pub const SECRET_SOURCES: &[(&str, &str, &str)] = &[
     ("bs", "boldsign", BS_SECRET),
     ("pd", "pandadoc", PD_SECRET),
     ("dx", "dropbox_sign", DX_SECRET),
+    ("dg", "docusign", DG_SECRET),
 ];
 
 /// The client id of the Adobe Acrobat Sign sources `as` (from loopback) and `as-locked` (from an

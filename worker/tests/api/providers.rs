@@ -3,13 +3,13 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use countersign::providers::{
-    adobe_sign, boldsign, documenso, docuseal, dropbox_sign, legalesign, pandadoc,
+    adobe_sign, boldsign, documenso, docuseal, docusign, dropbox_sign, legalesign, pandadoc,
     standard_webhooks, universign, yousign, zoho_sign,
 };
 
 use crate::helpers::{
-    AS_CLIENT_ID, BS_SECRET, DM_SECRET, DS_SECRET, DX_SECRET, Options, PD_SECRET, SW_SECRET, Stack,
-    UK_TOKEN, YS_SECRET, ZS_SECRET,
+    AS_CLIENT_ID, BS_SECRET, DG_SECRET, DM_SECRET, DS_SECRET, DX_SECRET, Options, PD_SECRET,
+    SW_SECRET, Stack, UK_TOKEN, YS_SECRET, ZS_SECRET,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -870,6 +870,132 @@ async fn adobe_sign_verification_of_intent_and_notifications_through_the_whole_s
         .unwrap();
     assert_eq!(served.status(), 200);
     assert_eq!(served.bytes().await.unwrap().as_ref(), pdf.as_slice());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docusign_connect_messages_through_the_whole_stack() {
+    use base64::Engine as _;
+    let stack = Stack::start().await;
+    let pdf = b"%PDF-1.7 envelope signed".to_vec();
+    let message = |event: &str,
+                   retry: u32,
+                   at: &str,
+                   recipient: Option<&str>,
+                   status: &str,
+                   signed: bool| {
+        let mut summary = serde_json::json!({"status": status, "emailSubject": "Please sign: lease",
+            "recipients": {"signers": [{"recipientId": "1", "name": "Tom Ek", "email": "tom@example.com",
+                "status": if signed { "completed" } else { "sent" },
+                "signedDateTime": if signed { serde_json::json!("2026-11-29T11:05:00Z") } else { serde_json::Value::Null }}]}});
+        if event == "envelope-completed" {
+            summary["envelopeDocuments"] = serde_json::json!([{"documentId": "1", "name": "Lease.pdf",
+                "type": "content", "PDFBytes": base64::engine::general_purpose::STANDARD.encode(&pdf)}]);
+        }
+        let mut data = serde_json::json!({"accountId": "acc", "userId": "usr", "envelopeId": "env-dg-1",
+            "envelopeSummary": summary});
+        if let Some(recipient) = recipient {
+            data["recipientId"] = serde_json::json!(recipient);
+        }
+        serde_json::to_vec(&serde_json::json!({"event": event, "apiVersion": "v2.1",
+            "uri": "/restapi/v2.1/accounts/acc/envelopes/env-dg-1", "retryCount": retry,
+            "configurationId": 42, "generatedDateTime": at, "data": data}))
+        .unwrap()
+    };
+    let events = [
+        message(
+            "envelope-sent",
+            0,
+            "2026-11-29T11:00:00.0000000Z",
+            None,
+            "sent",
+            false,
+        ),
+        message(
+            "recipient-completed",
+            0,
+            "2026-11-29T11:05:00.0000000Z",
+            Some("1"),
+            "sent",
+            true,
+        ),
+        message(
+            "envelope-completed",
+            0,
+            "2026-11-29T11:05:01.0000000Z",
+            None,
+            "completed",
+            true,
+        ),
+    ];
+    let post = |body: Vec<u8>, signatures: Vec<String>| {
+        let stack = &stack;
+        async move {
+            let names = ["x-docusign-signature-1", "x-docusign-signature-2"];
+            let headers: Vec<(&str, &str)> = names
+                .iter()
+                .zip(&signatures)
+                .map(|(name, value)| (*name, value.as_str()))
+                .collect();
+            stack.post_to("dg", &body, &headers).await
+        }
+    };
+    for body in &events {
+        let signature = docusign::sign(DG_SECRET.as_bytes(), body);
+        assert_eq!(post(body.clone(), vec![signature]).await, 200);
+    }
+    // DocuSign's retry of the completion, retryCount 1, signed by two active keys (ours second).
+    let retry = message(
+        "envelope-completed",
+        1,
+        "2026-11-29T11:05:01.0000000Z",
+        None,
+        "completed",
+        true,
+    );
+    assert_ne!(retry, events[2]);
+    let signatures = vec![
+        docusign::sign(b"a key only DocuSign has now", &retry),
+        docusign::sign(DG_SECRET.as_bytes(), &retry),
+    ];
+    assert_eq!(post(retry, signatures).await, 200);
+    assert_eq!(
+        post(
+            events[0].clone(),
+            vec![docusign::sign(b"forged", &events[0])]
+        )
+        .await,
+        401
+    );
+    assert_eq!(stack.post_to("dg", &events[0], &[]).await, 401);
+    stack.wait_for_events(3).await;
+    stack.wait_for_deliveries("dg", 2).await;
+
+    let (status, view) = stack.get_json("/signing/activity/env-dg-1?source=dg").await;
+    assert_eq!(status, 200);
+    assert_eq!(view[0]["status"], "completed");
+    assert_eq!(
+        activity_statuses(&view[0]),
+        ["envelope-sent", "recipient-completed", "envelope-completed"]
+    );
+    assert_eq!(view[0]["activityLog"][1]["signeeKey"], "1");
+    assert!(stack.signed("dg", "1").await);
+    let sha256: String = sqlx::query_scalar(
+        "SELECT sha256 FROM documents WHERE process_key = 'env-dg-1' AND kind = 'signed'",
+    )
+    .fetch_one(&stack.db)
+    .await
+    .unwrap();
+    let served = stack
+        .http
+        .get(format!("{}/documents/{sha256}", stack.worker))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.bytes().await.unwrap().as_ref(), pdf.as_slice());
+    let headers = &stack.stored_headers("dg").await["env-dg-1:envelope-completed:-:2026-11-29T11:05:01.0000000Z"];
+    assert_eq!(headers["x-provider"], "docusign");
+    assert_eq!(headers["x-verified-key"], "env:DG_SECRET");
+    assert!(headers[docusign::SIGNATURE_HEADER].is_string());
 }
 
 /// The `status` of each activity log entry of a process view, in order.

@@ -1,0 +1,493 @@
+//! DocuSign Connect (JSON SIM, Connect 2.0): `provider = "docusign"`.
+//!
+//! - With HMAC enabled on the Connect configuration, DocuSign sends one header per active key,
+//!   `X-DocuSign-Signature-1` … `X-DocuSign-Signature-N` (up to 100), each the base64
+//!   HMAC-SHA256 of the raw body keyed with a Connect key's text. Any header made with any of the
+//!   source's secrets is enough (rotation: DocuSign signs with every active key while you add the
+//!   new one here). The signature covers the body; there is no timestamp outside it.
+//! - The body is `{"event", "apiVersion", "uri", "retryCount", "configurationId",
+//!   "generatedDateTime", "data": {"accountId", "userId", "envelopeId", "recipientId"?,
+//!   "envelopeSummary"?}}`. There is no event id, and `retryCount` is in the body: whether a
+//!   retry changes it (and the bytes) is not documented. So the event id is built from what
+//!   identifies the event — `<envelopeId>:<event>:<recipientId>:<generatedDateTime>` — and a
+//!   second body under one id is a delivery of the same event, never a conflict.
+//! - With "Include documents", `envelopeSummary.envelopeDocuments[].PDFBytes` carries each
+//!   document in base64: on `envelope-completed` the content documents are the signed PDFs.
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::{DateTime, Utc};
+use hmac::Mac;
+use serde::Deserialize;
+
+use super::{
+    Provider, Rejection, Request, Sample, Verified, Verify, hmac_sha256, is_json_object,
+    matching_secret, rfc3339,
+};
+use crate::config::{Secret, SourceConfig};
+use crate::event::{
+    ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
+};
+
+/// The first signature header; the n-th is `x-docusign-signature-<n>`.
+pub const SIGNATURE_HEADER: &str = "x-docusign-signature-1";
+/// How many signature headers DocuSign may send (one per active key).
+pub const MAX_SIGNATURE_HEADERS: usize = 100;
+const SIGNATURE_HEADER_PREFIX: &str = "x-docusign-signature-";
+
+/// DocuSign Connect in the provider registry.
+pub struct DocuSign;
+
+/// Verifies DocuSign Connect messages for one source.
+pub struct Verifier {
+    secrets: Vec<Secret>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Head {
+    event: Option<String>,
+    generated_date_time: Option<String>,
+    data: Option<HeadData>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HeadData {
+    envelope_id: Option<String>,
+    recipient_id: Option<serde_json::Value>,
+}
+
+/// `(event, event id)` of a Connect message.
+fn identify(body: &[u8]) -> Option<(String, String)> {
+    if !is_json_object(body) {
+        return None;
+    }
+    let head: Head = serde_json::from_slice(body).ok()?;
+    let event = head.event.filter(|e| !e.is_empty())?;
+    let data = head.data?;
+    let envelope = data.envelope_id.filter(|e| !e.is_empty())?;
+    let recipient = data
+        .recipient_id
+        .as_ref()
+        .and_then(super::json_id)
+        .unwrap_or_else(|| "-".to_owned());
+    let generated = head.generated_date_time.unwrap_or_else(|| "-".to_owned());
+    let id = format!("{envelope}:{event}:{recipient}:{generated}");
+    Some((event, id))
+}
+
+impl Verifier {
+    pub fn from_config(source: &SourceConfig) -> Result<Self, String> {
+        Ok(Self {
+            secrets: super::required_secrets(source, "a Connect HMAC key")?,
+        })
+    }
+}
+
+impl Verify for Verifier {
+    fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
+        let mut signatures = Vec::new();
+        let mut forwarded = Vec::new();
+        for (n, name) in SIGNATURE_HEADERS.iter().enumerate() {
+            let Some(value) = request.headers.get(name) else {
+                // Numbered from 1 without gaps.
+                if n == 0 {
+                    return Err(Rejection::Unsigned);
+                }
+                break;
+            };
+            let text = std::str::from_utf8(value).unwrap_or_default().trim();
+            if let Some(signature) = BASE64.decode(text).ok().filter(|s| s.len() == 32) {
+                signatures.push(signature);
+            }
+            forwarded.push((*name, text.to_owned()));
+        }
+        let key = matching_secret(&self.secrets, &[request.body], &signatures)
+            .ok_or(Rejection::BadSignature)?;
+        let (event, event_id) = identify(request.body).ok_or(Rejection::Unacceptable {
+            status: 400,
+            reason: "body is not a DocuSign Connect JSON SIM message (event and data.envelopeId expected)",
+        })?;
+        Ok(Verified {
+            event_id: Some(event_id),
+            event_type: Cow::Owned(event),
+            key_label: self.secrets[key].label().to_owned(),
+            signature_use: None,
+            signature_headers: forwarded,
+        })
+    }
+}
+
+/// `x-docusign-signature-1` … `-100`, as the `&'static str`s messages carry.
+static SIGNATURE_HEADERS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    (1..=MAX_SIGNATURE_HEADERS)
+        .map(|n| -> &'static str {
+            Box::leak(format!("{SIGNATURE_HEADER_PREFIX}{n}").into_boxed_str())
+        })
+        .collect()
+});
+
+/// The base64 HMAC of `body` with a Connect key: one `X-DocuSign-Signature-N`. For tests and
+/// samples.
+pub fn sign(key: &[u8], body: &[u8]) -> String {
+    BASE64.encode(hmac_sha256(key, &[body]).finalize().into_bytes())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Message {
+    event: Option<String>,
+    generated_date_time: Option<String>,
+    data: Option<Data>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Data {
+    envelope_id: Option<String>,
+    recipient_id: Option<serde_json::Value>,
+    envelope_summary: Option<EnvelopeSummary>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EnvelopeSummary {
+    status: Option<String>,
+    email_subject: Option<String>,
+    recipients: Option<Recipients>,
+    #[serde(default)]
+    envelope_documents: Vec<EnvelopeDocument>,
+}
+
+#[derive(Deserialize)]
+struct Recipients {
+    #[serde(default)]
+    signers: Vec<Signer>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Signer {
+    recipient_id: Option<serde_json::Value>,
+    name: Option<String>,
+    email: Option<String>,
+    status: Option<String>,
+    signed_date_time: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EnvelopeDocument {
+    document_id: Option<serde_json::Value>,
+    name: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(rename = "PDFBytes")]
+    pdf_bytes: Option<String>,
+}
+
+fn status_of(event: &str, envelope_status: Option<&str>) -> Option<ProcessStatus> {
+    match envelope_status {
+        Some("completed") => return Some(ProcessStatus::Completed),
+        Some("declined" | "voided") => return Some(ProcessStatus::Canceled),
+        _ => {}
+    }
+    match event {
+        "envelope-sent" | "envelope-created" => Some(ProcessStatus::Created),
+        "recipient-completed" => Some(ProcessStatus::InProgress),
+        "envelope-completed" => Some(ProcessStatus::Completed),
+        "envelope-declined" | "envelope-voided" | "recipient-declined" => {
+            Some(ProcessStatus::Canceled)
+        }
+        _ => None,
+    }
+}
+
+/// One event per envelope or recipient message: the process is the envelope, its signers the
+/// signees.
+pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+    let message: Message = super::parse_object(body, "a DocuSign Connect message")?;
+    let event = message.event.unwrap_or_default();
+    let Some(data) = message.data else {
+        return Ok(Vec::new());
+    };
+    let Some(process_key) = data.envelope_id.filter(|id| !id.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let occurred_at: Option<DateTime<Utc>> =
+        message.generated_date_time.as_deref().and_then(rfc3339);
+    let recipient = data.recipient_id.as_ref().and_then(super::json_id);
+    let summary = data.envelope_summary;
+    let envelope_status = summary.as_ref().and_then(|s| s.status.clone());
+    let flow_name = summary
+        .as_ref()
+        .and_then(|s| s.email_subject.clone())
+        .filter(|s| !s.is_empty());
+    let mut signees = Vec::new();
+    let mut documents = Vec::new();
+    if let Some(summary) = summary {
+        for signer in summary.recipients.map(|r| r.signers).unwrap_or_default() {
+            let Some(key) = signer.recipient_id.as_ref().and_then(super::json_id) else {
+                continue;
+            };
+            let signed = signer.status.as_deref() == Some("completed");
+            signees.push(Signee {
+                key,
+                name: signer.name.filter(|n| !n.is_empty()),
+                email: signer.email.filter(|e| !e.is_empty()),
+                signed,
+                signed_at: signer
+                    .signed_date_time
+                    .as_deref()
+                    .filter(|_| signed)
+                    .and_then(rfc3339),
+                ..Signee::default()
+            });
+        }
+        for file in summary.envelope_documents {
+            let Some(encoded) = file.pdf_bytes.filter(|b| !b.is_empty()) else {
+                continue;
+            };
+            let content = BASE64.decode(encoded.trim()).map_err(|e| {
+                ParseError(format!("envelopeDocuments[].PDFBytes is not base64: {e}"))
+            })?;
+            let kind = match file.kind.as_deref() {
+                Some("content") | None if event == "envelope-completed" => DocumentKind::Signed,
+                _ => DocumentKind::Attachment,
+            };
+            let mut document = Document::new(kind);
+            document.content = Some(content);
+            document.content_type = Some("application/pdf".to_owned());
+            document.file_name = file.name.filter(|n| !n.is_empty());
+            document.reference_id = file.document_id.as_ref().and_then(super::json_id);
+            document.description = file.kind;
+            documents.push(document);
+        }
+    }
+    let signee_key = recipient.clone();
+    Ok(vec![SigningEvent {
+        status: status_of(&event, envelope_status.as_deref()),
+        occurred_at,
+        flow_key: None,
+        flow_name,
+        company_key: None,
+        signees,
+        documents,
+        activity: vec![ActivityEntry {
+            key: format!("{event}:{}", recipient.as_deref().unwrap_or("-")),
+            signee_key,
+            status: event.clone(),
+            description: event,
+            file_name: None,
+            created_at: occurred_at,
+            created_by: "docusign".to_owned(),
+        }],
+        metadata: serde_json::Map::new(),
+        process_key,
+    }])
+}
+
+impl Provider for DocuSign {
+    fn name(&self) -> &'static str {
+        "docusign"
+    }
+
+    fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
+        Ok(Box::new(Verifier::from_config(source)?))
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+        parse(body)
+    }
+
+    /// `retryCount` is in the body; the id does not depend on it.
+    fn resends_reencoded(&self) -> bool {
+        true
+    }
+
+    fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
+        let key = super::first_secret(source)?;
+        let envelope = uuid::Uuid::new_v4().to_string();
+        let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let body = serde_json::to_vec(&serde_json::json!({
+            "event": "envelope-completed", "apiVersion": "v2.1",
+            "uri": format!("/restapi/v2.1/accounts/sample/envelopes/{envelope}"),
+            "retryCount": 0, "configurationId": 10_000_001, "generatedDateTime": now,
+            "data": {"accountId": "sample", "userId": "sample-user", "envelopeId": envelope,
+                "envelopeSummary": {"status": "completed", "emailSubject": "Sample agreement",
+                    "recipients": {"signers": [{"recipientId": "1", "name": "Sample Signer",
+                        "email": "signer@example.com", "status": "completed", "signedDateTime": now}]}}},
+        }))
+        .expect("JSON");
+        Ok(Sample {
+            path_token: None,
+            query: None,
+            headers: vec![(SIGNATURE_HEADER, sign(key.expose(), &body))],
+            body,
+            content_type: "application/json",
+            process_key: envelope,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::testing::{Pairs, assert_every_flip_refused, source};
+    use std::time::SystemTime;
+
+    const KEY: &str = "docusign-connect-hmac-key";
+    /// An envelope-completed message shaped as DocuSign's JSON SIM documentation shows it.
+    const BODY: &[u8] = br#"{"event":"envelope-completed","apiVersion":"v2.1","uri":"/restapi/v2.1/accounts/a1b2c3d4/envelopes/93be49ab-afa0-4adf-933c-f752070d71ec","retryCount":0,"configurationId":10000001,"generatedDateTime":"2026-11-29T10:15:30.1234567Z","data":{"accountId":"a1b2c3d4","userId":"u9","envelopeId":"93be49ab-afa0-4adf-933c-f752070d71ec","envelopeSummary":{"status":"completed","emailSubject":"Please sign: NDA","recipients":{"signers":[{"recipientId":"1","recipientIdGuid":"5e9a","name":"Ana Lopez","email":"ana@example.com","status":"completed","signedDateTime":"2026-11-29T10:15:00.0000000Z"}]},"envelopeDocuments":[{"documentId":"1","name":"NDA.pdf","type":"content","PDFBytes":"JVBERi0xLjcgc2lnbmVk"},{"documentId":"certificate","name":"Summary","type":"summary","PDFBytes":"JVBERi0xLjcgY2VydA=="}]}}}"#;
+    /// Base64 HMAC-SHA256 of BODY with KEY, computed independently (Python's `hmac`).
+    const SIGNATURE: &str = "lxaLDTj9/NnUizTKiVf2XPjTgGKc54Tk8BjBzm7sl8o=";
+
+    fn verify_with(
+        keys: &[&str],
+        headers: Vec<(&'static str, String)>,
+        body: &[u8],
+    ) -> Result<Verified, Rejection> {
+        let headers = Pairs(headers);
+        Verifier::from_config(&source("docusign", keys))
+            .unwrap()
+            .verify(&Request {
+                body,
+                headers: &headers,
+                received_at: SystemTime::now(),
+                path_token: None,
+                query: None,
+            })
+    }
+
+    fn verify(keys: &[&str], signature: &str, body: &[u8]) -> Result<Verified, Rejection> {
+        verify_with(keys, vec![(SIGNATURE_HEADER, signature.to_owned())], body)
+    }
+
+    #[test]
+    fn an_independently_computed_signature_verifies_and_every_flip_is_refused() {
+        assert_eq!(sign(KEY.as_bytes(), BODY), SIGNATURE);
+        let verified = verify(&[KEY], SIGNATURE, BODY).expect("genuine");
+        assert_eq!(verified.event_type, "envelope-completed");
+        assert_eq!(
+            verified.event_id.as_deref(),
+            Some(
+                "93be49ab-afa0-4adf-933c-f752070d71ec:envelope-completed:-:2026-11-29T10:15:30.1234567Z"
+            )
+        );
+        assert_eq!(
+            verified.signature_headers,
+            [(SIGNATURE_HEADER, SIGNATURE.to_owned())]
+        );
+        assert_every_flip_refused(KEY, SIGNATURE, 0..SIGNATURE.len(), BODY, |key, s, body| {
+            verify(&[key], s, body)
+        });
+    }
+
+    #[test]
+    fn any_of_several_headers_and_keys_may_match() {
+        let other = sign(b"another active key", BODY);
+        let headers = vec![
+            ("x-docusign-signature-1", other.clone()),
+            ("x-docusign-signature-2", SIGNATURE.to_owned()),
+        ];
+        let verified =
+            verify_with(&["old", KEY], headers, BODY).expect("second header, second key");
+        assert_eq!(verified.key_label, "env:KEY1");
+        assert_eq!(verified.signature_headers.len(), 2);
+        // Only the first header's absence means unsigned; a gap ends the list.
+        let gap = vec![
+            ("x-docusign-signature-1", other),
+            ("x-docusign-signature-3", SIGNATURE.to_owned()),
+        ];
+        assert_eq!(
+            verify_with(&[KEY], gap, BODY).unwrap_err(),
+            Rejection::BadSignature
+        );
+        let second_only = vec![("x-docusign-signature-2", SIGNATURE.to_owned())];
+        assert_eq!(
+            verify_with(&[KEY], second_only, BODY).unwrap_err(),
+            Rejection::Unsigned
+        );
+        for bad in ["", "not base64", &SIGNATURE[..40]] {
+            assert_eq!(
+                verify(&[KEY], bad, BODY).unwrap_err(),
+                Rejection::BadSignature,
+                "{bad:?}"
+            );
+        }
+        for body in [&b"[]"[..], b"{}", br#"{"event":"envelope-sent","data":{}}"#] {
+            assert!(matches!(
+                verify(&[KEY], &sign(KEY.as_bytes(), body), body).unwrap_err(),
+                Rejection::Unacceptable { status: 400, .. }
+            ));
+        }
+        assert!(Verifier::from_config(&source("docusign", &[])).is_err());
+    }
+
+    #[test]
+    fn a_retry_with_another_retry_count_is_the_same_event() {
+        let retry = String::from_utf8(BODY.to_vec())
+            .unwrap()
+            .replace("\"retryCount\":0", "\"retryCount\":1");
+        let first = verify(&[KEY], SIGNATURE, BODY).unwrap();
+        let second = verify(
+            &[KEY],
+            &sign(KEY.as_bytes(), retry.as_bytes()),
+            retry.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(first.event_id, second.event_id);
+        assert!(DocuSign.resends_reencoded());
+    }
+
+    #[test]
+    fn envelope_and_recipient_messages_are_normalized() {
+        let events = parse(BODY).unwrap();
+        let first = &events[0];
+        assert_eq!(first.process_key, "93be49ab-afa0-4adf-933c-f752070d71ec");
+        assert_eq!(first.status, Some(ProcessStatus::Completed));
+        assert_eq!(first.flow_name.as_deref(), Some("Please sign: NDA"));
+        assert_eq!(first.signees[0].key, "1");
+        assert!(first.signees[0].signed && first.signees[0].signed_at.is_some());
+        assert_eq!(first.documents.len(), 2);
+        assert_eq!(first.documents[0].kind, DocumentKind::Signed);
+        assert_eq!(
+            first.documents[0].content.as_deref(),
+            Some(&b"%PDF-1.7 signed"[..])
+        );
+        assert_eq!(
+            first.documents[1].kind,
+            DocumentKind::Attachment,
+            "the certificate"
+        );
+        assert_eq!(first.activity[0].key, "envelope-completed:-");
+
+        let recipient = br#"{"event":"recipient-completed","generatedDateTime":"2026-11-29T10:15:00Z","data":{"envelopeId":"e2","recipientId":"2","envelopeSummary":{"status":"sent","recipients":{"signers":[{"recipientId":"2","status":"completed","signedDateTime":"2026-11-29T10:15:00Z"}]}}}}"#;
+        let events = parse(recipient).unwrap();
+        assert_eq!(events[0].status, Some(ProcessStatus::InProgress));
+        assert_eq!(events[0].activity[0].signee_key.as_deref(), Some("2"));
+        for (event, expected) in [
+            ("envelope-sent", Some(ProcessStatus::Created)),
+            ("envelope-delivered", None),
+            ("envelope-declined", Some(ProcessStatus::Canceled)),
+            ("envelope-voided", Some(ProcessStatus::Canceled)),
+        ] {
+            let body = format!(r#"{{"event":"{event}","data":{{"envelopeId":"e3"}}}}"#);
+            assert_eq!(
+                parse(body.as_bytes()).unwrap()[0].status,
+                expected,
+                "{event}"
+            );
+        }
+        let broken = br#"{"event":"envelope-completed","data":{"envelopeId":"e4","envelopeSummary":{"envelopeDocuments":[{"PDFBytes":"%%%"}]}}}"#;
+        assert!(parse(broken).is_err());
+        assert!(
+            parse(br#"{"event":"template-created","data":{}}"#)
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
