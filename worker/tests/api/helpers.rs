@@ -468,6 +468,25 @@ impl Stack {
             .collect()
     }
 
+    /// The signed document of `process_key`, as `GET /documents/{sha256}` serves it.
+    pub async fn signed_document(&self, process_key: &str) -> Vec<u8> {
+        let sha256: String = sqlx::query_scalar(
+            "SELECT sha256 FROM documents WHERE process_key = $1 AND kind = 'signed'",
+        )
+        .bind(process_key)
+        .fetch_one(&self.db)
+        .await
+        .expect("a signed document is recorded");
+        let response = self
+            .http
+            .get(format!("{}/documents/{sha256}", self.worker))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.bytes().await.unwrap().to_vec()
+    }
+
     /// Whether signee `key` of `source` is recorded as signed.
     pub async fn signed(&self, source: &str, key: &str) -> bool {
         sqlx::query_scalar("SELECT signed FROM signees WHERE source = $1 AND signee_key = $2")

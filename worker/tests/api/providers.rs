@@ -856,20 +856,7 @@ async fn adobe_sign_verification_of_intent_and_notifications_through_the_whole_s
     );
     assert_eq!(view[0]["activityLog"][1]["signeeKey"], "mem-1");
     assert!(stack.signed("as", "mem-1").await);
-    let sha256: String = sqlx::query_scalar(
-        "SELECT sha256 FROM documents WHERE process_key = 'CBJCHBCAABAAagr1' AND kind = 'signed'",
-    )
-    .fetch_one(&stack.db)
-    .await
-    .unwrap();
-    let served = stack
-        .http
-        .get(format!("{}/documents/{sha256}", stack.worker))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(served.status(), 200);
-    assert_eq!(served.bytes().await.unwrap().as_ref(), pdf.as_slice());
+    assert_eq!(stack.signed_document("CBJCHBCAABAAagr1").await, pdf);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -979,19 +966,7 @@ async fn docusign_connect_messages_through_the_whole_stack() {
     );
     assert_eq!(view[0]["activityLog"][1]["signeeKey"], "1");
     assert!(stack.signed("dg", "1").await);
-    let sha256: String = sqlx::query_scalar(
-        "SELECT sha256 FROM documents WHERE process_key = 'env-dg-1' AND kind = 'signed'",
-    )
-    .fetch_one(&stack.db)
-    .await
-    .unwrap();
-    let served = stack
-        .http
-        .get(format!("{}/documents/{sha256}", stack.worker))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(served.bytes().await.unwrap().as_ref(), pdf.as_slice());
+    assert_eq!(stack.signed_document("env-dg-1").await, pdf);
     let headers = &stack.stored_headers("dg").await["env-dg-1:envelope-completed:-:2026-11-29T11:05:01.0000000Z"];
     assert_eq!(headers["x-provider"], "docusign");
     assert_eq!(headers["x-verified-key"], "env:DG_SECRET");
