@@ -348,7 +348,30 @@ pub struct SourceConfig {
     pub certificate: Option<PathBuf>,
     /// If not empty, only these addresses or networks may post to the source.
     pub allow_ips: Vec<IpNet>,
+    /// The provider's API, for the worker: documents that webhooks only announce are downloaded
+    /// with it. `None`: nothing is fetched (the documents stay references).
+    pub api: Option<ApiConfig>,
 }
+
+/// `[sources.api]`: where and how the worker reaches a provider's API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// The API's base URL (`https://eu-api.legalesign.com/api/v1`); a test or sandbox URL in
+    /// tests and trials.
+    pub base_url: String,
+    /// The API credentials, in the provider's form (Legalesign: `username:secret`). Resolved by
+    /// the worker only.
+    pub credentials: Option<Secret>,
+    /// How long one request may take, connection included.
+    pub timeout: Duration,
+    /// The largest document the worker downloads.
+    pub max_document_bytes: usize,
+}
+
+/// Default `[sources.api] timeout`.
+pub const DEFAULT_API_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `[sources.api] max_document_bytes`: 64 MiB.
+pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
 
 /// An address or a network (`203.0.113.7`, `203.0.113.0/24`, `2001:db8::/32`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -449,6 +472,17 @@ struct FileSource {
     certificate: Option<PathBuf>,
     #[serde(default)]
     allow_ips: Vec<String>,
+    api: Option<FileApi>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileApi {
+    base_url: String,
+    credentials: String,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+    max_document_bytes: Option<usize>,
 }
 
 /// Which binary reads the configuration: each resolves only its own secrets, so that an ingester
@@ -676,6 +710,10 @@ impl FileConfig {
                         })
                     })
                     .collect::<Result<_, _>>()?,
+                api: raw
+                    .api
+                    .map(|api| api.resolve(&format!("{location}.api"), role, env))
+                    .transpose()?,
             };
             sources.push(source);
         }
@@ -692,6 +730,53 @@ impl FileConfig {
                 .or(self.database.url)
                 .map(SecretString::from),
             sources,
+        })
+    }
+}
+
+impl FileApi {
+    fn resolve(
+        self,
+        location: &str,
+        role: Role,
+        env: EnvLookup<'_>,
+    ) -> Result<ApiConfig, ConfigError> {
+        let base_url = self.base_url.trim_end_matches('/').to_owned();
+        if !(base_url.starts_with("https://") || base_url.starts_with("http://"))
+            || base_url.len() <= "https://".len()
+        {
+            return Err(ConfigError::new(
+                format!("{location}.base_url"),
+                format!("{:?} is not an http(s) URL", self.base_url),
+            ));
+        }
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(ConfigError::new(
+                format!("{location}.timeout"),
+                "must be greater than zero",
+            ));
+        }
+        if self.max_document_bytes == Some(0) {
+            return Err(ConfigError::new(
+                format!("{location}.max_document_bytes"),
+                "must be greater than zero",
+            ));
+        }
+        let credentials = match role {
+            Role::Worker => Some(resolve_secret(
+                &format!("{location}.credentials"),
+                &self.credentials,
+                env,
+            )?),
+            Role::Ingester => None,
+        };
+        Ok(ApiConfig {
+            base_url,
+            credentials,
+            timeout: self.timeout.unwrap_or(DEFAULT_API_TIMEOUT),
+            max_document_bytes: self
+                .max_document_bytes
+                .unwrap_or(DEFAULT_MAX_DOCUMENT_BYTES),
         })
     }
 }
@@ -873,6 +958,64 @@ mod tests {
         let config = Config::from_toml(&text, Role::Ingester, &env_of(&[])).expect("valid");
         assert_eq!(config.sources[0].secrets[0].expose(), b"from-file");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_source_api_is_read_by_the_worker_only_and_checked() {
+        let text = "[[sources]]\nname = 'uk'\nprovider = 'legalesign_event'\nsecrets = ['env:T']\n\
+                    api = { base_url = 'https://eu-api.legalesign.com/api/v1/', credentials = 'env:LS' }\n";
+        let env = env_of(&[("T", "token"), ("LS", "user:secret"), ("READ_TOKEN", "r")]);
+        let worker = Config::from_toml(text, Role::Worker, &env).expect("valid");
+        let api = worker.sources[0].api.as_ref().expect("an API");
+        assert_eq!(
+            api.base_url, "https://eu-api.legalesign.com/api/v1",
+            "no trailing slash"
+        );
+        assert_eq!(api.credentials.as_ref().unwrap().expose(), b"user:secret");
+        assert_eq!(api.timeout, DEFAULT_API_TIMEOUT);
+        assert_eq!(api.max_document_bytes, DEFAULT_MAX_DOCUMENT_BYTES);
+        assert!(
+            !format!("{worker:?}").contains("user:secret"),
+            "credentials never print"
+        );
+        let ingester = Config::from_toml(text, Role::Ingester, &env_of(&[("T", "token")]))
+            .expect("the ingester needs no API credentials");
+        assert!(
+            ingester.sources[0]
+                .api
+                .as_ref()
+                .unwrap()
+                .credentials
+                .is_none()
+        );
+
+        for (api, expected) in [
+            (
+                "{ base_url = 'ftp://x', credentials = 'env:LS' }",
+                "sources[uk].api.base_url: \"ftp://x\" is not an http(s) URL",
+            ),
+            (
+                "{ base_url = 'https://x', credentials = 'env:LS', timeout = '0s' }",
+                "sources[uk].api.timeout: must be greater than zero",
+            ),
+            (
+                "{ base_url = 'https://x', credentials = 'env:NOPE' }",
+                "sources[uk].api.credentials: env:NOPE: environment variable NOPE is not set",
+            ),
+            ("{ base_url = 'https://x' }", "line"),
+        ] {
+            let text = format!(
+                "[[sources]]\nname = 'uk'\nprovider = 'legalesign_event'\nsecrets = ['env:T']\napi = {api}\n"
+            );
+            let message = Config::from_toml(&text, Role::Worker, &env)
+                .expect_err("refused")
+                .to_string();
+            assert!(
+                message.starts_with(expected),
+                "{message:?} should start with {expected:?}"
+            );
+            assert!(!message.contains('\n'), "one line: {message:?}");
+        }
     }
 
     fn error_of(text: &str, env: &[(&str, &str)]) -> String {

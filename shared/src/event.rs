@@ -120,6 +120,10 @@ pub struct Document {
     pub attachment_type: Option<i64>,
     pub signee_key: Option<String>,
     pub description: Option<String>,
+    /// Where the provider's API serves the content, relative to the source's `api.base_url`
+    /// (Legalesign: `/pdf/<uuid>/`): the worker downloads it before recording the event when the
+    /// source has an API configured; otherwise the document stays a reference.
+    pub fetch: Option<String>,
 }
 
 impl Document {
@@ -136,6 +140,7 @@ impl Document {
             attachment_type: None,
             signee_key: None,
             description: None,
+            fetch: None,
         }
     }
 }

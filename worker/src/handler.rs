@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::batch::Item;
 use crate::db::{Db, RawEvent, RecordError, Recorded, is_transient};
 use crate::documents::DocumentStore;
+use crate::fetch::Fetcher;
 
 /// Why a message is parked in `<prefix>.dead`; the label is the `x-dead-kind` header and the
 /// metric's `reason`.
@@ -61,11 +62,22 @@ pub enum Outcome {
 pub struct Handler {
     db: Db,
     documents: Arc<dyn DocumentStore>,
+    fetcher: Arc<Fetcher>,
 }
 
 impl Handler {
     pub fn new(db: Db, documents: Arc<dyn DocumentStore>) -> Self {
-        Self { db, documents }
+        Self {
+            db,
+            documents,
+            fetcher: Arc::new(Fetcher::default()),
+        }
+    }
+
+    /// Downloads announced documents with the sources' APIs before recording.
+    pub fn with_fetcher(mut self, fetcher: Fetcher) -> Self {
+        self.fetcher = Arc::new(fetcher);
+        self
     }
 
     /// One message: [`Handler::handle_batch`] with a batch of one.
@@ -91,6 +103,8 @@ impl Handler {
                 Err(outcome) => outcomes.push(Some(outcome)),
             }
         }
+        self.download_announced(&mut items, &mut positions, &mut outcomes)
+            .await;
         let store = self.documents.as_ref();
         let result = if items.is_empty() {
             Ok(Vec::new())
@@ -135,6 +149,52 @@ impl Handler {
             .into_iter()
             .map(|o| o.expect("every message has an outcome"))
             .collect()
+    }
+}
+
+impl Handler {
+    /// Downloads, all at once, the documents the items' events announce; an item whose download
+    /// fails leaves the batch with a retry outcome (the rest are recorded).
+    async fn download_announced(
+        &self,
+        items: &mut Vec<Item<'_>>,
+        positions: &mut Vec<usize>,
+        outcomes: &mut [Option<Outcome>],
+    ) {
+        let fetcher = self.fetcher.as_ref();
+        let wanted: Vec<usize> = (0..items.len())
+            .filter(|&i| fetcher.wants(items[i].raw.source, &items[i].events))
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let results = futures_util::future::join_all(
+            items
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| wanted.contains(i))
+                .map(|(i, item)| async move {
+                    (i, fetcher.fill(item.raw.source, &mut item.events).await)
+                }),
+        )
+        .await;
+        let mut failed: Vec<usize> = Vec::new();
+        for (i, result) in results {
+            if let Err(error) = result {
+                tracing::warn!(
+                    source = items[i].raw.source,
+                    event_id = %countersign::telemetry::Escaped(&items[i].raw.event_id),
+                    reason = %error,
+                    "document download failed; the message will be retried"
+                );
+                outcomes[positions[i]] = Some(Outcome::Retry(error.to_string()));
+                failed.push(i);
+            }
+        }
+        for i in failed.into_iter().rev() {
+            items.remove(i);
+            positions.remove(i);
+        }
     }
 }
 

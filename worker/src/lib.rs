@@ -21,6 +21,7 @@ pub mod commands;
 pub mod consumer;
 pub mod db;
 pub mod documents;
+pub mod fetch;
 pub mod handler;
 pub mod metrics;
 pub mod replay;

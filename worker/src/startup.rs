@@ -48,7 +48,8 @@ impl Application {
                 .map_err(|e| anyhow::anyhow!("document store {e}"))?,
         );
         let metrics = Metrics::new();
-        let handler = Handler::new(db.clone(), documents.clone());
+        let fetcher = crate::fetch::Fetcher::from_config(&config).map_err(anyhow::Error::msg)?;
+        let handler = Handler::new(db.clone(), documents.clone()).with_fetcher(fetcher);
         let consumer = Consumer::new(
             Topology::from_config(&config.amqp),
             Settings::new(

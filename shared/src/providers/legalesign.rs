@@ -26,7 +26,9 @@ use subtle::ConstantTimeEq;
 
 use super::{Provider, Rejection, Request, Sample, Verified, Verify, hex};
 use crate::config::{Secret, SourceConfig};
-use crate::event::{ActivityEntry, ParseError, ProcessStatus, Signee, SigningEvent};
+use crate::event::{
+    ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
+};
 
 /// Reads the RSA public key of an X.509 certificate (PEM).
 pub fn load_certificate(path: &Path) -> Result<RsaPublicKey, String> {
@@ -370,6 +372,13 @@ pub fn parse_event(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         created_at: None,
         created_by: "Legalesign".to_owned(),
     };
+    // The final PDF: Legalesign's API serves it at /pdf/<uuid>/ (downloaded by the worker when
+    // the source has an API configured).
+    let mut signed = Document::new(DocumentKind::Signed);
+    signed.reference_id = Some(uuid.clone());
+    signed.content_type = Some("application/pdf".to_owned());
+    signed.file_name = name.as_ref().map(|n| format!("{n}.pdf"));
+    signed.fetch = Some(format!("/pdf/{uuid}/"));
     Ok(vec![SigningEvent {
         process_key: uuid,
         status: Some(ProcessStatus::Completed),
@@ -381,7 +390,7 @@ pub fn parse_event(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         flow_name: name,
         company_key: None,
         signees: Vec::new(),
-        documents: Vec::new(),
+        documents: vec![signed],
         activity: vec![entry],
         metadata: fields,
     }])
@@ -468,6 +477,15 @@ impl Provider for LegalesignEvent {
 
     fn parse(&self, body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         parse_event(body)
+    }
+
+    /// Legalesign's API key scheme: `Authorization: ApiKey <username>:<secret>`, the credentials
+    /// being `username:secret`.
+    fn api_authorization(&self, credentials: &[u8]) -> Option<String> {
+        Some(format!(
+            "ApiKey {}",
+            String::from_utf8_lossy(credentials).trim()
+        ))
     }
 
     fn default_max_body_bytes(&self) -> Option<usize> {
@@ -575,6 +593,7 @@ mod tests {
                 jwks: None,
                 certificate: Some(self.dir.join("cert.pem")),
                 allow_ips: Vec::new(),
+                api: None,
             }
         }
     }

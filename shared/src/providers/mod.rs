@@ -118,6 +118,12 @@ pub trait Provider: Send + Sync + 'static {
         Reply::accepted()
     }
 
+    /// The `Authorization` header value for the provider's API, made from a source's
+    /// `api.credentials`; `None` where Countersign has no API client for the provider.
+    fn api_authorization(&self, _credentials: &[u8]) -> Option<String> {
+        None
+    }
+
     /// A fresh sample webhook for `source`, signed as this provider signs: what `countersign
     /// send` posts and the whole-stack tests use. `private_key` (PKCS#8 PEM) is the provider's
     /// key where the provider, not the source, holds the signing key.
@@ -778,6 +784,7 @@ pub(crate) mod testing {
             jwks: None,
             certificate: None,
             allow_ips: Vec::new(),
+            api: None,
         }
     }
 

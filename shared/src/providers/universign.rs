@@ -563,6 +563,7 @@ mod tests {
             jwks: Some(guard.0.clone()),
             certificate: None,
             allow_ips: Vec::new(),
+            api: None,
         };
         (Verifier::from_config(&source).expect("loads"), guard)
     }

@@ -123,7 +123,13 @@ pub struct Options {
     /// Adds Legalesign sources: `uk` ("all" callback, this certificate), `uk-events` (URL token
     /// `UK_TOKEN`) and `uk-locked` (the same, allowed only from 192.0.2.1).
     pub legalesign_certificate: Option<std::path::PathBuf>,
+    /// With the Legalesign sources: `uk-events` downloads final PDFs from this API base URL with
+    /// credentials [`LS_API_CREDENTIALS`].
+    pub legalesign_api: Option<String>,
 }
+
+/// The Legalesign API credentials (`username:secret`) of `uk-events` when it has an API.
+pub const LS_API_CREDENTIALS: &str = "countersign-test:api-secret-3c9e";
 
 impl Default for Options {
     fn default() -> Self {
@@ -134,6 +140,7 @@ impl Default for Options {
             start_worker: true,
             universign_jwks: None,
             legalesign_certificate: None,
+            legalesign_api: None,
         }
     }
 }
@@ -161,9 +168,12 @@ pub fn config_text(
     if let Some(certificate) = &options.legalesign_certificate {
         universign.push_str(&format!(
             "[[sources]]\nname = \"uk\"\nprovider = \"legalesign\"\ncertificate = \"{}\"\n\
-             [[sources]]\nname = \"uk-events\"\nprovider = \"legalesign_event\"\nsecrets = [\"env:UK_TOKEN\"]\n\
+             [[sources]]\nname = \"uk-events\"\nprovider = \"legalesign_event\"\nsecrets = [\"env:UK_TOKEN\"]\n{}\n\
              [[sources]]\nname = \"uk-locked\"\nprovider = \"legalesign_event\"\nsecrets = [\"env:UK_TOKEN\"]\nallow_ips = [\"192.0.2.1\"]\n",
-            certificate.display()
+            certificate.display(),
+            options.legalesign_api.as_ref().map_or(String::new(), |base| format!(
+                "api = {{ base_url = \"{base}\", credentials = \"env:LS_API\", timeout = \"5s\" }}"
+            ))
         ));
     }
     for (name, provider, _) in SECRET_SOURCES {
@@ -223,6 +233,7 @@ pub fn env_for(database_url: &str) -> impl Fn(&str) -> Option<String> {
         map.insert(secret_variable(name), (*secret).to_owned());
     }
     map.insert("AS_CLIENT_ID".to_owned(), AS_CLIENT_ID.to_owned());
+    map.insert("LS_API".to_owned(), LS_API_CREDENTIALS.to_owned());
     move |name| map.get(name).cloned()
 }
 

@@ -3,6 +3,7 @@
 
 mod batch;
 mod definitions;
+mod downloads;
 mod failures;
 mod helpers;
 mod kill;
@@ -12,5 +13,6 @@ mod read_api;
 mod record;
 mod replay;
 mod replay_tools;
+mod simulator;
 mod startup;
 mod tls;

@@ -1,0 +1,150 @@
+//! Issue 16: documents that webhooks only announce, downloaded from the provider's API (a
+//! simulator) before the event is recorded, through the same retry path as everything else.
+
+use std::time::Duration;
+
+use crate::helpers::{LS_API_CREDENTIALS, Options, Stack, UK_TOKEN, header, wait_until};
+use crate::simulator::{Answer, Simulator};
+
+const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
+
+fn signed_callback(uuid: &str) -> Vec<u8> {
+    format!(
+        "resource_uri=%2Fapi%2Fv1%2Fdocument%2F{uuid}%2F&group=%2Fapi%2Fv1%2Fgroup%2Fg%2F&name=Lease&uuid={uuid}&tag=t"
+    )
+    .into_bytes()
+}
+
+async fn legalesign_stack(api: &Simulator) -> (Stack, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, certificate) = countersign_testkit::self_signed_certificate(dir.path());
+    let stack = Stack::start_with(Options {
+        legalesign_certificate: Some(certificate),
+        legalesign_api: Some(api.base_url.clone()),
+        ..Options::default()
+    })
+    .await;
+    (stack, dir)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_legalesign_signed_callback_brings_the_final_pdf_from_the_api_even_after_failures() {
+    let pdf = b"%PDF-1.7 final, signed by all".to_vec();
+    // The API is down twice (503, then "being de-archived"), then serves the PDF.
+    let api = Simulator::start(
+        "/api/v1",
+        vec![(
+            "/pdf/doc-dl-1/",
+            vec![
+                Answer::status(503),
+                Answer::status(201),
+                Answer::ok("application/pdf", &pdf),
+            ],
+        )],
+    )
+    .await;
+    let (stack, _dir) = legalesign_stack(&api).await;
+    assert_eq!(
+        stack
+            .post_to(
+                &format!("uk-events/{UK_TOKEN}"),
+                &signed_callback("doc-dl-1"),
+                &[FORM]
+            )
+            .await,
+        200
+    );
+    stack.wait_for_events(1).await;
+
+    assert_eq!(stack.signed_document("doc-dl-1").await, pdf);
+    let (_, view) = stack
+        .get_json("/signing/activity/doc-dl-1?source=uk-events")
+        .await;
+    assert_eq!(view[0]["status"], "completed");
+    let seen = api.seen();
+    assert_eq!(seen.len(), 3, "two failures, then the download: {seen:?}");
+    for request in &seen {
+        assert_eq!(request.path, "/api/v1/pdf/doc-dl-1/");
+        assert_eq!(
+            request.authorization.as_deref(),
+            Some(format!("ApiKey {LS_API_CREDENTIALS}").as_str())
+        );
+    }
+    // Nothing duplicated: one event, one delivery, one signed document.
+    assert_eq!(stack.count("SELECT count(*) FROM webhook_events").await, 1);
+    assert_eq!(
+        stack
+            .count("SELECT max(deliveries)::bigint FROM webhook_events")
+            .await,
+        1
+    );
+    assert_eq!(
+        stack
+            .count("SELECT count(*) FROM documents WHERE kind = 'signed'")
+            .await,
+        1
+    );
+    assert_eq!(stack.queue_len(stack.topology.dead_queue()).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_download_that_keeps_failing_parks_its_message_with_the_reason_and_blocks_nothing() {
+    let pdf = b"%PDF-1.7 the other one".to_vec();
+    let api = Simulator::start(
+        "/api/v1",
+        vec![
+            ("/pdf/doc-missing/", vec![Answer::status(404)]),
+            ("/pdf/doc-fine/", vec![Answer::ok("application/pdf", &pdf)]),
+        ],
+    )
+    .await;
+    let (stack, _dir) = legalesign_stack(&api).await;
+    for uuid in ["doc-missing", "doc-fine"] {
+        assert_eq!(
+            stack
+                .post_to(
+                    &format!("uk-events/{UK_TOKEN}"),
+                    &signed_callback(uuid),
+                    &[FORM]
+                )
+                .await,
+            200
+        );
+    }
+    // The other document is recorded while the first one waits for its retries.
+    wait_until("doc-fine is recorded", Duration::from_secs(30), || async {
+        stack
+            .count("SELECT count(*) FROM documents WHERE process_key = 'doc-fine'")
+            .await
+            == 1
+    })
+    .await;
+    assert_eq!(stack.signed_document("doc-fine").await, pdf);
+    // 1 s + 2 s + 4 s of retries, then the parking lot, with the reason.
+    wait_until("the message is parked", Duration::from_secs(60), || async {
+        stack.queue_len(stack.topology.dead_queue()).await == 1
+    })
+    .await;
+    let parked = stack.drain(stack.topology.dead_queue()).await;
+    assert_eq!(header(&parked[0], "x-dead-kind"), Some("retries_exhausted"));
+    let parked = header(&parked[0], "x-dead-reason")
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        parked.contains("document download") && parked.contains("HTTP 404"),
+        "{parked}"
+    );
+    assert!(
+        !parked.contains(LS_API_CREDENTIALS),
+        "no credentials in the reason"
+    );
+    assert_eq!(stack.count("SELECT count(*) FROM webhook_events").await, 1);
+    assert_eq!(
+        api.seen()
+            .iter()
+            .filter(|s| s.path.ends_with("doc-missing/"))
+            .count(),
+        4,
+        "the first attempt and three retries"
+    );
+}

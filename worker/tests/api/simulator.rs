@@ -1,0 +1,136 @@
+//! A provider API simulator: a small HTTP/1.1 server on loopback that answers each path with a
+//! scripted sequence of responses (the last one repeats) and records what it was asked.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn ok(content_type: &'static str, body: &[u8]) -> Self {
+        Self {
+            status: 200,
+            content_type,
+            body: body.to_vec(),
+        }
+    }
+
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            content_type: "application/json",
+            body: br#"{"error":"simulated"}"#.to_vec(),
+        }
+    }
+}
+
+/// A request as the simulator saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub path: String,
+    pub authorization: Option<String>,
+}
+
+#[derive(Default)]
+struct State {
+    script: HashMap<String, Vec<Answer>>,
+    seen: Vec<Seen>,
+}
+
+pub struct Simulator {
+    pub base_url: String,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Simulator {
+    /// Serves `script` (path → answers in order) under `base_path` on a free loopback port.
+    pub async fn start(base_path: &str, script: Vec<(&str, Vec<Answer>)>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State {
+            script: script
+                .into_iter()
+                .map(|(path, answers)| (format!("{base_path}{path}"), answers))
+                .collect(),
+            seen: Vec::new(),
+        }));
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 4096];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buffer[..n]),
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&request).into_owned();
+                    let path = text
+                        .lines()
+                        .next()
+                        .and_then(|line| line.split(' ').nth(1))
+                        .unwrap_or("/")
+                        .to_owned();
+                    let authorization = text.lines().find_map(|line| {
+                        let (name, value) = line.split_once(':')?;
+                        name.eq_ignore_ascii_case("authorization")
+                            .then(|| value.trim().to_owned())
+                    });
+                    let answer = {
+                        let mut state = state.lock().unwrap();
+                        state.seen.push(Seen {
+                            path: path.clone(),
+                            authorization,
+                        });
+                        match state.script.get_mut(&path) {
+                            Some(answers) if answers.len() > 1 => answers.remove(0),
+                            Some(answers) => answers[0].clone(),
+                            None => Answer::status(404),
+                        }
+                    };
+                    let head = format!(
+                        "HTTP/1.1 {} Simulated\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        answer.status,
+                        answer.content_type,
+                        answer.body.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let _ = stream.write_all(&answer.body).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        Self {
+            base_url: format!("http://127.0.0.1:{port}{base_path}"),
+            state,
+            task,
+        }
+    }
+
+    /// Every request so far, in order.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+}
