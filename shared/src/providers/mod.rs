@@ -124,6 +124,12 @@ pub trait Provider: Send + Sync + 'static {
         None
     }
 
+    /// How the worker asks the provider's API what its webhooks may have missed; `None` where
+    /// Countersign cannot reconcile the provider.
+    fn reconcile(&self) -> Option<&'static dyn Reconcile> {
+        None
+    }
+
     /// A fresh sample webhook for `source`, signed as this provider signs: what `countersign
     /// send` posts and the whole-stack tests use. `private_key` (PKCS#8 PEM) is the provider's
     /// key where the provider, not the source, holds the signing key.
@@ -141,6 +147,40 @@ pub trait Verify: Send + Sync {
     fn answer_get(&self, _headers: &dyn Headers) -> Option<Result<Reply, Rejection>> {
         None
     }
+}
+
+/// A provider's reconciliation: which API paths tell what happened, and what of an answer the
+/// archive lacks.
+pub trait Reconcile: Send + Sync {
+    /// The path (under `api.base_url`) that tells everything about one process.
+    fn process_path(&self, process_key: &str) -> String;
+    /// The path that lists what happened between `from` and `to`, to find processes never seen.
+    fn discovery_path(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Option<String>;
+    /// The processes an answer speaks of.
+    fn processes(&self, answer: &[u8]) -> Result<Vec<String>, String>;
+    /// What an answer has that the archive lacks: one gap per process. `known` holds the entry
+    /// keys recorded for each process the archive has; a process absent from it was never seen.
+    fn gaps(
+        &self,
+        answer: &[u8],
+        known: &HashMap<String, std::collections::HashSet<String>>,
+    ) -> Result<Vec<Gap>, String>;
+}
+
+/// What the archive lacks of one process: a message body the provider's parser reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    pub process_key: String,
+    /// The process was never seen at all.
+    pub unknown_process: bool,
+    /// The missing activity entries' keys, sorted.
+    pub missing: Vec<String>,
+    pub body: Vec<u8>,
+    pub event_type: &'static str,
 }
 
 /// A provider, by its place in [`REGISTRY`]: what configuration, messages and stored rows name.

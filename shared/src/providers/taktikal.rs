@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::Sha256;
 
@@ -246,6 +246,9 @@ struct Payload {
     event_data: Option<EventData>,
     #[serde(default)]
     event_signature: Option<serde_json::Value>,
+    /// Only in an ActivityLog process (the reconciliation's messages).
+    #[serde(default, rename = "activityLog")]
+    activity_log: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize, Default)]
@@ -314,6 +317,14 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
     }
     let payload: Payload = serde_json::from_slice(body)
         .map_err(|e| ParseError(format!("not a Taktikal webhook: {e}")))?;
+    if payload.event_data.is_none()
+        && payload.event_signature.is_none()
+        && payload.activity_log.is_some()
+    {
+        // Not a webhook (the ingester refuses any body without EventSignature): a process of the
+        // ActivityLog API, as the worker's reconciliation publishes it.
+        return parse_activity_process(body);
+    }
     let data = payload
         .event_data
         .ok_or_else(|| ParseError("EventData is missing".to_owned()))?;
@@ -512,6 +523,219 @@ fn activity_of(
     }
 }
 
+/// One process of Taktikal's ActivityLog API (`GET /signing/activity/{ProcessKey}`, `GET
+/// /signing/activity/user/`): its log and its signees.
+#[derive(Deserialize, Serialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivityProcess {
+    pub process_key: String,
+    #[serde(default)]
+    pub activity_log: Vec<LogEntry>,
+    #[serde(default)]
+    pub signees: Vec<serde_json::Value>,
+}
+
+/// One ActivityLog entry, as the API returns it (unknown fields are dropped).
+#[derive(Deserialize, Serialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEntry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signee_key: Option<String>,
+    pub status: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    pub created_at: String,
+    #[serde(default)]
+    pub created_by: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct LogSignee {
+    signee_key: Option<String>,
+    ssn: Option<String>,
+    name: Option<String>,
+    address: Option<String>,
+    postal_code: Option<String>,
+    city: Option<String>,
+    phone: Option<String>,
+    email: Option<String>,
+}
+
+/// The projection's key of an ActivityLog entry: the key the webhook events give the same fact
+/// (`Created`, `SigneeAdded:<signee>`, `SigneeSigned:<signee>`, `Completed`, …), so that an entry
+/// a webhook already recorded is not recorded twice; other entries by status, signee and time.
+pub fn log_entry_key(entry: &LogEntry) -> String {
+    let signee = entry.signee_key.as_deref().filter(|s| !s.is_empty());
+    match (entry.status.as_str(), signee) {
+        ("Created" | "Completed" | "Canceled" | "Expired", _) => entry.status.clone(),
+        ("SigneeAdded" | "SigneeSigned", Some(signee)) => format!("{}:{signee}", entry.status),
+        (status, signee) => format!(
+            "{status}:{}:{}",
+            signee.unwrap_or("-"),
+            entry.created_at.trim()
+        ),
+    }
+}
+
+/// Parses one ActivityLog process (the reconciliation's message) into one event.
+pub fn parse_activity_process(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
+    let process: ActivityProcess = serde_json::from_slice(body)
+        .map_err(|e| ParseError(format!("not a Taktikal webhook or ActivityLog process: {e}")))?;
+    let process_key = non_empty(Some(process.process_key))
+        .ok_or_else(|| ParseError("ActivityLog process without processKey".to_owned()))?;
+    let time = |text: &str| {
+        DateTime::parse_from_rfc3339(text.trim())
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let signed_at: std::collections::HashMap<&str, Option<DateTime<Utc>>> = process
+        .activity_log
+        .iter()
+        .filter(|e| e.status == "SigneeSigned")
+        .filter_map(|e| Some((e.signee_key.as_deref()?, time(&e.created_at))))
+        .collect();
+    let signees = process
+        .signees
+        .iter()
+        .filter_map(|value| serde_json::from_value::<LogSignee>(value.clone()).ok())
+        .filter_map(|s| {
+            let key = non_empty(s.signee_key)?;
+            let signed = signed_at.get(key.as_str()).copied();
+            Some(Signee {
+                signed: signed.is_some(),
+                signed_at: signed.flatten(),
+                key,
+                name: non_empty(s.name),
+                ssn: non_empty(s.ssn),
+                email: non_empty(s.email),
+                phone: non_empty(s.phone),
+                address: non_empty(s.address),
+                postal_code: non_empty(s.postal_code),
+                city: non_empty(s.city),
+                delivery_method: None,
+            })
+        })
+        .collect();
+    let has = |status: &str| process.activity_log.iter().any(|e| e.status == status);
+    let status = if has("Completed") {
+        Some(ProcessStatus::Completed)
+    } else if has("Canceled") {
+        Some(ProcessStatus::Canceled)
+    } else if has("Expired") {
+        Some(ProcessStatus::Expired)
+    } else if has("SigneeSigned") {
+        Some(ProcessStatus::InProgress)
+    } else if has("Created") || has("Started") {
+        Some(ProcessStatus::Created)
+    } else {
+        None
+    };
+    let activity: Vec<ActivityEntry> = process
+        .activity_log
+        .iter()
+        .map(|e| ActivityEntry {
+            key: log_entry_key(e),
+            signee_key: e.signee_key.clone().filter(|s| !s.is_empty()),
+            status: e.status.clone(),
+            description: e.description.clone(),
+            file_name: e.file_name.clone(),
+            created_at: time(&e.created_at),
+            created_by: e.created_by.clone(),
+        })
+        .collect();
+    Ok(vec![SigningEvent {
+        status,
+        occurred_at: activity.iter().filter_map(|a| a.created_at).max(),
+        flow_key: process
+            .activity_log
+            .iter()
+            .find_map(|e| e.flow_key.clone())
+            .filter(|f| !f.is_empty()),
+        flow_name: None,
+        company_key: None,
+        signees,
+        documents: Vec::new(),
+        activity,
+        metadata: serde_json::Map::new(),
+        process_key,
+    }])
+}
+
+/// An ActivityLog answer: an array of processes.
+fn activity_answer(answer: &[u8]) -> Result<Vec<ActivityProcess>, String> {
+    serde_json::from_slice(answer).map_err(|e| format!("not an ActivityLog answer: {e}"))
+}
+
+/// Taktikal's reconciliation: the ActivityLog API by process and by date range.
+pub struct TaktikalReconcile;
+
+impl super::Reconcile for TaktikalReconcile {
+    fn process_path(&self, process_key: &str) -> String {
+        let key: String = form_urlencoded::byte_serialize(process_key.as_bytes()).collect();
+        format!("/signing/activity/{key}")
+    }
+
+    fn discovery_path(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<String> {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("from", &from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .append_pair("to", &to.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .finish();
+        Some(format!("/signing/activity/user/?{query}"))
+    }
+
+    fn processes(&self, answer: &[u8]) -> Result<Vec<String>, String> {
+        Ok(activity_answer(answer)?
+            .into_iter()
+            .map(|p| p.process_key)
+            .filter(|k| !k.trim().is_empty())
+            .collect())
+    }
+
+    fn gaps(
+        &self,
+        answer: &[u8],
+        known: &std::collections::HashMap<String, std::collections::HashSet<String>>,
+    ) -> Result<Vec<super::Gap>, String> {
+        let processes = activity_answer(answer)?;
+        let mut gaps = Vec::new();
+        for mut process in processes {
+            if process.process_key.trim().is_empty() {
+                continue;
+            }
+            let known_keys = known.get(&process.process_key);
+            let unknown_process = known_keys.is_none();
+            if let Some(known_keys) = known_keys {
+                process
+                    .activity_log
+                    .retain(|entry| !known_keys.contains(&log_entry_key(entry)));
+            }
+            if process.activity_log.is_empty() {
+                continue;
+            }
+            let mut missing: Vec<String> = process.activity_log.iter().map(log_entry_key).collect();
+            missing.sort();
+            // Re-serialized through serde_json's sorted maps: the same gap is the same bytes.
+            let body = serde_json::to_vec(
+                &serde_json::to_value(&process).map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| e.to_string())?;
+            gaps.push(super::Gap {
+                process_key: process.process_key,
+                unknown_process,
+                missing,
+                body,
+                event_type: "ActivityLog",
+            });
+        }
+        Ok(gaps)
+    }
+}
+
 fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.trim().is_empty())
 }
@@ -585,6 +809,16 @@ impl Provider for Taktikal {
 
     fn signature_id(&self, body: &[u8]) -> Option<String> {
         signature_id(body)
+    }
+
+    /// Taktikal's API authentication is not publicly documented: the credentials are sent as
+    /// the `Authorization` value exactly as configured (`Basic …`, `Bearer …`).
+    fn api_authorization(&self, credentials: &[u8]) -> Option<String> {
+        Some(String::from_utf8_lossy(credentials).trim().to_owned())
+    }
+
+    fn reconcile(&self) -> Option<&'static dyn super::Reconcile> {
+        Some(&TaktikalReconcile)
     }
 
     fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
@@ -1060,5 +1294,67 @@ mod tests {
             Some("6370302235615422902065b6c0-934f-4d18-81d3-46c29b913311")
         );
         assert_eq!(signature_id(b"{}"), None);
+    }
+
+    #[test]
+    fn an_activity_log_process_is_read_and_its_gaps_found() {
+        use crate::providers::Reconcile;
+        let answer = fixture("activity_log_api.json");
+        let reconcile = TaktikalReconcile;
+        assert_eq!(reconcile.processes(&answer).unwrap(), ["spa2f3e"]);
+
+        // Never seen: every entry is missing, and the gap parses into the whole process.
+        let known = std::collections::HashMap::new();
+        let gaps = reconcile.gaps(&answer, &known).unwrap();
+        assert_eq!(gaps.len(), 1);
+        assert!(gaps[0].unknown_process);
+        assert_eq!(gaps[0].missing.len(), 9);
+        let events = parse(&gaps[0].body).expect("the parser reads the gap");
+        let event = &events[0];
+        assert_eq!(event.process_key, "spa2f3e");
+        assert_eq!(event.status, Some(ProcessStatus::Completed));
+        assert_eq!(event.flow_key.as_deref(), Some("3fc7848d338a"));
+        assert_eq!(event.signees[0].key, "si4265c7a3263e");
+        assert!(event.signees[0].signed);
+        assert_eq!(
+            event.signees[0].signed_at.unwrap().to_rfc3339(),
+            "2019-11-08T11:06:01.560+00:00"
+        );
+        let keys: Vec<&str> = event.activity.iter().map(|a| a.key.as_str()).collect();
+        assert!(keys.contains(&"Created"));
+        assert!(keys.contains(&"SigneeSigned:si4265c7a3263e"));
+        assert!(keys.contains(&"SignupSent:si4265c7a3263e:2019-11-08T11:03:49.4070000Z"));
+
+        // What a Created webhook recorded is not missing; the same gap is the same bytes.
+        let recorded: std::collections::HashSet<String> =
+            ["Created", "SigneeAdded:si4265c7a3263e"].map(str::to_owned).into();
+        let known = std::collections::HashMap::from([("spa2f3e".to_owned(), recorded)]);
+        let gaps = reconcile.gaps(&answer, &known).unwrap();
+        assert!(!gaps[0].unknown_process);
+        assert_eq!(gaps[0].missing.len(), 7);
+        assert!(!gaps[0].missing.contains(&"Created".to_owned()));
+        assert_eq!(gaps, reconcile.gaps(&answer, &known).unwrap());
+        // Everything recorded: no gap.
+        let all: std::collections::HashSet<String> =
+            parse(&reconcile.gaps(&answer, &std::collections::HashMap::new()).unwrap()[0].body)
+                .unwrap()[0]
+                .activity
+                .iter()
+                .map(|a| a.key.clone())
+                .collect();
+        let known = std::collections::HashMap::from([("spa2f3e".to_owned(), all)]);
+        assert!(reconcile.gaps(&answer, &known).unwrap().is_empty());
+        assert!(reconcile.gaps(b"{}", &known).is_err());
+        assert_eq!(
+            reconcile.process_path("sp a/b"),
+            "/signing/activity/sp+a%2Fb"
+        );
+    }
+
+    #[test]
+    fn a_webhook_body_without_its_signature_is_never_read_as_an_activity_log() {
+        // The ingester refuses a body without EventSignature; a body with one is a webhook.
+        let body = br#"{"processKey":"x","activityLog":[],"EventSignature":{"Signature":"s"}}"#;
+        assert!(parse(body).is_err(), "EventData is missing");
     }
 }
