@@ -351,6 +351,34 @@ pub struct SourceConfig {
     /// The provider's API, for the worker: documents that webhooks only announce are downloaded
     /// with it. `None`: nothing is fetched (the documents stay references).
     pub api: Option<ApiConfig>,
+    /// The worker's periodic reconciliation with the provider's API (where the provider has
+    /// one and `api` is set).
+    pub reconcile: ReconcileConfig,
+}
+
+/// `[sources.reconcile]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileConfig {
+    /// On by default wherever it can run (an API with credentials, a provider Countersign can
+    /// reconcile).
+    pub enabled: bool,
+    /// Time between runs.
+    pub interval: Duration,
+    /// A process not in a final state is asked about once its last change is this old.
+    pub min_age: Duration,
+    /// How far back a run looks: for processes to ask about, and for processes never seen.
+    pub look_back: Duration,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(3600),
+            min_age: Duration::from_secs(3600),
+            look_back: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
 }
 
 /// `[sources.api]`: where and how the worker reaches a provider's API.
@@ -473,6 +501,19 @@ struct FileSource {
     #[serde(default)]
     allow_ips: Vec<String>,
     api: Option<FileApi>,
+    reconcile: Option<FileReconcile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileReconcile {
+    enabled: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    min_age: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    look_back: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -714,6 +755,11 @@ impl FileConfig {
                     .api
                     .map(|api| api.resolve(&format!("{location}.api"), role, env))
                     .transpose()?,
+                reconcile: raw
+                    .reconcile
+                    .map(|r| r.resolve(&format!("{location}.reconcile")))
+                    .transpose()?
+                    .unwrap_or_default(),
             };
             sources.push(source);
         }
@@ -731,6 +777,31 @@ impl FileConfig {
                 .map(SecretString::from),
             sources,
         })
+    }
+}
+
+impl FileReconcile {
+    fn resolve(self, location: &str) -> Result<ReconcileConfig, ConfigError> {
+        let defaults = ReconcileConfig::default();
+        let config = ReconcileConfig {
+            enabled: self.enabled.unwrap_or(defaults.enabled),
+            interval: self.interval.unwrap_or(defaults.interval),
+            min_age: self.min_age.unwrap_or(defaults.min_age),
+            look_back: self.look_back.unwrap_or(defaults.look_back),
+        };
+        if config.interval < Duration::from_secs(1) {
+            return Err(ConfigError::new(
+                format!("{location}.interval"),
+                "must be at least 1s",
+            ));
+        }
+        if config.look_back.is_zero() {
+            return Err(ConfigError::new(
+                format!("{location}.look_back"),
+                "must be greater than zero",
+            ));
+        }
+        Ok(config)
     }
 }
 
@@ -974,6 +1045,7 @@ mod tests {
         assert_eq!(api.credentials.as_ref().unwrap().expose(), b"user:secret");
         assert_eq!(api.timeout, DEFAULT_API_TIMEOUT);
         assert_eq!(api.max_document_bytes, DEFAULT_MAX_DOCUMENT_BYTES);
+        assert_eq!(worker.sources[0].reconcile, ReconcileConfig::default());
         assert!(
             !format!("{worker:?}").contains("user:secret"),
             "credentials never print"
@@ -1003,6 +1075,14 @@ mod tests {
                 "sources[uk].api.credentials: env:NOPE: environment variable NOPE is not set",
             ),
             ("{ base_url = 'https://x' }", "line"),
+            (
+                "{ base_url = 'https://x', credentials = 'env:LS' }\nreconcile = { interval = '0s' }",
+                "sources[uk].reconcile.interval: must be at least 1s",
+            ),
+            (
+                "{ base_url = 'https://x', credentials = 'env:LS' }\nreconcile = { look_back = '0s' }",
+                "sources[uk].reconcile.look_back: must be greater than zero",
+            ),
         ] {
             let text = format!(
                 "[[sources]]\nname = 'uk'\nprovider = 'legalesign_event'\nsecrets = ['env:T']\napi = {api}\n"

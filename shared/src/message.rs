@@ -21,6 +21,9 @@ pub const EVENT_TYPE: &str = "x-event-type";
 pub const RECEIVED_AT: &str = "x-received-at";
 pub const REQUEST_ID: &str = "x-request-id";
 pub const VERIFIED_KEY: &str = "x-verified-key";
+/// Where an event came from when not from a webhook: `reconciliation` (the worker asked the
+/// provider's API).
+pub const ORIGIN: &str = "x-origin";
 
 /// `delivery_mode` of a message that survives a broker restart.
 pub const PERSISTENT: u8 = 2;

@@ -32,9 +32,10 @@ struct Endpoint {
     max_bytes: usize,
 }
 
-/// Why a download did not give the document: a sentence for operators, without credentials.
+/// Why a request to a provider's API failed: a sentence for operators, without credentials or
+/// URLs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("document download from {source_name}'s API failed: {reason}")]
+#[error("{source_name}'s API: {reason}")]
 pub struct FetchError {
     pub source_name: String,
     pub reason: String,
@@ -90,6 +91,21 @@ impl Fetcher {
         Ok(Self { endpoints })
     }
 
+    /// Whether `source` has an API configured.
+    pub fn has_api(&self, source: &str) -> bool {
+        self.endpoints.contains_key(source)
+    }
+
+    /// `GET <api.base_url><path>` with `source`'s API: the body of a `200`, or why not. `None`
+    /// where the source has no API.
+    pub async fn get(&self, source: &str, path: &str) -> Option<Result<Vec<u8>, FetchError>> {
+        let endpoint = self.endpoints.get(source)?;
+        Some(endpoint.get(path).await.map_err(|reason| FetchError {
+            source_name: source.to_owned(),
+            reason,
+        }))
+    }
+
     /// Whether any document of `events` waits for a download from `source`'s API.
     pub fn wants(&self, source: &str, events: &[SigningEvent]) -> bool {
         self.endpoints.contains_key(source)
@@ -111,7 +127,7 @@ impl Fetcher {
             };
             let content = endpoint.get(path).await.map_err(|reason| FetchError {
                 source_name: source.to_owned(),
-                reason,
+                reason: format!("document download: {reason}"),
             })?;
             document.content = Some(content);
         }
@@ -207,6 +223,9 @@ mod tests {
         assert!(authorization.is_sensitive());
         assert!(!format!("{fetcher:?}").contains("user:secret"));
         let refused = fetcher_for("yousign").unwrap_err();
-        assert_eq!(refused, "sources[a].api: Countersign has no API client for yousign");
+        assert_eq!(
+            refused,
+            "sources[a].api: Countersign has no API client for yousign"
+        );
     }
 }

@@ -75,8 +75,8 @@ impl Handler {
     }
 
     /// Downloads announced documents with the sources' APIs before recording.
-    pub fn with_fetcher(mut self, fetcher: Fetcher) -> Self {
-        self.fetcher = Arc::new(fetcher);
+    pub fn with_fetcher(mut self, fetcher: Arc<Fetcher>) -> Self {
+        self.fetcher = fetcher;
         self
     }
 

@@ -24,6 +24,7 @@ pub mod documents;
 pub mod fetch;
 pub mod handler;
 pub mod metrics;
+pub mod reconcile;
 pub mod replay;
 pub mod startup;
 

@@ -24,6 +24,12 @@ pub struct Metrics {
     pub processing_seconds: Histogram,
     pub batch_messages: Histogram,
     pub broker_connected: IntGauge,
+    /// Reconciliation runs, by source and outcome (`done`, `failed`, `skipped` when another
+    /// replica held the source).
+    pub reconcile_runs: IntCounterVec,
+    /// What reconciliation found the archive lacked, by source and kind (`unknown_process`,
+    /// `missing_activity`).
+    pub reconcile_gaps: IntCounterVec,
 }
 
 impl Metrics {
@@ -76,6 +82,22 @@ impl Metrics {
             "1 while the worker consumes from the broker.",
         )
         .expect("valid metric");
+        let reconcile_runs = IntCounterVec::new(
+            Opts::new(
+                "countersign_worker_reconcile_runs_total",
+                "Reconciliation runs with a provider's API, by source and outcome.",
+            ),
+            &["source", "outcome"],
+        )
+        .expect("valid metric");
+        let reconcile_gaps = IntCounterVec::new(
+            Opts::new(
+                "countersign_worker_reconcile_gaps_total",
+                "Processes whose events reconciliation found missing, by source and kind.",
+            ),
+            &["source", "kind"],
+        )
+        .expect("valid metric");
         countersign::telemetry::register_all(
             &registry,
             vec![
@@ -86,6 +108,8 @@ impl Metrics {
                 Box::new(processing_seconds.clone()),
                 Box::new(batch_messages.clone()),
                 Box::new(broker_connected.clone()),
+                Box::new(reconcile_runs.clone()),
+                Box::new(reconcile_gaps.clone()),
             ],
         );
         Self {
@@ -97,6 +121,8 @@ impl Metrics {
             processing_seconds,
             batch_messages,
             broker_connected,
+            reconcile_runs,
+            reconcile_gaps,
         }
     }
 

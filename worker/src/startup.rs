@@ -25,12 +25,14 @@ use crate::db::Db;
 use crate::documents::{DocumentStore, ObjectDocuments};
 use crate::handler::Handler;
 use crate::metrics::Metrics;
+use crate::reconcile::Reconciler;
 
 pub struct Application {
     http: Server,
     port: u16,
     db: Db,
     consumer: Arc<Consumer>,
+    reconciler: Arc<Reconciler>,
     amqp_url: String,
 }
 
@@ -48,8 +50,10 @@ impl Application {
                 .map_err(|e| anyhow::anyhow!("document store {e}"))?,
         );
         let metrics = Metrics::new();
-        let fetcher = crate::fetch::Fetcher::from_config(&config).map_err(anyhow::Error::msg)?;
-        let handler = Handler::new(db.clone(), documents.clone()).with_fetcher(fetcher);
+        let metrics_for_reconcile = metrics.clone();
+        let fetcher =
+            Arc::new(crate::fetch::Fetcher::from_config(&config).map_err(anyhow::Error::msg)?);
+        let handler = Handler::new(db.clone(), documents.clone()).with_fetcher(fetcher.clone());
         let consumer = Consumer::new(
             Topology::from_config(&config.amqp),
             Settings::new(
@@ -85,11 +89,19 @@ impl Application {
                 .shutdown_timeout(10)
                 .run();
         tracing::info!(port, "worker listening");
+        let reconciler = Arc::new(
+            Reconciler::new(&config, db.clone(), fetcher, metrics_for_reconcile)
+                .map_err(anyhow::Error::msg)?,
+        );
+        if !reconciler.sources().is_empty() {
+            tracing::info!(sources = ?reconciler.sources(), "reconciling with the providers' APIs");
+        }
         Ok(Self {
             http,
             port,
             db,
             consumer,
+            reconciler,
             amqp_url: config.amqp.url.expose_secret().to_owned(),
         })
     }
@@ -104,8 +116,10 @@ impl Application {
         let http = tokio::spawn(self.http);
 
         if migrate(&self.db, &shutdown).await? {
+            let reconciler = tokio::spawn(self.reconciler.clone().run(shutdown.clone()));
             let consumer = tokio::spawn(self.consumer.clone().run(self.amqp_url, shutdown.clone()));
             consumer.await.context("consumer task")?;
+            reconciler.await.context("reconciliation task")?;
         }
         handle.stop(true).await;
         http.await

@@ -594,6 +594,7 @@ mod tests {
                 certificate: Some(self.dir.join("cert.pem")),
                 allow_ips: Vec::new(),
                 api: None,
+                reconcile: crate::config::ReconcileConfig::default(),
             }
         }
     }

@@ -825,6 +825,7 @@ pub(crate) mod testing {
             certificate: None,
             allow_ips: Vec::new(),
             api: None,
+            reconcile: crate::config::ReconcileConfig::default(),
         }
     }
 

@@ -584,8 +584,11 @@ pub fn log_entry_key(entry: &LogEntry) -> String {
 
 /// Parses one ActivityLog process (the reconciliation's message) into one event.
 pub fn parse_activity_process(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
-    let process: ActivityProcess = serde_json::from_slice(body)
-        .map_err(|e| ParseError(format!("not a Taktikal webhook or ActivityLog process: {e}")))?;
+    let process: ActivityProcess = serde_json::from_slice(body).map_err(|e| {
+        ParseError(format!(
+            "not a Taktikal webhook or ActivityLog process: {e}"
+        ))
+    })?;
     let process_key = non_empty(Some(process.process_key))
         .ok_or_else(|| ParseError("ActivityLog process without processKey".to_owned()))?;
     let time = |text: &str| {
@@ -682,7 +685,10 @@ impl super::Reconcile for TaktikalReconcile {
 
     fn discovery_path(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<String> {
         let query = form_urlencoded::Serializer::new(String::new())
-            .append_pair("from", &from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .append_pair(
+                "from",
+                &from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            )
             .append_pair("to", &to.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
             .finish();
         Some(format!("/signing/activity/user/?{query}"))
@@ -720,10 +726,9 @@ impl super::Reconcile for TaktikalReconcile {
             let mut missing: Vec<String> = process.activity_log.iter().map(log_entry_key).collect();
             missing.sort();
             // Re-serialized through serde_json's sorted maps: the same gap is the same bytes.
-            let body = serde_json::to_vec(
-                &serde_json::to_value(&process).map_err(|e| e.to_string())?,
-            )
-            .map_err(|e| e.to_string())?;
+            let body =
+                serde_json::to_vec(&serde_json::to_value(&process).map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?;
             gaps.push(super::Gap {
                 process_key: process.process_key,
                 unknown_process,
@@ -1326,8 +1331,9 @@ mod tests {
         assert!(keys.contains(&"SignupSent:si4265c7a3263e:2019-11-08T11:03:49.4070000Z"));
 
         // What a Created webhook recorded is not missing; the same gap is the same bytes.
-        let recorded: std::collections::HashSet<String> =
-            ["Created", "SigneeAdded:si4265c7a3263e"].map(str::to_owned).into();
+        let recorded: std::collections::HashSet<String> = ["Created", "SigneeAdded:si4265c7a3263e"]
+            .map(str::to_owned)
+            .into();
         let known = std::collections::HashMap::from([("spa2f3e".to_owned(), recorded)]);
         let gaps = reconcile.gaps(&answer, &known).unwrap();
         assert!(!gaps[0].unknown_process);
@@ -1335,13 +1341,17 @@ mod tests {
         assert!(!gaps[0].missing.contains(&"Created".to_owned()));
         assert_eq!(gaps, reconcile.gaps(&answer, &known).unwrap());
         // Everything recorded: no gap.
-        let all: std::collections::HashSet<String> =
-            parse(&reconcile.gaps(&answer, &std::collections::HashMap::new()).unwrap()[0].body)
+        let all: std::collections::HashSet<String> = parse(
+            &reconcile
+                .gaps(&answer, &std::collections::HashMap::new())
                 .unwrap()[0]
-                .activity
-                .iter()
-                .map(|a| a.key.clone())
-                .collect();
+                .body,
+        )
+        .unwrap()[0]
+            .activity
+            .iter()
+            .map(|a| a.key.clone())
+            .collect();
         let known = std::collections::HashMap::from([("spa2f3e".to_owned(), all)]);
         assert!(reconcile.gaps(&answer, &known).unwrap().is_empty());
         assert!(reconcile.gaps(b"{}", &known).is_err());

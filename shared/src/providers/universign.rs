@@ -564,6 +564,7 @@ mod tests {
             certificate: None,
             allow_ips: Vec::new(),
             api: None,
+            reconcile: crate::config::ReconcileConfig::default(),
         };
         (Verifier::from_config(&source).expect("loads"), guard)
     }

@@ -126,7 +126,13 @@ pub struct Options {
     /// With the Legalesign sources: `uk-events` downloads final PDFs from this API base URL with
     /// credentials [`LS_API_CREDENTIALS`].
     pub legalesign_api: Option<String>,
+    /// `acme` (Taktikal) reconciles with this ActivityLog API base URL every second, with
+    /// credentials [`TK_API_CREDENTIALS`].
+    pub taktikal_api: Option<String>,
 }
+
+/// The Taktikal API credentials of `acme` when it reconciles (sent as the header's value).
+pub const TK_API_CREDENTIALS: &str = "Basic Y291bnRlcnNpZ246dGVzdA==";
 
 /// The Legalesign API credentials (`username:secret`) of `uk-events` when it has an API.
 pub const LS_API_CREDENTIALS: &str = "countersign-test:api-secret-3c9e";
@@ -141,6 +147,7 @@ impl Default for Options {
             universign_jwks: None,
             legalesign_certificate: None,
             legalesign_api: None,
+            taktikal_api: None,
         }
     }
 }
@@ -212,9 +219,14 @@ pub fn config_text(
         name = "acme"
         provider = "taktikal"
         secrets = ["env:ACME_KEY"]
+        {taktikal_api}
 
         {universign}
         "#,
+        taktikal_api = options.taktikal_api.as_ref().map_or(String::new(), |base| format!(
+            "api = {{ base_url = \"{base}\", credentials = \"env:TK_API\", timeout = \"5s\" }}\n\
+             reconcile = {{ interval = \"1s\", min_age = \"0s\" }}"
+        )),
         retry = options.retry_delays,
         documents = documents.display(),
         spool = spool.display(),
@@ -234,6 +246,7 @@ pub fn env_for(database_url: &str) -> impl Fn(&str) -> Option<String> {
     }
     map.insert("AS_CLIENT_ID".to_owned(), AS_CLIENT_ID.to_owned());
     map.insert("LS_API".to_owned(), LS_API_CREDENTIALS.to_owned());
+    map.insert("TK_API".to_owned(), TK_API_CREDENTIALS.to_owned());
     move |name| map.get(name).cloned()
 }
 

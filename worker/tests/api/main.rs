@@ -10,6 +10,7 @@ mod kill;
 mod object_storage;
 mod providers;
 mod read_api;
+mod reconcile;
 mod record;
 mod replay;
 mod replay_tools;

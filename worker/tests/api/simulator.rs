@@ -98,13 +98,15 @@ impl Simulator {
                         name.eq_ignore_ascii_case("authorization")
                             .then(|| value.trim().to_owned())
                     });
+                    // Scripts are by path; the query is recorded, not matched.
+                    let route = path.split('?').next().unwrap_or_default().to_owned();
                     let answer = {
                         let mut state = state.lock().unwrap();
                         state.seen.push(Seen {
                             path: path.clone(),
                             authorization,
                         });
-                        match state.script.get_mut(&path) {
+                        match state.script.get_mut(&route) {
                             Some(answers) if answers.len() > 1 => answers.remove(0),
                             Some(answers) => answers[0].clone(),
                             None => Answer::status(404),
