@@ -124,6 +124,10 @@ pub struct Document {
     /// (Legalesign: `/pdf/<uuid>/`): the worker downloads it before recording the event when the
     /// source has an API configured; otherwise the document stays a reference.
     pub fetch: Option<String>,
+    /// Where the provider's API lists the documents (Universign: the transaction), relative to
+    /// `api.base_url`: the provider turns the listing into documents with [`Document::fetch`]
+    /// ([`crate::providers::Provider::listed_documents`]), which replace this one.
+    pub fetch_listing: Option<String>,
 }
 
 impl Document {
@@ -141,6 +145,7 @@ impl Document {
             signee_key: None,
             description: None,
             fetch: None,
+            fetch_listing: None,
         }
     }
 }

@@ -26,6 +26,7 @@ pub struct Fetcher {
 
 #[derive(Debug)]
 struct Endpoint {
+    provider: ProviderKind,
     client: reqwest::Client,
     base_url: String,
     authorization: Option<HeaderValue>,
@@ -81,6 +82,7 @@ impl Fetcher {
             endpoints.insert(
                 source.name.clone(),
                 Endpoint {
+                    provider,
                     client,
                     base_url: api.base_url.clone(),
                     authorization,
@@ -112,7 +114,7 @@ impl Fetcher {
             && events
                 .iter()
                 .flat_map(|e| &e.documents)
-                .any(|d| d.fetch.is_some() && d.content.is_none())
+                .any(|d| (d.fetch.is_some() || d.fetch_listing.is_some()) && d.content.is_none())
     }
 
     /// Downloads every announced document of `events` from `source`'s API, in place. Sources
@@ -121,6 +123,34 @@ impl Fetcher {
         let Some(endpoint) = self.endpoints.get(source) else {
             return Ok(());
         };
+        let failed = |reason: String| FetchError {
+            source_name: source.to_owned(),
+            reason,
+        };
+        // Listings first: each is replaced by the documents it names.
+        for event in events.iter_mut() {
+            if !event.documents.iter().any(|d| d.fetch_listing.is_some()) {
+                continue;
+            }
+            let mut expanded = Vec::with_capacity(event.documents.len());
+            for document in std::mem::take(&mut event.documents) {
+                match (&document.fetch_listing, &document.content) {
+                    (Some(listing), None) => {
+                        let answer = endpoint
+                            .get(listing)
+                            .await
+                            .map_err(|reason| failed(format!("document listing: {reason}")))?;
+                        let listed = endpoint
+                            .provider
+                            .listed_documents(&answer)
+                            .map_err(|reason| failed(format!("document listing: {reason}")))?;
+                        expanded.extend(listed);
+                    }
+                    _ => expanded.push(document),
+                }
+            }
+            event.documents = expanded;
+        }
         for document in events.iter_mut().flat_map(|e| e.documents.iter_mut()) {
             let (Some(path), None) = (&document.fetch, &document.content) else {
                 continue;

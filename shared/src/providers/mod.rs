@@ -124,6 +124,12 @@ pub trait Provider: Send + Sync + 'static {
         None
     }
 
+    /// The documents a listing of the provider's API names ([`crate::event::Document`]'s
+    /// `fetch_listing`), each with the path of its content.
+    fn listed_documents(&self, _listing: &[u8]) -> Result<Vec<crate::event::Document>, String> {
+        Err(format!("{} lists no documents", self.name()))
+    }
+
     /// How the worker asks the provider's API what its webhooks may have missed; `None` where
     /// Countersign cannot reconcile the provider.
     fn reconcile(&self) -> Option<&'static dyn Reconcile> {

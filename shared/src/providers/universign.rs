@@ -27,7 +27,9 @@ use sha2::Sha256;
 
 use super::{Provider, Rejection, Request, Sample, Verified, Verify, is_json_object};
 use crate::config::SourceConfig;
-use crate::event::{ActivityEntry, ParseError, ProcessStatus, Signee, SigningEvent};
+use crate::event::{
+    ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
+};
 
 /// The header carrying the detached JWS.
 pub const SIGNATURE_HEADER: &str = "x-jws-signature";
@@ -282,6 +284,18 @@ impl Provider for Universign {
         parse(body)
     }
 
+    /// Universign's API key as a bearer token.
+    fn api_authorization(&self, credentials: &[u8]) -> Option<String> {
+        Some(format!(
+            "Bearer {}",
+            String::from_utf8_lossy(credentials).trim()
+        ))
+    }
+
+    fn listed_documents(&self, listing: &[u8]) -> Result<Vec<Document>, String> {
+        listed_documents(listing)
+    }
+
     fn sample(&self, source: &SourceConfig, private_key: Option<&str>) -> Result<Sample, String> {
         let key = private_key.ok_or_else(|| super::needs_private_key(source))?;
         let jwks = source
@@ -315,6 +329,50 @@ impl Provider for Universign {
             process_key: transaction,
         })
     }
+}
+
+#[derive(Deserialize)]
+struct ListedTransaction {
+    id: String,
+    #[serde(default)]
+    documents: Vec<ListedDocument>,
+}
+
+#[derive(Deserialize)]
+struct ListedDocument {
+    id: String,
+    name: Option<String>,
+}
+
+/// The signed documents of a transaction (`GET /v1/transactions/{id}`), each downloaded from
+/// `/v1/transactions/{id}/archive/documents/{document_id}/download`.
+pub fn listed_documents(listing: &[u8]) -> Result<Vec<Document>, String> {
+    let transaction: ListedTransaction = serde_json::from_slice(listing)
+        .map_err(|e| format!("not a Universign transaction: {e}"))?;
+    let segment = |s: &str| -> String { form_urlencoded::byte_serialize(s.as_bytes()).collect() };
+    Ok(transaction
+        .documents
+        .into_iter()
+        .filter(|d| !d.id.is_empty())
+        .map(|d| {
+            let mut document = Document::new(DocumentKind::Signed);
+            document.content_type = Some("application/pdf".to_owned());
+            document.file_name = d.name.filter(|n| !n.is_empty()).map(|n| {
+                if n.to_lowercase().ends_with(".pdf") {
+                    n
+                } else {
+                    format!("{n}.pdf")
+                }
+            });
+            document.fetch = Some(format!(
+                "/v1/transactions/{}/archive/documents/{}/download",
+                segment(&transaction.id),
+                segment(&d.id)
+            ));
+            document.reference_id = Some(d.id);
+            document
+        })
+        .collect())
 }
 
 /// A detached JWS over `body` with an RSA private key (PKCS#8 PEM), as Universign sends it; for
@@ -427,13 +485,16 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
             created_at: occurred_at,
             created_by: "Universign".to_owned(),
         };
-        return Ok(vec![event(
-            process_key,
-            status,
-            occurred_at,
-            Vec::new(),
-            vec![entry],
-        )]);
+        let mut completed = event(process_key, status, occurred_at, Vec::new(), vec![entry]);
+        if stage == "completed" {
+            // "All signed documents are ready to be retrieved": the transaction lists them.
+            let mut signed = Document::new(DocumentKind::Signed);
+            signed.reference_id = Some(completed.process_key.clone());
+            signed.description = Some("the transaction's signed documents".to_owned());
+            signed.fetch_listing = Some(format!("/v1/transactions/{}", completed.process_key));
+            completed.documents.push(signed);
+        }
+        return Ok(vec![completed]);
     }
 
     if let Some(stage) = event_type.strip_prefix("action.") {
@@ -805,5 +866,35 @@ mod tests {
             "refused, not parked later"
         );
         assert!(parse(&body).is_err());
+    }
+
+    #[test]
+    fn a_completed_transaction_lists_its_signed_documents_for_the_worker() {
+        let body = json!({"object": "event", "id": "evt_9", "type": "transaction.lifecycle.completed",
+            "createdAt": 1_790_000_000, "payload": {"object": {"object": "transaction", "id": "tx_DwYGle91EQZA"}}});
+        let events = parse(&serde_json::to_vec(&body).unwrap()).unwrap();
+        let placeholder = &events[0].documents[0];
+        assert_eq!(placeholder.kind, DocumentKind::Signed);
+        assert_eq!(
+            placeholder.fetch_listing.as_deref(),
+            Some("/v1/transactions/tx_DwYGle91EQZA")
+        );
+        let listing = br#"{"object":"transaction","id":"tx_DwYGle91EQZA","state":"completed","documents":[{"object":"document","id":"doc_6Amd","name":"Contract"},{"object":"document","id":"doc_7Bne","name":"Annex.pdf"}]}"#;
+        let documents = listed_documents(listing).unwrap();
+        assert_eq!(documents.len(), 2);
+        assert_eq!(
+            documents[0].fetch.as_deref(),
+            Some("/v1/transactions/tx_DwYGle91EQZA/archive/documents/doc_6Amd/download")
+        );
+        assert_eq!(documents[0].file_name.as_deref(), Some("Contract.pdf"));
+        assert_eq!(documents[1].file_name.as_deref(), Some("Annex.pdf"));
+        assert!(listed_documents(b"[]").is_err());
+        let started = json!({"object": "event", "id": "evt_8", "type": "transaction.lifecycle.started",
+            "createdAt": 1_790_000_000, "payload": {"object": {"id": "tx_1"}}});
+        assert!(
+            parse(&serde_json::to_vec(&started).unwrap()).unwrap()[0]
+                .documents
+                .is_empty()
+        );
     }
 }

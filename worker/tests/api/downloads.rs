@@ -148,3 +148,92 @@ async fn a_download_that_keeps_failing_parks_its_message_with_the_reason_and_blo
         "the first attempt and three retries"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_universign_completed_transaction_brings_its_signed_documents_from_the_api() {
+    use countersign::providers::universign;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    let contract = b"%PDF-1.7 contract, signed".to_vec();
+    let annex = b"%PDF-1.7 annex, signed".to_vec();
+    let transaction = br#"{"object":"transaction","id":"tx_DL1","state":"completed","documents":[{"object":"document","id":"doc_A","name":"Contract"},{"object":"document","id":"doc_B","name":"Annex"}]}"#;
+    let api = Simulator::start(
+        "",
+        vec![
+            // The listing fails once (the API is briefly away), then answers.
+            (
+                "/v1/transactions/tx_DL1",
+                vec![
+                    Answer::status(500),
+                    Answer::ok("application/json", transaction),
+                ],
+            ),
+            (
+                "/v1/transactions/tx_DL1/archive/documents/doc_A/download",
+                vec![Answer::ok("application/pdf", &contract)],
+            ),
+            (
+                "/v1/transactions/tx_DL1/archive/documents/doc_B/download",
+                vec![Answer::ok("application/pdf", &annex)],
+            ),
+        ],
+    )
+    .await;
+    let pem = countersign_testkit::rsa_key_pem();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, universign::jwks_of(&pem, "uk1").unwrap().to_string()).unwrap();
+    let stack = Stack::start_with(Options {
+        universign_jwks: Some(jwks),
+        universign_api: Some(api.base_url.clone()),
+        ..Options::default()
+    })
+    .await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let body = serde_json::to_vec(&serde_json::json!({"object": "event", "id": "evt_dl",
+        "type": "transaction.lifecycle.completed", "createdAt": now,
+        "payload": {"object": {"object": "transaction", "id": "tx_DL1"}}}))
+    .unwrap();
+    let signature = universign::sign_detached(&pem, "uk1", "PS256", &body).unwrap();
+    assert_eq!(
+        stack
+            .post_to("fr", &body, &[("x-jws-signature", &signature)])
+            .await,
+        200
+    );
+    wait_until("both signed documents are stored", Duration::from_secs(30), || async {
+        stack
+            .count("SELECT count(*) FROM documents WHERE process_key = 'tx_DL1' AND kind = 'signed'")
+            .await
+            == 2
+    })
+    .await;
+    let stored: Vec<(String, String)> = sqlx::query_as(
+        "SELECT file_name, sha256 FROM documents WHERE process_key = 'tx_DL1' ORDER BY file_name",
+    )
+    .fetch_all(&stack.db)
+    .await
+    .unwrap();
+    assert_eq!(stored[0].0, "Annex.pdf");
+    assert_eq!(stored[1].0, "Contract.pdf");
+    for ((_, sha256), expected) in stored.iter().zip([&annex, &contract]) {
+        let served = stack
+            .http
+            .get(format!("{}/documents/{sha256}", stack.worker))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(served.bytes().await.unwrap().as_ref(), expected.as_slice());
+    }
+    for request in api.seen() {
+        assert_eq!(
+            request.authorization.as_deref(),
+            Some(format!("Bearer {}", crate::helpers::UV_API_KEY).as_str())
+        );
+    }
+    assert_eq!(stack.count("SELECT count(*) FROM webhook_events").await, 1);
+    assert_eq!(stack.queue_len(stack.topology.dead_queue()).await, 0);
+}

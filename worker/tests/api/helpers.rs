@@ -129,7 +129,13 @@ pub struct Options {
     /// `acme` (Taktikal) reconciles with this ActivityLog API base URL every second, with
     /// credentials [`TK_API_CREDENTIALS`].
     pub taktikal_api: Option<String>,
+    /// With `universign_jwks`: `fr` downloads signed documents from this API base URL with the
+    /// API key [`UV_API_KEY`].
+    pub universign_api: Option<String>,
 }
+
+/// The Universign API key of `fr` when it has an API.
+pub const UV_API_KEY: &str = "uv-test-api-key";
 
 /// The Taktikal API credentials of `acme` when it reconciles (sent as the header's value).
 pub const TK_API_CREDENTIALS: &str = "Basic Y291bnRlcnNpZ246dGVzdA==";
@@ -148,6 +154,7 @@ impl Default for Options {
             legalesign_certificate: None,
             legalesign_api: None,
             taktikal_api: None,
+            universign_api: None,
         }
     }
 }
@@ -168,8 +175,11 @@ pub fn config_text(
         .as_ref()
         .map_or(String::new(), |jwks| {
             format!(
-                "[[sources]]\nname = \"fr\"\nprovider = \"universign\"\njwks = \"{}\"\n",
-                jwks.display()
+                "[[sources]]\nname = \"fr\"\nprovider = \"universign\"\njwks = \"{}\"\n{}\n",
+                jwks.display(),
+                options.universign_api.as_ref().map_or(String::new(), |base| format!(
+                    "api = {{ base_url = \"{base}\", credentials = \"env:UV_API\", timeout = \"5s\" }}"
+                ))
             )
         });
     if let Some(certificate) = &options.legalesign_certificate {
@@ -247,6 +257,7 @@ pub fn env_for(database_url: &str) -> impl Fn(&str) -> Option<String> {
     map.insert("AS_CLIENT_ID".to_owned(), AS_CLIENT_ID.to_owned());
     map.insert("LS_API".to_owned(), LS_API_CREDENTIALS.to_owned());
     map.insert("TK_API".to_owned(), TK_API_CREDENTIALS.to_owned());
+    map.insert("UV_API".to_owned(), UV_API_KEY.to_owned());
     move |name| map.get(name).cloned()
 }
 
