@@ -357,7 +357,7 @@ pub struct SourceConfig {
 }
 
 /// `[sources.reconcile]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReconcileConfig {
     /// On by default wherever it can run (an API with credentials, a provider Countersign can
     /// reconcile).
@@ -368,6 +368,9 @@ pub struct ReconcileConfig {
     pub min_age: Duration,
     /// How far back a run looks: for processes to ask about, and for processes never seen.
     pub look_back: Duration,
+    /// Where the provider lists what happened (Legalesign: the group, `/api/v1/group/<name>/`);
+    /// providers that need one discover nothing without it.
+    pub scope: Option<String>,
 }
 
 impl Default for ReconcileConfig {
@@ -377,6 +380,7 @@ impl Default for ReconcileConfig {
             interval: Duration::from_secs(3600),
             min_age: Duration::from_secs(3600),
             look_back: Duration::from_secs(7 * 24 * 3600),
+            scope: None,
         }
     }
 }
@@ -514,6 +518,7 @@ struct FileReconcile {
     min_age: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     look_back: Option<Duration>,
+    scope: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -788,6 +793,7 @@ impl FileReconcile {
             interval: self.interval.unwrap_or(defaults.interval),
             min_age: self.min_age.unwrap_or(defaults.min_age),
             look_back: self.look_back.unwrap_or(defaults.look_back),
+            scope: self.scope.filter(|s| !s.trim().is_empty()),
         };
         if config.interval < Duration::from_secs(1) {
             return Err(ConfigError::new(

@@ -34,6 +34,8 @@ use crate::metrics::Metrics;
 
 /// How long a run waits for the broker to confirm a gap's message.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+/// At most this many further pages of a listing are read in one run.
+const MAX_PAGES_PER_RUN: usize = 100;
 /// At most this many processes are asked about in one run.
 const MAX_PROCESSES_PER_RUN: i64 = 1000;
 
@@ -84,7 +86,7 @@ impl Reconciler {
                 source: source.name.clone(),
                 provider,
                 reconcile,
-                config: source.reconcile,
+                config: source.reconcile.clone(),
             });
         }
         Ok(Self {
@@ -207,13 +209,17 @@ impl Reconciler {
         let now = chrono::Utc::now();
         let look_back = chrono::Duration::from_std(job.config.look_back)
             .unwrap_or_else(|_| chrono::Duration::days(7));
-        if let Some(path) = job.reconcile.discovery_path(now - look_back, now) {
+        if let Some(path) =
+            job.reconcile
+                .discovery_path(job.config.scope.as_deref(), now - look_back, now)
+        {
             paths.push(path);
         }
         let mut gaps: Vec<Gap> = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         let mut failures = Vec::new();
-        for path in paths {
+        let mut pages = 0;
+        while let Some(path) = paths.pop() {
             let answer = match self.fetcher.get(&job.source, &path).await {
                 Some(Ok(answer)) => answer,
                 Some(Err(error)) => {
@@ -222,6 +228,12 @@ impl Reconciler {
                 }
                 None => return Err("no API configured".to_owned()),
             };
+            if let Some(next) = job.reconcile.next_path(&path, &answer) {
+                pages += 1;
+                if pages < MAX_PAGES_PER_RUN {
+                    paths.push(next);
+                }
+            }
             let processes = job.reconcile.processes(&answer)?;
             let known = self.known(&job.source, &processes).await?;
             for gap in job.reconcile.gaps(&answer, &known)? {

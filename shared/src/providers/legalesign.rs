@@ -396,6 +396,155 @@ pub fn parse_event(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
     }])
 }
 
+/// One document of Legalesign's API (`GET /document/`, `GET /document/{uuid}/`).
+#[derive(Deserialize)]
+struct ApiDocument {
+    uuid: Option<String>,
+    name: Option<String>,
+    group: Option<String>,
+    resource_uri: Option<String>,
+    status: Option<serde_json::Value>,
+    tag: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ApiList {
+    meta: Option<ApiMeta>,
+    objects: Vec<ApiDocument>,
+}
+
+#[derive(Deserialize)]
+struct ApiMeta {
+    limit: Option<u64>,
+    offset: Option<u64>,
+    total_count: Option<u64>,
+}
+
+/// The documents of an answer: a list (`{"meta", "objects"}`) or one document.
+fn api_documents(answer: &[u8]) -> Result<Vec<ApiDocument>, String> {
+    if let Ok(list) = serde_json::from_slice::<ApiList>(answer) {
+        return Ok(list.objects);
+    }
+    serde_json::from_slice::<ApiDocument>(answer)
+        .map(|d| vec![d])
+        .map_err(|e| format!("not a Legalesign document list: {e}"))
+}
+
+/// Legalesign's signed status (a document's `30`).
+const SIGNED: i64 = 30;
+
+/// Legalesign's reconciliation, for "upon event" sources: its signed documents (`/document/?
+/// status=30` in the configured group) whose signed callback the archive lacks become that
+/// callback, which downloads the final PDF like a real one.
+pub struct LegalesignReconcile;
+
+impl super::Reconcile for LegalesignReconcile {
+    fn process_path(&self, process_key: &str) -> String {
+        format!("/document/{}/", super::path_segment(process_key))
+    }
+
+    fn discovery_path(
+        &self,
+        scope: Option<&str>,
+        from: chrono::DateTime<chrono::Utc>,
+        _to: chrono::DateTime<chrono::Utc>,
+    ) -> Option<String> {
+        let group = scope?;
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("group", group)
+            .append_pair("status", &SIGNED.to_string())
+            .append_pair(
+                "modified_gt",
+                &from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            )
+            .append_pair("nosigners", "1")
+            .append_pair("limit", "100")
+            .append_pair("offset", "0")
+            .finish();
+        Some(format!("/document/?{query}"))
+    }
+
+    fn next_path(&self, path: &str, answer: &[u8]) -> Option<String> {
+        let meta = serde_json::from_slice::<ApiList>(answer).ok()?.meta?;
+        let (limit, offset, total) = (meta.limit?, meta.offset.unwrap_or(0), meta.total_count?);
+        let next = offset.checked_add(limit)?;
+        if limit == 0 || next >= total {
+            return None;
+        }
+        let (route, query) = path.split_once('?')?;
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| {
+                let v = if k == "offset" {
+                    next.to_string()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        Some(format!("{route}?{query}"))
+    }
+
+    fn processes(&self, answer: &[u8]) -> Result<Vec<String>, String> {
+        Ok(api_documents(answer)?
+            .into_iter()
+            .filter_map(|d| d.uuid.filter(|u| !u.is_empty()))
+            .collect())
+    }
+
+    fn gaps(
+        &self,
+        answer: &[u8],
+        known: &std::collections::HashMap<String, std::collections::HashSet<String>>,
+    ) -> Result<Vec<super::Gap>, String> {
+        let mut gaps = Vec::new();
+        for document in api_documents(answer)? {
+            let Some(uuid) = document.uuid.filter(|u| !u.is_empty()) else {
+                continue;
+            };
+            let signed = match &document.status {
+                Some(serde_json::Value::Number(n)) => n.as_i64() == Some(SIGNED),
+                Some(serde_json::Value::String(s)) => s.trim() == SIGNED.to_string(),
+                _ => false,
+            };
+            let recorded = known
+                .get(&uuid)
+                .is_some_and(|keys| keys.contains("FinalPdfCreated"));
+            if !signed || recorded {
+                continue;
+            }
+            // The "upon event" callback Legalesign would have sent.
+            let resource_uri = document
+                .resource_uri
+                .clone()
+                .unwrap_or_else(|| format!("/api/v1/document/{uuid}/"));
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("resource_uri", &resource_uri);
+            if let Some(group) = &document.group {
+                form.append_pair("group", group);
+            }
+            if let Some(name) = &document.name {
+                form.append_pair("name", name);
+            }
+            form.append_pair("uuid", &uuid);
+            if let Some(tag) = document.tag.as_deref().filter(|t| !t.is_empty()) {
+                form.append_pair("tag", tag);
+            }
+            gaps.push(super::Gap {
+                unknown_process: !known.contains_key(&uuid),
+                process_key: uuid,
+                missing: vec!["FinalPdfCreated".to_owned()],
+                body: form.finish().into_bytes(),
+                event_type: "signed",
+            });
+        }
+        Ok(gaps)
+    }
+}
+
 /// Legalesign's "all" callback in the provider registry.
 pub struct Legalesign;
 
@@ -486,6 +635,10 @@ impl Provider for LegalesignEvent {
             "ApiKey {}",
             String::from_utf8_lossy(credentials).trim()
         ))
+    }
+
+    fn reconcile(&self) -> Option<&'static dyn super::Reconcile> {
+        Some(&LegalesignReconcile)
     }
 
     fn default_max_body_bytes(&self) -> Option<usize> {
@@ -786,5 +939,56 @@ mod tests {
             parse_event(b"uuid=doc-A&name=NDA").unwrap()[0].process_key,
             "doc-A"
         );
+    }
+
+    #[test]
+    fn reconciliation_pages_the_signed_documents_and_makes_the_missing_callbacks() {
+        use crate::providers::Reconcile;
+        let reconcile = LegalesignReconcile;
+        let from = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap();
+        assert_eq!(
+            reconcile.discovery_path(None, from, from),
+            None,
+            "no group, no discovery"
+        );
+        let path = reconcile
+            .discovery_path(Some("/api/v1/group/g/"), from, from)
+            .unwrap();
+        assert_eq!(
+            path,
+            "/document/?group=%2Fapi%2Fv1%2Fgroup%2Fg%2F&status=30&modified_gt=2026-09-21T14%3A13%3A20Z&nosigners=1&limit=100&offset=0"
+        );
+        let page = |offset: u64| {
+            format!(
+                r#"{{"meta":{{"limit":100,"offset":{offset},"total_count":250}},"objects":[{{"uuid":"d1","status":30,"name":"A","group":"/api/v1/group/g/"}},{{"uuid":"d2","status":20}}]}}"#
+            )
+        };
+        let next = reconcile.next_path(&path, page(0).as_bytes()).unwrap();
+        assert!(next.ends_with("&offset=100"), "{next}");
+        assert!(reconcile.next_path(&next, page(200).as_bytes()).is_none());
+        assert_eq!(
+            reconcile.processes(page(0).as_bytes()).unwrap(),
+            ["d1", "d2"]
+        );
+        let known = std::collections::HashMap::new();
+        let gaps = reconcile.gaps(page(0).as_bytes(), &known).unwrap();
+        assert_eq!(gaps.len(), 1, "only the signed document");
+        assert!(gaps[0].unknown_process);
+        let events = parse_event(&gaps[0].body).expect("the callback's own parser reads it");
+        assert_eq!(events[0].process_key, "d1");
+        assert_eq!(events[0].documents[0].fetch.as_deref(), Some("/pdf/d1/"));
+        let recorded = std::collections::HashMap::from([(
+            "d1".to_owned(),
+            std::collections::HashSet::from(["FinalPdfCreated".to_owned()]),
+        )]);
+        assert!(
+            reconcile
+                .gaps(page(0).as_bytes(), &recorded)
+                .unwrap()
+                .is_empty()
+        );
+        // One document, as /document/{uuid}/ answers.
+        let one = br#"{"uuid":"d3","status":30}"#;
+        assert_eq!(reconcile.gaps(one, &known).unwrap()[0].process_key, "d3");
     }
 }

@@ -160,12 +160,18 @@ pub trait Verify: Send + Sync {
 pub trait Reconcile: Send + Sync {
     /// The path (under `api.base_url`) that tells everything about one process.
     fn process_path(&self, process_key: &str) -> String;
-    /// The path that lists what happened between `from` and `to`, to find processes never seen.
+    /// The path that lists what happened between `from` and `to`, to find processes never seen,
+    /// within `scope` (`[sources.reconcile] scope`) where the provider needs one.
     fn discovery_path(
         &self,
+        scope: Option<&str>,
         from: chrono::DateTime<chrono::Utc>,
         to: chrono::DateTime<chrono::Utc>,
     ) -> Option<String>;
+    /// For a paged listing: the path of the page after `answer` (got from `path`), if any.
+    fn next_path(&self, _path: &str, _answer: &[u8]) -> Option<String> {
+        None
+    }
     /// The processes an answer speaks of.
     fn processes(&self, answer: &[u8]) -> Result<Vec<String>, String>;
     /// What an answer has that the archive lacks: one gap per process. `known` holds the entry
@@ -769,6 +775,13 @@ pub(crate) fn parse_object<T: serde::de::DeserializeOwned>(
         return Err(ParseError(format!("not {what}: JSON object expected")));
     }
     serde_json::from_slice(body).map_err(|e| ParseError(format!("not {what}: {e}")))
+}
+
+/// `text` as one segment of a URL path: percent-encoded (a space as `%20`, never `+`).
+pub(crate) fn path_segment(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
 }
 
 /// A JSON id as text: providers send ids as numbers (Documenso, DocuSeal) or strings.

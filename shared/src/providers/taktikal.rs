@@ -679,11 +679,15 @@ pub struct TaktikalReconcile;
 
 impl super::Reconcile for TaktikalReconcile {
     fn process_path(&self, process_key: &str) -> String {
-        let key: String = form_urlencoded::byte_serialize(process_key.as_bytes()).collect();
-        format!("/signing/activity/{key}")
+        format!("/signing/activity/{}", super::path_segment(process_key))
     }
 
-    fn discovery_path(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<String> {
+    fn discovery_path(
+        &self,
+        _scope: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Option<String> {
         let query = form_urlencoded::Serializer::new(String::new())
             .append_pair(
                 "from",
@@ -1357,7 +1361,7 @@ mod tests {
         assert!(reconcile.gaps(b"{}", &known).is_err());
         assert_eq!(
             reconcile.process_path("sp a/b"),
-            "/signing/activity/sp+a%2Fb"
+            "/signing/activity/sp%20a%2Fb"
         );
     }
 

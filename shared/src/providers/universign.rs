@@ -349,7 +349,6 @@ struct ListedDocument {
 pub fn listed_documents(listing: &[u8]) -> Result<Vec<Document>, String> {
     let transaction: ListedTransaction = serde_json::from_slice(listing)
         .map_err(|e| format!("not a Universign transaction: {e}"))?;
-    let segment = |s: &str| -> String { form_urlencoded::byte_serialize(s.as_bytes()).collect() };
     Ok(transaction
         .documents
         .into_iter()
@@ -366,8 +365,8 @@ pub fn listed_documents(listing: &[u8]) -> Result<Vec<Document>, String> {
             });
             document.fetch = Some(format!(
                 "/v1/transactions/{}/archive/documents/{}/download",
-                segment(&transaction.id),
-                segment(&d.id)
+                super::path_segment(&transaction.id),
+                super::path_segment(&d.id)
             ));
             document.reference_id = Some(d.id);
             document
@@ -491,7 +490,10 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
             let mut signed = Document::new(DocumentKind::Signed);
             signed.reference_id = Some(completed.process_key.clone());
             signed.description = Some("the transaction's signed documents".to_owned());
-            signed.fetch_listing = Some(format!("/v1/transactions/{}", completed.process_key));
+            signed.fetch_listing = Some(format!(
+                "/v1/transactions/{}",
+                super::path_segment(&completed.process_key)
+            ));
             completed.documents.push(signed);
         }
         return Ok(vec![completed]);

@@ -126,6 +126,8 @@ pub struct Options {
     /// With the Legalesign sources: `uk-events` downloads final PDFs from this API base URL with
     /// credentials [`LS_API_CREDENTIALS`].
     pub legalesign_api: Option<String>,
+    /// With `legalesign_api`: `uk-events` reconciles every second in group `/api/v1/group/g/`.
+    pub legalesign_reconcile: bool,
     /// `acme` (Taktikal) reconciles with this ActivityLog API base URL every second, with
     /// credentials [`TK_API_CREDENTIALS`].
     pub taktikal_api: Option<String>,
@@ -153,6 +155,7 @@ impl Default for Options {
             universign_jwks: None,
             legalesign_certificate: None,
             legalesign_api: None,
+            legalesign_reconcile: false,
             taktikal_api: None,
             universign_api: None,
         }
@@ -189,7 +192,12 @@ pub fn config_text(
              [[sources]]\nname = \"uk-locked\"\nprovider = \"legalesign_event\"\nsecrets = [\"env:UK_TOKEN\"]\nallow_ips = [\"192.0.2.1\"]\n",
             certificate.display(),
             options.legalesign_api.as_ref().map_or(String::new(), |base| format!(
-                "api = {{ base_url = \"{base}\", credentials = \"env:LS_API\", timeout = \"5s\" }}"
+                "api = {{ base_url = \"{base}\", credentials = \"env:LS_API\", timeout = \"5s\" }}\n{}",
+                if options.legalesign_reconcile {
+                    "reconcile = { interval = \"1s\", min_age = \"0s\", scope = \"/api/v1/group/g/\" }"
+                } else {
+                    "reconcile = { enabled = false }"
+                }
             ))
         ));
     }

@@ -152,3 +152,97 @@ async fn a_process_never_seen_is_discovered_through_the_user_activity() {
         9
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_legalesign_document_signed_without_its_callback_is_found_and_its_pdf_downloaded() {
+    use crate::helpers::UK_TOKEN;
+
+    let pdf = b"%PDF-1.7 signed, callback lost".to_vec();
+    let listing = br#"{"meta":{"limit":100,"next":null,"offset":0,"previous":null,"total_count":2},
+        "objects":[{"uuid":"5b6f0c8e-0d1a-4c3e-9a53-2f1e6b7a8c90","name":"Supply agreement","group":"/api/v1/group/g/",
+                    "resource_uri":"/api/v1/document/5b6f0c8e-0d1a-4c3e-9a53-2f1e6b7a8c90/","status":30,"tag":""},
+                   {"uuid":"doc-with-callback","name":"NDA","group":"/api/v1/group/g/",
+                    "resource_uri":"/api/v1/document/doc-with-callback/","status":30}]}"#;
+    let api = Simulator::start(
+        "/api/v1",
+        vec![
+            ("/document/", vec![Answer::ok("application/json", listing)]),
+            (
+                "/pdf/5b6f0c8e-0d1a-4c3e-9a53-2f1e6b7a8c90/",
+                vec![Answer::ok("application/pdf", &pdf)],
+            ),
+            (
+                "/pdf/doc-with-callback/",
+                vec![Answer::ok("application/pdf", b"%PDF-1.7 nda")],
+            ),
+        ],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, certificate) = countersign_testkit::self_signed_certificate(dir.path());
+    let stack = Stack::start_with(Options {
+        legalesign_certificate: Some(certificate),
+        legalesign_api: Some(api.base_url.clone()),
+        legalesign_reconcile: true,
+        ..Options::default()
+    })
+    .await;
+    // One document's signed callback arrived; the other's never did.
+    let callback = b"resource_uri=%2Fapi%2Fv1%2Fdocument%2Fdoc-with-callback%2F&group=%2Fapi%2Fv1%2Fgroup%2Fg%2F&name=NDA&uuid=doc-with-callback";
+    assert_eq!(
+        stack
+            .post_to(
+                &format!("uk-events/{UK_TOKEN}"),
+                callback,
+                &[("content-type", "application/x-www-form-urlencoded")]
+            )
+            .await,
+        200
+    );
+    wait_until("the lost signing is recorded with its PDF", Duration::from_secs(60), || async {
+        stack
+            .count("SELECT count(*) FROM documents WHERE process_key = '5b6f0c8e-0d1a-4c3e-9a53-2f1e6b7a8c90' AND kind = 'signed' AND sha256 IS NOT NULL")
+            .await
+            == 1
+    })
+    .await;
+    assert_eq!(
+        stack
+            .signed_document("5b6f0c8e-0d1a-4c3e-9a53-2f1e6b7a8c90")
+            .await,
+        pdf
+    );
+    let (_, view) = stack
+        .get_json("/signing/activity/5b6f0c8e-0d1a-4c3e-9a53-2f1e6b7a8c90?source=uk-events")
+        .await;
+    assert_eq!(view[0]["status"], "completed");
+    // Later runs add nothing, and the document whose callback came is left alone.
+    let asked = api.seen().len();
+    wait_until("two more runs", Duration::from_secs(30), || async {
+        api.seen()
+            .iter()
+            .skip(asked)
+            .filter(|s| s.path.starts_with("/api/v1/document/?"))
+            .count()
+            >= 2
+    })
+    .await;
+    assert_eq!(
+        stack
+            .count("SELECT count(*) FROM webhook_events WHERE event_id LIKE 'reconcile:%'")
+            .await,
+        1
+    );
+    assert_eq!(stack.count("SELECT count(*) FROM webhook_events").await, 2);
+    let discovery = api
+        .seen()
+        .into_iter()
+        .find(|s| s.path.starts_with("/api/v1/document/?"))
+        .unwrap();
+    assert!(
+        discovery.path.contains("group=%2Fapi%2Fv1%2Fgroup%2Fg%2F")
+            && discovery.path.contains("status=30"),
+        "{}",
+        discovery.path
+    );
+}
