@@ -296,6 +296,10 @@ impl Provider for Universign {
         listed_documents(listing)
     }
 
+    fn reconcile(&self) -> Option<&'static dyn super::Reconcile> {
+        Some(&UniversignReconcile)
+    }
+
     fn sample(&self, source: &SourceConfig, private_key: Option<&str>) -> Result<Sample, String> {
         let key = private_key.ok_or_else(|| super::needs_private_key(source))?;
         let jwks = source
@@ -372,6 +376,78 @@ pub fn listed_documents(listing: &[u8]) -> Result<Vec<Document>, String> {
             document
         })
         .collect())
+}
+
+/// Universign's reconciliation: each transaction not in a final state is asked about (`GET
+/// /v1/transactions/{id}`); one that the API says is completed, cancelled or expired while the
+/// archive lacks that entry becomes the lifecycle event Universign would have sent (and a
+/// completed one's signed documents are then downloaded like a real one's). Universign's event
+/// listing is not used (its API form is not confirmed here): transactions never seen are not
+/// discovered.
+pub struct UniversignReconcile;
+
+#[derive(Deserialize)]
+struct TransactionState {
+    id: String,
+    state: Option<String>,
+}
+
+impl super::Reconcile for UniversignReconcile {
+    fn process_path(&self, process_key: &str) -> String {
+        format!("/v1/transactions/{}", super::path_segment(process_key))
+    }
+
+    fn discovery_path(
+        &self,
+        _scope: Option<&str>,
+        _from: DateTime<Utc>,
+        _to: DateTime<Utc>,
+    ) -> Option<String> {
+        None
+    }
+
+    fn processes(&self, answer: &[u8]) -> Result<Vec<String>, String> {
+        let transaction: TransactionState = serde_json::from_slice(answer)
+            .map_err(|e| format!("not a Universign transaction: {e}"))?;
+        Ok(vec![transaction.id])
+    }
+
+    fn gaps(
+        &self,
+        answer: &[u8],
+        known: &std::collections::HashMap<String, std::collections::HashSet<String>>,
+    ) -> Result<Vec<super::Gap>, String> {
+        let transaction: TransactionState = serde_json::from_slice(answer)
+            .map_err(|e| format!("not a Universign transaction: {e}"))?;
+        let (stage, entry) = match transaction.state.as_deref() {
+            Some("completed" | "archived") => ("completed", "Completed"),
+            Some("cancelled") => ("cancelled", "Canceled"),
+            Some("expired") => ("expired", "Expired"),
+            _ => return Ok(Vec::new()),
+        };
+        if transaction.id.is_empty()
+            || known
+                .get(&transaction.id)
+                .is_some_and(|keys| keys.contains(entry))
+        {
+            return Ok(Vec::new());
+        }
+        // Deterministic: the same gap is the same bytes (no time of our own).
+        let body = serde_json::to_vec(&serde_json::json!({
+            "object": "event",
+            "id": format!("reconcile:{}:{stage}", transaction.id),
+            "type": format!("transaction.lifecycle.{stage}"),
+            "payload": {"object": {"object": "transaction", "id": transaction.id}},
+        }))
+        .map_err(|e| e.to_string())?;
+        Ok(vec![super::Gap {
+            unknown_process: !known.contains_key(&transaction.id),
+            process_key: transaction.id,
+            missing: vec![entry.to_owned()],
+            body,
+            event_type: "transaction.lifecycle",
+        }])
+    }
 }
 
 /// A detached JWS over `body` with an RSA private key (PKCS#8 PEM), as Universign sends it; for
@@ -897,6 +973,49 @@ mod tests {
             parse(&serde_json::to_vec(&started).unwrap()).unwrap()[0]
                 .documents
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn reconciliation_turns_a_final_state_the_archive_lacks_into_its_lifecycle_event() {
+        use crate::providers::Reconcile;
+        let reconcile = UniversignReconcile;
+        assert_eq!(reconcile.process_path("tx_1"), "/v1/transactions/tx_1");
+        let completed =
+            br#"{"object":"transaction","id":"tx_1","state":"completed","documents":[]}"#;
+        let known = std::collections::HashMap::from([(
+            "tx_1".to_owned(),
+            std::collections::HashSet::from(["Started".to_owned()]),
+        )]);
+        let gaps = reconcile.gaps(completed, &known).unwrap();
+        assert_eq!(gaps.len(), 1);
+        assert_eq!(gaps[0].missing, ["Completed"]);
+        assert_eq!(
+            gaps,
+            reconcile.gaps(completed, &known).unwrap(),
+            "the same bytes"
+        );
+        let events = parse(&gaps[0].body).expect("the event parser reads it");
+        assert_eq!(events[0].status, Some(ProcessStatus::Completed));
+        assert!(events[0].documents[0].fetch_listing.is_some());
+        let done = std::collections::HashMap::from([(
+            "tx_1".to_owned(),
+            std::collections::HashSet::from(["Completed".to_owned()]),
+        )]);
+        assert!(reconcile.gaps(completed, &done).unwrap().is_empty());
+        for (state, entry) in [("cancelled", "Canceled"), ("expired", "Expired")] {
+            let answer = format!(r#"{{"id":"tx_1","state":"{state}"}}"#);
+            assert_eq!(
+                reconcile.gaps(answer.as_bytes(), &known).unwrap()[0].missing,
+                [entry]
+            );
+        }
+        let started = br#"{"id":"tx_1","state":"started"}"#;
+        assert!(reconcile.gaps(started, &known).unwrap().is_empty());
+        assert!(
+            reconcile
+                .discovery_path(None, chrono::Utc::now(), chrono::Utc::now())
+                .is_none()
         );
     }
 }

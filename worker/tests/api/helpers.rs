@@ -134,6 +134,8 @@ pub struct Options {
     /// With `universign_jwks`: `fr` downloads signed documents from this API base URL with the
     /// API key [`UV_API_KEY`].
     pub universign_api: Option<String>,
+    /// With `universign_api`: `fr` reconciles every second.
+    pub universign_reconcile: bool,
 }
 
 /// The Universign API key of `fr` when it has an API.
@@ -158,6 +160,7 @@ impl Default for Options {
             legalesign_reconcile: false,
             taktikal_api: None,
             universign_api: None,
+            universign_reconcile: false,
         }
     }
 }
@@ -181,7 +184,12 @@ pub fn config_text(
                 "[[sources]]\nname = \"fr\"\nprovider = \"universign\"\njwks = \"{}\"\n{}\n",
                 jwks.display(),
                 options.universign_api.as_ref().map_or(String::new(), |base| format!(
-                    "api = {{ base_url = \"{base}\", credentials = \"env:UV_API\", timeout = \"5s\" }}"
+                    "api = {{ base_url = \"{base}\", credentials = \"env:UV_API\", timeout = \"5s\" }}\n{}",
+                    if options.universign_reconcile {
+                        "reconcile = { interval = \"1s\", min_age = \"0s\" }"
+                    } else {
+                        "reconcile = { enabled = false }"
+                    }
                 ))
             )
         });

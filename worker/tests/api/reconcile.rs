@@ -246,3 +246,99 @@ async fn a_legalesign_document_signed_without_its_callback_is_found_and_its_pdf_
         discovery.path
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_universign_transaction_completed_without_its_webhook_is_completed_with_its_documents() {
+    use countersign::providers::universign;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    let pdf = b"%PDF-1.7 deal, signed".to_vec();
+    let transaction = br#"{"object":"transaction","id":"tx_R1","state":"completed","documents":[{"object":"document","id":"doc_R","name":"Deal"}]}"#;
+    let api = Simulator::start(
+        "",
+        vec![
+            (
+                "/v1/transactions/tx_R1",
+                vec![
+                    Answer::status(503),
+                    Answer::ok("application/json", transaction),
+                ],
+            ),
+            (
+                "/v1/transactions/tx_R1/archive/documents/doc_R/download",
+                vec![Answer::ok("application/pdf", &pdf)],
+            ),
+        ],
+    )
+    .await;
+    let key = countersign_testkit::rsa_key_pem();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, universign::jwks_of(&key, "uk1").unwrap().to_string()).unwrap();
+    let stack = Stack::start_with(Options {
+        universign_jwks: Some(jwks),
+        universign_api: Some(api.base_url.clone()),
+        universign_reconcile: true,
+        ..Options::default()
+    })
+    .await;
+    // Only the start came as a webhook.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let started = serde_json::to_vec(&serde_json::json!({"object": "event", "id": "evt_r1",
+        "type": "transaction.lifecycle.started", "createdAt": now,
+        "payload": {"object": {"object": "transaction", "id": "tx_R1"}}}))
+    .unwrap();
+    let signature = universign::sign_detached(&key, "uk1", "PS256", &started).unwrap();
+    assert_eq!(
+        stack
+            .post_to("fr", &started, &[("x-jws-signature", &signature)])
+            .await,
+        200
+    );
+    wait_until("the transaction is completed with its document", Duration::from_secs(60), || async {
+        stack
+            .count("SELECT count(*) FROM documents WHERE process_key = 'tx_R1' AND kind = 'signed' AND sha256 IS NOT NULL")
+            .await
+            == 1
+    })
+    .await;
+    assert_eq!(stack.signed_document("tx_R1").await, pdf);
+    let (_, view) = stack.get_json("/signing/activity/tx_R1?source=fr").await;
+    assert_eq!(view[0]["status"], "completed");
+    // Later runs: the transaction is final now, so nothing is asked and nothing published.
+    let runs = || async {
+        let text = stack
+            .http
+            .get(format!("{}/metrics", stack.worker))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find(|l| {
+                l.starts_with("countersign_worker_reconcile_runs_total")
+                    && l.contains("source=\"fr\"")
+                    && l.contains("outcome=\"done\"")
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = runs().await;
+    wait_until("two more runs", Duration::from_secs(30), || async {
+        runs().await >= before + 2
+    })
+    .await;
+    assert_eq!(
+        stack
+            .count("SELECT count(*) FROM webhook_events WHERE event_id LIKE 'reconcile:%'")
+            .await,
+        1,
+        "found once"
+    );
+    assert_eq!(stack.queue_len(stack.topology.dead_queue()).await, 0);
+}
