@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::helpers::{LS_API_CREDENTIALS, Options, Stack, UK_TOKEN, header, wait_until};
+use crate::helpers::{
+    LS_API_CREDENTIALS, Options, Stack, UK_TOKEN, UniversignStack, header, wait_until,
+};
 use crate::simulator::{Answer, Simulator};
 
 const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
@@ -151,9 +153,6 @@ async fn a_download_that_keeps_failing_parks_its_message_with_the_reason_and_blo
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_universign_completed_transaction_brings_its_signed_documents_from_the_api() {
-    use countersign::providers::universign;
-    use std::time::{SystemTime, UNIX_EPOCH};
-
     let contract = b"%PDF-1.7 contract, signed".to_vec();
     let annex = b"%PDF-1.7 annex, signed".to_vec();
     let transaction = br#"{"object":"transaction","id":"tx_DL1","state":"completed","documents":[{"object":"document","id":"doc_A","name":"Contract"},{"object":"document","id":"doc_B","name":"Annex"}]}"#;
@@ -179,28 +178,11 @@ async fn a_universign_completed_transaction_brings_its_signed_documents_from_the
         ],
     )
     .await;
-    let pem = countersign_testkit::rsa_key_pem();
-    let dir = tempfile::tempdir().unwrap();
-    let jwks = dir.path().join("jwks.json");
-    std::fs::write(&jwks, universign::jwks_of(&pem, "uk1").unwrap().to_string()).unwrap();
-    let stack = Stack::start_with(Options {
-        universign_jwks: Some(jwks),
-        universign_api: Some(api.base_url.clone()),
-        ..Options::default()
-    })
-    .await;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let body = serde_json::to_vec(&serde_json::json!({"object": "event", "id": "evt_dl",
-        "type": "transaction.lifecycle.completed", "createdAt": now,
-        "payload": {"object": {"object": "transaction", "id": "tx_DL1"}}}))
-    .unwrap();
-    let signature = universign::sign_detached(&pem, "uk1", "PS256", &body).unwrap();
+    let universign = UniversignStack::start(&api.base_url, false).await;
+    let stack = &universign.stack;
     assert_eq!(
-        stack
-            .post_to("fr", &body, &[("x-jws-signature", &signature)])
+        universign
+            .post_lifecycle("evt_dl", "completed", "tx_DL1")
             .await,
         200
     );

@@ -138,6 +138,59 @@ pub struct Options {
     pub universign_reconcile: bool,
 }
 
+/// A stack with the Universign source `fr` trusting a fresh key, its API at `api` (reconciling
+/// every second if `reconcile`); and a way to post it transaction lifecycle events.
+pub struct UniversignStack {
+    pub stack: Stack,
+    key: String,
+    _dir: tempfile::TempDir,
+}
+
+impl UniversignStack {
+    pub async fn start(api: &str, reconcile: bool) -> Self {
+        let key = countersign_testkit::rsa_key_pem();
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(
+            &jwks,
+            countersign::providers::universign::jwks_of(&key, "uk1")
+                .unwrap()
+                .to_string(),
+        )
+        .unwrap();
+        let stack = Stack::start_with(Options {
+            universign_jwks: Some(jwks),
+            universign_api: Some(api.to_owned()),
+            universign_reconcile: reconcile,
+            ..Options::default()
+        })
+        .await;
+        Self {
+            stack,
+            key,
+            _dir: dir,
+        }
+    }
+
+    /// Posts a genuine `transaction.lifecycle.<stage>` event for `transaction`; the status.
+    pub async fn post_lifecycle(&self, id: &str, stage: &str, transaction: &str) -> u16 {
+        let now = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let body = serde_json::to_vec(&serde_json::json!({"object": "event", "id": id,
+            "type": format!("transaction.lifecycle.{stage}"), "createdAt": now,
+            "payload": {"object": {"object": "transaction", "id": transaction}}}))
+        .unwrap();
+        let signature =
+            countersign::providers::universign::sign_detached(&self.key, "uk1", "PS256", &body)
+                .unwrap();
+        self.stack
+            .post_to("fr", &body, &[("x-jws-signature", &signature)])
+            .await
+    }
+}
+
 /// The Universign API key of `fr` when it has an API.
 pub const UV_API_KEY: &str = "uv-test-api-key";
 

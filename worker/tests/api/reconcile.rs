@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::{Options, Stack, TK_API_CREDENTIALS, taktikal, wait_until};
+use crate::helpers::{Options, Stack, TK_API_CREDENTIALS, UniversignStack, taktikal, wait_until};
 use crate::simulator::{Answer, Simulator};
 
 fn activity_log() -> Vec<u8> {
@@ -249,9 +249,6 @@ async fn a_legalesign_document_signed_without_its_callback_is_found_and_its_pdf_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_universign_transaction_completed_without_its_webhook_is_completed_with_its_documents() {
-    use countersign::providers::universign;
-    use std::time::{SystemTime, UNIX_EPOCH};
-
     let pdf = b"%PDF-1.7 deal, signed".to_vec();
     let transaction = br#"{"object":"transaction","id":"tx_R1","state":"completed","documents":[{"object":"document","id":"doc_R","name":"Deal"}]}"#;
     let api = Simulator::start(
@@ -271,30 +268,12 @@ async fn a_universign_transaction_completed_without_its_webhook_is_completed_wit
         ],
     )
     .await;
-    let key = countersign_testkit::rsa_key_pem();
-    let dir = tempfile::tempdir().unwrap();
-    let jwks = dir.path().join("jwks.json");
-    std::fs::write(&jwks, universign::jwks_of(&key, "uk1").unwrap().to_string()).unwrap();
-    let stack = Stack::start_with(Options {
-        universign_jwks: Some(jwks),
-        universign_api: Some(api.base_url.clone()),
-        universign_reconcile: true,
-        ..Options::default()
-    })
-    .await;
+    let universign = UniversignStack::start(&api.base_url, true).await;
+    let stack = &universign.stack;
     // Only the start came as a webhook.
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let started = serde_json::to_vec(&serde_json::json!({"object": "event", "id": "evt_r1",
-        "type": "transaction.lifecycle.started", "createdAt": now,
-        "payload": {"object": {"object": "transaction", "id": "tx_R1"}}}))
-    .unwrap();
-    let signature = universign::sign_detached(&key, "uk1", "PS256", &started).unwrap();
     assert_eq!(
-        stack
-            .post_to("fr", &started, &[("x-jws-signature", &signature)])
+        universign
+            .post_lifecycle("evt_r1", "started", "tx_R1")
             .await,
         200
     );
