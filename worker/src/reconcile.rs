@@ -338,7 +338,7 @@ impl Reconciler {
 }
 
 /// The advisory lock of a source's reconciliation: the first 8 bytes of a digest of its name.
-fn lock_key(source: &str) -> i64 {
+pub fn lock_key(source: &str) -> i64 {
     let digest = Sha256::new()
         .chain_update(b"countersign-reconcile\0")
         .chain_update(source.as_bytes())

@@ -450,7 +450,10 @@ impl super::Reconcile for LegalesignReconcile {
         _to: chrono::DateTime<chrono::Utc>,
     ) -> Option<String> {
         let group = scope?;
+        // cache=1: Legalesign's fast path for syncing ("combine your callback with an overnight
+        // sync … use the /document/ endpoint and the special query parameter ?cache=1").
         let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("cache", "1")
             .append_pair("group", group)
             .append_pair("status", &SIGNED.to_string())
             .append_pair(
@@ -956,7 +959,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             path,
-            "/document/?group=%2Fapi%2Fv1%2Fgroup%2Fg%2F&status=30&modified_gt=2026-09-21T14%3A13%3A20Z&nosigners=1&limit=100&offset=0"
+            "/document/?cache=1&group=%2Fapi%2Fv1%2Fgroup%2Fg%2F&status=30&modified_gt=2026-09-21T14%3A13%3A20Z&nosigners=1&limit=100&offset=0"
         );
         let page = |offset: u64| {
             format!(

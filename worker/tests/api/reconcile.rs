@@ -321,3 +321,68 @@ async fn a_universign_transaction_completed_without_its_webhook_is_completed_wit
     );
     assert_eq!(stack.queue_len(stack.topology.dead_queue()).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_another_replica_holds_is_skipped_then_reconciled_once_released() {
+    use countersign::config::{Config, Role};
+    use countersign_worker::reconcile::{Reconciler, RunReport, lock_key};
+
+    let api = Simulator::start(
+        "/api",
+        vec![(
+            "/signing/activity/user/",
+            vec![Answer::ok("application/json", &activity_log())],
+        )],
+    )
+    .await;
+    // No worker of the stack's own: this test's reconciler is the only one.
+    let stack = Stack::start_with(Options {
+        taktikal_api: Some(api.base_url.clone()),
+        start_worker: false,
+        ..Options::default()
+    })
+    .await;
+    let config = Config::from_toml(
+        &stack.config_text,
+        Role::Worker,
+        &crate::helpers::env_for(&stack.database.url),
+    )
+    .unwrap();
+    let db =
+        countersign_worker::db::Db::connect_lazy(&stack.database.url, 4, Duration::from_secs(5))
+            .unwrap();
+    let fetcher =
+        std::sync::Arc::new(countersign_worker::fetch::Fetcher::from_config(&config).unwrap());
+    let reconciler = Reconciler::new(
+        &config,
+        db,
+        fetcher,
+        countersign_worker::metrics::Metrics::new(),
+    )
+    .unwrap();
+    assert_eq!(reconciler.sources(), ["acme"]);
+
+    // Another replica holds acme's lock: this one skips, asking nothing.
+    let mut other = stack.db.acquire().await.unwrap();
+    let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(lock_key("acme"))
+        .fetch_one(&mut *other)
+        .await
+        .unwrap();
+    assert!(held);
+    assert_eq!(reconciler.run_once(0).await.unwrap(), RunReport::default());
+    assert!(api.seen().is_empty(), "a skipped run asks nothing");
+
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(lock_key("acme"))
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let report = reconciler.run_once(0).await.unwrap();
+    assert_eq!(report, RunReport { ran: true, gaps: 1 });
+    assert_eq!(
+        stack.queue_len(stack.topology.persist_queue()).await,
+        1,
+        "published with its origin"
+    );
+}
