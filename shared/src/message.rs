@@ -4,7 +4,9 @@
 //! `message_id` = the provider's event id (or the body's sha256), `timestamp` = receive time,
 //! `content_type` = the request's. Headers, all strings: [`PROVIDER`], [`SOURCE`], [`EVENT_TYPE`],
 //! [`RECEIVED_AT`] (RFC 3339), [`REQUEST_ID`], [`VERIFIED_KEY`] (the label of the secret that
-//! matched), and the provider's own signature headers, so that anyone can verify again.
+//! matched), and the provider's own signature headers, so that anyone can verify again. Events
+//! the worker's reconciliation publishes carry [`ORIGIN`] `reconciliation` and
+//! [`VERIFIED_KEY`] `api:<source>` instead of signature headers.
 //! Routing key: `{provider}.{source}.{event_type}`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -43,25 +45,56 @@ pub struct Outbound {
     pub properties: BasicProperties,
 }
 
+/// What a message says about the event it carries, whoever publishes it: the ingester for a
+/// verified webhook ([`outbound`]), the worker's reconciliation for what an API told it.
+#[derive(Debug, Clone, Copy)]
+pub struct Envelope<'a> {
+    pub provider: &'a str,
+    pub source: &'a str,
+    pub event_id: &'a str,
+    pub event_type: &'a str,
+    /// [`VERIFIED_KEY`]: what vouches for the event (a secret's label, `api:<source>`).
+    pub key_label: &'a str,
+    /// Further headers (the provider's signature headers, [`ORIGIN`]).
+    pub headers: &'a [(&'static str, String)],
+    pub app_id: &'static str,
+}
+
 /// Builds the message for a verified webhook; the payload is [`VerifiedWebhook::body`].
 pub fn outbound(webhook: &VerifiedWebhook, receipt: &Receipt<'_>) -> Outbound {
+    message(
+        &Envelope {
+            provider: webhook.provider().name(),
+            source: webhook.source(),
+            event_id: webhook.event_id(),
+            event_type: webhook.event_type(),
+            key_label: webhook.key_label(),
+            headers: webhook.signature_headers(),
+            app_id: "countersign-ingester",
+        },
+        receipt,
+    )
+}
+
+/// Builds the routing key and properties of a message by the contract above.
+pub fn message(envelope: &Envelope<'_>, receipt: &Receipt<'_>) -> Outbound {
     let text = |s: &str| AMQPValue::LongString(LongString::from(s));
     let mut headers = FieldTable::default();
-    headers.insert(PROVIDER.into(), text(webhook.provider().name()));
-    headers.insert(SOURCE.into(), text(webhook.source()));
-    headers.insert(EVENT_TYPE.into(), text(webhook.event_type()));
+    headers.insert(PROVIDER.into(), text(envelope.provider));
+    headers.insert(SOURCE.into(), text(envelope.source));
+    headers.insert(EVENT_TYPE.into(), text(envelope.event_type));
     headers.insert(
         RECEIVED_AT.into(),
         text(&humantime::format_rfc3339_millis(receipt.received_at).to_string()),
     );
     headers.insert(REQUEST_ID.into(), text(receipt.request_id));
-    headers.insert(VERIFIED_KEY.into(), text(webhook.key_label()));
-    for (name, value) in webhook.signature_headers() {
+    headers.insert(VERIFIED_KEY.into(), text(envelope.key_label));
+    for (name, value) in envelope.headers {
         headers.insert(ShortString::from(*name), text(value));
     }
 
-    let message_id = ShortString::try_new(webhook.event_id())
-        .unwrap_or_else(|_| ShortString::from(hex(&Sha256::digest(webhook.event_id().as_bytes()))));
+    let message_id = ShortString::try_new(envelope.event_id)
+        .unwrap_or_else(|_| ShortString::from(hex(&Sha256::digest(envelope.event_id.as_bytes()))));
     let timestamp = receipt
         .received_at
         .duration_since(UNIX_EPOCH)
@@ -70,7 +103,7 @@ pub fn outbound(webhook: &VerifiedWebhook, receipt: &Receipt<'_>) -> Outbound {
         .with_delivery_mode(PERSISTENT)
         .with_message_id(message_id)
         .with_timestamp(timestamp)
-        .with_app_id("countersign-ingester".into())
+        .with_app_id(envelope.app_id.into())
         .with_headers(headers);
     if let Some(content_type) = receipt
         .content_type
@@ -80,11 +113,7 @@ pub fn outbound(webhook: &VerifiedWebhook, receipt: &Receipt<'_>) -> Outbound {
     }
 
     Outbound {
-        routing_key: routing_key(
-            webhook.provider().name(),
-            webhook.source(),
-            webhook.event_type(),
-        ),
+        routing_key: routing_key(envelope.provider, envelope.source, envelope.event_type),
         properties,
     }
 }

@@ -162,17 +162,11 @@ impl Handler {
         outcomes: &mut [Option<Outcome>],
     ) {
         let fetcher = self.fetcher.as_ref();
-        let wanted: Vec<usize> = (0..items.len())
-            .filter(|&i| fetcher.wants(items[i].raw.source, &items[i].events))
-            .collect();
-        if wanted.is_empty() {
-            return;
-        }
         let results = futures_util::future::join_all(
             items
                 .iter_mut()
                 .enumerate()
-                .filter(|(i, _)| wanted.contains(i))
+                .filter(|(_, item)| fetcher.wants(item.raw.source, &item.events))
                 .map(|(i, item)| async move {
                     (i, fetcher.fill(item.raw.source, &mut item.events).await)
                 }),

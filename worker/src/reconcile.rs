@@ -23,8 +23,7 @@ use countersign::config::{Config, ReconcileConfig};
 use countersign::message;
 use countersign::providers::{Gap, ProviderKind, Reconcile};
 use countersign::topology::Topology;
-use lapin::BasicProperties;
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::types::ShortString;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -305,12 +304,29 @@ impl Reconciler {
                     "missing_activity"
                 };
                 let event_id = event_id(gap);
+                let request_id = format!("reconcile-{}", uuid::Uuid::new_v4().simple());
+                let outbound = message::message(
+                    &message::Envelope {
+                        provider: job.provider.name(),
+                        source: &job.source,
+                        event_id: &event_id,
+                        event_type: gap.event_type,
+                        key_label: &format!("api:{}", job.source),
+                        headers: &[(message::ORIGIN, "reconciliation".to_owned())],
+                        app_id: "countersign-worker-reconcile",
+                    },
+                    &message::Receipt {
+                        request_id: &request_id,
+                        received_at: std::time::SystemTime::now(),
+                        content_type: Some("application/json"),
+                    },
+                );
                 publish_confirmed(
                     &channel,
                     ShortString::from(self.topology.exchange()),
-                    message::routing_key(job.provider.name(), &job.source, gap.event_type),
+                    outbound.routing_key,
                     &gap.body,
-                    properties(job, gap, &event_id),
+                    outbound.properties,
                     CONFIRM_TIMEOUT,
                 )
                 .await
@@ -354,33 +370,9 @@ fn event_id(gap: &Gap) -> String {
         digest.update([0u8]);
     }
     let digest = digest.finalize();
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("reconcile:{}:{hex}", gap.process_key)
-}
-
-fn properties(job: &Job, gap: &Gap, event_id: &str) -> BasicProperties {
-    let text = |s: &str| AMQPValue::LongString(LongString::from(s));
-    let mut headers = FieldTable::default();
-    headers.insert(message::PROVIDER.into(), text(job.provider.name()));
-    headers.insert(message::SOURCE.into(), text(&job.source));
-    headers.insert(message::EVENT_TYPE.into(), text(gap.event_type));
-    headers.insert(
-        message::RECEIVED_AT.into(),
-        text(&chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-    );
-    headers.insert(
-        message::REQUEST_ID.into(),
-        text(&format!("reconcile-{}", uuid::Uuid::new_v4().simple())),
-    );
-    headers.insert(
-        message::VERIFIED_KEY.into(),
-        text(&format!("api:{}", job.source)),
-    );
-    headers.insert(message::ORIGIN.into(), text("reconciliation"));
-    BasicProperties::default()
-        .with_delivery_mode(message::PERSISTENT)
-        .with_message_id(ShortString::from(event_id))
-        .with_content_type("application/json".into())
-        .with_app_id("countersign-worker-reconcile".into())
-        .with_headers(headers)
+    format!(
+        "reconcile:{}:{}",
+        gap.process_key,
+        crate::handler::hex(&digest[..8])
+    )
 }

@@ -205,11 +205,15 @@ struct Template {
 }
 
 fn callback(body: &[u8]) -> Option<Callback> {
-    let json = event_json(body)?;
-    if !super::is_json_object(&json) {
+    callback_of(&event_json(body)?)
+}
+
+/// The callback in an event's JSON (already out of its form).
+fn callback_of(json: &[u8]) -> Option<Callback> {
+    if !super::is_json_object(json) {
         return None;
     }
-    serde_json::from_slice(&json).ok()
+    serde_json::from_slice(json).ok()
 }
 
 /// What identifies an event: its signed part and what it is about.
@@ -278,7 +282,8 @@ impl Verifier {
 
 impl Verify for Verifier {
     fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
-        let callback = callback(request.body).ok_or(Rejection::Unsigned)?;
+        let json = event_json(request.body).ok_or(Rejection::Unsigned)?;
+        let callback = callback_of(&json).ok_or(Rejection::Unsigned)?;
         let identity = Identity::of(&callback).ok_or(Rejection::Unsigned)?;
         let seconds = unix_seconds(&identity.time).ok_or(Rejection::BadSignature)?;
         let hash = decode_hex(&identity.hash)
@@ -305,6 +310,8 @@ impl Verify for Verifier {
             signature_use: Some(SignatureUse {
                 id: identity.signature_id().into_bytes(),
                 valid_until,
+                // What content_digest would find again: the form is read once.
+                content_digest: Some(Sha256::digest(&json).into()),
             }),
             signature_headers: Vec::new(),
             event_type: Cow::Owned(identity.event_type),
@@ -632,6 +639,19 @@ mod tests {
         let id = |v: &Verified| v.signature_use.as_ref().unwrap().id.clone();
         assert_eq!(id(&first), id(&second));
         let provider = DropboxSign;
+        let use_of = |v: &Verified| v.signature_use.as_ref().unwrap().content_digest;
+        assert_eq!(use_of(&first), Some(provider.content_digest(&genuine)));
+        let (enveloped, _) = multipart(&genuine, "boundary-zero");
+        let enveloped_use = verify(&[API_KEY], &enveloped).unwrap();
+        assert_eq!(
+            use_of(&enveloped_use),
+            Some(provider.content_digest(&enveloped))
+        );
+        assert_eq!(
+            use_of(&enveloped_use),
+            use_of(&first),
+            "one content, two envelopes"
+        );
         assert_ne!(
             provider.content_digest(&genuine),
             provider.content_digest(changed.as_bytes())

@@ -380,6 +380,9 @@ pub struct SignatureUse {
     pub id: Vec<u8>,
     /// Until when the signature is acceptable at all; the memory of it may end then.
     pub valid_until: SystemTime,
+    /// The digest of the content the signature is held to, when the verifier has it at hand;
+    /// `None`: [`Provider::content_digest`] of the body.
+    pub content_digest: Option<[u8; 32]>,
 }
 
 /// Why a request is not published. Client-caused, so never a 5xx.
@@ -596,7 +599,9 @@ impl Sources {
         let verified = source.verifier.verify(&request)?;
 
         if let Some(signature) = &verified.signature_use {
-            let digest = source.provider.content_digest(&body);
+            let digest = signature
+                .content_digest
+                .unwrap_or_else(|| source.provider.content_digest(&body));
             let key: [u8; 32] = Sha256::new()
                 .chain_update(source.name.as_bytes())
                 .chain_update([0u8])

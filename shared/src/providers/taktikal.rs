@@ -156,6 +156,7 @@ impl Verifier {
             signature_use: Some(SignatureUse {
                 id: signed.into_bytes(),
                 valid_until,
+                content_digest: None,
             }),
             signature_headers: Vec::new(),
         })
