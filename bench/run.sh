@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark on this machine and writes bench/results.md, bench/results.json and
 # bench/throughput.png. Needs RabbitMQ (AMQP_URL) and PostgreSQL (DATABASE_URL) as for the tests,
-# and about 10 minutes. Usage: bench/run.sh [--duration 8s] [--worker-events 5000]
+# and about 10 minutes. Usage: bench/run.sh [--duration 8s] [--worker-events 30000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

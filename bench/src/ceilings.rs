@@ -6,11 +6,58 @@ use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use countersign::amqp::publish_confirmed;
-use lapin::types::ShortString;
+use countersign::message::{Outbound, RECEIVED_AT, REQUEST_ID};
+use lapin::types::{AMQPValue, LongString, ShortString};
 use lapin::{BasicProperties, Channel};
 
 use crate::events::EventFactory;
 use crate::load::Latencies;
+
+/// What the broker ceiling publishes.
+#[derive(Debug, Clone)]
+pub enum Message {
+    /// The ingester's very message: its routing key, properties and headers (the template, from
+    /// one event verified as the ingester verifies it), with a new id, request id and receive
+    /// time each.
+    Contract(Box<Outbound>),
+    /// Delivery mode and message id only: what the contract's headers cost the broker.
+    Bare,
+}
+
+impl Message {
+    fn next(&self, id: String) -> (ShortString, BasicProperties) {
+        match self {
+            Message::Bare => (
+                "taktikal.bench.AllSigned".into(),
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_message_id(ShortString::from(id)),
+            ),
+            Message::Contract(template) => {
+                let now = std::time::SystemTime::now();
+                let text = |s: String| AMQPValue::LongString(LongString::from(s));
+                let mut headers = template.properties.headers().clone().unwrap_or_default();
+                headers.insert(
+                    RECEIVED_AT.into(),
+                    text(humantime::format_rfc3339_millis(now).to_string()),
+                );
+                headers.insert(REQUEST_ID.into(), text(uuid::Uuid::new_v4().to_string()));
+                let seconds = now
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                (
+                    template.routing_key.clone(),
+                    template
+                        .properties
+                        .clone()
+                        .with_message_id(ShortString::from(id))
+                        .with_timestamp(seconds)
+                        .with_headers(headers),
+                )
+            }
+        }
+    }
+}
 
 /// `in_flight` publishers spread over `channels` (confirm mode, one connection), each publishing
 /// and awaiting its confirm in turn: what the ingester does, without HTTP and verification.
@@ -20,24 +67,23 @@ pub async fn broker(
     in_flight: usize,
     duration: Duration,
     factory: Arc<EventFactory>,
+    message: &Message,
 ) -> anyhow::Result<Latencies> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..in_flight {
         let channel = channels[i % channels.len()].clone();
-        let (factory, exchange) = (factory.clone(), exchange.to_owned());
+        let (factory, exchange, message) = (factory.clone(), exchange.to_owned(), message.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Latencies::new();
             while started.elapsed() < duration {
                 let (id, body) = factory.mint();
-                let properties = BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_message_id(ShortString::from(id));
+                let (routing_key, properties) = message.next(id);
                 let begun = Instant::now();
                 publish_confirmed(
                     &channel,
                     ShortString::from(exchange.as_str()),
-                    "taktikal.bench.AllSigned".into(),
+                    routing_key,
                     &body,
                     properties,
                     Duration::from_secs(30),
@@ -207,4 +253,61 @@ async fn copy_merge(
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use countersign::message::{Envelope, Receipt, message};
+
+    use super::*;
+
+    #[test]
+    fn the_contract_ceiling_publishes_the_ingesters_message_with_a_new_id() {
+        let template = message(
+            &Envelope {
+                provider: "taktikal",
+                source: "bench",
+                event_id: "first",
+                event_type: "AllSigned",
+                key_label: "secrets[0]",
+                headers: &[],
+                app_id: "countersign-ingester",
+            },
+            &Receipt {
+                request_id: "request-1",
+                received_at: std::time::UNIX_EPOCH,
+                content_type: Some("application/json"),
+            },
+        );
+        let (routing_key, properties) =
+            Message::Contract(Box::new(template.clone())).next("second".to_owned());
+        assert_eq!(routing_key, template.routing_key);
+        assert_eq!(properties.message_id().as_ref().unwrap().as_str(), "second");
+        assert_eq!(properties.app_id(), template.properties.app_id());
+        assert_eq!(
+            properties.content_type(),
+            template.properties.content_type()
+        );
+        assert_eq!(properties.delivery_mode(), &Some(2));
+        let (before, after) = (
+            template.properties.headers().clone().unwrap(),
+            properties.headers().clone().unwrap(),
+        );
+        let keys = |t: &lapin::types::FieldTable| {
+            t.inner().keys().map(|k| k.to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(keys(&before), keys(&after));
+        for fresh in [REQUEST_ID, RECEIVED_AT] {
+            assert_ne!(
+                before.inner().get(fresh),
+                after.inner().get(fresh),
+                "{fresh}"
+            );
+        }
+        assert!(properties.timestamp().unwrap() > 0);
+
+        let (_, bare) = Message::Bare.next("third".to_owned());
+        assert!(bare.headers().is_none());
+        assert_eq!(bare.message_id().as_ref().unwrap().as_str(), "third");
+    }
 }

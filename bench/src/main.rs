@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use countersign::config::{Config, Role};
-use countersign::message::{Receipt, outbound};
+use countersign::message::{Outbound, Receipt, outbound};
 use countersign::providers::{NoHeaders, Origin, Sources};
 use countersign::topology::Topology;
 use lapin::options::QueuePurgeOptions;
@@ -54,7 +54,7 @@ enum Command {
         #[arg(long, default_value = "8s", value_parser = humantime::parse_duration)]
         duration: Duration,
         /// Events pre-filled for the worker's drain.
-        #[arg(long, default_value_t = 5000)]
+        #[arg(long, default_value_t = 30000)]
         worker_events: usize,
         /// Where to write the results.
         #[arg(long, default_value = "bench")]
@@ -93,10 +93,14 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         duration: Duration,
     },
-    /// Only the broker's publish+confirm ceiling, 2 KiB bodies, over 1 and over `--channels`.
+    /// Only the broker's publish+confirm ceiling, 2 KiB bodies: the contract's message over 1
+    /// and over `--channels`, then each `--also` message over 1; twice.
     Broker {
         #[arg(long, default_value_t = 4)]
         channels: usize,
+        /// Further messages to measure over one channel.
+        #[arg(long = "also", value_enum, default_values_t = [Publish::Bare])]
+        messages: Vec<Publish>,
         #[arg(long, default_value_t = 64)]
         in_flight: usize,
         #[arg(long, default_value = "8s", value_parser = humantime::parse_duration)]
@@ -161,21 +165,29 @@ fn main() -> anyhow::Result<()> {
         }),
         Command::Broker {
             channels,
+            messages,
             in_flight,
             duration,
         } => runtime.block_on(async move {
             let setup = setup().await?;
             let small = Arc::new(EventFactory::new(KEY, 2 * 1024));
-            for n in [1, channels, 1, channels] {
-                let l = setup.broker_ceiling(n, in_flight, duration, &small).await?;
+            for (n, message) in [(1, Publish::Contract), (channels, Publish::Contract)]
+                .into_iter()
+                .chain(messages.iter().map(|&m| (1, m)))
+                .cycle()
+                .take(2 * (2 + messages.len()))
+            {
+                let l = setup
+                    .broker_ceiling(n, in_flight, duration, &small, message)
+                    .await?;
                 eprintln!(
-                    "{n} channel(s), {in_flight} in flight: {:.0} msg/s, p50 {:.2} ms, p99 {:.2} ms",
+                    "{message:?}, {n} channel(s), {in_flight} in flight: {:.0} msg/s, p50 {:.2} ms, p99 {:.2} ms",
                     l.per_second(),
                     l.ms(0.5),
                     l.ms(0.99)
                 );
             }
-            anyhow::Ok(())
+            setup.teardown().await
         }),
         Command::All {
             duration,
@@ -351,7 +363,15 @@ impl Setup {
         in_flight: usize,
         duration: Duration,
         factory: &Arc<EventFactory>,
+        message: Publish,
     ) -> anyhow::Result<load::Latencies> {
+        let message = match message {
+            Publish::Contract => {
+                let sources = Sources::from_config(&self.config)?;
+                ceilings::Message::Contract(Box::new(as_ingested(&sources, factory.mint().1)?.0))
+            }
+            Publish::Bare => ceilings::Message::Bare,
+        };
         let mut on = Vec::with_capacity(channels);
         for _ in 0..channels {
             let channel = self.connection.create_channel().await?;
@@ -364,6 +384,7 @@ impl Setup {
             in_flight,
             duration,
             factory.clone(),
+            &message,
         )
         .await?;
         self.purge().await?;
@@ -508,6 +529,15 @@ async fn ingest(
 /// Confirm channels of the broker ceiling's second measurement at 64 in flight.
 const BROKER_CHANNELS: usize = 4;
 
+/// What a broker ceiling publishes (see [`ceilings::Message`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Publish {
+    /// The ingester's message: routing key, properties and headers by the contract.
+    Contract,
+    /// Delivery mode and message id only.
+    Bare,
+}
+
 async fn all(duration: Duration, worker_events: usize, out: PathBuf) -> anyhow::Result<()> {
     let setup = setup().await?;
     let mut results = Results::new(duration);
@@ -530,16 +560,31 @@ async fn all(duration: Duration, worker_events: usize, out: PathBuf) -> anyhow::
         )
         .await?;
         let broker = setup
-            .broker_ceiling(1, connections, duration, &small)
+            .broker_ceiling(1, connections, duration, &small, Publish::Contract)
             .await?;
         if connections == 64 {
             // Whether one channel's confirm pipeline is the limit (it was not on 2 cores).
             let over = setup
-                .broker_ceiling(BROKER_CHANNELS, connections, duration, &small)
+                .broker_ceiling(
+                    BROKER_CHANNELS,
+                    connections,
+                    duration,
+                    &small,
+                    Publish::Contract,
+                )
                 .await?;
             results.broker_channels = Some((
                 BROKER_CHANNELS,
                 Point::from_latencies(&over, connections, point_bytes(&small)),
+            ));
+            // What the contract's headers cost the broker.
+            let bare = setup
+                .broker_ceiling(1, connections, duration, &small, Publish::Bare)
+                .await?;
+            results.broker_bare = Some(Point::from_latencies(
+                &bare,
+                connections,
+                point_bytes(&small),
             ));
         }
         let http = drive(
@@ -577,7 +622,7 @@ async fn all(duration: Duration, worker_events: usize, out: PathBuf) -> anyhow::
             duration
         };
         let broker = setup
-            .broker_ceiling(1, connections, broker_duration, &factory)
+            .broker_ceiling(1, connections, broker_duration, &factory, Publish::Contract)
             .await?;
         results.large.push((
             size,
@@ -835,6 +880,22 @@ fn persisted_total(page: &str) -> u64 {
 }
 
 /// Fills `<prefix>.persist` with `n` events exactly as the ingester would publish them.
+/// The message the ingester would publish for `body` (source `bench`): verified as it verifies,
+/// built by the same contract.
+fn as_ingested(sources: &Sources, body: bytes::Bytes) -> anyhow::Result<(Outbound, bytes::Bytes)> {
+    let source = sources.get("bench").expect("configured");
+    let received_at = std::time::SystemTime::now();
+    let webhook = sources
+        .verify(source, body, &NoHeaders, Origin::default(), received_at)
+        .map_err(|r| anyhow::anyhow!("{r}"))?;
+    let receipt = Receipt {
+        request_id: "bench",
+        received_at,
+        content_type: Some("application/json"),
+    };
+    Ok((outbound(&webhook, &receipt), webhook.body().clone()))
+}
+
 async fn prefill(setup: &Setup, n: usize, factory: &Arc<EventFactory>) -> anyhow::Result<()> {
     let sources = Arc::new(Sources::from_config(&setup.config)?);
     let mut tasks = Vec::new();
@@ -849,23 +910,12 @@ async fn prefill(setup: &Setup, n: usize, factory: &Arc<EventFactory>) -> anyhow
         let count = per_task.min(n.saturating_sub(task * per_task));
         tasks.push(tokio::spawn(async move {
             for _ in 0..count {
-                let (_, body) = factory.mint();
-                let source = sources.get("bench").expect("configured");
-                let received_at = std::time::SystemTime::now();
-                let webhook = sources
-                    .verify(source, body, &NoHeaders, Origin::default(), received_at)
-                    .map_err(|r| anyhow::anyhow!("{r}"))?;
-                let receipt = Receipt {
-                    request_id: "bench",
-                    received_at,
-                    content_type: Some("application/json"),
-                };
-                let message = outbound(&webhook, &receipt);
+                let (message, body) = as_ingested(&sources, factory.mint().1)?;
                 countersign::amqp::publish_confirmed(
                     &channel,
                     ShortString::from(exchange.as_str()),
                     message.routing_key,
-                    webhook.body(),
+                    &body,
                     message.properties,
                     Duration::from_secs(30),
                 )
