@@ -24,6 +24,7 @@ pub mod allocator;
 pub mod amqp;
 pub mod config;
 pub mod event;
+pub mod log_buffer;
 pub mod message;
 pub mod providers;
 pub mod replay;

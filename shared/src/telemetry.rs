@@ -1,29 +1,25 @@
 //! Structured logs and the shutdown signal, the same for both binaries.
 //!
 //! `RUST_LOG` filters (default `info`); `LOG_FORMAT=json` writes one JSON object per line for a
-//! log collector, anything else the human-readable format. Lines are written to stderr by a
-//! background thread, so a request never waits on a `write(2)` for its log line; the buffer
-//! blocks rather than drops when full (the log is an audit trail), and is flushed when the
-//! returned guard is dropped at the end of `main`. What goes into fields is the callers'
-//! responsibility: ids, sources, outcomes — never a secret, a payload or a personal datum.
+//! log collector, anything else the human-readable format. Lines are written to stderr in batches
+//! by a background thread ([`crate::log_buffer`]), so a request never waits on a `write(2)` for
+//! its log line nor wakes another thread per line; a full buffer holds loggers back rather than
+//! drop lines (the log is an audit trail), and what waits is written when the returned guard is
+//! dropped at the end of `main`. What goes into fields is the callers' responsibility: ids,
+//! sources, outcomes — never a secret, a payload or a personal datum.
 
 use tracing_subscriber::EnvFilter;
+
+use crate::log_buffer::{LogBuffer, LogGuard};
 
 /// Installs the global subscriber; call once, first thing in `main`, and keep the guard alive
 /// until `main` returns.
 #[must_use = "dropping the guard stops the log writer"]
-pub fn init(binary: &str) -> tracing_appender::non_blocking::WorkerGuard {
+pub fn init(binary: &str) -> LogGuard {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("info,{}=info", binary.replace('-', "_"))));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        // The default, 128,000 lines, is a 4 MB channel allocated and touched at start: a
-        // quarter of each binary's idle memory (massif). 4,096 lines waiting for stderr is
-        // already a log collector that has stopped reading.
-        .buffered_lines_limit(4096)
-        .thread_name("log-writer")
-        .finish(std::io::stderr());
+    let (writer, guard) = LogBuffer::spawn(std::io::stderr());
     // Colours only for a person at a terminal: a log file or collector gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
