@@ -255,6 +255,29 @@ async fn copy_merge(
     Ok(())
 }
 
+/// A document store that keeps nothing: the projection ceiling measures PostgreSQL, not files.
+pub struct NoDocumentFiles;
+
+impl countersign_worker::documents::DocumentStore for NoDocumentFiles {
+    fn put<'a>(
+        &'a self,
+        _sha256: &'a str,
+        _content: &'a [u8],
+    ) -> futures_util::future::BoxFuture<'a, std::io::Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn get<'a>(
+        &'a self,
+        _sha256: &'a str,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        std::io::Result<Option<countersign_worker::documents::StoredContent>>,
+    > {
+        Box::pin(async { Ok(None) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use countersign::message::{Envelope, Receipt, message};

@@ -213,9 +213,10 @@ fn main() -> anyhow::Result<()> {
             wait_ready(worker.port).await?;
             worker.stop()?;
             let (rate, peak) = drain(&setup, events, &small).await?;
+            let projection = projection_ceiling(&setup, events, &small).await?;
             let (ceiling, copy) = batch_ceiling(&setup, events).await?;
             eprintln!(
-                "worker drain: {rate:.0} events/s, peak RSS {:.1} MiB; PostgreSQL 64-row inserts: unnest {ceiling:.0} rows/s, COPY + merge {copy:.0} rows/s",
+                "worker drain: {rate:.0} events/s, peak RSS {:.1} MiB; PostgreSQL alone with the worker's statements: {projection:.0} events/s; 64-row inserts: unnest {ceiling:.0} rows/s, COPY + merge {copy:.0} rows/s",
                 peak as f64 / 1048576.0
             );
             setup.teardown().await
@@ -642,6 +643,7 @@ async fn all(duration: Duration, worker_events: usize, out: PathBuf) -> anyhow::
     let (rate, peak) = drain(&setup, worker_events, &small).await?;
     results.worker_rate = rate;
     results.worker_peak_rss = peak;
+    results.projection_rate = projection_ceiling(&setup, worker_events, &small).await?;
     let inserts = ceilings::postgres(
         &setup.database_url,
         worker_events,
@@ -847,6 +849,63 @@ async fn drain(setup: &Setup, n: usize, factory: &Arc<EventFactory>) -> anyhow::
     pool.close().await;
     anyhow::ensure!(rows as usize == n, "{n} events drained, but {rows} rows");
     Ok((rate, peak))
+}
+
+/// PostgreSQL's ceiling for the full projection: `n` events recorded by the worker's own
+/// statements ([`countersign_worker::db::Db::record_batch`]) in batches of `worker.batch_size`,
+/// as many batches at a time as the worker has in flight, on emptied tables — what the drain
+/// would be if consuming from the broker, parsing, settling and writing document files cost
+/// nothing. Events/s.
+async fn projection_ceiling(
+    setup: &Setup,
+    n: usize,
+    factory: &Arc<EventFactory>,
+) -> anyhow::Result<f64> {
+    use countersign_worker::handler::prepare;
+    use futures_util::{StreamExt as _, TryStreamExt as _};
+
+    let worker = &setup.config.worker;
+    let sources = Sources::from_config(&setup.config)?;
+    let messages = (0..n)
+        .map(|_| as_ingested(&sources, factory.mint().1))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let items = messages
+        .iter()
+        .map(|(message, body)| {
+            prepare(body, &message.properties).map_err(|o| anyhow::anyhow!("unrecordable: {o:?}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let db = countersign_worker::db::Db::connect_lazy(
+        &setup.database_url,
+        worker.database_pool_size,
+        Duration::from_secs(30),
+    )?;
+    db.migrate().await?;
+    sqlx::query(
+        "TRUNCATE webhook_events, signature_uses, signing_processes, signees, activity, documents,
+                  stored_documents",
+    )
+    .execute(db.pool())
+    .await?;
+    let in_flight = countersign::config::batches_in_flight(
+        worker.prefetch,
+        worker.batch_size,
+        worker.database_pool_size,
+    );
+    let store = ceilings::NoDocumentFiles;
+    let started = Instant::now();
+    futures_util::stream::iter(items.chunks(usize::from(worker.batch_size)))
+        .map(|batch| db.record_batch(batch, &store))
+        .buffer_unordered(in_flight)
+        .try_for_each(|_| async { Ok(()) })
+        .await?;
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events")
+        .fetch_one(db.pool())
+        .await?;
+    anyhow::ensure!(rows as usize == n, "{n} events recorded, but {rows} rows");
+    db.pool().close().await;
+    Ok(rate)
 }
 
 /// PostgreSQL's multi-row insert ceiling for the archive table: rows/s, 64 per statement, with as
