@@ -461,6 +461,22 @@ impl Setup {
         )
     }
 
+    /// A new connection and channel for the bench's own use, if the old one is closed.
+    /// RabbitMQ 3.10's quorum-queue segment writer has crashed twice here after a large backlog
+    /// was consumed (`truncate_segments … enoent`), closing the bench's connection with
+    /// INTERNAL_ERROR; the node recovers, the bench's link must too.
+    async fn relink(&mut self) -> anyhow::Result<()> {
+        if self.connection.status().connected() && self.channel.status().connected() {
+            return Ok(());
+        }
+        eprintln!("the bench's broker connection was closed; reconnecting");
+        let url = env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f");
+        self.connection = Connection::connect(&url, ConnectionProperties::default()).await?;
+        self.channel = self.connection.create_channel().await?;
+        self.channel.confirm_select(Default::default()).await?;
+        Ok(())
+    }
+
     async fn teardown(self) -> anyhow::Result<()> {
         self.topology.delete(&self.channel).await?;
         let server_url = env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test");
@@ -540,7 +556,7 @@ enum Publish {
 }
 
 async fn all(duration: Duration, worker_events: usize, out: PathBuf) -> anyhow::Result<()> {
-    let setup = setup().await?;
+    let mut setup = setup().await?;
     let mut results = Results::new(duration);
     let small = Arc::new(EventFactory::new(KEY, 2 * 1024));
 
@@ -669,12 +685,14 @@ async fn all(duration: Duration, worker_events: usize, out: PathBuf) -> anyhow::
 
     // Last, since it leaves the broker a large queue to purge: while RabbitMQ is unreachable,
     // every 200 is an fsync'd spool write.
+    setup.relink().await?;
     eprintln!("2 KiB, 64 connections, broker unreachable (spooling)");
     results.spooling = Some(spooling(&setup, duration, &small).await?);
 
     drop(sink);
-    setup.teardown().await?;
     results.write(&out)?;
+    setup.relink().await?;
+    setup.teardown().await?;
     eprintln!("wrote {}", out.join("results.md").display());
     Ok(())
 }
