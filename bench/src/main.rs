@@ -470,7 +470,7 @@ impl Setup {
             return Ok(());
         }
         eprintln!("the bench's broker connection was closed; reconnecting");
-        let url = env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f");
+        let url = env("AMQP_URL", countersign::config::DEFAULT_AMQP_URL);
         self.connection = Connection::connect(&url, ConnectionProperties::default()).await?;
         self.channel = self.connection.create_channel().await?;
         self.channel.confirm_select(Default::default()).await?;

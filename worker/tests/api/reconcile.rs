@@ -116,16 +116,22 @@ async fn a_process_whose_completion_webhook_never_came_is_completed_by_reconcili
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_process_never_seen_is_discovered_through_the_user_activity() {
-    let api = Simulator::start(
+/// A Taktikal API whose user activity lists the documented ActivityLog (a process this
+/// deployment has never seen).
+async fn user_activity_api() -> Simulator {
+    Simulator::start(
         "/api",
         vec![(
             "/signing/activity/user/",
             vec![Answer::ok("application/json", &activity_log())],
         )],
     )
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_never_seen_is_discovered_through_the_user_activity() {
+    let api = user_activity_api().await;
     let stack = Stack::start_with(Options {
         taktikal_api: Some(api.base_url.clone()),
         ..Options::default()
@@ -327,14 +333,7 @@ async fn a_source_another_replica_holds_is_skipped_then_reconciled_once_released
     use countersign::config::{Config, Role};
     use countersign_worker::reconcile::{Reconciler, RunReport, lock_key};
 
-    let api = Simulator::start(
-        "/api",
-        vec![(
-            "/signing/activity/user/",
-            vec![Answer::ok("application/json", &activity_log())],
-        )],
-    )
-    .await;
+    let api = user_activity_api().await;
     // No worker of the stack's own: this test's reconciler is the only one.
     let stack = Stack::start_with(Options {
         taktikal_api: Some(api.base_url.clone()),
