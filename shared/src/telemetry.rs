@@ -91,18 +91,27 @@ pub fn probe_health(port: u16) -> bool {
 /// A value from a payload (an event id, a provider's message), written to a log line with every
 /// byte that is not printable ASCII escaped (`\n`, `\u{1b}`, `\u{202e}`): a newline cannot forge
 /// a log line, an escape sequence cannot reach an operator's terminal, and the text log and the
-/// JSON log show the same text. Longer values are cut at 200 characters (`…` marks the cut).
+/// JSON log show the same text. A value that is empty or holds a space, `=` or `"` is quoted as
+/// logfmt quotes (`"evt 1 outcome=accepted"`, `"` as `\"`), so that in the text log, which writes
+/// `name=value` unquoted, it cannot pose as further fields. Longer values are cut at 200
+/// characters (`…` marks the cut).
 pub struct Escaped<'a>(pub &'a str);
 
 impl std::fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use std::fmt::Write as _;
         const MAX_CHARS: usize = 200;
+        let quoted = self.0.is_empty() || self.0.contains([' ', '=', '"']);
+        if quoted {
+            f.write_char('"')?;
+        }
         for (i, c) in self.0.chars().enumerate() {
             if i == MAX_CHARS {
-                return f.write_char('…');
+                f.write_char('…')?;
+                break;
             }
             match c {
+                '"' => f.write_str("\\\"")?,
                 ' '..='~' if c != '\\' => f.write_char(c)?,
                 '\\' => f.write_str("\\\\")?,
                 '\n' => f.write_str("\\n")?,
@@ -110,6 +119,9 @@ impl std::fmt::Display for Escaped<'_> {
                 '\t' => f.write_str("\\t")?,
                 other => write!(f, "\\u{{{:x}}}", u32::from(other))?,
             }
+        }
+        if quoted {
+            f.write_char('"')?;
         }
         Ok(())
     }
@@ -125,11 +137,17 @@ mod tests {
         let shown = Escaped(forged).to_string();
         assert_eq!(
             shown,
-            "evt-1\\n2026-11-23T00:00:00Z  INFO forged\\u{1b}[31mred\\u{202e}\\\\"
+            "\"evt-1\\n2026-11-23T00:00:00Z  INFO forged\\u{1b}[31mred\\u{202e}\\\\\""
         );
         assert!(shown.bytes().all(|b| (0x20..0x7f).contains(&b)));
         assert_eq!(Escaped("0f3c-ab").to_string(), "0f3c-ab");
         let long = "x".repeat(500);
         assert_eq!(Escaped(&long).to_string().chars().count(), 201);
+        // Fields cannot be spoofed in the text log: the value stays one quoted field.
+        assert_eq!(
+            Escaped("evt outcome=accepted source=\"forged\"").to_string(),
+            "\"evt outcome=accepted source=\\\"forged\\\"\""
+        );
+        assert_eq!(Escaped("").to_string(), "\"\"");
     }
 }
