@@ -189,14 +189,14 @@ mod tests {
             if !covered.contains(&provider.name()) {
                 text.push_str(&format!(
                     "[[sources]]\nname = \"{0}\"\nprovider = \"{0}\"\nsecrets = [\"env:S\"]\n\
-                     allow_ips = [\"127.0.0.1/32\"]\n",
+                     allow_shared_secrets = true\nallow_ips = [\"127.0.0.1/32\"]\n",
                     provider.name()
                 ));
             }
         }
         let config = Config::from_toml(&text, Role::Ingester, &|name| match name {
-            "K" => Some("taktikal-key".to_owned()),
-            "T" => Some("url-token".to_owned()),
+            "K" => Some("taktikal-signing-key".to_owned()),
+            "T" => Some("legalesign-url-token".to_owned()),
             "W" => Some("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".to_owned()),
             "S" => Some("whsec_provider-secret".to_owned()),
             _ => None,
@@ -216,11 +216,14 @@ mod tests {
             };
             let sample = sample(source, private_key).unwrap();
             let token = sample.path_token.as_deref();
+            // As `send` posts it: with the sample's content type.
+            let mut headers = sample.headers.clone();
+            headers.push(("content-type", sample.content_type.to_owned()));
             let verified = sources
                 .verify(
                     sources.get(&source.name).unwrap(),
                     sample.body.clone().into(),
-                    &Pairs(&sample.headers),
+                    &Pairs(&headers),
                     Origin {
                         path_token: token,
                         query: sample.query.as_deref(),

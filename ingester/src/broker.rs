@@ -11,12 +11,12 @@
 //! confirm within the timeout is a [`PublishError`], which the route turns into a 503.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use countersign::amqp::CopyGate;
 pub use countersign::amqp::PublishError;
+use countersign::amqp::{CopyGate, FrameTooLarge};
 use countersign::message::Outbound;
 use countersign::providers::VerifiedWebhook;
 use countersign::topology::Topology;
@@ -40,6 +40,9 @@ pub struct Broker {
     topology: Topology,
     confirm_timeout: Duration,
     blocked: AtomicBool,
+    /// The frame size negotiated on the last connection (before the first: what is asked for).
+    /// A message's header frame must fit in one frame, or the broker closes the connection.
+    frame_max: AtomicU32,
     /// Large bodies enter the client's frames one at a time (each is then held twice only
     /// briefly, and one at a time).
     copies: CopyGate,
@@ -56,6 +59,7 @@ impl Broker {
             topology,
             confirm_timeout,
             blocked: AtomicBool::new(false),
+            frame_max: AtomicU32::new(countersign::amqp::FRAME_MAX),
             copies: CopyGate::default(),
             suspect: tokio::sync::Notify::new(),
             metrics,
@@ -70,6 +74,17 @@ impl Broker {
                 .load()
                 .as_ref()
                 .is_some_and(|c| c.status().connected())
+    }
+
+    /// The frame size negotiated with the broker (or asked for, before the first connection).
+    pub fn frame_max(&self) -> u32 {
+        self.frame_max.load(Ordering::Relaxed)
+    }
+
+    /// `Ok` if a message with `properties` fits the broker's frame: one that does not would
+    /// close the connection every time it is sent, so it is neither published nor spooled.
+    pub fn check_fits(&self, properties: &BasicProperties) -> Result<(), FrameTooLarge> {
+        countersign::amqp::check_header_frame(properties, self.frame_max())
     }
 
     /// Publishes the webhook's body and waits for the broker's confirm.
@@ -101,6 +116,7 @@ impl Broker {
         if self.blocked.load(Ordering::Relaxed) {
             return Err(PublishError::Blocked);
         }
+        self.check_fits(&properties)?;
         let channel = self.channel.load_full().ok_or(PublishError::Disconnected)?;
         let started = Instant::now();
         let result = countersign::amqp::publish_confirmed_gated(
@@ -125,6 +141,10 @@ impl Broker {
     /// Keeps a connection open until `stop` is cancelled, then closes it. Run it as a task; stop
     /// it only after in-flight publishes have finished.
     pub async fn maintain(self: Arc<Self>, url: String, stop: CancellationToken) {
+        self.frame_max.store(
+            countersign::amqp::requested_frame_max(&url),
+            Ordering::Relaxed,
+        );
         let mut backoff = FIRST_BACKOFF;
         loop {
             let attempt = tokio::select! {
@@ -165,9 +185,11 @@ impl Broker {
     async fn connect(&self, url: &str) -> Result<(Connection, Channel), lapin::Error> {
         let (connection, channel) =
             countersign::amqp::connect(url, "countersign-ingester", &self.topology).await?;
+        let frame_max = connection.configuration().frame_max();
+        self.frame_max.store(frame_max, Ordering::Relaxed);
         self.channel.store(Some(Arc::new(channel.clone())));
         self.metrics.broker_connected.set(1);
-        tracing::info!(exchange = %self.exchange, "broker connected; topology declared");
+        tracing::info!(exchange = %self.exchange, frame_max, "broker connected; topology declared");
         Ok((connection, channel))
     }
 

@@ -1,4 +1,4 @@
-//! The command line: `countersign-ingester [run]`, `healthcheck`.
+//! The command line: `countersign-ingester [run]`, `healthcheck`, `spool quarantine …`.
 
 use std::path::PathBuf;
 
@@ -26,4 +26,40 @@ pub enum Command {
     Run,
     /// Exit 0 if an ingester answers /healthz on this configuration's admin port (for containers).
     Healthcheck,
+    /// The local spool (ingester.spool.dir).
+    #[command(subcommand)]
+    Spool(SpoolCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpoolCommand {
+    /// Messages the broker refused every time they were sent, set aside so that the rest drained.
+    #[command(subcommand)]
+    Quarantine(Quarantine),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Quarantine {
+    /// One line per quarantined message: id, spooled at, routing key, message id, bytes, reason.
+    List,
+    /// A message's properties and headers (names and sizes), its body's size and sha256, and why
+    /// it is here. `--body` writes the body itself to standard output instead.
+    Show {
+        id: String,
+        #[arg(long)]
+        body: bool,
+    },
+    /// Publish quarantined messages to the broker again (with confirms); each one confirmed
+    /// leaves the quarantine, each one refused stays, with the broker's answer printed.
+    Requeue {
+        /// The ids to re-drive (see `list`).
+        ids: Vec<String>,
+        /// Every message in the quarantine.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        /// Drop forwarded request headers over 1 KiB (not the x-… contract headers) so that the
+        /// message fits the broker's frame; their names are kept in x-dropped-headers.
+        #[arg(long)]
+        drop_oversized_headers: bool,
+    },
 }

@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line.
+//! - [`cli`]: the command line; [`commands`]: what its operator commands do.
 //! - [`startup`]: builds the two HTTP servers and the broker link from the configuration; runs
 //!   them until shutdown.
 //! - [`server`]: the webhook port's HTTP server, bounded by [`limits`].
@@ -20,6 +20,7 @@
 pub mod admin;
 pub mod broker;
 pub mod cli;
+pub mod commands;
 pub mod limits;
 pub mod metrics;
 pub mod routes;

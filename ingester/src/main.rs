@@ -4,7 +4,7 @@ use clap::Parser as _;
 use countersign::config::{Config, Role};
 use countersign::providers::Sources;
 use countersign_ingester::Application;
-use countersign_ingester::cli::{Cli, Command};
+use countersign_ingester::cli::{Cli, Command, SpoolCommand};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
@@ -29,6 +29,16 @@ async fn run() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {}
+        Command::Spool(SpoolCommand::Quarantine(command)) => {
+            return match countersign_ingester::commands::quarantine(&config, command).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(error) => {
+                    eprintln!("countersign-ingester: {error:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Healthcheck => {
             let healthy = countersign::telemetry::probe_health(config.ingester.admin_listen.port());
             return if healthy {

@@ -17,6 +17,10 @@
 //!   from the spool count as `outcome="spooled"`; refused by it, as `spool_full`,
 //!   `spool_too_old` or `spool_failed`.
 //! - `countersign_ingester_spool_sync_duration_seconds`: one group commit (write + fsync).
+//! - `countersign_ingester_spool_quarantined`, `countersign_ingester_spool_quarantined_total`:
+//!   spooled messages the broker refuses every time they are sent (a header frame it cannot
+//!   take, a channel closed on each publish), moved aside so that the rest drains: held now
+//!   (alert when above 0), and moved aside since start.
 
 use prometheus::{
     Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
@@ -49,6 +53,8 @@ pub struct Metrics {
     pub spool_appended: IntCounter,
     pub spool_drained: IntCounter,
     pub spool_sync_seconds: Histogram,
+    pub spool_quarantined: IntGauge,
+    pub spool_quarantined_total: IntCounter,
 }
 
 impl Metrics {
@@ -132,6 +138,17 @@ impl Metrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
         )
         .expect("valid metric");
+        let spool_quarantined = IntGauge::new(
+            "countersign_ingester_spool_quarantined",
+            "Spooled messages in quarantine: refused by the broker every time, set aside for an \
+             operator (countersign-ingester spool quarantine list).",
+        )
+        .expect("valid metric");
+        let spool_quarantined_total = IntCounter::new(
+            "countersign_ingester_spool_quarantined_total",
+            "Spooled messages moved to the quarantine since start.",
+        )
+        .expect("valid metric");
         countersign::telemetry::register_all(
             &registry,
             vec![
@@ -148,6 +165,8 @@ impl Metrics {
                 Box::new(spool_appended.clone()),
                 Box::new(spool_drained.clone()),
                 Box::new(spool_sync_seconds.clone()),
+                Box::new(spool_quarantined.clone()),
+                Box::new(spool_quarantined_total.clone()),
             ],
         );
         Self {
@@ -165,6 +184,8 @@ impl Metrics {
             spool_appended,
             spool_drained,
             spool_sync_seconds,
+            spool_quarantined,
+            spool_quarantined_total,
         }
     }
 

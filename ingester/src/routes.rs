@@ -9,6 +9,7 @@
 //! | body over the limit | 413 |
 //! | body bytes in flight over `max_body_bytes_in_flight` | 503 + `Retry-After` |
 //! | signature missing, wrong, stale or replayed with another body | 401 |
+//! | genuine, but a forwarded header over 1 KiB, 8 KiB of them, or a message the broker's frame cannot hold | 431 (nothing published or spooled) |
 //! | a body the provider must stop sending (Taktikal: not JSON) | the provider's code (406) |
 //! | not confirmed and the spool full, too old, failing or off | 503 + `Retry-After` |
 //!
@@ -66,6 +67,9 @@ enum Failure {
     Unreadable,
     #[error("too many request bodies in flight; retry later")]
     OverBudget,
+    /// The broker would close its connection for this message: never sent, never spooled.
+    #[error(transparent)]
+    DoesNotFit(#[from] countersign::amqp::FrameTooLarge),
     #[error(transparent)]
     Unavailable(#[from] PublishError),
     #[error("{publish}; and not spooled: {spool}")]
@@ -81,6 +85,7 @@ impl Failure {
             Failure::Rejected(r) => r.label(),
             Failure::Unreadable => "unreadable",
             Failure::OverBudget => "over_budget",
+            Failure::DoesNotFit(_) => "frame_too_large",
             Failure::Unavailable(e) => e.label(),
             Failure::Unspooled { spool, .. } => spool.label(),
         }
@@ -92,6 +97,7 @@ impl Failure {
                 StatusCode::from_u16(r.status()).unwrap_or(StatusCode::BAD_REQUEST)
             }
             Failure::Unreadable => StatusCode::BAD_REQUEST,
+            Failure::DoesNotFit(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Failure::OverBudget | Failure::Unavailable(_) | Failure::Unspooled { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -322,12 +328,13 @@ async fn accept(
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok()),
     };
-    let kept = match state
-        .broker
-        .publish(&webhook, outbound(&webhook, &receipt))
-        .await
-    {
+    let message = outbound(&webhook, &receipt);
+    // Before the broker or the spool sees it: a message the broker's frame cannot hold would
+    // close the connection each time it is sent, and stop the spool behind it.
+    state.broker.check_fits(&message.properties)?;
+    let kept = match state.broker.publish(&webhook, message).await {
         Ok(()) => Kept::Confirmed,
+        Err(PublishError::FrameTooLarge(refused)) => return Err(refused.into()),
         Err(publish) => {
             let Some(spool) = &state.spool else {
                 return Err(publish.into());

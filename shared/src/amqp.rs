@@ -27,6 +27,9 @@ pub enum PublishError {
     NotConfirmed,
     #[error("channel failed: {0}")]
     Channel(#[source] lapin::Error),
+    /// Never sent: the broker would close the connection for it, every time.
+    #[error(transparent)]
+    FrameTooLarge(#[from] FrameTooLarge),
 }
 
 impl PublishError {
@@ -40,17 +43,63 @@ impl PublishError {
             PublishError::Timeout(_) => "confirm_timeout",
             PublishError::NotConfirmed => "not_confirmed",
             PublishError::Channel(_) => "channel_error",
+            PublishError::FrameTooLarge(_) => "frame_too_large",
         }
     }
 }
 
-/// Connects, opens a channel in confirm mode and declares the topology on it.
 /// The largest AMQP frame this client asks for, unless the URL's `frame_max` says otherwise.
 /// lapin keeps a send and a receive buffer of 32 frames each per connection, zero-filled: at
 /// RabbitMQ's default of 128 KiB that was 8 MiB of every binary's idle memory (measured with
 /// massif); at 32 KiB it is 2 MiB. A body larger than a frame is sent in several.
 pub const FRAME_MAX: u32 = 32 * 1024;
 
+/// The `frame_max` a connection to `url` asks for: the URL's own, else [`FRAME_MAX`]. The broker
+/// may lower it; [`lapin::Configuration::frame_max`] says what was negotiated.
+pub fn requested_frame_max(url: &str) -> u32 {
+    url.parse::<lapin::uri::AMQPUri>()
+        .ok()
+        .and_then(|uri| uri.query.frame_max)
+        .unwrap_or(FRAME_MAX)
+}
+
+/// Bytes of the content header frame that carries a message's `properties` (frame header,
+/// class, weight, body size, the encoded properties, frame end). RabbitMQ closes the whole
+/// connection (`FRAME_ERROR frame_too_large`) when it is larger than the negotiated `frame_max`
+/// — and a client that sends the same message again triggers it again.
+pub fn header_frame_len(properties: &BasicProperties) -> usize {
+    // 7 (type, channel, size) + 2 (class) + 2 (weight) + 8 (body size) + properties + 1 (end).
+    const OVERHEAD: usize = 20;
+    let encoded = cookie_factory::gen_simple(
+        lapin::protocol::basic::gen_properties(properties),
+        Vec::with_capacity(1024),
+    )
+    .map_or(usize::MAX - OVERHEAD, |bytes| bytes.len());
+    encoded + OVERHEAD
+}
+
+/// Why a message cannot go to a broker at all, however often it is tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the message's header frame is {len} bytes; the broker takes at most {frame_max}")]
+pub struct FrameTooLarge {
+    pub len: usize,
+    pub frame_max: u32,
+}
+
+/// `Ok` if a message with `properties` fits a connection whose negotiated frame size is
+/// `frame_max` (0: no limit was negotiated).
+pub fn check_header_frame(
+    properties: &BasicProperties,
+    frame_max: u32,
+) -> Result<(), FrameTooLarge> {
+    let len = header_frame_len(properties);
+    if frame_max != 0 && len > frame_max as usize {
+        return Err(FrameTooLarge { len, frame_max });
+    }
+    Ok(())
+}
+
+/// Connects, opens a channel in confirm mode and declares the topology on it.
 pub async fn connect(
     url: &str,
     name: &str,

@@ -5,6 +5,7 @@
 //! reference, `env:NAME` or `file:/path`, resolved once at start. Every problem is reported as one
 //! line naming the field (`sources[acme].secrets[1]: ...`) before anything starts.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 /// Default path of the configuration file, relative to the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "./countersign.toml";
@@ -506,6 +508,10 @@ struct FileSource {
     allow_ips: Vec<String>,
     api: Option<FileApi>,
     reconcile: Option<FileReconcile>,
+    /// A secret that is also another source's is refused (a signature made for one would be
+    /// accepted by the other) unless both sources say it is intended.
+    #[serde(default)]
+    allow_shared_secrets: bool,
 }
 
 #[derive(Deserialize)]
@@ -702,6 +708,8 @@ impl FileConfig {
         }
 
         let mut sources: Vec<SourceConfig> = Vec::with_capacity(self.sources.len());
+        // Each secret's digest → (source, whether it allows sharing), for the check below.
+        let mut secret_owners: HashMap<[u8; 32], (String, bool)> = HashMap::new();
         for (index, raw) in self.sources.into_iter().enumerate() {
             let location = format!(
                 "sources[{}]",
@@ -735,6 +743,28 @@ impl FileConfig {
                     .collect::<Result<Vec<_>, _>>()?,
                 Role::Worker => Vec::new(),
             };
+            for (i, secret) in secrets.iter().enumerate() {
+                let digest: [u8; 32] = Sha256::digest(secret.expose()).into();
+                let own = (raw.name.clone(), raw.allow_shared_secrets);
+                match secret_owners.get(&digest) {
+                    Some((other, _)) if *other == raw.name => {}
+                    Some((other, allowed)) if !(*allowed && raw.allow_shared_secrets) => {
+                        return Err(ConfigError::new(
+                            format!("{location}.secrets[{i}]"),
+                            format!(
+                                "{} holds the same secret as source {other}: a request signed for \
+                                 one would be accepted by the other; give each source its own \
+                                 secret, or set allow_shared_secrets = true on both",
+                                secret.label()
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        secret_owners.insert(digest, own);
+                    }
+                }
+            }
             let source = SourceConfig {
                 name: raw.name,
                 provider: raw.provider,

@@ -158,6 +158,88 @@ pub fn delete_topology(topology: Topology) {
     .join();
 }
 
+/// A message taken from a queue: its `message_id`, headers (text values) and body.
+#[derive(Debug, Clone)]
+pub struct Taken {
+    pub message_id: String,
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+/// Takes every message out of the topology's `<prefix>.persist` queue, from any context (its
+/// own thread and runtime, so that synchronous tests can call it): at least `expected` (waiting
+/// up to 10 s for them — a quorum queue may show a confirmed message a moment after the
+/// confirm), then whatever else arrives within half a second, so that extras are seen too.
+pub fn take_persisted(topology: &Topology, expected: usize) -> Vec<Taken> {
+    let url = amqp_url();
+    let queue = topology.persist_queue().to_owned();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let connection = Connection::connect(&url, ConnectionProperties::default())
+                .await
+                .expect("RabbitMQ on AMQP_URL");
+            let channel = connection.create_channel().await.unwrap();
+            let mut taken = Vec::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            let mut settle: Option<tokio::time::Instant> = None;
+            loop {
+                let got = channel
+                    .basic_get(
+                        queue.as_str().into(),
+                        lapin::options::BasicGetOptions { no_ack: true },
+                    )
+                    .await
+                    .expect("basic.get");
+                let Some(message) = got else {
+                    let now = tokio::time::Instant::now();
+                    if taken.len() >= expected {
+                        let until = *settle.get_or_insert(now + Duration::from_millis(500));
+                        if now >= until {
+                            break;
+                        }
+                    } else if now >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let properties = &message.delivery.properties;
+                let headers = properties
+                    .headers()
+                    .as_ref()
+                    .map(|h| {
+                        h.inner()
+                            .keys()
+                            .filter_map(|name| {
+                                let value =
+                                    countersign::message::header_text(properties, name.as_str())?;
+                                Some((name.as_str().to_owned(), value.to_owned()))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                taken.push(Taken {
+                    message_id: properties
+                        .message_id()
+                        .as_ref()
+                        .map(|m| m.as_str().to_owned())
+                        .unwrap_or_default(),
+                    headers,
+                    body: message.delivery.data.clone(),
+                });
+            }
+            let _ = connection.close(200, "test done".into()).await;
+            taken
+        })
+    })
+    .join()
+    .expect("queue reader")
+}
+
 /// A TCP proxy in front of a server (broker, database) that a test can stop (dropping every
 /// connection, like a server that dies), start again on the same port, or freeze (holding every
 /// byte while the connections stay open, like a network partition).

@@ -10,15 +10,36 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use countersign::config::{Config, Role};
-use countersign::providers::{legalesign, universign};
+use countersign::providers::{
+    ProviderKind, Sample, boldsign, documenso, dropbox_sign, legalesign, pandadoc, universign,
+};
 use countersign::topology::Topology;
 use countersign_testkit::{
     KillOnDrop, amqp_url, delete_topology, free_port, release_binary, rsa_key_pem,
-    self_signed_certificate, sign_taktikal, taktikal_event, taktikal_example, unique_prefix,
+    self_signed_certificate, sign_taktikal, take_persisted, taktikal_event, taktikal_example,
+    unique_prefix,
 };
+use sha2::Digest as _;
 
 const KEY: &str = "attack-suite-key";
 const UK_TOKEN: &str = "attack-suite-url-token";
+/// Secrets of the other providers' sources, by environment variable.
+const SECRETS: &[(&str, &str)] = &[
+    ("PD_KEY", "attack-suite-pandadoc-key"),
+    ("DG_KEY", "attack-suite-docusign-key"),
+    ("BS_KEY", "attack-suite-boldsign-key"),
+    ("SW_KEY", "whsec_YXR0YWNrLXN1aXRlLXN0YW5kYXJkLXdlYmhvb2tz"),
+    ("DM_KEY", "attack-suite-documenso-key"),
+    ("DX_KEY", "attack-suite-dropbox-sign-api-key"),
+];
+/// Sources of those providers, for `extra`.
+const PROVIDER_SOURCES: &str = "\
+[[sources]]\nname = \"pd\"\nprovider = \"pandadoc\"\nsecrets = [\"env:PD_KEY\"]\n\
+[[sources]]\nname = \"dg\"\nprovider = \"docusign\"\nsecrets = [\"env:DG_KEY\"]\n\
+[[sources]]\nname = \"bs\"\nprovider = \"boldsign\"\nsecrets = [\"env:BS_KEY\"]\n\
+[[sources]]\nname = \"sw\"\nprovider = \"standard_webhooks\"\nsecrets = [\"env:SW_KEY\"]\n\
+[[sources]]\nname = \"dm\"\nprovider = \"documenso\"\nsecrets = [\"env:DM_KEY\"]\n\
+[[sources]]\nname = \"dx\"\nprovider = \"dropbox_sign\"\nsecrets = [\"env:DX_KEY\"]\n";
 const MIB: usize = 1024 * 1024;
 
 /// A release `countersign-ingester` with a configuration of the test's own.
@@ -28,6 +49,7 @@ struct Ingester {
     admin_port: u16,
     log: Arc<Mutex<Vec<String>>>,
     topology: Topology,
+    config: Config,
     _dir: tempfile::TempDir,
 }
 
@@ -66,7 +88,10 @@ impl Ingester {
         let env = |name: &str| match name {
             "ACME_KEY" => Some(KEY.to_owned()),
             "UK_TOKEN" => Some(UK_TOKEN.to_owned()),
-            _ => None,
+            other => SECRETS
+                .iter()
+                .find(|(n, _)| *n == other)
+                .map(|(_, v)| (*v).to_owned()),
         };
         let config = Config::from_toml(&text, Role::Ingester, &env).expect("test config");
         let topology = Topology::from_config(&config.amqp);
@@ -87,6 +112,7 @@ impl Ingester {
             .arg(&path)
             .env("ACME_KEY", KEY)
             .env("UK_TOKEN", UK_TOKEN)
+            .envs(SECRETS.iter().copied())
             .env("AMQP_URL", amqp_url())
             .env("LOG_FORMAT", if json { "json" } else { "text" })
             .env("RUST_LOG", "info")
@@ -122,6 +148,7 @@ impl Ingester {
             admin_port,
             log,
             topology,
+            config,
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -161,6 +188,55 @@ impl Ingester {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .expect("VmHWM")
             * 1024
+    }
+
+    /// A genuine, freshly signed sample webhook for `source`, as its provider sends one.
+    fn sample(&self, source: &str) -> Sample {
+        let config = self
+            .config
+            .sources
+            .iter()
+            .find(|s| s.name == source)
+            .expect("a configured source");
+        ProviderKind::named(&config.provider)
+            .unwrap()
+            .sample(config, None)
+            .expect("a sample")
+    }
+
+    /// Posts `sample` to `source` with its headers; `replace` sets (or adds) headers. Status, or
+    /// 0 without a reply within 10 s.
+    fn post_sample(&self, source: &str, sample: &Sample, replace: &[(&str, String)]) -> u16 {
+        let mut headers = format!("Content-Type: {}\r\n", sample.content_type);
+        for (name, value) in &sample.headers {
+            if !replace.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                headers.push_str(&format!("{name}: {value}\r\n"));
+            }
+        }
+        for (name, value) in replace {
+            headers.push_str(&format!("{name}: {value}\r\n"));
+        }
+        let path = match &sample.query {
+            Some(query) => format!("/webhooks/{source}?{query}"),
+            None => format!("/webhooks/{source}"),
+        };
+        post_with(
+            self.port,
+            &path,
+            &sample.body,
+            &headers,
+            Duration::from_secs(10),
+        )
+        .map_or(0, |(status, _)| status)
+    }
+
+    /// A metric's value from `/metrics` (0 when absent).
+    fn metric(&self, name: &str) -> f64 {
+        self.get_admin("/metrics")
+            .1
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
     }
 
     fn log_text(&self) -> String {
@@ -799,4 +875,371 @@ fn payload_ids_cannot_forge_log_lines() {
         }
         assert!(log.contains("forged line"), "the id is logged, escaped");
     }
+}
+
+/// Issue 26 (F1): a genuine delivery replayed with one unsigned 40 KB header — PandaDoc's
+/// delivery id, a junk `X-DocuSign-Signature-2` beside the valid `-1`, junk entries in BoldSign's
+/// and Standard Webhooks' signature lists, Documenso's delivery id — got 200; the ingester
+/// forwarded it into an AMQP header larger than the broker's frame, the broker closed the
+/// connection, the message went to the spool, and the drainer re-sent it forever: 50 of 50 later
+/// genuine 200s never reached the queue. Now each such request is refused with 431 before
+/// anything is published or spooled, and every later 200 is in the queue.
+/// Makes a request header of 40 KB more from a genuine sample's.
+type Oversize = dyn Fn(&Sample) -> (&'static str, String);
+
+#[test]
+fn one_oversized_header_never_stops_delivery() {
+    let ingester = Ingester::start("", PROVIDER_SOURCES);
+    let cases: Vec<(&str, &str, Box<Oversize>)> = vec![
+        (
+            "PandaDoc delivery id",
+            "pd",
+            Box::new(|_: &Sample| (pandadoc::EVENT_ID_HEADER, "A".repeat(40_000))),
+        ),
+        (
+            "a second DocuSign signature",
+            "dg",
+            Box::new(|_: &Sample| ("x-docusign-signature-2", "A".repeat(40_000))),
+        ),
+        (
+            "BoldSign signature entries",
+            "bs",
+            Box::new(|s: &Sample| {
+                let genuine = &s
+                    .headers
+                    .iter()
+                    .find(|(n, _)| *n == boldsign::SIGNATURE_HEADER)
+                    .unwrap()
+                    .1;
+                (
+                    boldsign::SIGNATURE_HEADER,
+                    format!("{genuine}, s1={}", "ab".repeat(20_000)),
+                )
+            }),
+        ),
+        (
+            "Standard Webhooks signature entries",
+            "sw",
+            Box::new(|s: &Sample| {
+                let genuine = &s
+                    .headers
+                    .iter()
+                    .find(|(n, _)| *n == "webhook-signature")
+                    .unwrap()
+                    .1;
+                (
+                    "webhook-signature",
+                    format!("{genuine} v1,{}", "A".repeat(40_000)),
+                )
+            }),
+        ),
+        (
+            "Documenso delivery id",
+            "dm",
+            Box::new(|_: &Sample| (documenso::DELIVERY_HEADER, "A".repeat(40_000))),
+        ),
+    ];
+    for (name, source, oversized) in &cases {
+        let sample = ingester.sample(source);
+        assert_eq!(
+            ingester.post_sample(source, &sample, &[]),
+            200,
+            "{name}: the genuine delivery"
+        );
+        let status = ingester.post_sample(source, &sample, &[oversized(&sample)]);
+        eprintln!("{status} {name} + 40 KB");
+        assert_eq!(status, 431, "{name} with 40 KB more: refused, never 200");
+    }
+    let published_before = take_persisted(&ingester.topology, cases.len()).len();
+    assert_eq!(published_before, cases.len(), "the genuine deliveries only");
+    for i in 0..50 {
+        assert_eq!(
+            ingester.genuine(Duration::from_secs(10)).0,
+            200,
+            "genuine webhook {i}"
+        );
+    }
+    let taken = take_persisted(&ingester.topology, 50);
+    assert_eq!(taken.len(), 50, "every 200 is in the queue");
+    assert_eq!(
+        ingester.metric("countersign_ingester_spool_messages"),
+        0.0,
+        "nothing waits in the spool"
+    );
+    assert!(
+        !ingester.log_text().contains("frame_too_large"),
+        "the broker never closed the connection"
+    );
+}
+
+/// Issue 26 (F4): PandaDoc's signed body sent with event-id headers `evt-A`, `evt-FORGED-1`,
+/// `evt-FORGED-2` became three message ids for one signed body. Now the id is the signed body's
+/// digest: one message id, whatever the unsigned header says (which travels as metadata).
+#[test]
+fn an_unsigned_delivery_id_cannot_mint_message_ids() {
+    let ingester = Ingester::start("", PROVIDER_SOURCES);
+    let sample = ingester.sample("pd");
+    for id in ["evt-A", "evt-FORGED-1", "evt-FORGED-2"] {
+        assert_eq!(
+            ingester.post_sample("pd", &sample, &[(pandadoc::EVENT_ID_HEADER, id.to_owned())]),
+            200,
+            "{id}: a repeat of a genuine body"
+        );
+    }
+    let taken = take_persisted(&ingester.topology, 3);
+    let ids: std::collections::BTreeSet<&str> =
+        taken.iter().map(|m| m.message_id.as_str()).collect();
+    let digest: String = sha2::Sha256::digest(&sample.body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        ids,
+        [digest.as_str()].into(),
+        "one message id: the body's sha256"
+    );
+    assert_eq!(taken[2].headers[pandadoc::EVENT_ID_HEADER], "evt-FORGED-2");
+}
+
+/// `(event_time, event_hash)` of a genuine Dropbox Sign event of `event_type` sent now, signed
+/// with the `dx` source's API key.
+fn dropbox_signed_now(event_type: &str) -> (String, String) {
+    let time = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let api_key = SECRETS.iter().find(|(n, _)| *n == "DX_KEY").unwrap().1;
+    let hash = dropbox_sign::event_hash(api_key.as_bytes(), &time, event_type);
+    (time, hash)
+}
+
+/// Issue 26 (F5): 200 forged Dropbox Sign bodies under one captured hash filled the one replay
+/// memory all sources shared, evicting a Taktikal signature's entry, so that signature was then
+/// accepted with a second body. Now each source has its own memory.
+#[test]
+fn one_source_cannot_evict_another_sources_replay_memory() {
+    let ingester = Ingester::start("replay_memory_entries = 100", PROVIDER_SOURCES);
+    // Taktikal: a signature used once, with its body.
+    let (_, first) = taktikal_event(KEY, SystemTime::now());
+    assert_eq!(
+        post(
+            ingester.port,
+            "/webhooks/acme",
+            &first,
+            Duration::from_secs(10)
+        )
+        .map(|r| r.0),
+        Some(200)
+    );
+    // Dropbox Sign: one genuine hash, 200 bodies each naming another signer.
+    let (time, hash) = dropbox_signed_now("signature_request_signed");
+    let mut accepted = 0;
+    for i in 0..200 {
+        let body = serde_json::to_vec(&serde_json::json!({
+            "event": {"event_time": time, "event_type": "signature_request_signed", "event_hash": hash,
+                "event_metadata": {"related_signature_id": format!("signer-{i}")}},
+            "signature_request": {"signature_request_id": "sr-1",
+                "signatures": [{"signature_id": format!("signer-{i}"), "status_code": "signed"}]}
+        }))
+        .unwrap();
+        if post(
+            ingester.port,
+            "/webhooks/dx",
+            &body,
+            Duration::from_secs(10),
+        )
+        .map(|r| r.0)
+            == Some(200)
+        {
+            accepted += 1;
+        }
+    }
+    eprintln!("{accepted}/200 Dropbox Sign bodies under one hash accepted");
+    // The Taktikal signature again, with another body: still remembered, refused.
+    let mut event: serde_json::Value = serde_json::from_slice(&first).unwrap();
+    event["EventData"]["Status"] = "Cancelled".into();
+    event["Id"] = "forged".into();
+    let second = serde_json::to_vec(&event).unwrap();
+    assert_eq!(
+        post(
+            ingester.port,
+            "/webhooks/acme",
+            &second,
+            Duration::from_secs(10)
+        )
+        .map(|r| r.0),
+        Some(401),
+        "the signature's other body is a replay"
+    );
+}
+
+/// Issue 26 (F6): an id holding ` outcome=accepted source=forged` posed as further fields in the
+/// text log (values were written unquoted). Now such a value is one quoted field.
+#[test]
+fn an_id_cannot_pose_as_log_fields() {
+    let ingester = Ingester::start_logging("", "", false);
+    let mut event = taktikal_example();
+    event["Id"] = "evt-1 outcome=accepted source=forged".into();
+    let body = sign_taktikal(event, KEY, SystemTime::now());
+    assert_eq!(
+        post(
+            ingester.port,
+            "/webhooks/acme",
+            &body,
+            Duration::from_secs(10)
+        )
+        .map(|r| r.0),
+        Some(200)
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !ingester.log_text().contains("webhook accepted") {
+        assert!(Instant::now() < deadline, "the acceptance was logged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = ingester.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("webhook accepted"))
+        .unwrap();
+    assert!(
+        line.contains(r#"event_id="evt-1 outcome=accepted source=forged""#),
+        "{line}"
+    );
+    assert!(line.contains(r#"source="acme""#), "{line}");
+}
+
+/// Runs the release ingester on `text` (with `env`) and returns its exit code and stderr, for a
+/// configuration that must stop it.
+fn refused_start(text: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("countersign.toml");
+    std::fs::write(&path, text).unwrap();
+    let mut child = Command::new(release_binary("countersign-ingester"))
+        .arg("--config")
+        .arg(&path)
+        .envs(env.iter().copied())
+        .env("AMQP_URL", amqp_url())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            return (status.code(), stderr);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return (None, "still running after 10 s".to_owned());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Issue 26 (F7, F10): a blank secret (`"  "`, a file holding `"\n\n"`) started the ingester,
+/// which then accepted requests signed with it; one secret on a DocuSeal and a BoldSign source
+/// let a DocuSeal signature pass at the BoldSign source. Now each stops the binary (exit 2, one
+/// line naming the source), unless both sources say the sharing is intended.
+#[test]
+fn blank_short_and_shared_secrets_stop_the_ingester() {
+    let dir = tempfile::tempdir().unwrap();
+    let blank_file = dir.path().join("blank");
+    std::fs::write(&blank_file, "\n\n").unwrap();
+    let source = |name: &str, provider: &str, secret: &str, extra: &str| {
+        format!(
+            "[[sources]]\nname = \"{name}\"\nprovider = \"{provider}\"\nsecrets = [\"{secret}\"]\n{extra}\n"
+        )
+    };
+    let shared = "whsec_c2hhcmVkLWJldHdlZW4tdHdvLXNvdXJjZXM";
+    let cases = [
+        (
+            source("ys", "yousign", "env:YS_SECRET", ""),
+            vec![("YS_SECRET", "  ")],
+            "sources[ys].secrets[0]: env:YS_SECRET is blank",
+        ),
+        (
+            source(
+                "ys",
+                "yousign",
+                &format!("file:{}", blank_file.display()),
+                "",
+            ),
+            vec![],
+            "sources[ys].secrets[0]: file:",
+        ),
+        (
+            source("ys", "yousign", "env:YS_SECRET", ""),
+            vec![("YS_SECRET", "changeme")],
+            "sources[ys].secrets[0]: env:YS_SECRET is 8 bytes",
+        ),
+        (
+            source("ds", "docuseal", "env:SHARED", "")
+                + &source("bs", "boldsign", "env:SHARED", ""),
+            vec![("SHARED", shared)],
+            "sources[bs].secrets[0]: env:SHARED holds the same secret as source ds",
+        ),
+    ];
+    for (text, env, expected) in &cases {
+        let (code, stderr) = refused_start(text, env);
+        eprintln!("{code:?} {}", stderr.trim());
+        assert_eq!(code, Some(2), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(expected), "{expected:?} in {stderr}");
+    }
+    // Said to be intended on both: it starts.
+    let intended = source(
+        "ds",
+        "docuseal",
+        "env:SHARED",
+        "allow_shared_secrets = true",
+    ) + &source(
+        "bs",
+        "boldsign",
+        "env:SHARED",
+        "allow_shared_secrets = true",
+    );
+    let (code, stderr) = refused_start(
+        &format!(
+            "[ingester]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[ingester.spool]\nenabled = false\n{intended}"
+        ),
+        &[("SHARED", shared)],
+    );
+    assert_eq!(code, None, "still running: {stderr}");
+}
+
+/// Issue 26 (F9): a Dropbox Sign body whose first-line delimiter differs from the
+/// `Content-Type` boundary was read as one part here and another by standard parsers. Now it is
+/// refused with 400.
+#[test]
+fn a_multipart_body_must_use_its_declared_boundary() {
+    let ingester = Ingester::start("", PROVIDER_SOURCES);
+    let (time, hash) = dropbox_signed_now("signature_request_sent");
+    let json = serde_json::to_vec(&serde_json::json!({
+        "event": {"event_time": time, "event_type": "signature_request_sent", "event_hash": hash,
+            "event_metadata": {"related_signature_id": "signer-1"}},
+        "signature_request": {"signature_request_id": "sr-9",
+            "signatures": [{"signature_id": "signer-1", "status_code": "awaiting_signature"}]}
+    }))
+    .unwrap();
+    let (body, content_type) = dropbox_sign::multipart(&json, "boundary-A");
+    let status = |content_type: &str| {
+        post_with(
+            ingester.port,
+            "/webhooks/dx",
+            &body,
+            &format!("Content-Type: {content_type}\r\n"),
+            Duration::from_secs(10),
+        )
+        .map_or(0, |(s, _)| s)
+    };
+    assert_eq!(status("multipart/form-data; boundary=boundary-B"), 400);
+    assert_eq!(status(&content_type), 200);
 }

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::quarantine::{self, POISON_TRIES};
 use super::record::{self, Next, Record};
 use super::{Shared, Spool};
-use crate::broker::Broker;
+use crate::broker::{Broker, PublishError};
 
 /// Records published together (their confirms pipeline), and their bytes at most.
 const BATCH_RECORDS: usize = 256;
@@ -21,11 +22,26 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How often the broker is looked at while it is away.
 const BROKER_POLL: Duration = Duration::from_millis(200);
 
+/// The record the drainer suspects: after a failed batch it is published alone, and counted
+/// when it fails so.
+struct Suspect {
+    segment: u64,
+    offset: u64,
+    /// Failures of this record published alone, the channel or connection closed on it.
+    tries: u32,
+}
+
 impl Spool {
     /// Drains the spool into the broker until `stop` is cancelled. Run it as a task.
+    ///
+    /// After a batch fails, its first unconfirmed record is published alone until it is
+    /// confirmed; if the broker closes the channel or connection on it [`POISON_TRIES`] times in
+    /// a row, or it cannot fit the broker's frame at all, it is quarantined and draining goes on
+    /// behind it.
     pub async fn drain(self: Arc<Self>, broker: Arc<Broker>, stop: CancellationToken) {
         let shared = self.shared.clone();
         let mut backoff = FIRST_BACKOFF;
+        let mut suspect: Option<Suspect> = None;
         loop {
             let Some((id, from, to)) = shared.next_span() else {
                 tokio::select! {
@@ -43,12 +59,19 @@ impl Spool {
                 }
                 continue;
             }
+            let alone = suspect
+                .as_ref()
+                .is_some_and(|s| s.segment == id && s.offset == from);
+            if !alone {
+                suspect = None;
+            }
+            let limit = if alone { 1 } else { BATCH_RECORDS };
             let path = shared.segment_path(id);
-            let read = tokio::task::spawn_blocking(move || read_span(path, from, to)).await;
-            let records = match read {
+            let read = tokio::task::spawn_blocking(move || read_span(path, from, to, limit)).await;
+            let mut records = match read {
                 Ok(Ok(records)) => records,
                 Ok(Err(error)) => {
-                    shared.quarantine(id, &error);
+                    shared.set_aside(id, &error);
                     continue;
                 }
                 Err(error) => {
@@ -56,6 +79,24 @@ impl Spool {
                     continue;
                 }
             };
+            // A record the broker's frame cannot hold would close the connection each time it
+            // is sent: quarantined at once when it is next, else the batch stops before it.
+            if let Some(unfit) = records
+                .iter()
+                .position(|r| broker.check_fits(&r.message.properties).is_err())
+            {
+                if unfit == 0 {
+                    let reason = broker
+                        .check_fits(&records[0].message.properties)
+                        .err()
+                        .map_or_else(String::new, |e| format!("frame_too_large: {e}"));
+                    shared
+                        .quarantine_record(id, from, &records[0], &reason, 0)
+                        .await;
+                    continue;
+                }
+                records.truncate(unfit);
+            }
             let outcomes = futures_util::future::join_all(
                 records.iter().map(|r| broker.publish_message(&r.message)),
             )
@@ -63,17 +104,47 @@ impl Spool {
             let confirmed = outcomes.iter().take_while(|o| o.is_ok()).count();
             let failure = outcomes.iter().find_map(|o| o.as_ref().err());
             shared.advance(id, from, &records, confirmed);
-            match failure {
-                None => backoff = FIRST_BACKOFF,
-                Some(error) => {
-                    tracing::warn!(error = %error, retry_in = ?backoff, "spool: the broker did not confirm a spooled message; retrying");
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+            let Some(error) = failure else {
+                backoff = FIRST_BACKOFF;
+                suspect = None;
+                continue;
+            };
+            let offset = from + records[..confirmed].iter().map(|r| r.len).sum::<u64>();
+            let tries = match &mut suspect {
+                // Published alone, and the channel or connection closed on it: counted. Other
+                // failures (no connection, alarm, nack, timeout) are the broker's, not the
+                // record's.
+                Some(s) if alone && matches!(error, PublishError::Channel(_)) => {
+                    s.tries += 1;
+                    s.tries
                 }
+                Some(_) if alone => 0,
+                _ => {
+                    suspect = Some(Suspect {
+                        segment: id,
+                        offset,
+                        tries: 0,
+                    });
+                    0
+                }
+            };
+            if tries >= POISON_TRIES {
+                let reason = format!(
+                    "refused on each of {tries} publishes alone, the broker closing the channel or connection: {error}"
+                );
+                shared
+                    .quarantine_record(id, offset, &records[confirmed], &reason, tries)
+                    .await;
+                suspect = None;
+                backoff = FIRST_BACKOFF;
+                continue;
             }
+            tracing::warn!(error = %error, tries, retry_in = ?backoff, "spool: the broker did not confirm a spooled message; retrying");
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 }
@@ -107,6 +178,13 @@ impl Shared {
 
     /// Moves segment `id` past the first `confirmed` of `records` (read from `from`).
     fn advance(&self, id: u64, from: u64, records: &[Record], confirmed: usize) {
+        self.move_past(id, from, records, confirmed);
+        self.metrics.spool_drained.inc_by(confirmed as u64);
+    }
+
+    /// Moves segment `id` past the first `count` of `records` (read from `from`), whether the
+    /// broker confirmed them or they went to the quarantine.
+    fn move_past(&self, id: u64, from: u64, records: &[Record], confirmed: usize) {
         let mut state = self.state.lock().unwrap();
         let Some(segment) = state.segments.iter_mut().find(|s| s.id == id) else {
             return;
@@ -121,7 +199,6 @@ impl Shared {
             segment.oldest = Some(record.spooled_at);
         }
         state.messages = state.messages.saturating_sub(confirmed as u64);
-        self.metrics.spool_drained.inc_by(confirmed as u64);
         if state.messages == 0
             && let Some((since, count)) = state.episode.take()
         {
@@ -134,8 +211,56 @@ impl Shared {
         self.publish_gauges_locked(&state);
     }
 
+    /// Moves `record` (at `offset` of segment `id`) into the quarantine, durably, then past it;
+    /// if the quarantine cannot be written, the record stays where it is and is tried again.
+    async fn quarantine_record(
+        self: &Arc<Self>,
+        id: u64,
+        offset: u64,
+        record: &Record,
+        reason: &str,
+        tries: u32,
+    ) {
+        let (dir, message, spooled_at) =
+            (self.dir.clone(), record.message.clone(), record.spooled_at);
+        let why = reason.to_owned();
+        let written = tokio::task::spawn_blocking(move || {
+            quarantine::put(&dir, &message, spooled_at, (id, offset), &why, tries)
+        })
+        .await
+        .map_err(io::Error::other)
+        .and_then(|r| r);
+        let message_id = record
+            .message
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| countersign::telemetry::Escaped(m.as_str()).to_string())
+            .unwrap_or_default();
+        match written {
+            Ok(quarantine_id) => {
+                tracing::error!(
+                    quarantine_id,
+                    message_id,
+                    routing_key = %countersign::telemetry::Escaped(record.message.routing_key.as_str()),
+                    reason,
+                    "spool: a message the broker refuses every time was moved to the quarantine; the rest drains behind it (countersign-ingester spool quarantine show {quarantine_id})"
+                );
+                self.move_past(id, offset, std::slice::from_ref(record), 1);
+                self.metrics.spool_quarantined_total.inc();
+                self.metrics
+                    .spool_quarantined
+                    .set(i64::try_from(quarantine::count(&self.dir)).unwrap_or(i64::MAX));
+            }
+            Err(error) => {
+                tracing::error!(error = %error, message_id, "spool: cannot write the quarantine; the message stays in the spool");
+                tokio::time::sleep(MAX_BACKOFF).await;
+            }
+        }
+    }
+
     /// A segment whose durable bytes do not read back: kept aside for a person, not drained.
-    fn quarantine(&self, id: u64, error: &io::Error) {
+    fn set_aside(&self, id: u64, error: &io::Error) {
         let mut state = self.state.lock().unwrap();
         let path = self.segment_path(id);
         let aside = path.with_extension("seg.corrupt");
@@ -151,13 +276,13 @@ impl Shared {
     }
 }
 
-/// Reads the records of `path` in `[from, to)`, up to a batch.
-fn read_span(path: PathBuf, from: u64, to: u64) -> io::Result<Vec<Record>> {
+/// Reads the records of `path` in `[from, to)`, up to a batch of at most `limit`.
+fn read_span(path: PathBuf, from: u64, to: u64, limit: usize) -> io::Result<Vec<Record>> {
     let mut file = File::open(&path)?;
     file.seek(SeekFrom::Start(from))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let (mut records, mut at, mut bytes) = (Vec::new(), from, 0u64);
-    while at < to && records.len() < BATCH_RECORDS && bytes < BATCH_BYTES {
+    while at < to && records.len() < limit.min(BATCH_RECORDS) && bytes < BATCH_BYTES {
         match record::read(&mut reader)? {
             Next::Record(record) => {
                 at += record.len;

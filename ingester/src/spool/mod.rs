@@ -28,8 +28,15 @@
 //! `max_bytes` on disk and `max_age` of the oldest undrained message: past either, or for a
 //! second after a failed write (disk full, I/O error), [`Spool::append`] refuses and the request
 //! gets the 503 it would have had without a spool. Nothing already spooled is ever dropped.
+//!
+//! # Quarantine
+//!
+//! A record the broker refuses every time it is sent would stop every record behind it: it is
+//! moved to `quarantine/` beside the segments ([`quarantine`]), with its reason, and the rest
+//! drains in order.
 
 pub mod drain;
+pub mod quarantine;
 pub mod record;
 
 use std::collections::VecDeque;
@@ -193,6 +200,18 @@ impl Spool {
             _lock: lock,
         });
         shared.publish_gauges();
+        let quarantined = quarantine::count(&shared.dir);
+        shared
+            .metrics
+            .spool_quarantined
+            .set(i64::try_from(quarantined).unwrap_or(i64::MAX));
+        if quarantined > 0 {
+            tracing::warn!(
+                messages = quarantined,
+                dir = %quarantine::dir(&shared.dir).display(),
+                "spool quarantine holds messages the broker refused: countersign-ingester spool quarantine list"
+            );
+        }
         let (sender, receiver) = mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("spool-writer".to_owned())

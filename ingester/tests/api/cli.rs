@@ -120,8 +120,8 @@ async fn healthcheck_answers_for_the_configured_admin_port() {
         Command::new(env!("CARGO_BIN_EXE_countersign-ingester"))
             .arg("healthcheck")
             .env("COUNTERSIGN_CONFIG", path)
-            .env("ACME_KEY", "k")
-            .env("ACME_OLD_KEY", "k")
+            .env("ACME_KEY", crate::helpers::KEY)
+            .env("ACME_OLD_KEY", crate::helpers::OLD_KEY)
             .status()
             .unwrap()
     };

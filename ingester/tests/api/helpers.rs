@@ -94,12 +94,14 @@ pub fn config_text(prefix: &str, options: &Options, spool: &str) -> String {
         name = "acme"
         provider = "taktikal"
         secrets = ["env:ACME_OLD_KEY", "env:ACME_KEY"]
+        allow_shared_secrets = true
 
         [[sources]]
         name = "big"
         provider = "taktikal"
         secrets = ["env:ACME_KEY"]
         max_body_bytes = {BIG_LIMIT}
+        allow_shared_secrets = true
         "#,
         max = options.max_body_bytes,
         confirm = options.confirm_timeout,
@@ -116,6 +118,8 @@ pub fn env_for(amqp_url: &str) -> impl Fn(&str) -> Option<String> {
 }
 
 pub struct TestApp {
+    /// The configuration the ingester runs with (for the operator commands).
+    pub config: Config,
     pub address: String,
     pub admin_address: String,
     pub topology: Topology,
@@ -156,12 +160,15 @@ impl TestApp {
         let channel = connection.create_channel().await.unwrap();
         topology.declare(&channel).await.expect("declare topology");
 
-        let app = Application::build(config).await.expect("ingester builds");
+        let app = Application::build(config.clone())
+            .await
+            .expect("ingester builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let admin_address = format!("http://127.0.0.1:{}", app.admin_port());
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
         Self {
+            config,
             address,
             admin_address,
             topology,

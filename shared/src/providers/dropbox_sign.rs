@@ -280,8 +280,59 @@ impl Verifier {
     }
 }
 
+/// The `boundary` parameter of a `multipart/form-data` content type (quoted or not).
+fn content_type_boundary(content_type: &str) -> Option<&str> {
+    let mut params = content_type.split(';');
+    let kind = params.next()?.trim();
+    if !kind.eq_ignore_ascii_case("multipart/form-data") {
+        return None;
+    }
+    params.find_map(|param| {
+        let (name, value) = param.trim().split_once('=')?;
+        name.trim().eq_ignore_ascii_case("boundary").then(|| {
+            let value = value.trim();
+            value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value)
+        })
+    })
+}
+
+/// A multipart body is read by the boundary its `Content-Type` declares (RFC 7578), and this
+/// reader (the ingester's and the worker's alike) takes the body's first line as the delimiter:
+/// the two must be the same, or another parser would read another `json` part than the one
+/// verified. A form that says multipart and is not, or the reverse, is refused as well.
+fn check_multipart_boundary(request: &Request<'_>) -> Result<(), Rejection> {
+    const MISMATCH: Rejection = Rejection::Unacceptable {
+        status: 400,
+        reason: "the multipart body's delimiter is not the Content-Type's boundary",
+    };
+    let declared = super::header_text(request, "content-type").and_then(content_type_boundary);
+    let multipart_body = request.body.starts_with(b"--");
+    match declared {
+        None if !multipart_body => Ok(()),
+        Some(boundary) if multipart_body => {
+            let line_end = request
+                .body
+                .iter()
+                .position(|&b| b == b'\n')
+                .unwrap_or(request.body.len());
+            let first = &request.body[2..line_end];
+            let first = first.strip_suffix(b"\r").unwrap_or(first);
+            if first == boundary.as_bytes() {
+                Ok(())
+            } else {
+                Err(MISMATCH)
+            }
+        }
+        _ => Err(MISMATCH),
+    }
+}
+
 impl Verify for Verifier {
     fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
+        check_multipart_boundary(request)?;
         let json = event_json(request.body).ok_or(Rejection::Unsigned)?;
         let callback = callback_of(&json).ok_or(Rejection::Unsigned)?;
         let identity = Identity::of(&callback).ok_or(Rejection::Unsigned)?;
@@ -514,8 +565,7 @@ impl Provider for DropboxSign {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::NoHeaders;
-    use crate::providers::testing::{flips, source, text_flips};
+    use crate::providers::testing::{Pairs, flips, source, text_flips};
     use std::time::SystemTime;
 
     /// The API key of Dropbox Sign's SDK tests, and their fixtures' event (`hellosign-openapi`,
@@ -546,12 +596,26 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(seconds)
     }
 
+    /// A multipart body is sent with the content type its first line declares, as a sender does.
     fn verify_at(keys: &[&str], body: &[u8], received: SystemTime) -> Result<Verified, Rejection> {
+        let content_type = body.starts_with(b"--").then(|| {
+            let line = body.split(|&b| b == b'\r').next().unwrap();
+            format!(
+                "multipart/form-data; boundary={}",
+                String::from_utf8_lossy(&line[2..])
+            )
+        });
+        let headers = Pairs(
+            content_type
+                .map(|c| ("content-type", c))
+                .into_iter()
+                .collect(),
+        );
         Verifier::from_config(&source("dropbox_sign", keys))
             .unwrap()
             .verify(&Request {
                 body,
-                headers: &NoHeaders,
+                headers: &headers,
                 received_at: received,
                 path_token: None,
                 query: None,
@@ -592,6 +656,46 @@ mod tests {
             verify(&[&reversed], &json).unwrap_err(),
             Rejection::BadSignature
         );
+    }
+
+    /// Issue 26 (F9): a body whose first-line delimiter is not the Content-Type's boundary was
+    /// read as part A here and part B by standard parsers. Now the two must agree.
+    #[test]
+    fn the_multipart_delimiter_must_be_the_content_type_boundary() {
+        let json = event(HASH, TIME, "signature_request_sent");
+        let (body, content_type) = multipart(&json, "boundary-A");
+        let with = |content_type: &str, body: &[u8]| {
+            Verifier::from_config(&source("dropbox_sign", &[API_KEY]))
+                .unwrap()
+                .verify(&Request {
+                    body,
+                    headers: &Pairs(vec![("content-type", content_type.to_owned())]),
+                    received_at: at(1_348_177_752 + 60),
+                    path_token: None,
+                    query: None,
+                })
+        };
+        assert!(with(&content_type, &body).is_ok(), "{content_type}");
+        assert!(with("multipart/form-data; boundary=\"boundary-A\"", &body).is_ok());
+        for refused in [
+            "multipart/form-data; boundary=boundary-B",
+            "multipart/form-data",
+            "application/json",
+        ] {
+            assert!(
+                matches!(
+                    with(refused, &body),
+                    Err(Rejection::Unacceptable { status: 400, .. })
+                ),
+                "{refused}"
+            );
+        }
+        // Says multipart, is JSON.
+        assert!(matches!(
+            with(&content_type, &json),
+            Err(Rejection::Unacceptable { status: 400, .. })
+        ));
+        assert!(with("application/json", &json).is_ok());
     }
 
     #[test]

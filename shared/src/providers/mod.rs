@@ -91,6 +91,12 @@ pub trait Provider: Send + Sync + 'static {
         Sha256::digest(body).into()
     }
 
+    /// The shortest secret a source of this provider may have ([`MIN_SECRET_BYTES`]; a blank one
+    /// is refused whatever this says).
+    fn min_secret_bytes(&self) -> usize {
+        MIN_SECRET_BYTES
+    }
+
     /// The body limit of a source of this provider that sets none, if tighter than the
     /// ingester's (`ingester.max_body_bytes`).
     fn default_max_body_bytes(&self) -> Option<usize> {
@@ -409,6 +415,10 @@ pub enum Rejection {
     /// reply, and nothing is published.
     #[error("an endpoint check by the provider, answered without publishing")]
     Handshake(Reply),
+    /// Genuine, but with more header bytes than a message may forward: refused before anything
+    /// is published or spooled (a message the broker cannot take would stop the spool).
+    #[error(transparent)]
+    Oversized(#[from] crate::message::Oversized),
 }
 
 impl Rejection {
@@ -424,6 +434,8 @@ impl Rejection {
             Rejection::AddressNotAllowed => 403,
             Rejection::Unacceptable { status, .. } => *status,
             Rejection::Handshake(reply) => reply.status,
+            Rejection::Oversized(crate::message::Oversized::EventType { .. }) => 400,
+            Rejection::Oversized(_) => 431,
         }
     }
 
@@ -439,6 +451,7 @@ impl Rejection {
             Rejection::AddressNotAllowed => "address_not_allowed",
             Rejection::Unacceptable { .. } => "unacceptable",
             Rejection::Handshake(_) => "handshake",
+            Rejection::Oversized(_) => "oversized_headers",
         }
     }
 }
@@ -450,6 +463,9 @@ pub struct Source {
     max_body_bytes: usize,
     allowed: Vec<crate::config::IpNet>,
     verifier: Box<dyn Verify>,
+    /// The signatures this source has used (for schemes whose signature does not cover the
+    /// body): one memory per source, so that one source's traffic never evicts another's.
+    replay: ReplayMemory,
 }
 
 impl std::fmt::Debug for Source {
@@ -481,7 +497,6 @@ impl Source {
 #[derive(Debug)]
 pub struct Sources {
     by_name: HashMap<String, Source>,
-    replay: ReplayMemory,
 }
 
 impl Sources {
@@ -497,7 +512,8 @@ impl Sources {
                     .map_err(|message| ConfigError::new(format!("{location}.provider"), message))?;
                 let verifier = provider
                     .verifier(s)
-                    .map_err(|message| ConfigError::new(location, message))?;
+                    .map_err(|message| ConfigError::new(location.clone(), message))?;
+                check_secrets(&location, s, provider.min_secret_bytes())?;
                 let source = Source {
                     name: s.name.clone(),
                     provider,
@@ -509,14 +525,12 @@ impl Sources {
                     }),
                     allowed: s.allow_ips.clone(),
                     verifier,
+                    replay: ReplayMemory::new(config.ingester.replay_memory_entries),
                 };
                 Ok((s.name.clone(), source))
             })
             .collect::<Result<_, ConfigError>>()?;
-        Ok(Self {
-            by_name,
-            replay: ReplayMemory::new(config.ingester.replay_memory_entries),
-        })
+        Ok(Self { by_name })
     }
 
     /// The source of that name; `Err(UnknownSource)` otherwise.
@@ -597,6 +611,7 @@ impl Sources {
             query: origin.query,
         };
         let verified = source.verifier.verify(&request)?;
+        crate::message::check_forwarded(&verified.signature_headers, &verified.event_type)?;
 
         if let Some(signature) = &verified.signature_use {
             let digest = signature
@@ -612,7 +627,7 @@ impl Sources {
                 .valid_until
                 .checked_add(FUTURE_SKEW)
                 .unwrap_or(signature.valid_until);
-            if self.replay.remember(key, digest, keep_until, received_at) == Seen::OtherBody {
+            if source.replay.remember(key, digest, keep_until, received_at) == Seen::OtherBody {
                 return Err(Rejection::Replayed);
             }
         }
@@ -631,6 +646,37 @@ impl Sources {
             body,
         })
     }
+}
+
+/// The shortest signing secret accepted where a provider does not say otherwise: a key that a
+/// person typed by hand or a placeholder left in (`"  "`, `"\n\n"`, `changeme`) is refused at start.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+/// Refuses a source whose secrets are blank after trimming or shorter than `min_bytes`.
+fn check_secrets(
+    location: &str,
+    source: &SourceConfig,
+    min_bytes: usize,
+) -> Result<(), ConfigError> {
+    for (i, secret) in source.secrets.iter().enumerate() {
+        let value = secret.expose();
+        let problem = if value.trim_ascii().is_empty() {
+            "is blank (only white space)".to_owned()
+        } else if value.len() < min_bytes {
+            format!(
+                "is {} bytes; a signing secret of {} has at least {min_bytes}",
+                value.len(),
+                source.provider
+            )
+        } else {
+            continue;
+        };
+        return Err(ConfigError::new(
+            format!("{location}.secrets[{i}]"),
+            format!("{} {problem}", secret.label()),
+        ));
+    }
+    Ok(())
 }
 
 /// A request proven genuine for a configured source. Only [`Sources::verify`] makes one.

@@ -126,16 +126,18 @@ impl Verify for Verifier {
                 types.push(event);
             }
         }
-        let event_id = header_text(request, EVENT_ID_HEADER)
+        // The delivery id header is not signed: it travels as metadata only. The event's
+        // identity is the signed body's digest, so one signed body is one message, whatever
+        // id a replay claims.
+        let mut forwarded = vec![(SIGNATURE_HEADER, given.to_owned())];
+        if let Some(id) = header_text(request, EVENT_ID_HEADER)
             .map(str::trim)
             .filter(|id| !id.is_empty())
-            .map(str::to_owned);
-        let mut forwarded = vec![(SIGNATURE_HEADER, given.to_owned())];
-        if let Some(id) = &event_id {
-            forwarded.push((EVENT_ID_HEADER, id.clone()));
+        {
+            forwarded.push((EVENT_ID_HEADER, id.to_owned()));
         }
         Ok(Verified {
-            event_id,
+            event_id: None,
             event_type: if types.is_empty() {
                 Cow::Borrowed("unknown")
             } else {
@@ -372,7 +374,16 @@ mod tests {
             BODY,
         )
         .expect("second key");
-        assert_eq!(verified.event_id.as_deref(), Some("evt-77"));
+        assert_eq!(
+            verified.event_id, None,
+            "the unsigned delivery id names nothing"
+        );
+        assert!(
+            verified
+                .signature_headers
+                .contains(&(EVENT_ID_HEADER, "evt-77".to_owned())),
+            "it travels as metadata"
+        );
         assert_eq!(verified.key_label, "env:KEY1");
     }
 

@@ -249,8 +249,8 @@ pub fn config_text(
     if let Some(certificate) = &options.legalesign_certificate {
         universign.push_str(&format!(
             "[[sources]]\nname = \"uk\"\nprovider = \"legalesign\"\ncertificate = \"{}\"\n\
-             [[sources]]\nname = \"uk-events\"\nprovider = \"legalesign_event\"\nsecrets = [\"env:UK_TOKEN\"]\n{}\n\
-             [[sources]]\nname = \"uk-locked\"\nprovider = \"legalesign_event\"\nsecrets = [\"env:UK_TOKEN\"]\nallow_ips = [\"192.0.2.1\"]\n",
+             [[sources]]\nname = \"uk-events\"\nprovider = \"legalesign_event\"\nsecrets = [\"env:UK_TOKEN\"]\nallow_shared_secrets = true\n{}\n\
+             [[sources]]\nname = \"uk-locked\"\nprovider = \"legalesign_event\"\nsecrets = [\"env:UK_TOKEN\"]\nallow_shared_secrets = true\nallow_ips = [\"192.0.2.1\"]\n",
             certificate.display(),
             options.legalesign_api.as_ref().map_or(String::new(), |base| format!(
                 "api = {{ base_url = \"{base}\", credentials = \"env:LS_API\", timeout = \"5s\" }}\n{}",
@@ -270,7 +270,7 @@ pub fn config_text(
     }
     for (name, allowed) in [("as", "127.0.0.1/32"), ("as-locked", "192.0.2.1/32")] {
         universign.push_str(&format!(
-            "[[sources]]\nname = \"{name}\"\nprovider = \"adobe_sign\"\nsecrets = [\"env:AS_CLIENT_ID\"]\nallow_ips = [\"{allowed}\"]\n"
+            "[[sources]]\nname = \"{name}\"\nprovider = \"adobe_sign\"\nsecrets = [\"env:AS_CLIENT_ID\"]\nallow_shared_secrets = true\nallow_ips = [\"{allowed}\"]\n"
         ));
     }
     format!(

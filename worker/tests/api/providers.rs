@@ -1,5 +1,6 @@
 //! Every provider through the whole stack: ingester, broker, worker, projection, activity API.
 
+use sha2::Digest as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use countersign::providers::{
@@ -627,7 +628,13 @@ async fn pandadoc_notifications_through_the_whole_stack() {
     );
     assert_eq!(view[0]["activityLog"][1]["signeeKey"], "r-1");
     assert!(stack.signed("pd", "r-1").await && stack.signed("pd", "r-2").await);
-    let headers = &stack.stored_headers("pd").await["dlv-2"];
+    // The event id is the signed body's digest; the unsigned delivery id is metadata.
+    let completed_id: String = sha2::Sha256::digest(&completed)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let headers = &stack.stored_headers("pd").await[&completed_id];
+    assert_eq!(headers[pandadoc::EVENT_ID_HEADER], "dlv-2");
     assert_eq!(headers["x-provider"], "pandadoc");
     assert_eq!(headers["x-verified-key"], "env:PD_SECRET");
     assert_eq!(headers[pandadoc::SIGNATURE_HEADER], sign(&completed));

@@ -1,0 +1,288 @@
+//! `countersign-ingester spool quarantine list | show | requeue`: what an operator does with the
+//! messages the spool set aside (see [`crate::spool::quarantine`]).
+//!
+//! These read the quarantine directory beside the running ingester's spool (it needs no lock:
+//! the drainer only adds whole files there, by rename). `requeue` publishes with confirms on a
+//! connection of its own and removes a message only once the broker has confirmed it.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use countersign::config::Config;
+use countersign::message::{self, MAX_FORWARDED_VALUE};
+use countersign::topology::Topology;
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use secrecy::ExposeSecret as _;
+use sha2::{Digest as _, Sha256};
+
+use crate::cli::Quarantine;
+use crate::spool::quarantine::{self, Entry};
+
+/// How long `requeue` waits for each confirm.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+/// The header that names what `requeue --drop-oversized-headers` dropped.
+pub const DROPPED_HEADERS: &str = "x-dropped-headers";
+
+/// Runs a quarantine command; `Ok(false)` when some message could not be re-driven.
+pub async fn quarantine(config: &Config, command: Quarantine) -> anyhow::Result<bool> {
+    let dir = config.ingester.spool.dir.as_path();
+    let mut out = std::io::stdout().lock();
+    match command {
+        Quarantine::List => {
+            let ids = quarantine::ids(dir)
+                .with_context(|| format!("cannot read {}", quarantine::dir(dir).display()))?;
+            if ids.is_empty() {
+                writeln!(
+                    out,
+                    "the quarantine is empty ({})",
+                    quarantine::dir(dir).display()
+                )?;
+            }
+            for id in ids {
+                match quarantine::read(dir, &id) {
+                    Ok(entry) => writeln!(
+                        out,
+                        "{id}  spooled {}  {}  message {}  {} bytes  {}",
+                        humantime::format_rfc3339_seconds(entry.spooled_at),
+                        escaped(entry.message.routing_key.as_str()),
+                        escaped(&message_id(&entry.message.properties)),
+                        entry.message.body.len(),
+                        escaped(&entry.reason),
+                    )?,
+                    Err(error) => writeln!(out, "{id}  unreadable: {error}")?,
+                }
+            }
+            Ok(true)
+        }
+        Quarantine::Show { id, body } => {
+            let entry =
+                quarantine::read(dir, &id).with_context(|| format!("quarantine id {id}"))?;
+            if body {
+                out.write_all(&entry.message.body)?;
+            } else {
+                describe(&mut out, &entry)?;
+            }
+            Ok(true)
+        }
+        Quarantine::Requeue {
+            ids,
+            all,
+            drop_oversized_headers,
+        } => {
+            let ids = if all { quarantine::ids(dir)? } else { ids };
+            if ids.is_empty() {
+                anyhow::bail!("name the ids to requeue (see `spool quarantine list`), or --all");
+            }
+            requeue(config, dir, &ids, drop_oversized_headers, &mut out).await
+        }
+    }
+}
+
+fn message_id(properties: &BasicProperties) -> String {
+    properties
+        .message_id()
+        .as_ref()
+        .map_or_else(|| "-".to_owned(), |m| m.as_str().to_owned())
+}
+
+fn escaped(text: &str) -> String {
+    countersign::telemetry::Escaped(text).to_string()
+}
+
+/// What a person needs to decide: never the body (it may hold personal data) unless asked.
+fn describe(out: &mut impl std::io::Write, entry: &Entry) -> std::io::Result<()> {
+    let properties = &entry.message.properties;
+    writeln!(out, "id:              {}", entry.id)?;
+    writeln!(out, "reason:          {}", escaped(&entry.reason))?;
+    writeln!(out, "tries:           {}", entry.tries)?;
+    writeln!(out, "quarantined at:  {}", entry.quarantined_at)?;
+    writeln!(
+        out,
+        "spooled at:      {}",
+        humantime::format_rfc3339_millis(entry.spooled_at)
+    )?;
+    writeln!(
+        out,
+        "routing key:     {}",
+        escaped(entry.message.routing_key.as_str())
+    )?;
+    writeln!(out, "message id:      {}", escaped(&message_id(properties)))?;
+    writeln!(
+        out,
+        "header frame:    {} bytes",
+        countersign::amqp::header_frame_len(properties)
+    )?;
+    writeln!(
+        out,
+        "body:            {} bytes, sha256 {}",
+        entry.message.body.len(),
+        Sha256::digest(&entry.message.body)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )?;
+    writeln!(out, "headers:")?;
+    if let Some(headers) = properties.headers() {
+        for (name, value) in headers.inner() {
+            let shown = match value {
+                AMQPValue::LongString(text) if text.as_bytes().len() <= 120 => {
+                    escaped(&String::from_utf8_lossy(text.as_bytes()))
+                }
+                AMQPValue::LongString(text) => format!("({} bytes)", text.as_bytes().len()),
+                other => format!("{other:?}").chars().take(120).collect(),
+            };
+            writeln!(out, "  {}: {shown}", escaped(name.as_str()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The contract's own headers: never dropped.
+const CONTRACT_HEADERS: &[&str] = &[
+    message::PROVIDER,
+    message::SOURCE,
+    message::EVENT_TYPE,
+    message::RECEIVED_AT,
+    message::REQUEST_ID,
+    message::VERIFIED_KEY,
+    message::ORIGIN,
+];
+
+/// `properties` without the forwarded headers longer than [`MAX_FORWARDED_VALUE`], and the
+/// names of those dropped (recorded in [`DROPPED_HEADERS`]).
+pub fn drop_oversized(properties: &BasicProperties) -> (BasicProperties, Vec<String>) {
+    let Some(headers) = properties.headers() else {
+        return (properties.clone(), Vec::new());
+    };
+    let mut kept = FieldTable::default();
+    let mut dropped = Vec::new();
+    for (name, value) in headers.inner() {
+        let len = match value {
+            AMQPValue::LongString(text) => text.as_bytes().len(),
+            _ => 0,
+        };
+        if len > MAX_FORWARDED_VALUE && !CONTRACT_HEADERS.contains(&name.as_str()) {
+            dropped.push(name.as_str().to_owned());
+        } else {
+            kept.insert(name.clone(), value.clone());
+        }
+    }
+    if !dropped.is_empty() {
+        kept.insert(
+            DROPPED_HEADERS.into(),
+            AMQPValue::LongString(LongString::from(dropped.join(","))),
+        );
+    }
+    (properties.clone().with_headers(kept), dropped)
+}
+
+async fn requeue(
+    config: &Config,
+    dir: &Path,
+    ids: &[String],
+    drop_oversized_headers: bool,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<bool> {
+    let topology = Topology::from_config(&config.amqp);
+    let (connection, channel) = countersign::amqp::connect(
+        config.amqp.url.expose_secret(),
+        "countersign-ingester-requeue",
+        &topology,
+    )
+    .await
+    .context("cannot connect to the broker")?;
+    let frame_max = connection.configuration().frame_max();
+    let mut all_done = true;
+    for id in ids {
+        let entry = match quarantine::read(dir, id) {
+            Ok(entry) => entry,
+            Err(error) => {
+                writeln!(out, "{id}: not requeued: {error}")?;
+                all_done = false;
+                continue;
+            }
+        };
+        let mut properties = entry.message.properties.clone();
+        if drop_oversized_headers {
+            let (trimmed, dropped) = drop_oversized(&properties);
+            if !dropped.is_empty() {
+                writeln!(out, "{id}: dropping {}", escaped(&dropped.join(", ")))?;
+            }
+            properties = trimmed;
+        }
+        if let Err(refused) = countersign::amqp::check_header_frame(&properties, frame_max) {
+            writeln!(
+                out,
+                "{id}: not requeued: {refused} (--drop-oversized-headers drops forwarded headers over {MAX_FORWARDED_VALUE} bytes)"
+            )?;
+            all_done = false;
+            continue;
+        }
+        let published = countersign::amqp::publish_confirmed(
+            &channel,
+            topology.exchange().into(),
+            entry.message.routing_key.clone(),
+            &entry.message.body,
+            properties,
+            CONFIRM_TIMEOUT,
+        )
+        .await;
+        match published {
+            Ok(()) => {
+                quarantine::remove(dir, id).with_context(|| {
+                    format!("{id} was published, but is still in the quarantine")
+                })?;
+                writeln!(out, "{id}: requeued (confirmed by the broker)")?;
+            }
+            Err(error) => {
+                writeln!(out, "{id}: not requeued: {error}")?;
+                all_done = false;
+                if !channel.status().connected() {
+                    writeln!(out, "the broker closed the channel; stopping")?;
+                    break;
+                }
+            }
+        }
+    }
+    let _ = channel.close(200, "done".into()).await;
+    let _ = connection.close(200, "done".into()).await;
+    Ok(all_done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_oversized_forwarded_headers_are_dropped_and_named() {
+        let mut headers = FieldTable::default();
+        let text = |s: String| AMQPValue::LongString(LongString::from(s));
+        headers.insert(message::PROVIDER.into(), text("pandadoc".into()));
+        headers.insert(message::EVENT_TYPE.into(), text("x".repeat(2000)));
+        headers.insert("x-pandadoc-signature".into(), text("ab".repeat(32)));
+        headers.insert(
+            "x-pandadoc-webhook-event-id".into(),
+            text("y".repeat(40_000)),
+        );
+        let properties = BasicProperties::default().with_headers(headers);
+        let (trimmed, dropped) = drop_oversized(&properties);
+        assert_eq!(dropped, ["x-pandadoc-webhook-event-id"]);
+        let kept = trimmed.headers().as_ref().unwrap().inner();
+        assert!(kept.contains_key("x-pandadoc-signature"));
+        assert!(
+            kept.contains_key(message::EVENT_TYPE),
+            "contract headers stay"
+        );
+        assert!(!kept.contains_key("x-pandadoc-webhook-event-id"));
+        assert!(matches!(
+            kept.get(DROPPED_HEADERS),
+            Some(AMQPValue::LongString(s)) if s.as_bytes() == b"x-pandadoc-webhook-event-id"
+        ));
+        let (same, none) = drop_oversized(&trimmed);
+        assert!(none.is_empty());
+        assert_eq!(same.headers(), trimmed.headers());
+    }
+}
