@@ -11,7 +11,7 @@ use countersign::config::{Config, Role};
 use countersign::providers::{Headers, Origin, Sources};
 
 pub const TAKTIKAL_KEY: &str = "fuzz-taktikal-key";
-pub const URL_TOKEN: &str = "fuzz-url-token";
+pub const URL_TOKEN: &str = "fuzz-url-token-16b";
 /// The Standard Webhooks specification's example secret (its test vector is a seed).
 pub const SW_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 /// The providers that need only a secret: (source, provider, secret, extra settings). The
@@ -19,12 +19,32 @@ pub const SW_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 pub const SECRET_SOURCES: &[(&str, &str, &str, &str)] = &[
     ("ys", "yousign", "fuzz-yousign-secret", ""),
     ("dm", "documenso", "fuzz-documenso-secret", ""),
-    ("ds", "docuseal", "whsec_ZnV6ei1kb2N1c2VhbC1zZWNyZXQ", "max_signature_age = \"36500d\""),
+    (
+        "ds",
+        "docuseal",
+        "whsec_ZnV6ei1kb2N1c2VhbC1zZWNyZXQ",
+        "max_signature_age = \"36500d\"",
+    ),
     ("zs", "zoho_sign", "fuzz-zoho-sign-secret", ""),
-    ("bs", "boldsign", "fuzz-boldsign-secret", "max_signature_age = \"36500d\""),
+    (
+        "bs",
+        "boldsign",
+        "fuzz-boldsign-secret",
+        "max_signature_age = \"36500d\"",
+    ),
     ("pd", "pandadoc", "fuzz-pandadoc-key", ""),
-    ("dx", "dropbox_sign", "fuzz-dropbox-sign-api-key", "max_signature_age = \"36500d\""),
-    ("as", "adobe_sign", "fuzz-adobe-client-id", "allow_ips = [\"127.0.0.1/32\"]"),
+    (
+        "dx",
+        "dropbox_sign",
+        "fuzz-dropbox-sign-api-key",
+        "max_signature_age = \"36500d\"",
+    ),
+    (
+        "as",
+        "adobe_sign",
+        "fuzz-adobe-client-id",
+        "allow_ips = [\"127.0.0.1/32\"]",
+    ),
     ("dg", "docusign", "fuzz-docusign-connect-key", ""),
 ];
 
@@ -139,5 +159,22 @@ pub fn verify_then_parse_at(source: &str, body: &[u8], headers: &dyn Headers, or
     if let Ok(webhook) = verified {
         let _ = webhook.provider().parse(webhook.body());
         let _ = webhook.provider().signature_id(webhook.body());
+        assert_fits(&webhook);
     }
+}
+
+/// The header-forwarding path: the message the ingester would publish for a verified request
+/// fits the bound every message must (whatever headers the request carried).
+pub fn assert_fits(webhook: &countersign::providers::VerifiedWebhook) {
+    let receipt = countersign::message::Receipt {
+        request_id: "fuzz-request",
+        received_at: SystemTime::now(),
+        content_type: Some("application/json"),
+    };
+    let outbound = countersign::message::outbound(webhook, &receipt);
+    let len = countersign::amqp::header_frame_len(&outbound.properties);
+    assert!(
+        len <= countersign::message::MAX_HEADER_FRAME,
+        "a verified request made a {len}-byte header frame"
+    );
 }

@@ -35,6 +35,14 @@ pub const MAX_FORWARDED_BYTES: usize = 8 * 1024;
 /// The longest event type a message carries (`x-event-type`; real ones are under 64 bytes).
 pub const MAX_EVENT_TYPE: usize = 255;
 
+/// The largest AMQP header frame a message built here can have when [`check_forwarded`] passed
+/// and the configured names are what configuration allows (a source name of at most 64
+/// characters, a secret label under 255 bytes): the forwarded 8 KiB,
+/// the event type, the contract headers and the properties with room to spare. It is under the
+/// 32 KiB frame the binaries ask for, so such a message always fits (checked by a test, and by
+/// the fuzz targets on every input that verifies).
+pub const MAX_HEADER_FRAME: usize = 12 * 1024;
+
 /// Why a verified request's headers cannot travel in a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Oversized {
@@ -211,6 +219,56 @@ pub fn header_text<'a>(properties: &'a BasicProperties, name: &str) -> Option<&'
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_largest_message_that_passes_the_bounds_fits_the_smallest_frame_we_ask_for() {
+        // Forwarded headers at both bounds: 8 values of 1 KiB less their names.
+        const NAMES: [&str; 8] = [
+            "x-h-0", "x-h-1", "x-h-2", "x-h-3", "x-h-4", "x-h-5", "x-h-6", "x-h-7",
+        ];
+        let headers: Vec<(&'static str, String)> = NAMES
+            .iter()
+            .map(|name| (*name, "v".repeat(MAX_FORWARDED_BYTES / 8 - name.len())))
+            .collect();
+        let event_type = "t".repeat(MAX_EVENT_TYPE);
+        assert_eq!(check_forwarded(&headers, &event_type), Ok(()));
+        // A source name is at most 64 characters (configuration); a secret's label is its path.
+        let long = "n".repeat(255);
+        let outbound = message(
+            &Envelope {
+                provider: "standard_webhooks",
+                source: &long[..64],
+                event_id: &"i".repeat(10_000),
+                event_type: &event_type,
+                key_label: &long,
+                headers: &headers,
+                app_id: "countersign-ingester",
+            },
+            &Receipt {
+                request_id: &"r".repeat(128),
+                received_at: SystemTime::now(),
+                content_type: Some(&"c".repeat(255)),
+            },
+        );
+        let len = crate::amqp::header_frame_len(&outbound.properties);
+        assert!(len <= MAX_HEADER_FRAME, "{len}");
+        const _: () = assert!(MAX_HEADER_FRAME <= crate::amqp::FRAME_MAX as usize);
+        // One byte more in any value, or in all of them, is refused.
+        let mut over = headers.clone();
+        over[0].1.push('v');
+        assert!(matches!(
+            check_forwarded(&over, "t"),
+            Err(Oversized::Total { .. })
+        ));
+        assert!(matches!(
+            check_forwarded(&[("x-h", "v".repeat(MAX_FORWARDED_VALUE + 1))], "t"),
+            Err(Oversized::Value { name: "x-h", .. })
+        ));
+        assert!(matches!(
+            check_forwarded(&[], &"t".repeat(MAX_EVENT_TYPE + 1)),
+            Err(Oversized::EventType { .. })
+        ));
+    }
 
     #[test]
     fn routing_keys_keep_dots_and_replace_the_rest() {
