@@ -7,7 +7,8 @@
 //! - [`startup`]: builds the two HTTP servers and the broker link from the configuration; runs
 //!   them until shutdown.
 //! - [`server`]: the webhook port's HTTP server, bounded by [`limits`].
-//! - [`limits`]: body bytes in flight, a deadline per request, the connection limit.
+//! - [`limits`]: body bytes in flight, a deadline per request, the connection limit;
+//!   [`log_limit`]: a few log lines a second per kind of refused request.
 //! - [`routes`]: `POST /webhooks/{source}` — read, verify, publish, reply.
 //! - [`broker`]: the connection to RabbitMQ, kept alive and reconnected; publish with confirm.
 //! - [`spool`]: the local durable spool for webhooks the broker cannot take now, and its
@@ -22,6 +23,7 @@ pub mod broker;
 pub mod cli;
 pub mod commands;
 pub mod limits;
+pub mod log_limit;
 pub mod metrics;
 pub mod routes;
 pub mod server;

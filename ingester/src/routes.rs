@@ -29,7 +29,8 @@ use countersign::providers::{Headers, Origin, Rejection, Reply, Source, Sources}
 use futures_util::StreamExt;
 
 use crate::broker::{Broker, PublishError};
-use crate::limits::{BodyBudget, BodyHold};
+use crate::limits::{BodyBudget, BodyHold, ReadCredit};
+use crate::log_limit::{LogLimit, Verdict};
 use crate::metrics::{Metrics, UNKNOWN_SOURCE};
 use crate::spool::{self, Spool, SpoolError};
 
@@ -48,6 +49,8 @@ pub struct WebhookState {
     pub default_max_body_bytes: usize,
     /// Where a webhook the broker did not confirm is kept; `None` when the spool is off.
     pub spool: Option<Arc<Spool>>,
+    /// Log lines of refused requests, a few a second per outcome.
+    pub log_limit: LogLimit,
 }
 
 /// How a webhook was made safe.
@@ -144,6 +147,10 @@ pub async fn receive_webhook(
             .insert_header((actix_web::http::header::ALLOW, "POST"))
             .json(serde_json::json!({ "error": "use POST" }));
     }
+    let credit = request.conn_data::<Arc<ReadCredit>>().cloned();
+    if let Some(credit) = &credit {
+        credit.request_started();
+    }
     let started = Instant::now();
     let received_at = SystemTime::now();
     let request_id = request_id(&request);
@@ -212,12 +219,17 @@ pub async fn receive_webhook(
                 .with_label_values(&[label, failure.label()])
                 .inc();
             let status = failure.status();
-            if matches!(failure, Failure::OverBudget) {
-                tracing::warn!(source = label, request_id = %request_id, outcome = failure.label(), "webhook refused: body bytes in flight at ingester.max_body_bytes_in_flight");
-            } else if status.is_server_error() {
-                tracing::error!(source = label, request_id = %request_id, outcome = failure.label(), error = %failure, "webhook not accepted: the broker did not confirm it and it was not spooled");
-            } else {
-                tracing::warn!(source = label, request_id = %request_id, outcome = failure.label(), status = status.as_u16(), "webhook refused");
+            let outcome = failure.label();
+            if status.is_server_error() && !matches!(failure, Failure::OverBudget) {
+                // A verified webhook lost to the broker and the spool: always logged.
+                tracing::error!(source = label, request_id = %request_id, outcome, error = %failure, "webhook not accepted: the broker did not confirm it and it was not spooled");
+            } else if let Verdict::Log { suppressed } = state.log_limit.check(outcome) {
+                // What any client can cause: a few lines a second per outcome.
+                if matches!(failure, Failure::OverBudget) {
+                    tracing::warn!(source = label, request_id = %request_id, outcome, suppressed, "webhook refused: body bytes in flight at ingester.max_body_bytes_in_flight");
+                } else {
+                    tracing::warn!(source = label, request_id = %request_id, outcome, status = status.as_u16(), suppressed, "webhook refused");
+                }
             }
             let mut builder = HttpResponse::build(status);
             if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -267,7 +279,10 @@ fn answer_get(
                 .requests
                 .with_label_values(&[label, rejection.label()])
                 .inc();
-            tracing::warn!(source = label, request_id = %request_id, outcome = rejection.label(), "verification of intent refused");
+            let outcome = rejection.label();
+            if let Verdict::Log { suppressed } = state.log_limit.check(outcome) {
+                tracing::warn!(source = label, request_id = %request_id, outcome, suppressed, "verification of intent refused");
+            }
             HttpResponse::build(
                 StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::BAD_REQUEST),
             )
@@ -384,10 +399,15 @@ async fn read_body(
         return Err(Rejection::TooLarge { limit }.into());
     }
     let ceiling = announced.unwrap_or(limit);
+    // What this handler consumes, its connection may read again (see limits::ReadCredit).
+    let credit = request.conn_data::<Arc<ReadCredit>>();
     let mut hold = budget.hold();
     let mut body: Vec<u8> = Vec::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| Failure::Unreadable)?;
+        if let Some(credit) = credit {
+            credit.consumed(chunk.len());
+        }
         let needed = body.len() + chunk.len();
         if needed > limit {
             return Err(Rejection::TooLarge { limit }.into());

@@ -25,6 +25,9 @@ use prometheus::IntGauge;
 use crate::limits::DeadlineStream;
 use crate::routes::{self, WebhookState, receive_webhook};
 
+/// `SO_SNDBUF` of a webhook connection (the kernel doubles it for its bookkeeping).
+pub const SEND_BUFFER_BYTES: usize = 32 * 1024;
+
 /// How the webhook server is bounded.
 pub struct Limits {
     pub header_timeout: Duration,
@@ -79,6 +82,10 @@ pub fn webhook_server(
                 // under a client still sending — which would then never read its 413.
                 .client_disconnect_timeout(Duration::from_secs(1))
                 .keep_alive(keep_alive)
+                // Each request's handler tells its connection what it consumed (ReadCredit).
+                .on_connect_ext(|io: &DeadlineStream<actix_rt::net::TcpStream>, data| {
+                    data.insert(io.credit());
+                })
                 .expect(fn_service(move |request: Request| {
                     let refused = over_announced_limit(&request, &expect_state);
                     async move {
@@ -92,6 +99,10 @@ pub fn webhook_server(
             fn_service(move |stream: actix_rt::net::TcpStream| {
                 let peer = stream.peer_addr().ok();
                 let _ = stream.set_nodelay(true);
+                // Replies are small (a JSON line); a send buffer autotuned to 4 MiB would let a
+                // client that never reads them have thousands of pipelined requests answered
+                // before the connection's backlog stops reading (see DeadlineStream).
+                let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER_BYTES);
                 let wrapped = DeadlineStream::new(stream, request_timeout, open.clone());
                 async move { Ok::<_, actix_http::error::DispatchError>((wrapped, peer)) }
             })

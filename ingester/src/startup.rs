@@ -109,6 +109,7 @@ impl Application {
             budget,
             default_max_body_bytes: config.ingester.max_body_bytes,
             spool: spool.clone(),
+            log_limit: crate::log_limit::LogLimit::new(),
         });
         let fd_limit = limits::raise_fd_limit();
         let max_connections = limits::connection_limit(config.ingester.max_connections, fd_limit);

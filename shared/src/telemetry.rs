@@ -1,6 +1,6 @@
 //! Structured logs and the shutdown signal, the same for both binaries.
 //!
-//! `RUST_LOG` filters (default `info`); `LOG_FORMAT=json` writes one JSON object per line for a
+//! `RUST_LOG` filters (default `info`, without actix-http's line per malformed request); `LOG_FORMAT=json` writes one JSON object per line for a
 //! log collector, anything else the human-readable format. Lines are written to stderr in batches
 //! by a background thread ([`crate::log_buffer`]), so a request never waits on a `write(2)` for
 //! its log line nor wakes another thread per line; a full buffer holds loggers back rather than
@@ -16,8 +16,14 @@ use crate::log_buffer::{LogBuffer, LogGuard};
 /// until `main` returns.
 #[must_use = "dropping the guard stops the log writer"]
 pub fn init(binary: &str) -> LogGuard {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("info,{}=info", binary.replace('-', "_"))));
+    // actix-http logs an ERROR line for every malformed HTTP request (answered 400 by it): any
+    // client could fill the log with them, so they are off unless RUST_LOG asks for them.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "info,{}=info,actix_http::h1::dispatcher=off",
+            binary.replace('-', "_")
+        ))
+    });
     let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let (writer, guard) = LogBuffer::spawn(std::io::stderr());
     // Colours only for a person at a terminal: a log file or collector gets plain text.

@@ -1243,3 +1243,115 @@ fn a_multipart_body_must_use_its_declared_boundary() {
     assert_eq!(status("multipart/form-data; boundary=boundary-B"), 400);
     assert_eq!(status(&content_type), 200);
 }
+
+/// Kernel memory of TCP sockets now, in bytes (`/proc/net/sockstat`, pages of 4 KiB).
+fn tcp_socket_memory() -> u64 {
+    std::fs::read_to_string("/proc/net/sockstat")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("TCP:"))?;
+            let mut words = line.split_whitespace();
+            words.find(|w| *w == "mem")?;
+            words.next()?.parse::<u64>().ok()
+        })
+        .unwrap_or_default()
+        * 4096
+}
+
+/// Issue 26 (F2, F8): 32 connections each pipelining 8 MiB of small requests and never reading
+/// the replies held 375 MiB 25 s later, all still open (`request_timeout` 15 s): the deadline was
+/// disarmed by the first reply written and re-armed only by a read, which never came while the
+/// replies were backed up. And each refused request wrote a log line: 52–60 MB of log in under a
+/// minute. Now nothing more is read from a connection while a reply waits, a reply not written
+/// within `request_timeout` closes it, and refusals log at most 10 lines a second per outcome.
+#[test]
+fn pipelined_requests_whose_replies_are_never_read_are_cut_off() {
+    let ingester = Ingester::start("request_timeout = \"3s\"\nconfirm_timeout = \"1s\"", "");
+    let before_rss = ingester.peak_rss();
+    let before_kernel = tcp_socket_memory();
+    let started = Instant::now();
+    let request = b"POST /webhooks/nosuch HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+    let chunk: Vec<u8> = request
+        .iter()
+        .copied()
+        .cycle()
+        .take(request.len() * 1000)
+        .collect();
+    let attackers: Vec<_> = (0..32)
+        .map(|_| {
+            let port = ingester.port;
+            let chunk = chunk.clone();
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                stream
+                    .set_write_timeout(Some(Duration::from_secs(2)))
+                    .unwrap();
+                let mut sent = 0;
+                while sent < 8 * MIB {
+                    match stream.write(&chunk) {
+                        Ok(n) if n > 0 => sent += n,
+                        _ => break,
+                    }
+                }
+                (stream, sent)
+            })
+        })
+        .collect();
+    let mut attackers: Vec<(TcpStream, usize)> =
+        attackers.into_iter().map(|a| a.join().unwrap()).collect();
+    let held_kernel = tcp_socket_memory();
+    let sent: usize = attackers.iter().map(|(_, sent)| sent).sum();
+    let (status, took) = ingester.genuine(Duration::from_secs(5));
+    assert_eq!(status, 200, "a genuine webhook during the attack");
+
+    // Past request_timeout (3 s) with room for a loaded machine: every connection is closed.
+    while started.elapsed() < Duration::from_secs(8) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut closed = 0;
+    for (stream, _) in &mut attackers {
+        if closed_by_server(stream, Duration::from_secs(5)) {
+            closed += 1;
+        }
+    }
+    let after_kernel = tcp_socket_memory();
+    let peak = ingester.peak_rss();
+    let log = ingester.log_text();
+    let refused_lines = log
+        .lines()
+        .filter(|l| l.contains("webhook refused"))
+        .count();
+    let elapsed = started.elapsed().as_secs() + 1;
+    eprintln!(
+        "pipelining: 32 connections sent {} MiB in all; kernel TCP memory {} -> {} -> {} MiB \
+         (before, held, after); ingester peak RSS {} -> {} MiB; {closed}/32 closed by the server; \
+         {refused_lines} refusal lines in {elapsed} s; genuine webhook {status} in {took:?}",
+        sent / MIB,
+        before_kernel / MIB as u64,
+        held_kernel / MIB as u64,
+        after_kernel / MIB as u64,
+        before_rss / MIB as u64,
+        peak / MIB as u64,
+    );
+    assert_eq!(
+        closed, 32,
+        "every pipelining connection closed past request_timeout"
+    );
+    assert!(
+        peak < before_rss + 64 * MIB as u64,
+        "peak RSS {} MiB",
+        peak / MIB as u64
+    );
+    assert!(
+        refused_lines as u64 <= 10 * (elapsed + 1),
+        "{refused_lines} refusal lines in {elapsed} s"
+    );
+    let refused = ingester.metric(
+        "countersign_ingester_requests_total{outcome=\"unknown_source\",source=\"_unknown\"}",
+    );
+    eprintln!("{refused} refusals counted");
+    assert!(
+        refused > refused_lines as f64,
+        "every refusal is counted ({refused}), not every one logged ({refused_lines})"
+    );
+}
