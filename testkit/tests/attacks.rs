@@ -1355,3 +1355,44 @@ fn pipelined_requests_whose_replies_are_never_read_are_cut_off() {
         "every refusal is counted ({refused}), not every one logged ({refused_lines})"
     );
 }
+
+/// Issue 26 (F3): one captured Dropbox Sign `event_hash` re-sent with `related_signature_id`
+/// changed (`'signer-1 '`, `'SIGNER-1'`, `'x'`, absent) and `is_declined: true` got 200 four
+/// times: four forged "declined" events about a real request. Now only the genuine one is
+/// published.
+#[test]
+fn a_captured_dropbox_sign_hash_cannot_mint_declines() {
+    let ingester = Ingester::start("", PROVIDER_SOURCES);
+    let (time, hash) = dropbox_signed_now("signature_request_declined");
+    let event = |related: Option<&str>| {
+        let mut metadata = serde_json::json!({});
+        if let Some(related) = related {
+            metadata["related_signature_id"] = related.into();
+        }
+        serde_json::to_vec(&serde_json::json!({
+            "event": {"event_time": time, "event_type": "signature_request_declined",
+                "event_hash": hash, "event_metadata": metadata},
+            "signature_request": {"signature_request_id": "sr-real", "is_declined": true,
+                "signatures": [{"signature_id": "signer-1", "status_code": "declined"}]}
+        }))
+        .unwrap()
+    };
+    let status = |body: &[u8]| {
+        post(ingester.port, "/webhooks/dx", body, Duration::from_secs(10)).map_or(0, |r| r.0)
+    };
+    assert_eq!(status(&event(Some("signer-1"))), 200, "the genuine event");
+    let mut minted = Vec::new();
+    for related in [Some("signer-1 "), Some("SIGNER-1"), Some("x"), None] {
+        let got = status(&event(related));
+        eprintln!("{got} related_signature_id {related:?}");
+        if got == 200 {
+            minted.push(related);
+        }
+    }
+    assert!(minted.is_empty(), "minted: {minted:?}");
+    assert_eq!(
+        take_persisted(&ingester.topology, 1).len(),
+        1,
+        "only the genuine event"
+    );
+}

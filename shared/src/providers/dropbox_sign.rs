@@ -57,6 +57,67 @@ pub struct DropboxSign;
 pub struct Verifier {
     secrets: Vec<Secret>,
     max_age: Duration,
+    signers: SignerMemory,
+}
+
+/// Requests and signers remembered per source for [`SignerMemory`], oldest forgotten first.
+pub const SIGNER_MEMORY_ENTRIES: usize = 100_000;
+
+/// What one captured hash may mint: for each signature request it names, at most as many
+/// signers as that request had in the first content seen under the hash. Genuine simultaneous
+/// events (several signers of one request signing in the same second share a hash) pass; a
+/// captured hash re-sent with other signers of the same request does not, past that count.
+struct SignerMemory {
+    inner: std::sync::Mutex<SignerEntries>,
+}
+
+#[derive(Default)]
+struct SignerEntries {
+    /// Digest of `hash:request` → (signers the first content listed, signers seen).
+    by_key: std::collections::HashMap<[u8; 32], (usize, Vec<[u8; 32]>)>,
+    order: std::collections::VecDeque<([u8; 32], std::time::SystemTime)>,
+}
+
+impl SignerMemory {
+    fn new() -> Self {
+        Self {
+            inner: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Whether `signer` may be one more signer under `key` (remembered until `keep_until`).
+    fn admit(
+        &self,
+        key: [u8; 32],
+        signer: [u8; 32],
+        signers_listed: usize,
+        keep_until: std::time::SystemTime,
+        now: std::time::SystemTime,
+    ) -> bool {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some((front, until)) = inner.order.front().copied() {
+            if until > now && inner.order.len() < SIGNER_MEMORY_ENTRIES {
+                break;
+            }
+            inner.order.pop_front();
+            inner.by_key.remove(&front);
+        }
+        if let Some((cap, seen)) = inner.by_key.get_mut(&key) {
+            if seen.contains(&signer) {
+                return true;
+            }
+            if seen.len() >= *cap {
+                return false;
+            }
+            seen.push(signer);
+            return true;
+        }
+        inner
+            .by_key
+            .insert(key, (signers_listed.max(1), vec![signer]));
+        inner.order.push_back((key, keep_until));
+        true
+    }
 }
 
 /// `200 text/plain Hello API Event Received`.
@@ -276,6 +337,7 @@ impl Verifier {
         Ok(Self {
             secrets: super::required_secrets(source, "the account's API key")?,
             max_age: max_signature_age(source, DEFAULT_MAX_SIGNATURE_AGE)?,
+            signers: SignerMemory::new(),
         })
     }
 }
@@ -355,6 +417,7 @@ impl Verify for Verifier {
             .checked_add(Duration::from_secs(seconds))
             .and_then(|t| t.checked_add(self.max_age))
             .ok_or(Rejection::Stale)?;
+        self.check_signer(&callback, &identity, valid_until, request.received_at)?;
         Ok(Verified {
             event_id: Some(identity.event_id()),
             key_label: self.secrets[key].label().to_owned(),
@@ -367,6 +430,54 @@ impl Verify for Verifier {
             signature_headers: Vec::new(),
             event_type: Cow::Owned(identity.event_type),
         })
+    }
+}
+
+impl Verifier {
+    /// The event's signer must be one of its request's signatures, and a hash may speak of no
+    /// more signers of a request than that request lists (see [`SignerMemory`]). Neither is
+    /// signed, so this bounds what a captured hash can mint; it cannot prove the event.
+    fn check_signer(
+        &self,
+        callback: &Callback,
+        identity: &Identity,
+        keep_until: std::time::SystemTime,
+        now: std::time::SystemTime,
+    ) -> Result<(), Rejection> {
+        let Some(request) = &callback.signature_request else {
+            return Ok(());
+        };
+        let related = callback
+            .event
+            .as_ref()
+            .and_then(|e| e.event_metadata.as_ref())
+            .and_then(|m| m.related_signature_id.as_deref());
+        if let Some(related) = related
+            && !request
+                .signatures
+                .iter()
+                .any(|s| s.signature_id.as_deref() == Some(related))
+        {
+            return Err(Rejection::Unacceptable {
+                status: 400,
+                reason: "related_signature_id is not one of the signature request's signatures",
+            });
+        }
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(identity.hash.to_ascii_lowercase().as_bytes())
+            .chain_update([0])
+            .chain_update(identity.subject.as_bytes())
+            .finalize()
+            .into();
+        let signer: [u8; 32] = Sha256::digest(identity.related.as_bytes()).into();
+        if self
+            .signers
+            .admit(key, signer, request.signatures.len(), keep_until, now)
+        {
+            Ok(())
+        } else {
+            Err(Rejection::Replayed)
+        }
     }
 }
 
@@ -565,6 +676,7 @@ impl Provider for DropboxSign {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::NoHeaders;
     use crate::providers::testing::{Pairs, flips, source, text_flips};
     use std::time::SystemTime;
 
@@ -655,6 +767,102 @@ mod tests {
         assert_eq!(
             verify(&[&reversed], &json).unwrap_err(),
             Rejection::BadSignature
+        );
+    }
+
+    /// An event of `event_type` at `TIME` about request `sr-2` with `signers`, by `related`.
+    fn signer_event(event_type: &str, signers: &[&str], related: Option<&str>) -> Vec<u8> {
+        let signatures: Vec<serde_json::Value> = signers
+            .iter()
+            .map(|id| serde_json::json!({"signature_id": id, "status_code": "signed"}))
+            .collect();
+        let mut metadata = serde_json::json!({});
+        if let Some(related) = related {
+            metadata["related_signature_id"] = related.into();
+        }
+        serde_json::to_vec(&serde_json::json!({
+            "event": {"event_time": TIME, "event_type": event_type,
+                "event_hash": event_hash(API_KEY.as_bytes(), TIME, event_type),
+                "event_metadata": metadata},
+            "signature_request": {"signature_request_id": "sr-2", "is_declined": true,
+                "signatures": signatures}
+        }))
+        .unwrap()
+    }
+
+    /// Issue 26 (F3): one captured `event_hash` with `related_signature_id` changed
+    /// (`'signer-1 '`, `'SIGNER-1'`, `'x'`, absent) minted four "declined" events about a real
+    /// request. Now the signer must be one of the request's signatures, and a hash speaks of at
+    /// most as many signers of a request as that request listed when first seen; two signers
+    /// signing in the same second (one hash, hashed as the SDKs hash) still both pass.
+    #[test]
+    fn a_captured_hash_cannot_mint_signers() {
+        let verifier = Verifier::from_config(&source("dropbox_sign", &[API_KEY])).unwrap();
+        let verify = |body: &[u8]| {
+            verifier.verify(&Request {
+                body,
+                headers: &NoHeaders,
+                received_at: at(1_348_177_752 + 60),
+                path_token: None,
+                query: None,
+            })
+        };
+        let kind = "signature_request_declined";
+        assert!(verify(&signer_event(kind, &["signer-1"], Some("signer-1"))).is_ok());
+        for related in ["signer-1 ", "SIGNER-1", "x"] {
+            assert!(
+                matches!(
+                    verify(&signer_event(kind, &["signer-1"], Some(related))),
+                    Err(Rejection::Unacceptable { status: 400, .. })
+                ),
+                "{related:?}"
+            );
+        }
+        assert_eq!(
+            verify(&signer_event(kind, &["signer-1"], None)).unwrap_err(),
+            Rejection::Replayed,
+            "absent: a second signer of a one-signer request"
+        );
+        // Listing more signers in a forged body does not raise the count.
+        assert_eq!(
+            verify(&signer_event(kind, &["signer-1", "x"], Some("x"))).unwrap_err(),
+            Rejection::Replayed
+        );
+
+        // Two signers of one request, one hash: both genuine events pass, and again (retries).
+        let verifier = Verifier::from_config(&source("dropbox_sign", &[API_KEY])).unwrap();
+        let signed = "signature_request_signed";
+        for _ in 0..2 {
+            for signer in ["signer-a", "signer-b"] {
+                let body = signer_event(signed, &["signer-a", "signer-b"], Some(signer));
+                verifier
+                    .verify(&Request {
+                        body: &body,
+                        headers: &NoHeaders,
+                        received_at: at(1_348_177_752 + 60),
+                        path_token: None,
+                        query: None,
+                    })
+                    .unwrap_or_else(|e| panic!("{signer}: {e:?}"));
+            }
+        }
+        let third = signer_event(
+            signed,
+            &["signer-a", "signer-b", "signer-c"],
+            Some("signer-c"),
+        );
+        assert_eq!(
+            verifier
+                .verify(&Request {
+                    body: &third,
+                    headers: &NoHeaders,
+                    received_at: at(1_348_177_752 + 60),
+                    path_token: None,
+                    query: None,
+                })
+                .unwrap_err(),
+            Rejection::Replayed,
+            "a third signer under the hash of a two-signer request"
         );
     }
 
