@@ -14,7 +14,7 @@ use countersign::config::Config;
 use countersign::message::{self, MAX_FORWARDED_VALUE};
 use countersign::topology::Topology;
 use lapin::BasicProperties;
-use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::types::AMQPValue;
 use secrecy::ExposeSecret as _;
 use sha2::{Digest as _, Sha256};
 
@@ -23,8 +23,6 @@ use crate::spool::quarantine::{self, Entry};
 
 /// How long `requeue` waits for each confirm.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
-/// The header that names what `requeue --drop-oversized-headers` dropped.
-pub const DROPPED_HEADERS: &str = "x-dropped-headers";
 
 /// Runs a quarantine command; `Ok(false)` when some message could not be re-driven.
 pub async fn quarantine(config: &Config, command: Quarantine) -> anyhow::Result<bool> {
@@ -140,45 +138,6 @@ fn describe(out: &mut impl std::io::Write, entry: &Entry) -> std::io::Result<()>
     Ok(())
 }
 
-/// The contract's own headers: never dropped.
-const CONTRACT_HEADERS: &[&str] = &[
-    message::PROVIDER,
-    message::SOURCE,
-    message::EVENT_TYPE,
-    message::RECEIVED_AT,
-    message::REQUEST_ID,
-    message::VERIFIED_KEY,
-    message::ORIGIN,
-];
-
-/// `properties` without the forwarded headers longer than [`MAX_FORWARDED_VALUE`], and the
-/// names of those dropped (recorded in [`DROPPED_HEADERS`]).
-pub fn drop_oversized(properties: &BasicProperties) -> (BasicProperties, Vec<String>) {
-    let Some(headers) = properties.headers() else {
-        return (properties.clone(), Vec::new());
-    };
-    let mut kept = FieldTable::default();
-    let mut dropped = Vec::new();
-    for (name, value) in headers.inner() {
-        let len = match value {
-            AMQPValue::LongString(text) => text.as_bytes().len(),
-            _ => 0,
-        };
-        if len > MAX_FORWARDED_VALUE && !CONTRACT_HEADERS.contains(&name.as_str()) {
-            dropped.push(name.as_str().to_owned());
-        } else {
-            kept.insert(name.clone(), value.clone());
-        }
-    }
-    if !dropped.is_empty() {
-        kept.insert(
-            DROPPED_HEADERS.into(),
-            AMQPValue::LongString(LongString::from(dropped.join(","))),
-        );
-    }
-    (properties.clone().with_headers(kept), dropped)
-}
-
 async fn requeue(
     config: &Config,
     dir: &Path,
@@ -207,7 +166,7 @@ async fn requeue(
         };
         let mut properties = entry.message.properties.clone();
         if drop_oversized_headers {
-            let (trimmed, dropped) = drop_oversized(&properties);
+            let (trimmed, dropped) = message::drop_oversized(&properties);
             if !dropped.is_empty() {
                 writeln!(out, "{id}: dropping {}", escaped(&dropped.join(", ")))?;
             }
@@ -250,39 +209,4 @@ async fn requeue(
     let _ = channel.close(200, "done".into()).await;
     let _ = connection.close(200, "done".into()).await;
     Ok(all_done)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_oversized_forwarded_headers_are_dropped_and_named() {
-        let mut headers = FieldTable::default();
-        let text = |s: String| AMQPValue::LongString(LongString::from(s));
-        headers.insert(message::PROVIDER.into(), text("pandadoc".into()));
-        headers.insert(message::EVENT_TYPE.into(), text("x".repeat(2000)));
-        headers.insert("x-pandadoc-signature".into(), text("ab".repeat(32)));
-        headers.insert(
-            "x-pandadoc-webhook-event-id".into(),
-            text("y".repeat(40_000)),
-        );
-        let properties = BasicProperties::default().with_headers(headers);
-        let (trimmed, dropped) = drop_oversized(&properties);
-        assert_eq!(dropped, ["x-pandadoc-webhook-event-id"]);
-        let kept = trimmed.headers().as_ref().unwrap().inner();
-        assert!(kept.contains_key("x-pandadoc-signature"));
-        assert!(
-            kept.contains_key(message::EVENT_TYPE),
-            "contract headers stay"
-        );
-        assert!(!kept.contains_key("x-pandadoc-webhook-event-id"));
-        assert!(matches!(
-            kept.get(DROPPED_HEADERS),
-            Some(AMQPValue::LongString(s)) if s.as_bytes() == b"x-pandadoc-webhook-event-id"
-        ));
-        let (same, none) = drop_oversized(&trimmed);
-        assert!(none.is_empty());
-        assert_eq!(same.headers(), trimmed.headers());
-    }
 }

@@ -84,6 +84,50 @@ pub fn check_forwarded(
     Ok(())
 }
 
+/// The header that names the forwarded headers dropped to make a message fit
+/// ([`drop_oversized`]).
+pub const DROPPED_HEADERS: &str = "x-dropped-headers";
+
+/// The contract's own headers: never dropped.
+const CONTRACT_HEADERS: &[&str] = &[
+    PROVIDER,
+    SOURCE,
+    EVENT_TYPE,
+    RECEIVED_AT,
+    REQUEST_ID,
+    VERIFIED_KEY,
+    ORIGIN,
+];
+
+/// `properties` without the forwarded headers longer than [`MAX_FORWARDED_VALUE`], and the
+/// names of those dropped (recorded in [`DROPPED_HEADERS`]): what makes a message that came
+/// from before the bounds (or from elsewhere) fit a broker's frame again.
+pub fn drop_oversized(properties: &BasicProperties) -> (BasicProperties, Vec<String>) {
+    let Some(headers) = properties.headers() else {
+        return (properties.clone(), Vec::new());
+    };
+    let mut kept = FieldTable::default();
+    let mut dropped = Vec::new();
+    for (name, value) in headers.inner() {
+        let len = match value {
+            AMQPValue::LongString(text) => text.as_bytes().len(),
+            _ => 0,
+        };
+        if len > MAX_FORWARDED_VALUE && !CONTRACT_HEADERS.contains(&name.as_str()) {
+            dropped.push(name.as_str().to_owned());
+        } else {
+            kept.insert(name.clone(), value.clone());
+        }
+    }
+    if !dropped.is_empty() {
+        kept.insert(
+            DROPPED_HEADERS.into(),
+            AMQPValue::LongString(LongString::from(dropped.join(","))),
+        );
+    }
+    (properties.clone().with_headers(kept), dropped)
+}
+
 /// `delivery_mode` of a message that survives a broker restart.
 pub const PERSISTENT: u8 = 2;
 
@@ -219,6 +263,33 @@ pub fn header_text<'a>(properties: &'a BasicProperties, name: &str) -> Option<&'
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_oversized_forwarded_headers_are_dropped_and_named() {
+        let mut headers = FieldTable::default();
+        let text = |s: String| AMQPValue::LongString(LongString::from(s));
+        headers.insert(PROVIDER.into(), text("pandadoc".into()));
+        headers.insert(EVENT_TYPE.into(), text("x".repeat(2000)));
+        headers.insert("x-pandadoc-signature".into(), text("ab".repeat(32)));
+        headers.insert(
+            "x-pandadoc-webhook-event-id".into(),
+            text("y".repeat(40_000)),
+        );
+        let properties = BasicProperties::default().with_headers(headers);
+        let (trimmed, dropped) = drop_oversized(&properties);
+        assert_eq!(dropped, ["x-pandadoc-webhook-event-id"]);
+        let kept = trimmed.headers().as_ref().unwrap().inner();
+        assert!(kept.contains_key("x-pandadoc-signature"));
+        assert!(kept.contains_key(EVENT_TYPE), "contract headers stay");
+        assert!(!kept.contains_key("x-pandadoc-webhook-event-id"));
+        assert!(matches!(
+            kept.get(DROPPED_HEADERS),
+            Some(AMQPValue::LongString(s)) if s.as_bytes() == b"x-pandadoc-webhook-event-id"
+        ));
+        let (same, none) = drop_oversized(&trimmed);
+        assert!(none.is_empty());
+        assert_eq!(same.headers(), trimmed.headers());
+    }
 
     #[test]
     fn the_largest_message_that_passes_the_bounds_fits_the_smallest_frame_we_ask_for() {

@@ -142,6 +142,9 @@ pub struct Consumer {
     handler: Handler,
     metrics: Metrics,
     consuming: AtomicBool,
+    /// The frame size negotiated on the current connection: what a forwarded message's header
+    /// frame must fit.
+    frame_max: std::sync::atomic::AtomicU32,
 }
 
 impl Consumer {
@@ -157,6 +160,7 @@ impl Consumer {
             handler,
             metrics,
             consuming: AtomicBool::new(false),
+            frame_max: std::sync::atomic::AtomicU32::new(countersign::amqp::FRAME_MAX),
         })
     }
 
@@ -218,6 +222,8 @@ impl Consumer {
     ) -> Result<(Connection, Channel, lapin::Consumer), lapin::Error> {
         let (connection, channel) =
             countersign::amqp::connect(url, "countersign-worker", &self.topology).await?;
+        self.frame_max
+            .store(connection.configuration().frame_max(), Ordering::Relaxed);
         // Per consumer, not per channel: at most `prefetch` unacked messages in hand.
         channel
             .basic_qos(self.settings.prefetch, BasicQosOptions { global: false })
@@ -398,7 +404,7 @@ impl Consumer {
             ATTEMPT.into(),
             AMQPValue::LongLongInt(i64::from(attempt) + 1),
         );
-        headers.insert(LAST_ERROR.into(), text(reason));
+        headers.insert(LAST_ERROR.into(), text(&bounded(reason)));
         self.forward(channel, delivery, queue, headers).await?;
         self.metrics.retried.inc();
         Ok(())
@@ -420,7 +426,7 @@ impl Consumer {
         );
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
         headers.insert(DEAD_KIND.into(), text(kind.label()));
-        headers.insert(DEAD_REASON.into(), text(reason));
+        headers.insert(DEAD_REASON.into(), text(&bounded(reason)));
         headers.insert(
             DEAD_AT.into(),
             text(&chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
@@ -443,7 +449,22 @@ impl Consumer {
         queue: &str,
         headers: FieldTable,
     ) -> Result<(), PublishError> {
-        let properties: BasicProperties = delivery.properties.clone().with_headers(headers);
+        let mut properties: BasicProperties = delivery.properties.clone().with_headers(headers);
+        let frame_max = self.frame_max.load(Ordering::Relaxed);
+        if countersign::amqp::check_header_frame(&properties, frame_max).is_err() {
+            // A message that came with headers near the frame's size, and ours on top: sent as it
+            // is, the broker would close the channel on it at every redelivery. Its oversized
+            // forwarded headers go (named in x-dropped-headers); if it still cannot fit, the
+            // publish is refused here, and the queue's delivery limit parks it in the end.
+            let (trimmed, dropped) = countersign::message::drop_oversized(&properties);
+            tracing::warn!(
+                dropped = dropped.len(),
+                queue,
+                "forwarding a message whose headers exceed the broker's frame: oversized forwarded headers dropped"
+            );
+            properties = trimmed;
+            countersign::amqp::check_header_frame(&properties, frame_max)?;
+        }
         publish_confirmed(
             channel,
             ShortString::from(""),
@@ -454,6 +475,23 @@ impl Consumer {
         )
         .await
     }
+}
+
+/// The longest failure reason a forwarded message carries (`x-dead-reason`, `x-last-error`): a
+/// parser's message may quote the payload, and a header must never make the message too large
+/// for the broker's frame.
+pub const MAX_REASON_BYTES: usize = 1024;
+
+/// `reason`, cut at [`MAX_REASON_BYTES`] on a character boundary (`…` marks the cut).
+fn bounded(reason: &str) -> std::borrow::Cow<'_, str> {
+    if reason.len() <= MAX_REASON_BYTES {
+        return std::borrow::Cow::Borrowed(reason);
+    }
+    let mut end = MAX_REASON_BYTES;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…", &reason[..end]))
 }
 
 /// Groups a stream into batches of at most `size`: each batch starts with the next item, takes

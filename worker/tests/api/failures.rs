@@ -194,3 +194,38 @@ async fn an_unparseable_message_is_parked_with_its_reason_and_nothing_is_written
         );
     }
 }
+
+/// A message that arrives with headers near the frame's size (from before the ingester bounded
+/// them, or published by something else) would, with the worker's parking headers on top, make
+/// the broker close the channel at every redelivery. The worker drops its oversized forwarded
+/// headers (named in `x-dropped-headers`) and parks it; the reason itself is at most 1 KiB.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_too_large_to_forward_with_its_reason_is_parked_without_its_oversized_headers() {
+    let stack = Stack::start().await;
+    // The message fits a 32 KiB frame; with the parking headers on top it would not.
+    let big = "A".repeat(32 * 1024 - 250);
+    stack
+        .publish_raw(
+            b"{\"EventData\": \"not an object\"}",
+            "bad-big",
+            &[
+                ("x-source", "acme"),
+                ("x-provider", "taktikal"),
+                ("x-pandadoc-webhook-event-id", &big),
+            ],
+        )
+        .await;
+    wait_until("it is parked", Duration::from_secs(30), || async {
+        stack.queue_len(stack.topology.dead_queue()).await == 1
+    })
+    .await;
+    let parked = stack.drain(stack.topology.dead_queue()).await;
+    assert_eq!(header(&parked[0], "x-dead-kind"), Some("unparseable"));
+    assert_eq!(
+        header(&parked[0], "x-dropped-headers"),
+        Some("x-pandadoc-webhook-event-id")
+    );
+    assert!(header(&parked[0], "x-pandadoc-webhook-event-id").is_none());
+    assert!(header(&parked[0], "x-dead-reason").unwrap().len() <= 1024 + 3);
+    assert_eq!(stack.queue_len(stack.topology.persist_queue()).await, 0);
+}
