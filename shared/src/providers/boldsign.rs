@@ -59,6 +59,16 @@ struct EventHead {
     event_type: Option<String>,
 }
 
+/// Whether `body` is BoldSign's URL verification event.
+fn is_verification(body: &[u8]) -> bool {
+    is_json_object(body)
+        && serde_json::from_slice::<Head>(body)
+            .ok()
+            .and_then(|head| head.event)
+            .and_then(|event| event.event_type)
+            .is_some_and(|kind| kind == VERIFICATION)
+}
+
 /// `t` and the listed signatures of an `X-BoldSign-Signature` value.
 fn parse_header(value: &str) -> Option<(&str, Vec<Vec<u8>>)> {
     let mut timestamp = None;
@@ -91,7 +101,13 @@ impl Verifier {
 
 impl Verify for Verifier {
     fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
-        if header_text(request, EVENT_HEADER).map(str::trim) == Some(VERIFICATION) {
+        // BoldSign's URL verification (documented: a POST of `{"event": {…, "eventType":
+        // "Verification", …}}` at setup, before the endpoint's signing secret exists) must get a
+        // 200 within 10 s: answered whatever it carries, and nothing is published, so a forged
+        // one gains nothing.
+        if header_text(request, EVENT_HEADER).map(str::trim) == Some(VERIFICATION)
+            || is_verification(request.body)
+        {
             return Err(Rejection::Handshake(Reply::accepted()));
         }
         let header = header_text(request, SIGNATURE_HEADER).ok_or(Rejection::Unsigned)?;
@@ -461,6 +477,13 @@ mod tests {
             verification,
         );
         assert_eq!(signed.unwrap_err(), Rejection::Handshake(Reply::accepted()));
+        // Issue 26: as BoldSign documents it — neither the header nor a signature (the secret
+        // does not exist yet when the URL is verified) — answered 200, nothing published.
+        let documented = br#"{"event":{"id":"7c872a5b-xxxx-xxxx-xxxx-92530a83a8b9","created":1617180024,"eventType":"Verification","clientId":"17c97f7a-xxxx-xxxx-xxxx-fef97b6544a7","environment":"Test"}}"#;
+        assert_eq!(
+            verify_at(&[SECRET], Vec::new(), documented, at(T)).unwrap_err(),
+            Rejection::Handshake(Reply::accepted())
+        );
     }
 
     #[test]
