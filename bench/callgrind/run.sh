@@ -21,7 +21,7 @@ provider = "taktikal"
 secrets = ["env:ACME_KEY"]
 TOML
 for dir in "$@"; do
-    ACME_KEY=cg-key RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/out" \
+    ACME_KEY=callgrind-bench-key RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/out" \
         "$dir/countersign-ingester" --config "$work/cfg.toml" > "$work/log" 2>&1 &
     pid=$!
     for _ in $(seq 1 120); do

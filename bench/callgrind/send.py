@@ -2,7 +2,7 @@
 import hmac, hashlib, base64, json, time, uuid, http.client, sys
 port=int(sys.argv[1]); n=int(sys.argv[2])
 ev=json.load(open('/work/main/shared/tests/fixtures/taktikal/all_signed.json'))
-key=b'cg-key'
+key=b'callgrind-bench-key'
 def body():
     ticks=621355968000000000+int(time.time()*10_000_000)
     guid=str(uuid.uuid4())

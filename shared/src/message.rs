@@ -27,6 +27,10 @@ pub const VERIFIED_KEY: &str = "x-verified-key";
 /// provider's API).
 pub const ORIGIN: &str = "x-origin";
 
+/// `true` on a provider's test event (the sample its settings page sends): archived as such,
+/// never projected as a real signing.
+pub const TEST: &str = "x-test";
+
 /// The longest value of a request header forwarded into a message (a provider's signature
 /// header, its delivery id). Real ones are under 300 bytes (BoldSign with two rolled secrets).
 pub const MAX_FORWARDED_VALUE: usize = 1024;
@@ -163,6 +167,13 @@ pub struct Envelope<'a> {
 
 /// Builds the message for a verified webhook; the payload is [`VerifiedWebhook::body`].
 pub fn outbound(webhook: &VerifiedWebhook, receipt: &Receipt<'_>) -> Outbound {
+    let headers: std::borrow::Cow<'_, [(&'static str, String)]> = if webhook.is_test() {
+        let mut headers = webhook.signature_headers().to_vec();
+        headers.push((TEST, "true".to_owned()));
+        headers.into()
+    } else {
+        webhook.signature_headers().into()
+    };
     message(
         &Envelope {
             provider: webhook.provider().name(),
@@ -170,7 +181,7 @@ pub fn outbound(webhook: &VerifiedWebhook, receipt: &Receipt<'_>) -> Outbound {
             event_id: webhook.event_id(),
             event_type: webhook.event_type(),
             key_label: webhook.key_label(),
-            headers: webhook.signature_headers(),
+            headers: &headers,
             app_id: "countersign-ingester",
         },
         receipt,

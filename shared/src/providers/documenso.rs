@@ -161,6 +161,20 @@ fn status_of(event: &str, document_status: Option<&str>) -> Option<ProcessStatus
     }
 }
 
+/// `documentDataId` of the samples Documenso's "test webhook" sends (its
+/// `generate-sample-data.ts`): fixed values that no real document has.
+const SAMPLE_DOCUMENT_DATA_IDS: &[&str] =
+    &["hs8qz1ktr9204jn7mg6c5dxy0", "cm6exvn93006hi02ru90a265a"];
+
+/// Whether `body` is one of Documenso's test samples.
+pub fn is_sample(body: &[u8]) -> bool {
+    head(body).is_some_and(|(_, payload)| {
+        payload["documentDataId"]
+            .as_str()
+            .is_some_and(|id| SAMPLE_DOCUMENT_DATA_IDS.contains(&id))
+    })
+}
+
 /// One event per document event: the process is the document, its recipients the signees.
 /// Events about templates or anything without a document id project nothing (they are
 /// archived).
@@ -168,6 +182,10 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
     let (event, payload) = head(body).ok_or_else(|| {
         ParseError("not a Documenso event: JSON object with event and payload expected".into())
     })?;
+    if is_sample(body) {
+        // The settings page's test: archived, never a signing ("document 10").
+        return Ok(Vec::new());
+    }
     if !event.starts_with("DOCUMENT_") {
         return Ok(Vec::new());
     }
@@ -237,6 +255,10 @@ impl Provider for Documenso {
 
     fn parse(&self, body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         parse(body)
+    }
+
+    fn is_test_event(&self, body: &[u8]) -> bool {
+        is_sample(body)
     }
 
     // `signs_body` stays true: there is no signature to replay, only a bearer secret, and a

@@ -113,6 +113,12 @@ pub trait Provider: Send + Sync + 'static {
         false
     }
 
+    /// True for a provider's test event (the sample its settings page sends): published marked
+    /// [`crate::message::TEST`], archived, and never projected as a real signing.
+    fn is_test_event(&self, _body: &[u8]) -> bool {
+        false
+    }
+
     /// True for providers authenticated by a token in the URL (`/webhooks/{source}/{token}`).
     fn takes_url_token(&self) -> bool {
         false
@@ -639,6 +645,7 @@ impl Sources {
         Ok(VerifiedWebhook {
             source: source.name.clone(),
             provider: source.provider,
+            test: source.provider.is_test_event(&body),
             event_id,
             event_type: verified.event_type,
             key_label: verified.key_label,
@@ -684,6 +691,7 @@ fn check_secrets(
 pub struct VerifiedWebhook {
     source: String,
     provider: ProviderKind,
+    test: bool,
     event_id: String,
     event_type: Cow<'static, str>,
     key_label: String,
@@ -700,6 +708,10 @@ impl VerifiedWebhook {
     }
     pub fn event_id(&self) -> &str {
         &self.event_id
+    }
+    /// The provider's test event ([`Provider::is_test_event`]).
+    pub fn is_test(&self) -> bool {
+        self.test
     }
     pub fn event_type(&self) -> &str {
         &self.event_type

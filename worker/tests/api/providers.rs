@@ -1082,7 +1082,43 @@ async fn documenso_events_through_the_whole_stack() {
             !headers.to_string().contains(DM_SECRET),
             "the secret is not archived: {headers}"
         );
+        assert!(headers.get("x-test").is_none(), "a real event: {headers}");
     }
+
+    // Issue 26: the settings page's "test webhook" (Documenso's sample: document 10, its fixed
+    // documentDataId) is archived marked `x-test` and never becomes a signing process.
+    let sample = serde_json::to_vec(&serde_json::json!({"event": "DOCUMENT_COMPLETED",
+        "payload": {"id": 10, "externalId": null, "title": "documenso.pdf", "status": "COMPLETED",
+            "documentDataId": "hs8qz1ktr9204jn7mg6c5dxy0", "createdAt": "2026-11-29T09:00:00.000Z",
+            "updatedAt": "2026-11-29T09:00:00.000Z", "completedAt": "2026-11-29T09:00:00.000Z",
+            "recipients": [{"id": 51, "documentId": 10, "email": "signer1@documenso.com",
+                "name": "Signer 1", "role": "SIGNER", "signingStatus": "SIGNED",
+                "signedAt": "2026-11-29T09:00:00.000Z"}]},
+        "createdAt": "2026-11-29T09:00:01.000Z", "webhookEndpoint": "https://countersign.example/webhooks/dm"}))
+    .unwrap();
+    assert_eq!(
+        stack
+            .post_to("dm", &sample, &[(documenso::SECRET_HEADER, DM_SECRET)])
+            .await,
+        200
+    );
+    wait_until_archived(&stack, "dm", 4).await;
+    let headers = stack.stored_headers("dm").await;
+    let marked: Vec<_> = headers.values().filter(|h| h["x-test"] == "true").collect();
+    assert_eq!(marked.len(), 1, "{headers:?}");
+    let (status, _) = stack.get_json("/signing/activity/10?source=dm").await;
+    assert_eq!(status, 404, "no signing process from a test event");
+}
+
+/// Waits until `source` has `rows` archived events.
+async fn wait_until_archived(stack: &Stack, source: &str, rows: usize) {
+    for _ in 0..300 {
+        if stack.stored_headers(source).await.len() >= rows {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{source}: {rows} archived events");
 }
 
 #[tokio::test(flavor = "multi_thread")]
