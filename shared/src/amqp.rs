@@ -70,17 +70,14 @@ pub fn requested_frame_max(url: &str) -> u32 {
 pub fn header_frame_len(properties: &BasicProperties) -> usize {
     // 7 (type, channel, size) + 2 (class) + 2 (weight) + 8 (body size) + properties + 1 (end).
     const OVERHEAD: usize = 20;
-    properties_len(properties).map_or_else(
-        || {
-            // A header type the arithmetic below does not cover: the encoder says.
-            cookie_factory::gen_simple(
-                lapin::protocol::basic::gen_properties(properties),
-                Vec::with_capacity(1024),
-            )
-            .map_or(usize::MAX - OVERHEAD, |bytes| bytes.len())
-        },
-        |len| len,
-    ) + OVERHEAD
+    properties_len(properties).unwrap_or_else(|| {
+        // A header type the arithmetic below does not cover: the encoder says.
+        cookie_factory::gen_simple(
+            lapin::protocol::basic::gen_properties(properties),
+            Vec::with_capacity(1024),
+        )
+        .map_or(usize::MAX - OVERHEAD, |bytes| bytes.len())
+    }) + OVERHEAD
 }
 
 /// The encoded length of `properties` (flags, then each one set), computed rather than encoded
