@@ -1396,3 +1396,51 @@ fn a_captured_dropbox_sign_hash_cannot_mint_declines() {
         "only the genuine event"
     );
 }
+
+/// Issue 26 (handshakes): BoldSign's URL verification as BoldSign documents sending it —
+/// unsigned, without `X-BoldSign-Event` — got 401, so the webhook could not be set up; and
+/// Documenso's "test webhook" sample was recorded as a real event (document 10). Now the first is
+/// answered 200 and nothing is published; the second is published marked `x-test: true`.
+#[test]
+fn endpoint_checks_are_answered_and_test_events_marked() {
+    let ingester = Ingester::start("", PROVIDER_SOURCES);
+    let verification = br#"{"event":{"id":"7c872a5b-xxxx-xxxx-xxxx-92530a83a8b9","created":1617180024,"eventType":"Verification","clientId":"17c97f7a-xxxx-xxxx-xxxx-fef97b6544a7","environment":"Test"}}"#;
+    assert_eq!(
+        post(
+            ingester.port,
+            "/webhooks/bs",
+            verification,
+            Duration::from_secs(10)
+        )
+        .map(|r| r.0),
+        Some(200),
+        "BoldSign's verification, unsigned and without its header"
+    );
+    let sample = serde_json::to_vec(&serde_json::json!({"event": "DOCUMENT_COMPLETED",
+        "payload": {"id": 10, "title": "documenso.pdf", "status": "COMPLETED",
+            "documentDataId": "hs8qz1ktr9204jn7mg6c5dxy0", "recipients": []},
+        "createdAt": "2026-12-06T09:00:00.000Z", "webhookEndpoint": "https://example/webhooks/dm"}))
+    .unwrap();
+    let secret = SECRETS.iter().find(|(n, _)| *n == "DM_KEY").unwrap().1;
+    assert_eq!(
+        post_with(
+            ingester.port,
+            "/webhooks/dm",
+            &sample,
+            &format!(
+                "Content-Type: application/json\r\n{}: {secret}\r\n",
+                documenso::SECRET_HEADER
+            ),
+            Duration::from_secs(10),
+        )
+        .map(|r| r.0),
+        Some(200)
+    );
+    let taken = take_persisted(&ingester.topology, 1);
+    assert_eq!(taken.len(), 1, "only the Documenso sample is published");
+    assert_eq!(
+        taken[0].headers.get("x-test").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(taken[0].headers["x-provider"], "documenso");
+}
