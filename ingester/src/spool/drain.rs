@@ -118,7 +118,8 @@ impl Spool {
                     s.tries += 1;
                     s.tries
                 }
-                Some(_) if alone => 0,
+                // Not the record's doing: neither counted nor forgotten.
+                Some(s) if alone => s.tries,
                 _ => {
                     suspect = Some(Suspect {
                         segment: id,
