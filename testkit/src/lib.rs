@@ -251,11 +251,20 @@ pub struct TcpProxy {
 }
 
 impl TcpProxy {
-    /// Picks a free port; nothing listens on it until [`TcpProxy::start`].
+    /// Picks a free port; nothing listens on it until [`TcpProxy::start`]. The port is below
+    /// Linux's ephemeral range (32768–60999), so that no other test's port-0 listener or
+    /// outgoing connection can take it while the proxy is stopped (one did: "proxy port free
+    /// again: address in use").
     pub async fn reserve(target: SocketAddr) -> Self {
-        let probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let listen = probe.local_addr().unwrap();
-        drop(probe);
+        let mut listen = None;
+        for _ in 0..1000 {
+            let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
+            if let Ok(probe) = TcpListener::bind(("127.0.0.1", port)).await {
+                listen = probe.local_addr().ok();
+                break;
+            }
+        }
+        let listen = listen.expect("a free port below the ephemeral range");
         Self {
             listen,
             target,

@@ -416,7 +416,15 @@ mod tests {
 
     #[test]
     fn document_events_are_normalized() {
-        let events = parse(BODY).unwrap();
+        // BODY is Documenso's own sample (what its "test webhook" sends): archived, never a
+        // signing. The same event about a real document is normalized.
+        assert!(is_sample(BODY) && Documenso.is_test_event(BODY));
+        assert!(parse(BODY).unwrap().is_empty());
+        let real = String::from_utf8(BODY.to_vec())
+            .unwrap()
+            .replace("hs8qz1ktr9204jn7mg6c5dxy0", "clx0real0document0data0id");
+        assert!(!is_sample(real.as_bytes()));
+        let events = parse(real.as_bytes()).unwrap();
         assert_eq!(events.len(), 1);
         let event = &events[0];
         assert_eq!(event.process_key, "10");
