@@ -403,6 +403,16 @@ fn plant_segment(dir: &Path, id: u64, messages: &[Message]) {
     std::fs::write(dir.join(format!("{id:020}.seg")), bytes).unwrap();
 }
 
+/// An ingester (on the real broker) whose spool directory `dir` holds `planted` as one segment.
+async fn start_on_planted(dir: &Path, planted: &[Message]) -> TestApp {
+    plant_segment(dir, 1, planted);
+    TestApp::spawn_with(Options {
+        spool: SpoolSetting::At(dir.to_owned(), 64 * 1024 * 1024),
+        ..Options::default()
+    })
+    .await
+}
+
 /// A spooled message as the ingester makes one for a genuine Taktikal webhook.
 fn spooled(id: &str, body: Vec<u8>, extra: &[(&str, String)]) -> Message {
     let mut headers = FieldTable::default();
@@ -446,13 +456,7 @@ async fn a_poison_record_in_the_spool_is_quarantined_and_the_rest_drains() {
             .iter()
             .map(|(id, body)| spooled(id, body.clone(), &[])),
     );
-    plant_segment(dir.path(), 1, &planted);
-
-    let app = TestApp::spawn_with(Options {
-        spool: SpoolSetting::At(dir.path().to_owned(), 64 * 1024 * 1024),
-        ..Options::default()
-    })
-    .await;
+    let app = start_on_planted(dir.path(), &planted).await;
     wait_persisted(&app, 4).await;
     let drained = app.drain_persisted_ids().await;
     let expected: Vec<String> = genuine.iter().map(|(id, _)| id.clone()).collect();
@@ -571,13 +575,7 @@ async fn a_record_that_closes_the_channel_every_time_is_quarantined_after_its_tr
             .iter()
             .map(|(id, body)| spooled(id, body.clone(), &[])),
     );
-    plant_segment(dir.path(), 1, &planted);
-
-    let app = TestApp::spawn_with(Options {
-        spool: SpoolSetting::At(dir.path().to_owned(), 64 * 1024 * 1024),
-        ..Options::default()
-    })
-    .await;
+    let app = start_on_planted(dir.path(), &planted).await;
     // The tries are spaced by the drainer's back-off (0.2 s doubling to 5 s): well within 60 s.
     for _ in 0..600 {
         if app.persisted_count().await >= 3 {
