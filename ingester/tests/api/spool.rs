@@ -6,8 +6,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use countersign_ingester::cli::Quarantine;
-use countersign_ingester::commands;
 use countersign_ingester::spool::quarantine;
 use countersign_ingester::spool::record::{self, Message};
 use lapin::BasicProperties;
@@ -494,20 +492,24 @@ async fn a_poison_record_in_the_spool_is_quarantined_and_the_rest_drains() {
     std::fs::write(
         &config_path,
         crate::helpers::config_text(
-            "quarantine-cli",
+            &app.config.amqp.prefix,
             &Options::default(),
             &format!("dir = {:?}", dir.path()),
         ),
     )
     .unwrap();
-    let cli = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_countersign-ingester"))
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_countersign-ingester"))
             .args(["--config", config_path.to_str().unwrap()])
             .args(args)
             .env("ACME_KEY", crate::helpers::KEY)
             .env("ACME_OLD_KEY", crate::helpers::OLD_KEY)
+            .env("AMQP_URL", crate::helpers::amqp_url())
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    let cli = |args: &[&str]| {
+        let output = run(args);
         assert!(output.status.success(), "{args:?}: {output:?}");
         String::from_utf8(output.stdout).unwrap()
     };
@@ -532,22 +534,26 @@ async fn a_poison_record_in_the_spool_is_quarantined_and_the_rest_drains() {
         poison_body
     );
 
-    // As it is, it still cannot fit: requeue refuses it and keeps it.
-    let requeue = |drop_oversized_headers| Quarantine::Requeue {
-        ids: vec![],
-        all: true,
-        drop_oversized_headers,
-    };
-    let done = commands::quarantine(&app.config, requeue(false))
-        .await
-        .unwrap();
-    assert!(!done);
+    // As it is, it still cannot fit: requeue refuses it, keeps it, and exits 1.
+    let refused = run(&["spool", "quarantine", "requeue", "--all"]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stdout).contains("not requeued"),
+        "{refused:?}"
+    );
     assert_eq!(quarantine::ids(dir.path()).unwrap().len(), 1, "still there");
     // Without the oversized (unsigned) header it fits, and leaves the quarantine once confirmed.
-    let done = commands::quarantine(&app.config, requeue(true))
-        .await
-        .unwrap();
-    assert!(done);
+    let requeued = cli(&[
+        "spool",
+        "quarantine",
+        "requeue",
+        &ids[0],
+        "--drop-oversized-headers",
+    ]);
+    assert!(
+        requeued.contains("requeued (confirmed by the broker)"),
+        "{requeued}"
+    );
     assert!(quarantine::ids(dir.path()).unwrap().is_empty());
     wait_persisted(&app, 1).await;
     let requeued = app.drain_persisted().await;
