@@ -49,10 +49,20 @@ pub fn via_port(url: &str, port: u16) -> String {
 
 /// A TCP port on 127.0.0.1 that nothing listens on now (for a server the test starts).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port on 127.0.0.1")
+    (0..1000)
+        .find_map(|_| {
+            let port = port_below_ephemeral_range();
+            std::net::TcpListener::bind(("127.0.0.1", port))
+                .ok()
+                .map(|_| port)
+        })
+        .expect("a free port on 127.0.0.1 below the ephemeral range")
+}
+
+/// A port in 20000–31999: below Linux's ephemeral range (32768–60999), so no port-0 listener or
+/// outgoing connection of another test takes it between its reservation and its use.
+fn port_below_ephemeral_range() -> u16 {
+    20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16
 }
 
 /// A fresh name prefix for one test's exchange and queues.
@@ -258,7 +268,7 @@ impl TcpProxy {
     pub async fn reserve(target: SocketAddr) -> Self {
         let mut listen = None;
         for _ in 0..1000 {
-            let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
+            let port = port_below_ephemeral_range();
             if let Ok(probe) = TcpListener::bind(("127.0.0.1", port)).await {
                 listen = probe.local_addr().ok();
                 break;
