@@ -59,16 +59,6 @@ struct EventHead {
     event_type: Option<String>,
 }
 
-/// Whether `body` is BoldSign's URL verification event.
-fn is_verification(body: &[u8]) -> bool {
-    is_json_object(body)
-        && serde_json::from_slice::<Head>(body)
-            .ok()
-            .and_then(|head| head.event)
-            .and_then(|event| event.event_type)
-            .is_some_and(|kind| kind == VERIFICATION)
-}
-
 /// `t` and the listed signatures of an `X-BoldSign-Signature` value.
 fn parse_header(value: &str) -> Option<(&str, Vec<Vec<u8>>)> {
     let mut timestamp = None;
@@ -105,8 +95,18 @@ impl Verify for Verifier {
         // "Verification", …}}` at setup, before the endpoint's signing secret exists) must get a
         // 200 within 10 s: answered whatever it carries, and nothing is published, so a forged
         // one gains nothing.
+        // The event's head, read once: for the verification check now, for the event after the
+        // signature.
+        let event = is_json_object(request.body)
+            .then(|| serde_json::from_slice::<Head>(request.body).ok())
+            .flatten()
+            .and_then(|head| head.event);
+        let event_type = event
+            .as_ref()
+            .and_then(|e| e.event_type.clone())
+            .filter(|t| !t.is_empty());
         if header_text(request, EVENT_HEADER).map(str::trim) == Some(VERIFICATION)
-            || is_verification(request.body)
+            || event_type.as_deref() == Some(VERIFICATION)
         {
             return Err(Rejection::Handshake(Reply::accepted()));
         }
@@ -120,18 +120,10 @@ impl Verify for Verifier {
         )
         .ok_or(Rejection::BadSignature)?;
         check_freshness(seconds, request.received_at, self.max_age)?;
-        let event = is_json_object(request.body)
-            .then(|| serde_json::from_slice::<Head>(request.body).ok())
-            .flatten()
-            .and_then(|head| head.event)
-            .ok_or(Rejection::Unacceptable {
-                status: 400,
-                reason: "body is not a BoldSign event (JSON object with event expected)",
-            })?;
-        let event_type = event.event_type.filter(|t| !t.is_empty());
-        if event_type.as_deref() == Some(VERIFICATION) {
-            return Err(Rejection::Handshake(Reply::accepted()));
-        }
+        let event = event.ok_or(Rejection::Unacceptable {
+            status: 400,
+            reason: "body is not a BoldSign event (JSON object with event expected)",
+        })?;
         Ok(Verified {
             event_id: event.id.filter(|id| !id.is_empty()),
             event_type: event_type.map_or(Cow::Borrowed("unknown"), Cow::Owned),
