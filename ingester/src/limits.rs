@@ -2,7 +2,9 @@
 //!
 //! - [`BodyBudget`]: every byte of every body being read or published is counted against one
 //!   budget (`ingester.max_body_bytes_in_flight`); a request that would exceed it gets 503 +
-//!   `Retry-After`. Bytes are counted as they arrive, never from an announced `Content-Length`.
+//!   `Retry-After`. So is every byte a connection has read and its request has not yet taken
+//!   (request heads, read-ahead): past the budget, a connection reads nothing more until bytes
+//!   are given back (see [`ReadCredit`]). Bytes are counted as they arrive, never from an announced `Content-Length`.
 //!   A part of the budget is kept for small bodies (up to [`SMALL_BODY_BYTES`]): a few clients
 //!   holding huge bodies exhaust the rest, and ordinary webhooks (a few KiB) still get through.
 //! - [`DeadlineStream`]: wraps each accepted connection; once a request's first byte has been
@@ -109,6 +111,24 @@ impl BodyHold {
         self.budget.in_flight.add(more as i64);
         true
     }
+
+    /// Gives back up to `less` bytes (the reserve's first).
+    pub fn shrink(&mut self, less: usize) {
+        let less = less.min(self.bytes);
+        let mut left = less;
+        for permit in [&mut self.reserved, &mut self.shared].into_iter().flatten() {
+            let given = left.min(permit.num_permits());
+            drop(permit.split(given));
+            left -= given;
+        }
+        self.bytes -= less;
+        self.budget.in_flight.sub(less as i64);
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
 }
 
 fn merge(held: &mut Option<OwnedSemaphorePermit>, permit: OwnedSemaphorePermit) {
@@ -144,11 +164,19 @@ pub struct DeadlineStream<T> {
     /// Reply bytes the socket has not taken yet.
     backlog: bool,
     credit: Arc<ReadCredit>,
+    /// Set while the budget has no room for a read: when to try again.
+    retry: Option<Pin<Box<Sleep>>>,
     open: IntGauge,
 }
 
+/// How often a connection waiting for the budget tries again (no waiter list: a release costs
+/// nothing on the common path, and 10,000 waiting connections cost 100,000 tries a second at
+/// worst — each one failed `try_acquire`).
+pub const BUDGET_RETRY: Duration = Duration::from_millis(100);
+
 impl<T> DeadlineStream<T> {
-    pub fn new(io: T, limit: Duration, open: IntGauge) -> Self {
+    /// `budget` counts what the connection has read and its requests have not yet taken.
+    pub fn new(io: T, limit: Duration, open: IntGauge, budget: &BodyBudget) -> Self {
         open.inc();
         Self {
             io,
@@ -156,9 +184,23 @@ impl<T> DeadlineStream<T> {
             timer: Box::pin(tokio::time::sleep(limit)),
             armed: false,
             backlog: false,
-            credit: Arc::new(ReadCredit::new()),
+            credit: Arc::new(ReadCredit::new(budget.hold())),
+            retry: None,
             open,
         }
+    }
+
+    /// True while the budget's last refusal is less than [`BUDGET_RETRY`] old (registering the
+    /// waker for the retry).
+    fn waiting_for_budget(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(timer) = &mut self.retry else {
+            return false;
+        };
+        if timer.as_mut().poll(cx).is_pending() {
+            return true;
+        }
+        self.retry = None;
+        false
     }
 
     /// The connection's read credit, for its requests' handlers (through the connection data).
@@ -233,23 +275,45 @@ impl<T: AsyncRead + Unpin> AsyncRead for DeadlineStream<T> {
             // Woken when a handler consumes body bytes or a reply is written.
             return Poll::Pending;
         }
-        let before = buf.filled().len();
+        if this.waiting_for_budget(cx) {
+            return Poll::Pending;
+        }
         // The caller's room is rarely more than the credit and 8 KiB (actix grows its buffer by
         // 8 KiB): read straight into it, overshooting the credit by at most that. Only a larger
         // room goes through a stack buffer, which costs zeroing it (callgrind: ~4,000
         // instructions a request when every read went that way).
-        let polled = if buf.remaining() <= allowed.saturating_add(READ_AHEAD) {
+        let direct = buf.remaining() <= allowed.saturating_add(READ_AHEAD);
+        let room = if direct {
+            buf.remaining()
+        } else {
+            allowed.min(READ_AHEAD)
+        };
+        // What may be read is counted before it is read, and what was not read given back.
+        if !this.credit.charge(room) {
+            let mut timer = Box::pin(tokio::time::sleep(BUDGET_RETRY));
+            // Registers the waker for the retry.
+            let _ = timer.as_mut().poll(cx);
+            this.retry = Some(timer);
+            return Poll::Pending;
+        }
+        let before = buf.filled().len();
+        let polled = if direct {
             Pin::new(&mut this.io).poll_read(cx, buf)
         } else {
             let mut scratch = [0u8; READ_AHEAD];
-            let mut limited = ReadBuf::new(&mut scratch[..allowed.min(READ_AHEAD)]);
+            let mut limited = ReadBuf::new(&mut scratch[..room]);
             let polled = Pin::new(&mut this.io).poll_read(cx, &mut limited);
             buf.put_slice(limited.filled());
             polled
         };
         let read = buf.filled().len() - before;
-        if matches!(polled, Poll::Ready(Ok(()))) && read > 0 {
-            this.credit.took(read);
+        let read = if matches!(polled, Poll::Ready(Ok(()))) {
+            read
+        } else {
+            0
+        };
+        this.credit.took(read, room);
+        if read > 0 {
             this.arm(cx);
         }
         polled
@@ -267,6 +331,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for DeadlineStream<T> {
 /// [`READ_AHEAD`] again). Where no request has started since the last grant (a request head
 /// larger than that), a further [`READ_AHEAD`] is granted, up to actix-http's own 128 KiB limit
 /// on a head.
+///
+/// What the connection has read is counted in the body budget ([`BodyHold`]) until its request
+/// takes it: a request's body bytes as its handler consumes them (they are then counted by the
+/// handler's own hold), the rest (the head, read-ahead) once the reply is written. Bytes read
+/// ahead of the next request when a reply is written (at most [`READ_AHEAD`] plus one read's
+/// overshoot) are not counted from then on: that is the uncounted part of a connection's memory.
 pub struct ReadCredit(std::sync::Mutex<Credit>);
 
 /// Read-ahead allowed after each reply, and the step for a large head.
@@ -283,16 +353,19 @@ struct Credit {
     /// The credit ran out with no request started; set for one dispatcher poll.
     exhausted: bool,
     waker: Option<std::task::Waker>,
+    /// Read and not yet taken by a request, in the body budget.
+    held: BodyHold,
 }
 
 impl ReadCredit {
-    fn new() -> Self {
+    fn new(held: BodyHold) -> Self {
         Self(std::sync::Mutex::new(Credit {
             bytes: READ_AHEAD,
             granted: READ_AHEAD,
             started: false,
             exhausted: false,
             waker: None,
+            held,
         }))
     }
 
@@ -325,13 +398,27 @@ impl ReadCredit {
         0
     }
 
-    fn took(&self, read: usize) {
+    /// Counts `room` bytes, about to be read, in the budget; false when it has no room.
+    fn charge(&self, room: usize) -> bool {
+        self.lock().held.grow(room)
+    }
+
+    /// `read` of the `room` bytes charged were read: the rest is given back.
+    fn took(&self, read: usize, room: usize) {
         let mut credit = self.lock();
         credit.bytes = credit.bytes.saturating_sub(read);
+        credit.held.shrink(room.saturating_sub(read));
+    }
+
+    /// Bytes the connection holds in the budget now.
+    pub fn held(&self) -> usize {
+        self.lock().held.bytes()
     }
 
     fn replied(&self) {
         let mut credit = self.lock();
+        let held = credit.held.bytes();
+        credit.held.shrink(held);
         credit.bytes = credit.bytes.max(READ_AHEAD);
         credit.granted = READ_AHEAD;
         credit.started = false;
@@ -346,9 +433,11 @@ impl ReadCredit {
         self.lock().started = true;
     }
 
-    /// The handler consumed `bytes` of its body: as many may be read again.
+    /// The handler consumed `bytes` of its body (now counted by its own hold): as many may be
+    /// read again, and the connection gives them back to the budget.
     pub fn consumed(&self, bytes: usize) {
         let mut credit = self.lock();
+        credit.held.shrink(bytes);
         credit.bytes = credit.bytes.saturating_add(bytes);
         if let Some(waker) = credit.waker.take() {
             waker.wake();
@@ -467,6 +556,26 @@ mod tests {
         assert_eq!(gauge.get(), 40);
         assert!(b.grow(60));
         assert!(!budget.hold().grow(1));
+    }
+
+    #[test]
+    fn a_hold_gives_back_part_of_what_it_took() {
+        let gauge = IntGauge::new("t", "t").expect("gauge");
+        // 100 bytes: 12 kept for small bodies, 88 shared.
+        let budget = BodyBudget::new(100, 50, gauge.clone());
+        let mut connection = budget.hold();
+        assert!(connection.grow(88), "the shared part");
+        assert!(connection.grow(7), "7 of the reserve");
+        connection.shrink(10);
+        assert_eq!((connection.bytes(), gauge.get()), (85, 85));
+        assert!(
+            budget.hold().grow(12),
+            "the reserve given back is free again"
+        );
+        connection.shrink(1000);
+        assert_eq!((connection.bytes(), gauge.get()), (0, 0));
+        let mut again = budget.hold();
+        assert!(again.grow(88) && again.grow(12), "the whole budget is free");
     }
 
     #[test]

@@ -405,9 +405,6 @@ async fn read_body(
     let mut body: Vec<u8> = Vec::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| Failure::Unreadable)?;
-        if let Some(credit) = credit {
-            credit.consumed(chunk.len());
-        }
         let needed = body.len() + chunk.len();
         if needed > limit {
             return Err(Rejection::TooLarge { limit }.into());
@@ -423,6 +420,10 @@ async fn read_body(
             body.reserve_exact(capacity - body.len());
         }
         body.extend_from_slice(&chunk);
+        // Counted by `hold` now: the connection gives these bytes back to the budget.
+        if let Some(credit) = credit {
+            credit.consumed(chunk.len());
+        }
     }
     Ok((Bytes::from(body), hold))
 }

@@ -65,6 +65,7 @@ pub fn webhook_server(
             let state = state.clone();
             let expect_state = state.clone();
             let open = open_connections.clone();
+            let budget = state.budget.clone();
             let app = App::new()
                 .app_data(state)
                 // A scope with a default service instead of a `{source}` pattern: the pattern is
@@ -103,7 +104,7 @@ pub fn webhook_server(
                 // client that never reads them have thousands of pipelined requests answered
                 // before the connection's backlog stops reading (see DeadlineStream).
                 let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER_BYTES);
-                let wrapped = DeadlineStream::new(stream, request_timeout, open.clone());
+                let wrapped = DeadlineStream::new(stream, request_timeout, open.clone(), &budget);
                 async move { Ok::<_, actix_http::error::DispatchError>((wrapped, peer)) }
             })
             .and_then(http)

@@ -117,8 +117,9 @@ pub struct IngesterConfig {
     /// How many signatures the replay memory holds at most (about 100 bytes each).
     pub replay_memory_entries: usize,
     /// Body bytes held by all requests together; past it a request gets 503 + `Retry-After`
-    /// (a handful of requests holding huge bodies cannot exhaust memory). At least the largest
-    /// `max_body_bytes`.
+    /// (a handful of requests holding huge bodies cannot exhaust memory). Bytes connections have
+    /// read that no request has taken yet (unfinished request heads) count too: past it, they
+    /// are not read until room is given back. At least the largest `max_body_bytes`.
     pub max_body_bytes_in_flight: usize,
     /// From a request's first byte to its reply, on every request of a connection: a client that
     /// sends slowly or stops half-way is cut off after this (slow-loris). Longer than

@@ -1356,6 +1356,75 @@ fn pipelined_requests_whose_replies_are_never_read_are_cut_off() {
     );
 }
 
+/// Issue 26 (F2): what a connection has read and its request has not taken (a request head of
+/// up to 128 KiB, read-ahead) was outside the body budget: heads that never end held memory
+/// bounded only by the number of connections. Now it is counted: 64 connections each sending
+/// 100 KiB of a head that never ends hold at most `max_body_bytes_in_flight` (4 MiB here; the
+/// rest waits in the kernel's buffers), and the budget is whole again at `header_timeout`, with
+/// the attackers still connected.
+#[test]
+fn unfinished_request_heads_count_in_the_body_budget() {
+    let ingester = Ingester::start(
+        "max_body_bytes = 1048576\nmax_body_bytes_in_flight = 4194304\n\
+         header_timeout = \"6s\"\nrequest_timeout = \"60s\"",
+        "",
+    );
+    let started = Instant::now();
+    let in_flight = || ingester.metric("countersign_ingester_body_bytes_in_flight");
+    let head = format!(
+        "POST /webhooks/acme HTTP/1.1\r\nHost: x\r\nX-Pad: {}",
+        "a".repeat(100 * 1024)
+    );
+    let attackers: Vec<TcpStream> = (0..64)
+        .map(|_| {
+            let mut stream = TcpStream::connect(("127.0.0.1", ingester.port)).unwrap();
+            stream
+                .set_write_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            stream.write_all(head.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    // Until what the ingester has read stops growing (10 s at most).
+    let mut held = in_flight();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = in_flight();
+        if (now == held && now > 0.0) || Instant::now() > deadline {
+            held = now;
+            break;
+        }
+        held = now;
+    }
+    let budget = 4.0 * MIB as f64;
+    eprintln!(
+        "64 unfinished 100 KiB heads: {:.2} MiB counted in the body budget (4 MiB; 6.25 MiB sent)",
+        held / MIB as f64
+    );
+    assert!(held <= budget, "{held} bytes counted, over the budget");
+    assert!(
+        held >= 3.0 * MIB as f64,
+        "the heads read are counted ({held} bytes)"
+    );
+    // A connection waiting for the budget reads nothing, so it cannot see its client leave: the
+    // first request's `header_timeout` (later ones: `request_timeout`) ends it.
+    while in_flight() > 0.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the budget is given back at header_timeout"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "the budget was whole again {:?} after the heads began (header_timeout 6 s)",
+        started.elapsed()
+    );
+    let (status, _) = ingester.genuine(Duration::from_secs(10));
+    assert_eq!(status, 200, "a genuine webhook once the heads are cut off");
+    drop(attackers);
+}
+
 /// Issue 26 (F3): one captured Dropbox Sign `event_hash` re-sent with `related_signature_id`
 /// changed (`'signer-1 '`, `'SIGNER-1'`, `'x'`, absent) and `is_declined: true` got 200 four
 /// times: four forged "declined" events about a real request. Now only the genuine one is
