@@ -7,7 +7,9 @@
 //! - `GET /documents/{sha256}` → the stored bytes, streamed.
 //!
 //! Each process also carries `source`, `status`, `metadata` and `documents` besides Taktikal's
-//! three fields. A process's activity log is paged: `activityTake` entries (default and most
+//! three fields, and `unconfirmed: true` where its provider's credential does not prove what its
+//! events say (`Provider::proves_content`: Dropbox Sign, Documenso, Adobe Acrobat Sign,
+//! Legalesign's event callback) — nothing has confirmed them with the provider's API yet. A process's activity log is paged: `activityTake` entries (default and most
 //! 1,000) after `activitySkip`, oldest first; `activityTotal` says how many there are.
 //! Times are written as Taktikal writes them: `2019-11-08T11:03:49.0700000Z`. The API serves
 //! personal data: when `worker.api_tokens` is set it requires `Authorization: Bearer <token>`
@@ -19,6 +21,7 @@ use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use countersign::config::Secret;
+use countersign::providers::ProviderKind;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -106,6 +109,9 @@ pub struct ProcessView {
     pub process_key: String,
     pub source: String,
     pub status: String,
+    /// Present (true) where the provider's credential does not prove the events' content.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unconfirmed: bool,
     /// Provider-specific facts (Taktikal's `Meta`).
     pub metadata: serde_json::Value,
     pub activity_log: Vec<ActivityView>,
@@ -249,7 +255,7 @@ async fn activity_of(
         return denied;
     }
     let keys: Result<Vec<ProcessRow>, _> = sqlx::query_as(
-        "SELECT source, process_key, status, metadata FROM signing_processes
+        "SELECT source, process_key, status, metadata, provider FROM signing_processes
          WHERE process_key = $1 AND ($2::text IS NULL OR source = $2) ORDER BY source",
     )
     .bind(process_key.as_str())
@@ -296,7 +302,7 @@ async fn activity_between(request: HttpRequest, state: web::Data<ApiState>) -> H
     let take = query.take.unwrap_or(100).clamp(1, 1000);
     let skip = query.skip.unwrap_or(0).max(0);
     let keys: Result<Vec<ProcessRow>, _> = sqlx::query_as(
-        "SELECT p.source, p.process_key, p.status, p.metadata FROM signing_processes p
+        "SELECT p.source, p.process_key, p.status, p.metadata, p.provider FROM signing_processes p
          WHERE ($1::text IS NULL OR p.source = $1)
            AND EXISTS (SELECT 1 FROM activity a
                        WHERE a.source = p.source AND a.process_key = p.process_key
@@ -320,7 +326,7 @@ async fn activity_between(request: HttpRequest, state: web::Data<ApiState>) -> H
 }
 
 /// Source, process key, status, metadata.
-type ProcessRow = (String, String, String, serde_json::Value);
+type ProcessRow = (String, String, String, serde_json::Value, String);
 
 async fn respond(
     state: &ApiState,
@@ -362,7 +368,7 @@ async fn respond(
 
 async fn load_process(
     db: &Db,
-    (source, process_key, status, metadata): ProcessRow,
+    (source, process_key, status, metadata, provider): ProcessRow,
     page: ActivityPage,
 ) -> Result<ProcessView, sqlx::Error> {
     let (limit, offset) = page.limit_offset();
@@ -401,10 +407,12 @@ async fn load_process(
     .bind(&process_key)
     .fetch_all(db.pool())
     .await?;
+    let unconfirmed = ProviderKind::from_name(&provider).is_some_and(|p| !p.proves_content());
     Ok(ProcessView {
         process_key,
         source,
         status,
+        unconfirmed,
         metadata,
         activity_log,
         activity_total,

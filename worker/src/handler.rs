@@ -214,9 +214,15 @@ pub fn prepare<'a>(body: &'a [u8], properties: &'a BasicProperties) -> Result<It
             format!("unknown provider {provider_name:?}"),
         ));
     };
-    let events = provider
-        .parse(body)
-        .map_err(|error| dead(DeadKind::Unparseable, error.0))?;
+    // A provider's test event (its settings page's sample, a sandbox or test-mode request) is
+    // archived with its `x-test` mark and never projected as a real signing.
+    let events = if message::header_text(properties, message::TEST) == Some("true") {
+        Vec::new()
+    } else {
+        provider
+            .parse(body)
+            .map_err(|error| dead(DeadKind::Unparseable, error.0))?
+    };
 
     let body_sha256: [u8; 32] = Sha256::digest(body).into();
     let event_id = match properties.message_id() {

@@ -327,6 +327,11 @@ impl Provider for AdobeSign {
         "adobe_sign"
     }
 
+    /// A public client id and an address list: any body from an allowed address passes.
+    fn proves_content(&self) -> bool {
+        false
+    }
+
     fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
         Ok(Box::new(Verifier::from_config(source)?))
     }

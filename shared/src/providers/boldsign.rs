@@ -57,6 +57,17 @@ struct EventHead {
     id: Option<String>,
     created: Option<i64>,
     event_type: Option<String>,
+    /// `Live`, or `Test` for a sandbox application's documents (not legally binding).
+    environment: Option<String>,
+}
+
+/// Sandbox events: BoldSign's `environment: "Test"` (its sandbox applications; the `Verification`
+/// sent at setup says `Test` too).
+pub fn is_sandbox(body: &[u8]) -> bool {
+    serde_json::from_slice::<Head>(body)
+        .ok()
+        .and_then(|head| head.event?.environment)
+        .is_some_and(|environment| environment.eq_ignore_ascii_case("test"))
 }
 
 /// `t` and the listed signatures of an `X-BoldSign-Signature` value.
@@ -288,13 +299,17 @@ impl Provider for BoldSign {
         parse(body)
     }
 
+    fn is_test_event(&self, body: &[u8]) -> bool {
+        is_sandbox(body)
+    }
+
     fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
         let secret = super::first_secret(source)?;
         let now = Utc::now().timestamp();
         let document_id = uuid::Uuid::new_v4().to_string();
         let body = serde_json::to_vec(&serde_json::json!({
             "event": {"id": uuid::Uuid::new_v4().to_string(), "created": now, "eventType": "Completed",
-                "clientId": null, "environment": "Test"},
+                "clientId": null, "environment": "Live"},
             "context": {"eventType": "Completed", "actor": {"userType": "Signer", "id": "signer-1"}},
             "data": {"object": "document", "documentId": document_id, "messageTitle": "Sample agreement",
                 "status": "Completed",
@@ -363,6 +378,15 @@ mod tests {
             body,
             at(T + 5),
         )
+    }
+
+    #[test]
+    fn sandbox_events_are_test_events() {
+        assert!(BoldSign.is_test_event(BODY), "environment Test");
+        let live = String::from_utf8_lossy(BODY).replace("\"Test\"", "\"Live\"");
+        assert!(!BoldSign.is_test_event(live.as_bytes()));
+        assert!(!BoldSign.is_test_event(br#"{"event":{"id":"x"}}"#));
+        assert!(!BoldSign.is_test_event(b"not json"));
     }
 
     #[test]

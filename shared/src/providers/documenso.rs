@@ -261,6 +261,11 @@ impl Provider for Documenso {
         is_sample(body)
     }
 
+    /// A bearer secret: whoever has seen one delivery can send any body.
+    fn proves_content(&self) -> bool {
+        false
+    }
+
     // `signs_body` stays true: there is no signature to replay, only a bearer secret, and a
     // secret cannot be held to one body (see the module documentation).
 

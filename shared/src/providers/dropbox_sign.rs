@@ -242,6 +242,8 @@ struct EventMetadata {
 
 #[derive(Deserialize)]
 struct SignatureRequest {
+    /// A test-mode request: not legally binding.
+    test_mode: Option<bool>,
     signature_request_id: Option<String>,
     title: Option<String>,
     is_declined: Option<bool>,
@@ -618,6 +620,19 @@ impl Provider for DropboxSign {
         false
     }
 
+    /// `signature_request.test_mode`: a request sent in test mode (not legally binding).
+    fn is_test_event(&self, body: &[u8]) -> bool {
+        event_json(body)
+            .and_then(|json| callback_of(&json))
+            .and_then(|callback| callback.signature_request)
+            .is_some_and(|request| request.test_mode == Some(true))
+    }
+
+    /// One captured hash serves every signer of its request, and covers none of the event.
+    fn proves_content(&self) -> bool {
+        false
+    }
+
     fn default_max_body_bytes(&self) -> Option<usize> {
         Some(DEFAULT_MAX_BODY_BYTES)
     }
@@ -736,6 +751,31 @@ mod tests {
 
     fn verify(keys: &[&str], body: &[u8]) -> Result<Verified, Rejection> {
         verify_at(keys, body, at(1_348_177_752 + 60))
+    }
+
+    #[test]
+    fn a_test_mode_request_is_a_test_event_and_still_verifies() {
+        let body = |test_mode: &str| {
+            String::from_utf8(event(HASH, TIME, "signature_request_sent"))
+                .unwrap()
+                .replace(
+                    "\"title\":",
+                    &format!("\"test_mode\":{test_mode},\"title\":"),
+                )
+                .into_bytes()
+        };
+        assert!(DropboxSign.is_test_event(&body("true")));
+        for live in ["false", "null"] {
+            assert!(!DropboxSign.is_test_event(&body(live)), "{live}");
+            assert!(verify(&[API_KEY], &body(live)).is_ok(), "{live}");
+        }
+        assert!(verify(&[API_KEY], &body("true")).is_ok());
+        assert!(!DropboxSign.is_test_event(&event(HASH, TIME, "signature_request_sent")));
+        let (multipart, _) = multipart(&body("true"), "b");
+        assert!(
+            DropboxSign.is_test_event(&multipart),
+            "in a multipart form too"
+        );
     }
 
     #[test]

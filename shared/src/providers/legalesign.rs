@@ -620,6 +620,11 @@ impl Provider for LegalesignEvent {
         "legalesign_event"
     }
 
+    /// A URL token: whoever has seen the URL can send any body.
+    fn proves_content(&self) -> bool {
+        false
+    }
+
     fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
         check_event_config(source)?;
         Ok(Box::new(EventVerifier {

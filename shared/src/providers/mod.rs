@@ -78,6 +78,18 @@ pub trait Provider: Send + Sync + 'static {
         true
     }
 
+    /// Whether the provider's credential proves the event's content even against someone who
+    /// holds a request already delivered (from a log, a proxy, a retry). False where such a
+    /// request can mint another event: Dropbox Sign (the hash covers time and type only, and one
+    /// hash serves every signer of the request), Documenso (a bearer secret in a header), Adobe
+    /// Acrobat Sign (a public client id and an address list), Legalesign's event callback (a URL
+    /// token). Their signing processes are shown `unconfirmed` by the read API until the
+    /// provider's API confirms them. (Taktikal's signature does not cover the body either, but a
+    /// delivered signature can never carry another body: its events are proven.)
+    fn proves_content(&self) -> bool {
+        true
+    }
+
     /// For schemes whose signature does not cover the body: the signature's identity, so that
     /// the worker can refuse a second body under it across every ingester replica.
     fn signature_id(&self, _body: &[u8]) -> Option<String> {

@@ -526,8 +526,31 @@ async fn boldsign_events_through_the_whole_stack() {
         post(verification, String::new(), boldsign::VERIFICATION).await,
         200
     );
-    stack.wait_for_events(3).await;
+    // A sandbox application's document (`environment: "Test"`): archived marked as a test,
+    // never projected as a signing.
+    let sandbox = String::from_utf8(event(
+        "ev-sandbox",
+        "Completed",
+        "Completed",
+        "Completed",
+        now,
+    ))
+    .unwrap()
+    .replace("\"Live\"", "\"Test\"")
+    .replace("doc-bs-1", "doc-bs-sandbox")
+    .into_bytes();
+    let header = boldsign::sign(BS_SECRET.as_bytes(), now, &sandbox);
+    assert_eq!(post(sandbox, header, "Completed").await, 200);
+    stack.wait_for_events(4).await;
     stack.wait_for_deliveries("bs", 2).await;
+    assert_eq!(
+        stack.stored_headers("bs").await["ev-sandbox"]["x-test"],
+        "true"
+    );
+    let (status, _) = stack
+        .get_json("/signing/activity/doc-bs-sandbox?source=bs")
+        .await;
+    assert_eq!(status, 404, "a sandbox signing is not a signing process");
     assert_eq!(
         stack
             .count("SELECT count(*) FROM webhook_events WHERE event_id = 'ev-verify'")
@@ -538,6 +561,10 @@ async fn boldsign_events_through_the_whole_stack() {
     let (status, view) = stack.get_json("/signing/activity/doc-bs-1?source=bs").await;
     assert_eq!(status, 200);
     assert_eq!(view[0]["status"], "completed");
+    assert!(
+        view[0].get("unconfirmed").is_none(),
+        "BoldSign signs the whole body: {view}"
+    );
     assert_eq!(activity_statuses(&view[0]), ["Sent", "Signed", "Completed"]);
     assert_eq!(view[0]["activityLog"][1]["signeeKey"], "sg-1");
     assert!(stack.signed("bs", "sg-1").await);
@@ -722,10 +749,38 @@ async fn dropbox_sign_callbacks_through_the_whole_stack() {
     stack.wait_for_events(3).await;
     stack.wait_for_deliveries("dx", 2).await;
     assert_eq!(stack.count("SELECT count(*) FROM webhook_events").await, 3);
+    // A request sent in test mode: archived marked as a test, never projected.
+    let test_mode = String::from_utf8(callback(
+        "signature_request_sent",
+        now - 5,
+        None,
+        "awaiting_signature",
+    ))
+    .unwrap()
+    .replace("\"dx-req-1\"", "\"dx-req-test\", \"test_mode\": true")
+    .into_bytes();
+    assert_eq!(post(test_mode, "b-8").await.status(), 200);
+    stack.wait_for_events(4).await;
+    assert_eq!(
+        stack
+            .count(
+                "SELECT count(*) FROM webhook_events WHERE source = 'dx' AND headers->>'x-test' = 'true'"
+            )
+            .await,
+        1
+    );
+    let (status, _) = stack
+        .get_json("/signing/activity/dx-req-test?source=dx")
+        .await;
+    assert_eq!(status, 404, "a test-mode request is not a signing process");
 
     let (status, view) = stack.get_json("/signing/activity/dx-req-1?source=dx").await;
     assert_eq!(status, 200);
     assert_eq!(view[0]["status"], "all_signed");
+    assert_eq!(
+        view[0]["unconfirmed"], true,
+        "the hash covers none of the event: unconfirmed until the API confirms it"
+    );
     assert_eq!(
         activity_statuses(&view[0]),
         [
@@ -739,7 +794,10 @@ async fn dropbox_sign_callbacks_through_the_whole_stack() {
     let uses = stack
         .count("SELECT count(*) FROM signature_uses WHERE source = 'dx'")
         .await;
-    assert_eq!(uses, 3, "one use per signature, the retry included");
+    assert_eq!(
+        uses, 4,
+        "one use per signature (the test-mode request's too), the retry included"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
