@@ -4,9 +4,10 @@
 //!   budget (`ingester.max_body_bytes_in_flight`); a request that would exceed it gets 503 +
 //!   `Retry-After`. So is every byte a connection has read and its request has not yet taken
 //!   (request heads, read-ahead): past the budget, a connection reads nothing more until bytes
-//!   are given back (see [`ReadCredit`]). Bytes are counted as they arrive, never from an announced `Content-Length`.
-//!   A part of the budget is kept for small bodies (up to [`SMALL_BODY_BYTES`]): a few clients
-//!   holding huge bodies exhaust the rest, and ordinary webhooks (a few KiB) still get through.
+//!   are given back (see [`ReadCredit`]). Bytes are counted as they arrive, never from an
+//!   announced `Content-Length`. A part of the budget is kept for small bodies (up to
+//!   [`SMALL_BODY_BYTES`]): a few clients holding huge bodies exhaust the rest, and ordinary
+//!   webhooks (a few KiB) still get through.
 //! - [`DeadlineStream`]: wraps each accepted connection; once a request's first byte has been
 //!   read, its reply must be written within `ingester.request_timeout`, or the connection is
 //!   dropped. actix-http times only the first request's headers; this covers every request of a
