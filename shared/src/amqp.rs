@@ -148,7 +148,8 @@ pub fn check_header_frame(
     Ok(())
 }
 
-/// Connects, opens a channel in confirm mode and declares the topology on it.
+/// Connects, declares the topology ([`Topology::declare_on`]: a parking lot left by an earlier
+/// version is used as it is, with a warning) and opens a channel in confirm mode.
 pub async fn connect(
     url: &str,
     name: &str,
@@ -165,11 +166,18 @@ pub async fn connect(
         // lapin's own error for a URL it cannot read.
         Err(_) => Connection::connect(url, properties).await?,
     };
+    let declared = topology.declare_on(&connection).await?;
+    if declared.outdated_dead_queue {
+        tracing::warn!(
+            queue = topology.dead_queue(),
+            "{}",
+            crate::topology::OUTDATED_DEAD_QUEUE
+        );
+    }
     let channel = connection.create_channel().await?;
     channel
         .confirm_select(ConfirmSelectOptions { nowait: false })
         .await?;
-    topology.declare(&channel).await?;
     Ok((connection, channel))
 }
 

@@ -4,7 +4,7 @@
 //! <prefix>.events (topic) ──#──▶ <prefix>.persist (quorum) ──consume──▶ worker
 //!                                   ▲        │ over x-delivery-limit
 //!   <prefix>.retry.<delay> ─TTL─────┘        ▼
-//!   (quorum, one per delay)           <prefix>.dead (quorum)
+//!   (quorum, one per delay)           <prefix>.dead (quorum, kept however often it is looked at)
 //! ```
 //!
 //! Described as data first ([`Topology::queues`], [`Topology::bindings`]) so that the same
@@ -20,7 +20,7 @@ use lapin::options::{
     QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 
 use crate::config::AmqpConfig;
 
@@ -28,6 +28,19 @@ use crate::config::AmqpConfig;
 /// in `<prefix>.dead`: a safety net for a message that crashes the worker every time. Ordinary
 /// failures take the retry queues long before this.
 pub const PERSIST_DELIVERY_LIMIT: i64 = 20;
+
+/// How often a parked message may be delivered from `<prefix>.dead` before RabbitMQ drops it:
+/// never, in practice. Operators look at parked messages with the management UI's *Get messages*
+/// and "Nack message requeue true", and every look is a delivery. Without this argument
+/// RabbitMQ 4 gives every quorum queue a limit of 20 and drops the message after its 21st look
+/// (the parking lot has nowhere to dead-letter to). `-1` means "no limit" only from RabbitMQ 4.0
+/// on: RabbitMQ 3.10 accepts it and drops the message after its first look. A million looks is
+/// no limit for a person, and is kept by both.
+pub const DEAD_DELIVERY_LIMIT: i64 = 1_000_000;
+
+/// The start-up warning for a parking lot declared by an earlier version, without
+/// [`DEAD_DELIVERY_LIMIT`], and what to do about it.
+pub const OUTDATED_DEAD_QUEUE: &str = "the parking lot was declared by an earlier version without x-delivery-limit: on RabbitMQ 4 a parked message looked at 20 times with requeue is dropped. Stop the workers and run `countersign-worker upgrade dead-queue` (it moves the parked messages aside, declares the queue again and moves them back)";
 
 /// A queue argument value, as both AMQP and the definitions file carry it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +144,7 @@ impl Topology {
             },
             QueueSpec {
                 name: self.dead.clone(),
-                arguments: quorum(),
+                arguments: self.dead_arguments(),
             },
         ];
         for (name, delay) in &self.retry {
@@ -146,6 +159,37 @@ impl Topology {
         queues
     }
 
+    /// The parking lot's arguments: a quorum queue that keeps what it holds however often it is
+    /// looked at ([`DEAD_DELIVERY_LIMIT`]).
+    fn dead_arguments(&self) -> BTreeMap<&'static str, Argument> {
+        BTreeMap::from([
+            ("x-queue-type", Argument::Text("quorum".into())),
+            ("x-delivery-limit", Argument::Integer(DEAD_DELIVERY_LIMIT)),
+        ])
+    }
+
+    /// Where `countersign-worker upgrade dead-queue` keeps the parked messages while it declares
+    /// `<prefix>.dead` again.
+    pub fn dead_holding_queue(&self) -> String {
+        format!("{}.upgrade", self.dead)
+    }
+
+    /// The holding queue's declaration: the parking lot's own arguments.
+    pub fn dead_holding_spec(&self) -> QueueSpec {
+        QueueSpec {
+            name: self.dead_holding_queue(),
+            arguments: self.dead_arguments(),
+        }
+    }
+
+    /// The parking lot's declaration.
+    pub fn dead_spec(&self) -> QueueSpec {
+        QueueSpec {
+            name: self.dead.clone(),
+            arguments: self.dead_arguments(),
+        }
+    }
+
     pub fn bindings(&self) -> Vec<BindingSpec> {
         vec![BindingSpec {
             exchange: self.exchange.clone(),
@@ -154,8 +198,50 @@ impl Topology {
         }]
     }
 
-    /// Declares the exchange, queues and bindings; safe to repeat.
+    /// Declares the exchange, queues and bindings; safe to repeat. Any difference from what
+    /// exists is an error (`PRECONDITION_FAILED`), the parking lot's included.
     pub async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        self.declare_exchange(channel).await?;
+        for queue in self.queues() {
+            declare_queue(channel, &queue).await?;
+        }
+        self.declare_bindings(channel).await
+    }
+
+    /// [`Topology::declare`], but a parking lot declared by an earlier version without
+    /// `x-delivery-limit` is used as it is (its messages stay where they are) and reported in
+    /// [`Declared::outdated_dead_queue`]: a deployment upgraded in place keeps running, and the
+    /// operator moves the parked messages with `countersign-worker upgrade dead-queue` when the
+    /// workers are stopped. Any other difference is an error.
+    pub async fn declare_on(&self, connection: &Connection) -> Result<Declared, lapin::Error> {
+        let channel = connection.create_channel().await?;
+        self.declare_exchange(&channel).await?;
+        let mut outdated_dead_queue = false;
+        for queue in self.queues() {
+            if queue.name != self.dead {
+                declare_queue(&channel, &queue).await?;
+                continue;
+            }
+            // On a channel of its own: a refused declaration closes the channel it was made on.
+            let probe = connection.create_channel().await?;
+            match declare_queue(&probe, &queue).await {
+                Ok(()) => {
+                    let _ = probe.close(200, "declared".into()).await;
+                }
+                Err(error) if is_inequivalent(&error, "x-delivery-limit") => {
+                    outdated_dead_queue = true;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        self.declare_bindings(&channel).await?;
+        let _ = channel.close(200, "declared".into()).await;
+        Ok(Declared {
+            outdated_dead_queue,
+        })
+    }
+
+    async fn declare_exchange(&self, channel: &Channel) -> Result<(), lapin::Error> {
         channel
             .exchange_declare(
                 ShortString::from(self.exchange.as_str()),
@@ -174,25 +260,10 @@ impl Topology {
                 },
                 FieldTable::default(),
             )
-            .await?;
-        for queue in self.queues() {
-            channel
-                .queue_declare(
-                    ShortString::from(queue.name.as_str()),
-                    QueueDeclareOptions {
-                        // Quorum queues are durable by nature; RabbitMQ requires saying so.
-                        durable: true,
-                        // Shared by every ingester and worker replica.
-                        exclusive: false,
-                        // Outlives its consumers: messages wait for the worker.
-                        auto_delete: false,
-                        passive: false,
-                        nowait: false,
-                    },
-                    field_table(&queue.arguments),
-                )
-                .await?;
-        }
+            .await
+    }
+
+    async fn declare_bindings(&self, channel: &Channel) -> Result<(), lapin::Error> {
         for binding in self.bindings() {
             channel
                 .queue_bind(
@@ -271,6 +342,51 @@ impl Topology {
     }
 }
 
+/// What [`Topology::declare_on`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Declared {
+    /// `<prefix>.dead` exists without `x-delivery-limit` (declared by an earlier version) and was
+    /// left as it is: see [`OUTDATED_DEAD_QUEUE`].
+    pub outdated_dead_queue: bool,
+}
+
+/// Declares one durable queue of the topology.
+pub async fn declare_queue(channel: &Channel, queue: &QueueSpec) -> Result<(), lapin::Error> {
+    channel
+        .queue_declare(
+            ShortString::from(queue.name.as_str()),
+            QueueDeclareOptions {
+                // Quorum queues are durable by nature; RabbitMQ requires saying so.
+                durable: true,
+                // Shared by every ingester and worker replica.
+                exclusive: false,
+                // Outlives its consumers: messages wait for the worker.
+                auto_delete: false,
+                passive: false,
+                nowait: false,
+            },
+            field_table(&queue.arguments),
+        )
+        .await
+        .map(|_| ())
+}
+
+/// `PRECONDITION_FAILED` because an existing queue has another value of `argument`.
+pub fn is_inequivalent(error: &lapin::Error, argument: &str) -> bool {
+    match error.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => {
+            matches!(
+                amqp.kind(),
+                lapin::protocol::AMQPErrorKind::Soft(lapin::protocol::AMQPSoftError::PRECONDITIONFAILED)
+            ) && amqp
+                .get_message()
+                .as_str()
+                .contains(&format!("inequivalent arg '{argument}'"))
+        }
+        _ => false,
+    }
+}
+
 fn field_table(arguments: &BTreeMap<&'static str, Argument>) -> FieldTable {
     let mut table = FieldTable::default();
     for (key, value) in arguments {
@@ -298,6 +414,12 @@ mod tests {
             names,
             ["cs.persist", "cs.dead", "cs.retry.5s", "cs.retry.2m"]
         );
+        let dead = &t.queues()[1];
+        assert_eq!(
+            dead.arguments["x-delivery-limit"],
+            Argument::Integer(DEAD_DELIVERY_LIMIT)
+        );
+        assert_eq!(t.dead_holding_queue(), "cs.dead.upgrade");
         let retry = &t.queues()[3];
         assert_eq!(retry.arguments["x-message-ttl"], Argument::Integer(120_000));
         assert_eq!(

@@ -21,6 +21,11 @@ pub fn amqp_url() -> String {
 }
 
 /// The database server of the tests: `DATABASE_URL`, or the local one.
+/// The RabbitMQ management API of the broker on `AMQP_URL` (`RABBITMQ_MANAGEMENT_URL`).
+pub fn management_url() -> String {
+    std::env::var("RABBITMQ_MANAGEMENT_URL").unwrap_or_else(|_| "http://127.0.0.1:15672".to_owned())
+}
+
 pub fn database_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
@@ -148,7 +153,7 @@ pub fn self_signed_certificate(dir: &std::path::Path) -> (String, PathBuf) {
     (std::fs::read_to_string(key).expect("key"), certificate)
 }
 
-/// Deletes a test's exchange and queues, from any context (also while unwinding from a panic).
+/// Deletes a test's exchange and queues (the upgrade's holding queue too), from any context (also while unwinding from a panic).
 pub fn delete_topology(topology: Topology) {
     let url = amqp_url();
     let _ = std::thread::spawn(move || {
@@ -161,6 +166,15 @@ pub fn delete_topology(topology: Topology) {
                 && let Ok(channel) = connection.create_channel().await
             {
                 let _ = topology.delete(&channel).await;
+                // And what `countersign-worker upgrade dead-queue` may have left.
+                if let Ok(channel) = connection.create_channel().await {
+                    let _ = channel
+                        .queue_delete(
+                            topology.dead_holding_queue().as_str().into(),
+                            lapin::options::QueueDeleteOptions::default(),
+                        )
+                        .await;
+                }
                 let _ = connection.close(200, "test done".into()).await;
             }
         });

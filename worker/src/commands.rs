@@ -1,4 +1,4 @@
-//! The command line: `countersign-worker [run]`, `replay dead`, `replay archive`.
+//! The command line: `countersign-worker [run]`, `replay dead`, `replay archive`, `upgrade dead-queue`.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand};
@@ -35,6 +35,16 @@ pub enum Command {
     Replay(Replay),
     /// Exit 0 if a worker answers /healthz on this configuration's port (for containers).
     Healthcheck,
+    /// Bring what an earlier version declared up to this version's topology.
+    #[command(subcommand)]
+    Upgrade(Upgrade),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Upgrade {
+    /// Declare <prefix>.dead again with x-delivery-limit, keeping its messages (stop the workers
+    /// first). Safe to repeat; finishes an interrupted run.
+    DeadQueue,
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +73,37 @@ pub enum Replay {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+/// Runs an `upgrade` command; prints a one-line summary on stdout.
+#[allow(clippy::print_stdout)]
+pub async fn upgrade(config: Config, command: Upgrade) -> anyhow::Result<()> {
+    let topology = Topology::from_config(&config.amqp);
+    match command {
+        Upgrade::DeadQueue => {
+            let (connection, _) = countersign::amqp::connect(
+                config.amqp.url.expose_secret(),
+                "countersign-worker upgrade",
+                &topology,
+            )
+            .await?;
+            let result = crate::upgrade::upgrade_dead_queue(&connection, &topology).await;
+            let _ = connection.close(200, "done".into()).await;
+            match result? {
+                crate::upgrade::DeadQueueUpgrade::AlreadyCurrent => println!(
+                    "{} already has x-delivery-limit {}; nothing to do",
+                    topology.dead_queue(),
+                    countersign::topology::DEAD_DELIVERY_LIMIT
+                ),
+                crate::upgrade::DeadQueueUpgrade::Upgraded { moved } => println!(
+                    "{} declared again with x-delivery-limit {}; {moved} parked message(s) kept",
+                    topology.dead_queue(),
+                    countersign::topology::DEAD_DELIVERY_LIMIT
+                ),
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {

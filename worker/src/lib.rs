@@ -27,5 +27,6 @@ pub mod metrics;
 pub mod reconcile;
 pub mod replay;
 pub mod startup;
+pub mod upgrade;
 
 pub use startup::Application;

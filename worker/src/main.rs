@@ -40,6 +40,7 @@ async fn run() -> ExitCode {
             }
         }
         Command::Replay(replay) => countersign_worker::commands::replay(config, replay).await,
+        Command::Upgrade(upgrade) => countersign_worker::commands::upgrade(config, upgrade).await,
         Command::Healthcheck => {
             let healthy = countersign::telemetry::probe_health(config.worker.listen.port());
             return if healthy {

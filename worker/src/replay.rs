@@ -97,40 +97,61 @@ pub async fn replay_dead(
 ) -> anyhow::Result<DeadReplay> {
     let found = u64::from(countersign::amqp::queue_length(channel, topology.dead_queue()).await?);
     let total = limit.map_or(found, |l| l.min(found));
+    let moved = move_messages(
+        channel,
+        topology.dead_queue(),
+        topology.persist_queue(),
+        total,
+        &|properties| {
+            properties
+                .clone()
+                .with_headers(replay_headers(properties.headers().as_ref(), "dead"))
+        },
+        progress,
+    )
+    .await?;
+    Ok(DeadReplay { found, moved })
+}
+
+/// Moves up to `count` messages, oldest first, from queue `from` to queue `to` (through the
+/// default exchange), their properties passed through `properties`. Each is published with a
+/// confirm before its original is acked: a crash in the middle duplicates one message at worst,
+/// never loses one. Returns how many were moved (fewer than `count` if `from` ran out).
+pub async fn move_messages(
+    channel: &Channel,
+    from: &str,
+    to: &str,
+    count: u64,
+    properties: &(dyn Fn(&BasicProperties) -> BasicProperties + Sync),
+    progress: Progress<'_>,
+) -> anyhow::Result<u64> {
     let mut moved = 0;
-    while moved < total {
+    while moved < count {
         let Some(message) = channel
-            .basic_get(
-                ShortString::from(topology.dead_queue()),
-                BasicGetOptions { no_ack: false },
-            )
+            .basic_get(ShortString::from(from), BasicGetOptions { no_ack: false })
             .await?
         else {
             break;
         };
         let delivery = message.delivery;
-        let properties = delivery.properties.clone().with_headers(replay_headers(
-            delivery.properties.headers().as_ref(),
-            "dead",
-        ));
         publish_confirmed(
             channel,
             ShortString::from(""),
-            ShortString::from(topology.persist_queue()),
+            ShortString::from(to),
             &delivery.data,
-            properties,
+            properties(&delivery.properties),
             CONFIRM_TIMEOUT,
         )
         .await?;
-        // Only now is the message safe in <prefix>.persist.
+        // Only now is the message safe in `to`.
         delivery
             .acker
             .ack(BasicAckOptions { multiple: false })
             .await?;
         moved += 1;
-        progress(moved, total);
+        progress(moved, count);
     }
-    Ok(DeadReplay { found, moved })
+    Ok(moved)
 }
 
 /// Which archived events to replay.

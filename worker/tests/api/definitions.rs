@@ -5,13 +5,10 @@ use std::path::PathBuf;
 
 use countersign::config::{Config, Role};
 use countersign::topology::Topology;
-use countersign_testkit::{amqp_url, delete_topology, unique_prefix};
+use countersign_testkit::{amqp_url, delete_topology, management_url, unique_prefix};
 use lapin::{Connection, ConnectionProperties};
 use serde_json::Value;
 
-fn management_url() -> String {
-    std::env::var("RABBITMQ_MANAGEMENT_URL").unwrap_or_else(|_| "http://127.0.0.1:15672".to_owned())
-}
 
 fn definitions_file() -> Value {
     let path =

@@ -8,6 +8,7 @@ mod failures;
 mod helpers;
 mod kill;
 mod object_storage;
+mod parking;
 mod providers;
 mod read_api;
 mod reconcile;

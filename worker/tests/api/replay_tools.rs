@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use countersign_testkit::{TcpProxy, amqp_url, database_url, socket_address, via_port};
+use countersign_testkit::{
+    TcpProxy, amqp_url, database_url, management_url, socket_address, via_port,
+};
 
 use crate::helpers::{Options, Stack, TestDatabase, taktikal, wait_until};
 
@@ -232,9 +234,6 @@ async fn replay_archive_rebuilds_deleted_rows_in_its_range_and_leaves_the_rest()
     );
 }
 
-fn management_url() -> String {
-    std::env::var("RABBITMQ_MANAGEMENT_URL").unwrap_or_else(|_| "http://127.0.0.1:15672".to_owned())
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn management_ui_move_messages_in_a_real_browser_gets_parked_events_persisted() {
