@@ -151,6 +151,42 @@ def check_compose():
     return compose
 
 
+def check_cluster_compose():
+    """deploy/cluster/docker-compose.yml: three nodes, its mounts exist, the ports the README names."""
+    path = ROOT / "deploy/cluster/docker-compose.yml"
+    compose = resolve(yaml.safe_load(path.read_text()), {})
+    services = compose.get("services", {})
+    readme = (ROOT / "README.md").read_text()
+    for n in (1, 2, 3):
+        service = services.get(f"rabbitmq-{n}")
+        if service is None:
+            problem(f"deploy/cluster/docker-compose.yml: no service rabbitmq-{n}")
+            continue
+        if service.get("hostname") != f"rabbitmq-{n}":
+            problem(f"deploy/cluster/docker-compose.yml: rabbitmq-{n}'s hostname is not rabbitmq-{n} (its node name, listed in rabbitmq.conf)")
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith(("./", "../")) and not (path.parent / source).exists():
+                problem(f"deploy/cluster/docker-compose.yml: rabbitmq-{n} mounts {source}, which does not exist")
+        ports = set(service.get("ports", []))
+        for port in (f"127.0.0.1:570{n}:5672", f"127.0.0.1:1570{n}:15672"):
+            if port not in ports:
+                problem(f"deploy/cluster/docker-compose.yml: rabbitmq-{n} does not publish {port} (the README's ports)")
+    for needed in ["127.0.0.1:570*n*", "http://localhost:1570*n*"]:
+        if needed not in readme:
+            problem(f"README: the cluster's ports ({needed!r}) are not named")
+    listed = [v for k, v in conf_settings((ROOT / "deploy/cluster/rabbitmq.conf").read_text()).items()
+              if k.startswith("cluster_formation.classic_config.nodes.")]
+    if sorted(listed) != [f"rabbit@rabbitmq-{n}" for n in (1, 2, 3)]:
+        problem(f"deploy/cluster/rabbitmq.conf: classic_config lists {listed}, not the three services")
+    if shutil.which("docker-compose"):
+        result = subprocess.run(["docker-compose", "-f", str(path), "config", "--quiet"], capture_output=True, text=True)
+        if result.returncode != 0:
+            problem(f"docker-compose config (cluster): {result.stderr.strip()}")
+        else:
+            print("docker-compose config (cluster): ok")
+
+
 # --- kustomize, as far as these files use it ---------------------------------------------
 
 def merge(base, patch):
@@ -424,6 +460,19 @@ def check_references(name, docs):
             problem(f"k8s {name}: nothing scrapes RabbitmqCluster/{cluster_name} (a ServiceMonitor on its Service's port 'prometheus')")
         elif not per_object_config and not any(e.get("path") == "/metrics/per-object" for e in endpoints):
             problem(f"k8s {name}: RabbitmqCluster/{cluster_name} is scraped without per-object metrics (path /metrics/per-object, or prometheus.return_per_object_metrics = true): queue depths have no queue label")
+    # The tested cluster's settings (deploy/cluster/rabbitmq.conf) but peer discovery and the
+    # definitions import, which the operator and the topology resources do their own way.
+    tested = cluster_settings()
+    for cluster in by_kind.get("RabbitmqCluster", []):
+        cluster_name = cluster["metadata"]["name"]
+        given = conf_settings(lookup(cluster, "spec.rabbitmq.additionalConfig") or "")
+        for key, value in tested.items():
+            if given.get(key) != value:
+                problem(f"k8s {name}: RabbitmqCluster/{cluster_name}: {key} is {given.get(key)!r}, the tested cluster's (deploy/cluster/rabbitmq.conf) is {value!r}")
+        if (cluster["spec"].get("replicas") or 1) != 3:
+            problem(f"k8s {name}: RabbitmqCluster/{cluster_name}: replicas {cluster['spec'].get('replicas')}, the tested cluster has 3 nodes")
+        if cluster["spec"].get("image") != TESTED_RABBITMQ_IMAGE:
+            problem(f"k8s {name}: RabbitmqCluster/{cluster_name}: image {cluster['spec'].get('image')!r}, the tested version is {TESTED_RABBITMQ_IMAGE!r}")
     for hpa in by_kind.get("HorizontalPodAutoscaler", []):
         target = hpa["spec"]["scaleTargetRef"]["name"]
         deployment = [d for d, _ in pods if d["metadata"]["name"] == target]
@@ -456,6 +505,26 @@ def check_references(name, docs):
     for queue in by_kind.get("Queue", []):
         if lookup(queue, "spec.deletionPolicy") != "retain":
             problem(f"k8s {name}: Queue/{queue['metadata']['name']}: deletionPolicy must be retain (deleting the resource would delete the queue and its events)")
+
+
+# The RabbitMQ the suite tests: deploy/local-bases builds Debian 13's 4.0.5.
+TESTED_RABBITMQ_IMAGE = "rabbitmq:4.0.5-management"
+
+
+def conf_settings(text):
+    """`key = value` lines of a rabbitmq.conf (sysctl format), comments and blanks skipped."""
+    settings = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            settings[key.strip()] = value.strip()
+    return settings
+
+
+def cluster_settings():
+    text = (ROOT / "deploy/cluster/rabbitmq.conf").read_text()
+    return {k: v for k, v in conf_settings(text).items() if not k.startswith(("cluster_formation.", "definitions."))}
 
 
 def spool_dir(config_text):
@@ -612,6 +681,7 @@ def main():
     if kubernetes_validate is None:
         problem("kubernetes-validate is not installed (pip install kubernetes-validate)")
     compose = check_compose()
+    check_cluster_compose()
     base = check_kubernetes("base", render(ROOT / "deploy/k8s/base"))
     production = check_kubernetes("production", render(ROOT / "deploy/k8s/overlays/production"))
     check_topology(compose, production)

@@ -377,7 +377,9 @@ pub fn is_inequivalent(error: &lapin::Error, argument: &str) -> bool {
         lapin::ErrorKind::ProtocolError(amqp) => {
             matches!(
                 amqp.kind(),
-                lapin::protocol::AMQPErrorKind::Soft(lapin::protocol::AMQPSoftError::PRECONDITIONFAILED)
+                lapin::protocol::AMQPErrorKind::Soft(
+                    lapin::protocol::AMQPSoftError::PRECONDITIONFAILED
+                )
             ) && amqp
                 .get_message()
                 .as_str()

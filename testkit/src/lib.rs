@@ -21,6 +21,31 @@ pub fn amqp_url() -> String {
 }
 
 /// The database server of the tests: `DATABASE_URL`, or the local one.
+/// `docker compose` where the plugin exists, else Debian's `docker-compose` (v1).
+pub fn compose_program() -> Vec<String> {
+    let plugin = std::process::Command::new("docker")
+        .args(["compose", "version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if plugin {
+        vec!["docker".into(), "compose".into()]
+    } else {
+        vec!["docker-compose".into()]
+    }
+}
+
+/// `down -v` for a test's compose project: `command` is its compose command up to the
+/// subcommand. Containers, networks and volumes go, whatever state they are in.
+pub fn compose_down(mut command: std::process::Command) {
+    let _ = command
+        .args(["down", "-v", "--remove-orphans", "--timeout", "5"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
 /// The RabbitMQ management API of the broker on `AMQP_URL` (`RABBITMQ_MANAGEMENT_URL`).
 pub fn management_url() -> String {
     std::env::var("RABBITMQ_MANAGEMENT_URL").unwrap_or_else(|_| "http://127.0.0.1:15672".to_owned())

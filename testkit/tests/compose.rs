@@ -9,33 +9,18 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use countersign_testkit::free_port;
+use countersign_testkit::{compose_down, compose_program, free_port};
 
 const DEV_KEY: &str = "dev-signature-key";
 const DEV_TOKEN: &str = "dev-read-token";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// `docker compose` where the plugin exists, else Debian's `docker-compose` (v1).
-fn compose_program() -> Vec<String> {
-    let plugin = Command::new("docker")
-        .args(["compose", "version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if plugin {
-        vec!["docker".into(), "compose".into()]
-    } else {
-        vec!["docker-compose".into()]
-    }
 }
 
 /// One compose project of the test's own; `down -v` when dropped.
@@ -135,11 +120,7 @@ impl Project {
 
 impl Drop for Project {
     fn drop(&mut self) {
-        let _ = self
-            .command(&["down", "-v", "--remove-orphans", "--timeout", "5"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        compose_down(self.command(&[]));
     }
 }
 

@@ -66,6 +66,27 @@ fn copy_of_the_files(into: &Path) {
 /// (the mistake, file, text replaced — its first occurrence —, replacement, what the report says)
 const MISTAKES: &[(&str, &str, &str, &str, &str)] = &[
     (
+        "quorum queues declared before the cluster formed left on one node (no reconciliation)",
+        "deploy/k8s/base/rabbitmq-cluster.yaml",
+        "quorum_queue.continuous_membership_reconciliation.enabled = true",
+        "# reconciliation off",
+        "quorum_queue.continuous_membership_reconciliation.enabled is None",
+    ),
+    (
+        "a cluster node whose name is not in the peer list",
+        "deploy/cluster/docker-compose.yml",
+        "hostname: rabbitmq-2",
+        "hostname: rabbit-2",
+        "rabbitmq-2's hostname is not rabbitmq-2",
+    ),
+    (
+        "the operator's own RabbitMQ version instead of the tested one",
+        "deploy/k8s/base/rabbitmq-cluster.yaml",
+        "image: rabbitmq:4.0.5-management",
+        "image: rabbitmq:4.3-management",
+        "the tested version is 'rabbitmq:4.0.5-management'",
+    ),
+    (
         "a Queue with an unknown field",
         "deploy/k8s/base/rabbitmq-topology.yaml",
         "  deletionPolicy: retain\n",

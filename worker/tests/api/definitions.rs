@@ -9,7 +9,6 @@ use countersign_testkit::{amqp_url, delete_topology, management_url, unique_pref
 use lapin::{Connection, ConnectionProperties};
 use serde_json::Value;
 
-
 fn definitions_file() -> Value {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/rabbitmq/definitions.json");

@@ -138,7 +138,10 @@ async fn a_parked_message_survives_a_hundred_looks_with_requeue() {
         assert_eq!(seen.len(), 1, "look {n} sees the parked message");
         assert_eq!(seen[0]["payload"], "parked body 1");
     }
-    assert_eq!(take_all(&channel, topology.dead_queue()).await, parked(1..2));
+    assert_eq!(
+        take_all(&channel, topology.dead_queue()).await,
+        parked(1..2)
+    );
 }
 
 /// Runs `countersign-worker upgrade dead-queue` for `prefix`: (success, stdout, stderr).
@@ -171,8 +174,11 @@ async fn upgrade_dead_queue_keeps_what_an_earlier_version_parked() {
     // The parking lot as versions before DEAD_DELIVERY_LIMIT declared it, with three messages.
     let earlier = QueueSpec {
         name: topology.dead_queue().to_owned(),
-        arguments: [("x-queue-type", countersign::topology::Argument::Text("quorum".into()))]
-            .into(),
+        arguments: [(
+            "x-queue-type",
+            countersign::topology::Argument::Text("quorum".into()),
+        )]
+        .into(),
     };
     declare_queue(&channel, &earlier).await.unwrap();
     for n in 0..3 {
@@ -185,8 +191,16 @@ async fn upgrade_dead_queue_keeps_what_an_earlier_version_parked() {
     assert!(is_inequivalent(&refused, "x-delivery-limit"), "{refused}");
     let declared = topology.declare_on(&connection).await.unwrap();
     assert!(declared.outdated_dead_queue);
-    assert_eq!(queue_length(&channel, topology.persist_queue()).await.unwrap(), 0);
-    assert_eq!(queue_length(&channel, topology.dead_queue()).await.unwrap(), 3);
+    assert_eq!(
+        queue_length(&channel, topology.persist_queue())
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        queue_length(&channel, topology.dead_queue()).await.unwrap(),
+        3
+    );
 
     // A worker consuming: the command refuses and changes nothing.
     let consumer_channel = connection.create_channel().await.unwrap();
@@ -208,7 +222,12 @@ async fn upgrade_dead_queue_keeps_what_an_earlier_version_parked() {
         )),
         "{stderr}"
     );
-    assert_eq!(arguments(&http, topology.dead_queue()).await.get("x-delivery-limit"), None);
+    assert_eq!(
+        arguments(&http, topology.dead_queue())
+            .await
+            .get("x-delivery-limit"),
+        None
+    );
     consumer_channel.close(200, "stopped".into()).await.unwrap();
 
     let (ok, stdout, stderr) = upgrade_command(&prefix);
@@ -224,8 +243,17 @@ async fn upgrade_dead_queue_keeps_what_an_earlier_version_parked() {
         arguments(&http, topology.dead_queue()).await["x-delivery-limit"],
         json!(DEAD_DELIVERY_LIMIT)
     );
-    topology.declare(&strict_channel(&connection).await).await.unwrap();
-    assert!(!topology.declare_on(&connection).await.unwrap().outdated_dead_queue);
+    topology
+        .declare(&strict_channel(&connection).await)
+        .await
+        .unwrap();
+    assert!(
+        !topology
+            .declare_on(&connection)
+            .await
+            .unwrap()
+            .outdated_dead_queue
+    );
 
     // Again: nothing to do.
     let (ok, stdout, stderr) = upgrade_command(&prefix);
@@ -245,7 +273,10 @@ async fn upgrade_dead_queue_keeps_what_an_earlier_version_parked() {
     );
 
     // Every message kept once, body and headers unchanged, oldest first.
-    assert_eq!(take_all(&channel, topology.dead_queue()).await, parked(0..4));
+    assert_eq!(
+        take_all(&channel, topology.dead_queue()).await,
+        parked(0..4)
+    );
 }
 
 async fn strict_channel(connection: &Connection) -> Channel {

@@ -234,7 +234,6 @@ async fn replay_archive_rebuilds_deleted_rows_in_its_range_and_leaves_the_rest()
     );
 }
 
-
 #[tokio::test(flavor = "multi_thread")]
 async fn management_ui_move_messages_in_a_real_browser_gets_parked_events_persisted() {
     let (stack, _proxy, database) = stack_with_parked_events().await;
