@@ -30,7 +30,6 @@ use crate::spool::Message;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the connection's state is checked besides its events.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -145,14 +144,15 @@ impl Broker {
             countersign::amqp::requested_frame_max(&url),
             Ordering::Relaxed,
         );
+        let nodes = countersign::amqp::Nodes::new(&url);
         let mut backoff = FIRST_BACKOFF;
         loop {
             let attempt = tokio::select! {
                 () = stop.cancelled() => return,
-                attempt = tokio::time::timeout(CONNECT_TIMEOUT, self.connect(&url)) => attempt,
+                attempt = self.connect(&nodes) => attempt,
             };
             match attempt {
-                Ok(Ok((connection, channel))) => {
+                Ok((connection, channel)) => {
                     backoff = FIRST_BACKOFF;
                     self.watch(&connection, &channel, &stop).await;
                     self.channel.store(None);
@@ -166,30 +166,39 @@ impl Broker {
                         return;
                     }
                     tracing::warn!("broker connection lost; reconnecting");
+                    if nodes.len() > 1 {
+                        // Another node is there at once: no wait before trying it.
+                        continue;
+                    }
                 }
-                Ok(Err(error)) => {
+                Err(error) => {
                     tracing::warn!(error = %error, retry_in = ?backoff, "cannot connect to the broker");
-                }
-                Err(_) => {
-                    tracing::warn!(timeout = ?CONNECT_TIMEOUT, retry_in = ?backoff, "broker connection attempt timed out");
                 }
             }
             tokio::select! {
                 () = stop.cancelled() => return,
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep(countersign::amqp::jittered(backoff)) => {}
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
-    async fn connect(&self, url: &str) -> Result<(Connection, Channel), lapin::Error> {
-        let (connection, channel) =
-            countersign::amqp::connect(url, "countersign-ingester", &self.topology).await?;
+    async fn connect(
+        &self,
+        nodes: &countersign::amqp::Nodes,
+    ) -> Result<(Connection, Channel), lapin::Error> {
+        let (connection, channel, node) = nodes
+            .connect("countersign-ingester", &self.topology)
+            .await?;
         let frame_max = connection.configuration().frame_max();
         self.frame_max.store(frame_max, Ordering::Relaxed);
         self.channel.store(Some(Arc::new(channel.clone())));
         self.metrics.broker_connected.set(1);
-        tracing::info!(exchange = %self.exchange, frame_max, "broker connected; topology declared");
+        self.metrics
+            .broker_connections
+            .with_label_values(&[node.as_str()])
+            .inc();
+        tracing::info!(%node, exchange = %self.exchange, frame_max, "broker connected; topology declared");
         Ok((connection, channel))
     }
 

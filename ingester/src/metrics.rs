@@ -5,6 +5,8 @@
 //!   Unknown sources count under `source="_unknown"` so that probes cannot grow the label set.
 //! - `countersign_ingester_request_duration_seconds{source}`: from first byte to reply.
 //! - `countersign_ingester_confirm_duration_seconds`: publish until the broker's confirm.
+//! - `countersign_ingester_broker_connections_total{node}`: connections opened, by broker node
+//!   (`host:port`): past the first, each is a reconnection, to another node after a failover.
 //! - `countersign_ingester_broker_connected`: 1 while a confirm-mode channel is open.
 //! - `countersign_ingester_requests_in_flight`: webhook requests being handled now.
 //! - `countersign_ingester_body_bytes_in_flight`: body bytes held against
@@ -44,6 +46,7 @@ pub struct Metrics {
     pub request_seconds: HistogramVec,
     pub confirm_seconds: Histogram,
     pub broker_connected: IntGauge,
+    pub broker_connections: IntCounterVec,
     pub in_flight: IntGauge,
     pub body_bytes_in_flight: IntGauge,
     pub connections_open: IntGauge,
@@ -83,6 +86,14 @@ impl Metrics {
                 "Time from publish to the broker's confirm.",
             )
             .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        let broker_connections = IntCounterVec::new(
+            Opts::new(
+                "countersign_ingester_broker_connections_total",
+                "Connections opened to the broker, by node (host:port): past the first, reconnections.",
+            ),
+            &["node"],
         )
         .expect("valid metric");
         let broker_connected = IntGauge::new(
@@ -156,6 +167,7 @@ impl Metrics {
                 Box::new(request_seconds.clone()),
                 Box::new(confirm_seconds.clone()),
                 Box::new(broker_connected.clone()),
+                Box::new(broker_connections.clone()),
                 Box::new(in_flight.clone()),
                 Box::new(body_bytes_in_flight.clone()),
                 Box::new(connections_open.clone()),
@@ -175,6 +187,7 @@ impl Metrics {
             request_seconds,
             confirm_seconds,
             broker_connected,
+            broker_connections,
             in_flight,
             body_bytes_in_flight,
             connections_open,

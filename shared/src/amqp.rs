@@ -57,7 +57,9 @@ pub const FRAME_MAX: u32 = 32 * 1024;
 /// The `frame_max` a connection to `url` asks for: the URL's own, else [`FRAME_MAX`]. The broker
 /// may lower it; [`lapin::Configuration::frame_max`] says what was negotiated.
 pub fn requested_frame_max(url: &str) -> u32 {
-    url.parse::<lapin::uri::AMQPUri>()
+    let first = addresses(url).into_iter().next().unwrap_or_default();
+    first
+        .parse::<lapin::uri::AMQPUri>()
         .ok()
         .and_then(|uri| uri.query.frame_max)
         .unwrap_or(FRAME_MAX)
@@ -148,9 +150,140 @@ pub fn check_header_frame(
     Ok(())
 }
 
-/// Connects, declares the topology ([`Topology::declare_on`]: a parking lot left by an earlier
-/// version is used as it is, with a warning) and opens a channel in confirm mode.
+/// The brokers an `amqp.url` names, one URL each: `amqp://user:pass@h1:5672,h2:5672/%2f?x=1`
+/// names `amqp://user:pass@h1:5672/%2f?x=1` and `amqp://user:pass@h2:5672/%2f?x=1` (the nodes of
+/// one cluster: same credentials, virtual host and options). A URL with one host is itself.
+pub fn addresses(url: &str) -> Vec<String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return vec![url.to_owned()];
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (userinfo, hosts) = match authority.rfind('@') {
+        Some(at) => (&authority[..=at], &authority[at + 1..]),
+        None => ("", authority),
+    };
+    hosts
+        .split(',')
+        .filter(|host| !host.is_empty())
+        .map(|host| format!("{scheme}://{userinfo}{host}{tail}"))
+        .collect()
+}
+
+/// `host:port` of a broker URL, for logs: no credentials, no options.
+pub fn node_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
+}
+
+/// The nodes of one broker cluster, tried in turn: each new connection starts with the node after
+/// the one the last connection used, so a client whose node died tries that node last, and
+/// replicas started together spread over the nodes (the first try starts at a random node).
+#[derive(Debug)]
+pub struct Nodes {
+    urls: Vec<String>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+/// How long one node may take to accept a connection before the next is tried: a node that is
+/// partitioned away drops packets rather than refusing them.
+pub const NODE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Nodes {
+    pub fn new(url: &str) -> Self {
+        let urls = addresses(url);
+        let start = (std::process::id() as usize)
+            .wrapping_add(uuid::Uuid::new_v4().as_u128() as usize)
+            % urls.len().max(1);
+        Self {
+            urls,
+            next: std::sync::atomic::AtomicUsize::new(start),
+        }
+    }
+
+    /// How many nodes the URL names.
+    pub fn len(&self) -> usize {
+        self.urls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.urls.is_empty()
+    }
+
+    /// Connects to the first node that accepts, starting after the one used last; the
+    /// node's `host:port` with the connection. Each node gets [`NODE_CONNECT_TIMEOUT`]; the
+    /// error is the last node's.
+    pub async fn connect(
+        &self,
+        name: &str,
+        topology: &Topology,
+    ) -> Result<(Connection, Channel, String), lapin::Error> {
+        use std::sync::atomic::Ordering;
+        let count = self.urls.len();
+        let start = self.next.load(Ordering::Relaxed);
+        let mut last = None;
+        for offset in 0..count {
+            let index = (start + offset) % count;
+            let url = &self.urls[index];
+            let attempt =
+                tokio::time::timeout(NODE_CONNECT_TIMEOUT, connect_node(url, name, topology));
+            match attempt.await {
+                Ok(Ok((connection, channel))) => {
+                    self.next.store(index + 1, Ordering::Relaxed);
+                    return Ok((connection, channel, node_of(url).to_owned()));
+                }
+                Ok(Err(error)) => {
+                    tracing::debug!(node = node_of(url), error = %error, "broker node refused");
+                    last = Some(error);
+                }
+                Err(_) => {
+                    tracing::debug!(node = node_of(url), "broker node did not answer in time");
+                    last = Some(lapin::Error::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "{} did not answer within {NODE_CONNECT_TIMEOUT:?}",
+                            node_of(url)
+                        ),
+                    )));
+                }
+            }
+        }
+        // The next attempt starts after the node tried first this time.
+        self.next.store(start + 1, Ordering::Relaxed);
+        Err(last.unwrap_or_else(|| {
+            lapin::Error::from(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "amqp.url names no broker",
+            ))
+        }))
+    }
+}
+
+/// `base` scaled by a random factor in [0.5, 1.5): replicas that lost the same node do not all
+/// come back at the same instant.
+pub fn jittered(base: Duration) -> Duration {
+    let unit = (uuid::Uuid::new_v4().as_u128() % 1_000) as f64 / 1_000.0;
+    base.mul_f64(0.5 + unit)
+}
+
+/// Connects to one of the nodes `url` names ([`Nodes`]), declares the topology and opens a
+/// channel in confirm mode.
 pub async fn connect(
+    url: &str,
+    name: &str,
+    topology: &Topology,
+) -> Result<(Connection, Channel), lapin::Error> {
+    let (connection, channel, _) = Nodes::new(url).connect(name, topology).await?;
+    Ok((connection, channel))
+}
+
+/// Connects to the one broker `url` names, declares the topology ([`Topology::declare_on`]: a
+/// parking lot left by an earlier version is used as it is, with a warning) and opens a channel
+/// in confirm mode.
+async fn connect_node(
     url: &str,
     name: &str,
     topology: &Topology,
@@ -281,6 +414,74 @@ pub async fn queue_length(channel: &Channel, queue: &str) -> Result<u32, lapin::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_names_one_broker_or_the_nodes_of_a_cluster() {
+        assert_eq!(
+            addresses("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            ["amqp://guest:guest@127.0.0.1:5672/%2f"]
+        );
+        assert_eq!(
+            addresses("amqps://u:p%40ss@a:5671,b:5671,c/%2f?heartbeat=10"),
+            [
+                "amqps://u:p%40ss@a:5671/%2f?heartbeat=10",
+                "amqps://u:p%40ss@b:5671/%2f?heartbeat=10",
+                "amqps://u:p%40ss@c/%2f?heartbeat=10",
+            ]
+        );
+        assert_eq!(addresses("amqp://a,b"), ["amqp://a", "amqp://b"]);
+        assert_eq!(
+            addresses("amqp://a,,b?x=1"),
+            ["amqp://a?x=1", "amqp://b?x=1"]
+        );
+        assert_eq!(
+            node_of("amqp://user:secret@rabbitmq-2:5672/%2f?x=1"),
+            "rabbitmq-2:5672"
+        );
+        assert_eq!(node_of("amqp://host"), "host");
+        assert_eq!(
+            requested_frame_max("amqp://a:1,b:2/%2f?frame_max=4096"),
+            4096
+        );
+    }
+
+    #[test]
+    fn jitter_stays_within_half_and_one_and_a_half() {
+        let base = Duration::from_millis(1000);
+        for _ in 0..200 {
+            let d = jittered(base);
+            assert!(
+                d >= Duration::from_millis(500) && d < Duration::from_millis(1500),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn nodes_start_after_the_one_used_last_and_say_why_none_answered() {
+        // Two closed ports: both tried, the error is the last one's.
+        let closed = || {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let (a, b) = (closed(), closed());
+        let nodes = Nodes::new(&format!("amqp://g:g@127.0.0.1:{a},127.0.0.1:{b}/%2f"));
+        assert_eq!(nodes.len(), 2);
+        let first = nodes.next.load(std::sync::atomic::Ordering::Relaxed) % 2;
+        let error = nodes
+            .connect("test", &Topology::new("unused", &[]))
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().to_lowercase().contains("refused"),
+            "{error}"
+        );
+        assert_eq!(
+            nodes.next.load(std::sync::atomic::Ordering::Relaxed) % 2,
+            (first + 1) % 2,
+            "the next attempt starts with the other node"
+        );
+    }
     use lapin::types::{AMQPValue, DecimalValue, FieldArray, LongString};
 
     fn encoded_len(properties: &BasicProperties) -> usize {

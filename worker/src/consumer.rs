@@ -105,7 +105,7 @@ pub const DEAD_AT: &str = "x-dead-at";
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const CONSUME_TIMEOUT: Duration = Duration::from_secs(10);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -171,18 +171,24 @@ impl Consumer {
 
     /// Consumes until `shutdown`, reconnecting whenever the broker link is lost.
     pub async fn run(self: Arc<Self>, url: String, shutdown: CancellationToken) {
+        let nodes = countersign::amqp::Nodes::new(&url);
         let mut backoff = FIRST_BACKOFF;
         while !shutdown.is_cancelled() {
             let attempt = tokio::select! {
                 () = shutdown.cancelled() => break,
-                attempt = tokio::time::timeout(CONNECT_TIMEOUT, self.open(&url)) => attempt,
+                attempt = self.open(&nodes) => attempt,
             };
             match attempt {
-                Ok(Ok((connection, channel, consumer))) => {
+                Ok((connection, channel, consumer, node)) => {
                     backoff = FIRST_BACKOFF;
                     self.consuming.store(true, Ordering::Relaxed);
                     self.metrics.broker_connected.set(1);
+                    self.metrics
+                        .broker_connections
+                        .with_label_values(&[node.as_str()])
+                        .inc();
                     tracing::info!(
+                        %node,
                         queue = self.topology.persist_queue(),
                         prefetch = self.settings.prefetch,
                         batch_size = self.settings.batch_size,
@@ -200,28 +206,48 @@ impl Consumer {
                         return;
                     }
                     tracing::warn!("broker connection lost; reconnecting");
+                    if nodes.len() > 1 {
+                        // Another node is there at once: no wait before trying it.
+                        continue;
+                    }
                 }
-                Ok(Err(error)) => {
+                Err(error) => {
                     tracing::warn!(error = %error, retry_in = ?backoff, "cannot connect to the broker")
-                }
-                Err(_) => {
-                    tracing::warn!(retry_in = ?backoff, "broker connection attempt timed out")
                 }
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep(countersign::amqp::jittered(backoff)) => {}
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
+    /// A connection to one of the nodes, and a consumer on `<prefix>.persist` (which has
+    /// [`CONSUME_TIMEOUT`] to start, on top of the nodes' own connect timeouts).
     async fn open(
         &self,
-        url: &str,
-    ) -> Result<(Connection, Channel, lapin::Consumer), lapin::Error> {
-        let (connection, channel) =
-            countersign::amqp::connect(url, "countersign-worker", &self.topology).await?;
+        nodes: &countersign::amqp::Nodes,
+    ) -> Result<(Connection, Channel, lapin::Consumer, String), lapin::Error> {
+        let (connection, channel, node) =
+            nodes.connect("countersign-worker", &self.topology).await?;
+        match tokio::time::timeout(CONSUME_TIMEOUT, self.start_consumer(&connection, &channel))
+            .await
+        {
+            Ok(Ok(consumer)) => Ok((connection, channel, consumer, node)),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(lapin::Error::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("{node} did not start the consumer within {CONSUME_TIMEOUT:?}"),
+            ))),
+        }
+    }
+
+    async fn start_consumer(
+        &self,
+        connection: &Connection,
+        channel: &Channel,
+    ) -> Result<lapin::Consumer, lapin::Error> {
         self.frame_max
             .store(connection.configuration().frame_max(), Ordering::Relaxed);
         // Per consumer, not per channel: at most `prefetch` unacked messages in hand.
@@ -246,7 +272,7 @@ impl Consumer {
                 FieldTable::default(),
             )
             .await?;
-        Ok((connection, channel, consumer))
+        Ok(consumer)
     }
 
     /// Returns on shutdown (after finishing what is in hand) or when the link is lost (dropping

@@ -6,6 +6,8 @@
 //! - `countersign_worker_dead_lettered_total{reason}`: parked in `<prefix>.dead`, by `x-dead-kind`.
 //! - `countersign_worker_processing_seconds`: from delivery to ack.
 //! - `countersign_worker_batch_messages`: messages recorded together in one transaction.
+//! - `countersign_worker_broker_connections_total{node}`: connections opened, by broker node
+//!   (`host:port`): past the first, each is a reconnection, to another node after a failover.
 //! - `countersign_worker_broker_connected`: 1 while consuming.
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
@@ -24,6 +26,7 @@ pub struct Metrics {
     pub processing_seconds: Histogram,
     pub batch_messages: Histogram,
     pub broker_connected: IntGauge,
+    pub broker_connections: IntCounterVec,
     /// Reconciliation runs, by source and outcome (`done`, `failed`, `skipped` when another
     /// replica held the source).
     pub reconcile_runs: IntCounterVec,
@@ -77,6 +80,14 @@ impl Metrics {
             .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
         )
         .expect("valid metric");
+        let broker_connections = IntCounterVec::new(
+            Opts::new(
+                "countersign_worker_broker_connections_total",
+                "Connections opened to the broker, by node (host:port): past the first, reconnections.",
+            ),
+            &["node"],
+        )
+        .expect("valid metric");
         let broker_connected = IntGauge::new(
             "countersign_worker_broker_connected",
             "1 while the worker consumes from the broker.",
@@ -108,6 +119,7 @@ impl Metrics {
                 Box::new(processing_seconds.clone()),
                 Box::new(batch_messages.clone()),
                 Box::new(broker_connected.clone()),
+                Box::new(broker_connections.clone()),
                 Box::new(reconcile_runs.clone()),
                 Box::new(reconcile_gaps.clone()),
             ],
@@ -121,6 +133,7 @@ impl Metrics {
             processing_seconds,
             batch_messages,
             broker_connected,
+            broker_connections,
             reconcile_runs,
             reconcile_gaps,
         }

@@ -240,3 +240,95 @@ async fn the_header_frame_bound_keeps_inside_the_brokers() {
     }
     countersign_testkit::delete_topology(topology);
 }
+
+/// The node the ingester's current connection goes through, from its metrics.
+async fn connected_node(app: &TestApp, nodes: &[&TcpProxy]) -> Option<u16> {
+    let metrics = app.metrics_text().await;
+    let count = |port: u16| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("countersign_ingester_broker_connections_total")
+                    && l.contains(&format!("node=\"127.0.0.1:{port}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let counts: Vec<(u16, u64)> = nodes.iter().map(|n| (n.port(), count(n.port()))).collect();
+    counts.iter().find(|(_, c)| *c > 0).map(|(p, _)| *p)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_url_with_several_nodes_fails_over_to_another_when_its_node_goes() {
+    // Two "nodes" in front of the one local broker: each a proxy the test can cut.
+    let a = TcpProxy::reserve(broker_address()).await;
+    let b = TcpProxy::reserve(broker_address()).await;
+    a.start();
+    b.start();
+    let app = TestApp::spawn_with(Options {
+        amqp_url: format!(
+            "amqp://guest:guest@127.0.0.1:{},127.0.0.1:{}/%2f",
+            a.port(),
+            b.port()
+        ),
+        spool: SpoolSetting::Off,
+        ..Options::default()
+    })
+    .await;
+    app.wait_ready(true).await;
+    let first = connected_node(&app, &[&a, &b])
+        .await
+        .expect("a connection counted by node");
+    let (used, other) = if first == a.port() {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+
+    let mut ok = 0;
+    for _ in 0..5 {
+        let (_, body) = signed_event();
+        assert_eq!(app.post("acme", body).await.status(), 200);
+        ok += 1;
+    }
+
+    // Its node goes; the other is there. Every request meanwhile is a 200 or a 503, and every
+    // 200 is in the queue: nothing is answered 200 on a connection that died unconfirmed.
+    used.stop().await;
+    let mut unavailable = 0;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, body) = signed_event();
+        match app.post("acme", body).await.status().as_u16() {
+            200 => ok += 1,
+            503 => unavailable += 1,
+            other => panic!("status {other}"),
+        }
+        let metrics = app.metrics_text().await;
+        let failed_over = metrics.lines().any(|l| {
+            l.starts_with("countersign_ingester_broker_connections_total")
+                && l.contains(&format!("node=\"127.0.0.1:{}\"", other.port()))
+        });
+        if failed_over && app.ready().await {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no failover to the other node within 20 s"
+        );
+    }
+    for _ in 0..5 {
+        let (_, body) = signed_event();
+        assert_eq!(
+            app.post("acme", body).await.status(),
+            200,
+            "served through the other node, without a restart"
+        );
+        ok += 1;
+    }
+    assert_eq!(
+        app.persisted_count().await,
+        ok,
+        "every 200 queued once ({unavailable} × 503)"
+    );
+}

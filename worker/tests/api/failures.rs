@@ -30,17 +30,7 @@ async fn database_outage_within_the_retry_budget_loses_nothing() {
             "the ingester does not need the database"
         );
     }
-    let metrics = || async {
-        stack
-            .http
-            .get(format!("{}/metrics", stack.worker))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let metrics = || stack.metrics_text();
     wait_until(
         "messages are being retried",
         Duration::from_secs(30),

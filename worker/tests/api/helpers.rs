@@ -116,6 +116,8 @@ pub struct Options {
     pub retry_delays: &'static str,
     /// The worker's DATABASE_URL, when it must differ (a proxy); default the test database.
     pub worker_database_url: Option<String>,
+    /// The worker's AMQP_URL, when it must differ (proxies, several nodes); default AMQP_URL.
+    pub worker_amqp_url: Option<String>,
     pub api_tokens: bool,
     pub start_worker: bool,
     /// Adds a Universign source `fr` trusting this JWKS file.
@@ -205,6 +207,7 @@ impl Default for Options {
         Self {
             retry_delays: r#"["1s", "2s", "4s"]"#,
             worker_database_url: None,
+            worker_amqp_url: None,
             api_tokens: false,
             start_worker: true,
             universign_jwks: None,
@@ -363,8 +366,13 @@ impl Stack {
             .worker_database_url
             .clone()
             .unwrap_or_else(|| database.url.clone());
-        let worker_config =
-            Config::from_toml(&text, Role::Worker, &env_for(&worker_url)).expect("test config");
+        let worker_env = env_for(&worker_url);
+        let worker_amqp = options.worker_amqp_url.clone();
+        let worker_config = Config::from_toml(&text, Role::Worker, &|name: &str| match name {
+            "AMQP_URL" if worker_amqp.is_some() => worker_amqp.clone(),
+            _ => worker_env(name),
+        })
+        .expect("test config");
         let topology = Topology::from_config(&ingester_config.amqp);
 
         let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
@@ -501,6 +509,18 @@ impl Stack {
             .fetch_one(&self.db)
             .await
             .expect(sql)
+    }
+
+    /// The Prometheus text of the worker's `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.worker))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     pub async fn queue_len(&self, queue: &str) -> u32 {

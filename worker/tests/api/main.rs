@@ -4,6 +4,7 @@
 mod batch;
 mod definitions;
 mod downloads;
+mod failover;
 mod failures;
 mod helpers;
 mod kill;

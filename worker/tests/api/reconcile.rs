@@ -295,15 +295,7 @@ async fn a_universign_transaction_completed_without_its_webhook_is_completed_wit
     assert_eq!(view[0]["status"], "completed");
     // Later runs: the transaction is final now, so nothing is asked and nothing published.
     let runs = || async {
-        let text = stack
-            .http
-            .get(format!("{}/metrics", stack.worker))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = stack.metrics_text().await;
         text.lines()
             .find(|l| {
                 l.starts_with("countersign_worker_reconcile_runs_total")
