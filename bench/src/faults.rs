@@ -46,6 +46,9 @@ struct Plan {
     kill_every: Duration,
     /// Events sent at once before RabbitMQ is restarted under the worker.
     burst: u64,
+    /// The cluster scenarios: how long a killed node (or two) stays down, and a partition lasts.
+    node_outage: Duration,
+    partition: Duration,
 }
 
 impl Scale {
@@ -59,6 +62,8 @@ impl Scale {
                 kill_for: Duration::from_secs(12),
                 kill_every: Duration::from_secs(3),
                 burst: 4_000,
+                node_outage: Duration::from_secs(5),
+                partition: Duration::from_secs(10),
             },
             Scale::Full => Plan {
                 connections: 64,
@@ -68,6 +73,8 @@ impl Scale {
                 kill_for: Duration::from_secs(60),
                 kill_every: Duration::from_secs(4),
                 burst: 15_000,
+                node_outage: Duration::from_secs(20),
+                partition: Duration::from_secs(30),
             },
         }
     }
@@ -170,25 +177,54 @@ async fn run_in(
                 ..Line::default()
             },
         };
-        eprintln!(
-            "faults: {name}: offered {}, 200 {}, non-200 {:?}, rows {}, duplicates {}, lost {} ({:.0} s){}",
-            line.offered,
-            line.accepted,
-            line.refused,
-            line.rows,
-            line.duplicates,
-            line.lost,
-            begun.elapsed().as_secs_f64(),
-            if line.failures.is_empty() {
-                String::new()
-            } else {
-                format!(" FAILED: {}", line.failures.join("; "))
-            }
-        );
+        report_line(&line, begun);
         lines.push(line);
         // A scenario that stopped a server leaves it running again for the next one.
         rabbit.ensure_running().await?;
         postgres.ensure_running()?;
+    }
+    let cluster_scenarios = [
+        ClusterFault::LeaderKill,
+        ClusterFault::RollingRestart,
+        ClusterFault::Partition,
+        ClusterFault::TwoNodesDown,
+    ]
+    .map(|fault| (fault.name(), fault));
+    let wanted: Vec<_> = cluster_scenarios
+        .into_iter()
+        .filter(|(name, _)| only.is_none_or(|o| name.contains(o)))
+        .collect();
+    if !wanted.is_empty() {
+        eprintln!("faults: starting a three-node RabbitMQ cluster (deploy/cluster)");
+        let cluster = crate::cluster::Cluster::start().await;
+        for (name, fault) in wanted {
+            eprintln!("faults: {name} ...");
+            let begun = Instant::now();
+            let line = match &cluster {
+                Ok(cluster) => {
+                    let mut rig = Rig::new(root, name, &mut rabbit, &mut postgres).await?;
+                    rig.amqp_url = cluster.url();
+                    let line = cluster_scenario(&mut rig, cluster, plan, fault).await;
+                    rig.shut_down();
+                    drop(rig);
+                    // Whole again for the next scenario, whatever this one left.
+                    for node in 1..=3 {
+                        let _ = cluster.heal(node);
+                        let _ = cluster.start_node(node);
+                    }
+                    let _ = cluster.wait_whole(Duration::from_secs(180)).await;
+                    line
+                }
+                Err(error) => Err(anyhow::anyhow!("the cluster did not start: {error:#}")),
+            };
+            let line = line.unwrap_or_else(|error| Line {
+                scenario: name,
+                failures: vec![format!("the scenario could not run: {error:#}")],
+                ..Line::default()
+            });
+            report_line(&line, begun);
+            lines.push(line);
+        }
     }
     rabbit.stop();
     postgres.stop();
@@ -215,6 +251,25 @@ async fn run_in(
         );
         bail!("fault scenarios failed: {}", failed.join(", "))
     }
+}
+
+fn report_line(line: &Line, begun: Instant) {
+    eprintln!(
+        "faults: {}: offered {}, 200 {}, non-200 {:?}, rows {}, duplicates {}, lost {} ({:.0} s){}",
+        line.scenario,
+        line.offered,
+        line.accepted,
+        line.refused,
+        line.rows,
+        line.duplicates,
+        line.lost,
+        begun.elapsed().as_secs_f64(),
+        if line.failures.is_empty() {
+            String::new()
+        } else {
+            format!(" FAILED: {}", line.failures.join("; "))
+        }
+    );
 }
 
 fn render(scale: Scale, plan: &Plan, lines: &[Line], took: Duration) -> String {
@@ -543,6 +598,8 @@ struct Rig<'a> {
     mounted: bool,
     /// More `[worker]` settings (TOML lines) for a scenario.
     worker_settings: String,
+    /// The binaries' AMQP_URL: the private node's, or the cluster's three nodes.
+    amqp_url: String,
 }
 
 impl<'a> Rig<'a> {
@@ -562,6 +619,7 @@ impl<'a> Rig<'a> {
             .await?;
         admin.close().await;
         let mut rig = Self {
+            amqp_url: rabbit.url(),
             database_url: postgres.url(&database),
             rabbit,
             postgres,
@@ -628,7 +686,7 @@ secrets = ["env:ACME_KEY"]
             .open(self.dir.join(log))?;
         Command::new(sibling(binary))
             .env("COUNTERSIGN_CONFIG", &self.config)
-            .env("AMQP_URL", self.rabbit.url())
+            .env("AMQP_URL", &self.amqp_url)
             .env("DATABASE_URL", &self.database_url)
             .env("ACME_KEY", KEY)
             .env("LOG_FORMAT", "json")
@@ -1096,9 +1154,211 @@ async fn rabbitmq_restart_with_unacked(rig: &mut Rig<'_>, plan: &Plan) -> anyhow
     Ok(line)
 }
 
+// --- the cluster scenarios --------------------------------------------------------------------
+
+/// The longest time the ingester's confirm count did not grow while load ran (sampled every
+/// 100 ms from its metrics): the failover time a publisher sees.
+struct ConfirmGap {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Duration>,
+}
+
+impl ConfirmGap {
+    fn start(admin_port: u16) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let url = format!("http://127.0.0.1:{admin_port}/metrics");
+            let (mut last, mut since, mut longest) = (0u64, Instant::now(), Duration::ZERO);
+            while !flag.load(Ordering::Relaxed) {
+                let count = metric(
+                    &client,
+                    &url,
+                    "countersign_ingester_confirm_duration_seconds_count",
+                )
+                .await;
+                if let Some(count) = count
+                    && count > last
+                {
+                    longest = longest.max(since.elapsed());
+                    (last, since) = (count, Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            longest.max(since.elapsed())
+        });
+        Self { stop, task }
+    }
+
+    async fn finish(self) -> Duration {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap_or_default()
+    }
+}
+
+/// The value of an unlabelled metric line `name N` at `url`.
+async fn metric(client: &reqwest::Client, url: &str, name: &str) -> Option<u64> {
+    let text = client.get(url).send().await.ok()?.text().await.ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+/// Load on the cluster's ingester and worker while `fault` runs (it returns its notes); then
+/// every 200 looked for. Requires no 503 (the spool has room) besides 0 lost, 0 duplicates.
+async fn under_cluster_fault<F>(
+    rig: &mut Rig<'_>,
+    plan: &Plan,
+    scenario: &'static str,
+    fault: F,
+) -> anyhow::Result<Line>
+where
+    F: std::future::Future<Output = anyhow::Result<String>>,
+{
+    rig.start_both().await?;
+    let gap = ConfirmGap::start(rig.admin_port);
+    let load = Load::start(rig.port, plan.connections, plan.rate, factory());
+    tokio::time::sleep(plan.margin).await;
+    let notes = fault.await;
+    tokio::time::sleep(plan.margin).await;
+    let load = load.finish().await;
+    let gap = gap.finish().await;
+    let client = reqwest::Client::new();
+    let spooled = metric(
+        &client,
+        &format!("http://127.0.0.1:{}/metrics", rig.admin_port),
+        "countersign_ingester_spool_appended_total",
+    )
+    .await
+    .unwrap_or(0);
+    let mut line = Line {
+        scenario,
+        notes: format!(
+            "{}; longest gap without a publisher confirm {:.1} s; {spooled} spooled",
+            notes.as_deref().unwrap_or("the fault failed"),
+            gap.as_secs_f64()
+        ),
+        ..Line::default()
+    };
+    if let Err(error) = notes {
+        line.failures.push(format!("{error:#}"));
+    }
+    rig.settle(&load, &mut line).await?;
+    if line.non_200() > 0 {
+        line.failures
+            .push("non-200 replies while the spool had room".to_owned());
+    }
+    Ok(line)
+}
+
+/// What a cluster scenario does to the nodes.
+#[derive(Debug, Clone, Copy)]
+enum ClusterFault {
+    /// The leader of `<prefix>.persist` killed (`docker kill`), started again after `node_outage`.
+    LeaderKill,
+    /// Each node stopped gracefully and started again, one at a time, the cluster whole between.
+    RollingRestart,
+    /// The leader of `<prefix>.persist` cut off from the other two (its clients still reach it)
+    /// for `partition`, then healed.
+    Partition,
+    /// Two nodes of three killed (no quorum: the ingester spools, the worker waits) for
+    /// `node_outage`, then started again.
+    TwoNodesDown,
+}
+
+impl ClusterFault {
+    fn name(self) -> &'static str {
+        match self {
+            ClusterFault::LeaderKill => "cluster_leader_kill",
+            ClusterFault::RollingRestart => "cluster_rolling_restart",
+            ClusterFault::Partition => "cluster_partition",
+            ClusterFault::TwoNodesDown => "cluster_two_nodes_down",
+        }
+    }
+
+    /// Does it to `cluster` and waits until it is whole again; the notes for the results.
+    async fn inflict(
+        self,
+        cluster: &crate::cluster::Cluster,
+        persist: &str,
+        plan: &Plan,
+    ) -> anyhow::Result<String> {
+        let whole = || cluster.wait_whole(Duration::from_secs(240));
+        Ok(match self {
+            ClusterFault::LeaderKill => {
+                let leader = cluster.leader(persist)?;
+                cluster.kill(leader)?;
+                tokio::time::sleep(plan.node_outage).await;
+                cluster.start_node(leader)?;
+                let took = whole().await?;
+                format!(
+                    "rabbitmq-{leader}, the leader of persist, killed; started after {} s; cluster whole {:.0} s later",
+                    plan.node_outage.as_secs(),
+                    took.as_secs_f64()
+                )
+            }
+            ClusterFault::RollingRestart => {
+                let mut took = Vec::new();
+                for node in 1..=3 {
+                    let begun = Instant::now();
+                    cluster.stop(node)?;
+                    cluster.start_node(node)?;
+                    whole().await?;
+                    took.push(format!("{:.0}", begun.elapsed().as_secs_f64()));
+                }
+                format!(
+                    "nodes 1, 2, 3 stopped (SIGTERM) and started one at a time: {} s each until whole",
+                    took.join(", ")
+                )
+            }
+            ClusterFault::Partition => {
+                let node = cluster.leader(persist)?;
+                cluster.partition(node)?;
+                tokio::time::sleep(plan.partition).await;
+                let meanwhile = cluster.leader(persist).ok();
+                cluster.heal(node)?;
+                let took = whole().await?;
+                format!(
+                    "rabbitmq-{node}, the leader of persist, cut off from the others {} s (leader meanwhile: {}); whole {:.0} s after healing",
+                    plan.partition.as_secs(),
+                    meanwhile.map_or("unknown".to_owned(), |n| format!("rabbitmq-{n}")),
+                    took.as_secs_f64()
+                )
+            }
+            ClusterFault::TwoNodesDown => {
+                let leader = cluster.leader(persist)?;
+                let other = (1..=3).find(|&n| n != leader).expect("another node");
+                cluster.kill(leader)?;
+                cluster.kill(other)?;
+                tokio::time::sleep(plan.node_outage).await;
+                cluster.start_node(leader)?;
+                cluster.start_node(other)?;
+                let took = whole().await?;
+                format!(
+                    "rabbitmq-{leader} (leader of persist) and rabbitmq-{other} killed {} s; whole {:.0} s after their start",
+                    plan.node_outage.as_secs(),
+                    took.as_secs_f64()
+                )
+            }
+        })
+    }
+}
+
+async fn cluster_scenario(
+    rig: &mut Rig<'_>,
+    cluster: &crate::cluster::Cluster,
+    plan: &Plan,
+    fault: ClusterFault,
+) -> anyhow::Result<Line> {
+    let persist = format!("{}.persist", rig.prefix);
+    let inflicted = fault.inflict(cluster, &persist, plan);
+    under_cluster_fault(rig, plan, fault.name(), inflicted).await
+}
+
 // --- helpers ------------------------------------------------------------------------------------
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

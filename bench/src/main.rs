@@ -8,6 +8,7 @@
 //! but lossy run cannot pass as fast.
 
 mod ceilings;
+mod cluster;
 mod events;
 mod faults;
 mod load;

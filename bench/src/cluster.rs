@@ -1,0 +1,240 @@
+//! The three-node RabbitMQ cluster of `deploy/cluster/docker-compose.yml`, for the fault suite:
+//! started as a user starts it (a compose project of its own, free ports, the local base image
+//! unless `RABBITMQ_IMAGE` says otherwise), its nodes killed, stopped, restarted and cut off.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+pub struct Cluster {
+    program: Vec<String>,
+    project: String,
+    /// (AMQP, management) host ports of nodes 1, 2, 3.
+    ports: [(u16, u16); 3],
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn output(command: &mut Command) -> anyhow::Result<String> {
+    let out = command.output().with_context(|| format!("{command:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{command:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl Cluster {
+    /// Starts the three nodes together and waits until they form one cluster.
+    pub async fn start() -> anyhow::Result<Self> {
+        let port = super::faults::free_port;
+        let cluster = Self {
+            program: countersign_testkit::compose_program(),
+            project: format!(
+                "cs-faults-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+            ports: [(port(), port()), (port(), port()), (port(), port())],
+        };
+        output(&mut cluster.compose(&["up", "-d"]))?;
+        cluster.wait_whole(Duration::from_secs(240)).await?;
+        Ok(cluster)
+    }
+
+    fn compose(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.program[0]);
+        command
+            .args(&self.program[1..])
+            .args([
+                "-f",
+                "deploy/cluster/docker-compose.yml",
+                "-p",
+                &self.project,
+            ])
+            .args(args)
+            .current_dir(root());
+        if std::env::var_os("RABBITMQ_IMAGE").is_none() {
+            command.env("RABBITMQ_IMAGE", "countersign-local/rabbitmq:4");
+        }
+        for (i, (amqp, ui)) in self.ports.iter().enumerate() {
+            command.env(
+                format!("COUNTERSIGN_RABBITMQ_{}_PORT", i + 1),
+                amqp.to_string(),
+            );
+            command.env(
+                format!("COUNTERSIGN_RABBITMQ_{}_UI_PORT", i + 1),
+                ui.to_string(),
+            );
+        }
+        command
+    }
+
+    /// The three nodes in one `amqp.url`, as a client of the cluster names them.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .ports
+            .iter()
+            .map(|(amqp, _)| format!("127.0.0.1:{amqp}"))
+            .collect();
+        format!("amqp://countersign:countersign@{}/%2f", hosts.join(","))
+    }
+
+    fn container(&self, node: u8) -> anyhow::Result<String> {
+        let id = output(&mut self.compose(&["ps", "-q", &format!("rabbitmq-{node}")]))?;
+        let id = id.trim().to_owned();
+        if id.is_empty() {
+            bail!("no container for rabbitmq-{node}");
+        }
+        Ok(id)
+    }
+
+    /// `rabbitmqctl` on node `node`.
+    fn rabbitmqctl(&self, node: u8, args: &[&str]) -> anyhow::Result<String> {
+        let service = format!("rabbitmq-{node}");
+        let mut all = vec!["exec", "-T", service.as_str(), "rabbitmqctl", "-q"];
+        all.extend_from_slice(args);
+        output(&mut self.compose(&all))
+    }
+
+    /// The first of `nodes` that answers `rabbitmqctl`.
+    fn ask(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut last = None;
+        for node in 1..=3 {
+            match self.rabbitmqctl(node, args) {
+                Ok(text) => return Ok(text),
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.expect("three nodes asked"))
+    }
+
+    /// The node (1–3) that leads quorum queue `queue`.
+    pub fn leader(&self, queue: &str) -> anyhow::Result<u8> {
+        let text = self.ask(&["list_queues", "name", "leader", "--formatter", "json"])?;
+        let queues: Vec<serde_json::Value> = serde_json::from_str(&text)?;
+        let leader = queues
+            .iter()
+            .find(|q| q["name"] == queue)
+            .and_then(|q| q["leader"].as_str())
+            .with_context(|| format!("no leader for {queue}"))?;
+        leader
+            .strip_prefix("rabbit@rabbitmq-")
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("leader {leader}"))
+    }
+
+    /// Waits until three nodes run and every quorum queue has three members online.
+    pub async fn wait_whole(&self, within: Duration) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        loop {
+            if self.is_whole() {
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > within {
+                bail!("the cluster was not whole again within {within:?}");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    fn is_whole(&self) -> bool {
+        let running = self
+            .ask(&["cluster_status", "--formatter", "json"])
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .and_then(|s| s["running_nodes"].as_array().map(Vec::len));
+        if running != Some(3) {
+            return false;
+        }
+        let Ok(text) = self.ask(&[
+            "list_queues",
+            "name",
+            "members",
+            "online",
+            "--formatter",
+            "json",
+        ]) else {
+            return false;
+        };
+        serde_json::from_str::<Vec<serde_json::Value>>(&text).is_ok_and(|queues| {
+            queues.iter().all(|q| {
+                q["members"].as_array().map(Vec::len) == Some(3)
+                    && q["online"].as_array().map(Vec::len) == Some(3)
+            })
+        })
+    }
+
+    /// `docker kill`: the node dies at once (SIGKILL), as on a lost machine.
+    pub fn kill(&self, node: u8) -> anyhow::Result<()> {
+        output(Command::new("docker").args(["kill", &self.container(node)?])).map(|_| ())
+    }
+
+    /// A graceful stop (SIGTERM; the node hands its leaderships over), as a rolling restart does.
+    pub fn stop(&self, node: u8) -> anyhow::Result<()> {
+        output(Command::new("docker").args(["stop", "-t", "60", &self.container(node)?]))
+            .map(|_| ())
+    }
+
+    pub fn start_node(&self, node: u8) -> anyhow::Result<()> {
+        output(Command::new("docker").args(["start", &self.container(node)?])).map(|_| ())
+    }
+
+    fn address(&self, node: u8) -> anyhow::Result<String> {
+        let text = output(Command::new("docker").args([
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+            &self.container(node)?,
+        ]))?;
+        text.split_whitespace()
+            .next()
+            .map(str::to_owned)
+            .with_context(|| format!("rabbitmq-{node} has no address"))
+    }
+
+    fn pid(&self, node: u8) -> anyhow::Result<String> {
+        Ok(output(Command::new("docker").args([
+            "inspect",
+            "-f",
+            "{{.State.Pid}}",
+            &self.container(node)?,
+        ]))?
+        .trim()
+        .to_owned())
+    }
+
+    /// Cuts node `node` off from the other two (packets to and from them dropped, inside its
+    /// network namespace); its clients still reach it.
+    pub fn partition(&self, node: u8) -> anyhow::Result<()> {
+        self.firewall(node, "-A")
+    }
+
+    pub fn heal(&self, node: u8) -> anyhow::Result<()> {
+        self.firewall(node, "-D")
+    }
+
+    fn firewall(&self, node: u8, action: &str) -> anyhow::Result<()> {
+        let pid = self.pid(node)?;
+        for peer in (1..=3).filter(|&n| n != node) {
+            let address = self.address(peer)?;
+            for (chain, direction) in [("INPUT", "-s"), ("OUTPUT", "-d")] {
+                output(Command::new("nsenter").args([
+                    "-t", &pid, "-n", "iptables", action, chain, direction, &address, "-j", "DROP",
+                ]))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        countersign_testkit::compose_down(self.compose(&[]));
+    }
+}
