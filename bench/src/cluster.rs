@@ -102,10 +102,15 @@ impl Cluster {
         output(&mut self.compose(&all))
     }
 
-    /// The first of `nodes` that answers `rabbitmqctl`.
+    /// The first node that answers `rabbitmqctl`.
     fn ask(&self, args: &[&str]) -> anyhow::Result<String> {
+        self.ask_others(0, args)
+    }
+
+    /// The first node but `excluded` that answers `rabbitmqctl`.
+    fn ask_others(&self, excluded: u8, args: &[&str]) -> anyhow::Result<String> {
         let mut last = None;
-        for node in 1..=3 {
+        for node in (1..=3).filter(|&n| n != excluded) {
             match self.rabbitmqctl(node, args) {
                 Ok(text) => return Ok(text),
                 Err(error) => last = Some(error),
@@ -116,7 +121,16 @@ impl Cluster {
 
     /// The node (1–3) that leads quorum queue `queue`.
     pub fn leader(&self, queue: &str) -> anyhow::Result<u8> {
-        let text = self.ask(&["list_queues", "name", "leader", "--formatter", "json"])?;
+        self.leader_seen_without(0, queue)
+    }
+
+    /// The leader of `queue` as the nodes but `excluded` see it (the majority, when `excluded`
+    /// is cut off).
+    pub fn leader_seen_without(&self, excluded: u8, queue: &str) -> anyhow::Result<u8> {
+        let text = self.ask_others(
+            excluded,
+            &["list_queues", "name", "leader", "--formatter", "json"],
+        )?;
         let queues: Vec<serde_json::Value> = serde_json::from_str(&text)?;
         let leader = queues
             .iter()

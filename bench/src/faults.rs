@@ -1316,11 +1316,11 @@ impl ClusterFault {
                 let node = cluster.leader(persist)?;
                 cluster.partition(node)?;
                 tokio::time::sleep(plan.partition).await;
-                let meanwhile = cluster.leader(persist).ok();
+                let meanwhile = cluster.leader_seen_without(node, persist).ok();
                 cluster.heal(node)?;
                 let took = whole().await?;
                 format!(
-                    "rabbitmq-{node}, the leader of persist, cut off from the others {} s (leader meanwhile: {}); whole {:.0} s after healing",
+                    "rabbitmq-{node}, the leader of persist, cut off from the others {} s (leader meanwhile, as the other two see it: {}); whole {:.0} s after healing",
                     plan.partition.as_secs(),
                     meanwhile.map_or("unknown".to_owned(), |n| format!("rabbitmq-{n}")),
                     took.as_secs_f64()
