@@ -110,7 +110,12 @@ pub async fn run(scale: Scale, out: &Path, only: Option<String>) -> anyhow::Resu
     ));
     std::fs::create_dir_all(&root)?;
     let outcome = run_in(&root, scale, &plan, only.as_deref(), out).await;
-    let _ = std::fs::remove_dir_all(&root);
+    if outcome.is_ok() {
+        let _ = std::fs::remove_dir_all(&root);
+    } else {
+        // The binaries' logs of the failed scenario, for finding out why.
+        eprintln!("faults: logs kept in {}", root.display());
+    }
     outcome
 }
 
