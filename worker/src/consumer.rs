@@ -231,16 +231,26 @@ impl Consumer {
     ) -> Result<(Connection, Channel, lapin::Consumer, String), lapin::Error> {
         let (connection, channel, node) =
             nodes.connect("countersign-worker", &self.topology).await?;
-        match tokio::time::timeout(CONSUME_TIMEOUT, self.start_consumer(&connection, &channel))
-            .await
-        {
-            Ok(Ok(consumer)) => Ok((connection, channel, consumer, node)),
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err(lapin::Error::from(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("{node} did not start the consumer within {CONSUME_TIMEOUT:?}"),
-            ))),
-        }
+        let error =
+            match tokio::time::timeout(CONSUME_TIMEOUT, self.start_consumer(&connection, &channel))
+                .await
+            {
+                Ok(Ok(consumer)) => return Ok((connection, channel, consumer, node)),
+                Ok(Err(error)) => error,
+                Err(_) => lapin::Error::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("{node} did not start the consumer within {CONSUME_TIMEOUT:?}"),
+                )),
+            };
+        // The connection is closed, not just dropped: a consumer the broker registers after the
+        // timeout would otherwise live on it, take up to `prefetch` messages and never ack them
+        // (measured: 231 events held that way until the worker stopped, two nodes of three down).
+        let _ = tokio::time::timeout(
+            CONSUME_TIMEOUT,
+            connection.close(200, "consumer did not start".into()),
+        )
+        .await;
+        Err(error)
     }
 
     async fn start_consumer(
