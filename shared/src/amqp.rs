@@ -397,7 +397,16 @@ pub async fn publish_confirmed_gated(
 
 /// Messages ready in `queue` now (a passive declare: fails if the queue does not exist).
 pub async fn queue_length(channel: &Channel, queue: &str) -> Result<u32, lapin::Error> {
-    let queue = channel
+    Ok(look_at(channel, queue).await?.message_count())
+}
+
+/// Consumers on `queue` now (a passive declare: fails if the queue does not exist).
+pub async fn consumer_count(channel: &Channel, queue: &str) -> Result<u32, lapin::Error> {
+    Ok(look_at(channel, queue).await?.consumer_count())
+}
+
+async fn look_at(channel: &Channel, queue: &str) -> Result<lapin::Queue, lapin::Error> {
+    channel
         .queue_declare(
             ShortString::from(queue),
             QueueDeclareOptions {
@@ -407,8 +416,7 @@ pub async fn queue_length(channel: &Channel, queue: &str) -> Result<u32, lapin::
             },
             FieldTable::default(),
         )
-        .await?;
-    Ok(queue.message_count())
+        .await
 }
 
 #[cfg(test)]

@@ -11,10 +11,10 @@
 //! Nothing may park messages meanwhile: the command refuses to start while `<prefix>.persist` or
 //! `<prefix>.dead` has consumers (workers, a shovel).
 
-use countersign::amqp::queue_length;
+use countersign::amqp::{consumer_count, queue_length};
 use countersign::topology::{QueueSpec, Topology, declare_queue, is_inequivalent};
-use lapin::options::{ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions};
-use lapin::types::{FieldTable, ShortString};
+use lapin::options::{ConfirmSelectOptions, QueueDeleteOptions};
+use lapin::types::ShortString;
 use lapin::{Channel, Connection};
 
 use crate::replay::move_messages;
@@ -113,20 +113,6 @@ async fn delete_empty(channel: &Channel, queue: &QueueSpec) -> anyhow::Result<()
         );
     }
     Ok(())
-}
-
-async fn consumer_count(channel: &Channel, queue: &str) -> Result<u32, lapin::Error> {
-    let queue = channel
-        .queue_declare(
-            ShortString::from(queue),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    Ok(queue.consumer_count())
 }
 
 /// Whether `queue` exists (a passive declaration, on a channel of its own: a missing queue
