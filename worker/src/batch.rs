@@ -520,6 +520,8 @@ async fn project_layer(
     if !documents.is_empty() {
         let mut documents = documents;
         documents.sort_by(|x, y| x.key().cmp(&y.key()));
+        // One event may list a document twice; one statement may not update a row twice.
+        documents.dedup_by(|x, y| x.key() == y.key());
         sqlx::query(&format!(
             "INSERT INTO documents
                 (source, process_key, kind, file_name, content_key, sha256, content_type, size,

@@ -158,7 +158,11 @@ impl Db {
 }
 
 /// The merge rules, one `ON CONFLICT` clause per projection table (`EXCLUDED` is the event's
-/// row). Commutative but for `metadata`, where a key's latest value wins.
+/// row). Whatever the order the events arrive in, and however many workers record them, the
+/// rows come out the same (a test sends one event set through one worker and, reordered,
+/// through three, and compares every table) — with two exceptions where events disagree about
+/// a value: a `metadata` key and a signee's contact details take the value of the event
+/// recorded last.
 pub(crate) const PROCESS_MERGE: &str = "ON CONFLICT (source, process_key) DO UPDATE SET
     status = CASE WHEN EXCLUDED.status_rank > signing_processes.status_rank
                   THEN EXCLUDED.status ELSE signing_processes.status END,
@@ -186,11 +190,37 @@ pub(crate) const SIGNEE_MERGE: &str = "ON CONFLICT (source, process_key, signee_
     created_at = LEAST(signees.created_at, EXCLUDED.created_at),
     updated_at = GREATEST(signees.updated_at, EXCLUDED.updated_at)";
 
-pub(crate) const ACTIVITY_MERGE: &str = "ON CONFLICT (source, process_key, entry_key) DO UPDATE SET
-    created_at = LEAST(activity.created_at, EXCLUDED.created_at)";
+/// An entry reported by several events (each event of a process repeats the signatures so far)
+/// is the entry as the event with the smallest id (byte order) reports it, and the earliest time
+/// any of them gives; the first event recorded would make it depend on arrival order. Rows only
+/// change when that changes something.
+pub(crate) const ACTIVITY_MERGE: &str = r#"ON CONFLICT (source, process_key, entry_key) DO UPDATE SET
+    created_at = LEAST(activity.created_at, EXCLUDED.created_at),
+    (flow_key, signee_key, status, description, file_name, created_by, event_id) = (
+        SELECT * FROM (VALUES
+            (EXCLUDED.flow_key, EXCLUDED.signee_key, EXCLUDED.status, EXCLUDED.description,
+             EXCLUDED.file_name, EXCLUDED.created_by, EXCLUDED.event_id),
+            (activity.flow_key, activity.signee_key, activity.status, activity.description,
+             activity.file_name, activity.created_by, activity.event_id)
+        ) AS reported (flow_key, signee_key, status, description, file_name, created_by, event_id)
+        ORDER BY event_id COLLATE "C" LIMIT 1)
+    WHERE EXCLUDED.created_at < activity.created_at
+       OR EXCLUDED.event_id < activity.event_id COLLATE "C""#;
 
-pub(crate) const DOCUMENT_MERGE: &str =
-    "ON CONFLICT (source, process_key, kind, file_name, content_key) DO NOTHING";
+/// A document reported by several events is the document as the event with the smallest id
+/// reports it (its key names the same content; a URL or description may differ).
+pub(crate) const DOCUMENT_MERGE: &str = r#"ON CONFLICT (source, process_key, kind, file_name, content_key)
+    DO UPDATE SET
+    sha256 = COALESCE(EXCLUDED.sha256, documents.sha256),
+    content_type = EXCLUDED.content_type,
+    size = EXCLUDED.size,
+    url = EXCLUDED.url,
+    reference_id = EXCLUDED.reference_id,
+    attachment_type = EXCLUDED.attachment_type,
+    signee_key = EXCLUDED.signee_key,
+    description = EXCLUDED.description,
+    event_id = EXCLUDED.event_id
+    WHERE EXCLUDED.event_id < documents.event_id COLLATE "C""#;
 
 /// A `documents` row: stored content (by sha256) or a reference to the provider's copy.
 pub(crate) struct DocumentRow<'a> {

@@ -120,6 +120,9 @@ pub struct Options {
     pub worker_amqp_url: Option<String>,
     pub api_tokens: bool,
     pub start_worker: bool,
+    /// How many workers consume the queues side by side (each its own connection and pool),
+    /// when `start_worker`; `worker` is the first one's address.
+    pub workers: usize,
     /// Adds a Universign source `fr` trusting this JWKS file.
     pub universign_jwks: Option<std::path::PathBuf>,
     /// Adds Legalesign sources: `uk` ("all" callback, this certificate), `uk-events` (URL token
@@ -210,6 +213,7 @@ impl Default for Options {
             worker_amqp_url: None,
             api_tokens: false,
             start_worker: true,
+            workers: 1,
             universign_jwks: None,
             legalesign_certificate: None,
             legalesign_api: None,
@@ -388,12 +392,18 @@ impl Stack {
             .expect("ingester builds");
         let ingester_address = format!("http://127.0.0.1:{}", ingester.port());
         let mut tasks = vec![tokio::spawn(ingester.run_until_stopped(shutdown.clone()))];
-        let worker = countersign_worker::Application::build(worker_config)
+        let worker = countersign_worker::Application::build(worker_config.clone())
             .await
             .expect("worker builds");
         let worker_address = format!("http://127.0.0.1:{}", worker.port());
         if options.start_worker {
             tasks.push(tokio::spawn(worker.run_until_stopped(shutdown.clone())));
+            for _ in 1..options.workers {
+                let other = countersign_worker::Application::build(worker_config.clone())
+                    .await
+                    .expect("worker builds");
+                tasks.push(tokio::spawn(other.run_until_stopped(shutdown.clone())));
+            }
         }
 
         let db = PgPool::connect(&database.url).await.unwrap();

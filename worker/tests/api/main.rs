@@ -16,6 +16,7 @@ mod reconcile;
 mod record;
 mod replay;
 mod replay_tools;
+mod replicas;
 mod simulator;
 mod startup;
 mod tls;
