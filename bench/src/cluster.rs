@@ -121,16 +121,7 @@ impl Cluster {
 
     /// The node (1–3) that leads quorum queue `queue`.
     pub fn leader(&self, queue: &str) -> anyhow::Result<u8> {
-        self.leader_seen_without(0, queue)
-    }
-
-    /// The leader of `queue` as the nodes but `excluded` see it (the majority, when `excluded`
-    /// is cut off).
-    pub fn leader_seen_without(&self, excluded: u8, queue: &str) -> anyhow::Result<u8> {
-        let text = self.ask_others(
-            excluded,
-            &["list_queues", "name", "leader", "--formatter", "json"],
-        )?;
+        let text = self.ask(&["list_queues", "name", "leader", "--formatter", "json"])?;
         let queues: Vec<serde_json::Value> = serde_json::from_str(&text)?;
         let leader = queues
             .iter()
@@ -143,6 +134,45 @@ impl Cluster {
             .with_context(|| format!("leader {leader}"))
     }
 
+    /// The leader of `queue` as the nodes but `excluded` see it (the majority, when `excluded`
+    /// is cut off). Each is asked for the queues it leads (`--local`): a cluster-wide listing
+    /// waits on the node that is cut off, and fails.
+    pub fn leader_seen_without(&self, excluded: u8, queue: &str) -> anyhow::Result<u8> {
+        let mut last = None;
+        for node in (1..=3).filter(|&n| n != excluded) {
+            let text = match self.rabbitmqctl(
+                node,
+                &[
+                    "list_queues",
+                    "--local",
+                    "name",
+                    "leader",
+                    "--formatter",
+                    "json",
+                ],
+            ) {
+                Ok(text) => text,
+                Err(error) => {
+                    last = Some(error);
+                    continue;
+                }
+            };
+            let queues: Vec<serde_json::Value> = serde_json::from_str(&text)?;
+            let leader = queues
+                .iter()
+                .find(|q| q["name"] == queue)
+                .and_then(|q| q["leader"].as_str());
+            if let Some(leader) = leader {
+                return leader
+                    .strip_prefix("rabbit@rabbitmq-")
+                    .and_then(|n| n.parse().ok())
+                    .with_context(|| format!("leader {leader}"));
+            }
+        }
+        Err(last
+            .unwrap_or_else(|| anyhow::anyhow!("no node but rabbitmq-{excluded} leads {queue}")))
+    }
+
     /// Waits until three nodes run and every quorum queue has three members online.
     pub async fn wait_whole(&self, within: Duration) -> anyhow::Result<Duration> {
         let started = Instant::now();
@@ -151,10 +181,157 @@ impl Cluster {
                 return Ok(started.elapsed());
             }
             if started.elapsed() > within {
-                bail!("the cluster was not whole again within {within:?}");
+                bail!(
+                    "the cluster was not whole again within {within:?}: {}",
+                    self.describe()
+                );
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+    }
+
+    /// Waits until the cluster is whole; if it has not healed itself within `within`, restarts
+    /// the nodes that are out of it (as an operator would: `docker restart`, one at a time) and
+    /// waits `within` again. Returns how long it took until whole, and what was done to it.
+    pub async fn heal_or_restart(
+        &self,
+        within: Duration,
+    ) -> anyhow::Result<(Duration, Option<String>)> {
+        let started = Instant::now();
+        let Err(error) = self.wait_whole(within).await else {
+            return Ok((started.elapsed(), None));
+        };
+        let suspects = self.out_of_cluster();
+        if suspects.is_empty() {
+            return Err(error);
+        }
+        for &node in &suspects {
+            output(Command::new("docker").args(["restart", "-t", "60", &self.container(node)?]))?;
+        }
+        self.wait_whole(within).await?;
+        let names: Vec<String> = suspects.iter().map(|n| format!("rabbitmq-{n}")).collect();
+        Ok((
+            started.elapsed(),
+            Some(format!(
+                "not whole {} s after the fault ({error:#}); {} restarted",
+                within.as_secs(),
+                names.join(", ")
+            )),
+        ))
+    }
+
+    /// The nodes that some other node does not count as running, or whose quorum queue members
+    /// are not online.
+    fn out_of_cluster(&self) -> Vec<u8> {
+        let node_of = |name: &serde_json::Value| {
+            name.as_str()
+                .and_then(|n| n.strip_prefix("rabbit@rabbitmq-"))
+                .and_then(|n| n.parse::<u8>().ok())
+        };
+        let mut out = std::collections::BTreeSet::new();
+        for asked in 1..=3u8 {
+            let running: Option<Vec<u8>> = self
+                .rabbitmqctl(asked, &["cluster_status", "--formatter", "json"])
+                .ok()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                .and_then(|s| {
+                    Some(
+                        s["running_nodes"]
+                            .as_array()?
+                            .iter()
+                            .filter_map(node_of)
+                            .collect(),
+                    )
+                });
+            match running {
+                Some(running) => out.extend((1..=3).filter(|n| !running.contains(n))),
+                None => {
+                    out.insert(asked);
+                }
+            }
+        }
+        if let Some(queues) = self.membership() {
+            for queue in queues {
+                let online: Vec<u8> = queue["online"]
+                    .as_array()
+                    .map(|o| o.iter().filter_map(node_of).collect())
+                    .unwrap_or_default();
+                out.extend((1..=3).filter(|n| !online.contains(n)));
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// What each node says of the cluster and of the queues that are not whole, for a failure's
+    /// message: enough to tell a node that never rejoined from a Raft member that never came back.
+    fn describe(&self) -> String {
+        (1..=3)
+            .map(|node| {
+                let running = self
+                    .rabbitmqctl(node, &["cluster_status", "--formatter", "json"])
+                    .ok()
+                    .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                    .map_or("no answer".to_owned(), |s| {
+                        format!(
+                            "running {}, partitions {}",
+                            s["running_nodes"], s["partitions"]
+                        )
+                    });
+                let queues = self
+                    .rabbitmqctl(
+                        node,
+                        &[
+                            "list_queues",
+                            "--local",
+                            "name",
+                            "members",
+                            "online",
+                            "--formatter",
+                            "json",
+                        ],
+                    )
+                    .ok()
+                    .and_then(|text| serde_json::from_str::<Vec<serde_json::Value>>(&text).ok())
+                    .map_or("no answer".to_owned(), |queues| {
+                        let partial: Vec<String> = queues
+                            .iter()
+                            .filter(|q| {
+                                q["members"].as_array().map(Vec::len) != Some(3)
+                                    || q["online"].as_array().map(Vec::len) != Some(3)
+                            })
+                            .map(|q| {
+                                format!(
+                                    "{} members {} online {}",
+                                    q["name"], q["members"], q["online"]
+                                )
+                            })
+                            .collect();
+                        format!(
+                            "{} local queues, not whole: [{}]",
+                            queues.len(),
+                            partial.join("; ")
+                        )
+                    });
+                format!("rabbitmq-{node}: {running}; {queues}")
+            })
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
+
+    /// Every queue's name, members and members online, as the first node that answers lists
+    /// them.
+    fn membership(&self) -> Option<Vec<serde_json::Value>> {
+        let text = self
+            .ask(&[
+                "list_queues",
+                "name",
+                "members",
+                "online",
+                "--formatter",
+                "json",
+            ])
+            .ok()?;
+        serde_json::from_str(&text).ok()
     }
 
     fn is_whole(&self) -> bool {
@@ -166,22 +343,19 @@ impl Cluster {
         if running != Some(3) {
             return false;
         }
-        let Ok(text) = self.ask(&[
-            "list_queues",
-            "name",
-            "members",
-            "online",
-            "--formatter",
-            "json",
-        ]) else {
-            return false;
-        };
-        serde_json::from_str::<Vec<serde_json::Value>>(&text).is_ok_and(|queues| {
+        self.membership().is_some_and(|queues| {
             queues.iter().all(|q| {
                 q["members"].as_array().map(Vec::len) == Some(3)
                     && q["online"].as_array().map(Vec::len) == Some(3)
             })
         })
+    }
+
+    /// The nodes' logs into `path`, for a scenario that failed.
+    pub fn save_logs(&self, path: &std::path::Path) {
+        if let Ok(text) = output(&mut self.compose(&["logs", "--no-color", "--timestamps"])) {
+            let _ = std::fs::write(path, text);
+        }
     }
 
     /// `docker kill`: the node dies at once (SIGKILL), as on a lost machine.

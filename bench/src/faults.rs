@@ -193,6 +193,7 @@ async fn run_in(
         ClusterFault::RollingRestart,
         ClusterFault::Partition,
         ClusterFault::TwoNodesDown,
+        ClusterFault::WorkerKillLoop,
     ]
     .map(|fault| (fault.name(), fault));
     let wanted: Vec<_> = cluster_scenarios
@@ -210,6 +211,9 @@ async fn run_in(
                     let mut rig = Rig::new(root, name, &mut rabbit, &mut postgres).await?;
                     rig.amqp_url = cluster.url();
                     let line = cluster_scenario(&mut rig, cluster, plan, fault).await;
+                    if line.as_ref().map_or(true, |l| !l.failures.is_empty()) {
+                        cluster.save_logs(&root.join(format!("{name}.rabbitmq.log")));
+                    }
                     rig.shut_down();
                     drop(rig);
                     // Whole again for the next scenario, whatever this one left.
@@ -605,6 +609,27 @@ struct Rig<'a> {
     worker_settings: String,
     /// The binaries' AMQP_URL: the private node's, or the cluster's three nodes.
     amqp_url: String,
+    /// Ingesters and workers beside the first pair.
+    replicas: Vec<Replica>,
+}
+
+/// A further ingester or worker beside the rig's first pair (the cluster scenarios run two
+/// ingesters and three workers), with ports, a spool and a configuration file of its own.
+struct Replica {
+    binary: &'static str,
+    config: PathBuf,
+    log: String,
+    /// The ingester's webhook port (the worker's API port for a worker).
+    port: u16,
+    /// The port whose `/healthz` says it is up, and whose `/metrics` it serves.
+    admin_port: u16,
+    child: Option<Child>,
+}
+
+impl Replica {
+    fn is_ingester(&self) -> bool {
+        self.binary == "countersign-ingester"
+    }
 }
 
 impl<'a> Rig<'a> {
@@ -639,13 +664,20 @@ impl<'a> Rig<'a> {
             spool,
             mounted: false,
             worker_settings: String::new(),
+            replicas: Vec::new(),
         };
         rig.write_config()?;
         Ok(rig)
     }
 
     fn write_config(&mut self) -> anyhow::Result<()> {
-        let text = format!(
+        let text = self.config_text(self.port, self.admin_port, self.api_port, &self.spool);
+        std::fs::write(&self.config, text)?;
+        Ok(())
+    }
+
+    fn config_text(&self, port: u16, admin: u16, api: u16, spool: &Path) -> String {
+        format!(
             r#"[amqp]
 prefix = "{prefix}"
 # Long enough together (~2.5 min) that a 30 s database outage is retried, not dead-lettered.
@@ -673,24 +705,23 @@ provider = "taktikal"
 secrets = ["env:ACME_KEY"]
 "#,
             prefix = self.prefix,
-            port = self.port,
-            admin = self.admin_port,
-            api = self.api_port,
-            spool = self.spool.display(),
+            spool = spool.display(),
             documents = self.dir.join("documents").display(),
             worker_settings = self.worker_settings,
-        );
-        std::fs::write(&self.config, text)?;
-        Ok(())
+        )
     }
 
     fn spawn(&self, binary: &str, log: &str) -> anyhow::Result<Child> {
+        self.spawn_with(binary, &self.config, log)
+    }
+
+    fn spawn_with(&self, binary: &str, config: &Path, log: &str) -> anyhow::Result<Child> {
         let log = std::fs::File::options()
             .create(true)
             .append(true)
             .open(self.dir.join(log))?;
         Command::new(sibling(binary))
-            .env("COUNTERSIGN_CONFIG", &self.config)
+            .env("COUNTERSIGN_CONFIG", config)
             .env("AMQP_URL", &self.amqp_url)
             .env("DATABASE_URL", &self.database_url)
             .env("ACME_KEY", KEY)
@@ -717,6 +748,59 @@ secrets = ["env:ACME_KEY"]
         self.start_worker().await
     }
 
+    /// Starts `ingesters` more ingesters (each its own spool) and `workers` more workers.
+    async fn add_replicas(&mut self, ingesters: usize, workers: usize) -> anyhow::Result<()> {
+        let binaries = std::iter::repeat_n("countersign-ingester", ingesters)
+            .chain(std::iter::repeat_n("countersign-worker", workers));
+        for binary in binaries {
+            let n = self.replicas.len() + 2;
+            let (port, admin_port) = (free_port(), free_port());
+            let spool = self.dir.join(format!("spool-{n}"));
+            std::fs::create_dir_all(&spool)?;
+            let text = if binary == "countersign-ingester" {
+                self.config_text(port, admin_port, self.api_port, &spool)
+            } else {
+                self.config_text(self.port, self.admin_port, admin_port, &spool)
+            };
+            let config = self.dir.join(format!("countersign-{n}.toml"));
+            std::fs::write(&config, text)?;
+            let role = binary.trim_start_matches("countersign-");
+            self.replicas.push(Replica {
+                binary,
+                config,
+                log: format!("{role}-{n}.log"),
+                port,
+                admin_port,
+                child: None,
+            });
+            self.start_replica(self.replicas.len() - 1).await?;
+        }
+        Ok(())
+    }
+
+    async fn start_replica(&mut self, i: usize) -> anyhow::Result<()> {
+        let replica = &self.replicas[i];
+        let child = self.spawn_with(replica.binary, &replica.config, &replica.log)?;
+        let port = replica.admin_port;
+        self.replicas[i].child = Some(child);
+        wait_http(port, "/healthz").await
+    }
+
+    fn kill_replica(&mut self, i: usize) {
+        if let Some(mut child) = self.replicas[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The (webhook, admin) ports of every ingester, the first one's first.
+    fn ingesters(&self) -> Vec<(u16, u16)> {
+        let replicas = self.replicas.iter().filter(|r| r.is_ingester());
+        std::iter::once((self.port, self.admin_port))
+            .chain(replicas.map(|r| (r.port, r.admin_port)))
+            .collect()
+    }
+
     fn kill_ingester(&mut self) {
         if let Some(mut child) = self.ingester.take() {
             let _ = child.kill();
@@ -732,10 +816,13 @@ secrets = ["env:ACME_KEY"]
     }
 
     fn shut_down(&mut self) {
-        for child in [self.ingester.take(), self.worker.take()]
+        let replicas = self.replicas.iter_mut().map(|r| r.child.take());
+        let children: Vec<Child> = [self.ingester.take(), self.worker.take()]
             .into_iter()
+            .chain(replicas)
             .flatten()
-        {
+            .collect();
+        for child in children {
             let mut child = child;
             let _ = Command::new("kill")
                 .args(["-TERM", &child.id().to_string()])
@@ -844,19 +931,19 @@ struct Load {
 }
 
 impl Load {
-    fn start(port: u16, connections: usize, rate: u64, factory: Arc<EventFactory>) -> Self {
+    /// Connection `i` posts to the ingester on `ports[i % ports.len()]`.
+    fn start(ports: &[u16], connections: usize, rate: u64, factory: Arc<EventFactory>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(connections)
             .build()
             .expect("HTTP client");
-        let url = format!("http://127.0.0.1:{port}/webhooks/acme");
         let period = Duration::from_secs_f64(connections as f64 / rate.max(1) as f64);
         let tasks = (0..connections)
             .map(|i| {
-                let (stop, client, url, factory) =
-                    (stop.clone(), client.clone(), url.clone(), factory.clone());
+                let url = format!("http://127.0.0.1:{}/webhooks/acme", ports[i % ports.len()]);
+                let (stop, client, factory) = (stop.clone(), client.clone(), factory.clone());
                 tokio::spawn(async move {
                     // Spread the connections' ticks over one period.
                     tokio::time::sleep(period.mul_f64(i as f64 / connections as f64)).await;
@@ -942,7 +1029,7 @@ fn factory() -> Arc<EventFactory> {
 /// RabbitMQ stopped for `outage` under load: the spool answers, then drains.
 async fn broker_outage(rig: &mut Rig<'_>, plan: &Plan) -> anyhow::Result<Line> {
     rig.start_both().await?;
-    let load = Load::start(rig.port, plan.connections, plan.rate, factory());
+    let load = Load::start(&[rig.port], plan.connections, plan.rate, factory());
     tokio::time::sleep(plan.margin).await;
     let stopped = Instant::now();
     rig.rabbit.stop();
@@ -975,7 +1062,7 @@ async fn broker_outage(rig: &mut Rig<'_>, plan: &Plan) -> anyhow::Result<Line> {
 async fn ingester_kill_while_spooling(rig: &mut Rig<'_>, plan: &Plan) -> anyhow::Result<Line> {
     rig.start_both().await?;
     rig.rabbit.stop();
-    let load = Load::start(rig.port, plan.connections, plan.rate, factory());
+    let load = Load::start(&[rig.port], plan.connections, plan.rate, factory());
     tokio::time::sleep(plan.margin).await;
     rig.kill_ingester();
     rig.start_ingester().await?;
@@ -1028,7 +1115,7 @@ async fn spool_disk_full(rig: &mut Rig<'_>, plan: &Plan) -> anyhow::Result<Line>
     rig.start_both().await?;
     rig.rabbit.stop();
     let big = Arc::new(EventFactory::new(KEY, 16 * 1024));
-    let load = Load::start(rig.port, plan.connections, plan.rate, big);
+    let load = Load::start(&[rig.port], plan.connections, plan.rate, big);
     tokio::time::sleep(plan.margin * 2).await;
     let load = load.finish().await;
     rig.rabbit.start().await?;
@@ -1058,7 +1145,7 @@ async fn spool_disk_full(rig: &mut Rig<'_>, plan: &Plan) -> anyhow::Result<Line>
 /// PostgreSQL stopped for `outage` under load: the worker retries, nothing is dead-lettered.
 async fn postgres_outage(rig: &mut Rig<'_>, plan: &Plan) -> anyhow::Result<Line> {
     rig.start_both().await?;
-    let load = Load::start(rig.port, plan.connections, plan.rate, factory());
+    let load = Load::start(&[rig.port], plan.connections, plan.rate, factory());
     tokio::time::sleep(plan.margin).await;
     rig.postgres.stop();
     tokio::time::sleep(plan.outage).await;
@@ -1084,7 +1171,7 @@ async fn postgres_outage(rig: &mut Rig<'_>, plan: &Plan) -> anyhow::Result<Line>
 /// The worker killed with SIGKILL every few seconds under load, and restarted.
 async fn worker_kill_loop(rig: &mut Rig<'_>, plan: &Plan) -> anyhow::Result<Line> {
     rig.start_both().await?;
-    let load = Load::start(rig.port, plan.connections, plan.rate, factory());
+    let load = Load::start(&[rig.port], plan.connections, plan.rate, factory());
     let started = Instant::now();
     let mut kills = 0;
     while started.elapsed() < plan.kill_for {
@@ -1210,37 +1297,56 @@ async fn metric(client: &reqwest::Client, url: &str, name: &str) -> Option<u64> 
         .map(|v| v as u64)
 }
 
-/// Load on the cluster's ingester and worker while `fault` runs (it returns its notes); then
-/// every 200 looked for. Requires no 503 (the spool has room) besides 0 lost, 0 duplicates.
-async fn under_cluster_fault<F>(
+/// The replicas the cluster scenarios run, as production does: two ingesters (each its own
+/// spool; the load split between them) and three workers.
+const CLUSTER_INGESTERS: usize = 2;
+const CLUSTER_WORKERS: usize = 3;
+
+/// Load on the cluster's ingesters and workers while `fault` is done; then every 200 looked
+/// for. Requires no 503 (the spool has room) besides 0 lost, 0 duplicates.
+async fn cluster_scenario(
     rig: &mut Rig<'_>,
+    cluster: &crate::cluster::Cluster,
     plan: &Plan,
-    scenario: &'static str,
-    fault: F,
-) -> anyhow::Result<Line>
-where
-    F: std::future::Future<Output = anyhow::Result<String>>,
-{
+    fault: ClusterFault,
+) -> anyhow::Result<Line> {
     rig.start_both().await?;
-    let gap = ConfirmGap::start(rig.admin_port);
-    let load = Load::start(rig.port, plan.connections, plan.rate, factory());
+    rig.add_replicas(CLUSTER_INGESTERS - 1, CLUSTER_WORKERS - 1)
+        .await?;
+    let ingesters = rig.ingesters();
+    let gaps: Vec<ConfirmGap> = ingesters
+        .iter()
+        .map(|&(_, admin)| ConfirmGap::start(admin))
+        .collect();
+    let ports: Vec<u16> = ingesters.iter().map(|&(port, _)| port).collect();
+    let load = Load::start(&ports, plan.connections, plan.rate, factory());
     tokio::time::sleep(plan.margin).await;
-    let notes = fault.await;
+    let persist = format!("{}.persist", rig.prefix);
+    let notes = match fault {
+        ClusterFault::WorkerKillLoop => kill_workers_in_turn(rig, plan).await,
+        fault => fault.inflict(cluster, &persist, plan).await,
+    };
     tokio::time::sleep(plan.margin).await;
     let load = load.finish().await;
-    let gap = gap.finish().await;
+    let mut gap = Duration::ZERO;
+    for sampler in gaps {
+        gap = gap.max(sampler.finish().await);
+    }
     let client = reqwest::Client::new();
-    let spooled = metric(
-        &client,
-        &format!("http://127.0.0.1:{}/metrics", rig.admin_port),
-        "countersign_ingester_spool_appended_total",
-    )
-    .await
-    .unwrap_or(0);
+    let mut spooled = 0;
+    for (_, port) in ingesters {
+        spooled += metric(
+            &client,
+            &format!("http://127.0.0.1:{port}/metrics"),
+            "countersign_ingester_spool_appended_total",
+        )
+        .await
+        .unwrap_or(0);
+    }
     let mut line = Line {
-        scenario,
+        scenario: fault.name(),
         notes: format!(
-            "{}; longest gap without a publisher confirm {:.1} s; {spooled} spooled",
+            "{}; longest gap without a publisher confirm {:.1} s (the worse of {CLUSTER_INGESTERS} ingesters); {spooled} spooled",
             notes.as_deref().unwrap_or("the fault failed"),
             gap.as_secs_f64()
         ),
@@ -1257,6 +1363,37 @@ where
     Ok(line)
 }
 
+/// One worker of three SIGKILLed every `kill_every` for `kill_for`, in turn, and started again
+/// at once, while the other two run. The messages a killed worker held go back to the queue,
+/// and RabbitMQ 4.0 counts each return toward `<prefix>.persist`'s delivery limit: a message
+/// returned too often would be dead-lettered, and found missing.
+async fn kill_workers_in_turn(rig: &mut Rig<'_>, plan: &Plan) -> anyhow::Result<String> {
+    let workers: Vec<usize> = (0..rig.replicas.len())
+        .filter(|&i| !rig.replicas[i].is_ingester())
+        .collect();
+    let started = Instant::now();
+    let mut kills = 0;
+    while started.elapsed() < plan.kill_for {
+        tokio::time::sleep(plan.kill_every).await;
+        // The first worker, then each replica in turn.
+        match kills % (workers.len() + 1) {
+            0 => {
+                rig.kill_worker();
+                rig.start_worker().await?;
+            }
+            n => {
+                rig.kill_replica(workers[n - 1]);
+                rig.start_replica(workers[n - 1]).await?;
+            }
+        }
+        kills += 1;
+    }
+    Ok(format!(
+        "{kills} × SIGKILL of one worker of {CLUSTER_WORKERS} in turn, one every {} s",
+        plan.kill_every.as_secs()
+    ))
+}
+
 /// What a cluster scenario does to the nodes.
 #[derive(Debug, Clone, Copy)]
 enum ClusterFault {
@@ -1270,6 +1407,8 @@ enum ClusterFault {
     /// Two nodes of three killed (no quorum: the ingester spools, the worker waits) for
     /// `node_outage`, then started again.
     TwoNodesDown,
+    /// No node touched: one worker of three SIGKILLed in a loop while the others run.
+    WorkerKillLoop,
 }
 
 impl ClusterFault {
@@ -1279,6 +1418,7 @@ impl ClusterFault {
             ClusterFault::RollingRestart => "cluster_rolling_restart",
             ClusterFault::Partition => "cluster_partition",
             ClusterFault::TwoNodesDown => "cluster_two_nodes_down",
+            ClusterFault::WorkerKillLoop => "cluster_worker_kill_loop",
         }
     }
 
@@ -1289,8 +1429,15 @@ impl ClusterFault {
         persist: &str,
         plan: &Plan,
     ) -> anyhow::Result<String> {
-        let whole = || cluster.wait_whole(Duration::from_secs(240));
-        Ok(match self {
+        // Self-healing measured here takes up to 25 s; past 120 s the nodes left out are
+        // restarted, and the notes say so.
+        let remedies = std::cell::RefCell::new(Vec::new());
+        let whole = || async {
+            let (took, remedy) = cluster.heal_or_restart(Duration::from_secs(120)).await?;
+            remedies.borrow_mut().extend(remedy);
+            anyhow::Ok(took)
+        };
+        let notes = match self {
             ClusterFault::LeaderKill => {
                 let leader = cluster.leader(persist)?;
                 cluster.kill(leader)?;
@@ -1346,19 +1493,15 @@ impl ClusterFault {
                     took.as_secs_f64()
                 )
             }
+            ClusterFault::WorkerKillLoop => bail!("{} touches no node", self.name()),
+        };
+        let remedies = remedies.into_inner();
+        Ok(if remedies.is_empty() {
+            notes
+        } else {
+            format!("{notes}; {}", remedies.join("; "))
         })
     }
-}
-
-async fn cluster_scenario(
-    rig: &mut Rig<'_>,
-    cluster: &crate::cluster::Cluster,
-    plan: &Plan,
-    fault: ClusterFault,
-) -> anyhow::Result<Line> {
-    let persist = format!("{}.persist", rig.prefix);
-    let inflicted = fault.inflict(cluster, &persist, plan);
-    under_cluster_fault(rig, plan, fault.name(), inflicted).await
 }
 
 // --- helpers ------------------------------------------------------------------------------------
