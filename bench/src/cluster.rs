@@ -9,6 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 
 pub struct Cluster {
+    /// How many of the file's three nodes run: 3, or 1 (node 1 alone, the seed, forms a
+    /// cluster of one: the same image and configuration as a single node).
+    size: u8,
+    /// For fewer than three nodes: a compose file of its own over the shipped one (in this
+    /// directory), whose configuration shortens the first node's wait for its peers.
+    overlay: Option<PathBuf>,
     program: Vec<String>,
     project: String,
     /// (AMQP, management) host ports of nodes 1, 2, 3.
@@ -33,16 +39,50 @@ fn output(command: &mut Command) -> anyhow::Result<String> {
 impl Cluster {
     /// Starts the three nodes together and waits until they form one cluster.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_nodes(3).await
+    }
+
+    /// Starts the first `size` nodes (1 or 3) and waits until they form one cluster.
+    pub async fn start_nodes(size: u8) -> anyhow::Result<Self> {
         let port = super::faults::free_port;
+        let project = format!(
+            "cs-faults-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let overlay = (size < 3).then(|| std::env::temp_dir().join(&project));
+        if let Some(dir) = &overlay {
+            // Node 1 alone waits for the peers its list names, ~23 s an attempt, some minutes
+            // by default, before it forms a cluster of one: two attempts here.
+            std::fs::create_dir_all(dir)?;
+            let mut conf = std::fs::read_to_string(root().join("deploy/cluster/rabbitmq.conf"))?;
+            conf.push_str(
+                "cluster_formation.discovery_retry_limit = 2
+",
+            );
+            conf.push_str(
+                "cluster_formation.discovery_retry_interval = 1000
+",
+            );
+            std::fs::write(dir.join("rabbitmq.conf"), conf)?;
+            std::fs::write(
+                dir.join("overlay.yml"),
+                format!(
+                    "services:\n  rabbitmq-1:\n    volumes:\n      - {}:/etc/rabbitmq/conf.d/20-countersign.conf:ro\n",
+                    dir.join("rabbitmq.conf").display()
+                ),
+            )?;
+        }
         let cluster = Self {
+            size,
+            overlay,
             program: countersign_testkit::compose_program(),
-            project: format!(
-                "cs-faults-{}",
-                &uuid::Uuid::new_v4().simple().to_string()[..8]
-            ),
+            project,
             ports: [(port(), port()), (port(), port()), (port(), port())],
         };
-        output(&mut cluster.compose(&["up", "-d"]))?;
+        let services: Vec<String> = (1..=size).map(|n| format!("rabbitmq-{n}")).collect();
+        let mut args = vec!["up", "-d"];
+        args.extend(services.iter().map(String::as_str));
+        output(&mut cluster.compose(&args))?;
         cluster.wait_whole(Duration::from_secs(240)).await?;
         Ok(cluster)
     }
@@ -51,12 +91,12 @@ impl Cluster {
         let mut command = Command::new(&self.program[0]);
         command
             .args(&self.program[1..])
-            .args([
-                "-f",
-                "deploy/cluster/docker-compose.yml",
-                "-p",
-                &self.project,
-            ])
+            .args(["-f", "deploy/cluster/docker-compose.yml"]);
+        if let Some(dir) = &self.overlay {
+            command.arg("-f").arg(dir.join("overlay.yml"));
+        }
+        command
+            .args(["-p", &self.project])
             .args(args)
             .current_dir(root());
         if std::env::var_os("RABBITMQ_IMAGE").is_none() {
@@ -77,8 +117,7 @@ impl Cluster {
 
     /// The three nodes in one `amqp.url`, as a client of the cluster names them.
     pub fn url(&self) -> String {
-        let hosts: Vec<String> = self
-            .ports
+        let hosts: Vec<String> = self.ports[..usize::from(self.size)]
             .iter()
             .map(|(amqp, _)| format!("127.0.0.1:{amqp}"))
             .collect();
@@ -92,6 +131,11 @@ impl Cluster {
             bail!("no container for rabbitmq-{node}");
         }
         Ok(id)
+    }
+
+    /// The running nodes' container ids, node 1's first.
+    pub fn containers(&self) -> anyhow::Result<Vec<String>> {
+        (1..=self.size).map(|node| self.container(node)).collect()
     }
 
     /// `rabbitmqctl` on node `node`.
@@ -110,7 +154,7 @@ impl Cluster {
     /// The first node but `excluded` that answers `rabbitmqctl`.
     fn ask_others(&self, excluded: u8, args: &[&str]) -> anyhow::Result<String> {
         let mut last = None;
-        for node in (1..=3).filter(|&n| n != excluded) {
+        for node in (1..=self.size).filter(|&n| n != excluded) {
             match self.rabbitmqctl(node, args) {
                 Ok(text) => return Ok(text),
                 Err(error) => last = Some(error),
@@ -139,7 +183,7 @@ impl Cluster {
     /// waits on the node that is cut off, and fails.
     pub fn leader_seen_without(&self, excluded: u8, queue: &str) -> anyhow::Result<u8> {
         let mut last = None;
-        for node in (1..=3).filter(|&n| n != excluded) {
+        for node in (1..=self.size).filter(|&n| n != excluded) {
             let text = match self.rabbitmqctl(
                 node,
                 &[
@@ -173,7 +217,7 @@ impl Cluster {
             .unwrap_or_else(|| anyhow::anyhow!("no node but rabbitmq-{excluded} leads {queue}")))
     }
 
-    /// Waits until three nodes run and every quorum queue has three members online.
+    /// Waits until every node runs and every quorum queue has a member online on each.
     pub async fn wait_whole(&self, within: Duration) -> anyhow::Result<Duration> {
         let started = Instant::now();
         loop {
@@ -229,7 +273,7 @@ impl Cluster {
                 .and_then(|n| n.parse::<u8>().ok())
         };
         let mut out = std::collections::BTreeSet::new();
-        for asked in 1..=3u8 {
+        for asked in 1..=self.size {
             let running: Option<Vec<u8>> = self
                 .rabbitmqctl(asked, &["cluster_status", "--formatter", "json"])
                 .ok()
@@ -244,7 +288,7 @@ impl Cluster {
                     )
                 });
             match running {
-                Some(running) => out.extend((1..=3).filter(|n| !running.contains(n))),
+                Some(running) => out.extend((1..=self.size).filter(|n| !running.contains(n))),
                 None => {
                     out.insert(asked);
                 }
@@ -256,7 +300,7 @@ impl Cluster {
                     .as_array()
                     .map(|o| o.iter().filter_map(node_of).collect())
                     .unwrap_or_default();
-                out.extend((1..=3).filter(|n| !online.contains(n)));
+                out.extend((1..=self.size).filter(|n| !online.contains(n)));
             }
         }
         out.into_iter().collect()
@@ -265,7 +309,7 @@ impl Cluster {
     /// What each node says of the cluster and of the queues that are not whole, for a failure's
     /// message: enough to tell a node that never rejoined from a Raft member that never came back.
     fn describe(&self) -> String {
-        (1..=3)
+        (1..=self.size)
             .map(|node| {
                 let running = self
                     .rabbitmqctl(node, &["cluster_status", "--formatter", "json"])
@@ -296,8 +340,10 @@ impl Cluster {
                         let partial: Vec<String> = queues
                             .iter()
                             .filter(|q| {
-                                q["members"].as_array().map(Vec::len) != Some(3)
-                                    || q["online"].as_array().map(Vec::len) != Some(3)
+                                q["members"].as_array().map(Vec::len)
+                                    != Some(usize::from(self.size))
+                                    || q["online"].as_array().map(Vec::len)
+                                        != Some(usize::from(self.size))
                             })
                             .map(|q| {
                                 format!(
@@ -340,13 +386,13 @@ impl Cluster {
             .ok()
             .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
             .and_then(|s| s["running_nodes"].as_array().map(Vec::len));
-        if running != Some(3) {
+        if running != Some(usize::from(self.size)) {
             return false;
         }
         self.membership().is_some_and(|queues| {
             queues.iter().all(|q| {
-                q["members"].as_array().map(Vec::len) == Some(3)
-                    && q["online"].as_array().map(Vec::len) == Some(3)
+                q["members"].as_array().map(Vec::len) == Some(usize::from(self.size))
+                    && q["online"].as_array().map(Vec::len) == Some(usize::from(self.size))
             })
         })
     }
@@ -424,5 +470,8 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         countersign_testkit::compose_down(self.compose(&[]));
+        if let Some(dir) = &self.overlay {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

@@ -13,6 +13,7 @@ mod events;
 mod faults;
 mod load;
 mod procs;
+mod replication;
 mod report;
 mod sustained;
 
@@ -107,6 +108,26 @@ enum Command {
         #[arg(long, default_value = "8s", value_parser = humantime::parse_duration)]
         duration: Duration,
     },
+    /// What replication costs: ingest and drain against one RabbitMQ 4.0 node and against the
+    /// three-node cluster (`deploy/cluster`, the local base image), with each node's CPU and
+    /// memory. Needs Docker.
+    Replication {
+        /// Length of each ingest run.
+        #[arg(long, default_value = "8s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Events pre-filled for the worker's drain.
+        #[arg(long, default_value_t = 20000)]
+        events: usize,
+        #[arg(long, default_value = "bench/replication.md")]
+        out: PathBuf,
+    },
+    /// (internal) One broker's part of `replication`, against `AMQP_URL`: one line of JSON.
+    ReplicationRun {
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Duration,
+        #[arg(long)]
+        events: usize,
+    },
     /// (internal) The HTTP ceiling: read the body, reply 200.
     HttpSink,
     /// Load a running ingester (for profiling): signed events to `/webhooks/<source>`.
@@ -195,6 +216,14 @@ fn main() -> anyhow::Result<()> {
             worker_events,
             out,
         } => runtime.block_on(all(duration, worker_events, out)),
+        Command::Replication {
+            duration,
+            events,
+            out,
+        } => runtime.block_on(replication::run(duration, events, &out)),
+        Command::ReplicationRun { duration, events } => {
+            runtime.block_on(replication_run(duration, events))
+        }
         Command::Drain {
             events,
             batch_size,
@@ -245,6 +274,15 @@ fn main() -> anyhow::Result<()> {
 
 fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// The bench's own connection: to the first node `amqp_url` names (the binaries take them all).
+async fn connect_first(amqp_url: &str) -> anyhow::Result<Connection> {
+    let first = countersign::amqp::addresses(amqp_url)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| amqp_url.to_owned());
+    Ok(Connection::connect(&first, ConnectionProperties::default()).await?)
 }
 
 struct Setup {
@@ -333,7 +371,7 @@ async fn setup_with(worker: &str) -> anyhow::Result<Setup> {
     };
     let config = Config::from_toml(&text, Role::Ingester, &lookup)?;
     let topology = Topology::from_config(&config.amqp);
-    let connection = Connection::connect(&amqp_url, ConnectionProperties::default()).await?;
+    let connection = connect_first(&amqp_url).await?;
     let channel = connection.create_channel().await?;
     channel.confirm_select(Default::default()).await?;
     topology.declare(&channel).await?;
@@ -472,7 +510,7 @@ impl Setup {
         }
         eprintln!("the bench's broker connection was closed; reconnecting");
         let url = env("AMQP_URL", countersign::config::DEFAULT_AMQP_URL);
-        self.connection = Connection::connect(&url, ConnectionProperties::default()).await?;
+        self.connection = connect_first(&url).await?;
         self.channel = self.connection.create_channel().await?;
         self.channel.confirm_select(Default::default()).await?;
         Ok(())
@@ -695,6 +733,47 @@ async fn all(duration: Duration, worker_events: usize, out: PathBuf) -> anyhow::
     setup.relink().await?;
     setup.teardown().await?;
     eprintln!("wrote {}", out.join("results.md").display());
+    Ok(())
+}
+
+/// `bench replication-run`: 64 connections' ingest, then the drain of `events`, against the
+/// broker of `AMQP_URL`; prints the figures as one line of JSON.
+#[allow(clippy::print_stdout)] // the result, for the parent
+async fn replication_run(duration: Duration, events: usize) -> anyhow::Result<()> {
+    const CONNECTIONS: usize = 64;
+    let setup = setup().await?;
+    let small = Arc::new(EventFactory::new(KEY, 2 * 1024));
+    let ingester = setup.ingester()?;
+    warm_up(&setup, &ingester, &small).await?;
+    let point = ingest(
+        &setup,
+        &ingester,
+        CONNECTIONS,
+        Until::Elapsed(duration),
+        &small,
+    )
+    .await?;
+    ingester.stop()?;
+    anyhow::ensure!(
+        point.ok == point.queued,
+        "{} answered 200, {} in the queue",
+        point.ok,
+        point.queued
+    );
+    // A first start applies the migrations.
+    let worker = setup.worker()?;
+    wait_ready(worker.port).await?;
+    worker.stop()?;
+    let (drain_rate, _) = drain(&setup, events, &small).await?;
+    setup.teardown().await?;
+    let run = replication::Run {
+        connections: CONNECTIONS,
+        ingest_per_second: point.per_second,
+        ingest_p99_ms: point.p99_ms,
+        drained: events,
+        drain_per_second: drain_rate,
+    };
+    println!("{}", serde_json::to_string(&run)?);
     Ok(())
 }
 
