@@ -208,7 +208,7 @@ impl Results {
         );
         let _ = writeln!(
             md,
-            "- each timed run lasts {:.0} s; made by `bench/run.sh` (`cargo run --release -p bench -- all`); plot: `throughput.png`\n",
+            "- each timed run lasts {:.0} s; made by `bench/run.sh` (`cargo run --release -p bench -- all`); plot: `throughput.png`\n- against the three-node RabbitMQ cluster beside one node (what replication costs, and the nodes' memory and CPU): `replication.md` (`cargo run --release -p bench -- replication`)\n",
             self.duration_s
         );
 
