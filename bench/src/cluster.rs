@@ -25,8 +25,10 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// A `docker compose` or `rabbitmqctl` call, its stdout; 180 s at most (`compose up` creates
+/// and starts containers; a `rabbitmqctl` asked about a cut-off peer can otherwise wait forever).
 fn output(command: &mut Command) -> anyhow::Result<String> {
-    let out = command.output().with_context(|| format!("{command:?}"))?;
+    let out = crate::procs::output_within(command, Duration::from_secs(180))?;
     if !out.status.success() {
         bail!(
             "{command:?} failed: {}",
@@ -139,7 +141,7 @@ impl Cluster {
     }
 
     /// `rabbitmqctl` on node `node`.
-    fn rabbitmqctl(&self, node: u8, args: &[&str]) -> anyhow::Result<String> {
+    pub fn rabbitmqctl(&self, node: u8, args: &[&str]) -> anyhow::Result<String> {
         let service = format!("rabbitmq-{node}");
         let mut all = vec!["exec", "-T", service.as_str(), "rabbitmqctl", "-q"];
         all.extend_from_slice(args);
@@ -148,13 +150,8 @@ impl Cluster {
 
     /// The first node that answers `rabbitmqctl`.
     fn ask(&self, args: &[&str]) -> anyhow::Result<String> {
-        self.ask_others(0, args)
-    }
-
-    /// The first node but `excluded` that answers `rabbitmqctl`.
-    fn ask_others(&self, excluded: u8, args: &[&str]) -> anyhow::Result<String> {
         let mut last = None;
-        for node in (1..=self.size).filter(|&n| n != excluded) {
+        for node in 1..=self.size {
             match self.rabbitmqctl(node, args) {
                 Ok(text) => return Ok(text),
                 Err(error) => last = Some(error),
@@ -179,38 +176,45 @@ impl Cluster {
     }
 
     /// The leader of `queue` as the nodes but `excluded` see it (the majority, when `excluded`
-    /// is cut off). Each is asked for the queues it leads (`--local`): a cluster-wide listing
-    /// waits on the node that is cut off, and fails.
+    /// is cut off): `rabbitmq-queues quorum_status` on each in turn asks the queue's Raft
+    /// members themselves for their state, where a queue listing goes through the metadata
+    /// store and the cut-off node's stale record (`list_queues --local` found nothing there).
     pub fn leader_seen_without(&self, excluded: u8, queue: &str) -> anyhow::Result<u8> {
         let mut last = None;
         for node in (1..=self.size).filter(|&n| n != excluded) {
-            let text = match self.rabbitmqctl(
-                node,
-                &[
-                    "list_queues",
-                    "--local",
-                    "name",
-                    "leader",
-                    "--formatter",
-                    "json",
-                ],
-            ) {
+            let service = format!("rabbitmq-{node}");
+            let text = match output(&mut self.compose(&[
+                "exec",
+                "-T",
+                &service,
+                "rabbitmq-queues",
+                "-q",
+                "quorum_status",
+                queue,
+                "--formatter",
+                "json",
+            ])) {
                 Ok(text) => text,
                 Err(error) => {
                     last = Some(error);
                     continue;
                 }
             };
-            let queues: Vec<serde_json::Value> = serde_json::from_str(&text)?;
-            let leader = queues
+            let members: Vec<serde_json::Value> = serde_json::from_str(&text)
+                .with_context(|| format!("quorum_status on {service}: {text}"))?;
+            let leader = members
                 .iter()
-                .find(|q| q["name"] == queue)
-                .and_then(|q| q["leader"].as_str());
-            if let Some(leader) = leader {
-                return leader
-                    .strip_prefix("rabbit@rabbitmq-")
-                    .and_then(|n| n.parse().ok())
-                    .with_context(|| format!("leader {leader}"));
+                .filter(|m| m["Raft State"] == "leader")
+                .filter_map(|m| m["Node Name"].as_str())
+                .filter_map(|name| name.strip_prefix("rabbit@rabbitmq-")?.parse::<u8>().ok())
+                .find(|&n| n != excluded);
+            match leader {
+                Some(leader) => return Ok(leader),
+                None => {
+                    last = Some(anyhow::anyhow!(
+                        "rabbitmq-{node} sees no leader of {queue} but rabbitmq-{excluded}: {text}"
+                    ))
+                }
             }
         }
         Err(last

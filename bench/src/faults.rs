@@ -49,6 +49,10 @@ struct Plan {
     /// The cluster scenarios: how long a killed node (or two) stays down, and a partition lasts.
     node_outage: Duration,
     partition: Duration,
+    /// The most one scenario may take, waits for the cluster included: past it the scenario
+    /// fails with what it was doing, and the suite goes on to the next (a hung call must not
+    /// hold CI until its own deadline).
+    limit: Duration,
 }
 
 impl Scale {
@@ -64,6 +68,7 @@ impl Scale {
                 burst: 4_000,
                 node_outage: Duration::from_secs(5),
                 partition: Duration::from_secs(10),
+                limit: Duration::from_secs(8 * 60),
             },
             Scale::Full => Plan {
                 connections: 64,
@@ -75,15 +80,26 @@ impl Scale {
                 burst: 15_000,
                 node_outage: Duration::from_secs(20),
                 partition: Duration::from_secs(30),
+                limit: Duration::from_secs(15 * 60),
             },
         }
     }
 }
 
+/// A single-node scenario: the rig it runs on, the plan, its line.
+type Scenario = for<'a> fn(
+    &'a mut Rig,
+    &'a Plan,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = anyhow::Result<Line>> + 'a>,
+>;
+
 /// One line of the results.
 #[derive(Debug, Default)]
 struct Line {
     scenario: &'static str,
+    /// The RabbitMQ version it ran on ("4.0.5 × 3" for the cluster).
+    broker: String,
     offered: u64,
     accepted: u64,
     /// Replies other than 200, by status code ("error" for no reply: connection refused or cut).
@@ -137,12 +153,6 @@ async fn run_in(
     rabbit.start().await?;
     postgres.start()?;
 
-    type Scenario = for<'a> fn(
-        &'a mut Rig,
-        &'a Plan,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = anyhow::Result<Line>> + 'a>,
-    >;
     let scenarios: [(&'static str, Scenario); 6] = [
         ("broker_outage", |rig, plan| {
             Box::pin(broker_outage(rig, plan))
@@ -164,29 +174,45 @@ async fn run_in(
         }),
     ];
     let mut lines = Vec::new();
-    for (name, scenario) in scenarios {
-        if only.is_some_and(|o| !name.contains(o)) {
-            continue;
+    let single: Vec<_> = scenarios
+        .into_iter()
+        .filter(|(name, _)| only.is_none_or(|o| name.contains(o)))
+        .collect();
+    if !single.is_empty() {
+        let version = rabbit.version();
+        eprintln!("faults: the single-node scenarios on this machine's RabbitMQ {version}");
+        for (name, scenario) in &single {
+            let mut rig = Rig::new(root, name, &mut rabbit, &mut postgres).await?;
+            let line = run_one(name, &version, *scenario, &mut rig, plan).await;
+            drop(rig);
+            lines.push(line);
+            // A scenario that stopped a server leaves it running again for the next one.
+            rabbit.ensure_running().await?;
+            postgres.ensure_running()?;
         }
-        eprintln!("faults: {name} ...");
-        let begun = Instant::now();
-        let mut rig = Rig::new(root, name, &mut rabbit, &mut postgres).await?;
-        let line = scenario(&mut rig, plan).await;
-        rig.shut_down();
-        drop(rig);
-        let line = match line {
-            Ok(line) => line,
-            Err(error) => Line {
-                scenario: name,
-                failures: vec![format!("the scenario could not run: {error:#}")],
+        // Production runs RabbitMQ 4.0: the same scenarios against it (the local base image,
+        // one node of deploy/cluster), each with a database and spool of its own.
+        eprintln!("faults: the single-node scenarios again, on RabbitMQ 4.0 in a container");
+        match Rabbit::in_container(root).await {
+            Ok(mut rabbit4) => {
+                let version = rabbit4.version();
+                for (name, scenario) in &single {
+                    let rig_name = format!("{name}_rabbitmq4");
+                    let mut rig = Rig::new(root, &rig_name, &mut rabbit4, &mut postgres).await?;
+                    let line = run_one(name, &version, *scenario, &mut rig, plan).await;
+                    drop(rig);
+                    lines.push(line);
+                    rabbit4.ensure_running().await?;
+                    postgres.ensure_running()?;
+                }
+            }
+            Err(error) => lines.push(Line {
+                scenario: "rabbitmq4_single_node",
+                broker: "4.0".to_owned(),
+                failures: vec![format!("the RabbitMQ 4.0 node did not start: {error:#}")],
                 ..Line::default()
-            },
-        };
-        report_line(&line, begun);
-        lines.push(line);
-        // A scenario that stopped a server leaves it running again for the next one.
-        rabbit.ensure_running().await?;
-        postgres.ensure_running()?;
+            }),
+        }
     }
     let cluster_scenarios = [
         ClusterFault::LeaderKill,
@@ -210,7 +236,8 @@ async fn run_in(
                 Ok(cluster) => {
                     let mut rig = Rig::new(root, name, &mut rabbit, &mut postgres).await?;
                     rig.amqp_url = cluster.url();
-                    let line = cluster_scenario(&mut rig, cluster, plan, fault).await;
+                    let line =
+                        within(plan.limit, cluster_scenario(&mut rig, cluster, plan, fault)).await;
                     if line.as_ref().map_or(true, |l| !l.failures.is_empty()) {
                         cluster.save_logs(&root.join(format!("{name}.rabbitmq.log")));
                     }
@@ -226,11 +253,20 @@ async fn run_in(
                 }
                 Err(error) => Err(anyhow::anyhow!("the cluster did not start: {error:#}")),
             };
-            let line = line.unwrap_or_else(|error| Line {
+            let mut line = line.unwrap_or_else(|error| Line {
                 scenario: name,
                 failures: vec![format!("the scenario could not run: {error:#}")],
                 ..Line::default()
             });
+            line.broker = match &cluster {
+                Ok(cluster) => format!(
+                    "{} × 3",
+                    cluster
+                        .rabbitmqctl(1, &["version"])
+                        .map_or_else(|_| "?".to_owned(), |v| v.trim().to_owned())
+                ),
+                Err(_) => "4.0 × 3".to_owned(),
+            };
             report_line(&line, begun);
             lines.push(line);
         }
@@ -247,7 +283,7 @@ async fn run_in(
     let failed: Vec<String> = lines
         .iter()
         .filter(|l| l.lost > 0 || l.duplicates > 0 || !l.failures.is_empty())
-        .map(|l| l.scenario.to_owned())
+        .map(|l| format!("{} (RabbitMQ {})", l.scenario, l.broker))
         .collect();
     if failed.is_empty() {
         println!("{} passed, 0 failed", lines.len());
@@ -262,10 +298,48 @@ async fn run_in(
     }
 }
 
+/// One single-node scenario on a rig, its line whatever happened.
+async fn run_one<'a>(
+    name: &'static str,
+    version: &str,
+    scenario: Scenario,
+    rig: &'a mut Rig<'_>,
+    plan: &'a Plan,
+) -> Line {
+    eprintln!("faults: {name} (RabbitMQ {version}) ...");
+    let begun = Instant::now();
+    let line = within(plan.limit, scenario(rig, plan)).await;
+    rig.shut_down();
+    let mut line = line.unwrap_or_else(|error| Line {
+        scenario: name,
+        failures: vec![format!("the scenario could not run: {error:#}")],
+        ..Line::default()
+    });
+    line.broker = version.to_owned();
+    report_line(&line, begun);
+    line
+}
+
+/// `scenario`, or an error once `limit` has passed.
+async fn within(
+    limit: Duration,
+    scenario: impl std::future::Future<Output = anyhow::Result<Line>>,
+) -> anyhow::Result<Line> {
+    tokio::time::timeout(limit, scenario)
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "did not finish within {} s (the binaries' logs are kept)",
+                limit.as_secs()
+            ))
+        })
+}
+
 fn report_line(line: &Line, begun: Instant) {
     eprintln!(
-        "faults: {}: offered {}, 200 {}, non-200 {:?}, rows {}, duplicates {}, lost {} ({:.0} s){}",
+        "faults: {} (RabbitMQ {}): offered {}, 200 {}, non-200 {:?}, rows {}, duplicates {}, lost {} ({:.0} s){}",
         line.scenario,
+        line.broker,
         line.offered,
         line.accepted,
         line.refused,
@@ -309,9 +383,9 @@ fn render(scale: Scale, plan: &Plan, lines: &[Line], took: Duration) -> String {
     );
     let _ = writeln!(
         text,
-        "| scenario | offered | 200 | non-200 | rows in PostgreSQL | duplicates | lost | notes |"
+        "| scenario | RabbitMQ | offered | 200 | non-200 | rows in PostgreSQL | duplicates | lost | notes |"
     );
-    let _ = writeln!(text, "|---|---:|---:|---|---:|---:|---:|---|");
+    let _ = writeln!(text, "|---|---|---:|---:|---|---:|---:|---:|---|");
     for line in lines {
         let refused = if line.refused.is_empty() {
             "0".to_owned()
@@ -328,8 +402,9 @@ fn render(scale: Scale, plan: &Plan, lines: &[Line], took: Duration) -> String {
         }
         let _ = writeln!(
             text,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             line.scenario,
+            line.broker,
             line.offered,
             line.accepted,
             refused,
@@ -344,13 +419,18 @@ fn render(scale: Scale, plan: &Plan, lines: &[Line], took: Duration) -> String {
 
 // --- the servers ------------------------------------------------------------------------------
 
-/// A private RabbitMQ node: its own name, ports and data directory.
+/// A private RabbitMQ node: the machine's RabbitMQ with its own name, ports and data
+/// directory, or production's RabbitMQ 4.0 in a container (`deploy/cluster`'s first node alone,
+/// the local base image).
 struct Rabbit {
     dir: PathBuf,
     port: u16,
     dist_port: u16,
     node: String,
     child: Option<Child>,
+    /// The container's node, when this is RabbitMQ 4.0; `running` says whether it is started.
+    container: Option<crate::cluster::Cluster>,
+    running: bool,
 }
 
 impl Rabbit {
@@ -370,11 +450,40 @@ impl Rabbit {
             dist_port: free_port(),
             node,
             child: None,
+            container: None,
+            running: false,
         })
     }
 
+    /// RabbitMQ 4.0 in a container: a cluster of one node, started and waited for.
+    async fn in_container(root: &Path) -> anyhow::Result<Self> {
+        let mut rabbit = Self::new(root)?;
+        rabbit.container = Some(crate::cluster::Cluster::start_nodes(1).await?);
+        rabbit.running = true;
+        Ok(rabbit)
+    }
+
+    /// "3.10.x" or "4.0.x": what the table says the scenario ran on.
+    fn version(&self) -> String {
+        let text = match &self.container {
+            Some(cluster) => cluster.rabbitmqctl(1, &["version"]).unwrap_or_default(),
+            None => crate::procs::output_within(
+                self.command("rabbitmqctl")
+                    .args(["-q", "-n", &self.node, "version"]),
+                Duration::from_secs(60),
+            )
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default(),
+        };
+        let version = text.trim();
+        if version.is_empty() { "?" } else { version }.to_owned()
+    }
+
     fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+        match &self.container {
+            Some(cluster) => cluster.url(),
+            None => format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port),
+        }
     }
 
     fn command(&self, program: &str) -> Command {
@@ -396,6 +505,12 @@ impl Rabbit {
     }
 
     async fn start(&mut self) -> anyhow::Result<()> {
+        if let Some(cluster) = &self.container {
+            cluster.start_node(1)?;
+            cluster.wait_whole(Duration::from_secs(120)).await?;
+            self.running = true;
+            return Ok(());
+        }
         let log = std::fs::File::options()
             .create(true)
             .append(true)
@@ -408,24 +523,59 @@ impl Rabbit {
             .spawn()
             .context("starting rabbitmq-server (is RabbitMQ installed?)")?;
         self.child = Some(child);
+        let url = self.url();
         let deadline = Instant::now() + Duration::from_secs(90);
         while Instant::now() < deadline {
-            if lapin::Connection::connect(&self.url(), lapin::ConnectionProperties::default())
-                .await
-                .is_ok()
-            {
+            // Each attempt bounded: a node that takes the TCP connection but never finishes
+            // the AMQP handshake (booting, or stuck) would otherwise hold this forever.
+            let attempt = tokio::time::timeout(
+                Duration::from_secs(5),
+                lapin::Connection::connect(&url, lapin::ConnectionProperties::default()),
+            );
+            if let Ok(Ok(_connection)) = attempt.await {
                 return Ok(());
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                bail!(
+                    "the private RabbitMQ node exited ({status}) while starting: {}",
+                    self.tail()
+                );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         bail!(
-            "the private RabbitMQ node did not start (see {})",
-            self.dir.join("server.out").display()
+            "the private RabbitMQ node did not start within 90 s: {}",
+            self.tail()
         )
     }
 
-    /// Stops the whole node (not just its app): SIGTERM to its process group, then waits.
+    /// The last lines the node wrote to its console, for an error message.
+    fn tail(&self) -> String {
+        let path = self.dir.join("server.out");
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().rev().take(15).collect();
+        format!(
+            "{} ends with:\n{}",
+            path.display(),
+            lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+    }
+
+    /// Stops the whole node (not just its app): SIGTERM to its process group (or `docker
+    /// stop`), then waits.
     fn stop(&mut self) {
+        if let Some(cluster) = &self.container {
+            if self.running {
+                let _ = cluster.stop(1);
+                self.running = false;
+            }
+            return;
+        }
         if let Some(mut child) = self.child.take() {
             signal_group(&child, "TERM");
             if !wait_for(&mut child, Duration::from_secs(60)) {
@@ -436,7 +586,11 @@ impl Rabbit {
     }
 
     async fn ensure_running(&mut self) -> anyhow::Result<()> {
-        if self.child.is_none() {
+        let running = match self.container {
+            Some(_) => self.running,
+            None => self.child.is_some(),
+        };
+        if !running {
             self.start().await?;
         }
         Ok(())
@@ -445,29 +599,40 @@ impl Rabbit {
     /// Messages delivered to consumers and not yet acknowledged, over the queues of `prefix`
     /// (`rabbitmqctl list_queues` against this node).
     fn unacked(&self, prefix: &str) -> anyhow::Result<u64> {
-        let output = self
-            .command("rabbitmqctl")
-            .args([
-                "-q",
-                "-n",
-                &self.node,
-                "list_queues",
-                "name",
-                "messages_unacknowledged",
-            ])
-            .output()?;
+        if let Some(cluster) = &self.container {
+            let text =
+                cluster.rabbitmqctl(1, &["list_queues", "name", "messages_unacknowledged"])?;
+            return Ok(count_unacked(&text, prefix));
+        }
+        let mut command = self.command("rabbitmqctl");
+        command.args([
+            "-q",
+            "-n",
+            &self.node,
+            "list_queues",
+            "name",
+            "messages_unacknowledged",
+        ]);
+        let output = crate::procs::output_within(&mut command, Duration::from_secs(60))?;
         if !output.status.success() {
             bail!(
                 "rabbitmqctl: {}",
                 String::from_utf8_lossy(&output.stderr).trim()
             );
         }
-        Ok(String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .sum())
+        Ok(count_unacked(
+            &String::from_utf8_lossy(&output.stdout),
+            prefix,
+        ))
     }
+}
+
+/// The sum of `list_queues name messages_unacknowledged` over the queues of `prefix`.
+fn count_unacked(text: &str, prefix: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
 }
 
 /// A private PostgreSQL cluster (run as the `postgres` user when this runs as root).
@@ -786,33 +951,12 @@ secrets = ["env:ACME_KEY"]
         wait_http(port, "/healthz").await
     }
 
-    fn kill_replica(&mut self, i: usize) {
-        if let Some(mut child) = self.replicas[i].child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
     /// The (webhook, admin) ports of every ingester, the first one's first.
     fn ingesters(&self) -> Vec<(u16, u16)> {
         let replicas = self.replicas.iter().filter(|r| r.is_ingester());
         std::iter::once((self.port, self.admin_port))
             .chain(replicas.map(|r| (r.port, r.admin_port)))
             .collect()
-    }
-
-    fn kill_ingester(&mut self) {
-        if let Some(mut child) = self.ingester.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn kill_worker(&mut self) {
-        if let Some(mut child) = self.worker.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 
     fn shut_down(&mut self) {
@@ -1064,7 +1208,7 @@ async fn ingester_kill_while_spooling(rig: &mut Rig<'_>, plan: &Plan) -> anyhow:
     rig.rabbit.stop();
     let load = Load::start(&[rig.port], plan.connections, plan.rate, factory());
     tokio::time::sleep(plan.margin).await;
-    rig.kill_ingester();
+    sigkill(&mut rig.ingester);
     rig.start_ingester().await?;
     tokio::time::sleep(plan.margin).await;
     let load = load.finish().await;
@@ -1176,7 +1320,7 @@ async fn worker_kill_loop(rig: &mut Rig<'_>, plan: &Plan) -> anyhow::Result<Line
     let mut kills = 0;
     while started.elapsed() < plan.kill_for {
         tokio::time::sleep(plan.kill_every).await;
-        rig.kill_worker();
+        sigkill(&mut rig.worker);
         kills += 1;
         rig.start_worker().await?;
     }
@@ -1378,11 +1522,11 @@ async fn kill_workers_in_turn(rig: &mut Rig<'_>, plan: &Plan) -> anyhow::Result<
         // The first worker, then each replica in turn.
         match kills % (workers.len() + 1) {
             0 => {
-                rig.kill_worker();
+                sigkill(&mut rig.worker);
                 rig.start_worker().await?;
             }
             n => {
-                rig.kill_replica(workers[n - 1]);
+                sigkill(&mut rig.replicas[workers[n - 1]].child);
                 rig.start_replica(workers[n - 1]).await?;
             }
         }
@@ -1468,13 +1612,19 @@ impl ClusterFault {
                 let node = cluster.leader(persist)?;
                 cluster.partition(node)?;
                 tokio::time::sleep(plan.partition).await;
-                let meanwhile = cluster.leader_seen_without(node, persist).ok();
+                let meanwhile = cluster.leader_seen_without(node, persist).map_or_else(
+                    |error| {
+                        let error = format!("{error:#}");
+                        format!("unknown: {}", error.chars().take(200).collect::<String>())
+                    },
+                    |n| format!("rabbitmq-{n}"),
+                );
                 cluster.heal(node)?;
                 let took = whole().await?;
                 format!(
                     "rabbitmq-{node}, the leader of persist, cut off from the others {} s (leader meanwhile, as the other two see it: {}); whole {:.0} s after healing",
                     plan.partition.as_secs(),
-                    meanwhile.map_or("unknown".to_owned(), |n| format!("rabbitmq-{n}")),
+                    meanwhile,
                     took.as_secs_f64()
                 )
             }
@@ -1520,8 +1670,9 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
+/// A server tool (`initdb`, `pg_ctl`, `mount`, …) run to its end; 120 s at most.
 fn exec(command: &mut Command) -> anyhow::Result<()> {
-    let output = command.output().with_context(|| format!("{command:?}"))?;
+    let output = crate::procs::output_within(command, Duration::from_secs(120))?;
     if !output.status.success() {
         bail!(
             "{command:?} failed: {}",
@@ -1529,6 +1680,14 @@ fn exec(command: &mut Command) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// SIGKILL to a binary under test (a crash, as the scenarios mean it), and reaps it.
+fn sigkill(process: &mut Option<Child>) {
+    if let Some(mut child) = process.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
 
 fn signal_group(child: &Child, signal: &str) {

@@ -110,3 +110,54 @@ pub fn sibling(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("own path");
     exe.parent().expect("a directory").join(name)
 }
+
+/// Runs `command` to its end with its output captured, as `Command::output` does, but gives up
+/// after `limit`: the process is killed and the error says so. A broker tool asked about a
+/// partitioned node, or a container engine that stopped answering, must fail a scenario, not
+/// stall the suite (and CI) behind it. The output is read on threads of its own, so a
+/// grandchild that keeps the pipes open cannot hold this up either.
+pub fn output_within(
+    command: &mut Command,
+    limit: Duration,
+) -> anyhow::Result<std::process::Output> {
+    use std::io::Read as _;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("{command:?}: {e}"))?;
+    let read = |mut pipe: Box<dyn std::io::Read + Send>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            let _ = tx.send(bytes);
+        });
+        rx
+    };
+    let stdout = read(Box::new(child.stdout.take().expect("piped")));
+    let stderr = read(Box::new(child.stderr.take().expect("piped")));
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("{command:?} did not finish within {} s", limit.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // What the process wrote before it ended; a pipe a grandchild still holds gives up after a
+    // second with what it has.
+    let collect = |rx: std::sync::mpsc::Receiver<Vec<u8>>| {
+        rx.recv_timeout(Duration::from_secs(1)).unwrap_or_default()
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: collect(stdout),
+        stderr: collect(stderr),
+    })
+}

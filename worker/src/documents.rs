@@ -72,6 +72,9 @@ impl ObjectDocuments {
                 Ok(Self::new(Arc::new(store), Path::default()))
             }
             DocumentsLocation::S3 { url } => {
+                // The S3 client's TLS is rustls with ring, the one crypto provider built in
+                // (object_store's default would add aws-lc-rs); installed once per process.
+                let _ = rustls::crypto::ring::default_provider().install_default();
                 let store = object_store::aws::AmazonS3Builder::from_env()
                     .with_url(url.as_str())
                     .build()
