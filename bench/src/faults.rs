@@ -118,14 +118,28 @@ impl Line {
     }
 }
 
-pub async fn run(scale: Scale, out: &Path, only: Option<String>) -> anyhow::Result<()> {
+/// Which scenarios run: those whose name contains `only` (all without it), less those whose
+/// name contains `skip`.
+pub struct Select {
+    pub only: Option<String>,
+    pub skip: Option<String>,
+}
+
+impl Select {
+    fn wants(&self, name: &str) -> bool {
+        self.only.as_deref().is_none_or(|o| name.contains(o))
+            && self.skip.as_deref().is_none_or(|s| !name.contains(s))
+    }
+}
+
+pub async fn run(scale: Scale, out: &Path, select: Select) -> anyhow::Result<()> {
     let plan = scale.plan();
     let root = std::env::temp_dir().join(format!(
         "countersign-faults-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     ));
     std::fs::create_dir_all(&root)?;
-    let outcome = run_in(&root, scale, &plan, only.as_deref(), out).await;
+    let outcome = run_in(&root, scale, &plan, &select, out).await;
     if outcome.is_ok() {
         let _ = std::fs::remove_dir_all(&root);
     } else {
@@ -140,7 +154,7 @@ async fn run_in(
     root: &Path,
     scale: Scale,
     plan: &Plan,
-    only: Option<&str>,
+    select: &Select,
     out: &Path,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -176,7 +190,7 @@ async fn run_in(
     let mut lines = Vec::new();
     let single: Vec<_> = scenarios
         .into_iter()
-        .filter(|(name, _)| only.is_none_or(|o| name.contains(o)))
+        .filter(|(name, _)| select.wants(name))
         .collect();
     if !single.is_empty() {
         let version = rabbit.version();
@@ -224,7 +238,7 @@ async fn run_in(
     .map(|fault| (fault.name(), fault));
     let wanted: Vec<_> = cluster_scenarios
         .into_iter()
-        .filter(|(name, _)| only.is_none_or(|o| name.contains(o)))
+        .filter(|(name, _)| select.wants(name))
         .collect();
     if !wanted.is_empty() {
         eprintln!("faults: starting a three-node RabbitMQ cluster (deploy/cluster)");

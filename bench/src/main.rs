@@ -74,6 +74,9 @@ enum Command {
         /// Only the scenarios whose name contains this.
         #[arg(long)]
         only: Option<String>,
+        /// Not the scenarios whose name contains this (`--skip cluster`: the single-node ones).
+        #[arg(long)]
+        skip: Option<String>,
     },
     /// Only the worker's drain of a pre-filled queue (2 KiB events) and PostgreSQL's ceilings.
     Drain {
@@ -268,7 +271,12 @@ fn main() -> anyhow::Result<()> {
             );
             setup.teardown().await
         }),
-        Command::Faults { scale, out, only } => runtime.block_on(faults::run(scale, &out, only)),
+        Command::Faults {
+            scale,
+            out,
+            only,
+            skip,
+        } => runtime.block_on(faults::run(scale, &out, faults::Select { only, skip })),
     }
 }
 
