@@ -228,10 +228,14 @@ pub fn take_persisted(topology: &Topology, expected: usize) -> Vec<Taken> {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let connection = Connection::connect(&url, ConnectionProperties::default())
-                .await
-                .expect("RabbitMQ on AMQP_URL");
-            let channel = connection.create_channel().await.unwrap();
+            let open = || async {
+                let connection = Connection::connect(&url, ConnectionProperties::default())
+                    .await
+                    .expect("RabbitMQ on AMQP_URL");
+                let channel = connection.create_channel().await.unwrap();
+                (connection, channel)
+            };
+            let (mut connection, mut channel) = open().await;
             let mut taken = Vec::new();
             let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
             let mut settle: Option<tokio::time::Instant> = None;
@@ -241,8 +245,21 @@ pub fn take_persisted(topology: &Topology, expected: usize) -> Vec<Taken> {
                         queue.as_str().into(),
                         lapin::options::BasicGetOptions { no_ack: true },
                     )
-                    .await
-                    .expect("basic.get");
+                    .await;
+                // A quorum queue whose Raft member is (re)starting answers INTERNAL_ERROR
+                // "noproc" and closes the connection (seen once on RabbitMQ 3.10 under the
+                // attack suite's load): nothing was delivered, so ask again on a new
+                // connection until the deadline.
+                let got = match got {
+                    Ok(got) => got,
+                    Err(error) if tokio::time::Instant::now() < deadline => {
+                        eprintln!("basic.get: {error}; asking again on a new connection");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        (connection, channel) = open().await;
+                        continue;
+                    }
+                    Err(error) => panic!("basic.get: {error:?}"),
+                };
                 let Some(message) = got else {
                     let now = tokio::time::Instant::now();
                     if taken.len() >= expected {
