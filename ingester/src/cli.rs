@@ -1,6 +1,8 @@
-//! The command line: `countersign-ingester [run]`, `healthcheck`, `spool quarantine …`.
+//! The command line: `countersign-ingester [run]`, `healthcheck`, `spool drain`,
+//! `spool quarantine …`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -26,13 +28,32 @@ pub enum Command {
     Run,
     /// Exit 0 if an ingester answers /healthz on this configuration's admin port (for containers).
     Healthcheck,
-    /// The local spool (ingester.spool.dir).
+    /// The local spool (ingester.spool.dir, or --dir).
+    Spool(Spool),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Spool {
+    /// The spool directory, instead of the configuration's ingester.spool.dir (a claim of an
+    /// ingester that is gone, mounted elsewhere).
+    #[arg(long, global = true)]
+    pub dir: Option<PathBuf>,
     #[command(subcommand)]
-    Spool(SpoolCommand),
+    pub command: SpoolCommand,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum SpoolCommand {
+    /// Publish every message the spool holds to the broker (with confirms, oldest first), then
+    /// exit: for a spool no ingester will open again (a scaled-away pod's volume). Refuses a
+    /// directory a running ingester holds. Exit 0: the spool is empty; 1: the broker did not take
+    /// everything within --timeout (what is left stays on disk); 3: the spool is empty but its
+    /// quarantine holds messages the broker refused (`spool quarantine list`).
+    Drain {
+        /// How long to keep trying while the broker is away or refuses.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
     /// Messages the broker refused every time they were sent, set aside so that the rest drained.
     #[command(subcommand)]
     Quarantine(Quarantine),

@@ -1,5 +1,9 @@
-//! `countersign-ingester spool quarantine list | show | requeue`: what an operator does with the
-//! messages the spool set aside (see [`crate::spool::quarantine`]).
+//! `countersign-ingester spool drain`: a spool no ingester will open again, published and
+//! emptied. `countersign-ingester spool quarantine list | show | requeue`: what an operator does
+//! with the messages the spool set aside (see [`crate::spool::quarantine`]).
+//!
+//! `drain` opens the spool as an ingester does (locked: never beside the ingester that owns it)
+//! and runs the ingester's own drainer until the spool is empty.
 //!
 //! These read the quarantine directory beside the running ingester's spool (it needs no lock:
 //! the drainer only adds whole files there, by rename). `requeue` publishes with confirms on a
@@ -7,7 +11,8 @@
 
 use std::io::Write as _;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use countersign::config::Config;
@@ -18,11 +23,113 @@ use lapin::types::AMQPValue;
 use secrecy::ExposeSecret as _;
 use sha2::{Digest as _, Sha256};
 
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
 use crate::cli::Quarantine;
+use crate::metrics::Metrics;
+use crate::spool::Spool;
 use crate::spool::quarantine::{self, Entry};
 
 /// How long `requeue` waits for each confirm.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often `drain` reports its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Drains the spool in `config.ingester.spool.dir` into the broker; the exit code (see
+/// [`crate::cli::SpoolCommand::Drain`]).
+pub async fn drain(config: &Config, timeout: Duration) -> anyhow::Result<u8> {
+    // Opening creates a missing directory, as an ingester's first start should; a mistyped
+    // path here would only "drain" an empty new spool.
+    let wanted = &config.ingester.spool.dir;
+    if !wanted.is_dir() {
+        anyhow::bail!("no spool directory at {}", wanted.display());
+    }
+    let metrics = Metrics::new();
+    let spool = Arc::new(Spool::open(&config.ingester.spool, metrics.clone())?);
+    let dir = spool.dir().to_owned();
+    let before = spool.status();
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "spool {}: {} message(s), {} bytes{}",
+        dir.display(),
+        before.messages,
+        before.bytes,
+        before.oldest_age.map_or_else(String::new, |age| format!(
+            ", the oldest spooled {} ago",
+            humantime::format_duration(Duration::from_secs(age.as_secs()))
+        )),
+    )?;
+    let started = Instant::now();
+    if before.messages > 0 {
+        let broker = Broker::new(
+            Topology::from_config(&config.amqp),
+            config.ingester.confirm_timeout,
+            metrics,
+        );
+        let stop = CancellationToken::new();
+        let connection = tokio::spawn(
+            broker
+                .clone()
+                .maintain(config.amqp.url.expose_secret().to_owned(), stop.clone()),
+        );
+        let drainer = tokio::spawn(spool.clone().drain(broker.clone(), stop.clone()));
+        let mut reported = Instant::now();
+        while spool.status().messages > 0 && started.elapsed() < timeout {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if reported.elapsed() >= PROGRESS_EVERY {
+                reported = Instant::now();
+                let now = spool.status();
+                writeln!(
+                    out,
+                    "  {} left{}",
+                    now.messages,
+                    if broker.is_ready() {
+                        ""
+                    } else {
+                        " (the broker is not connected)"
+                    }
+                )?;
+            }
+        }
+        stop.cancel();
+        drainer.await.context("the spool's drainer")?;
+        connection.await.context("the broker connection")?;
+    }
+    let after = spool.status();
+    let spool_to_close = spool.clone();
+    tokio::task::spawn_blocking(move || spool_to_close.close())
+        .await
+        .context("the spool's writer")?;
+    let quarantined = quarantine::count(&dir);
+    if after.messages > 0 {
+        writeln!(
+            out,
+            "gave up after {}: {} message(s) left in {} (nothing is lost: run it again once the broker takes them)",
+            humantime::format_duration(timeout),
+            after.messages,
+            dir.display()
+        )?;
+        return Ok(1);
+    }
+    writeln!(
+        out,
+        "drained {} message(s) in {:.1} s; the spool is empty",
+        before.messages,
+        started.elapsed().as_secs_f64()
+    )?;
+    if quarantined > 0 {
+        writeln!(
+            out,
+            "its quarantine holds {quarantined} message(s) the broker refused: countersign-ingester spool --dir {} quarantine list",
+            dir.display()
+        )?;
+        return Ok(3);
+    }
+    Ok(0)
+}
 
 /// Runs a quarantine command; `Ok(false)` when some message could not be re-driven.
 pub async fn quarantine(config: &Config, command: Quarantine) -> anyhow::Result<bool> {

@@ -22,6 +22,7 @@ pub mod admin;
 pub mod broker;
 pub mod cli;
 pub mod commands;
+pub mod forwarded;
 pub mod limits;
 pub mod log_limit;
 pub mod metrics;

@@ -20,7 +20,7 @@ async fn run() -> ExitCode {
     // Every configuration problem, the sources' key files included, is exit 2 and one line.
     let loaded = Config::load_path(&cli.config, Role::Ingester)
         .and_then(|config| Sources::from_config(&config).map(|sources| (config, sources)));
-    let (config, sources) = match loaded {
+    let (mut config, sources) = match loaded {
         Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("countersign-ingester: invalid configuration: {error}");
@@ -29,10 +29,22 @@ async fn run() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {}
-        Command::Spool(SpoolCommand::Quarantine(command)) => {
-            return match countersign_ingester::commands::quarantine(&config, command).await {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
+        Command::Spool(spool) => {
+            if let Some(dir) = spool.dir {
+                config.ingester.spool.dir = dir;
+            }
+            let done = match spool.command {
+                SpoolCommand::Quarantine(command) => {
+                    countersign_ingester::commands::quarantine(&config, command)
+                        .await
+                        .map(|all| if all { 0 } else { 1 })
+                }
+                SpoolCommand::Drain { timeout } => {
+                    countersign_ingester::commands::drain(&config, timeout).await
+                }
+            };
+            return match done {
+                Ok(code) => ExitCode::from(code),
                 Err(error) => {
                     eprintln!("countersign-ingester: {error:#}");
                     ExitCode::FAILURE

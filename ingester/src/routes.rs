@@ -51,6 +51,8 @@ pub struct WebhookState {
     pub spool: Option<Arc<Spool>>,
     /// Log lines of refused requests, a few a second per outcome.
     pub log_limit: LogLimit,
+    /// `ingester.trusted_proxies`: peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<countersign::config::IpNet>,
 }
 
 /// How a webhook was made safe.
@@ -164,7 +166,7 @@ pub async fn receive_webhook(
             let origin = Origin {
                 path_token,
                 query: (!query.is_empty()).then_some(query),
-                peer: request.peer_addr().map(|a| a.ip()),
+                peer: client_address(&request, &state),
             };
             accept(
                 &state,
@@ -244,6 +246,15 @@ pub async fn receive_webhook(
     response
 }
 
+/// The client's address: the TCP peer, or behind `ingester.trusted_proxies` what they say.
+fn client_address(request: &HttpRequest, state: &WebhookState) -> Option<std::net::IpAddr> {
+    crate::forwarded::client_address(
+        request.peer_addr().map(|a| a.ip()),
+        request.headers(),
+        &state.trusted_proxies,
+    )
+}
+
 /// A `GET` to a source whose provider sends one (Adobe Acrobat Sign's verification of intent);
 /// `None` for any other (405). Nothing is published.
 fn answer_get(
@@ -256,7 +267,7 @@ fn answer_get(
     let origin = Origin {
         path_token,
         query: None,
-        peer: request.peer_addr().map(|a| a.ip()),
+        peer: client_address(request, state),
     };
     let answer = state
         .sources

@@ -6,8 +6,11 @@
 //! RabbitMQ is down.
 //!
 //! Shutdown order: stop accepting, let in-flight requests finish (their publishes, confirms and
-//! spool writes included), drain the spool while the broker takes it (up to `shutdown_timeout`),
-//! stop the spool's drainer and writer, then close the broker connection, then return.
+//! spool writes included), drain the spool while the broker takes it, stop the spool's drainer
+//! and writer, then close the broker connection, then return. One deadline,
+//! `ingester.shutdown_timeout` after the signal, bounds all of it but the last step, which has
+//! [`CLOSE_MARGIN`]: a process manager's grace period of `shutdown_timeout` + 5 s (plus a
+//! preStop hook's time) is never cut short.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -30,6 +33,9 @@ use crate::metrics::Metrics;
 use crate::routes::WebhookState;
 use crate::server;
 use crate::spool::Spool;
+
+/// After the shutdown deadline: closing the broker connection, at most.
+pub const CLOSE_MARGIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 pub struct Application {
     webhooks: Server,
@@ -110,6 +116,7 @@ impl Application {
             default_max_body_bytes: config.ingester.max_body_bytes,
             spool: spool.clone(),
             log_limit: crate::log_limit::LogLimit::new(),
+            trusted_proxies: config.ingester.trusted_proxies.clone(),
         });
         let fd_limit = limits::raise_fd_limit();
         let max_connections = limits::connection_limit(config.ingester.max_connections, fd_limit);
@@ -198,13 +205,18 @@ impl Application {
             () = shutdown.cancelled() => None,
             result = &mut webhooks => Some(result),
         };
-        tracing::info!("shutting down: refusing new connections, finishing in-flight requests");
-        webhooks_handle.stop(true).await;
-        admin_handle.stop(true).await;
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        tracing::info!(
+            within_s = self.shutdown_timeout.as_secs_f64(),
+            "shutting down: refusing new connections, finishing in-flight requests"
+        );
+        // Both servers wait for their requests at most shutdown_timeout (rounded down to whole
+        // seconds), from now: by the deadline. A request still running then is cut off before
+        // its reply: its sender had no 200 and sends again.
+        tokio::join!(webhooks_handle.stop(true), admin_handle.stop(true));
         // While the broker takes them, spooled messages are drained before the exit (a pod
         // scaled away may not come back soon); what is left stays on disk for the next start.
         if let Some(spool) = &self.spool {
-            let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
             while spool.status().messages > 0
                 && self.broker.is_ready()
                 && tokio::time::Instant::now() < deadline
@@ -221,8 +233,16 @@ impl Application {
             }
         }
         self.drain_stop.cancel();
-        if let Some(task) = self.drain_task {
-            task.await.context("spool drain task")?;
+        if let Some(mut task) = self.drain_task {
+            // A batch under way finishes if its confirms come by the deadline. Cut off, its
+            // records stay in the spool and are published again at the next start: the worker
+            // keeps one row per message id.
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+                tracing::warn!(
+                    "shutdown deadline: the spool's drainer stopped with a batch unconfirmed; it is published again at the next start"
+                );
+            }
         }
         if let Some(spool) = self.spool {
             tokio::task::spawn_blocking(move || spool.close())
@@ -230,7 +250,14 @@ impl Application {
                 .context("spool writer")?;
         }
         self.broker_stop.cancel();
-        self.broker_task.await.context("broker task")?;
+        let mut broker_task = self.broker_task;
+        if tokio::time::timeout(CLOSE_MARGIN, &mut broker_task)
+            .await
+            .is_err()
+        {
+            broker_task.abort();
+            tracing::warn!("the broker connection did not close in time; dropped");
+        }
         admin
             .await
             .context("admin server task")?

@@ -136,6 +136,12 @@ pub struct IngesterConfig {
     /// limit (raised to its hard limit at start) less 1,024 kept for the broker, the admin port
     /// and logs. Past it, new connections wait in the listen backlog.
     pub max_connections: usize,
+    /// Reverse proxies (addresses or networks) whose `X-Forwarded-For` is believed: behind one
+    /// (an ingress), the TCP peer is the proxy, and the client's address — what a source's
+    /// `allow_ips` checks — is the rightmost `X-Forwarded-For` entry that is not itself one of
+    /// these. From any other peer the header is ignored (anyone can send it). Empty (the
+    /// default): the TCP peer is the client.
+    pub trusted_proxies: Vec<IpNet>,
     /// Where a webhook the broker cannot take right now is kept until it can.
     pub spool: SpoolConfig,
 }
@@ -185,6 +191,7 @@ impl Default for IngesterConfig {
             header_timeout: Duration::from_secs(5),
             keep_alive: Duration::from_secs(5),
             max_connections: 0,
+            trusted_proxies: Vec::new(),
             spool: SpoolConfig::default(),
         }
     }
@@ -428,6 +435,7 @@ impl IpNet {
         (prefix <= max).then_some(Self { address, prefix })
     }
 
+    /// Whether `ip` is in this network (an IPv4-mapped IPv6 address as its IPv4 address).
     pub fn contains(&self, ip: std::net::IpAddr) -> bool {
         let ip = match ip {
             std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
@@ -448,6 +456,17 @@ impl IpNet {
             u128::MAX << (128 - u32::from(self.prefix))
         };
         bits(self.address) & mask == bits(ip) & mask
+    }
+}
+
+impl<'de> Deserialize<'de> for IpNet {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "not an IP address or network (203.0.113.7, 203.0.113.0/24, 2001:db8::/32): {text:?}"
+            ))
+        })
     }
 }
 

@@ -178,6 +178,45 @@ pub fn self_signed_certificate(dir: &std::path::Path) -> (String, PathBuf) {
     (std::fs::read_to_string(key).expect("key"), certificate)
 }
 
+/// Replaces `topology`'s work queue by a classic one that holds a single message and refuses the
+/// next: the broker then nacks the publish. (A quorum queue applies the limit a little late.)
+pub async fn make_persist_queue_hold_one(channel: &lapin::Channel, topology: &Topology) {
+    use lapin::options::{QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
+    use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+    let persist = ShortString::from(topology.persist_queue());
+    channel
+        .queue_delete(persist.clone(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(1));
+    arguments.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString(LongString::from("reject-publish")),
+    );
+    channel
+        .queue_declare(
+            persist.clone(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            arguments,
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            persist,
+            ShortString::from(topology.exchange()),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+}
+
 /// Deletes a test's exchange and queues (the upgrade's holding queue too), from any context (also while unwinding from a panic).
 pub fn delete_topology(topology: Topology) {
     let url = amqp_url();

@@ -9,8 +9,8 @@ use countersign::config::Config;
 use countersign::topology::Topology;
 use countersign_ingester::Application;
 use lapin::message::BasicGetMessage;
-use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::options::BasicGetOptions;
+use lapin::types::ShortString;
 use lapin::{Channel, Connection, ConnectionProperties};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +35,10 @@ pub struct Options {
     pub max_body_bytes: usize,
     pub confirm_timeout: &'static str,
     pub spool: SpoolSetting,
+    /// More `[ingester]` lines.
+    pub ingester_extra: &'static str,
+    /// More lines of the `acme` source.
+    pub acme_extra: &'static str,
 }
 
 /// The ingester's `[ingester.spool]` in a test.
@@ -54,6 +58,8 @@ impl Default for Options {
             max_body_bytes: 1024 * 1024,
             confirm_timeout: "5s",
             spool: SpoolSetting::Temporary,
+            ingester_extra: "",
+            acme_extra: "",
         }
     }
 }
@@ -86,6 +92,7 @@ pub fn config_text(prefix: &str, options: &Options, spool: &str) -> String {
         confirm_timeout = "{confirm}"
         retry_after = "7s"
         shutdown_timeout = "20s"
+        {ingester_extra}
 
         [ingester.spool]
         {spool}
@@ -95,6 +102,7 @@ pub fn config_text(prefix: &str, options: &Options, spool: &str) -> String {
         provider = "taktikal"
         secrets = ["env:ACME_OLD_KEY", "env:ACME_KEY"]
         allow_shared_secrets = true
+        {acme_extra}
 
         [[sources]]
         name = "big"
@@ -105,6 +113,8 @@ pub fn config_text(prefix: &str, options: &Options, spool: &str) -> String {
         "#,
         max = options.max_body_bytes,
         confirm = options.confirm_timeout,
+        ingester_extra = options.ingester_extra,
+        acme_extra = options.acme_extra,
     )
 }
 
@@ -253,40 +263,9 @@ impl TestApp {
     }
 
     /// Replaces the work queue by a classic one that holds a single message and refuses the
-    /// next: the broker then nacks the publish. (A quorum queue applies the limit a little late.)
+    /// next: the broker then nacks the publish.
     pub async fn make_persist_queue_hold_one(&self) {
-        let persist = ShortString::from(self.topology.persist_queue());
-        self.channel
-            .queue_delete(persist.clone(), QueueDeleteOptions::default())
-            .await
-            .unwrap();
-        let mut arguments = FieldTable::default();
-        arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(1));
-        arguments.insert(
-            "x-overflow".into(),
-            AMQPValue::LongString(LongString::from("reject-publish")),
-        );
-        self.channel
-            .queue_declare(
-                persist.clone(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..QueueDeclareOptions::default()
-                },
-                arguments,
-            )
-            .await
-            .unwrap();
-        self.channel
-            .queue_bind(
-                persist,
-                ShortString::from(self.topology.exchange()),
-                "#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
+        countersign_testkit::make_persist_queue_hold_one(&self.channel, &self.topology).await;
     }
 
     /// Takes every message out of `<prefix>.persist`.

@@ -4,6 +4,7 @@ mod admin;
 mod broker;
 mod cli;
 mod helpers;
+mod proxy;
 mod shutdown;
 mod spool;
 mod webhooks;

@@ -615,3 +615,90 @@ async fn a_record_that_closes_the_channel_every_time_is_quarantined_after_its_tr
         entry.reason
     );
 }
+
+/// `countersign-ingester spool --dir <dir> drain --timeout <timeout>` with the test's
+/// configuration and broker: its exit code, standard output and standard error.
+fn drain_command(
+    prefix: &str,
+    dir: &Path,
+    amqp_url: &str,
+    timeout: &str,
+) -> (Option<i32>, String, String) {
+    let config = tempfile::NamedTempFile::new().unwrap();
+    // The configuration names another directory: --dir is what counts.
+    let text = crate::helpers::config_text(prefix, &Options::default(), "dir = \"/nonexistent\"");
+    std::fs::write(config.path(), text).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_countersign-ingester"))
+        .env("COUNTERSIGN_CONFIG", config.path())
+        .env("AMQP_URL", amqp_url)
+        .env("ACME_KEY", crate::helpers::KEY)
+        .env("ACME_OLD_KEY", crate::helpers::OLD_KEY)
+        .args(["spool", "--dir"])
+        .arg(dir)
+        .args(["drain", "--timeout", timeout])
+        .output()
+        .expect("the binary runs");
+    (
+        output.status.code(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// Issue 28 (H2): a spool no ingester will open again — the claim of a pod scaled away while
+/// RabbitMQ was down — is emptied by `countersign-ingester spool --dir <dir> drain`: refused
+/// while its ingester holds the directory, nothing lost while the broker stays away, then every
+/// message in the queue exactly once and the directory empty.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stranded_spool_is_drained_by_the_drain_command_every_message_once() {
+    let proxy = TcpProxy::reserve(broker_address()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = TestApp::spawn_with(Options {
+        amqp_url: via(&proxy),
+        spool: SpoolSetting::At(dir.path().to_owned(), 64 * 1024 * 1024),
+        ..Options::default()
+    })
+    .await;
+    let prefix = app.config.amqp.prefix.clone();
+    let mut sent = Vec::new();
+    for _ in 0..30 {
+        let (id, body) = signed_event();
+        assert_eq!(app.post("acme", body).await.status(), 200);
+        sent.push(id);
+    }
+
+    let (code, out, err) = drain_command(&prefix, dir.path(), &crate::helpers::amqp_url(), "5s");
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("in use by another ingester"), "{err}");
+
+    // The ingester goes away with its spool full (the broker is still away).
+    app.stop().await.unwrap();
+    assert!(!segments(dir.path()).is_empty());
+
+    // Still no broker: the command gives up after its timeout and keeps everything.
+    let (code, out, err) = drain_command(&prefix, dir.path(), &via(&proxy), "2s");
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("30 message(s) left"), "{out}");
+    assert_eq!(app.persisted_count().await, 0);
+
+    let (code, out, err) = drain_command(&prefix, dir.path(), &crate::helpers::amqp_url(), "60s");
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains(": 30 message(s)"), "{out}");
+    assert!(out.contains("drained 30 message(s)"), "{out}");
+    let mut drained = app.drain_persisted_ids().await;
+    drained.sort();
+    sent.sort();
+    assert_eq!(drained, sent, "every message once");
+    assert_eq!(segments(dir.path()), Vec::<String>::new());
+
+    let (code, out, err) = drain_command(&prefix, dir.path(), &crate::helpers::amqp_url(), "5s");
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains(": 0 message(s)"), "{out}");
+
+    // A mistyped directory is an error, not an empty spool made on the spot.
+    let missing = dir.path().join("no-such-spool");
+    let (code, _, err) = drain_command(&prefix, &missing, &crate::helpers::amqp_url(), "5s");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no spool directory at"), "{err}");
+    assert!(!missing.exists());
+}
