@@ -20,6 +20,7 @@ Exit 0 when all hold; otherwise every problem is printed and the exit code is 1.
 Needs: PyYAML and kubernetes-validate (pip install pyyaml kubernetes-validate).
 """
 import copy
+import hashlib
 import json
 import os
 import re
@@ -44,6 +45,19 @@ KUBERNETES_VERSION = "1.31.0"
 WORKLOADS = ("Deployment", "StatefulSet")
 # Where the ingester's spool is when the configuration does not say (IngesterConfig's default).
 DEFAULT_SPOOL_DIR = "./data/spool"
+# IngesterConfig's and WorkerConfig's defaults, for what a countersign.toml leaves out.
+DEFAULTS = {"ingester.shutdown_timeout": "30s", "ingester.keep_alive": "5s",
+            "ingester.max_body_bytes": 64 * 1024 * 1024, "worker.prefetch": 256}
+# After the shutdown deadline the ingester takes up to 3 s to close its broker connection
+# (startup::CLOSE_MARGIN); 2 s more for the process to exit and be reaped.
+SHUTDOWN_MARGIN_S = 5
+# ingress-nginx's upstream-keepalive-timeout (its default; a controller-wide setting): how long
+# nginx keeps an idle connection to the ingester for reuse. The ingester's keep_alive must be
+# longer, or nginx reuses connections the ingester just closed and the provider gets a 502.
+INGRESS_UPSTREAM_KEEPALIVE_S = 60
+# The ingester recovers its spool before its ports bind: 2.3 s for a full 1 GiB spool measured
+# warm here, tens of seconds on a throttled cloud volume. Its startup probe allows at least this.
+INGESTER_STARTUP_BUDGET_S = 120
 problems = []
 
 
@@ -128,7 +142,13 @@ def check_compose():
         if name in services and "healthcheck" not in services[name]:
             problem(f"compose service {name}: no healthcheck")
     ingester = services.get("ingester", {})
-    directory = spool_dir((ROOT / "deploy/compose/countersign.toml").read_text())
+    compose_config = (ROOT / "deploy/compose/countersign.toml").read_text()
+    if ingester:
+        deadline = setting(compose_config, "ingester.shutdown_timeout")
+        grace = seconds(ingester.get("stop_grace_period", "10s"))
+        if grace < deadline + SHUTDOWN_MARGIN_S:
+            problem(f"compose service ingester: stop_grace_period {grace:g} s is below ingester.shutdown_timeout ({deadline:g} s) + {SHUTDOWN_MARGIN_S} s: docker kills it mid-shutdown")
+    directory = spool_dir(compose_config)
     if directory is not None and ingester:
         mounts = [(v.split(":")[1], v.split(":")[0]) for v in ingester.get("volumes", []) if isinstance(v, str) and ":" in v]
         volume = mount_of(directory, mounts)
@@ -228,7 +248,7 @@ RENDERED_BY = set()
 
 def render_subset(directory):
     kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    known = {"apiVersion", "kind", "resources", "labels", "namespace", "images", "replicas", "patches"}
+    known = {"apiVersion", "kind", "resources", "labels", "namespace", "images", "replicas", "patches", "configMapGenerator"}
     for key in set(kustomization) - known:
         problem(f"{directory}: kustomization field {key} is not handled by this renderer")
     docs = []
@@ -240,6 +260,17 @@ def render_subset(directory):
             docs += load_yaml_docs(path)
         else:
             problem(f"{directory}: resource {resource} not found")
+    # A generated ConfigMap's name carries a hash of its data (kustomize's own hash differs; what
+    # matters here is that references follow the name).
+    for generator in kustomization.get("configMapGenerator", []):
+        data = {Path(f).name: (directory / f).read_text() for f in generator.get("files", [])}
+        digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+        generated = f"{generator['name']}-{digest}"
+        docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": generated}, "data": data})
+        for doc in docs:
+            for volume in doc.get("spec", {}).get("template", {}).get("spec", {}).get("volumes", []):
+                if lookup(volume, "configMap.name") == generator["name"]:
+                    volume["configMap"]["name"] = generated
     for entry in kustomization.get("labels", []):
         for doc in docs:
             doc.setdefault("metadata", {}).setdefault("labels", {}).update(entry["pairs"])
@@ -489,6 +520,7 @@ def check_references(name, docs):
         if doc["kind"] == "Secret" and doc["metadata"]["name"] == "countersign-secrets":
             problem(f"k8s {name}: the example Secret is part of the rendered manifests: every apply would overwrite the real one")
     check_spool_volume(name, by_kind, pods)
+    check_what_the_numbers_imply(name, by_kind, pods)
     for deployment, template in pods:
         for container in template["spec"]["containers"]:
             where = f"k8s {name}: {deployment['kind']}/{deployment['metadata']['name']} container {container['name']}"
@@ -533,6 +565,96 @@ def spool_dir(config_text):
     if spool.get("enabled", True) is False:
         return None
     return spool.get("dir", DEFAULT_SPOOL_DIR)
+
+
+def seconds(text):
+    """A duration as humantime writes them ("30s", "1m 30s", "500ms", "2h"), or a number of
+    seconds, in seconds."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h)", str(text))
+    if not parts or re.sub(r"[\d.\s]|ms|s|m|h", "", str(text)):
+        problem(f"cannot read the duration {text!r}")
+        return 0.0
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def setting(config_text, dotted):
+    """A setting of a countersign.toml, durations in seconds, with the binaries' default."""
+    node = tomllib.loads(config_text)
+    for key in dotted.split("."):
+        node = node.get(key, {}) if isinstance(node, dict) else {}
+    value = DEFAULTS[dotted] if node == {} else node
+    return seconds(value) if dotted.endswith(("_timeout", "keep_alive")) else value
+
+
+def largest_body(config_text):
+    """The largest body a message can carry: ingester.max_body_bytes or a source's own."""
+    sources = tomllib.loads(config_text).get("sources", [])
+    return max([setting(config_text, "ingester.max_body_bytes")] + [s["max_body_bytes"] for s in sources if "max_body_bytes" in s])
+
+
+def quantity(text):
+    """A Kubernetes memory quantity in bytes ("2Gi", "512Mi", "1G")."""
+    match = re.fullmatch(r"(\d+)(Ki|Mi|Gi|Ti|k|M|G|T)?", str(text))
+    if not match:
+        problem(f"cannot read the quantity {text!r}")
+        return 0
+    factor = {None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    return int(match.group(1)) * factor[match.group(2)]
+
+
+def check_what_the_numbers_imply(name, by_kind, pods):
+    """Where the configuration and the manifests must agree, from issue 28's review: a grace period
+    that fits the shutdown deadline, configuration that reaches running pods, claims that bind,
+    replicas spread out, a worker whose messages in hand fit its memory, an ingester that does not
+    close connections the ingress reuses, start-up that liveness does not cut short."""
+    config = next((c for c in by_kind.get("ConfigMap", []) if "countersign.toml" in c.get("data", {})), None)
+    text = config["data"]["countersign.toml"] if config else ""
+    for workload, template in pods:
+        spec = template["spec"]
+        kind_name = f"{workload['kind']}/{workload['metadata']['name']}"
+        where = f"k8s {name}: {kind_name}"
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        labels = template["metadata"].get("labels", {})
+        spread = [c for c in spec.get("topologySpreadConstraints", []) if selects(c.get("labelSelector", {}), labels)]
+        if not spread:
+            problem(f"{where}: no topologySpreadConstraints selecting its own pods: every replica may land on one node or zone")
+        for container in spec["containers"]:
+            for mount in container.get("volumeMounts", []):
+                volume = volumes.get(mount["name"], {})
+                if mount.get("subPath") and ("configMap" in volume or "secret" in volume):
+                    problem(f"{where}: {mount['mountPath']} is a subPath mount of {mount['name']}: it never sees a change (mount the directory)")
+            if "startupProbe" not in container:
+                problem(f"{where}: container {container['name']} has no startupProbe: liveness may kill it while it starts")
+        if text and "ingester" in workload["metadata"]["name"]:
+            container = spec["containers"][0]
+            pre_stop = lookup(container, "lifecycle.preStop.exec.command") or []
+            pause = float(pre_stop[1]) if len(pre_stop) == 2 and pre_stop[0] == "sleep" else 0.0
+            deadline = setting(text, "ingester.shutdown_timeout")
+            grace = spec.get("terminationGracePeriodSeconds", 30)
+            if grace < pause + deadline + SHUTDOWN_MARGIN_S:
+                problem(f"{where}: terminationGracePeriodSeconds {grace} is below preStop {pause:g} s + ingester.shutdown_timeout {deadline:g} s + {SHUTDOWN_MARGIN_S} s: the kubelet kills it mid-shutdown")
+            probe = container.get("startupProbe", {})
+            budget = probe.get("initialDelaySeconds", 0) + probe.get("periodSeconds", 10) * probe.get("failureThreshold", 3)
+            if probe and budget < INGESTER_STARTUP_BUDGET_S:
+                problem(f"{where}: the startupProbe allows {budget} s, below the {INGESTER_STARTUP_BUDGET_S} s a full spool's recovery may take on a slow volume")
+            if by_kind.get("Ingress") and setting(text, "ingester.keep_alive") <= INGRESS_UPSTREAM_KEEPALIVE_S:
+                problem(f"{where}: ingester.keep_alive {setting(text, 'ingester.keep_alive'):g} s is not above the ingress's upstream keep-alive ({INGRESS_UPSTREAM_KEEPALIVE_S} s): nginx reuses connections the ingester closed (502)")
+        if text and "worker" in workload["metadata"]["name"]:
+            limit = lookup(spec["containers"][0], "resources.limits.memory")
+            in_hand = setting(text, "worker.prefetch") * largest_body(text)
+            if limit is None or in_hand > quantity(limit) / 2:
+                problem(f"{where}: worker.prefetch x the largest body ({in_hand / 2**20:g} MiB) is over half the memory limit {limit}: a few large documents in hand and the worker is OOMKilled, again and again")
+    if by_kind.get("Ingress"):
+        for workload in by_kind.get("StatefulSet", []):
+            for template in workload["spec"].get("volumeClaimTemplates", []):
+                if not lookup(template, "spec.storageClassName"):
+                    problem(f"k8s {name}: StatefulSet/{workload['metadata']['name']}: claim {template['metadata']['name']} names no storageClassName (Pending without a default class; a claim template cannot change later)")
+        for cluster in by_kind.get("RabbitmqCluster", []):
+            if not lookup(cluster, "spec.persistence.storageClassName"):
+                problem(f"k8s {name}: RabbitmqCluster/{cluster['metadata']['name']}: persistence names no storageClassName")
 
 
 def mount_of(path, mounts):

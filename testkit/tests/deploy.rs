@@ -191,23 +191,108 @@ const MISTAKES: &[(&str, &str, &str, &str, &str)] = &[
         "\"not-vhosts\"",
         "uses vhost '/' in permissions without declaring it",
     ),
+    // Issue 28's review: what a real cluster would have done with these manifests.
+    (
+        "a grace period shorter than preStop + the shutdown deadline",
+        "deploy/k8s/base/ingester.yaml",
+        "terminationGracePeriodSeconds: 45",
+        "terminationGracePeriodSeconds: 38",
+        "terminationGracePeriodSeconds 38 is below preStop 5 s + ingester.shutdown_timeout 30 s + 5 s",
+    ),
+    (
+        "a shutdown deadline raised past the grace period",
+        "deploy/k8s/base/countersign.toml",
+        "shutdown_timeout = \"30s\"",
+        "shutdown_timeout = \"1m\"",
+        "terminationGracePeriodSeconds 45 is below preStop 5 s + ingester.shutdown_timeout 60 s",
+    ),
+    (
+        "compose's grace period shorter than the shutdown deadline",
+        "docker-compose.yml",
+        "stop_grace_period: 40s",
+        "stop_grace_period: 30s",
+        "stop_grace_period 30 s is below ingester.shutdown_timeout (30 s) + 5 s",
+    ),
+    (
+        "the configuration mounted with subPath (never updated)",
+        "deploy/k8s/base/ingester.yaml",
+        "              mountPath: /etc/countersign/config\n",
+        "              mountPath: /etc/countersign/countersign.toml\n              subPath: countersign.toml\n",
+        "/etc/countersign/countersign.toml is a subPath mount of config",
+    ),
+    (
+        "a spool claim without a storage class",
+        "deploy/k8s/overlays/production/storage-patch.yaml",
+        "        storageClassName: countersign-retain\n",
+        "",
+        "claim spool names no storageClassName",
+    ),
+    (
+        "RabbitMQ's volumes without a storage class",
+        "deploy/k8s/overlays/production/storage-patch.yaml",
+        "    storageClassName: countersign-retain\n    storage: 20Gi",
+        "    storage: 20Gi",
+        "RabbitmqCluster/countersign-rabbitmq: persistence names no storageClassName",
+    ),
+    (
+        "ingesters not spread over nodes and zones",
+        "deploy/k8s/base/ingester.yaml",
+        "      topologySpreadConstraints:\n        - maxSkew: 1\n          topologyKey: topology.kubernetes.io/zone\n          whenUnsatisfiable: ScheduleAnyway\n          labelSelector:\n            matchLabels:\n              app.kubernetes.io/name: countersign-ingester\n        - maxSkew: 1\n          topologyKey: kubernetes.io/hostname\n          whenUnsatisfiable: ScheduleAnyway\n          labelSelector:\n            matchLabels:\n              app.kubernetes.io/name: countersign-ingester\n",
+        "",
+        "StatefulSet/countersign-ingester: no topologySpreadConstraints selecting its own pods",
+    ),
+    (
+        "the default prefetch with 64 MiB bodies in a 2Gi worker",
+        "deploy/k8s/base/countersign.toml",
+        "prefetch = 16",
+        "prefetch = 256",
+        "worker.prefetch x the largest body (16384 MiB) is over half the memory limit 2Gi",
+    ),
+    (
+        "the ingester's keep-alive no longer than ingress-nginx's",
+        "deploy/k8s/base/countersign.toml",
+        "keep_alive = \"75s\"",
+        "keep_alive = \"60s\"",
+        "ingester.keep_alive 60 s is not above the ingress's upstream keep-alive (60 s)",
+    ),
+    (
+        "an ingester without a startup probe",
+        "deploy/k8s/base/ingester.yaml",
+        "          startupProbe:\n            httpGet:\n              path: /healthz\n              port: admin\n            periodSeconds: 5\n            failureThreshold: 60\n",
+        "",
+        "container ingester has no startupProbe",
+    ),
+    (
+        "a startup probe shorter than a full spool's recovery",
+        "deploy/k8s/base/ingester.yaml",
+        "failureThreshold: 60",
+        "failureThreshold: 6",
+        "the startupProbe allows 30 s, below the 120 s",
+    ),
 ];
 
 #[test]
 fn each_known_mistake_fails_validation() {
-    for (mistake, file, from, to, says) in MISTAKES {
-        let dir = tempfile::tempdir().unwrap();
-        copy_of_the_files(dir.path());
-        let path = dir.path().join(file);
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(from), "{mistake}: {file} has {from:?}");
-        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
-        let (ok, report) = validate(dir.path());
-        assert!(!ok, "{mistake}: validation passed\n{report}");
-        assert!(
-            report.contains(says),
-            "{mistake}: {says:?} not in\n{report}"
-        );
+    // Four validators at a time (each mostly waits on kubectl and docker-compose).
+    for chunk in MISTAKES.chunks(MISTAKES.len().div_ceil(4)) {
+        std::thread::scope(|scope| {
+            for (mistake, file, from, to, says) in chunk {
+                scope.spawn(move || {
+                    let dir = tempfile::tempdir().unwrap();
+                    copy_of_the_files(dir.path());
+                    let path = dir.path().join(file);
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    assert!(text.contains(from), "{mistake}: {file} has {from:?}");
+                    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+                    let (ok, report) = validate(dir.path());
+                    assert!(!ok, "{mistake}: validation passed\n{report}");
+                    assert!(
+                        report.contains(says),
+                        "{mistake}: {says:?} not in\n{report}"
+                    );
+                });
+            }
+        });
     }
     // And the untouched copy passes: the failures above come from the mistakes alone.
     let dir = tempfile::tempdir().unwrap();
