@@ -534,6 +534,16 @@ def check_references(name, docs):
                 ref = lookup(env, "valueFrom.secretKeyRef")
                 if ref and ref.get("name") == "countersign-secrets" and ref.get("key") not in secret_keys:
                     problem(f"{where}: env {env['name']} uses key {ref.get('key')!r}, which secret.example.yaml does not document")
+    alerts = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
+    rules = by_kind.get("PrometheusRule", [])
+    if not rules:
+        problem(f"k8s {name}: no PrometheusRule: the alerts of deploy/prometheus/alerts.yml are not loaded")
+    for rule in rules:
+        if lookup(rule, "spec.groups") != alerts.get("groups"):
+            problem(f"k8s {name}: PrometheusRule/{rule['metadata']['name']}: its groups differ from deploy/prometheus/alerts.yml's (copy them)")
+    selected_by = {(d["kind"], d["metadata"]["name"]): lookup(d, "metadata.labels.release") for d in rules + by_kind.get("ServiceMonitor", [])}
+    if None in selected_by.values() or len(set(selected_by.values())) > 1:
+        problem(f"k8s {name}: ServiceMonitors and PrometheusRules must all carry the label release that your Prometheus selects them by (kube-prometheus-stack: its release's name), the same: {selected_by}")
     for queue in by_kind.get("Queue", []):
         if lookup(queue, "spec.deletionPolicy") != "retain":
             problem(f"k8s {name}: Queue/{queue['metadata']['name']}: deletionPolicy must be retain (deleting the resource would delete the queue and its events)")
@@ -595,6 +605,20 @@ def largest_body(config_text):
     return max([setting(config_text, "ingester.max_body_bytes")] + [s["max_body_bytes"] for s in sources if "max_body_bytes" in s])
 
 
+def secret_files(config_text, role):
+    """The files under /etc/countersign/secrets/ that `role` reads, as named in a countersign.toml
+    (`file:` references): the ingester the sources' secrets, the worker its read-API tokens and
+    the sources' API credentials."""
+    config = tomllib.loads(config_text)
+    if role == "ingester":
+        references = [r for s in config.get("sources", []) for r in s.get("secrets", [])]
+    else:
+        references = list(config.get("worker", {}).get("api_tokens", []))
+        references += [s["api"]["credentials"] for s in config.get("sources", []) if "credentials" in s.get("api", {})]
+    prefix = "file:/etc/countersign/secrets/"
+    return {r[len(prefix):] for r in references if isinstance(r, str) and r.startswith(prefix)}
+
+
 def quantity(text):
     """A Kubernetes memory quantity in bytes ("2Gi", "512Mi", "1G")."""
     match = re.fullmatch(r"(\d+)(Ki|Mi|Gi|Ti|k|M|G|T)?", str(text))
@@ -647,6 +671,19 @@ def check_what_the_numbers_imply(name, by_kind, pods):
             in_hand = setting(text, "worker.prefetch") * largest_body(text)
             if limit is None or in_hand > quantity(limit) / 2:
                 problem(f"{where}: worker.prefetch x the largest body ({in_hand / 2**20:g} MiB) is over half the memory limit {limit}: a few large documents in hand and the worker is OOMKilled, again and again")
+        # Least privilege: each binary gets the Secret's keys its own role reads (the ingester the
+        # sources' keys, the worker the read API's tokens and the providers' API credentials).
+        role = "ingester" if "ingester" in workload["metadata"]["name"] else "worker"
+        wanted = secret_files(text, role) if text else set()
+        for volume in spec.get("volumes", []):
+            if lookup(volume, "secret.secretName") != "countersign-secrets":
+                continue
+            items = lookup(volume, "secret.items")
+            given = {i["path"] for i in items or []}
+            if items is None:
+                problem(f"{where}: mounts all of countersign-secrets (no items): the {role} gets the other binary's secrets too")
+            elif given != wanted:
+                problem(f"{where}: mounts countersign-secrets items {sorted(given)}, but its configuration reads {sorted(wanted)}")
     if by_kind.get("Ingress"):
         for workload in by_kind.get("StatefulSet", []):
             for template in workload["spec"].get("volumeClaimTemplates", []):
@@ -799,6 +836,44 @@ def check_readme():
 CRD_SCHEMAS = crd_schemas()
 
 
+def check_drain_job(production):
+    """deploy/k8s/drain-spool.yaml, filled in, is a valid Job that runs with what the ingesters
+    run with: the same environment (AMQP credentials), the same Secret, the same configuration."""
+    path = ROOT / "deploy/k8s/drain-spool-job.yaml"
+    text = path.read_text()
+    for placeholder in ["SPOOL_CLAIM", "CONFIG_MAP", "IMAGE"]:
+        if placeholder not in text:
+            problem(f"{path.name}: the placeholder {placeholder} its comment names is not in it")
+    job = yaml.safe_load(text.replace("SPOOL_CLAIM", "spool-countersign-ingester-4")
+                         .replace("CONFIG_MAP", "countersign-config-abc").replace("IMAGE", "countersign:0.1.0"))
+    if kubernetes_validate is not None:
+        try:
+            kubernetes_validate.validate(copy.deepcopy(job), KUBERNETES_VERSION, strict=True)
+        except Exception as error:
+            problem(f"{path.name}: {getattr(error, 'message', str(error))}")
+    ingester = next((d for d in production if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "countersign-ingester"), None)
+    if ingester is None:
+        return
+    ingester_pod = ingester["spec"]["template"]["spec"]
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    if container.get("env") != ingester_pod["containers"][0].get("env"):
+        problem(f"{path.name}: its env differs from the ingester's (AMQP credentials, configuration path)")
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    for volume in ingester_pod.get("volumes", []):
+        if volume["name"] == "secrets" and volumes.get("secrets") != volume:
+            problem(f"{path.name}: its secrets volume differs from the ingester's")
+    mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
+    ingester_mounts = {m["name"]: m["mountPath"] for m in ingester_pod["containers"][0].get("volumeMounts", [])}
+    for name in ["config", "secrets"]:
+        if mounts.get(name) != ingester_mounts.get(name):
+            problem(f"{path.name}: {name} is mounted at {mounts.get(name)}, the ingester's at {ingester_mounts.get(name)}")
+    command = container.get("command", [])
+    spool = mounts.get("spool")
+    if command[:3] != ["countersign-ingester", "spool", "--dir"] or command[3:4] != [spool] or "drain" not in command:
+        problem(f"{path.name}: the command does not drain the mounted claim ({spool}): {command}")
+
+
 def main():
     if kubernetes_validate is None:
         problem("kubernetes-validate is not installed (pip install kubernetes-validate)")
@@ -807,6 +882,7 @@ def main():
     base = check_kubernetes("base", render(ROOT / "deploy/k8s/base"))
     production = check_kubernetes("production", render(ROOT / "deploy/k8s/overlays/production"))
     check_topology(compose, production)
+    check_drain_job(production)
     check_dashboard()
     check_readme()
     if problems:

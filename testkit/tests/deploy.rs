@@ -269,6 +269,48 @@ const MISTAKES: &[(&str, &str, &str, &str, &str)] = &[
         "failureThreshold: 6",
         "the startupProbe allows 30 s, below the 120 s",
     ),
+    (
+        "alerts changed in one place and not the other",
+        "deploy/k8s/base/prometheusrule.yaml",
+        "for: 10m",
+        "for: 15m",
+        "its groups differ from deploy/prometheus/alerts.yml's",
+    ),
+    (
+        "a ServiceMonitor kube-prometheus-stack does not select",
+        "deploy/k8s/base/servicemonitor.yaml",
+        "  labels:\n    release: kube-prometheus-stack\n",
+        "",
+        "must all carry the label release",
+    ),
+    (
+        "a drain Job that runs without the ingesters' environment",
+        "deploy/k8s/drain-spool-job.yaml",
+        "              value: json",
+        "              value: text",
+        "its env differs from the ingester's",
+    ),
+    (
+        "a drain Job that drains some other directory than its claim",
+        "deploy/k8s/drain-spool-job.yaml",
+        "\"--dir\", \"/spool\"",
+        "\"--dir\", \"/var/lib/countersign/spool\"",
+        "the command does not drain the mounted claim (/spool)",
+    ),
+    (
+        "the worker given the whole Secret (the sources' signing keys too)",
+        "deploy/k8s/base/worker.yaml",
+        "            items:\n              - key: api-token\n                path: api-token\n",
+        "",
+        "mounts all of countersign-secrets (no items): the worker gets the other binary's secrets too",
+    ),
+    (
+        "a source key the ingester's mount leaves out",
+        "deploy/k8s/base/countersign.toml",
+        "secrets = [\"file:/etc/countersign/secrets/acme-taktikal-key\"]",
+        "secrets = [\"file:/etc/countersign/secrets/acme-taktikal-key\", \"file:/etc/countersign/secrets/acme-old-key\"]",
+        "but its configuration reads ['acme-old-key', 'acme-taktikal-key']",
+    ),
 ];
 
 #[test]
@@ -299,4 +341,61 @@ fn each_known_mistake_fails_validation() {
     copy_of_the_files(dir.path());
     let (ok, report) = validate(dir.path());
     assert!(ok, "{report}");
+}
+
+/// `promtool test rules` on a directory holding alerts.yml (as given, or changed) and its tests.
+fn promtool_tests(alerts: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("alerts.yml"), alerts).unwrap();
+    std::fs::copy(
+        root().join("deploy/prometheus/alerts.test.yml"),
+        dir.path().join("alerts.test.yml"),
+    )
+    .unwrap();
+    let output = Command::new("promtool")
+        .args(["test", "rules", "alerts.test.yml"])
+        .current_dir(dir.path())
+        .output()
+        .expect("promtool runs (the test command installs Debian's prometheus)");
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+/// The alerts fire when, and only when, their tests say (deploy/prometheus/alerts.test.yml): among
+/// them the stranded spool — an ingester gone with spooled webhooks, a spool claim beyond the
+/// StatefulSet's replicas — and not an ingester that restarted under the same name.
+#[test]
+fn the_alert_rules_pass_their_promtool_tests() {
+    let alerts = std::fs::read_to_string(root().join("deploy/prometheus/alerts.yml")).unwrap();
+    let check = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(root().join("deploy/prometheus/alerts.yml"))
+        .output()
+        .expect("promtool runs (the test command installs Debian's prometheus)");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let (ok, report) = promtool_tests(&alerts);
+    assert!(ok, "{report}");
+    assert!(report.contains("SUCCESS"), "{report}");
+
+    // The tests can fail: without telling a restarted ingester from a gone one, the restarted
+    // -2 is reported as stranded too.
+    let careless = alerts.replacen(
+        "unless on (job, namespace, pod)",
+        "unless on (job, namespace, pod, instance)",
+        1,
+    );
+    assert_ne!(careless, alerts);
+    let (ok, report) = promtool_tests(&careless);
+    assert!(!ok, "{report}");
+    assert!(report.contains("countersign-ingester-2"), "{report}");
 }

@@ -37,7 +37,8 @@ impl Nginx {
         let path = |name: &str| dir.path().join(name).display().to_string();
         let config = format!(
             r#"
-worker_processes 1;
+# One process (no workers that could outlive it when the test kills it).
+master_process off;
 daemon off;
 pid {pid};
 error_log {error_log} info;
