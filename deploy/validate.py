@@ -684,6 +684,14 @@ def check_what_the_numbers_imply(name, by_kind, pods):
                 problem(f"{where}: mounts all of countersign-secrets (no items): the {role} gets the other binary's secrets too")
             elif given != wanted:
                 problem(f"{where}: mounts countersign-secrets items {sorted(given)}, but its configuration reads {sorted(wanted)}")
+    for ingress in by_kind.get("Ingress", []):
+        annotations = lookup(ingress, "metadata.annotations") or {}
+        where = f"k8s {name}: Ingress/{ingress['metadata']['name']}"
+        if annotations.get("nginx.ingress.kubernetes.io/enable-access-log") != "false":
+            problem(f"{where}: access logs on: /webhooks/{{source}}/{{token}} would write URL tokens into them")
+        for limit in ["limit-connections", "limit-rps"]:
+            if f"nginx.ingress.kubernetes.io/{limit}" not in annotations:
+                problem(f"{where}: no nginx.ingress.kubernetes.io/{limit}: one client may take every connection")
     if by_kind.get("Ingress"):
         for workload in by_kind.get("StatefulSet", []):
             for template in workload["spec"].get("volumeClaimTemplates", []):

@@ -311,6 +311,13 @@ const MISTAKES: &[(&str, &str, &str, &str, &str)] = &[
         "secrets = [\"file:/etc/countersign/secrets/acme-taktikal-key\", \"file:/etc/countersign/secrets/acme-old-key\"]",
         "but its configuration reads ['acme-old-key', 'acme-taktikal-key']",
     ),
+    (
+        "URL tokens in the ingress's access log",
+        "deploy/k8s/overlays/production/ingress.yaml",
+        "    nginx.ingress.kubernetes.io/enable-access-log: \"false\"\n",
+        "",
+        "access logs on: /webhooks/{source}/{token} would write URL tokens into them",
+    ),
 ];
 
 #[test]
