@@ -544,6 +544,20 @@ def check_references(name, docs):
     selected_by = {(d["kind"], d["metadata"]["name"]): lookup(d, "metadata.labels.release") for d in rules + by_kind.get("ServiceMonitor", [])}
     if None in selected_by.values() or len(set(selected_by.values())) > 1:
         problem(f"k8s {name}: ServiceMonitors and PrometheusRules must all carry the label release that your Prometheus selects them by (kube-prometheus-stack: its release's name), the same: {selected_by}")
+    # The binaries' RabbitMQ user: their own names (amqp.prefix) and the default exchange, nothing
+    # else; never the operator's administrator.
+    config = next((c for c in by_kind.get("ConfigMap", []) if "countersign.toml" in c.get("data", {})), None)
+    prefix = tomllib.loads(config["data"]["countersign.toml"]).get("amqp", {}).get("prefix", "countersign") if config else "countersign"
+    own = f"^{re.escape(prefix)}\\."
+    expected = {"configure": own, "write": f"^({re.escape(prefix)}\\..*|amq\\.default)$", "read": own}
+    permissions = [p for p in by_kind.get("Permission", []) if lookup(p, "spec.userReference.name") == "countersign-app"]
+    if [lookup(p, "spec.permissions") for p in permissions] != [expected]:
+        problem(f"k8s {name}: the Permission of user countersign-app must be {expected} (what the binaries need, tested), got {[lookup(p, 'spec.permissions') for p in permissions]}")
+    for deployment, template in pods:
+        for container in template["spec"]["containers"]:
+            for env in container.get("env", []):
+                if lookup(env, "valueFrom.secretKeyRef.name") == "countersign-rabbitmq-default-user":
+                    problem(f"k8s {name}: {deployment['kind']}/{deployment['metadata']['name']}: {env['name']} comes from the operator's default user, an administrator of the whole broker")
     for queue in by_kind.get("Queue", []):
         if lookup(queue, "spec.deletionPolicy") != "retain":
             problem(f"k8s {name}: Queue/{queue['metadata']['name']}: deletionPolicy must be retain (deleting the resource would delete the queue and its events)")

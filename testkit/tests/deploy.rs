@@ -318,6 +318,20 @@ const MISTAKES: &[(&str, &str, &str, &str, &str)] = &[
         "",
         "access logs on: /webhooks/{source}/{token} would write URL tokens into them",
     ),
+    (
+        "the binaries connecting as the operator's administrator",
+        "deploy/k8s/base/ingester.yaml",
+        "name: countersign-rabbitmq-app",
+        "name: countersign-rabbitmq-default-user",
+        "RABBITMQ_USERNAME comes from the operator's default user",
+    ),
+    (
+        "the binaries' user allowed to write anywhere",
+        "deploy/k8s/base/rabbitmq-user.yaml",
+        "write: '^(countersign\\..*|amq\\.default)$'",
+        "write: '.*'",
+        "the Permission of user countersign-app must be",
+    ),
 ];
 
 #[test]

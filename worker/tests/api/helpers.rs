@@ -118,6 +118,10 @@ pub struct Options {
     pub worker_database_url: Option<String>,
     /// The worker's AMQP_URL, when it must differ (proxies, several nodes); default AMQP_URL.
     pub worker_amqp_url: Option<String>,
+    /// The ingester's AMQP_URL, when it must differ; default AMQP_URL.
+    pub ingester_amqp_url: Option<String>,
+    /// The AMQP name prefix; default a fresh `test-…` one.
+    pub prefix: Option<String>,
     pub api_tokens: bool,
     pub start_worker: bool,
     /// How many workers consume the queues side by side (each its own connection and pool),
@@ -211,6 +215,8 @@ impl Default for Options {
             retry_delays: r#"["1s", "2s", "4s"]"#,
             worker_database_url: None,
             worker_amqp_url: None,
+            ingester_amqp_url: None,
+            prefix: None,
             api_tokens: false,
             start_worker: true,
             workers: 1,
@@ -359,13 +365,20 @@ impl Stack {
     }
 
     pub async fn start_with(options: Options) -> Self {
-        let prefix = unique_prefix();
+        let prefix = options.prefix.clone().unwrap_or_else(unique_prefix);
         let database = TestDatabase::create().await;
         let documents = tempfile::tempdir().unwrap();
         let spool = tempfile::tempdir().unwrap();
         let text = config_text(&prefix, documents.path(), spool.path(), &options);
-        let ingester_config =
-            Config::from_toml(&text, Role::Ingester, &env_for(&database.url)).expect("test config");
+        let ingester_config = {
+            let ingester_env = env_for(&database.url);
+            let ingester_amqp = options.ingester_amqp_url.clone();
+            Config::from_toml(&text, Role::Ingester, &|name: &str| match name {
+                "AMQP_URL" if ingester_amqp.is_some() => ingester_amqp.clone(),
+                _ => ingester_env(name),
+            })
+            .expect("test config")
+        };
         let worker_url = options
             .worker_database_url
             .clone()

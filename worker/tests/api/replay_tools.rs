@@ -12,13 +12,23 @@ use crate::helpers::{Options, Stack, TestDatabase, taktikal, wait_until};
 
 /// Runs `countersign-worker <args>` against the stack; returns (success, stdout, stderr).
 fn worker_command(stack: &Stack, database_url: &str, args: &[&str]) -> (bool, String, String) {
+    worker_command_as(&amqp_url(), stack, database_url, args)
+}
+
+/// [`worker_command`] on the broker at `amqp`.
+fn worker_command_as(
+    amqp: &str,
+    stack: &Stack,
+    database_url: &str,
+    args: &[&str],
+) -> (bool, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("countersign.toml");
     std::fs::write(&config, &stack.config_text).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_countersign-worker"))
         .args(args)
         .env("COUNTERSIGN_CONFIG", &config)
-        .env("AMQP_URL", amqp_url())
+        .env("AMQP_URL", amqp)
         .env("DATABASE_URL", database_url)
         .output()
         .expect("worker binary runs");
@@ -290,4 +300,110 @@ async fn management_ui_move_messages_in_a_real_browser_gets_parked_events_persis
             .unwrap();
     assert_eq!(headers["x-dead-kind"], "retries_exhausted", "{headers}");
     db.close().await;
+}
+
+/// A RabbitMQ user allowed only what `deploy/k8s/base/rabbitmq-user.yaml` allows production's:
+/// configure and read `^<prefix>\.`, write those and the default exchange. Made and removed
+/// through the management API.
+struct LimitedUser {
+    name: String,
+    url: String,
+}
+
+impl LimitedUser {
+    async fn create(prefix: &str) -> Self {
+        let name = format!("{prefix}-user");
+        let password = "a-password-of-the-test-only";
+        let api = management_url();
+        let http = reqwest::Client::new();
+        let created = http
+            .put(format!("{api}/api/users/{name}"))
+            .basic_auth("guest", Some("guest"))
+            .json(&serde_json::json!({ "password": password, "tags": "" }))
+            .send()
+            .await
+            .unwrap();
+        assert!(created.status().is_success(), "{created:?}");
+        let own = format!("^{}\\.", prefix);
+        let allowed = http
+            .put(format!("{api}/api/permissions/%2F/{name}"))
+            .basic_auth("guest", Some("guest"))
+            .json(&serde_json::json!({
+                "configure": own,
+                "write": format!("^({}\\..*|amq\\.default)$", prefix),
+                "read": own,
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert!(allowed.status().is_success(), "{allowed:?}");
+        let base = amqp_url();
+        let (_, rest) = base.split_once('@').expect("AMQP_URL has credentials");
+        Self {
+            url: format!("amqp://{name}:{password}@{rest}"),
+            name,
+        }
+    }
+
+    async fn delete(self) {
+        let _ = reqwest::Client::new()
+            .delete(format!("{}/api/users/{}", management_url(), self.name))
+            .basic_auth("guest", Some("guest"))
+            .send()
+            .await;
+    }
+}
+
+/// Issue 28 (L2): the binaries need nothing of RabbitMQ beyond their own names — configure and
+/// read on `^<prefix>\.`, write on those and on the default exchange, through which the worker
+/// retries, parks and replays — so production's user gets only that, not the operator's
+/// administrator. With exactly that: an event is ingested and recorded, one whose database is away
+/// is retried and parked, and `replay dead` brings it back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rabbitmq_user_limited_to_its_prefix_ingests_records_retries_parks_and_replays() {
+    let prefix = countersign_testkit::unique_prefix();
+    let user = LimitedUser::create(&prefix).await;
+    let database = TestDatabase::create().await;
+    let proxy = TcpProxy::reserve(socket_address(&database_url())).await;
+    proxy.start();
+    let stack = Stack::start_with(Options {
+        prefix: Some(prefix),
+        ingester_amqp_url: Some(user.url.clone()),
+        worker_amqp_url: Some(user.url.clone()),
+        retry_delays: r#"["300ms"]"#,
+        worker_database_url: Some(via_port(&database.url, proxy.port())),
+        ..Options::default()
+    })
+    .await;
+    let db = sqlx::PgPool::connect(&database.url).await.unwrap();
+
+    let (_, body) = taktikal("sp-limited-0", 2);
+    assert_eq!(stack.post(&body).await, 200);
+    wait_until("recorded", Duration::from_secs(30), || async {
+        rows(&db, "SELECT count(*) FROM webhook_events").await == 1
+    })
+    .await;
+
+    proxy.stop().await;
+    let (_, body) = taktikal("sp-limited-1", 2);
+    assert_eq!(stack.post(&body).await, 200);
+    wait_until("retried, then parked", Duration::from_secs(60), || async {
+        stack.queue_len(stack.topology.dead_queue()).await == 1
+    })
+    .await;
+    proxy.start();
+
+    let (ok, stdout, stderr) =
+        worker_command_as(&user.url, &stack, &database.url, &["replay", "dead"]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.starts_with("moved 1 of 1 messages"), "{stdout}");
+    wait_until(
+        "the parked event recorded",
+        Duration::from_secs(30),
+        || async { rows(&db, "SELECT count(*) FROM webhook_events").await == 2 },
+    )
+    .await;
+    db.close().await;
+    drop(stack);
+    user.delete().await;
 }
