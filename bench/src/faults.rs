@@ -108,6 +108,8 @@ struct Line {
     duplicates: u64,
     lost: u64,
     notes: String,
+    /// The first few requests that got no reply, and why.
+    no_reply: Vec<String>,
     /// What the scenario itself requires beyond 0 lost and 0 duplicates.
     failures: Vec<String>,
 }
@@ -411,6 +413,9 @@ fn render(scale: Scale, plan: &Plan, lines: &[Line], took: Duration) -> String {
                 .join(", ")
         };
         let mut notes = line.notes.clone();
+        if !line.no_reply.is_empty() {
+            notes.push_str(&format!("; no reply: {}", line.no_reply.join(" / ")));
+        }
         if !line.failures.is_empty() {
             notes.push_str(&format!(" **FAILED: {}**", line.failures.join("; ")));
         }
@@ -1039,6 +1044,7 @@ secrets = ["env:ACME_KEY"]
         line.offered = load.offered;
         line.accepted = load.accepted.len() as u64;
         line.refused = load.refused.clone();
+        line.no_reply = load.no_reply.clone();
         line.rows = u64::try_from(rows).unwrap_or(0);
         line.duplicates = u64::try_from(duplicates).unwrap_or(0);
         line.lost = accepted.len() as u64 - u64::try_from(present).unwrap_or(0);
@@ -1059,12 +1065,32 @@ struct LoadOutcome {
     offered: u64,
     accepted: HashSet<String>,
     refused: BTreeMap<String, u64>,
+    /// The first few requests that got no reply: how long after sending, and why (reqwest's
+    /// error with its causes), so that a stray `error` in CI can be told apart from a kill.
+    no_reply: Vec<String>,
 }
+
+/// How many requests without a reply [`LoadOutcome`] describes.
+const NO_REPLY_KEPT: usize = 5;
 
 impl LoadOutcome {
     /// Counts one reply to the event `id`: a 200 is accepted, anything else refused by its code
     /// (`error` when no reply came).
-    fn count(&mut self, id: String, reply: &reqwest::Result<reqwest::Response>) {
+    fn count(&mut self, id: String, reply: &reqwest::Result<reqwest::Response>, sent: Instant) {
+        if let Err(error) = reply
+            && self.no_reply.len() < NO_REPLY_KEPT
+        {
+            let mut why = error.to_string();
+            let mut cause = std::error::Error::source(error);
+            while let Some(inner) = cause {
+                why.push_str(&format!(": {inner}"));
+                cause = inner.source();
+            }
+            self.no_reply.push(format!(
+                "{:.1} s after sending: {why}",
+                sent.elapsed().as_secs_f64()
+            ));
+        }
         match reply {
             Ok(response) if response.status() == 200 => {
                 self.accepted.insert(id);
@@ -1092,11 +1118,7 @@ impl Load {
     /// Connection `i` posts to the ingester on `ports[i % ports.len()]`.
     fn start(ports: &[u16], connections: usize, rate: u64, factory: Arc<EventFactory>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(connections)
-            .build()
-            .expect("HTTP client");
+        let client = load_client(connections);
         let period = Duration::from_secs_f64(connections as f64 / rate.max(1) as f64);
         let tasks = (0..connections)
             .map(|i| {
@@ -1112,13 +1134,14 @@ impl Load {
                         tick.tick().await;
                         let (id, body) = factory.mint();
                         outcome.offered += 1;
+                        let sent = Instant::now();
                         let reply = client
                             .post(&url)
                             .header("content-type", "application/json")
                             .body(body)
                             .send()
                             .await;
-                        outcome.count(id, &reply);
+                        outcome.count(id, &reply, sent);
                     }
                     outcome
                 })
@@ -1137,8 +1160,10 @@ impl Load {
                 for (code, n) in outcome.refused {
                     *total.refused.entry(code).or_default() += n;
                 }
+                total.no_reply.extend(outcome.no_reply);
             }
         }
+        total.no_reply.truncate(NO_REPLY_KEPT);
         total
     }
 }
@@ -1146,7 +1171,7 @@ impl Load {
 /// Sends `count` events as fast as `connections` clients can; returns what was accepted.
 async fn burst(port: u16, connections: usize, count: u64) -> LoadOutcome {
     let factory = Arc::new(EventFactory::new(KEY, 2048));
-    let client = reqwest::Client::new();
+    let client = load_client(connections);
     let url = format!("http://127.0.0.1:{port}/webhooks/acme");
     let next = Arc::new(AtomicU64::new(0));
     let outcome = Arc::new(Mutex::new(LoadOutcome::default()));
@@ -1162,10 +1187,11 @@ async fn burst(port: u16, connections: usize, count: u64) -> LoadOutcome {
             tokio::spawn(async move {
                 while next.fetch_add(1, Ordering::Relaxed) < count {
                     let (id, body) = factory.mint();
+                    let sent = Instant::now();
                     let reply = client.post(&url).body(body).send().await;
                     let mut outcome = outcome.lock().unwrap();
                     outcome.offered += 1;
-                    outcome.count(id, &reply);
+                    outcome.count(id, &reply, sent);
                 }
             })
         })
@@ -1176,6 +1202,22 @@ async fn burst(port: u16, connections: usize, count: u64) -> LoadOutcome {
     Arc::try_unwrap(outcome)
         .map(|m| m.into_inner().unwrap())
         .unwrap_or_default()
+}
+
+/// The load's HTTP client. Its pooled connections are dropped after half the ingester's
+/// keep-alive idle, as any client in front of a server should (nginx's upstream keepalive_timeout
+/// under the server's, the Kubernetes configuration's 75 s above the ingress's 60 s): reusing a
+/// connection just as the server closes it for idleness fails the request without a reply — the
+/// client's race, which would show here as `error` and be taken for the ingester's.
+fn load_client(connections: usize) -> reqwest::Client {
+    // The rig's ingesters keep the default `keep_alive`.
+    let keep_alive = countersign::config::IngesterConfig::default().keep_alive;
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(connections)
+        .pool_idle_timeout(keep_alive / 2)
+        .build()
+        .expect("HTTP client")
 }
 
 fn factory() -> Arc<EventFactory> {
