@@ -1,7 +1,7 @@
 # Sends N freshly signed Taktikal events over one kept-alive connection: python3 send.py PORT N
 import hmac, hashlib, base64, json, time, uuid, http.client, sys
 port=int(sys.argv[1]); n=int(sys.argv[2])
-ev=json.load(open('/work/main/shared/tests/fixtures/taktikal/all_signed.json'))
+ev=json.load(open(__import__('os').path.join(__import__('os').path.dirname(__file__), '../../providers/tests/fixtures/taktikal/all_signed.json')))
 key=b'callgrind-bench-key'
 def body():
     ticks=621355968000000000+int(time.time()*10_000_000)

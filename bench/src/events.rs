@@ -4,11 +4,11 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use countersign::providers::taktikal;
+use countersign_providers::taktikal;
 use rand::RngCore as _;
 
 const PROCESS_PLACEHOLDER: &str = "@@PROCESS@@";
-const EXAMPLE: &str = include_str!("../../shared/tests/fixtures/taktikal/all_signed.json");
+const EXAMPLE: &str = include_str!("../../providers/tests/fixtures/taktikal/all_signed.json");
 
 /// Mints events of about `size` bytes: the documented example with its `SignedDocument` replaced
 /// by random bytes in base64, a new `Id`, a process of its own (as events spread over many

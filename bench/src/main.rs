@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use countersign::config::{Config, Role};
 use countersign::message::{Outbound, Receipt, outbound};
-use countersign::providers::{NoHeaders, Origin, Sources};
 use countersign::topology::Topology;
+use countersign_providers::{NoHeaders, Origin, Sources};
 use lapin::options::QueuePurgeOptions;
 use lapin::types::ShortString;
 use lapin::{Channel, Connection, ConnectionProperties};
@@ -415,7 +415,7 @@ impl Setup {
     ) -> anyhow::Result<load::Latencies> {
         let message = match message {
             Publish::Contract => {
-                let sources = Sources::from_config(&self.config)?;
+                let sources = self.config.build_sources()?;
                 ceilings::Message::Contract(Box::new(as_ingested(&sources, factory.mint().1)?.0))
             }
             Publish::Bare => ceilings::Message::Bare,
@@ -971,7 +971,7 @@ async fn projection_ceiling(
     use futures_util::{StreamExt as _, TryStreamExt as _};
 
     let worker = &setup.config.worker;
-    let sources = Sources::from_config(&setup.config)?;
+    let sources = setup.config.build_sources()?;
     let messages = (0..n)
         .map(|_| as_ingested(&sources, factory.mint().1))
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -1062,7 +1062,7 @@ fn as_ingested(sources: &Sources, body: bytes::Bytes) -> anyhow::Result<(Outboun
 }
 
 async fn prefill(setup: &Setup, n: usize, factory: &Arc<EventFactory>) -> anyhow::Result<()> {
-    let sources = Arc::new(Sources::from_config(&setup.config)?);
+    let sources = Arc::new(setup.config.build_sources()?);
     let mut tasks = Vec::new();
     let per_task = n.div_ceil(64);
     for task in 0..64 {

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use countersign::config::{Config, Role, SourceConfig};
-use countersign::providers::{ProviderKind, Sample};
+use countersign_providers::{ProviderKind, Sample};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -145,7 +145,7 @@ fn sample(source: &SourceConfig, private_key: Option<&str>) -> Result<Sample, St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use countersign::providers::{Headers, Origin, Sources, universign};
+    use countersign_providers::{Headers, Origin, universign};
     use std::time::SystemTime;
 
     struct Pairs<'a>(&'a [(&'static str, String)]);
@@ -185,7 +185,7 @@ mod tests {
             "legalesign_event",
             "standard_webhooks",
         ];
-        for provider in countersign::providers::REGISTRY {
+        for provider in countersign_providers::REGISTRY {
             if !covered.contains(&provider.name()) {
                 text.push_str(&format!(
                     "[[sources]]\nname = \"{0}\"\nprovider = \"{0}\"\nsecrets = [\"env:S\"]\n\
@@ -204,10 +204,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             config.sources.len(),
-            countersign::providers::REGISTRY.len(),
+            countersign_providers::REGISTRY.len(),
             "a source per provider"
         );
-        let sources = Sources::from_config(&config).unwrap();
+        let sources = config.build_sources().unwrap();
         for source in &config.sources {
             let private_key = match source.name.as_str() {
                 "fr" => Some(pem.as_str()),

@@ -309,7 +309,7 @@ fn send_names_the_sources_it_knows_and_refuses_what_it_cannot_sign() {
     let jwks = dir.path().join("jwks.json");
     std::fs::write(
         &jwks,
-        countersign::providers::universign::jwks_of(&pem, "k1")
+        countersign_providers::universign::jwks_of(&pem, "k1")
             .unwrap()
             .to_string(),
     )

@@ -3,7 +3,7 @@
 //! body alone.
 #![no_main]
 
-use countersign::providers::{Origin, adobe_sign};
+use countersign_providers::{Origin, adobe_sign};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]

@@ -2,7 +2,7 @@
 //! verifier; the parser on the body alone.
 #![no_main]
 
-use countersign::providers::boldsign;
+use countersign_providers::boldsign;
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]

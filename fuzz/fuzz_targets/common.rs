@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use countersign::config::{Config, Role};
-use countersign::providers::{Headers, Origin, Sources};
+use countersign_providers::{Headers, Origin, Sources};
 
 pub const TAKTIKAL_KEY: &str = "fuzz-taktikal-key";
 pub const URL_TOKEN: &str = "fuzz-url-token-16b";
@@ -109,7 +109,7 @@ pub fn sources() -> &'static Sources {
                 .map(|(_, _, secret, _)| (*secret).to_owned()),
         };
         let config = Config::from_toml(&text, Role::Ingester, &env).expect("fuzz configuration");
-        Sources::from_config(&config).expect("fuzz sources")
+        config.build_sources().expect("fuzz sources")
     })
 }
 
@@ -165,7 +165,7 @@ pub fn verify_then_parse_at(source: &str, body: &[u8], headers: &dyn Headers, or
 
 /// The header-forwarding path: the message the ingester would publish for a verified request
 /// fits the bound every message must (whatever headers the request carried).
-pub fn assert_fits(webhook: &countersign::providers::VerifiedWebhook) {
+pub fn assert_fits(webhook: &countersign_providers::VerifiedWebhook) {
     let receipt = countersign::message::Receipt {
         request_id: "fuzz-request",
         received_at: SystemTime::now(),

@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     let env = |name: &str| (name.len() < 64).then(|| format!("value-of-{name}"));
     for role in [Role::Ingester, Role::Worker] {
         if let Ok(config) = Config::from_toml(text, role, &env) {
-            let _ = countersign::providers::Sources::from_config(&config);
+            let _ = config.build_sources();
         }
     }
 });

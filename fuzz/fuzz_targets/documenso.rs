@@ -2,7 +2,7 @@
 //! verifier; the parser on the body alone.
 #![no_main]
 
-use countersign::providers::documenso;
+use countersign_providers::documenso;
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]

@@ -2,7 +2,7 @@
 //! verifier; the parser on the body alone.
 #![no_main]
 
-use countersign::providers::docuseal;
+use countersign_providers::docuseal;
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]

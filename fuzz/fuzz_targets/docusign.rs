@@ -2,7 +2,7 @@
 //! through the verifier; the parser on the body alone.
 #![no_main]
 
-use countersign::providers::docusign;
+use countersign_providers::docusign;
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]

@@ -4,7 +4,7 @@
 //! verifier refuses a body whose delimiter is not its `Content-Type` boundary).
 #![no_main]
 
-use countersign::providers::{NoHeaders, Provider, dropbox_sign};
+use countersign_providers::{NoHeaders, Provider, dropbox_sign};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]

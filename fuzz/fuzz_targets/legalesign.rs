@@ -2,7 +2,7 @@
 //! callback with the URL token (before the first NUL; the right one when that part is empty).
 #![no_main]
 
-use countersign::providers::{NoHeaders, legalesign};
+use countersign_providers::{NoHeaders, legalesign};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]

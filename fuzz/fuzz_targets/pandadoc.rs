@@ -2,7 +2,7 @@
 //! through the verifier; the parser on the body alone.
 #![no_main]
 
-use countersign::providers::{NoHeaders, Origin, pandadoc};
+use countersign_providers::{NoHeaders, Origin, pandadoc};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]

@@ -3,7 +3,7 @@
 //! the body alone.
 #![no_main]
 
-use countersign::providers::{Headers, standard_webhooks};
+use countersign_providers::{Headers, standard_webhooks};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]

@@ -2,7 +2,7 @@
 //! own (the fuzzer cannot forge the HMAC, so the parser is also fed the raw input).
 #![no_main]
 
-use countersign::providers::{NoHeaders, taktikal};
+use countersign_providers::{NoHeaders, taktikal};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]

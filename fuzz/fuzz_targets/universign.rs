@@ -2,7 +2,7 @@
 //! verifier; the parser on the body alone.
 #![no_main]
 
-use countersign::providers::universign;
+use countersign_providers::universign;
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]

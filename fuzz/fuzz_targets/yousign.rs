@@ -2,7 +2,7 @@
 //! verifier; the parser on the body alone.
 #![no_main]
 
-use countersign::providers::yousign;
+use countersign_providers::yousign;
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]

@@ -2,7 +2,7 @@
 //! verifier; the parser on the body alone.
 #![no_main]
 
-use countersign::providers::zoho_sign;
+use countersign_providers::zoho_sign;
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]

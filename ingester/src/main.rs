@@ -2,7 +2,6 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use countersign::config::{Config, Role};
-use countersign::providers::Sources;
 use countersign_ingester::Application;
 use countersign_ingester::cli::{Cli, Command, SpoolCommand};
 use tokio_util::sync::CancellationToken;
@@ -19,7 +18,7 @@ async fn run() -> ExitCode {
     let _log = countersign::telemetry::init("countersign-ingester");
     // Every configuration problem, the sources' key files included, is exit 2 and one line.
     let loaded = Config::load_path(&cli.config, Role::Ingester)
-        .and_then(|config| Sources::from_config(&config).map(|sources| (config, sources)));
+        .and_then(|config| config.build_sources().map(|sources| (config, sources)));
     let (mut config, sources) = match loaded {
         Ok(loaded) => loaded,
         Err(error) => {

@@ -25,7 +25,7 @@ use actix_web::http::header::{
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use countersign::message::{Receipt, outbound};
-use countersign::providers::{Headers, Origin, Rejection, Reply, Source, Sources};
+use countersign_providers::{Headers, Origin, Rejection, Reply, Source, Sources};
 use futures_util::StreamExt;
 
 use crate::broker::{Broker, PublishError};

@@ -20,8 +20,8 @@ use actix_web::http::header::HeaderValue;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use countersign::config::Config;
-use countersign::providers::Sources;
 use countersign::topology::Topology;
+use countersign_providers::Sources;
 use secrecy::ExposeSecret as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -54,7 +54,7 @@ pub struct Application {
 impl Application {
     /// Binds both ports and starts connecting to the broker. Must run inside a Tokio runtime.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let sources = Sources::from_config(&config)?;
+        let sources = config.build_sources()?;
         Self::build_with(config, sources).await
     }
 

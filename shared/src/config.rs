@@ -6,70 +6,26 @@
 //! line naming the field (`sources[acme].secrets[1]: ...`) before anything starts.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use countersign_providers::{SourceLimits, Sources};
+use secrecy::SecretString;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+
+/// What a source's configuration resolves into is the providers' vocabulary: re-exported here,
+/// where configuration is read.
+pub use countersign_providers::settings::{
+    ApiConfig, ConfigError, DEFAULT_API_TIMEOUT, DEFAULT_MAX_DOCUMENT_BYTES, IpNet,
+    MAX_KEY_FILE_BYTES, ReconcileConfig, Secret, SourceConfig, read_small_file,
+};
 
 /// Default path of the configuration file, relative to the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "./countersign.toml";
 /// Default broker address: the local RabbitMQ of a development machine.
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
-/// A configuration problem, reported as `<where>: <what>` on one line.
-#[derive(Debug, thiserror::Error)]
-#[error("{location}: {message}")]
-pub struct ConfigError {
-    location: String,
-    message: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(location: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            location: location.into(),
-            message: message.into(),
-        }
-    }
-}
-
-/// A secret resolved from its reference. Its value never prints; its label (the reference, such as
-/// `env:ACME_KEY`) does, and is what a message records as the key that matched.
-#[derive(Clone)]
-pub struct Secret {
-    label: String,
-    value: SecretString,
-}
-
-impl Secret {
-    /// A secret with a given label and value; configuration builds these from references.
-    pub fn new(label: impl Into<String>, value: impl Into<String>) -> Self {
-        Self {
-            label: label.into(),
-            value: SecretString::from(value.into()),
-        }
-    }
-
-    /// The reference this secret was read from, safe to log.
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
-    /// The secret's bytes, for a MAC key or a token comparison.
-    pub fn expose(&self) -> &[u8] {
-        self.value.expose_secret().as_bytes()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secret({})", self.label)
-    }
-}
 
 /// Room for a spooled record's routing key, properties and headers beside its body.
 pub const SPOOL_RECORD_HEADROOM: u64 = 1024 * 1024;
@@ -338,138 +294,6 @@ impl DocumentsLocation {
     }
 }
 
-/// One configured endpoint, `POST /webhooks/{name}`, with its provider and resolved secrets.
-#[derive(Debug, Clone)]
-pub struct SourceConfig {
-    pub name: String,
-    /// The provider's name (`taktikal`, …); checked against the provider registry, with the
-    /// provider's own settings, when the ingester builds its sources.
-    pub provider: String,
-    /// Any one that matches is accepted: several allow rotation without downtime.
-    pub secrets: Vec<Secret>,
-    /// Overrides `[ingester] max_body_bytes` for this source.
-    pub max_body_bytes: Option<usize>,
-    /// For providers with a signed timestamp: how old a signature may be. Taktikal re-sends with
-    /// the original signature, so its default is 24 h.
-    pub max_signature_age: Option<Duration>,
-    /// Universign: the JSON Web Key Set file of the provider's signing keys.
-    pub jwks: Option<PathBuf>,
-    /// Legalesign: the X.509 certificate (PEM) whose key signs the "all" callback.
-    pub certificate: Option<PathBuf>,
-    /// If not empty, only these addresses or networks may post to the source.
-    pub allow_ips: Vec<IpNet>,
-    /// The provider's API, for the worker: documents that webhooks only announce are downloaded
-    /// with it. `None`: nothing is fetched (the documents stay references).
-    pub api: Option<ApiConfig>,
-    /// The worker's periodic reconciliation with the provider's API (where the provider has
-    /// one and `api` is set).
-    pub reconcile: ReconcileConfig,
-}
-
-/// `[sources.reconcile]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReconcileConfig {
-    /// On by default wherever it can run (an API with credentials, a provider Countersign can
-    /// reconcile).
-    pub enabled: bool,
-    /// Time between runs.
-    pub interval: Duration,
-    /// A process not in a final state is asked about once its last change is this old.
-    pub min_age: Duration,
-    /// How far back a run looks: for processes to ask about, and for processes never seen.
-    pub look_back: Duration,
-    /// Where the provider lists what happened (Legalesign: the group, `/api/v1/group/<name>/`);
-    /// providers that need one discover nothing without it.
-    pub scope: Option<String>,
-}
-
-impl Default for ReconcileConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            interval: Duration::from_secs(3600),
-            min_age: Duration::from_secs(3600),
-            look_back: Duration::from_secs(7 * 24 * 3600),
-            scope: None,
-        }
-    }
-}
-
-/// `[sources.api]`: where and how the worker reaches a provider's API.
-#[derive(Debug, Clone)]
-pub struct ApiConfig {
-    /// The API's base URL (`https://eu-api.legalesign.com/api/v1`); a test or sandbox URL in
-    /// tests and trials.
-    pub base_url: String,
-    /// The API credentials, in the provider's form (Legalesign: `username:secret`). Resolved by
-    /// the worker only.
-    pub credentials: Option<Secret>,
-    /// How long one request may take, connection included.
-    pub timeout: Duration,
-    /// The largest document the worker downloads.
-    pub max_document_bytes: usize,
-}
-
-/// Default `[sources.api] timeout`.
-pub const DEFAULT_API_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default `[sources.api] max_document_bytes`: 64 MiB.
-pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
-
-/// An address or a network (`203.0.113.7`, `203.0.113.0/24`, `2001:db8::/32`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    address: std::net::IpAddr,
-    prefix: u8,
-}
-
-impl IpNet {
-    pub fn parse(text: &str) -> Option<Self> {
-        let (address, prefix) = match text.split_once('/') {
-            Some((a, p)) => (a.parse::<std::net::IpAddr>().ok()?, p.parse::<u8>().ok()?),
-            None => {
-                let a: std::net::IpAddr = text.parse().ok()?;
-                (a, if a.is_ipv4() { 32 } else { 128 })
-            }
-        };
-        let max = if address.is_ipv4() { 32 } else { 128 };
-        (prefix <= max).then_some(Self { address, prefix })
-    }
-
-    /// Whether `ip` is in this network (an IPv4-mapped IPv6 address as its IPv4 address).
-    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
-        let ip = match ip {
-            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
-            v4 => v4,
-        };
-        let bits = |a: std::net::IpAddr| -> u128 {
-            match a {
-                std::net::IpAddr::V4(v4) => u128::from(u32::from(v4)) << 96,
-                std::net::IpAddr::V6(v6) => u128::from(v6),
-            }
-        };
-        if self.address.is_ipv4() != ip.is_ipv4() {
-            return false;
-        }
-        let mask = if self.prefix == 0 {
-            0
-        } else {
-            u128::MAX << (128 - u32::from(self.prefix))
-        };
-        bits(self.address) & mask == bits(ip) & mask
-    }
-}
-
-impl<'de> Deserialize<'de> for IpNet {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Self::parse(&text).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "not an IP address or network (203.0.113.7, 203.0.113.0/24, 2001:db8::/32): {text:?}"
-            ))
-        })
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -588,6 +412,19 @@ impl Config {
     }
 
     /// The worker's database, or the configuration error that says how to give one.
+    /// The configured sources with their verifiers (keys and certificates loaded): what the
+    /// ingester serves. An error names the source whose provider is unknown or whose
+    /// provider-specific settings are missing or unusable.
+    pub fn build_sources(&self) -> Result<Sources, ConfigError> {
+        Sources::new(
+            &self.sources,
+            SourceLimits {
+                max_body_bytes: self.ingester.max_body_bytes,
+                replay_memory_entries: self.ingester.replay_memory_entries,
+            },
+        )
+    }
+
     pub fn require_database_url(&self) -> Result<&SecretString, ConfigError> {
         self.database_url.as_ref().ok_or_else(|| {
             ConfigError::new(
@@ -605,10 +442,7 @@ impl Config {
                 format!("cannot read the configuration file ({e}); set COUNTERSIGN_CONFIG"),
             )
         })?;
-        Self::from_toml(&text, role, env).map_err(|e| ConfigError {
-            location: format!("{}: {}", path.display(), e.location),
-            message: e.message,
-        })
+        Self::from_toml(&text, role, env).map_err(|e| e.within(&path.display().to_string()))
     }
 
     /// Parses and validates TOML text, resolving references with `env`.
@@ -962,29 +796,10 @@ fn resolve_secret(
     Ok(Secret::new(reference, value))
 }
 
-/// The largest secret or key file read: a key, a certificate or a JWKS is a few KiB; a path to
-/// `/dev/zero` or a log file by mistake must not fill memory.
-pub const MAX_KEY_FILE_BYTES: u64 = 1024 * 1024;
-
-/// A secret, key or certificate file's text, at most [`MAX_KEY_FILE_BYTES`].
-pub fn read_small_file(path: &std::path::Path) -> Result<String, String> {
-    use std::io::Read as _;
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read ({e})"))?;
-    let mut text = String::new();
-    file.take(MAX_KEY_FILE_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read ({e})"))?;
-    if text.len() as u64 > MAX_KEY_FILE_BYTES {
-        return Err(format!(
-            "larger than {MAX_KEY_FILE_BYTES} bytes: not a key file"
-        ));
-    }
-    Ok(text)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret as _;
     use std::collections::HashMap;
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
@@ -1184,29 +999,6 @@ mod tests {
     }
 
     #[test]
-    fn networks_contain_their_addresses() {
-        let net = IpNet::parse("203.0.113.0/24").unwrap();
-        assert!(net.contains("203.0.113.7".parse().unwrap()));
-        assert!(
-            net.contains("::ffff:203.0.113.7".parse().unwrap()),
-            "IPv4-mapped IPv6"
-        );
-        assert!(!net.contains("203.0.114.7".parse().unwrap()));
-        assert!(
-            IpNet::parse("2001:db8::/32")
-                .unwrap()
-                .contains("2001:db8::1".parse().unwrap())
-        );
-        assert!(
-            IpNet::parse("10.0.0.1")
-                .unwrap()
-                .contains("10.0.0.1".parse().unwrap())
-        );
-        assert!(IpNet::parse("10.0.0.0/33").is_none());
-        assert!(IpNet::parse("nope").is_none());
-    }
-
-    #[test]
     fn errors_are_one_line_naming_the_field() {
         type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
         let cases: &[Case<'_>] = &[
@@ -1263,6 +1055,94 @@ mod tests {
         ];
         for (text, env, expected) in cases {
             let message = error_of(text, env);
+            assert!(
+                message.starts_with(expected),
+                "{message:?} should start with {expected:?}"
+            );
+            assert!(!message.contains('\n'), "one line: {message:?}");
+        }
+    }
+
+    fn sources_error(text: &str) -> String {
+        let env = |name: &str| (name == "K").then(|| "k".to_owned());
+        let config = Config::from_toml(text, Role::Ingester, &env)
+            .expect("the configuration itself is valid");
+        config
+            .build_sources()
+            .expect_err("the sources are refused")
+            .to_string()
+    }
+
+    #[test]
+    fn a_source_with_an_unknown_provider_or_without_what_its_provider_needs_is_one_line() {
+        let cases = [
+            (
+                "[[sources]]\nname='a'\nprovider='nosuch'",
+                "sources[a].provider: unknown provider \"nosuch\" (one of: taktikal, universign, legalesign, legalesign_event, standard_webhooks, yousign, documenso, docuseal, zoho_sign, boldsign, pandadoc, dropbox_sign, adobe_sign, docusign)",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='taktikal'\nsecrets=[]",
+                "sources[a]: taktikal needs at least one secret",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='universign'",
+                "sources[a]: universign needs jwks",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='legalesign'",
+                "sources[a]: legalesign needs certificate",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='legalesign_event'",
+                "sources[a]: legalesign_event needs at least one secret",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='standard_webhooks'",
+                "sources[a]: standard_webhooks needs at least one secret",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='standard_webhooks'\nsecrets=['env:K']",
+                "sources[a]: secret env:K is not a signing secret",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='yousign'",
+                "sources[a]: yousign needs at least one secret",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='documenso'",
+                "sources[a]: documenso needs at least one secret",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='docuseal'",
+                "sources[a]: docuseal needs at least one secret",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='zoho_sign'",
+                "sources[a]: zoho_sign needs at least one secret",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='boldsign'",
+                "sources[a]: boldsign needs at least one secret",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='pandadoc'",
+                "sources[a]: pandadoc needs at least one secret",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='dropbox_sign'",
+                "sources[a]: dropbox_sign needs at least one secret",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='adobe_sign'\nsecrets=['env:K']",
+                "sources[a]: adobe_sign needs allow_ips",
+            ),
+            (
+                "[[sources]]\nname='a'\nprovider='docusign'",
+                "sources[a]: docusign needs at least one secret",
+            ),
+        ];
+        for (text, expected) in cases {
+            let message = sources_error(text);
             assert!(
                 message.starts_with(expected),
                 "{message:?} should start with {expected:?}"

@@ -7,13 +7,6 @@
 //!   broker's plain `Ack` is success.
 //! - [`config`]: the TOML file, environment overrides, secret references (`env:` / `file:`),
 //!   validation with one clear line per error.
-//! - [`providers`]: one module per e-signature provider. Each verifies a request over its raw bytes
-//!   and says what the event is (id, type); [`providers::Sources`] is the configured set of
-//!   endpoints and the only way to obtain a [`providers::VerifiedWebhook`].
-//! - [`event`]: the normalized model (`SigningEvent`: process, signees, status, documents,
-//!   activity) that every provider parses into.
-//! - [`replay`]: memory of recently seen signatures, for schemes whose signature does not cover
-//!   the body (Taktikal), so that a captured signature cannot carry another body.
 //! - [`topology`]: exchange, queues, bindings and their arguments, declared by both binaries.
 //! - [`message`]: the AMQP message contract — headers, properties, routing key.
 //! - [`telemetry`]: structured logging set-up shared by both binaries.
@@ -23,10 +16,7 @@
 pub mod allocator;
 pub mod amqp;
 pub mod config;
-pub mod event;
 pub mod log_buffer;
 pub mod message;
-pub mod providers;
-pub mod replay;
 pub mod telemetry;
 pub mod topology;

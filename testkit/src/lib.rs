@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use countersign::config::DEFAULT_AMQP_URL;
-use countersign::providers::taktikal;
 use countersign::topology::Topology;
+use countersign_providers::taktikal;
 use lapin::{Connection, ConnectionProperties};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -102,7 +102,7 @@ pub fn unique_prefix() -> String {
 
 fn fixture(relative: &str) -> serde_json::Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/tests/fixtures")
+        .join("../providers/tests/fixtures")
         .join(relative);
     serde_json::from_slice(&std::fs::read(&path).expect("fixture")).expect("fixture is JSON")
 }

@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use countersign::config::{Config, Role};
-use countersign::providers::{
+use countersign::topology::Topology;
+use countersign_providers::{
     ProviderKind, Sample, boldsign, documenso, dropbox_sign, legalesign, pandadoc, universign,
 };
-use countersign::topology::Topology;
 use countersign_testkit::{
     KillOnDrop, amqp_url, delete_topology, free_port, release_binary, rsa_key_pem,
     self_signed_certificate, sign_taktikal, take_persisted, taktikal_event, taktikal_example,

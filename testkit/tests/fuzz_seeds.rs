@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use countersign::providers::{legalesign, universign};
+use countersign_providers::{legalesign, universign};
 use countersign_testkit::{sign_taktikal, workspace_root};
 
 const TAKTIKAL_KEY: &str = "fuzz-taktikal-key";
@@ -27,7 +27,7 @@ fn write_fuzz_seeds() {
     let corpus = root.join("fuzz/corpus");
     let key = std::fs::read_to_string(root.join("fuzz/keys/test-only-private-key.pem")).unwrap();
 
-    let fixtures = root.join("shared/tests/fixtures/taktikal");
+    let fixtures = root.join("providers/tests/fixtures/taktikal");
     for entry in std::fs::read_dir(&fixtures).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "json") {

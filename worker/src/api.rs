@@ -21,7 +21,7 @@ use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use countersign::config::Secret;
-use countersign::providers::ProviderKind;
+use countersign_providers::ProviderKind;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;

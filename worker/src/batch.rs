@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use countersign::event::SigningEvent;
+use countersign_providers::event::SigningEvent;
 use futures_util::future::try_join_all;
 use sqlx::{Postgres, Transaction};
 
@@ -393,7 +393,7 @@ async fn project_layer(
     .execute(&mut **tx)
     .await?;
 
-    let mut signees: Vec<(&Applied<'_>, &countersign::event::Signee)> = applied
+    let mut signees: Vec<(&Applied<'_>, &countersign_providers::event::Signee)> = applied
         .iter()
         .flat_map(|a| a.event.signees.iter().map(move |s| (a, s)))
         .collect();
@@ -445,7 +445,7 @@ async fn project_layer(
         .await?;
     }
 
-    let mut activity: Vec<(&Applied<'_>, &countersign::event::ActivityEntry)> = applied
+    let mut activity: Vec<(&Applied<'_>, &countersign_providers::event::ActivityEntry)> = applied
         .iter()
         .flat_map(|a| a.event.activity.iter().map(move |x| (a, x)))
         .collect();

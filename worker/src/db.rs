@@ -11,8 +11,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use countersign::event::{Document, SigningEvent};
-use countersign::providers::ProviderKind;
+use countersign_providers::ProviderKind;
+use countersign_providers::event::{Document, SigningEvent};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 /// Migrations embedded at build time; applied at start under PostgreSQL's advisory lock, so
@@ -31,7 +31,7 @@ pub struct RawEvent<'a> {
     pub body_sha256: [u8; 32],
     pub headers: serde_json::Value,
     /// For signatures that do not cover the body: their identity, and the digest of the content
-    /// they may carry ([`countersign::providers::Provider::content_digest`]).
+    /// they may carry ([`countersign_providers::Provider::content_digest`]).
     pub signature_id: Option<String>,
     pub content_sha256: [u8; 32],
     /// False for a replay from the archive: not a delivery by the provider.

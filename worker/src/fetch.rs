@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use countersign::config::Config;
-use countersign::event::SigningEvent;
-use countersign::providers::ProviderKind;
+use countersign_providers::ProviderKind;
+use countersign_providers::event::SigningEvent;
 use futures_util::StreamExt;
 use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
 

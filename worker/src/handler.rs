@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use countersign::message;
-use countersign::providers::ProviderKind;
+use countersign_providers::ProviderKind;
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
 use sha2::{Digest, Sha256};

@@ -12,7 +12,7 @@
 //! idempotent. A run whose API requests fail publishes nothing from them and tries again next
 //! time. Logs carry ids and counts only.
 //!
-//! [`Provider::reconcile`]: countersign::providers::Provider::reconcile
+//! [`Provider::reconcile`]: countersign_providers::Provider::reconcile
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -21,8 +21,8 @@ use std::time::Duration;
 use countersign::amqp::publish_confirmed;
 use countersign::config::{Config, ReconcileConfig};
 use countersign::message;
-use countersign::providers::{Gap, ProviderKind, Reconcile};
 use countersign::topology::Topology;
+use countersign_providers::{Gap, ProviderKind, Reconcile};
 use lapin::types::ShortString;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;

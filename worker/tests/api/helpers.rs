@@ -162,7 +162,7 @@ impl UniversignStack {
         let jwks = dir.path().join("jwks.json");
         std::fs::write(
             &jwks,
-            countersign::providers::universign::jwks_of(&key, "uk1")
+            countersign_providers::universign::jwks_of(&key, "uk1")
                 .unwrap()
                 .to_string(),
         )
@@ -192,7 +192,7 @@ impl UniversignStack {
             "payload": {"object": {"object": "transaction", "id": transaction}}}))
         .unwrap();
         let signature =
-            countersign::providers::universign::sign_detached(&self.key, "uk1", "PS256", &body)
+            countersign_providers::universign::sign_detached(&self.key, "uk1", "PS256", &body)
                 .unwrap();
         self.stack
             .post_to("fr", &body, &[("x-jws-signature", &signature)])

@@ -3,7 +3,7 @@
 use sha2::Digest as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use countersign::providers::{
+use countersign_providers::{
     adobe_sign, boldsign, documenso, docuseal, docusign, dropbox_sign, legalesign, pandadoc,
     standard_webhooks, universign, yousign, zoho_sign,
 };

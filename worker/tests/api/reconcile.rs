@@ -9,7 +9,7 @@ use crate::simulator::{Answer, Simulator};
 fn activity_log() -> Vec<u8> {
     std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/tests/fixtures/taktikal/activity_log_api.json"
+        "/../providers/tests/fixtures/taktikal/activity_log_api.json"
     ))
     .unwrap()
 }

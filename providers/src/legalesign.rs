@@ -24,17 +24,18 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{Provider, Rejection, Request, Sample, Verified, Verify, hex};
-use crate::config::{Secret, SourceConfig};
 use crate::event::{
     ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
 };
+use crate::settings::{Secret, SourceConfig};
+use crate::support::hex;
+use crate::{Provider, Rejection, Request, Sample, Verified, Verify};
 
 /// Reads the RSA public key of an X.509 certificate (PEM).
 pub fn load_certificate(path: &Path) -> Result<RsaPublicKey, String> {
     use rsa::pkcs8::DecodePublicKey as _;
     use x509_cert::der::{DecodePem as _, Encode as _};
-    let pem = crate::config::read_small_file(path)
+    let pem = crate::settings::read_small_file(path)
         .map_err(|e| format!("certificate {}: {e}", path.display()))?;
     let certificate = x509_cert::Certificate::from_pem(pem.as_bytes()).map_err(|e| {
         format!(
@@ -438,9 +439,9 @@ const SIGNED: i64 = 30;
 /// callback, which downloads the final PDF like a real one.
 pub struct LegalesignReconcile;
 
-impl super::Reconcile for LegalesignReconcile {
+impl crate::Reconcile for LegalesignReconcile {
     fn process_path(&self, process_key: &str) -> String {
-        format!("/document/{}/", super::path_segment(process_key))
+        format!("/document/{}/", crate::support::path_segment(process_key))
     }
 
     fn discovery_path(
@@ -502,7 +503,7 @@ impl super::Reconcile for LegalesignReconcile {
         &self,
         answer: &[u8],
         known: &std::collections::HashMap<String, std::collections::HashSet<String>>,
-    ) -> Result<Vec<super::Gap>, String> {
+    ) -> Result<Vec<crate::Gap>, String> {
         let mut gaps = Vec::new();
         for document in api_documents(answer)? {
             let Some(uuid) = document.uuid.filter(|u| !u.is_empty()) else {
@@ -536,7 +537,7 @@ impl super::Reconcile for LegalesignReconcile {
             if let Some(tag) = document.tag.as_deref().filter(|t| !t.is_empty()) {
                 form.append_pair("tag", tag);
             }
-            gaps.push(super::Gap {
+            gaps.push(crate::Gap {
                 unknown_process: !known.contains_key(&uuid),
                 process_key: uuid,
                 missing: vec!["FinalPdfCreated".to_owned()],
@@ -594,9 +595,9 @@ impl Provider for Legalesign {
     }
 
     fn sample(&self, source: &SourceConfig, private_key: Option<&str>) -> Result<Sample, String> {
-        let key = private_key.ok_or_else(|| super::needs_private_key(source))?;
-        let document = super::sample_id();
-        let signer = super::sample_id();
+        let key = private_key.ok_or_else(|| crate::support::needs_private_key(source))?;
+        let document = crate::support::sample_id();
+        let signer = crate::support::sample_id();
         // Legalesign writes UTC times without a zone.
         let now = Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string();
         let data = serde_json::json!([
@@ -645,7 +646,7 @@ impl Provider for LegalesignEvent {
         ))
     }
 
-    fn reconcile(&self) -> Option<&'static dyn super::Reconcile> {
+    fn reconcile(&self) -> Option<&'static dyn crate::Reconcile> {
         Some(&LegalesignReconcile)
     }
 
@@ -658,11 +659,11 @@ impl Provider for LegalesignEvent {
     }
 
     fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
-        let token = super::first_secret(source)?;
+        let token = crate::support::first_secret(source)?;
         let token = std::str::from_utf8(token.expose())
             .map_err(|_| "the URL token is not UTF-8".to_owned())?
             .to_owned();
-        let document = super::sample_id();
+        let document = crate::support::sample_id();
         let body = form_urlencoded::Serializer::new(String::new())
             .append_pair("resource_uri", &format!("/api/v1/document/{document}/"))
             .append_pair("group", "/api/v1/group/sample/")
@@ -699,7 +700,7 @@ pub fn signed_form(private_key_pem: &str, data: &str) -> Result<String, String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::NoHeaders;
+    use crate::NoHeaders;
     use std::path::PathBuf;
     use std::time::SystemTime;
 
@@ -755,7 +756,7 @@ mod tests {
                 certificate: Some(self.dir.join("cert.pem")),
                 allow_ips: Vec::new(),
                 api: None,
-                reconcile: crate::config::ReconcileConfig::default(),
+                reconcile: crate::settings::ReconcileConfig::default(),
             }
         }
     }
@@ -951,7 +952,7 @@ mod tests {
 
     #[test]
     fn reconciliation_pages_the_signed_documents_and_makes_the_missing_callbacks() {
-        use crate::providers::Reconcile;
+        use crate::Reconcile;
         let reconcile = LegalesignReconcile;
         let from = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap();
         assert_eq!(

@@ -7,7 +7,7 @@
 //!
 //! The HMAC does **not** cover `EventData`. Two defences: a freshness window on the ticks
 //! (Taktikal re-sends with the original signature, so the default is 24 h), and the replay memory
-//! in [`super::Sources`], which refuses a signature seen before with a different body.
+//! in [`crate::Sources`], which refuses a signature seen before with a different body.
 //!
 //! [`Verifier::verify`] reads only `Id`, `EventData.EventType` and `EventSignature`; the document
 //! and personal data are skipped, not copied. [`parse`] (the worker's side) reads everything.
@@ -24,13 +24,12 @@ use sha2::Sha256;
 
 use chrono::{DateTime, Utc};
 
-use super::{
-    Provider, Rejection, Request, Sample, SignatureUse, Verified, Verify, is_json_object, sample_id,
-};
-use crate::config::{Secret, SourceConfig};
 use crate::event::{
     ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
 };
+use crate::settings::{Secret, SourceConfig};
+use crate::support::{is_json_object, sample_id};
+use crate::{Provider, Rejection, Request, Sample, SignatureUse, Verified, Verify};
 
 /// How old a signature may be, unless the source says otherwise.
 pub const DEFAULT_MAX_SIGNATURE_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -139,7 +138,7 @@ impl Verifier {
             .ok_or(Rejection::Stale)?;
         let latest = request
             .received_at
-            .checked_add(super::FUTURE_SKEW)
+            .checked_add(crate::FUTURE_SKEW)
             .unwrap_or(request.received_at);
         if request.received_at > valid_until || signed_at > latest {
             return Err(Rejection::Stale);
@@ -678,9 +677,12 @@ fn activity_answer(answer: &[u8]) -> Result<Vec<ActivityProcess>, String> {
 /// Taktikal's reconciliation: the ActivityLog API by process and by date range.
 pub struct TaktikalReconcile;
 
-impl super::Reconcile for TaktikalReconcile {
+impl crate::Reconcile for TaktikalReconcile {
     fn process_path(&self, process_key: &str) -> String {
-        format!("/signing/activity/{}", super::path_segment(process_key))
+        format!(
+            "/signing/activity/{}",
+            crate::support::path_segment(process_key)
+        )
     }
 
     fn discovery_path(
@@ -711,7 +713,7 @@ impl super::Reconcile for TaktikalReconcile {
         &self,
         answer: &[u8],
         known: &std::collections::HashMap<String, std::collections::HashSet<String>>,
-    ) -> Result<Vec<super::Gap>, String> {
+    ) -> Result<Vec<crate::Gap>, String> {
         let processes = activity_answer(answer)?;
         let mut gaps = Vec::new();
         for mut process in processes {
@@ -734,7 +736,7 @@ impl super::Reconcile for TaktikalReconcile {
             let body =
                 serde_json::to_vec(&serde_json::to_value(&process).map_err(|e| e.to_string())?)
                     .map_err(|e| e.to_string())?;
-            gaps.push(super::Gap {
+            gaps.push(crate::Gap {
                 process_key: process.process_key,
                 unknown_process,
                 missing,
@@ -780,7 +782,7 @@ fn content_type_of(file_name: Option<&str>) -> &'static str {
 pub struct Taktikal;
 
 /// Taktikal's documented example event (an AllSigned with its PDF), for samples.
-const EXAMPLE: &str = include_str!("../../tests/fixtures/taktikal/all_signed.json");
+const EXAMPLE: &str = include_str!("../tests/fixtures/taktikal/all_signed.json");
 const EXAMPLE_PROCESS: &str = "sp231f52f87d6f4caaa2e29ecac92d055b";
 
 /// A source's verifier with the source's secrets.
@@ -827,12 +829,12 @@ impl Provider for Taktikal {
         Some(String::from_utf8_lossy(credentials).trim().to_owned())
     }
 
-    fn reconcile(&self) -> Option<&'static dyn super::Reconcile> {
+    fn reconcile(&self) -> Option<&'static dyn crate::Reconcile> {
         Some(&TaktikalReconcile)
     }
 
     fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
-        let key = super::first_secret(source)?;
+        let key = crate::support::first_secret(source)?;
         let process_key = format!("sp{}", sample_id());
         let text = EXAMPLE.replace(EXAMPLE_PROCESS, &process_key);
         let mut event: serde_json::Value =
@@ -886,7 +888,7 @@ pub fn with_signature(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::NoHeaders;
+    use crate::NoHeaders;
 
     const KEY: &str = "test-webhook-signature-key";
     const TICKS: u64 = 637_030_223_561_542_290;
@@ -1308,7 +1310,7 @@ mod tests {
 
     #[test]
     fn an_activity_log_process_is_read_and_its_gaps_found() {
-        use crate::providers::Reconcile;
+        use crate::Reconcile;
         let answer = fixture("activity_log_api.json");
         let reconcile = TaktikalReconcile;
         assert_eq!(reconcile.processes(&answer).unwrap(), ["spa2f3e"]);

@@ -22,13 +22,12 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{
-    Headers, Provider, Rejection, Reply, Request, Sample, Verified, Verify, is_json_object, rfc3339,
-};
-use crate::config::{Secret, SourceConfig};
 use crate::event::{
     ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
 };
+use crate::settings::{Secret, SourceConfig};
+use crate::support::{is_json_object, rfc3339};
+use crate::{Headers, Provider, Rejection, Reply, Request, Sample, Verified, Verify};
 
 /// The header Acrobat Sign sends and expects back.
 pub const CLIENT_ID_HEADER: &str = "x-adobesign-clientid";
@@ -47,7 +46,7 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn from_config(source: &SourceConfig) -> Result<Self, String> {
-        let client_ids = super::required_secrets(
+        let client_ids = crate::support::required_secrets(
             source,
             "the client id of the application that created the webhook; UB7E5BXCXY for the web application's",
         )?;
@@ -211,7 +210,8 @@ fn status_of(event: &str, agreement_status: Option<&str>) -> Option<ProcessStatu
 /// One event per agreement notification: the process is the agreement, the members of its
 /// signer sets the signees. Library, bulk-signing and web-form events project nothing.
 pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
-    let notification: Notification = super::parse_object(body, "an Acrobat Sign notification")?;
+    let notification: Notification =
+        crate::support::parse_object(body, "an Acrobat Sign notification")?;
     let event = notification.event.unwrap_or_default();
     let Some(agreement) = notification.agreement else {
         return Ok(Vec::new());
@@ -360,12 +360,12 @@ impl Provider for AdobeSign {
     }
 
     fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
-        let client_id = super::first_secret(source)?;
-        let agreement = format!("CBJCHBCAABAA{}", super::sample_id());
+        let client_id = crate::support::first_secret(source)?;
+        let agreement = format!("CBJCHBCAABAA{}", crate::support::sample_id());
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let body = serde_json::to_vec(&serde_json::json!({
             "webhookId": "sample-webhook", "webhookName": "Countersign sample",
-            "webhookNotificationId": super::sample_id(),
+            "webhookNotificationId": crate::support::sample_id(),
             "webhookUrlInfo": {"url": "http://localhost/webhooks/sample"},
             "webhookScope": "ACCOUNT", "event": "AGREEMENT_WORKFLOW_COMPLETED", "eventDate": now,
             "eventResourceType": "agreement",
@@ -393,7 +393,7 @@ impl Provider for AdobeSign {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testing::{Pairs, source, text_flips};
+    use crate::testing::{Pairs, source, text_flips};
     use std::time::SystemTime;
 
     const CLIENT_ID: &str = "CBJCHBCAABAAclientid42";
@@ -401,7 +401,7 @@ mod tests {
 
     fn source_with(ids: &[&str]) -> SourceConfig {
         let mut source = source("adobe_sign", ids);
-        source.allow_ips = vec![crate::config::IpNet::parse("192.0.2.0/24").unwrap()];
+        source.allow_ips = vec![crate::settings::IpNet::parse("192.0.2.0/24").unwrap()];
         source
     }
 

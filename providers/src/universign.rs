@@ -25,11 +25,12 @@ use rsa::{BigUint, RsaPublicKey};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::{Provider, Rejection, Request, Sample, Verified, Verify, is_json_object};
-use crate::config::SourceConfig;
 use crate::event::{
     ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
 };
+use crate::settings::SourceConfig;
+use crate::support::is_json_object;
+use crate::{Provider, Rejection, Request, Sample, Verified, Verify};
 
 /// The header carrying the detached JWS.
 pub const SIGNATURE_HEADER: &str = "x-jws-signature";
@@ -66,7 +67,7 @@ struct Jwk {
 
 /// Reads the RSA signing keys of a JWKS document.
 pub fn load_jwks(path: &Path) -> Result<Vec<(Option<String>, RsaPublicKey)>, String> {
-    let text = crate::config::read_small_file(path)
+    let text = crate::settings::read_small_file(path)
         .map_err(|e| format!("jwks {}: {e}", path.display()))?;
     let jwks: Jwks = serde_json::from_str(&text)
         .map_err(|e| format!("jwks {}: not a JWKS ({e})", path.display()))?;
@@ -245,7 +246,7 @@ impl Verifier {
         let valid_until = created.checked_add(self.max_age).ok_or(Rejection::Stale)?;
         let latest = request
             .received_at
-            .checked_add(super::FUTURE_SKEW)
+            .checked_add(crate::FUTURE_SKEW)
             .unwrap_or(request.received_at);
         if request.received_at > valid_until || created > latest {
             return Err(Rejection::Stale);
@@ -296,12 +297,12 @@ impl Provider for Universign {
         listed_documents(listing)
     }
 
-    fn reconcile(&self) -> Option<&'static dyn super::Reconcile> {
+    fn reconcile(&self) -> Option<&'static dyn crate::Reconcile> {
         Some(&UniversignReconcile)
     }
 
     fn sample(&self, source: &SourceConfig, private_key: Option<&str>) -> Result<Sample, String> {
-        let key = private_key.ok_or_else(|| super::needs_private_key(source))?;
+        let key = private_key.ok_or_else(|| crate::support::needs_private_key(source))?;
         let jwks = source
             .jwks
             .as_ref()
@@ -310,14 +311,14 @@ impl Provider for Universign {
             .into_iter()
             .find_map(|(kid, _)| kid)
             .unwrap_or_default();
-        let transaction = format!("tx_{}", super::sample_id());
+        let transaction = format!("tx_{}", crate::support::sample_id());
         let created_at = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .expect("after 1970")
             .as_secs();
         let body = serde_json::to_vec(&serde_json::json!({
             "object": "event",
-            "id": format!("evt_{}", super::sample_id()),
+            "id": format!("evt_{}", crate::support::sample_id()),
             "type": "transaction.lifecycle.completed",
             "createdAt": created_at,
             "payload": {"object": {"object": "transaction", "id": transaction}},
@@ -369,8 +370,8 @@ pub fn listed_documents(listing: &[u8]) -> Result<Vec<Document>, String> {
             });
             document.fetch = Some(format!(
                 "/v1/transactions/{}/archive/documents/{}/download",
-                super::path_segment(&transaction.id),
-                super::path_segment(&d.id)
+                crate::support::path_segment(&transaction.id),
+                crate::support::path_segment(&d.id)
             ));
             document.reference_id = Some(d.id);
             document
@@ -392,9 +393,12 @@ struct TransactionState {
     state: Option<String>,
 }
 
-impl super::Reconcile for UniversignReconcile {
+impl crate::Reconcile for UniversignReconcile {
     fn process_path(&self, process_key: &str) -> String {
-        format!("/v1/transactions/{}", super::path_segment(process_key))
+        format!(
+            "/v1/transactions/{}",
+            crate::support::path_segment(process_key)
+        )
     }
 
     fn discovery_path(
@@ -416,7 +420,7 @@ impl super::Reconcile for UniversignReconcile {
         &self,
         answer: &[u8],
         known: &std::collections::HashMap<String, std::collections::HashSet<String>>,
-    ) -> Result<Vec<super::Gap>, String> {
+    ) -> Result<Vec<crate::Gap>, String> {
         let transaction: TransactionState = serde_json::from_slice(answer)
             .map_err(|e| format!("not a Universign transaction: {e}"))?;
         let (stage, entry) = match transaction.state.as_deref() {
@@ -440,7 +444,7 @@ impl super::Reconcile for UniversignReconcile {
             "payload": {"object": {"object": "transaction", "id": transaction.id}},
         }))
         .map_err(|e| e.to_string())?;
-        Ok(vec![super::Gap {
+        Ok(vec![crate::Gap {
             unknown_process: !known.contains_key(&transaction.id),
             process_key: transaction.id,
             missing: vec![entry.to_owned()],
@@ -568,7 +572,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
             signed.description = Some("the transaction's signed documents".to_owned());
             signed.fetch_listing = Some(format!(
                 "/v1/transactions/{}",
-                super::path_segment(&completed.process_key)
+                crate::support::path_segment(&completed.process_key)
             ));
             completed.documents.push(signed);
         }
@@ -662,7 +666,7 @@ fn event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::Headers;
+    use crate::Headers;
     use serde_json::json;
     use std::time::UNIX_EPOCH;
 
@@ -703,7 +707,7 @@ mod tests {
             certificate: None,
             allow_ips: Vec::new(),
             api: None,
-            reconcile: crate::config::ReconcileConfig::default(),
+            reconcile: crate::settings::ReconcileConfig::default(),
         };
         (Verifier::from_config(&source).expect("loads"), guard)
     }
@@ -798,7 +802,7 @@ mod tests {
         assert_eq!(
             v.verify(&Request {
                 body: &body,
-                headers: &crate::providers::NoHeaders,
+                headers: &crate::NoHeaders,
                 received_at: SystemTime::now(),
                 path_token: None,
                 query: None,
@@ -978,7 +982,7 @@ mod tests {
 
     #[test]
     fn reconciliation_turns_a_final_state_the_archive_lacks_into_its_lifecycle_event() {
-        use crate::providers::Reconcile;
+        use crate::Reconcile;
         let reconcile = UniversignReconcile;
         assert_eq!(reconcile.process_path("tx_1"), "/v1/transactions/tx_1");
         let completed =

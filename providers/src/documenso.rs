@@ -25,12 +25,10 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{
-    Provider, Rejection, Request, Sample, Verified, Verify, header_text, hex, is_json_object,
-    json_id, rfc3339,
-};
-use crate::config::{Secret, SourceConfig};
 use crate::event::{ActivityEntry, ParseError, ProcessStatus, Signee, SigningEvent};
+use crate::settings::{Secret, SourceConfig};
+use crate::support::{header_text, hex, is_json_object, json_id, rfc3339};
+use crate::{Provider, Rejection, Request, Sample, Verified, Verify};
 
 /// The header that carries the secret.
 pub const SECRET_HEADER: &str = "x-documenso-secret";
@@ -74,7 +72,7 @@ fn head(body: &[u8]) -> Option<(String, serde_json::Value)> {
 
 impl Verifier {
     pub fn from_config(source: &SourceConfig) -> Result<Self, String> {
-        let secrets = super::required_secrets(source, "the webhook's secret")?;
+        let secrets = crate::support::required_secrets(source, "the webhook's secret")?;
         if source.secrets.iter().any(|s| s.expose().is_empty()) {
             return Err("documenso secrets must not be empty".to_owned());
         }
@@ -275,7 +273,7 @@ impl Provider for Documenso {
     }
 
     fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
-        let secret = super::first_secret(source)?;
+        let secret = crate::support::first_secret(source)?;
         let id = u64::from(rand_id());
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let body = serde_json::to_vec(&serde_json::json!({
@@ -314,7 +312,7 @@ fn rand_id() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testing::{Pairs, source, text_flips};
+    use crate::testing::{Pairs, source, text_flips};
     use std::time::SystemTime;
 
     const SECRET: &str = "documenso-test-secret";

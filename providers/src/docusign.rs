@@ -22,14 +22,12 @@ use chrono::{DateTime, Utc};
 use hmac::Mac;
 use serde::Deserialize;
 
-use super::{
-    Provider, Rejection, Request, Sample, Verified, Verify, hmac_sha256, is_json_object,
-    matching_secret, rfc3339,
-};
-use crate::config::{Secret, SourceConfig};
 use crate::event::{
     ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
 };
+use crate::settings::{Secret, SourceConfig};
+use crate::support::{hmac_sha256, is_json_object, matching_secret, rfc3339};
+use crate::{Provider, Rejection, Request, Sample, Verified, Verify};
 
 /// The first signature header; the n-th is `x-docusign-signature-<n>`.
 pub const SIGNATURE_HEADER: &str = "x-docusign-signature-1";
@@ -72,7 +70,7 @@ fn identify(body: &[u8]) -> Option<(String, String)> {
     let recipient = data
         .recipient_id
         .as_ref()
-        .and_then(super::json_id)
+        .and_then(crate::support::json_id)
         .unwrap_or_else(|| "-".to_owned());
     let generated = head.generated_date_time.unwrap_or_else(|| "-".to_owned());
     let id = format!("{envelope}:{event}:{recipient}:{generated}");
@@ -82,7 +80,7 @@ fn identify(body: &[u8]) -> Option<(String, String)> {
 impl Verifier {
     pub fn from_config(source: &SourceConfig) -> Result<Self, String> {
         Ok(Self {
-            secrets: super::required_secrets(source, "a Connect HMAC key")?,
+            secrets: crate::support::required_secrets(source, "a Connect HMAC key")?,
         })
     }
 }
@@ -209,7 +207,7 @@ fn status_of(event: &str, envelope_status: Option<&str>) -> Option<ProcessStatus
 /// One event per envelope or recipient message: the process is the envelope, its signers the
 /// signees.
 pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
-    let message: Message = super::parse_object(body, "a DocuSign Connect message")?;
+    let message: Message = crate::support::parse_object(body, "a DocuSign Connect message")?;
     let event = message.event.unwrap_or_default();
     let Some(data) = message.data else {
         return Ok(Vec::new());
@@ -219,7 +217,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
     };
     let occurred_at: Option<DateTime<Utc>> =
         message.generated_date_time.as_deref().and_then(rfc3339);
-    let recipient = data.recipient_id.as_ref().and_then(super::json_id);
+    let recipient = data.recipient_id.as_ref().and_then(crate::support::json_id);
     let summary = data.envelope_summary;
     let envelope_status = summary.as_ref().and_then(|s| s.status.clone());
     let flow_name = summary
@@ -230,7 +228,11 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
     let mut documents = Vec::new();
     if let Some(summary) = summary {
         for signer in summary.recipients.map(|r| r.signers).unwrap_or_default() {
-            let Some(key) = signer.recipient_id.as_ref().and_then(super::json_id) else {
+            let Some(key) = signer
+                .recipient_id
+                .as_ref()
+                .and_then(crate::support::json_id)
+            else {
                 continue;
             };
             let signed = signer.status.as_deref() == Some("completed");
@@ -262,7 +264,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
             document.content = Some(content);
             document.content_type = Some("application/pdf".to_owned());
             document.file_name = file.name.filter(|n| !n.is_empty());
-            document.reference_id = file.document_id.as_ref().and_then(super::json_id);
+            document.reference_id = file.document_id.as_ref().and_then(crate::support::json_id);
             document.description = file.kind;
             documents.push(document);
         }
@@ -309,7 +311,7 @@ impl Provider for DocuSign {
     }
 
     fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
-        let key = super::first_secret(source)?;
+        let key = crate::support::first_secret(source)?;
         let envelope = uuid::Uuid::new_v4().to_string();
         let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let body = serde_json::to_vec(&serde_json::json!({
@@ -336,7 +338,7 @@ impl Provider for DocuSign {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testing::{Pairs, assert_every_flip_refused, source};
+    use crate::testing::{Pairs, assert_every_flip_refused, source};
     use std::time::SystemTime;
 
     const KEY: &str = "docusign-connect-hmac-key";

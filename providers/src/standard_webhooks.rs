@@ -29,12 +29,12 @@ use secrecy::{ExposeSecret, SecretSlice};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{
-    Provider, Rejection, Request, Sample, Verified, Verify, check_freshness, hex, hmac_sha256,
-    is_json_object, max_signature_age, unix_seconds,
-};
-use crate::config::SourceConfig;
 use crate::event::{ActivityEntry, ParseError, SigningEvent};
+use crate::settings::SourceConfig;
+use crate::support::{
+    check_freshness, hex, hmac_sha256, is_json_object, max_signature_age, unix_seconds,
+};
+use crate::{Provider, Rejection, Request, Sample, Verified, Verify};
 
 /// The specification's tolerance: how old a timestamp may be unless the source says otherwise.
 pub const DEFAULT_MAX_SIGNATURE_AGE: Duration = Duration::from_secs(5 * 60);
@@ -261,9 +261,9 @@ impl Provider for StandardWebhooks {
     }
 
     fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
-        let secret = super::first_secret(source)?;
-        let process_key = format!("obj_{}", super::sample_id());
-        let id = format!("msg_{}", super::sample_id());
+        let secret = crate::support::first_secret(source)?;
+        let process_key = format!("obj_{}", crate::support::sample_id());
+        let id = format!("msg_{}", crate::support::sample_id());
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .expect("after 1970")
@@ -293,7 +293,7 @@ impl Provider for StandardWebhooks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testing::Pairs;
+    use crate::testing::Pairs;
 
     // The specification's test vector.
     const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -303,7 +303,7 @@ mod tests {
     const SIGNATURE_V1: &str = "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=";
 
     fn source(secrets: &[&str]) -> SourceConfig {
-        crate::providers::testing::source("standard_webhooks", secrets)
+        crate::testing::source("standard_webhooks", secrets)
     }
 
     fn at(seconds: u64) -> SystemTime {

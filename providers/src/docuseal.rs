@@ -22,15 +22,15 @@ use std::time::Duration;
 use hmac::Mac;
 use serde::Deserialize;
 
-use super::{
-    Provider, Rejection, Request, Sample, Verified, Verify, check_freshness, decode_hex,
-    header_text, hex, hmac_sha256, is_json_object, json_id, matching_secret, max_signature_age,
-    rfc3339, unix_seconds,
-};
-use crate::config::{Secret, SourceConfig};
 use crate::event::{
     ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
 };
+use crate::settings::{Secret, SourceConfig};
+use crate::support::{
+    check_freshness, decode_hex, header_text, hex, hmac_sha256, is_json_object, json_id,
+    matching_secret, max_signature_age, rfc3339, unix_seconds,
+};
+use crate::{Provider, Rejection, Request, Sample, Verified, Verify};
 
 /// The signature's header.
 pub const SIGNATURE_HEADER: &str = "x-docuseal-signature";
@@ -74,7 +74,7 @@ fn identify(body: &[u8]) -> Option<(String, String)> {
 impl Verifier {
     pub fn from_config(source: &SourceConfig) -> Result<Self, String> {
         let secrets =
-            super::required_secrets(source, "the webhook's HMAC signing secret, whsec_…")?;
+            crate::support::required_secrets(source, "the webhook's HMAC signing secret, whsec_…")?;
         Ok(Self {
             secrets,
             max_age: max_signature_age(source, DEFAULT_MAX_SIGNATURE_AGE)?,
@@ -218,7 +218,7 @@ fn status_of(event_type: &str, submission_status: Option<&str>) -> Option<Proces
 
 /// One event per `form.*` or `submission.*` event: the process is the submission.
 pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
-    let envelope: Envelope = super::parse_object(body, "a DocuSeal event")?;
+    let envelope: Envelope = crate::support::parse_object(body, "a DocuSeal event")?;
     let event_type = envelope.event_type.unwrap_or_default();
     let occurred_at = envelope.timestamp.as_deref().and_then(rfc3339);
     let Some(data) = envelope.data else {
@@ -335,7 +335,7 @@ impl Provider for DocuSeal {
     }
 
     fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
-        let secret = super::first_secret(source)?;
+        let secret = crate::support::first_secret(source)?;
         let now = chrono::Utc::now();
         let at = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let id = now.timestamp_micros().unsigned_abs();
@@ -366,7 +366,7 @@ impl Provider for DocuSeal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testing::{Pairs, assert_every_flip_refused, source};
+    use crate::testing::{Pairs, assert_every_flip_refused, source};
     use std::time::{SystemTime, UNIX_EPOCH};
 
     /// A secret shaped as DocuSeal makes them (`whsec_` + base64 of 24 random bytes).
@@ -461,7 +461,7 @@ mod tests {
             .unwrap()
             .verify(&Request {
                 body: BODY,
-                headers: &crate::providers::NoHeaders,
+                headers: &crate::NoHeaders,
                 received_at: at(T),
                 path_token: None,
                 query: None,

@@ -19,14 +19,12 @@ use chrono::{DateTime, Utc};
 use hmac::Mac;
 use serde::Deserialize;
 
-use super::{
-    Provider, Rejection, Request, Sample, Verified, Verify, header_text, hmac_sha256,
-    is_json_object, json_id, matching_secret,
-};
-use crate::config::{Secret, SourceConfig};
 use crate::event::{
     ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
 };
+use crate::settings::{Secret, SourceConfig};
+use crate::support::{header_text, hmac_sha256, is_json_object, json_id, matching_secret};
+use crate::{Provider, Rejection, Request, Sample, Verified, Verify};
 
 /// The signature's header.
 pub const SIGNATURE_HEADER: &str = "x-zs-webhook-signature";
@@ -130,7 +128,7 @@ fn identify(envelope: &Envelope) -> Option<Identity> {
 
 impl Verifier {
     pub fn from_config(source: &SourceConfig) -> Result<Self, String> {
-        let secrets = super::required_secrets(source, "the webhook's HMAC secret key")?;
+        let secrets = crate::support::required_secrets(source, "the webhook's HMAC secret key")?;
         Ok(Self { secrets })
     }
 }
@@ -289,7 +287,7 @@ impl Provider for ZohoSign {
     }
 
     fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
-        let secret = super::first_secret(source)?;
+        let secret = crate::support::first_secret(source)?;
         let now = Utc::now().timestamp_millis();
         let request_id = now.unsigned_abs().to_string();
         let body = serde_json::to_vec(&serde_json::json!({
@@ -316,7 +314,7 @@ impl Provider for ZohoSign {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testing::{Pairs, assert_every_flip_refused, source};
+    use crate::testing::{Pairs, assert_every_flip_refused, source};
     use std::time::SystemTime;
 
     /// Zoho Sign's published example ("Securing Zoho Sign webhooks with HMAC authentication"):
@@ -390,7 +388,7 @@ mod tests {
             .unwrap()
             .verify(&Request {
                 body: BODY,
-                headers: &crate::providers::NoHeaders,
+                headers: &crate::NoHeaders,
                 received_at: SystemTime::now(),
                 path_token: None,
                 query: None,

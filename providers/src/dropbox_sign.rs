@@ -25,15 +25,15 @@ use hmac::Mac;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{
-    Headers, Provider, Rejection, Reply, Request, Sample, SignatureUse, Verified, Verify,
-    check_freshness, decode_hex, hex, hmac_sha256, json_id, matching_secret, max_signature_age,
-    unix_seconds,
-};
-use crate::config::{Secret, SourceConfig};
 use crate::event::{
     ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
 };
+use crate::settings::{Secret, SourceConfig};
+use crate::support::{
+    check_freshness, decode_hex, hex, hmac_sha256, json_id, matching_secret, max_signature_age,
+    unix_seconds,
+};
+use crate::{Headers, Provider, Rejection, Reply, Request, Sample, SignatureUse, Verified, Verify};
 
 /// The body Dropbox Sign requires in the reply.
 pub const HELLO: &str = "Hello API Event Received";
@@ -273,7 +273,7 @@ fn callback(body: &[u8]) -> Option<Callback> {
 
 /// The callback in an event's JSON (already out of its form).
 fn callback_of(json: &[u8]) -> Option<Callback> {
-    if !super::is_json_object(json) {
+    if !crate::support::is_json_object(json) {
         return None;
     }
     serde_json::from_slice(json).ok()
@@ -337,7 +337,7 @@ impl Identity {
 impl Verifier {
     pub fn from_config(source: &SourceConfig) -> Result<Self, String> {
         Ok(Self {
-            secrets: super::required_secrets(source, "the account's API key")?,
+            secrets: crate::support::required_secrets(source, "the account's API key")?,
             max_age: max_signature_age(source, DEFAULT_MAX_SIGNATURE_AGE)?,
             signers: SignerMemory::new(),
         })
@@ -372,7 +372,8 @@ fn check_multipart_boundary(request: &Request<'_>) -> Result<(), Rejection> {
         status: 400,
         reason: "the multipart body's delimiter is not the Content-Type's boundary",
     };
-    let declared = super::header_text(request, "content-type").and_then(content_type_boundary);
+    let declared =
+        crate::support::header_text(request, "content-type").and_then(content_type_boundary);
     let multipart_body = request.body.starts_with(b"--");
     match declared {
         None if !multipart_body => Ok(()),
@@ -662,10 +663,10 @@ impl Provider for DropboxSign {
     }
 
     fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
-        let secret = super::first_secret(source)?;
+        let secret = crate::support::first_secret(source)?;
         let time = Utc::now().timestamp().to_string();
         let kind = "signature_request_all_signed";
-        let request_id = super::sample_id();
+        let request_id = crate::support::sample_id();
         let json = serde_json::to_vec(&serde_json::json!({
             "event": {"event_time": time, "event_type": kind,
                 "event_hash": event_hash(secret.expose(), &time, kind),
@@ -691,8 +692,8 @@ impl Provider for DropboxSign {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::NoHeaders;
-    use crate::providers::testing::{Pairs, flips, source, text_flips};
+    use crate::NoHeaders;
+    use crate::testing::{Pairs, flips, source, text_flips};
     use std::time::SystemTime;
 
     /// The API key of Dropbox Sign's SDK tests, and their fixtures' event (`hellosign-openapi`,

@@ -19,12 +19,10 @@ use chrono::{DateTime, Utc};
 use hmac::Mac;
 use serde::Deserialize;
 
-use super::{
-    Provider, Rejection, Request, Sample, Verified, Verify, decode_hex, hex, hmac_sha256,
-    is_json_object, matching_secret,
-};
-use crate::config::{Secret, SourceConfig};
 use crate::event::{ActivityEntry, ParseError, ProcessStatus, Signee, SigningEvent};
+use crate::settings::{Secret, SourceConfig};
+use crate::support::{decode_hex, hex, hmac_sha256, is_json_object, matching_secret};
+use crate::{Provider, Rejection, Request, Sample, Verified, Verify};
 
 /// The signature's header, and the prefix of its value.
 pub const SIGNATURE_HEADER: &str = "x-yousign-signature-256";
@@ -46,7 +44,8 @@ struct Head {
 
 impl Verifier {
     pub fn from_config(source: &SourceConfig) -> Result<Self, String> {
-        let secrets = super::required_secrets(source, "the webhook subscription's secret")?;
+        let secrets =
+            crate::support::required_secrets(source, "the webhook subscription's secret")?;
         Ok(Self { secrets })
     }
 }
@@ -160,7 +159,7 @@ fn status_of(event_name: &str) -> Option<ProcessStatus> {
 /// a Signer event adds or updates its signee. Events about other objects (eSeal, identity
 /// verification) have no Signature Request and project nothing (they are archived).
 pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
-    let envelope: Envelope = super::parse_object(body, "a Yousign event")?;
+    let envelope: Envelope = crate::support::parse_object(body, "a Yousign event")?;
     let event_name = envelope.event_name.unwrap_or_default();
     let Some(data) = envelope.data else {
         return Ok(Vec::new());
@@ -246,7 +245,7 @@ impl Provider for Yousign {
     }
 
     fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
-        let secret = super::first_secret(source)?;
+        let secret = crate::support::first_secret(source)?;
         let process_key = uuid::Uuid::new_v4().to_string();
         let body = serde_json::to_vec(&serde_json::json!({
             "event_id": uuid::Uuid::new_v4().to_string(),
@@ -272,8 +271,8 @@ impl Provider for Yousign {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::Headers;
-    use crate::providers::testing::assert_every_flip_refused;
+    use crate::Headers;
+    use crate::testing::assert_every_flip_refused;
     use std::time::SystemTime;
 
     const SECRET: &str = "yousign-test-secret";
@@ -292,7 +291,7 @@ mod tests {
     }
 
     fn source(secrets: &[&str]) -> SourceConfig {
-        crate::providers::testing::source("yousign", secrets)
+        crate::testing::source("yousign", secrets)
     }
 
     fn verify(secrets: &[&str], signature: &str, body: &[u8]) -> Result<Verified, Rejection> {
@@ -357,7 +356,7 @@ mod tests {
             .unwrap()
             .verify(&Request {
                 body: BODY,
-                headers: &crate::providers::NoHeaders,
+                headers: &crate::NoHeaders,
                 received_at: SystemTime::now(),
                 path_token: None,
                 query: None,

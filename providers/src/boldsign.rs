@@ -21,12 +21,13 @@ use chrono::{DateTime, Utc};
 use hmac::Mac;
 use serde::Deserialize;
 
-use super::{
-    Provider, Rejection, Reply, Request, Sample, Verified, Verify, check_freshness, decode_hex,
-    header_text, hex, hmac_sha256, is_json_object, max_signature_age, unix_seconds,
-};
-use crate::config::{Secret, SourceConfig};
 use crate::event::{ActivityEntry, ParseError, ProcessStatus, Signee, SigningEvent};
+use crate::settings::{Secret, SourceConfig};
+use crate::support::{
+    check_freshness, decode_hex, header_text, hex, hmac_sha256, is_json_object, max_signature_age,
+    unix_seconds,
+};
+use crate::{Provider, Rejection, Reply, Request, Sample, Verified, Verify};
 
 /// The signature's header.
 pub const SIGNATURE_HEADER: &str = "x-boldsign-signature";
@@ -92,7 +93,7 @@ fn parse_header(value: &str) -> Option<(&str, Vec<Vec<u8>>)> {
 
 impl Verifier {
     pub fn from_config(source: &SourceConfig) -> Result<Self, String> {
-        let secrets = super::required_secrets(source, "the webhook's signing secret")?;
+        let secrets = crate::support::required_secrets(source, "the webhook's signing secret")?;
         Ok(Self {
             secrets,
             max_age: max_signature_age(source, DEFAULT_MAX_SIGNATURE_AGE)?,
@@ -124,7 +125,7 @@ impl Verify for Verifier {
         let header = header_text(request, SIGNATURE_HEADER).ok_or(Rejection::Unsigned)?;
         let (timestamp, signatures) = parse_header(header).ok_or(Rejection::BadSignature)?;
         let seconds = unix_seconds(timestamp).ok_or(Rejection::BadSignature)?;
-        let key = super::matching_secret(
+        let key = crate::support::matching_secret(
             &self.secrets,
             &[timestamp.as_bytes(), b".", request.body],
             &signatures,
@@ -216,7 +217,7 @@ fn status_of(event_type: &str, document_status: Option<&str>) -> Option<ProcessS
 
 /// One event per document event: the process is the document, its signers the signees.
 pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
-    let envelope: Envelope = super::parse_object(body, "a BoldSign event")?;
+    let envelope: Envelope = crate::support::parse_object(body, "a BoldSign event")?;
     let (Some(event), Some(data)) = (envelope.event, envelope.data) else {
         return Ok(Vec::new());
     };
@@ -304,7 +305,7 @@ impl Provider for BoldSign {
     }
 
     fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
-        let secret = super::first_secret(source)?;
+        let secret = crate::support::first_secret(source)?;
         let now = Utc::now().timestamp();
         let document_id = uuid::Uuid::new_v4().to_string();
         let body = serde_json::to_vec(&serde_json::json!({
@@ -337,7 +338,7 @@ impl Provider for BoldSign {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testing::{Pairs, assert_every_flip_refused, source};
+    use crate::testing::{Pairs, assert_every_flip_refused, source};
     use std::time::{SystemTime, UNIX_EPOCH};
 
     const SECRET: &str = "boldsign-test-signing-secret";

@@ -17,14 +17,14 @@ use chrono::{DateTime, Utc};
 use hmac::Mac;
 use serde::Deserialize;
 
-use super::{
-    Provider, Rejection, Request, Sample, Verified, Verify, decode_hex, header_text, hex,
-    hmac_sha256, json_id, matching_secret, rfc3339,
-};
-use crate::config::{Secret, SourceConfig};
 use crate::event::{
     ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
 };
+use crate::settings::{Secret, SourceConfig};
+use crate::support::{
+    decode_hex, header_text, hex, hmac_sha256, json_id, matching_secret, rfc3339,
+};
+use crate::{Provider, Rejection, Request, Sample, Verified, Verify};
 
 /// The query parameter that carries the signature.
 pub const SIGNATURE_PARAMETER: &str = "signature";
@@ -98,7 +98,7 @@ fn query_signature(query: &str) -> Option<&str> {
 impl Verifier {
     pub fn from_config(source: &SourceConfig) -> Result<Self, String> {
         Ok(Self {
-            secrets: super::required_secrets(source, "the webhook's shared key")?,
+            secrets: crate::support::required_secrets(source, "the webhook's shared key")?,
         })
     }
 }
@@ -287,9 +287,9 @@ impl Provider for PandaDoc {
     }
 
     fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
-        let secret = super::first_secret(source)?;
+        let secret = crate::support::first_secret(source)?;
         let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let document_id = super::sample_id();
+        let document_id = crate::support::sample_id();
         let body = serde_json::to_vec(&serde_json::json!([{
             "event": "document_state_changed",
             "data": {"id": document_id, "name": "Sample agreement", "status": "document.completed",
@@ -304,7 +304,7 @@ impl Provider for PandaDoc {
                 "{SIGNATURE_PARAMETER}={}",
                 sign(secret.expose(), &body)
             )),
-            headers: vec![(EVENT_ID_HEADER, super::sample_id())],
+            headers: vec![(EVENT_ID_HEADER, crate::support::sample_id())],
             body,
             content_type: "application/json",
             process_key: document_id,
@@ -315,7 +315,7 @@ impl Provider for PandaDoc {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testing::{Pairs, assert_every_flip_refused, source};
+    use crate::testing::{Pairs, assert_every_flip_refused, source};
     use std::time::SystemTime;
 
     const SECRET: &str = "pandadoc-shared-key";

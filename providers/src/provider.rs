@@ -1,0 +1,438 @@
+//! The provider contract: what a provider is ([`Provider`]), what it makes for a source
+//! ([`Verify`]), what it can say to reconciliation ([`Reconcile`]), and the registry of every
+//! provider Countersign knows.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+
+use crate::event::{ParseError, SigningEvent};
+use crate::settings::SourceConfig;
+use crate::sources::MIN_SECRET_BYTES;
+use crate::{
+    adobe_sign, boldsign, documenso, docuseal, docusign, dropbox_sign, legalesign, pandadoc,
+    standard_webhooks, taktikal, universign, yousign, zoho_sign,
+};
+
+/// Clock skew tolerated on signed timestamps that lie in the future.
+pub const FUTURE_SKEW: Duration = Duration::from_secs(300);
+
+/// Every provider Countersign knows, by its configuration name.
+pub static REGISTRY: &[&dyn Provider] = &[
+    &taktikal::Taktikal,
+    &universign::Universign,
+    &legalesign::Legalesign,
+    &legalesign::LegalesignEvent,
+    &standard_webhooks::StandardWebhooks,
+    &yousign::Yousign,
+    &documenso::Documenso,
+    &docuseal::DocuSeal,
+    &zoho_sign::ZohoSign,
+    &boldsign::BoldSign,
+    &pandadoc::PandaDoc,
+    &dropbox_sign::DropboxSign,
+    &adobe_sign::AdobeSign,
+    &docusign::DocuSign,
+];
+
+/// One e-signature provider's webhooks: how they are verified, answered and read.
+pub trait Provider: Send + Sync + 'static {
+    /// The `provider` of a source in the configuration, and the `x-provider` message header.
+    fn name(&self) -> &'static str;
+
+    /// Checks what this provider needs from a source's configuration and makes the source's
+    /// verifier (keys loaded). The error is one sentence: what is missing or wrong.
+    fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String>;
+
+    /// Parses a verified body into the normalized model (the worker's side).
+    fn parse(&self, body: &[u8]) -> Result<Vec<SigningEvent>, ParseError>;
+
+    /// Whether the signature covers the body. Where it does not, a verified request carries
+    /// [`Verified::signature_use`], and [`Provider::signature_id`] finds the signature again.
+    fn signs_body(&self) -> bool {
+        true
+    }
+
+    /// Whether the provider's credential proves the event's content even against someone who
+    /// holds a request already delivered (from a log, a proxy, a retry). False where such a
+    /// request can mint another event: Dropbox Sign (the hash covers time and type only, and one
+    /// hash serves every signer of the request), Documenso (a bearer secret in a header), Adobe
+    /// Acrobat Sign (a public client id and an address list), Legalesign's event callback (a URL
+    /// token). Their signing processes are shown `unconfirmed` by the read API until the
+    /// provider's API confirms them. (Taktikal's signature does not cover the body either, but a
+    /// delivered signature can never carry another body: its events are proven.)
+    fn proves_content(&self) -> bool {
+        true
+    }
+
+    /// For schemes whose signature does not cover the body: the signature's identity, so that
+    /// the worker can refuse a second body under it across every ingester replica.
+    fn signature_id(&self, _body: &[u8]) -> Option<String> {
+        None
+    }
+
+    /// The digest a signature that does not cover the body is held to: one signature, one
+    /// content. The body's sha256, unless the provider wraps its content in bytes that change
+    /// per delivery (Dropbox Sign's multipart boundary).
+    fn content_digest(&self, body: &[u8]) -> [u8; 32] {
+        Sha256::digest(body).into()
+    }
+
+    /// The shortest secret a source of this provider may have ([`MIN_SECRET_BYTES`]; a blank one
+    /// is refused whatever this says).
+    fn min_secret_bytes(&self) -> usize {
+        MIN_SECRET_BYTES
+    }
+
+    /// The body limit of a source of this provider that sets none, if tighter than the
+    /// ingester's (`ingester.max_body_bytes`).
+    fn default_max_body_bytes(&self) -> Option<usize> {
+        None
+    }
+
+    /// True where the provider may send one event as different bytes, so that its event id is
+    /// derived from what identifies the event rather than from the body: Legalesign's batches
+    /// (the id is the signed `data`'s digest; the form encoding around it is unsigned), and
+    /// senders that serialize an event afresh on every attempt (DocuSeal's document links,
+    /// Documenso's `createdAt`). A second body under one id is then a repeat delivery of the
+    /// same event, not a conflict.
+    fn resends_reencoded(&self) -> bool {
+        false
+    }
+
+    /// True for a provider's test event (the sample its settings page sends): published marked
+    /// `x-test` (the message contract's test header), archived, and never projected as a real signing.
+    fn is_test_event(&self, _body: &[u8]) -> bool {
+        false
+    }
+
+    /// True for providers authenticated by a token in the URL (`/webhooks/{source}/{token}`).
+    fn takes_url_token(&self) -> bool {
+        false
+    }
+
+    /// The reply to a webhook that was accepted (confirmed or spooled). Most providers take any
+    /// 2xx; some want a given body or an echoed header.
+    fn accepted_reply(&self, _request: &dyn Headers) -> Reply {
+        Reply::accepted()
+    }
+
+    /// The `Authorization` header value for the provider's API, made from a source's
+    /// `api.credentials`; `None` where Countersign has no API client for the provider.
+    fn api_authorization(&self, _credentials: &[u8]) -> Option<String> {
+        None
+    }
+
+    /// The documents a listing of the provider's API names ([`crate::event::Document`]'s
+    /// `fetch_listing`), each with the path of its content.
+    fn listed_documents(&self, _listing: &[u8]) -> Result<Vec<crate::event::Document>, String> {
+        Err(format!("{} lists no documents", self.name()))
+    }
+
+    /// How the worker asks the provider's API what its webhooks may have missed; `None` where
+    /// Countersign cannot reconcile the provider.
+    fn reconcile(&self) -> Option<&'static dyn Reconcile> {
+        None
+    }
+
+    /// A fresh sample webhook for `source`, signed as this provider signs: what `countersign
+    /// send` posts and the whole-stack tests use. `private_key` (PKCS#8 PEM) is the provider's
+    /// key where the provider, not the source, holds the signing key.
+    fn sample(&self, source: &SourceConfig, private_key: Option<&str>) -> Result<Sample, String>;
+}
+
+/// A source's verifier, made by [`Provider::verifier`] from its configuration.
+pub trait Verify: Send + Sync {
+    /// Verifies a request over its raw bytes; says what the event is.
+    fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection>;
+
+    /// A `GET` to the endpoint (Adobe Acrobat Sign's verification of intent): `None` where the
+    /// provider sends none (the ingester answers 405), else the reply or why not. Nothing is
+    /// published either way.
+    fn answer_get(&self, _headers: &dyn Headers) -> Option<Result<Reply, Rejection>> {
+        None
+    }
+}
+
+/// A provider's reconciliation: which API paths tell what happened, and what of an answer the
+/// archive lacks.
+pub trait Reconcile: Send + Sync {
+    /// The path (under `api.base_url`) that tells everything about one process.
+    fn process_path(&self, process_key: &str) -> String;
+    /// The path that lists what happened between `from` and `to`, to find processes never seen,
+    /// within `scope` (`[sources.reconcile] scope`) where the provider needs one.
+    fn discovery_path(
+        &self,
+        scope: Option<&str>,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Option<String>;
+    /// For a paged listing: the path of the page after `answer` (got from `path`), if any.
+    fn next_path(&self, _path: &str, _answer: &[u8]) -> Option<String> {
+        None
+    }
+    /// The processes an answer speaks of.
+    fn processes(&self, answer: &[u8]) -> Result<Vec<String>, String>;
+    /// What an answer has that the archive lacks: one gap per process. `known` holds the entry
+    /// keys recorded for each process the archive has; a process absent from it was never seen.
+    fn gaps(
+        &self,
+        answer: &[u8],
+        known: &HashMap<String, std::collections::HashSet<String>>,
+    ) -> Result<Vec<Gap>, String>;
+}
+
+/// What the archive lacks of one process: a message body the provider's parser reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    pub process_key: String,
+    /// The process was never seen at all.
+    pub unknown_process: bool,
+    /// The missing activity entries' keys, sorted.
+    pub missing: Vec<String>,
+    pub body: Vec<u8>,
+    pub event_type: &'static str,
+}
+
+/// A provider, by its place in [`REGISTRY`]: what configuration, messages and stored rows name.
+#[derive(Clone, Copy)]
+pub struct ProviderKind(&'static dyn Provider);
+
+impl ProviderKind {
+    /// The provider of that name (a source's `provider`, the `x-provider` header).
+    pub fn from_name(name: &str) -> Option<Self> {
+        REGISTRY
+            .iter()
+            .find(|p| p.name() == name)
+            .map(|p| ProviderKind(*p))
+    }
+
+    pub fn name(self) -> &'static str {
+        self.0.name()
+    }
+
+    /// [`ProviderKind::from_name`], or why not in one sentence that lists the registered names.
+    pub fn named(name: &str) -> Result<Self, String> {
+        Self::from_name(name).ok_or_else(|| {
+            let names: Vec<&str> = REGISTRY.iter().map(|p| p.name()).collect();
+            format!("unknown provider {name:?} (one of: {})", names.join(", "))
+        })
+    }
+}
+
+impl std::ops::Deref for ProviderKind {
+    type Target = dyn Provider;
+
+    fn deref(&self) -> &Self::Target {
+        self.0
+    }
+}
+
+impl PartialEq for ProviderKind {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for ProviderKind {}
+
+impl std::fmt::Debug for ProviderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What an accepted webhook is answered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Cow<'static, str>,
+    /// Besides `content-type` and `x-request-id`.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    /// `200 {"status":"accepted"}`: what every provider without a requirement of its own gets.
+    pub fn accepted() -> Self {
+        Self {
+            status: 200,
+            content_type: "application/json",
+            body: Cow::Borrowed(r#"{"status":"accepted"}"#),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// A signed request ready to post to `/webhooks/{source}[/{path_token}]`.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// For providers authenticated by a token in the URL (a secret: never print it).
+    pub path_token: Option<String>,
+    /// The query string to post with (without `?`), for providers that sign there.
+    pub query: Option<String>,
+    pub body: Vec<u8>,
+    pub content_type: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+    /// The signing process the sample is about, to read it back from the activity API.
+    pub process_key: String,
+}
+
+/// Request headers, by lower-case name, whatever HTTP library received them.
+pub trait Headers {
+    fn get(&self, name: &str) -> Option<&[u8]>;
+}
+
+/// No headers at all (Taktikal signs inside the body).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHeaders;
+
+impl Headers for NoHeaders {
+    fn get(&self, _: &str) -> Option<&[u8]> {
+        None
+    }
+}
+
+/// What a provider's verifier sees: the raw body and headers, and the time of receipt.
+pub struct Request<'a> {
+    pub body: &'a [u8],
+    pub headers: &'a dyn Headers,
+    pub received_at: SystemTime,
+    /// The `{token}` of `/webhooks/{source}/{token}`, for providers authenticated that way.
+    pub path_token: Option<&'a str>,
+    /// The raw query string (after `?`), for providers that sign there (PandaDoc).
+    pub query: Option<&'a str>,
+}
+
+/// Where a request came from and by which path: what the URL-token and IP checks need.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Origin<'a> {
+    pub path_token: Option<&'a str>,
+    /// The raw query string, if the URL has one.
+    pub query: Option<&'a str>,
+    pub peer: Option<std::net::IpAddr>,
+}
+
+/// What a provider established about a genuine request.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The provider's id for the event, or `None` to use the body's sha256.
+    pub event_id: Option<String>,
+    /// The provider's event type, as it names it (`AllSigned`, `transaction.lifecycle.completed`).
+    pub event_type: Cow<'static, str>,
+    /// Which key matched, safe to show: a secret's label (`env:ACME_KEY`) or a public key's id.
+    pub key_label: String,
+    /// For schemes whose signature does not cover the body: the signature's identity, which must
+    /// never arrive with a second, different body.
+    pub signature_use: Option<SignatureUse>,
+    /// The provider's own signature headers, forwarded so that anyone can verify again.
+    pub signature_headers: Vec<(&'static str, String)>,
+}
+
+/// One use of a signature that does not cover the body.
+#[derive(Debug, Clone)]
+pub struct SignatureUse {
+    /// The signed bytes that identify the signature (Taktikal: `TimeStamp + Guid`).
+    pub id: Vec<u8>,
+    /// Until when the signature is acceptable at all; the memory of it may end then.
+    pub valid_until: SystemTime,
+    /// The digest of the content the signature is held to, when the verifier has it at hand;
+    /// `None`: [`Provider::content_digest`] of the body.
+    pub content_digest: Option<[u8; 32]>,
+}
+
+/// Why a request is not published. Client-caused, so never a 5xx.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("unknown source")]
+    UnknownSource,
+    #[error("body larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("signature missing")]
+    Unsigned,
+    #[error("signature invalid")]
+    BadSignature,
+    #[error("signature outside the accepted time window")]
+    Stale,
+    #[error("signature already used with another body")]
+    Replayed,
+    #[error("address not allowed for this source")]
+    AddressNotAllowed,
+    /// A body the provider must not send again: `status` is its "stop retrying" code.
+    #[error("{reason}")]
+    Unacceptable { status: u16, reason: &'static str },
+    /// The provider checking the endpoint (BoldSign's verification event): answered with this
+    /// reply, and nothing is published.
+    #[error("an endpoint check by the provider, answered without publishing")]
+    Handshake(Reply),
+    /// Genuine, but with more header bytes than a message may forward: refused before anything
+    /// is published or spooled (a message the broker cannot take would stop the spool).
+    #[error(transparent)]
+    Oversized(#[from] crate::forwarded::Oversized),
+}
+
+impl Rejection {
+    /// The HTTP status for this rejection, per the ingester's contract.
+    pub fn status(&self) -> u16 {
+        match self {
+            Rejection::UnknownSource => 404,
+            Rejection::TooLarge { .. } => 413,
+            Rejection::Unsigned
+            | Rejection::BadSignature
+            | Rejection::Stale
+            | Rejection::Replayed => 401,
+            Rejection::AddressNotAllowed => 403,
+            Rejection::Unacceptable { status, .. } => *status,
+            Rejection::Handshake(reply) => reply.status,
+            Rejection::Oversized(crate::forwarded::Oversized::EventType { .. }) => 400,
+            Rejection::Oversized(_) => 431,
+        }
+    }
+
+    /// A short label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Rejection::UnknownSource => "unknown_source",
+            Rejection::TooLarge { .. } => "too_large",
+            Rejection::Unsigned => "unsigned",
+            Rejection::BadSignature => "bad_signature",
+            Rejection::Stale => "stale",
+            Rejection::Replayed => "replayed",
+            Rejection::AddressNotAllowed => "address_not_allowed",
+            Rejection::Unacceptable { .. } => "unacceptable",
+            Rejection::Handshake(_) => "handshake",
+            Rejection::Oversized(_) => "oversized_headers",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_registered_provider_is_found_by_its_own_name_once() {
+        for provider in REGISTRY {
+            let found = ProviderKind::from_name(provider.name()).expect("registered");
+            assert_eq!(found.name(), provider.name());
+            assert_eq!(
+                REGISTRY
+                    .iter()
+                    .filter(|p| p.name() == provider.name())
+                    .count(),
+                1,
+                "{} registered twice",
+                provider.name()
+            );
+        }
+        assert!(ProviderKind::from_name("nosuch").is_none());
+    }
+}
