@@ -1,4 +1,5 @@
-//! Writes the fuzz targets' seed corpora (`fuzz/corpus/<target>/`) from the test fixtures,
+//! Writes the fuzz targets' seed corpora (`fuzz/corpus/<target>/`, and the configuration
+//! loader's in `shared/fuzz/corpus/config/`) from the test fixtures,
 //! signed with the fuzz configuration's test-only keys (`fuzz/keys/`), so that the fuzzer starts
 //! from inputs that pass verification and reaches the parsers. Run by hand when the fixtures or
 //! the formats change:
@@ -96,7 +97,7 @@ fn write_fuzz_seeds() {
     }
 
     write(
-        &corpus.join("config"),
+        &root.join("shared/fuzz/corpus/config"),
         "example.toml",
         &std::fs::read(root.join("countersign.example.toml")).unwrap(),
     );
