@@ -25,7 +25,7 @@ use subtle::ConstantTimeEq;
 use crate::event::{
     ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
 };
-use crate::settings::{Secret, SourceConfig};
+use crate::settings::{Secret, Setting, SourceConfig};
 use crate::support::{is_json_object, rfc3339};
 use crate::{Headers, Provider, Rejection, Reply, Request, Sample, Verified, Verify};
 
@@ -325,6 +325,10 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
 impl Provider for AdobeSign {
     fn name(&self) -> &'static str {
         "adobe_sign"
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        &[Setting::Secrets]
     }
 
     /// A public client id and an address list: any body from an allowed address passes.

@@ -22,7 +22,7 @@ use hmac::Mac;
 use serde::Deserialize;
 
 use crate::event::{ActivityEntry, ParseError, ProcessStatus, Signee, SigningEvent};
-use crate::settings::{Secret, SourceConfig};
+use crate::settings::{Secret, Setting, SourceConfig};
 use crate::support::{
     check_freshness, decode_hex, header_text, hex, hmac_sha256, is_json_object, max_signature_age,
     unix_seconds,
@@ -290,6 +290,10 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
 impl Provider for BoldSign {
     fn name(&self) -> &'static str {
         "boldsign"
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        &[Setting::Secrets, Setting::MaxSignatureAge]
     }
 
     fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {

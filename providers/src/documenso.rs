@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::event::{ActivityEntry, ParseError, ProcessStatus, Signee, SigningEvent};
-use crate::settings::{Secret, SourceConfig};
+use crate::settings::{Secret, Setting, SourceConfig};
 use crate::support::{header_text, hex, is_json_object, json_id, rfc3339};
 use crate::{Provider, Rejection, Request, Sample, Verified, Verify};
 
@@ -245,6 +245,10 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
 impl Provider for Documenso {
     fn name(&self) -> &'static str {
         "documenso"
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        &[Setting::Secrets]
     }
 
     fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {

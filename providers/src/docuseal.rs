@@ -25,7 +25,7 @@ use serde::Deserialize;
 use crate::event::{
     ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
 };
-use crate::settings::{Secret, SourceConfig};
+use crate::settings::{Secret, Setting, SourceConfig};
 use crate::support::{
     check_freshness, decode_hex, header_text, hex, hmac_sha256, is_json_object, json_id,
     matching_secret, max_signature_age, rfc3339, unix_seconds,
@@ -319,6 +319,10 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
 impl Provider for DocuSeal {
     fn name(&self) -> &'static str {
         "docuseal"
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        &[Setting::Secrets, Setting::MaxSignatureAge]
     }
 
     fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {

@@ -25,7 +25,7 @@ use serde::Deserialize;
 use crate::event::{
     ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
 };
-use crate::settings::{Secret, SourceConfig};
+use crate::settings::{Secret, Setting, SourceConfig};
 use crate::support::{hmac_sha256, is_json_object, matching_secret, rfc3339};
 use crate::{Provider, Rejection, Request, Sample, Verified, Verify};
 
@@ -295,6 +295,10 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
 impl Provider for DocuSign {
     fn name(&self) -> &'static str {
         "docusign"
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        &[Setting::Secrets]
     }
 
     fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {

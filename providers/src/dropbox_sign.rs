@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use crate::event::{
     ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
 };
-use crate::settings::{Secret, SourceConfig};
+use crate::settings::{Secret, Setting, SourceConfig};
 use crate::support::{
     check_freshness, decode_hex, hex, hmac_sha256, json_id, matching_secret, max_signature_age,
     unix_seconds,
@@ -607,6 +607,10 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
 impl Provider for DropboxSign {
     fn name(&self) -> &'static str {
         "dropbox_sign"
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        &[Setting::Secrets, Setting::MaxSignatureAge]
     }
 
     fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {

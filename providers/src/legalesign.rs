@@ -27,7 +27,7 @@ use subtle::ConstantTimeEq;
 use crate::event::{
     ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
 };
-use crate::settings::{Secret, SourceConfig};
+use crate::settings::{Secret, Setting, SourceConfig};
 use crate::support::hex;
 use crate::{Provider, Rejection, Request, Sample, Verified, Verify};
 
@@ -577,6 +577,10 @@ impl Provider for Legalesign {
         "legalesign"
     }
 
+    fn settings(&self) -> &'static [Setting] {
+        &[Setting::Certificate]
+    }
+
     fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
         Ok(Box::new(AllVerifier::from_config(source)?))
     }
@@ -619,6 +623,10 @@ impl Provider for Legalesign {
 impl Provider for LegalesignEvent {
     fn name(&self) -> &'static str {
         "legalesign_event"
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        &[Setting::Secrets, Setting::Api, Setting::Reconcile]
     }
 
     /// A URL token: whoever has seen the URL can send any body.

@@ -57,5 +57,6 @@ pub use provider::{
     FUTURE_SKEW, Gap, Headers, NoHeaders, Origin, Provider, ProviderKind, REGISTRY, Reconcile,
     Rejection, Reply, Request, Sample, SignatureUse, Verified, Verify,
 };
+pub use settings::Setting;
 pub use sources::{MIN_SECRET_BYTES, Source, SourceLimits, Sources, VerifiedWebhook};
 pub use support::hex;

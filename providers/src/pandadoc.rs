@@ -20,7 +20,7 @@ use serde::Deserialize;
 use crate::event::{
     ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
 };
-use crate::settings::{Secret, SourceConfig};
+use crate::settings::{Secret, Setting, SourceConfig};
 use crate::support::{
     decode_hex, header_text, hex, hmac_sha256, json_id, matching_secret, rfc3339,
 };
@@ -271,6 +271,10 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
 impl Provider for PandaDoc {
     fn name(&self) -> &'static str {
         "pandadoc"
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        &[Setting::Secrets]
     }
 
     fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {

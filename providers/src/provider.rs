@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 
 use crate::event::{ParseError, SigningEvent};
-use crate::settings::SourceConfig;
+use crate::settings::{Setting, SourceConfig};
 use crate::sources::MIN_SECRET_BYTES;
 use crate::{
     adobe_sign, boldsign, documenso, docuseal, docusign, dropbox_sign, legalesign, pandadoc,
@@ -41,6 +41,10 @@ pub static REGISTRY: &[&dyn Provider] = &[
 pub trait Provider: Send + Sync + 'static {
     /// The `provider` of a source in the configuration, and the `x-provider` message header.
     fn name(&self) -> &'static str;
+
+    /// The keys of a source's configuration this provider reads, besides those every source
+    /// has: any other of [`Setting::ALL`] on its source is refused at start, naming the key.
+    fn settings(&self) -> &'static [Setting];
 
     /// Checks what this provider needs from a source's configuration and makes the source's
     /// verifier (keys loaded). The error is one sentence: what is missing or wrong.
@@ -434,5 +438,35 @@ mod tests {
             );
         }
         assert!(ProviderKind::from_name("nosuch").is_none());
+    }
+
+    /// What a provider declares it reads agrees with what it does: `api` where it has an API
+    /// client, `reconcile` where it can reconcile, each key at most once.
+    #[test]
+    fn each_provider_declares_the_settings_it_reads() {
+        for provider in REGISTRY {
+            let settings = provider.settings();
+            let declares = |s: Setting| settings.contains(&s);
+            assert_eq!(
+                declares(Setting::Api),
+                provider.api_authorization(b"user:secret").is_some(),
+                "{}: api",
+                provider.name()
+            );
+            assert_eq!(
+                declares(Setting::Reconcile),
+                provider.reconcile().is_some(),
+                "{}: reconcile",
+                provider.name()
+            );
+            for setting in Setting::ALL {
+                assert!(
+                    settings.iter().filter(|s| **s == setting).count() <= 1,
+                    "{}: {} twice",
+                    provider.name(),
+                    setting.key()
+                );
+            }
+        }
     }
 }

@@ -99,6 +99,50 @@ pub struct SourceConfig {
     pub reconcile: ReconcileConfig,
 }
 
+/// The keys of a `[[sources]]` entry that only some providers read. Any source may set `name`,
+/// `provider`, `max_body_bytes`, `allow_ips` and `allow_shared_secrets`; each provider declares
+/// which of these it reads ([`crate::Provider::settings`]), and one of them on a source whose
+/// provider does not read it is a configuration error naming it — a `jwks` on a DocuSign source
+/// would otherwise be ignored, and its author believe the source checked against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    /// `secrets`: signing secrets, tokens or client ids.
+    Secrets,
+    /// `max_signature_age`: for signed timestamps.
+    MaxSignatureAge,
+    /// `jwks`: the provider's public keys as a JSON Web Key Set file.
+    Jwks,
+    /// `certificate`: the provider's X.509 certificate file.
+    Certificate,
+    /// `[sources.api]`: the provider's API, for documents and reconciliation.
+    Api,
+    /// `[sources.reconcile]`: the periodic reconciliation with that API.
+    Reconcile,
+}
+
+impl Setting {
+    pub const ALL: [Setting; 6] = [
+        Setting::Secrets,
+        Setting::MaxSignatureAge,
+        Setting::Jwks,
+        Setting::Certificate,
+        Setting::Api,
+        Setting::Reconcile,
+    ];
+
+    /// The key as the configuration file names it.
+    pub fn key(self) -> &'static str {
+        match self {
+            Setting::Secrets => "secrets",
+            Setting::MaxSignatureAge => "max_signature_age",
+            Setting::Jwks => "jwks",
+            Setting::Certificate => "certificate",
+            Setting::Api => "api",
+            Setting::Reconcile => "reconcile",
+        }
+    }
+}
+
 /// `[sources.reconcile]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReconcileConfig {

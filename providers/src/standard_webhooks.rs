@@ -30,7 +30,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::event::{ActivityEntry, ParseError, SigningEvent};
-use crate::settings::SourceConfig;
+use crate::settings::{Setting, SourceConfig};
 use crate::support::{
     check_freshness, hex, hmac_sha256, is_json_object, max_signature_age, unix_seconds,
 };
@@ -250,6 +250,10 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
 impl Provider for StandardWebhooks {
     fn name(&self) -> &'static str {
         "standard_webhooks"
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        &[Setting::Secrets, Setting::MaxSignatureAge]
     }
 
     fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {

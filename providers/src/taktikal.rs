@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use crate::event::{
     ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
 };
-use crate::settings::{Secret, SourceConfig};
+use crate::settings::{Secret, Setting, SourceConfig};
 use crate::support::{is_json_object, sample_id};
 use crate::{Provider, Rejection, Request, Sample, SignatureUse, Verified, Verify};
 
@@ -800,6 +800,15 @@ impl Verify for SourceVerifier {
 impl Provider for Taktikal {
     fn name(&self) -> &'static str {
         "taktikal"
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        &[
+            Setting::Secrets,
+            Setting::MaxSignatureAge,
+            Setting::Api,
+            Setting::Reconcile,
+        ]
     }
 
     fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {

@@ -28,7 +28,7 @@ use sha2::Sha256;
 use crate::event::{
     ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
 };
-use crate::settings::SourceConfig;
+use crate::settings::{Setting, SourceConfig};
 use crate::support::is_json_object;
 use crate::{Provider, Rejection, Request, Sample, Verified, Verify};
 
@@ -275,6 +275,15 @@ impl Verify for Verifier {
 impl Provider for Universign {
     fn name(&self) -> &'static str {
         "universign"
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        &[
+            Setting::Jwks,
+            Setting::MaxSignatureAge,
+            Setting::Api,
+            Setting::Reconcile,
+        ]
     }
 
     fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {

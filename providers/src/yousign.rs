@@ -20,7 +20,7 @@ use hmac::Mac;
 use serde::Deserialize;
 
 use crate::event::{ActivityEntry, ParseError, ProcessStatus, Signee, SigningEvent};
-use crate::settings::{Secret, SourceConfig};
+use crate::settings::{Secret, Setting, SourceConfig};
 use crate::support::{decode_hex, hex, hmac_sha256, is_json_object, matching_secret};
 use crate::{Provider, Rejection, Request, Sample, Verified, Verify};
 
@@ -234,6 +234,10 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
 impl Provider for Yousign {
     fn name(&self) -> &'static str {
         "yousign"
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        &[Setting::Secrets]
     }
 
     fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {

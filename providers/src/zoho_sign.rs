@@ -22,7 +22,7 @@ use serde::Deserialize;
 use crate::event::{
     ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
 };
-use crate::settings::{Secret, SourceConfig};
+use crate::settings::{Secret, Setting, SourceConfig};
 use crate::support::{header_text, hmac_sha256, is_json_object, json_id, matching_secret};
 use crate::{Provider, Rejection, Request, Sample, Verified, Verify};
 
@@ -270,6 +270,10 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
 impl Provider for ZohoSign {
     fn name(&self) -> &'static str {
         "zoho_sign"
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        &[Setting::Secrets]
     }
 
     fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {

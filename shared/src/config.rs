@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use countersign_providers::{SourceLimits, Sources};
+use countersign_providers::{ProviderKind, Setting, SourceLimits, Sources};
 use secrecy::SecretString;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -565,91 +565,7 @@ impl FileConfig {
         // Each secret's digest → (source, whether it allows sharing), for the check below.
         let mut secret_owners: HashMap<[u8; 32], (String, bool)> = HashMap::new();
         for (index, raw) in self.sources.into_iter().enumerate() {
-            let location = format!(
-                "sources[{}]",
-                if raw.name.is_empty() {
-                    index.to_string()
-                } else {
-                    raw.name.clone()
-                }
-            );
-            check_name(&format!("{location}.name"), &raw.name, &['-', '_'])?;
-            if sources.iter().any(|s| s.name == raw.name) {
-                return Err(ConfigError::new(
-                    format!("{location}.name"),
-                    "another source has the same name",
-                ));
-            }
-            if raw.max_body_bytes == Some(0) {
-                return Err(ConfigError::new(
-                    format!("{location}.max_body_bytes"),
-                    "must be greater than zero",
-                ));
-            }
-            let secrets = match role {
-                Role::Ingester => raw
-                    .secrets
-                    .iter()
-                    .enumerate()
-                    .map(|(i, reference)| {
-                        resolve_secret(&format!("{location}.secrets[{i}]"), reference, env)
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-                Role::Worker => Vec::new(),
-            };
-            for (i, secret) in secrets.iter().enumerate() {
-                let digest: [u8; 32] = Sha256::digest(secret.expose()).into();
-                let own = (raw.name.clone(), raw.allow_shared_secrets);
-                match secret_owners.get(&digest) {
-                    Some((other, _)) if *other == raw.name => {}
-                    Some((other, allowed)) if !(*allowed && raw.allow_shared_secrets) => {
-                        return Err(ConfigError::new(
-                            format!("{location}.secrets[{i}]"),
-                            format!(
-                                "{} holds the same secret as source {other}: a request signed for \
-                                 one would be accepted by the other; give each source its own \
-                                 secret, or set allow_shared_secrets = true on both",
-                                secret.label()
-                            ),
-                        ));
-                    }
-                    Some(_) => {}
-                    None => {
-                        secret_owners.insert(digest, own);
-                    }
-                }
-            }
-            let source = SourceConfig {
-                name: raw.name,
-                provider: raw.provider,
-                secrets,
-                max_body_bytes: raw.max_body_bytes,
-                max_signature_age: raw.max_signature_age,
-                jwks: raw.jwks,
-                certificate: raw.certificate,
-                allow_ips: raw
-                    .allow_ips
-                    .iter()
-                    .enumerate()
-                    .map(|(i, net)| {
-                        IpNet::parse(net).ok_or_else(|| {
-                            ConfigError::new(
-                                format!("{location}.allow_ips[{i}]"),
-                                format!("{net:?} is not an address or network"),
-                            )
-                        })
-                    })
-                    .collect::<Result<_, _>>()?,
-                api: raw
-                    .api
-                    .map(|api| api.resolve(&format!("{location}.api"), role, env))
-                    .transpose()?,
-                reconcile: raw
-                    .reconcile
-                    .map(|r| r.resolve(&format!("{location}.reconcile")))
-                    .transpose()?
-                    .unwrap_or_default(),
-            };
+            let source = raw.resolve(index, &sources, &mut secret_owners, role, env)?;
             sources.push(source);
         }
 
@@ -666,6 +582,137 @@ impl FileConfig {
                 .map(SecretString::from),
             sources,
         })
+    }
+}
+
+impl FileSource {
+    /// The `index`th `[[sources]]` entry, its secrets resolved (the ingester's only) and its
+    /// settings checked against its provider's; `earlier` are the entries before it, and
+    /// `secret_owners` the secrets they hold.
+    fn resolve(
+        self,
+        index: usize,
+        earlier: &[SourceConfig],
+        secret_owners: &mut HashMap<[u8; 32], (String, bool)>,
+        role: Role,
+        env: EnvLookup<'_>,
+    ) -> Result<SourceConfig, ConfigError> {
+        let location = format!(
+            "sources[{}]",
+            if self.name.is_empty() {
+                index.to_string()
+            } else {
+                self.name.clone()
+            }
+        );
+        check_name(&format!("{location}.name"), &self.name, &['-', '_'])?;
+        if earlier.iter().any(|s| s.name == self.name) {
+            return Err(ConfigError::new(
+                format!("{location}.name"),
+                "another source has the same name",
+            ));
+        }
+        if self.max_body_bytes == Some(0) {
+            return Err(ConfigError::new(
+                format!("{location}.max_body_bytes"),
+                "must be greater than zero",
+            ));
+        }
+        self.check_settings(&location)?;
+        let secrets = match role {
+            Role::Ingester => self
+                .secrets
+                .iter()
+                .enumerate()
+                .map(|(i, reference)| {
+                    resolve_secret(&format!("{location}.secrets[{i}]"), reference, env)
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Role::Worker => Vec::new(),
+        };
+        for (i, secret) in secrets.iter().enumerate() {
+            let digest: [u8; 32] = Sha256::digest(secret.expose()).into();
+            let own = (self.name.clone(), self.allow_shared_secrets);
+            match secret_owners.get(&digest) {
+                Some((other, _)) if *other == self.name => {}
+                Some((other, allowed)) if !(*allowed && self.allow_shared_secrets) => {
+                    return Err(ConfigError::new(
+                        format!("{location}.secrets[{i}]"),
+                        format!(
+                            "{} holds the same secret as source {other}: a request signed for \
+                             one would be accepted by the other; give each source its own \
+                             secret, or set allow_shared_secrets = true on both",
+                            secret.label()
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    secret_owners.insert(digest, own);
+                }
+            }
+        }
+        Ok(SourceConfig {
+            name: self.name,
+            provider: self.provider,
+            secrets,
+            max_body_bytes: self.max_body_bytes,
+            max_signature_age: self.max_signature_age,
+            jwks: self.jwks,
+            certificate: self.certificate,
+            allow_ips: self
+                .allow_ips
+                .iter()
+                .enumerate()
+                .map(|(i, net)| {
+                    IpNet::parse(net).ok_or_else(|| {
+                        ConfigError::new(
+                            format!("{location}.allow_ips[{i}]"),
+                            format!("{net:?} is not an address or network"),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            api: self
+                .api
+                .map(|api| api.resolve(&format!("{location}.api"), role, env))
+                .transpose()?,
+            reconcile: self
+                .reconcile
+                .map(|r| r.resolve(&format!("{location}.reconcile")))
+                .transpose()?
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Refuses the provider-specific keys this source's provider does not read (an unknown
+    /// provider is refused here too, with the registered names).
+    fn check_settings(&self, location: &str) -> Result<(), ConfigError> {
+        let provider = ProviderKind::named(&self.provider)
+            .map_err(|message| ConfigError::new(format!("{location}.provider"), message))?;
+        for setting in Setting::ALL {
+            let set = match setting {
+                Setting::Secrets => !self.secrets.is_empty(),
+                Setting::MaxSignatureAge => self.max_signature_age.is_some(),
+                Setting::Jwks => self.jwks.is_some(),
+                Setting::Certificate => self.certificate.is_some(),
+                Setting::Api => self.api.is_some(),
+                Setting::Reconcile => self.reconcile.is_some(),
+            };
+            if set && !provider.settings().contains(&setting) {
+                let key = setting.key();
+                let why = match setting {
+                    Setting::Api => " (Countersign has no API client for it)",
+                    Setting::Reconcile => " (Countersign cannot reconcile it)",
+                    _ => "",
+                };
+                return Err(ConfigError::new(
+                    format!("{location}.{key}"),
+                    format!("{provider} does not use {key}{why}"),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -799,6 +846,7 @@ fn resolve_secret(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use countersign_providers::Setting;
     use secrecy::ExposeSecret as _;
     use std::collections::HashMap;
 
@@ -1065,12 +1113,13 @@ mod tests {
 
     fn sources_error(text: &str) -> String {
         let env = |name: &str| (name == "K").then(|| "k".to_owned());
-        let config = Config::from_toml(text, Role::Ingester, &env)
-            .expect("the configuration itself is valid");
-        config
-            .build_sources()
-            .expect_err("the sources are refused")
-            .to_string()
+        match Config::from_toml(text, Role::Ingester, &env) {
+            Err(error) => error.to_string(),
+            Ok(config) => config
+                .build_sources()
+                .expect_err("the sources are refused")
+                .to_string(),
+        }
     }
 
     #[test]
@@ -1148,6 +1197,110 @@ mod tests {
                 "{message:?} should start with {expected:?}"
             );
             assert!(!message.contains('\n'), "one line: {message:?}");
+        }
+    }
+
+    /// A source's provider-specific key, as the configuration file sets it (after the source's
+    /// `[[sources]]` line).
+    fn setting_text(setting: Setting) -> &'static str {
+        match setting {
+            Setting::Secrets => "secrets = ['env:K']",
+            Setting::MaxSignatureAge => "max_signature_age = '1h'",
+            Setting::Jwks => "jwks = '/etc/countersign/jwks.json'",
+            Setting::Certificate => "certificate = '/etc/countersign/provider.pem'",
+            Setting::Api => {
+                "[sources.api]\nbase_url = 'https://api.example'\ncredentials = 'env:K'"
+            }
+            Setting::Reconcile => "[sources.reconcile]\nenabled = false",
+        }
+    }
+
+    #[test]
+    fn a_setting_its_provider_does_not_read_is_refused_by_name_for_every_provider() {
+        let env = |name: &str| (name == "K").then(|| "k".repeat(32));
+        let mut refused = 0;
+        for provider in countersign_providers::REGISTRY {
+            let name = provider.name();
+            // Every key it reads, together: accepted (what it reads is checked when its
+            // sources are built).
+            let mut own = format!("[[sources]]\nname = 'a'\nprovider = '{name}'\n");
+            let (tables, keys): (Vec<Setting>, Vec<Setting>) = provider
+                .settings()
+                .iter()
+                .partition(|s| matches!(s, Setting::Api | Setting::Reconcile));
+            for setting in keys.iter().chain(&tables) {
+                own.push_str(setting_text(*setting));
+                own.push('\n');
+            }
+            for role in [Role::Ingester, Role::Worker] {
+                if let Err(error) = Config::from_toml(&own, role, &env) {
+                    panic!("{name} with its own settings ({role:?}): {error}");
+                }
+            }
+            // Any other: refused, naming the key and the provider.
+            for setting in Setting::ALL {
+                if provider.settings().contains(&setting) {
+                    continue;
+                }
+                let text = format!(
+                    "[[sources]]\nname = 'a'\nprovider = '{name}'\n{}\n",
+                    setting_text(setting)
+                );
+                for role in [Role::Ingester, Role::Worker] {
+                    let error = Config::from_toml(&text, role, &env)
+                        .expect_err("a setting the provider does not read")
+                        .to_string();
+                    let key = setting.key();
+                    assert!(
+                        error.starts_with(&format!("sources[a].{key}: {name} does not use {key}")),
+                        "{name} with {key} ({role:?}): {error}"
+                    );
+                }
+                refused += 1;
+            }
+        }
+        // 14 providers, 6 keys: most providers read two or three.
+        assert!(refused >= 40, "{refused} combinations refused");
+    }
+
+    /// The README's table of which provider reads which key is what the providers declare.
+    #[test]
+    fn the_readme_says_which_provider_reads_which_key() {
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+        )
+        .expect("README.md");
+        let rows: HashMap<String, Vec<String>> = readme
+            .lines()
+            .skip_while(|line| *line != "| provider | reads |")
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .map(|line| {
+                let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+                let keys = cells[1]
+                    .split(", ")
+                    .map(|k| k.trim_matches('`').to_owned())
+                    .collect();
+                (cells[0].trim_matches('`').to_owned(), keys)
+            })
+            .collect();
+        assert_eq!(
+            rows.len(),
+            countersign_providers::REGISTRY.len(),
+            "one row per provider: {rows:?}"
+        );
+        for provider in countersign_providers::REGISTRY {
+            let declared: Vec<String> = provider
+                .settings()
+                .iter()
+                .map(|s| s.key().to_owned())
+                .collect();
+            assert_eq!(
+                rows.get(provider.name()),
+                Some(&declared),
+                "README row of {}",
+                provider.name()
+            );
         }
     }
 }

@@ -58,7 +58,15 @@ fn the_providers_crate_depends_on_no_runtime_broker_database_server_or_metrics()
         "and what it verifies with: {names:?}"
     );
     let forbidden = [
-        "tokio", "lapin", "sqlx", "actix", "prometheus", "reqwest", "hyper", "mio", "tracing",
+        "tokio",
+        "lapin",
+        "sqlx",
+        "actix",
+        "prometheus",
+        "reqwest",
+        "hyper",
+        "mio",
+        "tracing",
         "countersign",
     ];
     let found: Vec<&String> = names
@@ -70,7 +78,10 @@ fn the_providers_crate_depends_on_no_runtime_broker_database_server_or_metrics()
         })
         .filter(|name| name.as_str() != "countersign-providers")
         .collect();
-    assert!(found.is_empty(), "countersign-providers depends on {found:?}");
+    assert!(
+        found.is_empty(),
+        "countersign-providers depends on {found:?}"
+    );
 }
 
 /// The check above can fail: the shared crate, which holds the broker contract, does depend on

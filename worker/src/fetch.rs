@@ -242,7 +242,8 @@ mod tests {
              api = {{ base_url = 'https://api.example', credentials = 'env:C' }}\n"
         );
         let env = |name: &str| (name == "C").then(|| "user:secret".to_owned());
-        Fetcher::from_config(&Config::from_toml(&text, Role::Worker, &env).unwrap())
+        let config = Config::from_toml(&text, Role::Worker, &env).map_err(|e| e.to_string())?;
+        Fetcher::from_config(&config)
     }
 
     #[test]
@@ -255,7 +256,8 @@ mod tests {
         let refused = fetcher_for("yousign").unwrap_err();
         assert_eq!(
             refused,
-            "sources[a].api: Countersign has no API client for yousign"
+            "sources[a].api: yousign does not use api (Countersign has no API client for it)",
+            "refused with the configuration, in both binaries"
         );
     }
 }

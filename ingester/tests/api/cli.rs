@@ -63,6 +63,24 @@ fn a_missing_file_and_a_typo_are_one_line_each() {
     );
 }
 
+/// Each provider declares the keys it reads (`jwks`, `certificate`, `api`, ...); one it does not
+/// read would be silently ignored, and is refused instead (every provider and key:
+/// `countersign::config`'s unit tests).
+#[test]
+fn a_setting_the_provider_does_not_read_stops_the_binary_naming_the_key() {
+    let text = "[[sources]]\nname = \"esign\"\nprovider = \"docusign\"\njwks = \"/etc/countersign/jwks.json\"\nsecrets = [\"env:ACME_KEY\"]\n";
+    let (code, stderr) = run_with_config(
+        Some(text),
+        &[("ACME_KEY", "a-docusign-connect-key-32-bytes")],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("sources[esign].jwks: docusign does not use jwks"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_key_file_that_cannot_be_read_is_a_configuration_error() {
     let text = "[[sources]]\nname = \"fr\"\nprovider = \"universign\"\njwks = \"/nonexistent/jwks.json\"\n";

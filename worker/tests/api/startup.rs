@@ -32,6 +32,32 @@ async fn several_workers_migrating_at_once_apply_each_migration_once() {
 }
 
 #[test]
+fn a_setting_the_provider_does_not_read_stops_the_worker_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("countersign.toml");
+    std::fs::write(
+        &path,
+        "[[sources]]\nname = \"signing\"\nprovider = \"yousign\"\n\
+         [sources.api]\nbase_url = \"https://api.yousign.app/v3\"\ncredentials = \"env:YOUSIGN_API\"\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_countersign-worker"))
+        .env("COUNTERSIGN_CONFIG", &path)
+        .env("YOUSIGN_API", "a-yousign-api-key")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "sources[signing].api: yousign does not use api (Countersign has no API client for it)"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_bad_configuration_is_one_line_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("countersign.toml");
