@@ -11,6 +11,7 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use serde::Serialize;
 use tokio::net::TcpStream;
 
 use crate::events::EventFactory;
@@ -265,4 +266,71 @@ pub async fn paced(
     }
     load.latencies.elapsed = started.elapsed();
     Ok(PacedResult { load, accepted })
+}
+
+/// One measured configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    pub connections: usize,
+    pub body_bytes: usize,
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    pub statuses: BTreeMap<u16, u64>,
+    pub errors: u64,
+    /// Responses 200, and messages found in the queue after the run (equal unless lossy).
+    pub ok: u64,
+    pub queued: u64,
+}
+
+impl Point {
+    pub fn from_load(result: &LoadResult, queued: u64) -> Self {
+        let mut point =
+            Self::from_latencies(&result.latencies, result.connections, result.body_bytes);
+        point.statuses = result.statuses.clone();
+        point.errors = result.errors;
+        point.ok = result.ok();
+        point.queued = queued;
+        point
+    }
+
+    pub fn from_latencies(latencies: &Latencies, connections: usize, body_bytes: usize) -> Self {
+        Self {
+            connections,
+            body_bytes,
+            per_second: latencies.per_second(),
+            p50_ms: latencies.ms(0.5),
+            p90_ms: latencies.ms(0.9),
+            p99_ms: latencies.ms(0.99),
+            p999_ms: latencies.ms(0.999),
+            max_ms: latencies.max_ms(),
+            statuses: BTreeMap::new(),
+            errors: 0,
+            ok: latencies.count(),
+            queued: latencies.count(),
+        }
+    }
+
+    pub fn accounted(&self) -> &'static str {
+        if self.ok == self.queued {
+            "yes"
+        } else {
+            "**NO**"
+        }
+    }
+
+    pub fn statuses_text(&self) -> String {
+        let mut text: Vec<String> = self
+            .statuses
+            .iter()
+            .map(|(s, n)| format!("{s}×{n}"))
+            .collect();
+        if self.errors > 0 {
+            text.push(format!("errors×{}", self.errors));
+        }
+        text.join(" ")
+    }
 }

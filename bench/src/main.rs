@@ -31,9 +31,10 @@ use lapin::types::ShortString;
 use lapin::{Channel, Connection, ConnectionProperties};
 
 use crate::events::EventFactory;
+use crate::load::Point;
 use crate::load::{Until, drive};
 use crate::procs::{Process, sibling};
-use crate::report::{Point, Results};
+use crate::report::Results;
 
 const KEY: &str = "bench-webhook-signature-key";
 const CONNECTIONS: [usize; 5] = [1, 8, 32, 64, 128];

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::events::EventFactory;
+use crate::load::Point;
 use crate::load::{Latencies, paced};
-use crate::report::Point;
 use crate::{Setup, persisted_total, wait_ready, warm_up};
 
 /// How long the worker may take to commit what was accepted once the load stops.

@@ -26,7 +26,6 @@ use lapin::{BasicProperties, Channel, Connection, Event};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::spool::Message;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -96,17 +95,9 @@ impl Broker {
             .await
     }
 
-    /// Publishes a spooled message and waits for the broker's confirm.
-    pub async fn publish_message(&self, message: &Message) -> Result<(), PublishError> {
-        self.publish_raw(
-            message.routing_key.clone(),
-            &message.body,
-            message.properties.clone(),
-        )
-        .await
-    }
-
-    async fn publish_raw(
+    /// Publishes a message given as its parts (a spooled one) and waits for the broker's
+    /// confirm.
+    pub async fn publish_raw(
         &self,
         routing_key: ShortString,
         body: &[u8],

@@ -20,7 +20,8 @@
 //!
 //! # Layout
 //!
-//! - [`Provider`], [`Verify`], [`Reconcile`], [`REGISTRY`] (`provider.rs`): the contract.
+//! - [`Provider`], [`Verify`], [`Reconcile`] (`provider.rs`): the contract.
+//! - [`REGISTRY`], [`ProviderKind`] (`registry.rs`): every provider, and the handle to one.
 //! - [`Sources`] (`sources.rs`): the configured endpoints, the only way to a [`VerifiedWebhook`].
 //! - [`settings`]: a source's settings as configuration resolves them ([`settings::SourceConfig`]).
 //! - [`event`]: the normalized model (`SigningEvent`: process, signees, status, documents,
@@ -41,6 +42,7 @@ pub mod forwarded;
 pub mod legalesign;
 pub mod pandadoc;
 mod provider;
+mod registry;
 pub mod settings;
 pub mod signature_memory;
 mod sources;
@@ -54,9 +56,10 @@ pub mod yousign;
 pub mod zoho_sign;
 
 pub use provider::{
-    FUTURE_SKEW, Gap, Headers, NoHeaders, Origin, Provider, ProviderKind, REGISTRY, Reconcile,
-    Rejection, Reply, Request, Sample, SignatureUse, Verified, Verify,
+    FUTURE_SKEW, Gap, Headers, MIN_SECRET_BYTES, NoHeaders, Origin, Provider, Reconcile, Rejection,
+    Reply, Request, Sample, SignatureUse, Verified, Verify,
 };
+pub use registry::{ProviderKind, REGISTRY};
 pub use settings::Setting;
-pub use sources::{MIN_SECRET_BYTES, Source, SourceLimits, Sources, VerifiedWebhook};
+pub use sources::{Source, SourceLimits, Sources, VerifiedWebhook};
 pub use support::hex;

@@ -8,9 +8,8 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::provider::{
-    FUTURE_SKEW, Headers, Origin, ProviderKind, Rejection, Reply, Request, Verify,
-};
+use crate::provider::{FUTURE_SKEW, Headers, Origin, Rejection, Reply, Request, Verify};
+use crate::registry::ProviderKind;
 use crate::settings::{ConfigError, IpNet, SourceConfig};
 use crate::signature_memory::{ReplayMemory, Seen};
 use crate::support::hex;
@@ -216,10 +215,6 @@ impl Sources {
         })
     }
 }
-
-/// The shortest signing secret accepted where a provider does not say otherwise: a key that a
-/// person typed by hand or a placeholder left in (`"  "`, `"\n\n"`, `changeme`) is refused at start.
-pub const MIN_SECRET_BYTES: usize = 16;
 
 /// Refuses a source whose secrets are blank after trimming or shorter than `min_bytes`.
 fn check_secrets(

@@ -226,6 +226,93 @@ pub fn header_text<'a>(properties: &'a BasicProperties, name: &str) -> Option<&'
     }
 }
 
+// --- the worker's bookkeeping headers ------------------------------------------------------------
+
+/// Header counting the retries a message has been through.
+pub const ATTEMPT: &str = "x-attempt";
+/// Header with the last transient error, on a retried message.
+pub const LAST_ERROR: &str = "x-last-error";
+/// Headers of a parked message: why, in a word ([`DeadKind::label`]) and in a sentence, and
+/// when.
+pub const DEAD_KIND: &str = "x-dead-kind";
+pub const DEAD_REASON: &str = "x-dead-reason";
+pub const DEAD_AT: &str = "x-dead-at";
+/// Header marking a message sent back for processing: `dead` (from the parking lot) or
+/// `archive` (re-published from the archive; it does not count as a delivery).
+pub const REPLAY: &str = "x-replay";
+/// When it was sent back (RFC 3339).
+pub const REPLAYED_AT: &str = "x-replayed-at";
+
+/// Headers RabbitMQ adds when it dead-letters (`x-death` and its summaries).
+pub const BROKER_DEATH_HEADERS: [&str; 7] = [
+    "x-death",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+];
+
+/// Why a message is parked in `<prefix>.dead`; the label is the [`DEAD_KIND`] header and the
+/// worker's metric's `reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadKind {
+    MissingHeaders,
+    UnknownProvider,
+    Unparseable,
+    SuspectedReplay,
+    ConflictingBody,
+    DatabaseRejected,
+    RetriesExhausted,
+}
+
+impl DeadKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            DeadKind::MissingHeaders => "missing_headers",
+            DeadKind::UnknownProvider => "unknown_provider",
+            DeadKind::Unparseable => "unparseable",
+            DeadKind::SuspectedReplay => "suspected_replay",
+            DeadKind::ConflictingBody => "conflicting_body",
+            DeadKind::DatabaseRejected => "database_rejected",
+            DeadKind::RetriesExhausted => "retries_exhausted",
+        }
+    }
+}
+
+/// The headers of a message sent back for processing (`kind`: `dead` or `archive`): the
+/// contract's and the provider's kept, the retry and parking bookkeeping and the broker's
+/// dead-lettering record removed, the replay noted.
+pub fn redriven_headers(headers: Option<&FieldTable>, kind: &str) -> FieldTable {
+    let text = |s: &str| AMQPValue::LongString(LongString::from(s));
+    let mut kept = FieldTable::default();
+    if let Some(headers) = headers {
+        for (name, value) in headers.inner() {
+            let dropped = [
+                ATTEMPT,
+                LAST_ERROR,
+                DEAD_KIND,
+                DEAD_REASON,
+                DEAD_AT,
+                REPLAY,
+                REPLAYED_AT,
+            ]
+            .contains(&name.as_str())
+                || BROKER_DEATH_HEADERS.contains(&name.as_str());
+            if !dropped {
+                kept.insert(name.clone(), value.clone());
+            }
+        }
+    }
+    kept.insert(REPLAY.into(), text(kind));
+    kept.insert(
+        REPLAYED_AT.into(),
+        text(&humantime::format_rfc3339_millis(SystemTime::now()).to_string()),
+    );
+    kept
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,3 +96,189 @@ fn the_dependency_check_sees_a_runtime_where_there_is_one() {
         );
     }
 }
+
+/// The crates whose modules' graph is checked.
+const CRATES: [&str; 7] = [
+    "providers",
+    "shared",
+    "ingester",
+    "worker",
+    "cli",
+    "testkit",
+    "bench",
+];
+
+/// A crate's modules (the files and directories under `src/`, by name) and, for each, the
+/// modules its code names outside comments and `#[cfg(test)]` (`crate::<module>`, `use
+/// crate::{<module>, ...}`). What a module reaches through the crate root's `pub use` is not
+/// followed: a provider naming `crate::Provider` depends on `provider.rs` unseen.
+fn module_graph(krate: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    let src = workspace_root().join(krate).join("src");
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(&src).expect("src") {
+        let path = entry.expect("entry").path();
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            for inner in walk(&path) {
+                files.push((name.clone(), inner));
+            }
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push((name, path));
+        }
+    }
+    let modules: std::collections::BTreeSet<String> = files
+        .iter()
+        .map(|(m, _)| m.clone())
+        .filter(|m| m != "lib" && m != "main")
+        .collect();
+    let mut graph: std::collections::BTreeMap<String, Vec<String>> =
+        std::collections::BTreeMap::new();
+    for (module, path) in &files {
+        let text = std::fs::read_to_string(path).expect("source");
+        // Test modules sit at the end of a file: what they name is not the module's.
+        let code: String = text
+            .split("#[cfg(test)]\nmod ")
+            .next()
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let named = graph.entry(module.clone()).or_default();
+        for target in names_after(&code, "crate::") {
+            if modules.contains(&target) && &target != module && !named.contains(&target) {
+                named.push(target);
+            }
+        }
+    }
+    graph
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("directory") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// The first path segment after each `prefix` in `code`; after `prefix{`, each item of the
+/// braces' top level.
+fn names_after(code: &str, prefix: &str) -> Vec<String> {
+    let ident = |s: &str| -> String {
+        s.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut names = Vec::new();
+    for (at, _) in code.match_indices(prefix) {
+        let rest = &code[at + prefix.len()..];
+        if let Some(inner) = rest.strip_prefix('{') {
+            let mut depth = 0;
+            let mut item = String::new();
+            for c in inner.chars() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        names.push(ident(item.trim()));
+                        item.clear();
+                        continue;
+                    }
+                    _ => {}
+                }
+                item.push(c);
+            }
+            names.push(ident(item.trim()));
+        } else {
+            names.push(ident(rest));
+        }
+    }
+    names
+}
+
+/// A circle in `graph`, if there is one: the modules around it.
+fn circle(graph: &std::collections::BTreeMap<String, Vec<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &std::collections::BTreeMap<String, Vec<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut found = path[at..].to_vec();
+            found.push(node.to_owned());
+            return Some(found);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(found) = visit(next, graph, path, done) {
+                return Some(found);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    for node in graph.keys() {
+        if let Some(found) = visit(node, graph, &mut Vec::new(), &mut done) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// No module of any crate depends, through others, on itself: each can be read, tested and
+/// moved knowing only what it names.
+#[test]
+fn no_crate_has_an_import_circle_among_its_modules() {
+    for krate in CRATES {
+        let graph = module_graph(krate);
+        assert!(!graph.is_empty(), "{krate}: no module found");
+        if let Some(found) = circle(&graph) {
+            panic!("{krate}: {}", found.join(" → "));
+        }
+    }
+    // The graph is read from real code: the worker's consumer hands deliveries to its handler.
+    let worker = module_graph("worker");
+    assert!(
+        worker["consumer"].contains(&"handler".to_owned()),
+        "{worker:?}"
+    );
+}
+
+/// The check finds circles: the worker's modules, as they were before its knot was untied,
+/// had several (replay → consumer → replay among them).
+#[test]
+fn the_circle_check_finds_a_circle() {
+    let knot: std::collections::BTreeMap<String, Vec<String>> = [
+        ("consumer", vec!["handler", "replay"]),
+        ("replay", vec!["consumer", "db"]),
+        ("handler", vec!["db"]),
+        ("db", vec![]),
+    ]
+    .into_iter()
+    .map(|(m, to)| (m.to_owned(), to.into_iter().map(str::to_owned).collect()))
+    .collect();
+    assert_eq!(
+        circle(&knot).map(|c| c.join(" → ")).as_deref(),
+        Some("consumer → replay → consumer")
+    );
+    assert_eq!(
+        names_after(
+            "use crate::{db::{Db, Recorded}, metrics};\nlet x = crate::handler::run();",
+            "crate::"
+        ),
+        ["db", "metrics", "handler"]
+    );
+}

@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use countersign::amqp::{PublishError, publish_confirmed};
+use countersign::message::{ATTEMPT, DEAD_AT, DEAD_KIND, DEAD_REASON, DeadKind, LAST_ERROR};
 use countersign::topology::Topology;
 use futures_util::future::join_all;
 use futures_util::stream::{FusedStream, Stream};
@@ -39,7 +40,7 @@ use lapin::{BasicProperties, Channel, Connection, Event};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::Recorded;
-use crate::handler::{DeadKind, Handler, Outcome};
+use crate::handler::{Handler, Outcome};
 use crate::metrics::Metrics;
 
 /// The acks of one channel. Its deliveries carry consecutive tags from 1 (one consumer per
@@ -93,15 +94,6 @@ impl Acks {
         }
     }
 }
-
-/// Header counting the retries a message has been through.
-pub const ATTEMPT: &str = "x-attempt";
-/// Header with the last transient error, on a retried message.
-pub const LAST_ERROR: &str = "x-last-error";
-/// Headers of a parked message: why, in a word and in a sentence, and when.
-pub const DEAD_KIND: &str = "x-dead-kind";
-pub const DEAD_REASON: &str = "x-dead-reason";
-pub const DEAD_AT: &str = "x-dead-at";
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -434,7 +426,7 @@ impl Consumer {
         if headers.contains_key(DEAD_KIND) {
             // Moved back from the parking lot as it was (the management UI's "Move messages"):
             // its earlier parking and attempts no longer count.
-            headers = crate::replay::replay_headers(Some(&headers), "dead");
+            headers = countersign::message::redriven_headers(Some(&headers), "dead");
         }
         headers.insert(
             ATTEMPT.into(),

@@ -38,7 +38,7 @@ pub trait DocumentStore: Send + Sync {
 /// A content's id in the store: its SHA-256, in lower-case hex.
 pub fn sha256_hex(content: &[u8]) -> String {
     use sha2::Digest as _;
-    crate::handler::hex(&sha2::Sha256::digest(content))
+    countersign_providers::hex(&sha2::Sha256::digest(content))
 }
 
 pub fn is_sha256_hex(id: &str) -> bool {

@@ -10,8 +10,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use countersign::message;
-use countersign_providers::ProviderKind;
+use countersign::message::{self, DeadKind};
+use countersign_providers::{ProviderKind, hex};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
 use sha2::{Digest, Sha256};
@@ -20,33 +20,6 @@ use crate::batch::Item;
 use crate::db::{Db, RawEvent, RecordError, Recorded, is_transient};
 use crate::documents::DocumentStore;
 use crate::fetch::Fetcher;
-
-/// Why a message is parked in `<prefix>.dead`; the label is the `x-dead-kind` header and the
-/// metric's `reason`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeadKind {
-    MissingHeaders,
-    UnknownProvider,
-    Unparseable,
-    SuspectedReplay,
-    ConflictingBody,
-    DatabaseRejected,
-    RetriesExhausted,
-}
-
-impl DeadKind {
-    pub fn label(self) -> &'static str {
-        match self {
-            DeadKind::MissingHeaders => "missing_headers",
-            DeadKind::UnknownProvider => "unknown_provider",
-            DeadKind::Unparseable => "unparseable",
-            DeadKind::SuspectedReplay => "suspected_replay",
-            DeadKind::ConflictingBody => "conflicting_body",
-            DeadKind::DatabaseRejected => "database_rejected",
-            DeadKind::RetriesExhausted => "retries_exhausted",
-        }
-    }
-}
 
 #[derive(Debug)]
 pub enum Outcome {
@@ -249,7 +222,7 @@ pub fn prepare<'a>(body: &'a [u8], properties: &'a BasicProperties) -> Result<It
             .map_or(serde_json::json!({}), table_to_json),
         signature_id,
         content_sha256,
-        counts_as_delivery: message::header_text(properties, crate::replay::REPLAY)
+        counts_as_delivery: message::header_text(properties, countersign::message::REPLAY)
             != Some("archive"),
     };
     Ok(Item { raw, events })
@@ -286,10 +259,6 @@ fn received_at(properties: &BasicProperties) -> DateTime<Utc> {
                 .and_then(|secs| DateTime::from_timestamp(i64::try_from(secs).ok()?, 0))
         })
         .unwrap_or_else(Utc::now)
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// AMQP headers as JSON, for the archive's `headers` column.

@@ -373,6 +373,6 @@ fn event_id(gap: &Gap) -> String {
     format!(
         "reconcile:{}:{}",
         gap.process_key,
-        crate::handler::hex(&digest[..8])
+        countersign_providers::hex(&digest[..8])
     )
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use countersign::amqp::publish_confirmed;
-use countersign::message;
+use countersign::message::{self, redriven_headers};
 use countersign::topology::Topology;
 use countersign_providers::ProviderKind;
 use futures_util::TryStreamExt;
@@ -23,58 +23,9 @@ use lapin::options::{BasicAckOptions, BasicGetOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel};
 
-use crate::consumer::{ATTEMPT, DEAD_AT, DEAD_KIND, DEAD_REASON, LAST_ERROR};
 use crate::db::Db;
 
-/// Header marking a replayed message: `dead` or `archive`.
-pub const REPLAY: &str = "x-replay";
-/// When it was replayed (RFC 3339).
-pub const REPLAYED_AT: &str = "x-replayed-at";
-
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Headers RabbitMQ adds when it dead-letters (`x-death` and its summaries).
-const BROKER_DEATH_HEADERS: [&str; 7] = [
-    "x-death",
-    "x-first-death-exchange",
-    "x-first-death-queue",
-    "x-first-death-reason",
-    "x-last-death-exchange",
-    "x-last-death-queue",
-    "x-last-death-reason",
-];
-
-/// The headers of a message being sent back for processing: the contract's and the provider's
-/// kept, the retry and parking bookkeeping removed, the replay noted.
-pub fn replay_headers(headers: Option<&FieldTable>, kind: &str) -> FieldTable {
-    let mut kept = FieldTable::default();
-    if let Some(headers) = headers {
-        for (name, value) in headers.inner() {
-            let dropped = [
-                ATTEMPT,
-                LAST_ERROR,
-                DEAD_KIND,
-                DEAD_REASON,
-                DEAD_AT,
-                REPLAY,
-                REPLAYED_AT,
-            ]
-            .contains(&name.as_str())
-                || BROKER_DEATH_HEADERS.contains(&name.as_str());
-            if !dropped {
-                kept.insert(name.clone(), value.clone());
-            }
-        }
-    }
-    kept.insert(REPLAY.into(), AMQPValue::LongString(LongString::from(kind)));
-    kept.insert(
-        REPLAYED_AT.into(),
-        AMQPValue::LongString(LongString::from(
-            Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        )),
-    );
-    kept
-}
 
 /// Called once per message replayed, with the count so far and the total.
 pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
@@ -105,7 +56,7 @@ pub async fn replay_dead(
         &|properties| {
             properties
                 .clone()
-                .with_headers(replay_headers(properties.headers().as_ref(), "dead"))
+                .with_headers(redriven_headers(properties.headers().as_ref(), "dead"))
         },
         progress,
     )
@@ -268,7 +219,7 @@ fn archived_properties(event: &ArchivedEvent) -> BasicProperties {
             }
         }
     }
-    let headers = replay_headers(Some(&headers), "archive");
+    let headers = redriven_headers(Some(&headers), "archive");
     let mut properties = BasicProperties::default()
         .with_delivery_mode(message::PERSISTENT)
         .with_timestamp(u64::try_from(event.received_at.timestamp()).unwrap_or(0))

@@ -97,9 +97,13 @@ impl Spool {
                 }
                 records.truncate(unfit);
             }
-            let outcomes = futures_util::future::join_all(
-                records.iter().map(|r| broker.publish_message(&r.message)),
-            )
+            let outcomes = futures_util::future::join_all(records.iter().map(|r| {
+                broker.publish_raw(
+                    r.message.routing_key.clone(),
+                    &r.message.body,
+                    r.message.properties.clone(),
+                )
+            }))
             .await;
             let confirmed = outcomes.iter().take_while(|o| o.is_ok()).count();
             let failure = outcomes.iter().find_map(|o| o.as_ref().err());

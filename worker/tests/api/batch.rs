@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use countersign::config::DocumentsLocation;
-use countersign::message;
+use countersign::message::{self, DeadKind};
 use countersign_worker::db::{Db, Recorded};
 use countersign_worker::documents::ObjectDocuments;
-use countersign_worker::handler::{DeadKind, Handler, Outcome, prepare};
+use countersign_worker::handler::{Handler, Outcome, prepare};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 
