@@ -14,7 +14,7 @@
 //! quorum-queue command each: ~20 % of the drain rate on two cores.)
 //!
 //! Prefetch bounds how many messages are in hand. They are recorded in batches (up to
-//! `worker.batch_size` messages in one transaction, see [`crate::batch`]): a batch takes what
+//! `worker.batch_size` messages in one transaction, see [`crate::db`]): a batch takes what
 //! has been delivered, waiting at most `worker.batch_wait` for more, so that at low load a
 //! message is recorded alone and at once, and under a backlog many share one commit. Several
 //! batches are in flight at once ([`Settings::batches_in_flight`]). The broker link reconnects

@@ -16,7 +16,7 @@ use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
 use sha2::{Digest, Sha256};
 
-use crate::batch::Item;
+use crate::db::Item;
 use crate::db::{Db, RawEvent, RecordError, Recorded, is_transient};
 use crate::documents::DocumentStore;
 use crate::fetch::Fetcher;

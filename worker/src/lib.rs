@@ -16,7 +16,6 @@
 //! - [`replay`]: moving parked messages back, re-publishing archived events.
 
 pub mod api;
-pub mod batch;
 pub mod commands;
 pub mod consumer;
 pub mod db;
