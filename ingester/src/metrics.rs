@@ -24,10 +24,7 @@
 //!   take, a channel closed on each publish), moved aside so that the rest drains: held now
 //!   (alert when above 0), and moved aside since start.
 
-use prometheus::{
-    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry,
-};
+use prometheus::{Gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
 
 /// Latency buckets from 0.25 ms to 30 s: confirms are sub-millisecond on a healthy broker and
 /// large bodies or a struggling broker take seconds.
@@ -63,142 +60,81 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
+        let m = countersign::telemetry::Metrics(&registry);
+        let b = LATENCY_BUCKETS;
+        Self {
+            requests: m.int_counter_vec(
                 "countersign_ingester_requests_total",
                 "Webhook requests by source and outcome.",
+                &["source", "outcome"],
             ),
-            &["source", "outcome"],
-        )
-        .expect("valid metric");
-        let request_seconds = HistogramVec::new(
-            HistogramOpts::new(
+            request_seconds: m.histogram_vec(
                 "countersign_ingester_request_duration_seconds",
                 "Time from request to reply, by source.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["source"],
-        )
-        .expect("valid metric");
-        let confirm_seconds = Histogram::with_opts(
-            HistogramOpts::new(
+                b,
+                &["source"],
+            ),
+            confirm_seconds: m.histogram(
                 "countersign_ingester_confirm_duration_seconds",
                 "Time from publish to the broker's confirm.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-        )
-        .expect("valid metric");
-        let broker_connections = IntCounterVec::new(
-            Opts::new(
+                b,
+            ),
+            broker_connected: m.int_gauge(
+                "countersign_ingester_broker_connected",
+                "1 while a confirm-mode channel to the broker is open.",
+            ),
+            broker_connections: m.int_counter_vec(
                 "countersign_ingester_broker_connections_total",
                 "Connections opened to the broker, by node (host:port): past the first, reconnections.",
+                &["node"],
             ),
-            &["node"],
-        )
-        .expect("valid metric");
-        let broker_connected = IntGauge::new(
-            "countersign_ingester_broker_connected",
-            "1 while a confirm-mode channel to the broker is open.",
-        )
-        .expect("valid metric");
-        let in_flight = IntGauge::new(
-            "countersign_ingester_requests_in_flight",
-            "Webhook requests being handled now.",
-        )
-        .expect("valid metric");
-        let body_bytes_in_flight = IntGauge::new(
-            "countersign_ingester_body_bytes_in_flight",
-            "Request body bytes held now, against ingester.max_body_bytes_in_flight.",
-        )
-        .expect("valid metric");
-        let connections_open = IntGauge::new(
-            "countersign_ingester_connections_open",
-            "Open connections on the webhook port.",
-        )
-        .expect("valid metric");
-        let spool_messages = IntGauge::new(
-            "countersign_ingester_spool_messages",
-            "Messages in the local spool not yet confirmed by the broker.",
-        )
-        .expect("valid metric");
-        let spool_bytes = IntGauge::new(
-            "countersign_ingester_spool_bytes",
-            "Bytes the local spool takes on disk, against ingester.spool.max_bytes.",
-        )
-        .expect("valid metric");
-        let spool_oldest_age_seconds = Gauge::new(
-            "countersign_ingester_spool_oldest_age_seconds",
-            "Age of the oldest spooled message not yet drained (0 when empty).",
-        )
-        .expect("valid metric");
-        let spool_appended = IntCounter::new(
-            "countersign_ingester_spool_appended_total",
-            "Messages written to the local spool (fsync'd).",
-        )
-        .expect("valid metric");
-        let spool_drained = IntCounter::new(
-            "countersign_ingester_spool_drained_total",
-            "Spooled messages confirmed by the broker.",
-        )
-        .expect("valid metric");
-        let spool_sync_seconds = Histogram::with_opts(
-            HistogramOpts::new(
+            in_flight: m.int_gauge(
+                "countersign_ingester_requests_in_flight",
+                "Webhook requests being handled now.",
+            ),
+            body_bytes_in_flight: m.int_gauge(
+                "countersign_ingester_body_bytes_in_flight",
+                "Request body bytes held now, against ingester.max_body_bytes_in_flight.",
+            ),
+            connections_open: m.int_gauge(
+                "countersign_ingester_connections_open",
+                "Open connections on the webhook port.",
+            ),
+            spool_messages: m.int_gauge(
+                "countersign_ingester_spool_messages",
+                "Messages in the local spool not yet confirmed by the broker.",
+            ),
+            spool_bytes: m.int_gauge(
+                "countersign_ingester_spool_bytes",
+                "Bytes the local spool takes on disk, against ingester.spool.max_bytes.",
+            ),
+            spool_oldest_age_seconds: m.gauge(
+                "countersign_ingester_spool_oldest_age_seconds",
+                "Age of the oldest spooled message not yet drained (0 when empty).",
+            ),
+            spool_appended: m.int_counter(
+                "countersign_ingester_spool_appended_total",
+                "Messages written to the local spool (fsync'd).",
+            ),
+            spool_drained: m.int_counter(
+                "countersign_ingester_spool_drained_total",
+                "Spooled messages confirmed by the broker.",
+            ),
+            spool_sync_seconds: m.histogram(
                 "countersign_ingester_spool_sync_duration_seconds",
                 "One group commit to the spool: write and fsync.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-        )
-        .expect("valid metric");
-        let spool_quarantined = IntGauge::new(
-            "countersign_ingester_spool_quarantined",
-            "Spooled messages in quarantine: refused by the broker every time, set aside for an \
-             operator (countersign-ingester spool quarantine list).",
-        )
-        .expect("valid metric");
-        let spool_quarantined_total = IntCounter::new(
-            "countersign_ingester_spool_quarantined_total",
-            "Spooled messages moved to the quarantine since start.",
-        )
-        .expect("valid metric");
-        countersign::telemetry::register_all(
-            &registry,
-            vec![
-                Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-                Box::new(request_seconds.clone()),
-                Box::new(confirm_seconds.clone()),
-                Box::new(broker_connected.clone()),
-                Box::new(broker_connections.clone()),
-                Box::new(in_flight.clone()),
-                Box::new(body_bytes_in_flight.clone()),
-                Box::new(connections_open.clone()),
-                Box::new(spool_messages.clone()),
-                Box::new(spool_bytes.clone()),
-                Box::new(spool_oldest_age_seconds.clone()),
-                Box::new(spool_appended.clone()),
-                Box::new(spool_drained.clone()),
-                Box::new(spool_sync_seconds.clone()),
-                Box::new(spool_quarantined.clone()),
-                Box::new(spool_quarantined_total.clone()),
-            ],
-        );
-        Self {
+                b,
+            ),
+            spool_quarantined: m.int_gauge(
+                "countersign_ingester_spool_quarantined",
+                "Spooled messages in quarantine: refused by the broker every time, set aside for an \
+                 operator (countersign-ingester spool quarantine list).",
+            ),
+            spool_quarantined_total: m.int_counter(
+                "countersign_ingester_spool_quarantined_total",
+                "Spooled messages moved to the quarantine since start.",
+            ),
             registry,
-            requests,
-            request_seconds,
-            confirm_seconds,
-            broker_connected,
-            broker_connections,
-            in_flight,
-            body_bytes_in_flight,
-            connections_open,
-            spool_messages,
-            spool_bytes,
-            spool_oldest_age_seconds,
-            spool_appended,
-            spool_drained,
-            spool_sync_seconds,
-            spool_quarantined,
-            spool_quarantined_total,
         }
     }
 

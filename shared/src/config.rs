@@ -460,61 +460,7 @@ impl Config {
 
 impl FileConfig {
     fn resolve(self, role: Role, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
-        let retry_delays: Vec<Duration> = self.amqp.retry_delays.iter().map(|d| **d).collect();
-        let amqp_url = env("AMQP_URL")
-            .or(self.amqp.url)
-            .unwrap_or_else(|| DEFAULT_AMQP_URL.to_owned());
-        if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
-            return Err(ConfigError::new(
-                "AMQP_URL",
-                "must start with amqp:// or amqps://",
-            ));
-        }
-        check_name("amqp.prefix", &self.amqp.prefix, &['.', '-', '_'])?;
-        if retry_delays.is_empty() {
-            return Err(ConfigError::new(
-                "amqp.retry_delays",
-                "needs at least one delay",
-            ));
-        }
-        if retry_delays.iter().any(|d| d.as_millis() == 0) {
-            return Err(ConfigError::new(
-                "amqp.retry_delays",
-                "delays must be at least 1ms",
-            ));
-        }
-        if !retry_delays.is_sorted() {
-            return Err(ConfigError::new(
-                "amqp.retry_delays",
-                "delays must grow: list them shortest first",
-            ));
-        }
-        if self.ingester.max_body_bytes == 0 {
-            return Err(ConfigError::new(
-                "ingester.max_body_bytes",
-                "must be greater than zero",
-            ));
-        }
-        if self.ingester.confirm_timeout.is_zero() {
-            return Err(ConfigError::new(
-                "ingester.confirm_timeout",
-                "must be greater than zero",
-            ));
-        }
-        if self.ingester.request_timeout <= self.ingester.confirm_timeout {
-            return Err(ConfigError::new(
-                "ingester.request_timeout",
-                "must be longer than ingester.confirm_timeout (a request waits for the confirm)",
-            ));
-        }
-        for (name, value) in [
-            ("ingester.header_timeout", self.ingester.header_timeout),
-            ("ingester.keep_alive", self.ingester.keep_alive),
-        ] {
-            if value.is_zero() {
-                return Err(ConfigError::new(name, "must be greater than zero"));
-            }
-        }
+        let amqp = self.amqp.resolve(env)?;
         let largest_body = self
             .sources
             .iter()
@@ -522,45 +468,7 @@ impl FileConfig {
             .chain([self.ingester.max_body_bytes])
             .max()
             .unwrap_or_default();
-        if self.ingester.max_body_bytes_in_flight < largest_body {
-            return Err(ConfigError::new(
-                "ingester.max_body_bytes_in_flight",
-                format!(
-                    "must be at least the largest max_body_bytes ({largest_body}): such a body could never be accepted"
-                ),
-            ));
-        }
-        let spool = &self.ingester.spool;
-        if spool.enabled {
-            if spool.dir.as_os_str().is_empty() {
-                return Err(ConfigError::new(
-                    "ingester.spool.dir",
-                    "must name a directory (or set ingester.spool.enabled = false)",
-                ));
-            }
-            let needed = largest_body as u64 + SPOOL_RECORD_HEADROOM;
-            if spool.max_bytes < needed {
-                return Err(ConfigError::new(
-                    "ingester.spool.max_bytes",
-                    format!(
-                        "must be at least the largest max_body_bytes plus 1 MiB for headers ({needed}): such a body could never be spooled"
-                    ),
-                ));
-            }
-            if spool.max_age.is_zero() {
-                return Err(ConfigError::new(
-                    "ingester.spool.max_age",
-                    "must be greater than zero",
-                ));
-            }
-        }
-        if self.ingester.listen == self.ingester.admin_listen && self.ingester.listen.port() != 0 {
-            return Err(ConfigError::new(
-                "ingester.admin_listen",
-                "must differ from ingester.listen: the admin port is never exposed to providers",
-            ));
-        }
-
+        check_ingester(&self.ingester, largest_body)?;
         let mut sources: Vec<SourceConfig> = Vec::with_capacity(self.sources.len());
         // Each secret's digest → (source, whether it allows sharing), for the check below.
         let mut secret_owners: HashMap<[u8; 32], (String, bool)> = HashMap::new();
@@ -568,13 +476,8 @@ impl FileConfig {
             let source = raw.resolve(index, &sources, &mut secret_owners, role, env)?;
             sources.push(source);
         }
-
         Ok(Config {
-            amqp: AmqpConfig {
-                url: SecretString::from(amqp_url),
-                prefix: self.amqp.prefix,
-                retry_delays,
-            },
+            amqp,
             ingester: self.ingester,
             worker: self.worker.resolve(role, env)?,
             database_url: env("DATABASE_URL")
@@ -583,6 +486,109 @@ impl FileConfig {
             sources,
         })
     }
+}
+
+impl FileAmqp {
+    /// `[amqp]`, with `AMQP_URL` from the environment over the file's `url`.
+    fn resolve(self, env: EnvLookup<'_>) -> Result<AmqpConfig, ConfigError> {
+        let retry_delays: Vec<Duration> = self.retry_delays.iter().map(|d| **d).collect();
+        let url = env("AMQP_URL")
+            .or(self.url)
+            .unwrap_or_else(|| DEFAULT_AMQP_URL.to_owned());
+        if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+            return Err(ConfigError::new(
+                "AMQP_URL",
+                "must start with amqp:// or amqps://",
+            ));
+        }
+        check_name("amqp.prefix", &self.prefix, &['.', '-', '_'])?;
+        let problem = if retry_delays.is_empty() {
+            Some("needs at least one delay")
+        } else if retry_delays.iter().any(|d| d.as_millis() == 0) {
+            Some("delays must be at least 1ms")
+        } else if !retry_delays.is_sorted() {
+            Some("delays must grow: list them shortest first")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(ConfigError::new("amqp.retry_delays", problem));
+        }
+        Ok(AmqpConfig {
+            url: SecretString::from(url),
+            prefix: self.prefix,
+            retry_delays,
+        })
+    }
+}
+
+/// `[ingester]`'s limits and timeouts, against each other and the largest body a source takes.
+fn check_ingester(ingester: &IngesterConfig, largest_body: usize) -> Result<(), ConfigError> {
+    let positive = [
+        ("ingester.max_body_bytes", ingester.max_body_bytes == 0),
+        (
+            "ingester.confirm_timeout",
+            ingester.confirm_timeout.is_zero(),
+        ),
+        ("ingester.header_timeout", ingester.header_timeout.is_zero()),
+        ("ingester.keep_alive", ingester.keep_alive.is_zero()),
+    ];
+    for (name, zero) in positive {
+        if zero {
+            return Err(ConfigError::new(name, "must be greater than zero"));
+        }
+    }
+    if ingester.request_timeout <= ingester.confirm_timeout {
+        return Err(ConfigError::new(
+            "ingester.request_timeout",
+            "must be longer than ingester.confirm_timeout (a request waits for the confirm)",
+        ));
+    }
+    if ingester.max_body_bytes_in_flight < largest_body {
+        return Err(ConfigError::new(
+            "ingester.max_body_bytes_in_flight",
+            format!(
+                "must be at least the largest max_body_bytes ({largest_body}): such a body could never be accepted"
+            ),
+        ));
+    }
+    check_spool(&ingester.spool, largest_body)?;
+    if ingester.listen == ingester.admin_listen && ingester.listen.port() != 0 {
+        return Err(ConfigError::new(
+            "ingester.admin_listen",
+            "must differ from ingester.listen: the admin port is never exposed to providers",
+        ));
+    }
+    Ok(())
+}
+
+/// `[ingester.spool]`, when enabled: a directory, room for the largest body, an age limit.
+fn check_spool(spool: &SpoolConfig, largest_body: usize) -> Result<(), ConfigError> {
+    if !spool.enabled {
+        return Ok(());
+    }
+    if spool.dir.as_os_str().is_empty() {
+        return Err(ConfigError::new(
+            "ingester.spool.dir",
+            "must name a directory (or set ingester.spool.enabled = false)",
+        ));
+    }
+    let needed = largest_body as u64 + SPOOL_RECORD_HEADROOM;
+    if spool.max_bytes < needed {
+        return Err(ConfigError::new(
+            "ingester.spool.max_bytes",
+            format!(
+                "must be at least the largest max_body_bytes plus 1 MiB for headers ({needed}): such a body could never be spooled"
+            ),
+        ));
+    }
+    if spool.max_age.is_zero() {
+        return Err(ConfigError::new(
+            "ingester.spool.max_age",
+            "must be greater than zero",
+        ));
+    }
+    Ok(())
 }
 
 impl FileSource {
@@ -620,19 +626,61 @@ impl FileSource {
         }
         self.check_settings(&location)?;
         let secrets = match role {
-            Role::Ingester => self
-                .secrets
-                .iter()
-                .enumerate()
-                .map(|(i, reference)| {
-                    resolve_secret(&format!("{location}.secrets[{i}]"), reference, env)
-                })
-                .collect::<Result<Vec<_>, _>>()?,
+            Role::Ingester => self.resolve_secrets(&location, env, secret_owners)?,
             Role::Worker => Vec::new(),
         };
+        let allow_ips = self
+            .allow_ips
+            .iter()
+            .enumerate()
+            .map(|(i, net)| {
+                IpNet::parse(net).ok_or_else(|| {
+                    ConfigError::new(
+                        format!("{location}.allow_ips[{i}]"),
+                        format!("{net:?} is not an address or network"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(SourceConfig {
+            name: self.name,
+            provider: self.provider,
+            secrets,
+            max_body_bytes: self.max_body_bytes,
+            max_signature_age: self.max_signature_age,
+            jwks: self.jwks,
+            certificate: self.certificate,
+            allow_ips,
+            api: self
+                .api
+                .map(|api| api.resolve(&format!("{location}.api"), role, env))
+                .transpose()?,
+            reconcile: self
+                .reconcile
+                .map(|r| r.resolve(&format!("{location}.reconcile")))
+                .transpose()?
+                .unwrap_or_default(),
+        })
+    }
+
+    /// The source's secrets, resolved; a secret another source holds is refused unless both
+    /// allow sharing (a request signed for one would be accepted by the other).
+    fn resolve_secrets(
+        &self,
+        location: &str,
+        env: EnvLookup<'_>,
+        secret_owners: &mut HashMap<[u8; 32], (String, bool)>,
+    ) -> Result<Vec<Secret>, ConfigError> {
+        let secrets = self
+            .secrets
+            .iter()
+            .enumerate()
+            .map(|(i, reference)| {
+                resolve_secret(&format!("{location}.secrets[{i}]"), reference, env)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         for (i, secret) in secrets.iter().enumerate() {
             let digest: [u8; 32] = Sha256::digest(secret.expose()).into();
-            let own = (self.name.clone(), self.allow_shared_secrets);
             match secret_owners.get(&digest) {
                 Some((other, _)) if *other == self.name => {}
                 Some((other, allowed)) if !(*allowed && self.allow_shared_secrets) => {
@@ -648,41 +696,11 @@ impl FileSource {
                 }
                 Some(_) => {}
                 None => {
-                    secret_owners.insert(digest, own);
+                    secret_owners.insert(digest, (self.name.clone(), self.allow_shared_secrets));
                 }
             }
         }
-        Ok(SourceConfig {
-            name: self.name,
-            provider: self.provider,
-            secrets,
-            max_body_bytes: self.max_body_bytes,
-            max_signature_age: self.max_signature_age,
-            jwks: self.jwks,
-            certificate: self.certificate,
-            allow_ips: self
-                .allow_ips
-                .iter()
-                .enumerate()
-                .map(|(i, net)| {
-                    IpNet::parse(net).ok_or_else(|| {
-                        ConfigError::new(
-                            format!("{location}.allow_ips[{i}]"),
-                            format!("{net:?} is not an address or network"),
-                        )
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-            api: self
-                .api
-                .map(|api| api.resolve(&format!("{location}.api"), role, env))
-                .transpose()?,
-            reconcile: self
-                .reconcile
-                .map(|r| r.resolve(&format!("{location}.reconcile")))
-                .transpose()?
-                .unwrap_or_default(),
-        })
+        Ok(secrets)
     }
 
     /// Refuses the provider-specific keys this source's provider does not read (an unknown

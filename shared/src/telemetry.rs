@@ -62,13 +62,65 @@ pub fn render_metrics(registry: &prometheus::Registry) -> String {
     String::from_utf8(buffer).expect("text format is UTF-8")
 }
 
-/// Registers every collector, whose names must be unique.
-pub fn register_all(
-    registry: &prometheus::Registry,
-    collectors: Vec<Box<dyn prometheus::core::Collector>>,
-) {
-    for collector in collectors {
-        registry.register(collector).expect("unique metric names");
+/// Makes metrics and registers each in one registry as it is made (names must be unique): a
+/// binary's metrics are then one line each.
+pub struct Metrics<'r>(pub &'r prometheus::Registry);
+
+impl Metrics<'_> {
+    fn register<C: prometheus::core::Collector + Clone + 'static>(&self, collector: C) -> C {
+        self.0
+            .register(Box::new(collector.clone()))
+            .expect("unique metric names");
+        collector
+    }
+
+    pub fn int_counter(&self, name: &str, help: &str) -> prometheus::IntCounter {
+        self.register(prometheus::IntCounter::new(name, help).expect("valid metric"))
+    }
+
+    pub fn int_counter_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> prometheus::IntCounterVec {
+        self.register(
+            prometheus::IntCounterVec::new(prometheus::Opts::new(name, help), labels)
+                .expect("valid metric"),
+        )
+    }
+
+    pub fn int_gauge(&self, name: &str, help: &str) -> prometheus::IntGauge {
+        self.register(prometheus::IntGauge::new(name, help).expect("valid metric"))
+    }
+
+    pub fn gauge(&self, name: &str, help: &str) -> prometheus::Gauge {
+        self.register(prometheus::Gauge::new(name, help).expect("valid metric"))
+    }
+
+    pub fn histogram(&self, name: &str, help: &str, buckets: &[f64]) -> prometheus::Histogram {
+        self.register(
+            prometheus::Histogram::with_opts(
+                prometheus::HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+            )
+            .expect("valid metric"),
+        )
+    }
+
+    pub fn histogram_vec(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+        labels: &[&str],
+    ) -> prometheus::HistogramVec {
+        self.register(
+            prometheus::HistogramVec::new(
+                prometheus::HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                labels,
+            )
+            .expect("valid metric"),
+        )
     }
 }
 

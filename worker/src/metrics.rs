@@ -10,7 +10,7 @@
 //!   (`host:port`): past the first, each is a reconnection, to another node after a failover.
 //! - `countersign_worker_broker_connected`: 1 while consuming.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
 
 const BUCKETS: &[f64] = &[
     0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.0, 2.0, 5.0, 10.0, 30.0,
@@ -38,104 +38,56 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let consumed = IntCounter::new(
-            "countersign_worker_consumed_total",
-            "Messages taken from the persist queue.",
-        )
-        .expect("valid metric");
-        let persisted = IntCounterVec::new(
-            Opts::new(
+        let m = countersign::telemetry::Metrics(&registry);
+        Self {
+            consumed: m.int_counter(
+                "countersign_worker_consumed_total",
+                "Messages taken from the persist queue.",
+            ),
+            persisted: m.int_counter_vec(
                 "countersign_worker_persisted_total",
                 "Messages committed to PostgreSQL, new or duplicate.",
+                &["result"],
             ),
-            &["result"],
-        )
-        .expect("valid metric");
-        let retried = IntCounter::new(
-            "countersign_worker_retried_total",
-            "Messages sent to a retry queue.",
-        )
-        .expect("valid metric");
-        let dead_lettered = IntCounterVec::new(
-            Opts::new(
+            retried: m.int_counter(
+                "countersign_worker_retried_total",
+                "Messages sent to a retry queue.",
+            ),
+            dead_lettered: m.int_counter_vec(
                 "countersign_worker_dead_lettered_total",
                 "Messages parked in the dead-letter queue, by reason.",
+                &["reason"],
             ),
-            &["reason"],
-        )
-        .expect("valid metric");
-        let processing_seconds = Histogram::with_opts(
-            HistogramOpts::new(
+            processing_seconds: m.histogram(
                 "countersign_worker_processing_seconds",
                 "Time from delivery to settlement.",
-            )
-            .buckets(BUCKETS.to_vec()),
-        )
-        .expect("valid metric");
-        let batch_messages = Histogram::with_opts(
-            HistogramOpts::new(
+                BUCKETS,
+            ),
+            batch_messages: m.histogram(
                 "countersign_worker_batch_messages",
                 "Messages taken together into one batch.",
-            )
-            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
-        )
-        .expect("valid metric");
-        let broker_connections = IntCounterVec::new(
-            Opts::new(
+                &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+            ),
+            broker_connected: m.int_gauge(
+                "countersign_worker_broker_connected",
+                "1 while the worker consumes from the broker.",
+            ),
+            broker_connections: m.int_counter_vec(
                 "countersign_worker_broker_connections_total",
                 "Connections opened to the broker, by node (host:port): past the first, reconnections.",
+                &["node"],
             ),
-            &["node"],
-        )
-        .expect("valid metric");
-        let broker_connected = IntGauge::new(
-            "countersign_worker_broker_connected",
-            "1 while the worker consumes from the broker.",
-        )
-        .expect("valid metric");
-        let reconcile_runs = IntCounterVec::new(
-            Opts::new(
+            reconcile_runs: m.int_counter_vec(
                 "countersign_worker_reconcile_runs_total",
                 "Reconciliation runs with a provider's API, by source and outcome.",
+                &["source", "outcome"],
             ),
-            &["source", "outcome"],
-        )
-        .expect("valid metric");
-        let reconcile_gaps = IntCounterVec::new(
-            Opts::new(
+            reconcile_gaps: m.int_counter_vec(
                 "countersign_worker_reconcile_gaps_total",
                 "Processes whose events reconciliation found missing, by source and kind.",
+                &["source", "kind"],
             ),
-            &["source", "kind"],
-        )
-        .expect("valid metric");
-        countersign::telemetry::register_all(
-            &registry,
-            vec![
-                Box::new(consumed.clone()) as Box<dyn prometheus::core::Collector>,
-                Box::new(persisted.clone()),
-                Box::new(retried.clone()),
-                Box::new(dead_lettered.clone()),
-                Box::new(processing_seconds.clone()),
-                Box::new(batch_messages.clone()),
-                Box::new(broker_connected.clone()),
-                Box::new(broker_connections.clone()),
-                Box::new(reconcile_runs.clone()),
-                Box::new(reconcile_gaps.clone()),
-            ],
-        );
-        Self {
             registry,
-            consumed,
-            persisted,
-            retried,
-            dead_lettered,
-            processing_seconds,
-            batch_messages,
-            broker_connected,
-            broker_connections,
-            reconcile_runs,
-            reconcile_gaps,
         }
     }
 
