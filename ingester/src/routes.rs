@@ -191,59 +191,82 @@ pub async fn receive_webhook(
         .observe(elapsed.as_secs_f64());
     let mut response = match result {
         Ok((event_id, kept, reply)) => {
-            let outcome = match kept {
-                Kept::Confirmed => "accepted",
-                Kept::Spooled => "spooled",
-            };
-            state
-                .metrics
-                .requests
-                .with_label_values(&[label, outcome])
-                .inc();
-            // The id comes from the payload (Taktikal's is not even signed): escaped.
-            let event_id = countersign::telemetry::Escaped(&event_id);
-            tracing::info!(source = label, event_id = %event_id, request_id = %request_id, outcome, elapsed_ms = elapsed.as_millis() as u64, "webhook accepted");
-            reply_response(reply)
+            accepted(&state, label, &request_id, &event_id, kept, elapsed, reply)
         }
-        Err(Failure::Rejected(Rejection::Handshake(reply))) => {
-            state
-                .metrics
-                .requests
-                .with_label_values(&[label, "handshake"])
-                .inc();
-            tracing::info!(source = label, request_id = %request_id, "endpoint check by the provider answered; nothing published");
-            reply_response(reply)
-        }
-        Err(failure) => {
-            state
-                .metrics
-                .requests
-                .with_label_values(&[label, failure.label()])
-                .inc();
-            let status = failure.status();
-            let outcome = failure.label();
-            if status.is_server_error() && !matches!(failure, Failure::OverBudget) {
-                // A verified webhook lost to the broker and the spool: always logged.
-                tracing::error!(source = label, request_id = %request_id, outcome, error = %failure, "webhook not accepted: the broker did not confirm it and it was not spooled");
-            } else if let Verdict::Log { suppressed } = state.log_limit.check(outcome) {
-                // What any client can cause: a few lines a second per outcome.
-                if matches!(failure, Failure::OverBudget) {
-                    tracing::warn!(source = label, request_id = %request_id, outcome, suppressed, "webhook refused: body bytes in flight at ingester.max_body_bytes_in_flight");
-                } else {
-                    tracing::warn!(source = label, request_id = %request_id, outcome, status = status.as_u16(), suppressed, "webhook refused");
-                }
-            }
-            let mut builder = HttpResponse::build(status);
-            if status == StatusCode::SERVICE_UNAVAILABLE {
-                builder.insert_header((RETRY_AFTER, state.retry_after.clone()));
-            }
-            builder.json(serde_json::json!({ "error": failure.public_message() }))
-        }
+        Err(failure) => not_accepted(&state, label, &request_id, failure),
     };
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
+}
+
+/// The reply to a webhook that was confirmed or spooled, counted and logged.
+fn accepted(
+    state: &WebhookState,
+    label: &str,
+    request_id: &str,
+    event_id: &str,
+    kept: Kept,
+    elapsed: std::time::Duration,
+    reply: Reply,
+) -> HttpResponse {
+    let outcome = match kept {
+        Kept::Confirmed => "accepted",
+        Kept::Spooled => "spooled",
+    };
+    state
+        .metrics
+        .requests
+        .with_label_values(&[label, outcome])
+        .inc();
+    // The id comes from the payload (Taktikal's is not even signed): escaped.
+    let event_id = countersign::telemetry::Escaped(event_id);
+    tracing::info!(source = label, event_id = %event_id, request_id = %request_id, outcome, elapsed_ms = elapsed.as_millis() as u64, "webhook accepted");
+    reply_response(reply)
+}
+
+/// The reply to a webhook that was not accepted (refused, or not kept: 503), counted and
+/// logged within the log limit; a provider's endpoint check is answered as it asks.
+fn not_accepted(
+    state: &WebhookState,
+    label: &str,
+    request_id: &str,
+    failure: Failure,
+) -> HttpResponse {
+    if let Failure::Rejected(Rejection::Handshake(reply)) = failure {
+        state
+            .metrics
+            .requests
+            .with_label_values(&[label, "handshake"])
+            .inc();
+        tracing::info!(source = label, request_id = %request_id, "endpoint check by the provider answered; nothing published");
+        return reply_response(reply);
+    }
+
+    state
+        .metrics
+        .requests
+        .with_label_values(&[label, failure.label()])
+        .inc();
+    let status = failure.status();
+    let outcome = failure.label();
+    if status.is_server_error() && !matches!(failure, Failure::OverBudget) {
+        // A verified webhook lost to the broker and the spool: always logged.
+        tracing::error!(source = label, request_id = %request_id, outcome, error = %failure, "webhook not accepted: the broker did not confirm it and it was not spooled");
+    } else if let Verdict::Log { suppressed } = state.log_limit.check(outcome) {
+        // What any client can cause: a few lines a second per outcome.
+        if matches!(failure, Failure::OverBudget) {
+            tracing::warn!(source = label, request_id = %request_id, outcome, suppressed, "webhook refused: body bytes in flight at ingester.max_body_bytes_in_flight");
+        } else {
+            tracing::warn!(source = label, request_id = %request_id, outcome, status = status.as_u16(), suppressed, "webhook refused");
+        }
+    }
+    let mut builder = HttpResponse::build(status);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        builder.insert_header((RETRY_AFTER, state.retry_after.clone()));
+    }
+    builder.json(serde_json::json!({ "error": failure.public_message() }))
 }
 
 /// The client's address: the TCP peer, or behind `ingester.trusted_proxies` what they say.

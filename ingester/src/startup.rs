@@ -73,101 +73,36 @@ impl Application {
         if sources.is_empty() {
             tracing::warn!("no [[sources]] configured: every webhook will get 404");
         }
-        let spool = if config.ingester.spool.enabled {
-            let spool = Arc::new(Spool::open(&config.ingester.spool, metrics.clone())?);
-            tracing::info!(
-                dir = %spool.dir().display(),
-                max_bytes = config.ingester.spool.max_bytes,
-                max_age = ?config.ingester.spool.max_age,
-                "spool open: a webhook the broker cannot confirm is kept on this disk"
-            );
-            Some(spool)
-        } else {
-            tracing::warn!(
-                "spool off (ingester.spool.enabled = false): a broker outage answers 503"
-            );
-            None
-        };
+        let spool = open_spool(&config, &metrics)?;
         let drain_stop = CancellationToken::new();
         let drain_task = spool
             .as_ref()
             .map(|s| tokio::spawn(s.clone().drain(broker.clone(), drain_stop.clone())));
-        let retry_after = HeaderValue::from(config.ingester.retry_after.as_secs().max(1));
         let shutdown_secs = config.ingester.shutdown_timeout.as_secs().max(1);
 
-        let listener = TcpListener::bind(config.ingester.listen).with_context(|| {
-            format!(
-                "cannot listen on {} (ingester.listen)",
-                config.ingester.listen
-            )
-        })?;
-        let port = listener.local_addr()?.port();
-        let budget = BodyBudget::new(
-            config.ingester.max_body_bytes_in_flight,
-            sources.largest_body_limit(),
-            metrics.body_bytes_in_flight.clone(),
-        );
-        let webhook_state = web::Data::new(WebhookState {
-            sources,
-            broker: broker.clone(),
-            metrics: metrics.clone(),
-            retry_after,
-            budget,
-            default_max_body_bytes: config.ingester.max_body_bytes,
-            spool: spool.clone(),
-            log_limit: crate::log_limit::LogLimit::new(),
-            trusted_proxies: config.ingester.trusted_proxies.clone(),
-        });
-        let fd_limit = limits::raise_fd_limit();
-        let max_connections = limits::connection_limit(config.ingester.max_connections, fd_limit);
-        let webhooks = server::webhook_server(
-            listener,
-            webhook_state,
-            &server::Limits {
-                header_timeout: config.ingester.header_timeout,
-                keep_alive: config.ingester.keep_alive,
-                request_timeout: config.ingester.request_timeout,
-                max_connections,
-                shutdown_secs,
+        let webhooks = open_webhooks(&config, sources, &broker, &metrics, &spool, shutdown_secs)?;
+
+        let (admin, admin_port) = admin_server(
+            &config,
+            AdminState {
+                broker: broker.clone(),
+                metrics,
+                spool: spool.clone(),
             },
-            metrics.connections_open.clone(),
+            shutdown_secs,
         )?;
 
-        let admin_listener =
-            TcpListener::bind(config.ingester.admin_listen).with_context(|| {
-                format!(
-                    "cannot listen on {} (ingester.admin_listen)",
-                    config.ingester.admin_listen
-                )
-            })?;
-        let admin_port = admin_listener.local_addr()?.port();
-        let admin_state = web::Data::new(AdminState {
-            broker: broker.clone(),
-            metrics,
-            spool: spool.clone(),
-        });
-        let admin = HttpServer::new(move || {
-            App::new()
-                .app_data(admin_state.clone())
-                .configure(admin::routes)
-        })
-        .listen(admin_listener)?
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(shutdown_secs)
-        .run();
-
         tracing::info!(
-            port,
+            port = webhooks.port,
             admin_port,
-            max_connections,
-            fd_limit,
+            max_connections = webhooks.max_connections,
+            fd_limit = webhooks.fd_limit,
             "ingester listening"
         );
         Ok(Self {
-            webhooks,
+            webhooks: webhooks.server,
             admin,
-            port,
+            port: webhooks.port,
             admin_port,
             broker,
             broker_stop,
@@ -217,20 +152,7 @@ impl Application {
         // While the broker takes them, spooled messages are drained before the exit (a pod
         // scaled away may not come back soon); what is left stays on disk for the next start.
         if let Some(spool) = &self.spool {
-            while spool.status().messages > 0
-                && self.broker.is_ready()
-                && tokio::time::Instant::now() < deadline
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            let left = spool.status().messages;
-            if left > 0 {
-                tracing::warn!(
-                    messages = left,
-                    dir = %spool.dir().display(),
-                    "stopping with messages in the spool: they are drained at the next start on this directory"
-                );
-            }
+            drain_before_exit(spool, &self.broker, deadline).await;
         }
         self.drain_stop.cancel();
         if let Some(mut task) = self.drain_task {
@@ -277,4 +199,127 @@ impl Application {
         tracing::info!("ingester stopped");
         Ok(())
     }
+}
+
+/// Waits while the broker takes the spool's messages, until it is empty or `deadline`; what is
+/// left is said, and stays on disk for the next start.
+async fn drain_before_exit(spool: &Spool, broker: &Broker, deadline: tokio::time::Instant) {
+    while spool.status().messages > 0 && broker.is_ready() && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let left = spool.status().messages;
+    if left > 0 {
+        tracing::warn!(
+            messages = left,
+            dir = %spool.dir().display(),
+            "stopping with messages in the spool: they are drained at the next start on this directory"
+        );
+    }
+}
+
+/// The webhook port's server, with what bounds it.
+struct Webhooks {
+    server: Server,
+    port: u16,
+    max_connections: usize,
+    fd_limit: u64,
+}
+
+/// Binds `ingester.listen` and builds the webhook server over `sources`.
+fn open_webhooks(
+    config: &Config,
+    sources: Sources,
+    broker: &Arc<Broker>,
+    metrics: &Metrics,
+    spool: &Option<Arc<Spool>>,
+    shutdown_secs: u64,
+) -> anyhow::Result<Webhooks> {
+    let retry_after = HeaderValue::from(config.ingester.retry_after.as_secs().max(1));
+    let listener = TcpListener::bind(config.ingester.listen).with_context(|| {
+        format!(
+            "cannot listen on {} (ingester.listen)",
+            config.ingester.listen
+        )
+    })?;
+    let port = listener.local_addr()?.port();
+    let budget = BodyBudget::new(
+        config.ingester.max_body_bytes_in_flight,
+        sources.largest_body_limit(),
+        metrics.body_bytes_in_flight.clone(),
+    );
+    let webhook_state = web::Data::new(WebhookState {
+        sources,
+        broker: broker.clone(),
+        metrics: metrics.clone(),
+        retry_after,
+        budget,
+        default_max_body_bytes: config.ingester.max_body_bytes,
+        spool: spool.clone(),
+        log_limit: crate::log_limit::LogLimit::new(),
+        trusted_proxies: config.ingester.trusted_proxies.clone(),
+    });
+    let fd_limit = limits::raise_fd_limit();
+    let max_connections = limits::connection_limit(config.ingester.max_connections, fd_limit);
+    let webhooks = server::webhook_server(
+        listener,
+        webhook_state,
+        &server::Limits {
+            header_timeout: config.ingester.header_timeout,
+            keep_alive: config.ingester.keep_alive,
+            request_timeout: config.ingester.request_timeout,
+            max_connections,
+            shutdown_secs,
+        },
+        metrics.connections_open.clone(),
+    )?;
+    Ok(Webhooks {
+        server: webhooks,
+        port,
+        max_connections,
+        fd_limit,
+    })
+}
+
+/// The spool, where `ingester.spool.enabled` (the default): opened and locked, what it holds
+/// from before this start counted.
+fn open_spool(config: &Config, metrics: &Metrics) -> anyhow::Result<Option<Arc<Spool>>> {
+    let settings = &config.ingester.spool;
+    if !settings.enabled {
+        tracing::warn!("spool off (ingester.spool.enabled = false): a broker outage answers 503");
+        return Ok(None);
+    }
+    let spool = Arc::new(Spool::open(settings, metrics.clone())?);
+    tracing::info!(
+        dir = %spool.dir().display(),
+        max_bytes = settings.max_bytes,
+        max_age = ?settings.max_age,
+        "spool open: a webhook the broker cannot confirm is kept on this disk"
+    );
+    Ok(Some(spool))
+}
+
+/// The admin port's server (`/healthz`, `/readyz`, `/metrics`, bound to
+/// `ingester.admin_listen`), and the port it bound.
+fn admin_server(
+    config: &Config,
+    state: AdminState,
+    shutdown_secs: u64,
+) -> anyhow::Result<(Server, u16)> {
+    let listener = TcpListener::bind(config.ingester.admin_listen).with_context(|| {
+        format!(
+            "cannot listen on {} (ingester.admin_listen)",
+            config.ingester.admin_listen
+        )
+    })?;
+    let port = listener.local_addr()?.port();
+    let state = web::Data::new(state);
+    let server =
+        HttpServer::new(move || App::new().app_data(state.clone()).configure(admin::routes))
+            .listen(listener)?
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(shutdown_secs)
+            .run();
+    Ok((server, port))
 }
