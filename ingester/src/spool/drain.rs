@@ -31,6 +31,38 @@ struct Suspect {
     tries: u32,
 }
 
+impl Suspect {
+    /// The failures counted against the record at `offset` of `segment` after a publish failed
+    /// with `error` (`alone`: it was published alone, as the suspect).
+    fn count(
+        suspect: &mut Option<Suspect>,
+        alone: bool,
+        error: &PublishError,
+        segment: u64,
+        offset: u64,
+    ) -> u32 {
+        match suspect {
+            // Published alone, and the channel or connection closed on it: counted. Other
+            // failures (no connection, alarm, nack, timeout) are the broker's, not the
+            // record's.
+            Some(s) if alone && matches!(error, PublishError::Channel(_)) => {
+                s.tries += 1;
+                s.tries
+            }
+            // Not the record's doing: neither counted nor forgotten.
+            Some(s) if alone => s.tries,
+            _ => {
+                *suspect = Some(Suspect {
+                    segment,
+                    offset,
+                    tries: 0,
+                });
+                0
+            }
+        }
+    }
+}
+
 impl Spool {
     /// Drains the spool into the broker until `stop` is cancelled. Run it as a task.
     ///
@@ -66,37 +98,12 @@ impl Spool {
                 suspect = None;
             }
             let limit = if alone { 1 } else { BATCH_RECORDS };
-            let path = shared.segment_path(id);
-            let read = tokio::task::spawn_blocking(move || read_span(path, from, to, limit)).await;
-            let mut records = match read {
-                Ok(Ok(records)) => records,
-                Ok(Err(error)) => {
-                    shared.set_aside(id, &error);
-                    continue;
-                }
-                Err(error) => {
-                    tracing::error!(error = %error, "spool: reading a segment failed");
-                    continue;
-                }
+            let Some(records) = shared.read(id, from, to, limit).await else {
+                continue;
             };
-            // A record the broker's frame cannot hold would close the connection each time it
-            // is sent: quarantined at once when it is next, else the batch stops before it.
-            if let Some(unfit) = records
-                .iter()
-                .position(|r| broker.check_fits(&r.message.properties).is_err())
-            {
-                if unfit == 0 {
-                    let reason = broker
-                        .check_fits(&records[0].message.properties)
-                        .err()
-                        .map_or_else(String::new, |e| format!("frame_too_large: {e}"));
-                    shared
-                        .quarantine_record(id, from, &records[0], &reason, 0)
-                        .await;
-                    continue;
-                }
-                records.truncate(unfit);
-            }
+            let Some(records) = shared.fitting(&broker, id, from, records).await else {
+                continue;
+            };
             let outcomes = futures_util::future::join_all(records.iter().map(|r| {
                 broker.publish_raw(
                     r.message.routing_key.clone(),
@@ -114,25 +121,7 @@ impl Spool {
                 continue;
             };
             let offset = from + records[..confirmed].iter().map(|r| r.len).sum::<u64>();
-            let tries = match &mut suspect {
-                // Published alone, and the channel or connection closed on it: counted. Other
-                // failures (no connection, alarm, nack, timeout) are the broker's, not the
-                // record's.
-                Some(s) if alone && matches!(error, PublishError::Channel(_)) => {
-                    s.tries += 1;
-                    s.tries
-                }
-                // Not the record's doing: neither counted nor forgotten.
-                Some(s) if alone => s.tries,
-                _ => {
-                    suspect = Some(Suspect {
-                        segment: id,
-                        offset,
-                        tries: 0,
-                    });
-                    0
-                }
-            };
+            let tries = Suspect::count(&mut suspect, alone, error, id, offset);
             if tries >= POISON_TRIES {
                 let reason = format!(
                     "refused on each of {tries} publishes alone, the broker closing the channel or connection: {error}"
@@ -155,6 +144,54 @@ impl Spool {
 }
 
 impl Shared {
+    /// Up to `limit` records of segment `id` between `from` and `to`; `None` when they cannot
+    /// be read (a segment that does not read back is set aside, with the reason logged).
+    async fn read(&self, id: u64, from: u64, to: u64, limit: usize) -> Option<Vec<Record>> {
+        let path = self.segment_path(id);
+        match tokio::task::spawn_blocking(move || read_span(path, from, to, limit)).await {
+            Ok(Ok(records)) => Some(records),
+            Ok(Err(error)) => {
+                self.set_aside(id, &error);
+                None
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "spool: reading a segment failed");
+                None
+            }
+        }
+    }
+
+    /// `records` up to the first one the broker's frame cannot hold: such a record would close
+    /// the connection each time it is sent. When it is the first, it is quarantined and `None`
+    /// returned (the drain goes on behind it).
+    async fn fitting(
+        self: &Arc<Self>,
+        broker: &Broker,
+        id: u64,
+        from: u64,
+        mut records: Vec<Record>,
+    ) -> Option<Vec<Record>> {
+        let unfit = records
+            .iter()
+            .position(|r| broker.check_fits(&r.message.properties).is_err());
+        match unfit {
+            Some(0) => {
+                let reason = broker
+                    .check_fits(&records[0].message.properties)
+                    .err()
+                    .map_or_else(String::new, |e| format!("frame_too_large: {e}"));
+                self.quarantine_record(id, from, &records[0], &reason, 0)
+                    .await;
+                None
+            }
+            Some(unfit) => {
+                records.truncate(unfit);
+                Some(records)
+            }
+            None => Some(records),
+        }
+    }
+
     /// The oldest undrained span `(segment, from, to)`; deletes the segments drained out on the
     /// way (the writer's own only while it is not writing).
     fn next_span(&self) -> Option<(u64, u64, u64)> {

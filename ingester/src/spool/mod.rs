@@ -495,50 +495,8 @@ fn write_group(
     active: &mut Option<(u64, File)>,
     group: &[Append],
 ) -> io::Result<()> {
-    let (id, start) = {
-        let mut state = shared.state.lock().unwrap();
-        state.writing = true;
-        let current = state
-            .segments
-            .back()
-            .filter(|s| !s.sealed)
-            .map(|s| (s.id, s.len));
-        match (current, active.as_ref()) {
-            (Some((id, len)), Some((open, _))) if id == *open => (id, len),
-            _ => {
-                *active = None;
-                let id = state.next_id;
-                state.next_id += 1;
-                state.segments.push_back(Segment {
-                    id,
-                    len: 0,
-                    drained_to: 0,
-                    sealed: false,
-                    oldest: None,
-                });
-                (id, 0)
-            }
-        }
-    };
-    let result = (|| {
-        if active.is_none() {
-            let file = File::options()
-                .create_new(true)
-                .append(true)
-                .open(shared.segment_path(id))?;
-            sync_dir(&shared.dir)?;
-            *active = Some((id, file));
-        }
-        let (_, file) = active.as_ref().expect("opened above");
-        let mut writer = BufWriter::with_capacity(256 * 1024, file);
-        for append in group {
-            writer.write_all(&append.record.head)?;
-            writer.write_all(&append.record.body)?;
-        }
-        writer.flush()?;
-        drop(writer);
-        file.sync_data()
-    })();
+    let (id, start) = reserve_segment(shared, active);
+    let result = append_and_sync(shared, active, id, group);
 
     let written: u64 = group.iter().map(|a| a.record.disk_len()).sum();
     let mut state = shared.state.lock().unwrap();
@@ -581,4 +539,58 @@ fn write_group(
         }
     }
     result
+}
+
+/// The segment the next group goes to and its length now: the open one the writer holds, else
+/// a new one (marked as being written, so that the drainer leaves it be).
+fn reserve_segment(shared: &Shared, active: &mut Option<(u64, File)>) -> (u64, u64) {
+    let mut state = shared.state.lock().unwrap();
+    state.writing = true;
+    let current = state
+        .segments
+        .back()
+        .filter(|s| !s.sealed)
+        .map(|s| (s.id, s.len));
+    match (current, active.as_ref()) {
+        (Some((id, len)), Some((open, _))) if id == *open => (id, len),
+        _ => {
+            *active = None;
+            let id = state.next_id;
+            state.next_id += 1;
+            state.segments.push_back(Segment {
+                id,
+                len: 0,
+                drained_to: 0,
+                sealed: false,
+                oldest: None,
+            });
+            (id, 0)
+        }
+    }
+}
+
+/// Appends `group` to segment `id` (created if the writer holds no file for it) and fsyncs it.
+fn append_and_sync(
+    shared: &Shared,
+    active: &mut Option<(u64, File)>,
+    id: u64,
+    group: &[Append],
+) -> io::Result<()> {
+    if active.is_none() {
+        let file = File::options()
+            .create_new(true)
+            .append(true)
+            .open(shared.segment_path(id))?;
+        sync_dir(&shared.dir)?;
+        *active = Some((id, file));
+    }
+    let (_, file) = active.as_ref().expect("opened above");
+    let mut writer = BufWriter::with_capacity(256 * 1024, file);
+    for append in group {
+        writer.write_all(&append.record.head)?;
+        writer.write_all(&append.record.body)?;
+    }
+    writer.flush()?;
+    drop(writer);
+    file.sync_data()
 }
