@@ -64,39 +64,7 @@ pub async fn drain(config: &Config, timeout: Duration) -> anyhow::Result<u8> {
     )?;
     let started = Instant::now();
     if before.messages > 0 {
-        let broker = Broker::new(
-            Topology::from_config(&config.amqp),
-            config.ingester.confirm_timeout,
-            metrics,
-        );
-        let stop = CancellationToken::new();
-        let connection = tokio::spawn(
-            broker
-                .clone()
-                .maintain(config.amqp.url.expose_secret().to_owned(), stop.clone()),
-        );
-        let drainer = tokio::spawn(spool.clone().drain(broker.clone(), stop.clone()));
-        let mut reported = Instant::now();
-        while spool.status().messages > 0 && started.elapsed() < timeout {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            if reported.elapsed() >= PROGRESS_EVERY {
-                reported = Instant::now();
-                let now = spool.status();
-                writeln!(
-                    out,
-                    "  {} left{}",
-                    now.messages,
-                    if broker.is_ready() {
-                        ""
-                    } else {
-                        " (the broker is not connected)"
-                    }
-                )?;
-            }
-        }
-        stop.cancel();
-        drainer.await.context("the spool's drainer")?;
-        connection.await.context("the broker connection")?;
+        drain_while(config, &spool, metrics, started, timeout, &mut out).await?;
     }
     let after = spool.status();
     let spool_to_close = spool.clone();
@@ -129,6 +97,52 @@ pub async fn drain(config: &Config, timeout: Duration) -> anyhow::Result<u8> {
         return Ok(3);
     }
     Ok(0)
+}
+
+/// Connects to the broker and lets the spool drain into it until it is empty or `timeout` since
+/// `started` has passed, saying what is left every [`PROGRESS_EVERY`].
+async fn drain_while(
+    config: &Config,
+    spool: &Arc<Spool>,
+    metrics: Metrics,
+    started: Instant,
+    timeout: Duration,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<()> {
+    let broker = Broker::new(
+        Topology::from_config(&config.amqp),
+        config.ingester.confirm_timeout,
+        metrics,
+    );
+    let stop = CancellationToken::new();
+    let connection = tokio::spawn(
+        broker
+            .clone()
+            .maintain(config.amqp.url.expose_secret().to_owned(), stop.clone()),
+    );
+    let drainer = tokio::spawn(spool.clone().drain(broker.clone(), stop.clone()));
+    let mut reported = Instant::now();
+    while spool.status().messages > 0 && started.elapsed() < timeout {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if reported.elapsed() >= PROGRESS_EVERY {
+            reported = Instant::now();
+            let now = spool.status();
+            writeln!(
+                out,
+                "  {} left{}",
+                now.messages,
+                if broker.is_ready() {
+                    ""
+                } else {
+                    " (the broker is not connected)"
+                }
+            )?;
+        }
+    }
+    stop.cancel();
+    drainer.await.context("the spool's drainer")?;
+    connection.await.context("the broker connection")?;
+    Ok(())
 }
 
 /// Runs a quarantine command; `Ok(false)` when some message could not be re-driven.

@@ -135,30 +135,7 @@ fn progress_bar(what: &str) -> ProgressBar {
 pub async fn replay(config: Config, command: Replay) -> anyhow::Result<()> {
     let topology = Topology::from_config(&config.amqp);
     match command {
-        Replay::Dead { limit } => {
-            let (connection, channel) = countersign::amqp::connect(
-                config.amqp.url.expose_secret(),
-                "countersign-worker replay",
-                &topology,
-            )
-            .await?;
-            let bar = progress_bar("moving");
-            let result = replay_dead(&channel, &topology, limit, &|done, total| {
-                bar.set_length(total);
-                bar.set_position(done);
-            })
-            .await;
-            bar.finish_and_clear();
-            let _ = connection.close(200, "done".into()).await;
-            let summary = result?;
-            println!(
-                "moved {} of {} messages from {} to {}",
-                summary.moved,
-                summary.found,
-                topology.dead_queue(),
-                topology.persist_queue()
-            );
-        }
+        Replay::Dead { limit } => replay_dead_command(&config, &topology, limit).await,
         Replay::Archive {
             source,
             since,
@@ -166,58 +143,101 @@ pub async fn replay(config: Config, command: Replay) -> anyhow::Result<()> {
             process_key,
             dry_run,
         } => {
-            let url = config.require_database_url()?;
-            let db = Db::connect_lazy(url.expose_secret(), 2, config.worker.database_timeout)?;
-            let broker = if dry_run {
-                None
-            } else {
-                Some(
-                    countersign::amqp::connect(
-                        config.amqp.url.expose_secret(),
-                        "countersign-worker replay",
-                        &topology,
-                    )
-                    .await?,
-                )
-            };
             let filter = ArchiveFilter {
                 source,
                 since,
                 until,
                 process_key,
             };
-            let bar = progress_bar(if dry_run { "counting" } else { "replaying" });
-            let result = replay_archive(
-                &db,
-                broker.as_ref().map(|(_, c)| c),
-                &topology,
-                &filter,
-                dry_run,
-                &|done, total| {
-                    bar.set_length(total);
-                    bar.set_position(done);
-                },
-            )
-            .await;
-            bar.finish_and_clear();
-            if let Some((connection, _)) = broker {
-                let _ = connection.close(200, "done".into()).await;
-            }
-            let summary = result?;
-            if dry_run {
-                println!(
-                    "would replay {} events of source {}",
-                    summary.matched, filter.source
-                );
-            } else {
-                println!(
-                    "replayed {} events of source {} to {}",
-                    summary.published,
-                    filter.source,
-                    topology.persist_queue()
-                );
-            }
+            replay_archive_command(&config, &topology, filter, dry_run).await
         }
+    }
+}
+
+/// `replay dead`: moves up to `limit` parked messages back to the persist queue.
+#[allow(clippy::print_stdout)]
+async fn replay_dead_command(
+    config: &Config,
+    topology: &Topology,
+    limit: Option<u64>,
+) -> anyhow::Result<()> {
+    let (connection, channel) = countersign::amqp::connect(
+        config.amqp.url.expose_secret(),
+        "countersign-worker replay",
+        topology,
+    )
+    .await?;
+    let bar = progress_bar("moving");
+    let result = replay_dead(&channel, topology, limit, &|done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .await;
+    bar.finish_and_clear();
+    let _ = connection.close(200, "done".into()).await;
+    let summary = result?;
+    println!(
+        "moved {} of {} messages from {} to {}",
+        summary.moved,
+        summary.found,
+        topology.dead_queue(),
+        topology.persist_queue()
+    );
+    Ok(())
+}
+
+/// `replay archive`: re-publishes the archived events `filter` selects (or counts them).
+#[allow(clippy::print_stdout)]
+async fn replay_archive_command(
+    config: &Config,
+    topology: &Topology,
+    filter: ArchiveFilter,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let url = config.require_database_url()?;
+    let db = Db::connect_lazy(url.expose_secret(), 2, config.worker.database_timeout)?;
+    let broker = if dry_run {
+        None
+    } else {
+        Some(
+            countersign::amqp::connect(
+                config.amqp.url.expose_secret(),
+                "countersign-worker replay",
+                topology,
+            )
+            .await?,
+        )
+    };
+    let bar = progress_bar(if dry_run { "counting" } else { "replaying" });
+    let result = replay_archive(
+        &db,
+        broker.as_ref().map(|(_, c)| c),
+        topology,
+        &filter,
+        dry_run,
+        &|done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    )
+    .await;
+    bar.finish_and_clear();
+    if let Some((connection, _)) = broker {
+        let _ = connection.close(200, "done".into()).await;
+    }
+    let summary = result?;
+    if dry_run {
+        println!(
+            "would replay {} events of source {}",
+            summary.matched, filter.source
+        );
+    } else {
+        println!(
+            "replayed {} events of source {} to {}",
+            summary.published,
+            filter.source,
+            topology.persist_queue()
+        );
     }
     Ok(())
 }
