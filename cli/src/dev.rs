@@ -124,25 +124,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .expose_secret()
         .to_owned();
 
-    if let Err(error) = check_broker(&amqp_url).await {
-        eprintln!(
-            "countersign dev: RabbitMQ is not reachable at {} ({error}). Start it \
-             (`rabbitmq-server -detached`, or `systemctl start rabbitmq-server`) or set AMQP_URL.",
-            server_of(&amqp_url)
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    match prepare_database(&database_url).await {
-        Ok(Some(created)) => eprintln!("countersign dev: created the database {created}"),
-        Ok(None) => {}
-        Err(error) => {
-            eprintln!(
-                "countersign dev: PostgreSQL is not usable at {} ({error:#}). Start it \
-                 (`pg_ctlcluster <version> main start`, or `systemctl start postgresql`) or set DATABASE_URL.",
-                server_of(&database_url)
-            );
-            return Ok(ExitCode::FAILURE);
-        }
+    if let Err(code) = check_dependencies(&amqp_url, &database_url).await {
+        return Ok(code);
     }
 
     let ingester = countersign_ingester::Application::build(ingester_config)
@@ -154,35 +137,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (webhook_port, admin_port, api_port) =
         (ingester.port(), ingester.admin_port(), worker.port());
 
-    println!("Countersign development mode: built-in configuration, not for production");
-    // The development key is printed; a key of the caller's own (ACME_TAKTIKAL_KEY) is not.
-    let key = match std::env::var("ACME_TAKTIKAL_KEY") {
-        Ok(_) => "from ACME_TAKTIKAL_KEY".to_owned(),
-        Err(_) => format!("{DEV_TAKTIKAL_KEY:?}"),
-    };
-    println!(
-        "  webhooks  POST http://127.0.0.1:{webhook_port}/webhooks/acme  (Taktikal, signature key {key})"
-    );
-    println!(
-        "  admin     http://127.0.0.1:{admin_port}/readyz  http://127.0.0.1:{admin_port}/metrics"
-    );
-    println!(
-        "  read API  http://127.0.0.1:{api_port}/signing/activity/{{processKey}}  (no token: loopback only)"
-    );
-    println!(
-        "  RabbitMQ  {} (queues {}.*)   PostgreSQL  {}",
-        server_of(&amqp_url),
-        args.prefix,
-        server_of(&database_url)
-    );
-    println!("  documents {}", args.data.join("documents").display());
-    println!(
-        "Send a signed sample event:  cargo run --release --bin countersign -- send acme{}",
-        if webhook_port == 8080 {
-            String::new()
-        } else {
-            format!(" --url http://127.0.0.1:{webhook_port}")
-        }
+    print_banner(
+        &args,
+        &amqp_url,
+        &database_url,
+        [webhook_port, admin_port, api_port],
     );
 
     let shutdown = CancellationToken::new();
@@ -208,6 +167,68 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     worker_result.context("worker")?;
     println!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// RabbitMQ and PostgreSQL reachable (the development database created if missing); else the
+/// reason and what to do on stderr, and the exit code.
+async fn check_dependencies(amqp_url: &str, database_url: &str) -> Result<(), ExitCode> {
+    if let Err(error) = check_broker(amqp_url).await {
+        eprintln!(
+            "countersign dev: RabbitMQ is not reachable at {} ({error}). Start it \
+             (`rabbitmq-server -detached`, or `systemctl start rabbitmq-server`) or set AMQP_URL.",
+            server_of(amqp_url)
+        );
+        return Err(ExitCode::FAILURE);
+    }
+    match prepare_database(database_url).await {
+        Ok(Some(created)) => eprintln!("countersign dev: created the database {created}"),
+        Ok(None) => {}
+        Err(error) => {
+            eprintln!(
+                "countersign dev: PostgreSQL is not usable at {} ({error:#}). Start it \
+                 (`pg_ctlcluster <version> main start`, or `systemctl start postgresql`) or set DATABASE_URL.",
+                server_of(database_url)
+            );
+            return Err(ExitCode::FAILURE);
+        }
+    }
+    Ok(())
+}
+
+/// What is where, for the person who started it.
+#[allow(clippy::print_stdout)]
+fn print_banner(args: &Args, amqp_url: &str, database_url: &str, ports: [u16; 3]) {
+    let [webhook_port, admin_port, api_port] = ports;
+    println!("Countersign development mode: built-in configuration, not for production");
+    // The development key is printed; a key of the caller's own (ACME_TAKTIKAL_KEY) is not.
+    let key = match std::env::var("ACME_TAKTIKAL_KEY") {
+        Ok(_) => "from ACME_TAKTIKAL_KEY".to_owned(),
+        Err(_) => format!("{DEV_TAKTIKAL_KEY:?}"),
+    };
+    println!(
+        "  webhooks  POST http://127.0.0.1:{webhook_port}/webhooks/acme  (Taktikal, signature key {key})"
+    );
+    println!(
+        "  admin     http://127.0.0.1:{admin_port}/readyz  http://127.0.0.1:{admin_port}/metrics"
+    );
+    println!(
+        "  read API  http://127.0.0.1:{api_port}/signing/activity/{{processKey}}  (no token: loopback only)"
+    );
+    println!(
+        "  RabbitMQ  {} (queues {}.*)   PostgreSQL  {}",
+        server_of(amqp_url),
+        args.prefix,
+        server_of(database_url)
+    );
+    println!("  documents {}", args.data.join("documents").display());
+    println!(
+        "Send a signed sample event:  cargo run --release --bin countersign -- send acme{}",
+        if webhook_port == 8080 {
+            String::new()
+        } else {
+            format!(" --url http://127.0.0.1:{webhook_port}")
+        }
+    );
 }
 
 /// Connects once, with a deadline: a broker that does not answer is an error, not a wait.

@@ -82,13 +82,35 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .url
         .clone()
         .unwrap_or_else(|| http_base(config.ingester.listen));
+    let process_key = sample.process_key.clone();
+    let status = post(&base, &source.name, sample).await?;
+    if !status.is_success() {
+        return Ok(ExitCode::FAILURE);
+    }
+    let api = args
+        .api_url
+        .clone()
+        .unwrap_or_else(|| http_base(config.worker.listen));
+    println!(
+        "process {}: curl -s {}/signing/activity/{}?source={}",
+        process_key,
+        api.trim_end_matches('/'),
+        process_key,
+        source.name
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Posts `sample` to source `name` at `base`; prints the reply (never a URL token).
+#[allow(clippy::print_stdout)]
+async fn post(base: &str, name: &str, sample: Sample) -> anyhow::Result<reqwest::StatusCode> {
     let path = match &sample.path_token {
-        Some(token) => format!("/webhooks/{}/{token}", source.name),
-        None => format!("/webhooks/{}", source.name),
+        Some(token) => format!("/webhooks/{}/{token}", name),
+        None => format!("/webhooks/{}", name),
     };
     let base = base.trim_end_matches('/');
     // What is shown: the source's endpoint, never a URL token.
-    let shown = format!("{base}/webhooks/{}", source.name);
+    let shown = format!("{base}/webhooks/{}", name);
     let url = match &sample.query {
         Some(query) => format!("{base}{path}?{query}"),
         None => format!("{base}{path}"),
@@ -108,21 +130,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let reply = response.text().await.unwrap_or_default();
     // The token of a URL-authenticated source is a secret: never printed.
     println!("POST {shown} -> {} {reply}", status.as_u16());
-    if !status.is_success() {
-        return Ok(ExitCode::FAILURE);
-    }
-    let api = args
-        .api_url
-        .clone()
-        .unwrap_or_else(|| http_base(config.worker.listen));
-    println!(
-        "process {}: curl -s {}/signing/activity/{}?source={}",
-        sample.process_key,
-        api.trim_end_matches('/'),
-        sample.process_key,
-        source.name
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(status)
 }
 
 /// `http://host:port` of a listen address (an unspecified address is reached on loopback).
