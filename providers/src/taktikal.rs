@@ -336,27 +336,63 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
                 .find_map(|s| non_empty(s.process_key.clone()))
         })
         .ok_or_else(|| ParseError("no ProcessKey in EventData or its Signees".to_owned()))?;
-    let occurred_at = payload
-        .event_signature
-        .as_ref()
-        .and_then(|s| s.get("TimeStamp"))
-        .and_then(|t| match t {
-            serde_json::Value::Number(n) => n.as_u64(),
-            serde_json::Value::String(s) => s.parse().ok(),
-            _ => None,
-        })
-        .and_then(|ticks| ticks_to_time(&ticks.to_string()))
-        .and_then(|time| {
-            // Checked: chrono's From<SystemTime> panics outside its range.
-            let since = time.duration_since(UNIX_EPOCH).ok()?;
-            DateTime::from_timestamp(i64::try_from(since.as_secs()).ok()?, since.subsec_nanos())
-        });
+    let occurred_at = payload.event_signature.as_ref().and_then(signed_time);
     let event_type = data
         .event_type
         .as_ref()
         .map_or(Cow::Borrowed("Unknown"), event_type_name);
 
-    let signees: Vec<Signee> = signees_in
+    let signees = signees_of(signees_in);
+
+    let mut documents = Vec::new();
+    if let Some(content) = non_empty(data.signed_document) {
+        let mut document = Document::new(DocumentKind::Signed);
+        document.content = Some(decode_base64("SignedDocument", &content)?);
+        document.content_type = Some("application/pdf".to_owned());
+        document.url = non_empty(data.signed_document_download_url);
+        documents.push(document);
+    }
+    documents.extend(attachments_of(data.attachments.unwrap_or_default())?);
+    documents.extend(
+        data.attachment_references
+            .unwrap_or_default()
+            .into_iter()
+            .map(reference_of),
+    );
+
+    let status = status_of(&event_type);
+    let activity = activity_of(&event_type, &process_key, &signees, occurred_at);
+
+    Ok(vec![SigningEvent {
+        process_key,
+        status,
+        occurred_at,
+        flow_key: non_empty(data.flow_key),
+        flow_name: non_empty(data.flow_name),
+        company_key: non_empty(data.company_key),
+        signees,
+        documents,
+        activity,
+        metadata: data.meta.unwrap_or_default(),
+    }])
+}
+
+/// When the event happened: its signature's `TimeStamp` (.NET ticks, a number or a string).
+fn signed_time(signature: &serde_json::Value) -> Option<DateTime<Utc>> {
+    let ticks = match signature.get("TimeStamp")? {
+        serde_json::Value::Number(n) => n.as_u64()?,
+        serde_json::Value::String(s) => s.parse().ok()?,
+        _ => return None,
+    };
+    let time = ticks_to_time(&ticks.to_string())?;
+    // Checked: chrono's From<SystemTime> panics outside its range.
+    let since = time.duration_since(UNIX_EPOCH).ok()?;
+    DateTime::from_timestamp(i64::try_from(since.as_secs()).ok()?, since.subsec_nanos())
+}
+
+/// The event's signees (one without a key is left out).
+fn signees_of(signees: Vec<SigneeData>) -> Vec<Signee> {
+    signees
         .into_iter()
         .filter_map(|s| {
             Some(Signee {
@@ -381,17 +417,14 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
                     .map(|t| t.with_timezone(&Utc)),
             })
         })
-        .collect();
+        .collect()
+}
 
+/// Attachments sent with their content (the older payloads), decoded; one without content is
+/// left out.
+fn attachments_of(attachments: Vec<AttachmentData>) -> Result<Vec<Document>, ParseError> {
     let mut documents = Vec::new();
-    if let Some(content) = non_empty(data.signed_document) {
-        let mut document = Document::new(DocumentKind::Signed);
-        document.content = Some(decode_base64("SignedDocument", &content)?);
-        document.content_type = Some("application/pdf".to_owned());
-        document.url = non_empty(data.signed_document_download_url);
-        documents.push(document);
-    }
-    for (i, attachment) in data.attachments.unwrap_or_default().into_iter().enumerate() {
+    for (i, attachment) in attachments.into_iter().enumerate() {
         let Some(content) = non_empty(attachment.file_content) else {
             continue;
         };
@@ -404,20 +437,26 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         document.file_name = non_empty(attachment.file_name);
         documents.push(document);
     }
-    for reference in data.attachment_references.unwrap_or_default() {
-        let mut document = Document::new(DocumentKind::Reference);
-        document.reference_id = non_empty(reference.id);
-        document.file_name = non_empty(reference.file_name);
-        document.content_type = non_empty(reference.content_type);
-        document.url = non_empty(reference.url);
-        document.declared_size = reference.content_length;
-        document.attachment_type = reference.attachment_type;
-        document.signee_key = non_empty(reference.signee_key);
-        document.description = non_empty(reference.description);
-        documents.push(document);
-    }
+    Ok(documents)
+}
 
-    let status = match event_type.as_ref() {
+/// A file Taktikal keeps and links to (the current payloads).
+fn reference_of(reference: ReferenceData) -> Document {
+    let mut document = Document::new(DocumentKind::Reference);
+    document.reference_id = non_empty(reference.id);
+    document.file_name = non_empty(reference.file_name);
+    document.content_type = non_empty(reference.content_type);
+    document.url = non_empty(reference.url);
+    document.declared_size = reference.content_length;
+    document.attachment_type = reference.attachment_type;
+    document.signee_key = non_empty(reference.signee_key);
+    document.description = non_empty(reference.description);
+    document
+}
+
+/// The state an event type puts the process in.
+fn status_of(event_type: &str) -> Option<ProcessStatus> {
+    match event_type {
         "Created" => Some(ProcessStatus::Created),
         "SignedDocument" => Some(ProcessStatus::InProgress),
         "AllSigned" => Some(ProcessStatus::AllSigned),
@@ -425,21 +464,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         "Canceled" => Some(ProcessStatus::Canceled),
         "Expired" => Some(ProcessStatus::Expired),
         _ => None,
-    };
-    let activity = activity_of(&event_type, &process_key, &signees, occurred_at);
-
-    Ok(vec![SigningEvent {
-        process_key,
-        status,
-        occurred_at,
-        flow_key: non_empty(data.flow_key),
-        flow_name: non_empty(data.flow_name),
-        company_key: non_empty(data.company_key),
-        signees,
-        documents,
-        activity,
-        metadata: data.meta.unwrap_or_default(),
-    }])
+    }
 }
 
 /// The ActivityLog entries an event stands for, worded as Taktikal words its own.
@@ -582,6 +607,24 @@ pub fn log_entry_key(entry: &LogEntry) -> String {
     }
 }
 
+/// The state a process's ActivityLog puts it in: the furthest of its entries.
+fn log_status(log: &[LogEntry]) -> Option<ProcessStatus> {
+    let has = |status: &str| log.iter().any(|e| e.status == status);
+    if has("Completed") {
+        Some(ProcessStatus::Completed)
+    } else if has("Canceled") {
+        Some(ProcessStatus::Canceled)
+    } else if has("Expired") {
+        Some(ProcessStatus::Expired)
+    } else if has("SigneeSigned") {
+        Some(ProcessStatus::InProgress)
+    } else if has("Created") || has("Started") {
+        Some(ProcessStatus::Created)
+    } else {
+        None
+    }
+}
+
 /// Parses one ActivityLog process (the reconciliation's message) into one event.
 pub fn parse_activity_process(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
     let process: ActivityProcess = serde_json::from_slice(body).map_err(|e| {
@@ -624,20 +667,7 @@ pub fn parse_activity_process(body: &[u8]) -> Result<Vec<SigningEvent>, ParseErr
             })
         })
         .collect();
-    let has = |status: &str| process.activity_log.iter().any(|e| e.status == status);
-    let status = if has("Completed") {
-        Some(ProcessStatus::Completed)
-    } else if has("Canceled") {
-        Some(ProcessStatus::Canceled)
-    } else if has("Expired") {
-        Some(ProcessStatus::Expired)
-    } else if has("SigneeSigned") {
-        Some(ProcessStatus::InProgress)
-    } else if has("Created") || has("Started") {
-        Some(ProcessStatus::Created)
-    } else {
-        None
-    };
+    let status = log_status(&process.activity_log);
     let activity: Vec<ActivityEntry> = process
         .activity_log
         .iter()
