@@ -167,14 +167,11 @@ impl Verifier {
         })
     }
 
-    pub fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
-        let header = request
-            .headers
-            .get(SIGNATURE_HEADER)
-            .ok_or(Rejection::Unsigned)?;
-        let header = std::str::from_utf8(header)
-            .map_err(|_| Rejection::BadSignature)?
-            .trim();
+    /// The key whose signature `header` (a detached JWS, `protected..signature`) is over
+    /// `body`; `BadSignature` for anything else (a malformed header, an unknown key id or
+    /// algorithm, a critical header this verifier does not understand, a signature that does
+    /// not verify).
+    fn check_signature(&self, header: &str, body: &[u8]) -> Result<&Key, Rejection> {
         let mut parts = header.split('.');
         let (Some(protected_b64), Some(""), Some(signature_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -200,14 +197,13 @@ impl Verifier {
             .decode(signature_b64)
             .map_err(|_| Rejection::BadSignature)?;
 
-        let mut input =
-            Vec::with_capacity(protected_b64.len() + 1 + request.body.len() * 4 / 3 + 4);
+        let mut input = Vec::with_capacity(protected_b64.len() + 1 + body.len() * 4 / 3 + 4);
         input.extend_from_slice(protected_b64.as_bytes());
         input.push(b'.');
         if protected.encodes_payload() {
-            input.extend_from_slice(BASE64URL.encode(request.body).as_bytes());
+            input.extend_from_slice(BASE64URL.encode(body).as_bytes());
         } else {
-            input.extend_from_slice(request.body);
+            input.extend_from_slice(body);
         }
         let valid = match protected.alg.as_str() {
             "RS256" => rsa::pkcs1v15::Signature::try_from(signature.as_slice()).is_ok_and(|s| {
@@ -225,6 +221,18 @@ impl Verifier {
         if !valid {
             return Err(Rejection::BadSignature);
         }
+        Ok(key)
+    }
+
+    pub fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
+        let header = request
+            .headers
+            .get(SIGNATURE_HEADER)
+            .ok_or(Rejection::Unsigned)?;
+        let header = std::str::from_utf8(header)
+            .map_err(|_| Rejection::BadSignature)?
+            .trim();
+        let key = self.check_signature(header, request.body)?;
 
         let not_an_event = Rejection::Unacceptable {
             status: 400,
@@ -538,117 +546,140 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         .and_then(|p| p.get("object"))
         .cloned()
         .unwrap_or(serde_json::Value::Null);
-    let text = |value: Option<&serde_json::Value>| {
-        value
-            .and_then(|v| v.as_str())
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-
     if let Some(stage) = event_type.strip_prefix("transaction.lifecycle.") {
-        let process_key = text(object.get("id"))
-            .ok_or_else(|| ParseError(format!("{event_type} without payload.object.id")))?;
-        let (status, word) = match stage {
-            "created" => (Some(ProcessStatus::Created), "Created"),
-            "started" => (Some(ProcessStatus::Created), "Started"),
-            "paused" => (None, "Paused"),
-            "cancelled" => (Some(ProcessStatus::Canceled), "Canceled"),
-            "expired" => (Some(ProcessStatus::Expired), "Expired"),
-            "completed" => (Some(ProcessStatus::Completed), "Completed"),
-            _ => (None, "Changed"),
-        };
-        let entry = ActivityEntry {
-            key: if status.is_some() {
-                word.to_owned()
-            } else {
-                format!("{word}:{}", occurred_at.map_or(0, |t| t.timestamp()))
-            },
-            signee_key: None,
-            status: word.to_owned(),
-            description: format!(
-                "Transaction {}. Transaction: {process_key}.",
-                word.to_lowercase()
-            ),
-            file_name: None,
-            created_at: occurred_at,
-            created_by: "Universign".to_owned(),
-        };
-        let mut completed = event(process_key, status, occurred_at, Vec::new(), vec![entry]);
-        if stage == "completed" {
-            // "All signed documents are ready to be retrieved": the transaction lists them.
-            let mut signed = Document::new(DocumentKind::Signed);
-            signed.reference_id = Some(completed.process_key.clone());
-            signed.description = Some("the transaction's signed documents".to_owned());
-            signed.fetch_listing = Some(format!(
-                "/v1/transactions/{}",
-                crate::support::path_segment(&completed.process_key)
-            ));
-            completed.documents.push(signed);
-        }
-        return Ok(vec![completed]);
+        return lifecycle_event(&event_type, stage, &object, occurred_at).map(|e| vec![e]);
     }
-
     if let Some(stage) = event_type.strip_prefix("action.") {
-        let transaction = text(object.get("transaction_id"))
-            .or_else(|| text(object.get("transaction")))
-            .or_else(|| text(object.get("transaction").and_then(|t| t.get("id"))));
-        let Some(process_key) = transaction else {
-            // No transaction to attach it to: archived, not projected.
-            return Ok(Vec::new());
-        };
-        let signee_key = text(object.get("participant_id"))
-            .or_else(|| text(object.get("participant").and_then(|p| p.get("id"))))
-            .or_else(|| text(object.get("participant")))
-            .or_else(|| text(object.get("id")))
-            .unwrap_or_else(|| "unknown".to_owned());
-        let email = text(object.get("email"))
-            .or_else(|| text(object.get("participant").and_then(|p| p.get("email"))));
-        let word: String = stage
-            .split('.')
-            .map(|w| {
-                let mut chars = w.chars();
-                chars
-                    .next()
-                    .map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
-            })
-            .collect();
-        let status = format!("Action{word}");
-        let mut description = format!(
-            "Participant {signee_key}: action {}.",
-            stage.replace('.', " ")
-        );
-        if let Some(reason) =
-            text(object.get("reason")).or_else(|| text(object.get("stall_reason")))
-        {
-            description.push_str(&format!(" Reason: {reason}."));
-        }
-        let entry = ActivityEntry {
-            key: format!(
-                "{status}:{signee_key}:{}",
-                occurred_at.map_or(0, |t| t.timestamp())
-            ),
-            signee_key: Some(signee_key.clone()),
-            status,
-            description,
-            file_name: None,
-            created_at: occurred_at,
-            created_by: "Universign".to_owned(),
-        };
-        let signee = Signee {
-            key: signee_key,
-            email,
-            ..Signee::default()
-        };
-        return Ok(vec![event(
-            process_key,
-            None,
-            occurred_at,
-            vec![signee],
-            vec![entry],
-        )]);
+        return Ok(action_event(stage, &object, occurred_at)
+            .into_iter()
+            .collect());
     }
     // apikey.*, registration.*, identity-validation.*, transaction.chat.*: archived only.
     Ok(Vec::new())
+}
+
+/// A non-empty string value.
+fn text_of(value: Option<&serde_json::Value>) -> Option<String> {
+    value
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// `transaction.lifecycle.<stage>`: the transaction's state, one activity entry, and on
+/// completion the transaction's signed documents to list.
+fn lifecycle_event(
+    event_type: &str,
+    stage: &str,
+    object: &serde_json::Value,
+    occurred_at: Option<DateTime<Utc>>,
+) -> Result<SigningEvent, ParseError> {
+    let process_key = text_of(object.get("id"))
+        .ok_or_else(|| ParseError(format!("{event_type} without payload.object.id")))?;
+    let (status, word) = match stage {
+        "created" => (Some(ProcessStatus::Created), "Created"),
+        "started" => (Some(ProcessStatus::Created), "Started"),
+        "paused" => (None, "Paused"),
+        "cancelled" => (Some(ProcessStatus::Canceled), "Canceled"),
+        "expired" => (Some(ProcessStatus::Expired), "Expired"),
+        "completed" => (Some(ProcessStatus::Completed), "Completed"),
+        _ => (None, "Changed"),
+    };
+    let entry = ActivityEntry {
+        key: if status.is_some() {
+            word.to_owned()
+        } else {
+            format!("{word}:{}", occurred_at.map_or(0, |t| t.timestamp()))
+        },
+        signee_key: None,
+        status: word.to_owned(),
+        description: format!(
+            "Transaction {}. Transaction: {process_key}.",
+            word.to_lowercase()
+        ),
+        file_name: None,
+        created_at: occurred_at,
+        created_by: "Universign".to_owned(),
+    };
+    let mut completed = event(process_key, status, occurred_at, Vec::new(), vec![entry]);
+    if stage == "completed" {
+        // "All signed documents are ready to be retrieved": the transaction lists them.
+        let mut signed = Document::new(DocumentKind::Signed);
+        signed.reference_id = Some(completed.process_key.clone());
+        signed.description = Some("the transaction's signed documents".to_owned());
+        signed.fetch_listing = Some(format!(
+            "/v1/transactions/{}",
+            crate::support::path_segment(&completed.process_key)
+        ));
+        completed.documents.push(signed);
+    }
+    Ok(completed)
+}
+
+/// `action.<stage>`: one participant's action, as an activity entry and the participant; `None`
+/// without a transaction to attach it to.
+fn action_event(
+    stage: &str,
+    object: &serde_json::Value,
+    occurred_at: Option<DateTime<Utc>>,
+) -> Option<SigningEvent> {
+    let transaction = text_of(object.get("transaction_id"))
+        .or_else(|| text_of(object.get("transaction")))
+        .or_else(|| text_of(object.get("transaction").and_then(|t| t.get("id"))));
+    let Some(process_key) = transaction else {
+        // No transaction to attach it to: archived, not projected.
+        return None;
+    };
+    let signee_key = text_of(object.get("participant_id"))
+        .or_else(|| text_of(object.get("participant").and_then(|p| p.get("id"))))
+        .or_else(|| text_of(object.get("participant")))
+        .or_else(|| text_of(object.get("id")))
+        .unwrap_or_else(|| "unknown".to_owned());
+    let email = text_of(object.get("email"))
+        .or_else(|| text_of(object.get("participant").and_then(|p| p.get("email"))));
+    let word: String = stage
+        .split('.')
+        .map(|w| {
+            let mut chars = w.chars();
+            chars
+                .next()
+                .map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
+        })
+        .collect();
+    let status = format!("Action{word}");
+    let mut description = format!(
+        "Participant {signee_key}: action {}.",
+        stage.replace('.', " ")
+    );
+    if let Some(reason) =
+        text_of(object.get("reason")).or_else(|| text_of(object.get("stall_reason")))
+    {
+        description.push_str(&format!(" Reason: {reason}."));
+    }
+    let entry = ActivityEntry {
+        key: format!(
+            "{status}:{signee_key}:{}",
+            occurred_at.map_or(0, |t| t.timestamp())
+        ),
+        signee_key: Some(signee_key.clone()),
+        status,
+        description,
+        file_name: None,
+        created_at: occurred_at,
+        created_by: "Universign".to_owned(),
+    };
+    let signee = Signee {
+        key: signee_key,
+        email,
+        ..Signee::default()
+    };
+    Some(event(
+        process_key,
+        None,
+        occurred_at,
+        vec![signee],
+        vec![entry],
+    ))
 }
 
 fn event(
