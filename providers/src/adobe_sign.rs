@@ -231,63 +231,17 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         .action_type
         .as_deref()
         .is_none_or(|a| matches!(a, "ESIGNED" | "SIGNED" | "DIGSIGNED" | "WRITTEN_SIGNED"));
-    let mut actor_key = None;
-    let mut signees = Vec::new();
-    for set in agreement
+    let sets = agreement
         .participant_sets_info
         .map(|i| i.participant_sets)
-        .unwrap_or_default()
-    {
-        if set.role.as_deref().is_some_and(|r| r != "SIGNER") {
-            continue;
-        }
-        let set_done = matches!(set.status.as_deref(), Some("COMPLETED" | "SIGNED"));
-        for member in set.member_infos {
-            let email = member.email.filter(|e| !e.is_empty());
-            let Some(key) = member
-                .id
-                .filter(|id| !id.is_empty())
-                .or_else(|| email.clone())
-            else {
-                continue;
-            };
-            let acted =
-                signed_now && actor.is_some() && email.as_deref().map(str::to_lowercase) == actor;
-            if acted {
-                actor_key = Some(key.clone());
-            }
-            signees.push(Signee {
-                key,
-                name: member.name.filter(|n| !n.is_empty()),
-                email,
-                signed: set_done || acted,
-                signed_at: if acted { occurred_at } else { None },
-                ..Signee::default()
-            });
-        }
-    }
-    let mut documents = Vec::new();
-    if let Some(encoded) = agreement
-        .signed_document_info
-        .and_then(|i| i.document)
-        .filter(|d| !d.is_empty())
-    {
-        let content = BASE64
-            .decode(encoded.trim())
-            .map_err(|e| ParseError(format!("signedDocumentInfo.document is not base64: {e}")))?;
-        let mut document = Document::new(DocumentKind::Signed);
-        document.content = Some(content);
-        document.content_type = Some("application/pdf".to_owned());
-        document.file_name = Some(format!(
-            "{}.pdf",
-            agreement
-                .name
-                .as_deref()
-                .filter(|n| !n.is_empty())
-                .unwrap_or(&process_key)
-        ));
-        documents.push(document);
-    }
+        .unwrap_or_default();
+    let (signees, actor_key) = signees_of(sets, signed_now.then_some(actor).flatten(), occurred_at);
+    let name = agreement.name.filter(|n| !n.is_empty());
+    let documents = signed_document(
+        agreement.signed_document_info,
+        name.as_deref(),
+        &process_key,
+    )?;
     let mut metadata = serde_json::Map::new();
     if let Some(id) = agreement
         .external_id
@@ -300,7 +254,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         status: status_of(&event, agreement.status.as_deref()),
         occurred_at,
         flow_key: None,
-        flow_name: agreement.name.filter(|n| !n.is_empty()),
+        flow_name: name,
         company_key: None,
         signees,
         documents,
@@ -320,6 +274,66 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         metadata,
         process_key,
     }])
+}
+
+/// The members of the signer sets, and the key of the one who signed now (`signer`: the
+/// acting participant's email, lower-cased, when the event is a signature).
+fn signees_of(
+    sets: Vec<ParticipantSet>,
+    signer: Option<String>,
+    occurred_at: Option<chrono::DateTime<chrono::Utc>>,
+) -> (Vec<Signee>, Option<String>) {
+    let mut actor_key = None;
+    let mut signees = Vec::new();
+    for set in sets {
+        if set.role.as_deref().is_some_and(|r| r != "SIGNER") {
+            continue;
+        }
+        let set_done = matches!(set.status.as_deref(), Some("COMPLETED" | "SIGNED"));
+        for member in set.member_infos {
+            let email = member.email.filter(|e| !e.is_empty());
+            let Some(key) = member
+                .id
+                .filter(|id| !id.is_empty())
+                .or_else(|| email.clone())
+            else {
+                continue;
+            };
+            let acted = signer.is_some() && email.as_deref().map(str::to_lowercase) == signer;
+            if acted {
+                actor_key = Some(key.clone());
+            }
+            signees.push(Signee {
+                key,
+                name: member.name.filter(|n| !n.is_empty()),
+                email,
+                signed: set_done || acted,
+                signed_at: if acted { occurred_at } else { None },
+                ..Signee::default()
+            });
+        }
+    }
+    (signees, actor_key)
+}
+
+/// The signed PDF, where the notification carries it (`signedDocumentInfo.document`), named
+/// after the agreement.
+fn signed_document(
+    info: Option<SignedDocumentInfo>,
+    name: Option<&str>,
+    process_key: &str,
+) -> Result<Vec<Document>, ParseError> {
+    let Some(encoded) = info.and_then(|i| i.document).filter(|d| !d.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let content = BASE64
+        .decode(encoded.trim())
+        .map_err(|e| ParseError(format!("signedDocumentInfo.document is not base64: {e}")))?;
+    let mut document = Document::new(DocumentKind::Signed);
+    document.content = Some(content);
+    document.content_type = Some("application/pdf".to_owned());
+    document.file_name = Some(format!("{}.pdf", name.unwrap_or(process_key)));
+    Ok(vec![document])
 }
 
 impl Provider for AdobeSign {
