@@ -16,6 +16,7 @@
 //!   `submission.*` events about the submission with all its submitters; `template.*` events are
 //!   archived only.
 
+use chrono::{DateTime, Utc};
 use std::borrow::Cow;
 use std::time::Duration;
 
@@ -224,96 +225,125 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
     let Some(data) = envelope.data else {
         return Ok(Vec::new());
     };
-    let entry = |key: String, signee_key: Option<String>| ActivityEntry {
+    let event = if event_type.starts_with("form.") {
+        form_event(&event_type, data, occurred_at)?
+    } else if event_type.starts_with("submission.") {
+        submission_event(&event_type, data, occurred_at)?
+    } else {
+        None
+    };
+    Ok(event.into_iter().collect())
+}
+
+/// The activity entry of an event.
+fn entry(
+    event_type: &str,
+    occurred_at: Option<DateTime<Utc>>,
+    key: String,
+    signee_key: Option<String>,
+) -> ActivityEntry {
+    ActivityEntry {
         key,
         signee_key,
-        status: event_type.clone(),
-        description: event_type.clone(),
+        status: event_type.to_owned(),
+        description: event_type.to_owned(),
         file_name: None,
         created_at: occurred_at,
         created_by: "docuseal".to_owned(),
+    }
+}
+
+/// `form.*`: one submitter's step; `None` without a submission to attach it to.
+fn form_event(
+    event_type: &str,
+    data: serde_json::Value,
+    occurred_at: Option<DateTime<Utc>>,
+) -> Result<Option<SigningEvent>, ParseError> {
+    let submitter: Submitter = serde_json::from_value(data)
+        .map_err(|e| ParseError(format!("not a DocuSeal submitter: {e}")))?;
+    let submission = submitter.submission.as_ref();
+    let Some(process_key) = submission
+        .and_then(|s| s.id.as_ref())
+        .or(submitter.submission_id.as_ref())
+        .and_then(json_id)
+    else {
+        return Ok(None);
     };
-    let event = if event_type.starts_with("form.") {
-        let submitter: Submitter = serde_json::from_value(data)
-            .map_err(|e| ParseError(format!("not a DocuSeal submitter: {e}")))?;
-        let submission = submitter.submission.as_ref();
-        let Some(process_key) = submission
-            .and_then(|s| s.id.as_ref())
-            .or(submitter.submission_id.as_ref())
-            .and_then(json_id)
-        else {
-            return Ok(Vec::new());
-        };
-        let signee = signee(&submitter);
-        let signee_key = signee.as_ref().map(|s| s.key.clone());
-        let mut metadata = serde_json::Map::new();
-        if let (Some(key), Some(external_id)) = (&signee_key, &submitter.external_id) {
-            metadata.insert(
-                format!("submitter_external_id:{key}"),
-                external_id.clone().into(),
-            );
-        }
-        SigningEvent {
-            process_key,
-            status: status_of(&event_type, submission.and_then(|s| s.status.as_deref())),
+    let signee = signee(&submitter);
+    let signee_key = signee.as_ref().map(|s| s.key.clone());
+    let mut metadata = serde_json::Map::new();
+    if let (Some(key), Some(external_id)) = (&signee_key, &submitter.external_id) {
+        metadata.insert(
+            format!("submitter_external_id:{key}"),
+            external_id.clone().into(),
+        );
+    }
+    Ok(Some(SigningEvent {
+        process_key,
+        status: status_of(event_type, submission.and_then(|s| s.status.as_deref())),
+        occurred_at,
+        flow_key: submitter
+            .template
+            .as_ref()
+            .and_then(|t| t.id.as_ref())
+            .and_then(json_id),
+        flow_name: submitter.template.as_ref().and_then(|t| t.name.clone()),
+        company_key: None,
+        documents: if event_type == "form.completed" {
+            documents(submitter.documents, signee_key.as_deref())
+        } else {
+            Vec::new()
+        },
+        activity: vec![entry(
+            event_type,
             occurred_at,
-            flow_key: submitter
-                .template
-                .as_ref()
-                .and_then(|t| t.id.as_ref())
-                .and_then(json_id),
-            flow_name: submitter.template.as_ref().and_then(|t| t.name.clone()),
-            company_key: None,
-            documents: if event_type == "form.completed" {
-                documents(submitter.documents, signee_key.as_deref())
-            } else {
-                Vec::new()
+            match &signee_key {
+                Some(key) => format!("{event_type}:{key}"),
+                None => event_type.to_owned(),
             },
-            activity: vec![entry(
-                match &signee_key {
-                    Some(key) => format!("{event_type}:{key}"),
-                    None => event_type.clone(),
-                },
-                signee_key,
-            )],
-            signees: signee.into_iter().collect(),
-            metadata,
-        }
-    } else if event_type.starts_with("submission.") {
-        let submission: Submission = serde_json::from_value(data)
-            .map_err(|e| ParseError(format!("not a DocuSeal submission: {e}")))?;
-        let Some(process_key) = submission.id.as_ref().and_then(json_id) else {
-            return Ok(Vec::new());
-        };
-        SigningEvent {
-            process_key,
-            status: status_of(&event_type, submission.status.as_deref()),
-            occurred_at,
-            flow_key: submission
-                .template
-                .as_ref()
-                .and_then(|t| t.id.as_ref())
-                .and_then(json_id),
-            flow_name: submission.template.as_ref().and_then(|t| t.name.clone()),
-            company_key: None,
-            signees: submission
-                .submitters
-                .iter()
-                .flatten()
-                .filter_map(signee)
-                .collect(),
-            documents: if event_type == "submission.completed" {
-                documents(submission.documents, None)
-            } else {
-                Vec::new()
-            },
-            activity: vec![entry(event_type.clone(), None)],
-            metadata: serde_json::Map::new(),
-        }
-    } else {
-        return Ok(Vec::new());
+            signee_key,
+        )],
+        signees: signee.into_iter().collect(),
+        metadata,
+    }))
+}
+
+/// `submission.*`: the whole submission; `None` without its id.
+fn submission_event(
+    event_type: &str,
+    data: serde_json::Value,
+    occurred_at: Option<DateTime<Utc>>,
+) -> Result<Option<SigningEvent>, ParseError> {
+    let submission: Submission = serde_json::from_value(data)
+        .map_err(|e| ParseError(format!("not a DocuSeal submission: {e}")))?;
+    let Some(process_key) = submission.id.as_ref().and_then(json_id) else {
+        return Ok(None);
     };
-    Ok(vec![event])
+    Ok(Some(SigningEvent {
+        process_key,
+        status: status_of(event_type, submission.status.as_deref()),
+        occurred_at,
+        flow_key: submission
+            .template
+            .as_ref()
+            .and_then(|t| t.id.as_ref())
+            .and_then(json_id),
+        flow_name: submission.template.as_ref().and_then(|t| t.name.clone()),
+        company_key: None,
+        signees: submission
+            .submitters
+            .iter()
+            .flatten()
+            .filter_map(signee)
+            .collect(),
+        documents: if event_type == "submission.completed" {
+            documents(submission.documents, None)
+        } else {
+            Vec::new()
+        },
+        activity: vec![entry(event_type, occurred_at, event_type.to_owned(), None)],
+        metadata: serde_json::Map::new(),
+    }))
 }
 
 impl Provider for DocuSeal {
