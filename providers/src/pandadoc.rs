@@ -172,30 +172,23 @@ fn status_of(event: &str, document_status: Option<&str>) -> Option<ProcessStatus
     }
 }
 
-fn one(notification: Notification) -> Option<SigningEvent> {
-    let event = notification.event.filter(|e| !e.is_empty())?;
-    let data = notification.data?;
-    let process_key = data.id.as_ref().and_then(json_id)?;
-    let when = data
-        .action_date
-        .as_deref()
-        .or(data.date_modified.as_deref())
-        .or(data.date_completed.as_deref());
-    let occurred_at: Option<DateTime<Utc>> = when.and_then(rfc3339);
-    let actor = data.action_by.and_then(|p| p.email);
+/// The recipients as signees, and the key of the one who completed now (`signer`: the acting
+/// recipient's email, lower-cased, on `recipient_completed`).
+fn recipients_of(
+    recipients: Vec<Recipient>,
+    signer: Option<&str>,
+    occurred_at: Option<DateTime<Utc>>,
+) -> (Vec<Signee>, Option<String>) {
     let mut actor_key = None;
-    let signees = data
-        .recipients
+    let signees = recipients
         .into_iter()
         .filter_map(|r| {
             let key =
                 r.id.as_ref()
                     .and_then(json_id)
                     .or_else(|| r.email.clone().filter(|e| !e.is_empty()))?;
-            let acted = event == "recipient_completed"
-                && actor.is_some()
-                && r.email.as_deref().map(str::to_lowercase)
-                    == actor.as_deref().map(str::to_lowercase);
+            let acted =
+                signer.is_some() && r.email.as_deref().map(str::to_lowercase).as_deref() == signer;
             if acted {
                 actor_key = Some(key.clone());
             }
@@ -216,6 +209,24 @@ fn one(notification: Notification) -> Option<SigningEvent> {
             })
         })
         .collect();
+    (signees, actor_key)
+}
+
+fn one(notification: Notification) -> Option<SigningEvent> {
+    let event = notification.event.filter(|e| !e.is_empty())?;
+    let data = notification.data?;
+    let process_key = data.id.as_ref().and_then(json_id)?;
+    let when = data
+        .action_date
+        .as_deref()
+        .or(data.date_modified.as_deref())
+        .or(data.date_completed.as_deref());
+    let occurred_at: Option<DateTime<Utc>> = when.and_then(rfc3339);
+    let actor = data.action_by.and_then(|p| p.email);
+    let signer = (event == "recipient_completed")
+        .then(|| actor.as_deref().map(str::to_lowercase))
+        .flatten();
+    let (signees, actor_key) = recipients_of(data.recipients, signer.as_deref(), occurred_at);
     let documents = if event == "document_completed_pdf_ready" {
         let mut document = Document::new(DocumentKind::Reference);
         document.reference_id = Some(process_key.clone());
