@@ -224,51 +224,13 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         .as_ref()
         .and_then(|s| s.email_subject.clone())
         .filter(|s| !s.is_empty());
-    let mut signees = Vec::new();
-    let mut documents = Vec::new();
-    if let Some(summary) = summary {
-        for signer in summary.recipients.map(|r| r.signers).unwrap_or_default() {
-            let Some(key) = signer
-                .recipient_id
-                .as_ref()
-                .and_then(crate::support::json_id)
-            else {
-                continue;
-            };
-            let signed = signer.status.as_deref() == Some("completed");
-            signees.push(Signee {
-                key,
-                name: signer.name.filter(|n| !n.is_empty()),
-                email: signer.email.filter(|e| !e.is_empty()),
-                signed,
-                signed_at: signer
-                    .signed_date_time
-                    .as_deref()
-                    .filter(|_| signed)
-                    .and_then(rfc3339),
-                ..Signee::default()
-            });
-        }
-        for file in summary.envelope_documents {
-            let Some(encoded) = file.pdf_bytes.filter(|b| !b.is_empty()) else {
-                continue;
-            };
-            let content = BASE64.decode(encoded.trim()).map_err(|e| {
-                ParseError(format!("envelopeDocuments[].PDFBytes is not base64: {e}"))
-            })?;
-            let kind = match file.kind.as_deref() {
-                Some("content") | None if event == "envelope-completed" => DocumentKind::Signed,
-                _ => DocumentKind::Attachment,
-            };
-            let mut document = Document::new(kind);
-            document.content = Some(content);
-            document.content_type = Some("application/pdf".to_owned());
-            document.file_name = file.name.filter(|n| !n.is_empty());
-            document.reference_id = file.document_id.as_ref().and_then(crate::support::json_id);
-            document.description = file.kind;
-            documents.push(document);
-        }
-    }
+    let (signees, documents) = match summary {
+        Some(summary) => (
+            signers_of(summary.recipients.map(|r| r.signers).unwrap_or_default()),
+            pdfs_of(summary.envelope_documents, event == "envelope-completed")?,
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
     let signee_key = recipient.clone();
     Ok(vec![SigningEvent {
         status: status_of(&event, envelope_status.as_deref()),
@@ -290,6 +252,58 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         metadata: serde_json::Map::new(),
         process_key,
     }])
+}
+
+/// The envelope's signers as signees (one without a recipient id is left out).
+fn signers_of(signers: Vec<Signer>) -> Vec<Signee> {
+    signers
+        .into_iter()
+        .filter_map(|signer| {
+            let key = signer
+                .recipient_id
+                .as_ref()
+                .and_then(crate::support::json_id)?;
+            let signed = signer.status.as_deref() == Some("completed");
+            Some(Signee {
+                key,
+                name: signer.name.filter(|n| !n.is_empty()),
+                email: signer.email.filter(|e| !e.is_empty()),
+                signed,
+                signed_at: signer
+                    .signed_date_time
+                    .as_deref()
+                    .filter(|_| signed)
+                    .and_then(rfc3339),
+                ..Signee::default()
+            })
+        })
+        .collect()
+}
+
+/// The envelope's documents sent with their content (`PDFBytes`): the signed document itself
+/// once the envelope is `completed`, else attachments.
+fn pdfs_of(files: Vec<EnvelopeDocument>, completed: bool) -> Result<Vec<Document>, ParseError> {
+    let mut documents = Vec::new();
+    for file in files {
+        let Some(encoded) = file.pdf_bytes.filter(|b| !b.is_empty()) else {
+            continue;
+        };
+        let content = BASE64
+            .decode(encoded.trim())
+            .map_err(|e| ParseError(format!("envelopeDocuments[].PDFBytes is not base64: {e}")))?;
+        let kind = match file.kind.as_deref() {
+            Some("content") | None if completed => DocumentKind::Signed,
+            _ => DocumentKind::Attachment,
+        };
+        let mut document = Document::new(kind);
+        document.content = Some(content);
+        document.content_type = Some("application/pdf".to_owned());
+        document.file_name = file.name.filter(|n| !n.is_empty());
+        document.reference_id = file.document_id.as_ref().and_then(crate::support::json_id);
+        document.description = file.kind;
+        documents.push(document);
+    }
+    Ok(documents)
 }
 
 impl Provider for DocuSign {
