@@ -540,25 +540,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
     let occurred_at = unix_seconds(&identity.time)
         .and_then(|s| i64::try_from(s).ok())
         .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0));
-    let signees = request
-        .signatures
-        .into_iter()
-        .filter_map(|s| {
-            let key = s.signature_id.filter(|id| !id.is_empty())?;
-            let signed = s.status_code.as_deref() == Some("signed");
-            Some(Signee {
-                key,
-                name: s.signer_name.filter(|n| !n.is_empty()),
-                email: s.signer_email_address.filter(|e| !e.is_empty()),
-                signed,
-                signed_at: s
-                    .signed_at
-                    .filter(|_| signed)
-                    .and_then(|t| DateTime::<Utc>::from_timestamp(t, 0)),
-                ..Signee::default()
-            })
-        })
-        .collect();
+    let signees = signatures_of(request.signatures);
     let documents = match (&*identity.event_type, request.files_url) {
         ("signature_request_all_signed" | "signature_request_downloadable", Some(url))
             if !url.is_empty() =>
@@ -602,6 +584,28 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         metadata,
         process_key,
     }])
+}
+
+/// The request's signatures as signees (one without an id is left out).
+fn signatures_of(signatures: Vec<Signature>) -> Vec<Signee> {
+    signatures
+        .into_iter()
+        .filter_map(|s| {
+            let key = s.signature_id.filter(|id| !id.is_empty())?;
+            let signed = s.status_code.as_deref() == Some("signed");
+            Some(Signee {
+                key,
+                name: s.signer_name.filter(|n| !n.is_empty()),
+                email: s.signer_email_address.filter(|e| !e.is_empty()),
+                signed,
+                signed_at: s
+                    .signed_at
+                    .filter(|_| signed)
+                    .and_then(|t| DateTime::<Utc>::from_timestamp(t, 0)),
+                ..Signee::default()
+            })
+        })
+        .collect()
 }
 
 impl Provider for DropboxSign {
