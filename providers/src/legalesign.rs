@@ -277,75 +277,78 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
             (kind == "document").then(|| (id.to_owned(), c.timestamp.clone()))
         })
         .collect();
-    let mut events = Vec::new();
-    for change in &changes {
-        if change.name.as_deref() != Some("status") {
-            continue;
-        }
-        let Some((kind, id)) = change.resource_uri.as_deref().and_then(resource) else {
-            continue;
-        };
-        let code = match &change.value {
-            Some(serde_json::Value::String(s)) => s.trim().parse().unwrap_or(-1),
-            Some(serde_json::Value::Number(n)) => n.as_i64().unwrap_or(-1),
-            _ => -1,
-        };
-        let at = change.timestamp.as_deref().and_then(utc);
-        let stamp = at.map_or(0, |t| t.timestamp());
-        let (process_key, status, signees, entry) = match kind {
-            "document" => {
-                let (word, status) = document_status(code);
-                let entry = ActivityEntry {
-                    key: format!("{word}:{code}"),
-                    signee_key: None,
-                    status: word.to_owned(),
-                    description: format!("Document status {code}. Document: {id}."),
-                    file_name: None,
-                    created_at: at,
-                    created_by: "Legalesign".to_owned(),
-                };
-                (id.to_owned(), status, Vec::new(), entry)
-            }
-            "signer" => {
-                let process_key = documents
-                    .iter()
-                    .find(|(_, t)| t.is_some() && *t == change.timestamp)
-                    .or_else(|| (documents.len() == 1).then(|| &documents[0]))
-                    .map_or_else(|| format!("signer:{id}"), |(doc, _)| doc.clone());
-                let word = signer_status(code);
-                let entry = ActivityEntry {
-                    key: format!("{word}:{id}:{code}:{stamp}"),
-                    signee_key: Some(id.to_owned()),
-                    status: word.to_owned(),
-                    description: format!("Signer status {code}. Signer: {id}."),
-                    file_name: None,
-                    created_at: at,
-                    created_by: "Legalesign".to_owned(),
-                };
-                let signee = Signee {
-                    key: id.to_owned(),
-                    signed: code == 40,
-                    signed_at: if code == 40 { at } else { None },
-                    ..Signee::default()
-                };
-                (process_key, None, vec![signee], entry)
-            }
-            _ => continue,
-        };
-        events.push(SigningEvent {
-            process_key,
-            status,
-            occurred_at: at,
-            flow_key: None,
-            flow_name: None,
-            company_key: None,
-            signees,
-            documents: Vec::new(),
-            activity: vec![entry],
-            metadata: serde_json::Map::new(),
-        });
+    Ok(changes
+        .iter()
+        .filter_map(|change| change_event(change, &documents))
+        .collect())
+}
+
+/// The event of one status change of the batch (`None` for a change of anything else);
+/// `documents` are the batch's documents with the time of their change, to find a signer's.
+fn change_event(change: &Change, documents: &[(String, Option<String>)]) -> Option<SigningEvent> {
+    if change.name.as_deref() != Some("status") {
+        return None;
     }
-    Ok(events)
+    let (kind, id) = change.resource_uri.as_deref().and_then(resource)?;
+    let code = match &change.value {
+        Some(serde_json::Value::String(s)) => s.trim().parse().unwrap_or(-1),
+        Some(serde_json::Value::Number(n)) => n.as_i64().unwrap_or(-1),
+        _ => -1,
+    };
+    let at = change.timestamp.as_deref().and_then(utc);
+    let stamp = at.map_or(0, |t| t.timestamp());
+    let (process_key, status, signees, entry) = match kind {
+        "document" => {
+            let (word, status) = document_status(code);
+            let entry = ActivityEntry {
+                key: format!("{word}:{code}"),
+                signee_key: None,
+                status: word.to_owned(),
+                description: format!("Document status {code}. Document: {id}."),
+                file_name: None,
+                created_at: at,
+                created_by: "Legalesign".to_owned(),
+            };
+            (id.to_owned(), status, Vec::new(), entry)
+        }
+        "signer" => {
+            let process_key = documents
+                .iter()
+                .find(|(_, t)| t.is_some() && *t == change.timestamp)
+                .or_else(|| (documents.len() == 1).then(|| &documents[0]))
+                .map_or_else(|| format!("signer:{id}"), |(doc, _)| doc.clone());
+            let word = signer_status(code);
+            let entry = ActivityEntry {
+                key: format!("{word}:{id}:{code}:{stamp}"),
+                signee_key: Some(id.to_owned()),
+                status: word.to_owned(),
+                description: format!("Signer status {code}. Signer: {id}."),
+                file_name: None,
+                created_at: at,
+                created_by: "Legalesign".to_owned(),
+            };
+            let signee = Signee {
+                key: id.to_owned(),
+                signed: code == 40,
+                signed_at: if code == 40 { at } else { None },
+                ..Signee::default()
+            };
+            (process_key, None, vec![signee], entry)
+        }
+        _ => return None,
+    };
+    Some(SigningEvent {
+        process_key,
+        status,
+        occurred_at: at,
+        flow_key: None,
+        flow_name: None,
+        company_key: None,
+        signees,
+        documents: Vec::new(),
+        activity: vec![entry],
+        metadata: serde_json::Map::new(),
+    })
 }
 
 /// Parses an "upon event" callback: the document is signed and its final PDF exists.

@@ -282,3 +282,94 @@ fn the_circle_check_finds_a_circle() {
         ["db", "metrics", "handler"]
     );
 }
+
+/// The longest a production function may be, in lines from `fn` to its closing brace.
+const MAX_FUNCTION_LINES: usize = 80;
+
+/// Every function of `code` (a file's text before its test module): (lines, name, first line).
+fn function_lengths(code: &str) -> Vec<(usize, String, usize)> {
+    let lines: Vec<&str> = code.lines().collect();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        let signature = [
+            "pub(crate) ",
+            "pub(super) ",
+            "pub ",
+            "const ",
+            "async ",
+            "unsafe ",
+        ]
+        .iter()
+        .fold(trimmed, |rest, prefix| {
+            rest.strip_prefix(prefix).unwrap_or(rest)
+        });
+        let signature = ["const ", "async ", "unsafe "]
+            .iter()
+            .fold(signature, |rest, prefix| {
+                rest.strip_prefix(prefix).unwrap_or(rest)
+            });
+        if let Some(rest) = signature.strip_prefix("fn ")
+            && !line.trim_end().ends_with(';')
+        {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let close = " ".repeat(indent) + "}";
+            let end = (i..lines.len())
+                .find(|&j| {
+                    lines[j].starts_with(&close)
+                        && lines[j].len() - lines[j].trim_start().len() == indent
+                })
+                .unwrap_or(i);
+            found.push((end - i + 1, name, i + 1));
+            i = end;
+        }
+        i += 1;
+    }
+    found
+}
+
+/// No function of the product's crates (the providers, the shared crate, the ingester, the
+/// worker, the CLI; tests aside) is over [`MAX_FUNCTION_LINES`]: each can be read whole.
+#[test]
+fn no_production_function_is_over_80_lines() {
+    let mut long = Vec::new();
+    let mut counted = 0;
+    for krate in ["providers", "shared", "ingester", "worker", "cli"] {
+        for path in walk(&workspace_root().join(krate).join("src")) {
+            let text = std::fs::read_to_string(&path).expect("source");
+            let code = text.split("#[cfg(test)]\nmod ").next().unwrap_or_default();
+            for (lines, name, line) in function_lengths(code) {
+                counted += 1;
+                if lines > MAX_FUNCTION_LINES {
+                    long.push(format!(
+                        "{} lines: {name} ({}:{line})",
+                        lines,
+                        path.display()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(counted > 500, "{counted} functions found");
+    assert!(
+        long.is_empty(),
+        "over {MAX_FUNCTION_LINES} lines:\n{}",
+        long.join("\n")
+    );
+}
+
+/// The measure counts what it should: a function's lines, a nested one's, not a declaration.
+#[test]
+fn function_lengths_are_counted_from_fn_to_its_closing_brace() {
+    let code = "impl A {\n    pub async fn run(&self) {\n        let x = 1;\n        fn inner() {}\n    }\n}\nfn declared();\npub(crate) fn two() {\n}\n";
+    assert_eq!(
+        function_lengths(code),
+        [(4, "run".to_owned(), 2), (2, "two".to_owned(), 8)]
+    );
+}
