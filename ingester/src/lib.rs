@@ -9,14 +9,16 @@
 //! - [`server`]: the webhook port's HTTP server, bounded by [`limits`].
 //! - [`limits`]: body bytes in flight, a deadline per request, the connection limit;
 //!   [`log_limit`]: a few log lines a second per kind of refused request.
-//! - [`routes`]: `POST /webhooks/{source}` — read, verify, publish, reply.
+//! - [`routes`]: `POST /webhooks/{source}` — read, verify, publish, reply; [`forwarded`]: the
+//!   client's address behind `ingester.trusted_proxies`.
 //! - [`broker`]: the connection to RabbitMQ, kept alive and reconnected; publish with confirm.
 //! - [`spool`]: the local durable spool for webhooks the broker cannot take now, and its
 //!   drainer.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` on the admin port.
 //! - [`metrics`]: the Prometheus metrics.
 //!
-//! Verification and the message contract live in the shared `countersign` crate.
+//! Verification lives in `countersign-providers`, the message contract in the shared
+//! `countersign` crate.
 
 pub mod admin;
 pub mod broker;

@@ -60,7 +60,7 @@ pub struct Verifier {
     signers: SignerMemory,
 }
 
-/// Requests and signers remembered per source for [`SignerMemory`], oldest forgotten first.
+/// Requests and signers remembered per source for `SignerMemory`, oldest forgotten first.
 pub const SIGNER_MEMORY_ENTRIES: usize = 100_000;
 
 /// What one captured hash may mint: for each signature request it names, at most as many

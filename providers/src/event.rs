@@ -126,7 +126,7 @@ pub struct Document {
     pub fetch: Option<String>,
     /// Where the provider's API lists the documents (Universign: the transaction), relative to
     /// `api.base_url`: the provider turns the listing into documents with [`Document::fetch`]
-    /// ([`crate::providers::Provider::listed_documents`]), which replace this one.
+    /// ([`crate::Provider::listed_documents`]), which replace this one.
     pub fetch_listing: Option<String>,
 }
 

@@ -266,7 +266,7 @@ impl VerifiedWebhook {
     pub fn event_id(&self) -> &str {
         &self.event_id
     }
-    /// The provider's test event ([`Provider::is_test_event`]).
+    /// The provider's test event ([`crate::Provider::is_test_event`]).
     pub fn is_test(&self) -> bool {
         self.test
     }

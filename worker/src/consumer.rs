@@ -8,7 +8,7 @@
 //!   then ack;
 //! - if that publish fails → nack with requeue: the message stays in `<prefix>.persist`.
 //!
-//! Acks go out as few frames as possible ([`Acks`]): once a batch is settled, one ack with
+//! Acks go out as few frames as possible (`Acks`): once a batch is settled, one ack with
 //! `multiple` covers every delivery up to the highest tag below which all are settled — never a
 //! message still in a batch that has not committed. (One ack frame per message cost the broker a
 //! quorum-queue command each: ~20 % of the drain rate on two cores.)

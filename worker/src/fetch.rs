@@ -1,4 +1,4 @@
-//! Documents that webhooks only announce ([`Document::fetch`]), downloaded from the provider's API
+//! Documents that webhooks only announce ([`countersign_providers::event::Document::fetch`]), downloaded from the provider's API
 //! before the event is recorded.
 //!
 //! A source with `[sources.api]` gets one client: its base URL, the `Authorization` header its

@@ -4,7 +4,7 @@
 //! a database or document store that is unavailable is [`Outcome::Retry`]; a message without the
 //! contract's headers, a body the provider's parser refuses, a signature replayed with another
 //! body, or an event id already recorded with another body is [`Outcome::Dead`].
-//! [`Handler::handle`] is the `process_one` step: tests drive it without a consumer loop.
+//! [`Handler::handle`] takes one message to its outcome: tests drive it without a consumer loop.
 
 use std::borrow::Cow;
 use std::sync::Arc;

@@ -3,14 +3,18 @@
 //!
 //! # Layout
 //!
-//! - [`commands`]: the command line (`run`, `replay dead`, `replay archive`).
+//! - [`commands`]: the command line (`run`, `replay dead`, `replay archive`, `upgrade
+//!   dead-queue`); [`upgrade`]: re-declaring the parking lot with its delivery limit.
 //! - [`startup`]: builds the HTTP server, database pool, document store and consumer; runs them
 //!   until shutdown.
 //! - [`consumer`]: consume with manual acks and bounded prefetch; settle each message (ack after
 //!   commit, retry queues, dead-letter queue).
 //! - [`handler`]: one message → parse, store documents, record, project → an outcome.
-//! - [`db`]: the archive and the idempotent projection, in one transaction; migrations.
-//! - [`documents`]: the content-addressed document store.
+//! - [`db`]: the archive and the idempotent projection, in one transaction per batch;
+//!   migrations.
+//! - [`documents`]: the content-addressed document store; [`fetch`]: downloading the documents
+//!   webhooks only announce, from the provider's API.
+//! - [`reconcile`]: asking the providers' APIs what the webhooks missed.
 //! - [`api`]: the read API (activity log, documents) and health / readiness / metrics.
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`replay`]: moving parked messages back, re-publishing archived events.
