@@ -27,8 +27,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How often the connection's state is checked besides its events.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -136,42 +134,25 @@ impl Broker {
             Ordering::Relaxed,
         );
         let nodes = countersign::amqp::Nodes::new(&url);
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            let attempt = tokio::select! {
-                () = stop.cancelled() => return,
-                attempt = self.connect(&nodes) => attempt,
-            };
-            match attempt {
-                Ok((connection, channel)) => {
-                    backoff = FIRST_BACKOFF;
-                    self.watch(&connection, &channel, &stop).await;
-                    self.channel.store(None);
-                    self.blocked.store(false, Ordering::Relaxed);
-                    self.metrics.broker_connected.set(0);
-                    if stop.is_cancelled() {
-                        // Graceful close; pending confirms were awaited by their requests.
-                        let _ = channel.close(200, "shutdown".into()).await;
-                        let _ = connection.close(200, "shutdown".into()).await;
-                        tracing::info!("broker connection closed");
-                        return;
-                    }
-                    tracing::warn!("broker connection lost; reconnecting");
-                    if nodes.len() > 1 {
-                        // Another node is there at once: no wait before trying it.
-                        continue;
-                    }
+        let (this, stop) = (&self, &stop);
+        countersign::amqp::keep_linked(
+            &nodes,
+            stop,
+            || this.connect(&nodes),
+            |(connection, channel)| async move {
+                this.watch(&connection, &channel, stop).await;
+                this.channel.store(None);
+                this.blocked.store(false, Ordering::Relaxed);
+                this.metrics.broker_connected.set(0);
+                if stop.is_cancelled() {
+                    // Graceful close; pending confirms were awaited by their requests.
+                    let _ = channel.close(200, "shutdown".into()).await;
+                    let _ = connection.close(200, "shutdown".into()).await;
+                    tracing::info!("broker connection closed");
                 }
-                Err(error) => {
-                    tracing::warn!(error = %error, retry_in = ?backoff, "cannot connect to the broker");
-                }
-            }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(countersign::amqp::jittered(backoff)) => {}
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
+            },
+        )
+        .await;
     }
 
     async fn connect(

@@ -7,6 +7,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOpti
 use lapin::types::FieldTable;
 use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use tokio_util::sync::CancellationToken;
 
 use crate::topology::Topology;
 
@@ -267,6 +268,58 @@ impl Nodes {
 pub fn jittered(base: Duration) -> Duration {
     let unit = (uuid::Uuid::new_v4().as_u128() % 1_000) as f64 / 1_000.0;
     base.mul_f64(0.5 + unit)
+}
+
+/// The wait after a failed attempt to connect; doubled after each further failure up to
+/// [`MAX_BACKOFF`], and [`jittered`].
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait between attempts to connect.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Keeps a link to one of `nodes` until `stop`, for both binaries: `open` makes one (through
+/// `nodes`, each attempt starting after the node used last), and `hold` uses it until it is lost
+/// or `stop` is cancelled — and on `stop` closes it. A lost link is replaced through the next
+/// node at once where there are several (after a wait where there is one); a failed attempt
+/// waits [`FIRST_BACKOFF`], doubling up to [`MAX_BACKOFF`], jittered, so that replicas do not
+/// reconnect in step. Returns once `stop` is cancelled.
+pub async fn keep_linked<L, Opening, Holding>(
+    nodes: &Nodes,
+    stop: &CancellationToken,
+    mut open: impl FnMut() -> Opening,
+    mut hold: impl FnMut(L) -> Holding,
+) where
+    Opening: std::future::Future<Output = Result<L, lapin::Error>>,
+    Holding: std::future::Future<Output = ()>,
+{
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let attempt = tokio::select! {
+            () = stop.cancelled() => return,
+            attempt = open() => attempt,
+        };
+        match attempt {
+            Ok(link) => {
+                backoff = FIRST_BACKOFF;
+                hold(link).await;
+                if stop.is_cancelled() {
+                    return;
+                }
+                tracing::warn!("broker connection lost; reconnecting");
+                if nodes.len() > 1 {
+                    // Another node is there at once: no wait before trying it.
+                    continue;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, retry_in = ?backoff, "cannot connect to the broker");
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(jittered(backoff)) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
 }
 
 /// Connects to one of the nodes `url` names ([`Nodes`]), declares the topology and opens a

@@ -95,8 +95,6 @@ impl Acks {
     }
 }
 
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const CONSUME_TIMEOUT: Duration = Duration::from_secs(10);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
@@ -164,55 +162,38 @@ impl Consumer {
     /// Consumes until `shutdown`, reconnecting whenever the broker link is lost.
     pub async fn run(self: Arc<Self>, url: String, shutdown: CancellationToken) {
         let nodes = countersign::amqp::Nodes::new(&url);
-        let mut backoff = FIRST_BACKOFF;
-        while !shutdown.is_cancelled() {
-            let attempt = tokio::select! {
-                () = shutdown.cancelled() => break,
-                attempt = self.open(&nodes) => attempt,
-            };
-            match attempt {
-                Ok((connection, channel, consumer, node)) => {
-                    backoff = FIRST_BACKOFF;
-                    self.consuming.store(true, Ordering::Relaxed);
-                    self.metrics.broker_connected.set(1);
-                    self.metrics
-                        .broker_connections
-                        .with_label_values(&[node.as_str()])
-                        .inc();
-                    tracing::info!(
-                        %node,
-                        queue = self.topology.persist_queue(),
-                        prefetch = self.settings.prefetch,
-                        batch_size = self.settings.batch_size,
-                        batches_in_flight = self.settings.batches_in_flight,
-                        "consuming"
-                    );
-                    self.consume(&connection, &channel, consumer, &shutdown)
-                        .await;
-                    self.consuming.store(false, Ordering::Relaxed);
-                    self.metrics.broker_connected.set(0);
-                    if shutdown.is_cancelled() {
-                        let _ = channel.close(200, "shutdown".into()).await;
-                        let _ = connection.close(200, "shutdown".into()).await;
-                        tracing::info!("consumer stopped");
-                        return;
-                    }
-                    tracing::warn!("broker connection lost; reconnecting");
-                    if nodes.len() > 1 {
-                        // Another node is there at once: no wait before trying it.
-                        continue;
-                    }
+        let (this, shutdown) = (&self, &shutdown);
+        countersign::amqp::keep_linked(
+            &nodes,
+            shutdown,
+            || this.open(&nodes),
+            |(connection, channel, consumer, node)| async move {
+                this.consuming.store(true, Ordering::Relaxed);
+                this.metrics.broker_connected.set(1);
+                this.metrics
+                    .broker_connections
+                    .with_label_values(&[node.as_str()])
+                    .inc();
+                tracing::info!(
+                    %node,
+                    queue = this.topology.persist_queue(),
+                    prefetch = this.settings.prefetch,
+                    batch_size = this.settings.batch_size,
+                    batches_in_flight = this.settings.batches_in_flight,
+                    "consuming"
+                );
+                this.consume(&connection, &channel, consumer, shutdown)
+                    .await;
+                this.consuming.store(false, Ordering::Relaxed);
+                this.metrics.broker_connected.set(0);
+                if shutdown.is_cancelled() {
+                    let _ = channel.close(200, "shutdown".into()).await;
+                    let _ = connection.close(200, "shutdown".into()).await;
+                    tracing::info!("consumer stopped");
                 }
-                Err(error) => {
-                    tracing::warn!(error = %error, retry_in = ?backoff, "cannot connect to the broker")
-                }
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(countersign::amqp::jittered(backoff)) => {}
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
+            },
+        )
+        .await;
     }
 
     /// A connection to one of the nodes, and a consumer on `<prefix>.persist` (which has
