@@ -145,7 +145,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
 
     let shutdown = CancellationToken::new();
-    tokio::spawn(countersign::telemetry::cancel_on_signal(shutdown.clone()));
+    tokio::spawn(countersign::shutdown::cancel_on_signal(shutdown.clone()));
     let announce = async {
         if wait_ready(&[admin_port, api_port], &shutdown).await {
             println!("ready");

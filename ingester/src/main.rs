@@ -60,7 +60,7 @@ async fn run() -> ExitCode {
         }
     }
     let shutdown = CancellationToken::new();
-    tokio::spawn(countersign::telemetry::cancel_on_signal(shutdown.clone()));
+    tokio::spawn(countersign::shutdown::cancel_on_signal(shutdown.clone()));
     let result = match Application::build_with(config, sources).await {
         Ok(app) => app.run_until_stopped(shutdown).await,
         Err(error) => Err(error),

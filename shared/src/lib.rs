@@ -9,7 +9,8 @@
 //!   validation with one clear line per error.
 //! - [`topology`]: exchange, queues, bindings and their arguments, declared by both binaries.
 //! - [`message`]: the AMQP message contract — headers, properties, routing key.
-//! - [`telemetry`]: structured logging set-up shared by both binaries.
+//! - [`telemetry`]: structured logging and the metrics' registry, set up the same way in both
+//!   binaries; [`shutdown`]: SIGTERM or Ctrl-C as a cancelled token.
 //!
 //! No actix and no sqlx here: this crate is the contract, not a server.
 
@@ -18,5 +19,6 @@ pub mod amqp;
 pub mod config;
 pub mod log_buffer;
 pub mod message;
+pub mod shutdown;
 pub mod telemetry;
 pub mod topology;

@@ -3,8 +3,9 @@
 //!
 //! # Layout
 //!
-//! - [`commands`]: the command line (`run`, `replay dead`, `replay archive`, `upgrade
-//!   dead-queue`); [`upgrade`]: re-declaring the parking lot with its delivery limit.
+//! - [`cli`]: the command line; [`commands`]: what its operator commands do (`replay dead`,
+//!   `replay archive`, `upgrade dead-queue`); [`upgrade`]: re-declaring the parking lot with its
+//!   delivery limit.
 //! - [`startup`]: builds the HTTP server, database pool, document store and consumer; runs them
 //!   until shutdown.
 //! - [`consumer`]: consume with manual acks and bounded prefetch; settle each message (ack after
@@ -20,6 +21,7 @@
 //! - [`replay`]: moving parked messages back, re-publishing archived events.
 
 pub mod api;
+pub mod cli;
 pub mod commands;
 pub mod consumer;
 pub mod db;

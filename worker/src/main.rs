@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use countersign::config::{Config, Role};
 use countersign_worker::Application;
-use countersign_worker::commands::{Cli, Command};
+use countersign_worker::cli::{Cli, Command};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
@@ -33,7 +33,7 @@ async fn run() -> ExitCode {
     let result = match command {
         Command::Run => {
             let shutdown = CancellationToken::new();
-            tokio::spawn(countersign::telemetry::cancel_on_signal(shutdown.clone()));
+            tokio::spawn(countersign::shutdown::cancel_on_signal(shutdown.clone()));
             match Application::build(config).await {
                 Ok(app) => app.run_until_stopped(shutdown).await,
                 Err(error) => Err(error),
