@@ -759,11 +759,12 @@ def topology_of_definitions(defs):
     queues = {q["name"]: (q["durable"], q["auto_delete"], q["arguments"]) for q in defs["queues"]}
     exchanges = {e["name"]: (e["type"], e["durable"], e["auto_delete"]) for e in defs["exchanges"]}
     bindings = sorted((b["source"], b["destination"], b["destination_type"], b["routing_key"]) for b in defs["bindings"])
-    return exchanges, queues, bindings
+    policies = {p["name"]: (p["vhost"], p["pattern"], p["apply-to"], p["priority"], p["definition"]) for p in defs.get("policies", [])}
+    return exchanges, queues, bindings, policies
 
 
 def topology_of_kubernetes(docs):
-    queues, exchanges, bindings = {}, {}, []
+    queues, exchanges, bindings, policies = {}, {}, [], {}
     for doc in docs:
         spec = doc.get("spec", {})
         if doc["kind"] == "Queue":
@@ -774,11 +775,31 @@ def topology_of_kubernetes(docs):
             exchanges[spec["name"]] = (spec.get("type", "direct"), spec.get("durable", False), spec.get("autoDelete", False))
         elif doc["kind"] == "Binding":
             bindings.append((spec["source"], spec["destination"], spec["destinationType"], spec["routingKey"]))
-    return exchanges, queues, sorted(bindings)
+        elif doc["kind"] == "Policy":
+            policies[spec["name"]] = (spec.get("vhost", "/"), spec["pattern"], spec.get("applyTo", "all"), spec.get("priority", 0), spec.get("definition", {}))
+    return exchanges, queues, sorted(bindings), policies
+
+
+# A queue's arguments can never be updated (RabbitMQ refuses another declaration, the topology
+# operator another spec): they hold only what the design rests on. x-delivery-limit is the
+# parking lot's alone ("never drop a parked message"); every other tunable is a Policy's.
+STRUCTURAL_QUEUE_ARGUMENTS = {"x-queue-type", "x-dead-letter-exchange", "x-dead-letter-routing-key", "x-dead-letter-strategy", "x-overflow", "x-message-ttl"}
+
+
+def check_queue_arguments(docs, where, dead_queue):
+    for doc in docs:
+        if doc["kind"] != "Queue":
+            continue
+        spec = doc.get("spec", {})
+        allowed = STRUCTURAL_QUEUE_ARGUMENTS | ({"x-delivery-limit"} if spec.get("name") == dead_queue else set())
+        for key in sorted(set(spec.get("arguments", {})) - allowed):
+            problem(f"{where}: Queue/{doc['metadata']['name']}: {key} is a tunable, and a Queue's arguments can never be updated: set it in a Policy ({key.removeprefix('x-')})")
 
 
 def check_topology(compose, production):
     expected = topology_of_definitions(definitions())
+    dead_queues = [name for name in expected[1] if name.endswith(".dead")]
+    check_queue_arguments(production, "k8s production", dead_queues[0] if dead_queues else None)
     if topology_of_kubernetes(production) != expected:
         problem(f"k8s topology differs from definitions.json:\n  k8s:         {topology_of_kubernetes(production)}\n  definitions: {expected}")
     rabbitmq = compose["services"]["rabbitmq"]

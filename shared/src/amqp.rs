@@ -334,7 +334,8 @@ pub async fn connect(
 }
 
 /// Connects to the one broker `url` names, declares the topology ([`Topology::declare_on`]: a
-/// parking lot left by an earlier version is used as it is, with a warning) and opens a channel
+/// parking lot or work queue left by an earlier version is used as it is, with a log line) and
+/// opens a channel
 /// in confirm mode.
 async fn connect_node(
     url: &str,
@@ -358,6 +359,13 @@ async fn connect_node(
             queue = topology.dead_queue(),
             "{}",
             crate::topology::OUTDATED_DEAD_QUEUE
+        );
+    }
+    if declared.earlier_persist_queue {
+        tracing::info!(
+            queue = topology.persist_queue(),
+            "{}",
+            crate::topology::EARLIER_PERSIST_QUEUE
         );
     }
     let channel = connection.create_channel().await?;

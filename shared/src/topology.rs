@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! <prefix>.events (topic) ──#──▶ <prefix>.persist (quorum) ──consume──▶ worker
-//!                                   ▲        │ over x-delivery-limit
+//!                                   ▲        │ over the policy's delivery-limit
 //!   <prefix>.retry.<delay> ─TTL─────┘        ▼
 //!   (quorum, one per delay)           <prefix>.dead (quorum, kept however often it is looked at)
 //! ```
@@ -11,6 +11,15 @@
 //! description is declared by both binaries and written as RabbitMQ definitions; a test keeps the
 //! two equal. Declaring is idempotent; a queue that exists with other arguments is an error the
 //! broker reports (`PRECONDITION_FAILED`), and start-up says so.
+//!
+//! A queue's arguments can never change (RabbitMQ refuses a declaration with others, and the
+//! Messaging Topology Operator refuses to update a Queue's arguments), so they carry only what
+//! the design rests on: the queue type, where a message goes when it fails, at-least-once
+//! dead-lettering, a retry queue's delay (its name says it: other delays are other queues) and
+//! the parking lot's "never drop". What an operator may want to change on a running system — how
+//! often a message may crash the workers before RabbitMQ parks it — is a policy
+//! ([`Topology::policies`]), applied from the definitions file, the Kubernetes `Policy` resource
+//! or `rabbitmqctl set_policy`, and changed there without touching a queue.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -26,8 +35,18 @@ use crate::config::AmqpConfig;
 
 /// How often a message may be delivered from `<prefix>.persist` before RabbitMQ itself parks it
 /// in `<prefix>.dead`: a safety net for a message that crashes the worker every time. Ordinary
-/// failures take the retry queues long before this.
+/// failures take the retry queues long before this. The `delivery-limit` of the shipped policy
+/// ([`Topology::policies`]), not a queue argument: an operator may change it on a running broker.
+/// Without the policy RabbitMQ 4 applies 20 by itself; RabbitMQ 3.x applies no limit.
 pub const PERSIST_DELIVERY_LIMIT: i64 = 20;
+
+/// The priority of the shipped policy. RabbitMQ applies one policy to a queue — the matching one
+/// of the greatest priority — so a policy of your own that matches `<prefix>.persist` with a
+/// greater priority replaces this one: give it a `delivery-limit` too.
+pub const POLICY_PRIORITY: i64 = 10;
+
+/// Start-up's note for a work queue declared by an earlier version with `x-delivery-limit`.
+pub const EARLIER_PERSIST_QUEUE: &str = "the work queue was declared by an earlier version with x-delivery-limit 20; it is used as it is. RabbitMQ applies the smaller of that argument and a policy's delivery-limit, so a policy can lower the limit on this queue but not raise it above 20";
 
 /// How often a parked message may be delivered from `<prefix>.dead` before RabbitMQ drops it:
 /// never, in practice. Operators look at parked messages with the management UI's *Get messages*
@@ -53,6 +72,16 @@ pub enum Argument {
 pub struct QueueSpec {
     pub name: String,
     pub arguments: BTreeMap<&'static str, Argument>,
+}
+
+/// A policy of the topology: what RabbitMQ applies to the queues whose names match `pattern`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySpec {
+    pub name: String,
+    /// A regular expression matching exactly the queues the policy is for.
+    pub pattern: String,
+    pub priority: i64,
+    pub definition: BTreeMap<&'static str, Argument>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,15 +161,10 @@ impl Topology {
             args
         };
 
-        let mut persist = dead_letter_to(&self.dead);
-        persist.insert(
-            "x-delivery-limit",
-            Argument::Integer(PERSIST_DELIVERY_LIMIT),
-        );
         let mut queues = vec![
             QueueSpec {
                 name: self.persist.clone(),
-                arguments: persist,
+                arguments: dead_letter_to(&self.dead),
             },
             QueueSpec {
                 name: self.dead.clone(),
@@ -157,6 +181,25 @@ impl Topology {
             });
         }
         queues
+    }
+
+    /// The work queue's declaration.
+    pub fn persist_spec(&self) -> QueueSpec {
+        self.queues().swap_remove(0)
+    }
+
+    /// The policies the topology relies on, named after the queue each is for. One today:
+    /// `<prefix>.persist` — `delivery-limit` [`PERSIST_DELIVERY_LIMIT`].
+    pub fn policies(&self) -> Vec<PolicySpec> {
+        vec![PolicySpec {
+            name: self.persist.clone(),
+            pattern: format!("^{}$", regex_escape(&self.persist)),
+            priority: POLICY_PRIORITY,
+            definition: BTreeMap::from([(
+                "delivery-limit",
+                Argument::Integer(PERSIST_DELIVERY_LIMIT),
+            )]),
+        }]
     }
 
     /// The parking lot's arguments: a quorum queue that keeps what it holds however often it is
@@ -212,33 +255,24 @@ impl Topology {
     /// `x-delivery-limit` is used as it is (its messages stay where they are) and reported in
     /// [`Declared::outdated_dead_queue`]: a deployment upgraded in place keeps running, and the
     /// operator moves the parked messages with `countersign-worker upgrade dead-queue` when the
-    /// workers are stopped. Any other difference is an error.
+    /// workers are stopped. Likewise a work queue declared with the `x-delivery-limit` earlier
+    /// versions gave it ([`Declared::earlier_persist_queue`]). Any other difference is an error.
     pub async fn declare_on(&self, connection: &Connection) -> Result<Declared, lapin::Error> {
         let channel = connection.create_channel().await?;
         self.declare_exchange(&channel).await?;
-        let mut outdated_dead_queue = false;
+        let mut declared = Declared::default();
         for queue in self.queues() {
-            if queue.name != self.dead {
+            if queue.name == self.dead {
+                declared.outdated_dead_queue = !declare_or_keep(connection, &queue).await?;
+            } else if queue.name == self.persist {
+                declared.earlier_persist_queue = !declare_or_keep(connection, &queue).await?;
+            } else {
                 declare_queue(&channel, &queue).await?;
-                continue;
-            }
-            // On a channel of its own: a refused declaration closes the channel it was made on.
-            let probe = connection.create_channel().await?;
-            match declare_queue(&probe, &queue).await {
-                Ok(()) => {
-                    let _ = probe.close(200, "declared".into()).await;
-                }
-                Err(error) if is_inequivalent(&error, "x-delivery-limit") => {
-                    outdated_dead_queue = true;
-                }
-                Err(error) => return Err(error),
             }
         }
         self.declare_bindings(&channel).await?;
         let _ = channel.close(200, "declared".into()).await;
-        Ok(Declared {
-            outdated_dead_queue,
-        })
+        Ok(declared)
     }
 
     async fn declare_exchange(&self, channel: &Channel) -> Result<(), lapin::Error> {
@@ -312,6 +346,14 @@ impl Topology {
                 "auto_delete": false,
                 "arguments": arguments(&q.arguments)
             })).collect::<Vec<_>>(),
+            "policies": self.policies().iter().map(|p| serde_json::json!({
+                "name": p.name,
+                "vhost": "/",
+                "pattern": p.pattern,
+                "apply-to": "queues",
+                "priority": p.priority,
+                "definition": arguments(&p.definition)
+            })).collect::<Vec<_>>(),
             "bindings": self.bindings().iter().map(|b| serde_json::json!({
                 "source": b.exchange,
                 "vhost": "/",
@@ -348,6 +390,36 @@ pub struct Declared {
     /// `<prefix>.dead` exists without `x-delivery-limit` (declared by an earlier version) and was
     /// left as it is: see [`OUTDATED_DEAD_QUEUE`].
     pub outdated_dead_queue: bool,
+    /// `<prefix>.persist` exists with the `x-delivery-limit` earlier versions declared and was
+    /// left as it is: see [`EARLIER_PERSIST_QUEUE`].
+    pub earlier_persist_queue: bool,
+}
+
+/// Declares `queue`, or keeps the queue of that name if it differs only in `x-delivery-limit`:
+/// false when it was kept. On a channel of its own: a refused declaration closes its channel.
+async fn declare_or_keep(connection: &Connection, queue: &QueueSpec) -> Result<bool, lapin::Error> {
+    let probe = connection.create_channel().await?;
+    match declare_queue(&probe, queue).await {
+        Ok(()) => {
+            let _ = probe.close(200, "declared".into()).await;
+            Ok(true)
+        }
+        Err(error) if is_inequivalent(&error, "x-delivery-limit") => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// `text` as a regular expression that matches exactly it (names are letters, digits, `.`, `-`
+/// and `_`; anything else is escaped too).
+fn regex_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len() + 4);
+    for c in text.chars() {
+        if !(c.is_ascii_alphanumeric() || c == '_') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 /// Declares one durable queue of the topology.
@@ -422,11 +494,33 @@ mod tests {
             Argument::Integer(DEAD_DELIVERY_LIMIT)
         );
         assert_eq!(t.dead_holding_queue(), "cs.dead.upgrade");
+        assert!(!t.persist_spec().arguments.contains_key("x-delivery-limit"));
+        assert_eq!(t.persist_spec(), t.queues()[0]);
         let retry = &t.queues()[3];
         assert_eq!(retry.arguments["x-message-ttl"], Argument::Integer(120_000));
         assert_eq!(
             retry.arguments["x-dead-letter-routing-key"],
             Argument::Text("cs.persist".into())
+        );
+    }
+
+    #[test]
+    fn the_delivery_limit_is_a_policy_for_the_work_queue_alone() {
+        let t = Topology::new("cs-1.x_y", &[Duration::from_secs(5)]);
+        let policies = t.policies();
+        assert_eq!(policies.len(), 1);
+        let policy = &policies[0];
+        assert_eq!(policy.name, "cs-1.x_y.persist");
+        assert_eq!(policy.pattern, r"^cs\-1\.x_y\.persist$");
+        assert_eq!(
+            policy.definition,
+            BTreeMap::from([("delivery-limit", Argument::Integer(PERSIST_DELIVERY_LIMIT))])
+        );
+        let definitions = t.definitions();
+        assert_eq!(definitions["policies"][0]["apply-to"], "queues");
+        assert_eq!(
+            definitions["policies"][0]["definition"]["delivery-limit"],
+            20
         );
     }
 }

@@ -217,7 +217,87 @@ pub async fn make_persist_queue_hold_one(channel: &lapin::Channel, topology: &To
         .unwrap();
 }
 
-/// Deletes a test's exchange and queues (the upgrade's holding queue too), from any context (also while unwinding from a panic).
+/// Deletes a test's topology ([`delete_topology`]) when dropped, also when the test fails.
+pub struct TopologyGuard(pub Topology);
+
+impl Drop for TopologyGuard {
+    fn drop(&mut self) {
+        delete_topology(self.0.clone());
+    }
+}
+
+/// A connection to the tests' broker (`AMQP_URL`) and a channel on it in confirm mode.
+pub async fn confirm_channel() -> (Connection, lapin::Channel) {
+    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ on AMQP_URL");
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions { nowait: false })
+        .await
+        .unwrap();
+    (connection, channel)
+}
+
+/// A call to the management API of the broker the tests use, as `guest`.
+fn management(method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .request(method, format!("{}/api/{path}", management_url()))
+        .basic_auth("guest", Some("guest"))
+        .timeout(Duration::from_secs(10))
+}
+
+/// Applies the topology's policies ([`Topology::policies`]) through the management API, as the
+/// definitions file and the Kubernetes Policy resource apply them; `delivery_limit`, if given,
+/// replaces the shipped `delivery-limit`. Waits (10 s at most) until the work queue, if it
+/// exists, reports the policy in force.
+pub async fn apply_policies(topology: &Topology, delivery_limit: Option<i64>) {
+    let definitions = topology.definitions();
+    for policy in definitions["policies"].as_array().expect("a list") {
+        let mut body = policy.clone();
+        if let Some(limit) = delivery_limit {
+            body["definition"]["delivery-limit"] = limit.into();
+        }
+        let name = policy["name"].as_str().unwrap();
+        let response = management(reqwest::Method::PUT, &format!("policies/%2F/{name}"))
+            .json(&body)
+            .send()
+            .await
+            .expect("the management API answers");
+        assert!(
+            response.status().is_success(),
+            "policy {name}: {}",
+            response.status()
+        );
+        let wanted = body["definition"].clone();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let queue = management(
+                reqwest::Method::GET,
+                &format!("queues/%2F/{}", topology.persist_queue()),
+            )
+            .send()
+            .await
+            .expect("the management API answers");
+            if queue.status() == reqwest::StatusCode::NOT_FOUND {
+                break;
+            }
+            let queue: serde_json::Value = queue.json().await.expect("JSON");
+            if queue["effective_policy_definition"] == wanted {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "policy {name} not in force on {}: {queue}",
+                topology.persist_queue()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Deletes a test's exchange and queues (the upgrade's holding queue too), and its policies if
+/// any were applied, from any context (also while unwinding from a panic).
 pub fn delete_topology(topology: Topology) {
     let url = amqp_url();
     let _ = std::thread::spawn(move || {
@@ -240,6 +320,10 @@ pub fn delete_topology(topology: Topology) {
                         .await;
                 }
                 let _ = connection.close(200, "test done".into()).await;
+            }
+            for policy in topology.policies() {
+                let path = format!("policies/%2F/{}", policy.name);
+                let _ = management(reqwest::Method::DELETE, &path).send().await;
             }
         });
     })

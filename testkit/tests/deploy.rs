@@ -94,6 +94,20 @@ const MISTAKES: &[(&str, &str, &str, &str, &str)] = &[
         "unknown field 'maxLength'",
     ),
     (
+        "a tunable (the work queue's delivery limit) as a Queue argument, which can never be updated",
+        "deploy/k8s/base/rabbitmq-topology.yaml",
+        "    x-dead-letter-routing-key: countersign.dead\n",
+        "    x-dead-letter-routing-key: countersign.dead\n    x-delivery-limit: 20\n",
+        "Queue/countersign-persist: x-delivery-limit is a tunable, and a Queue's arguments can never be updated: set it in a Policy (delivery-limit)",
+    ),
+    (
+        "the Kubernetes policy not the one the definitions file applies",
+        "deploy/k8s/base/rabbitmq-topology.yaml",
+        "    delivery-limit: 20\n",
+        "    delivery-limit: 5\n",
+        "k8s topology differs from definitions.json",
+    ),
+    (
         "a ServiceMonitor interval of `15 sec`",
         "deploy/k8s/base/servicemonitor.yaml",
         "interval: 15s",
@@ -419,4 +433,66 @@ fn the_alert_rules_pass_their_promtool_tests() {
     let (ok, report) = promtool_tests(&careless);
     assert!(!ok, "{report}");
     assert!(report.contains("countersign-ingester-2"), "{report}");
+}
+
+/// The README's `rabbitmqctl set_policy` line for a broker you run yourself sets exactly the
+/// policy the definitions file and the Kubernetes Policy apply (run against this machine's node,
+/// under a test prefix).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readmes_policy_command_sets_the_shipped_policy() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("rabbitmqctl set_policy"))
+        .expect("the README gives the rabbitmqctl command");
+    let topology = countersign::topology::Topology::new(&countersign_testkit::unique_prefix(), &[]);
+    let shipped = topology.definitions()["policies"][0].clone();
+    let name = shipped["name"].as_str().unwrap();
+    let command = line
+        .replacen(
+            r"'^countersign\.persist$'",
+            &format!("'{}'", shipped["pattern"].as_str().unwrap()),
+            1,
+        )
+        .replacen("countersign.persist", name, 1);
+    assert_ne!(command, line);
+    let output = Command::new("sh")
+        .args(["-c", &command])
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(
+        output.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let url = format!(
+        "{}/api/policies/%2F/{name}",
+        countersign_testkit::management_url()
+    );
+    let http = reqwest::Client::new();
+    let applied: serde_json::Value = http
+        .get(&url)
+        .basic_auth("guest", Some("guest"))
+        .send()
+        .await
+        .expect("the management API answers")
+        .json()
+        .await
+        .unwrap();
+    let _ = http
+        .delete(&url)
+        .basic_auth("guest", Some("guest"))
+        .send()
+        .await;
+    for field in [
+        "name",
+        "pattern",
+        "apply-to",
+        "priority",
+        "definition",
+        "vhost",
+    ] {
+        assert_eq!(applied[field], shipped[field], "{field}: {applied}");
+    }
 }

@@ -373,7 +373,7 @@ impl Consumer {
                     delivery.delivery_tag,
                     BasicNackOptions {
                         multiple: false,
-                        // Back to the queue: nothing is lost, and x-delivery-limit bounds the loop.
+                        // Back to the queue: nothing is lost, and the delivery limit bounds the loop.
                         requeue: true,
                     },
                 )

@@ -14,18 +14,11 @@ use lapin::options::BasicGetOptions;
 use lapin::types::ShortString;
 use lapin::{Connection, ConnectionProperties};
 
+use countersign_testkit::TopologyGuard;
+
 use crate::helpers::{
-    KEY, OLD_KEY, Options, amqp_url, config_text, delete_topology, env_for, signed_event,
-    unique_prefix,
+    KEY, OLD_KEY, Options, amqp_url, config_text, env_for, signed_event, unique_prefix,
 };
-
-struct Cleanup(Topology);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        delete_topology(self.0.clone());
-    }
-}
 
 /// Collects the child's JSON log; returns the webhook port from the "ingester listening" line.
 fn webhook_port(stderr: std::process::ChildStderr, log: Arc<Mutex<Vec<String>>>) -> u16 {
@@ -56,7 +49,7 @@ struct Running {
     url: String,
     log: Arc<Mutex<Vec<String>>>,
     topology: Topology,
-    _cleanup: Cleanup,
+    _cleanup: TopologyGuard,
     _dir: tempfile::TempDir,
 }
 
@@ -103,7 +96,7 @@ impl Running {
             port,
             url: format!("http://127.0.0.1:{port}/webhooks/acme"),
             log,
-            _cleanup: Cleanup(topology.clone()),
+            _cleanup: TopologyGuard(topology.clone()),
             topology,
             _dir: dir,
         }

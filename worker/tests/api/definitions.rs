@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use countersign::config::{Config, Role};
 use countersign::topology::Topology;
-use countersign_testkit::{amqp_url, delete_topology, management_url, unique_prefix};
+use countersign_testkit::{TopologyGuard, amqp_url, apply_policies, management_url, unique_prefix};
 use lapin::{Connection, ConnectionProperties};
 use serde_json::Value;
 
@@ -51,7 +51,7 @@ async fn the_definitions_file_equals_what_the_binaries_declare_on_a_real_broker(
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
     topology.declare(&channel).await.unwrap();
-    let cleanup = Cleanup(topology.clone());
+    let cleanup = TopologyGuard(topology.clone());
 
     let http = reqwest::Client::new();
     let get = |path: String| {
@@ -78,6 +78,16 @@ async fn the_definitions_file_equals_what_the_binaries_declare_on_a_real_broker(
             assert_eq!(actual[field], expected[field], "queue {name}: {field}");
         }
     }
+    // The file's policies (equal to the topology's, above), applied as the broker applies the
+    // file at boot: in force on the work queue.
+    apply_policies(&topology, None).await;
+    let persist = get(format!("queues/%2F/{}", topology.persist_queue())).await;
+    let policies = topology.definitions()["policies"].clone();
+    assert_eq!(persist["policy"], policies[0]["name"]);
+    assert_eq!(
+        persist["effective_policy_definition"],
+        policies[0]["definition"]
+    );
     for (name, expected) in by_name(&file, "exchanges", "name", &prefix) {
         let actual = get(format!("exchanges/%2F/{name}")).await;
         for field in ["type", "durable", "auto_delete", "internal", "arguments"] {
@@ -127,13 +137,5 @@ fn the_plugins_file_enables_the_management_ui_and_move_messages() {
         "rabbitmq_shovel_management",
     ] {
         assert!(plugins.contains(&plugin), "{plugin} in {plugins:?}");
-    }
-}
-
-struct Cleanup(Topology);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        delete_topology(self.0.clone());
     }
 }

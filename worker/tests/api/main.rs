@@ -3,6 +3,7 @@
 
 mod batch;
 mod definitions;
+mod delivery_limit;
 mod downloads;
 mod failover;
 mod failures;

@@ -9,32 +9,13 @@ use countersign::amqp::{publish_confirmed, queue_length};
 use countersign::topology::{
     DEAD_DELIVERY_LIMIT, QueueSpec, Topology, declare_queue, is_inequivalent,
 };
-use countersign_testkit::{amqp_url, delete_topology, management_url, unique_prefix};
-use lapin::options::{BasicConsumeOptions, BasicGetOptions, ConfirmSelectOptions};
+use countersign_testkit::{
+    TopologyGuard, amqp_url, confirm_channel, management_url, unique_prefix,
+};
+use lapin::options::{BasicConsumeOptions, BasicGetOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection};
 use serde_json::{Value, json};
-
-/// Deletes the test's topology and the upgrade's holding queue, also when the test fails.
-struct Cleanup(Topology);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        delete_topology(self.0.clone());
-    }
-}
-
-async fn connect() -> (Connection, Channel) {
-    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
-        .await
-        .expect("RabbitMQ on AMQP_URL");
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .confirm_select(ConfirmSelectOptions { nowait: false })
-        .await
-        .unwrap();
-    (connection, channel)
-}
 
 /// A parked message as the worker parks one: its body and the parking headers.
 async fn park(channel: &Channel, queue: &str, n: usize) {
@@ -123,8 +104,8 @@ fn parked(ids: std::ops::Range<usize>) -> Vec<(String, String, String)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_parked_message_survives_a_hundred_looks_with_requeue() {
     let topology = Topology::new(&unique_prefix(), &[]);
-    let _cleanup = Cleanup(topology.clone());
-    let (_connection, channel) = connect().await;
+    let _cleanup = TopologyGuard(topology.clone());
+    let (_connection, channel) = confirm_channel().await;
     topology.declare(&channel).await.unwrap();
     park(&channel, topology.dead_queue(), 1).await;
 
@@ -167,8 +148,8 @@ fn upgrade_command(prefix: &str) -> (bool, String, String) {
 async fn upgrade_dead_queue_keeps_what_an_earlier_version_parked() {
     let prefix = unique_prefix();
     let topology = Topology::new(&prefix, &[Duration::from_secs(5)]);
-    let _cleanup = Cleanup(topology.clone());
-    let (connection, channel) = connect().await;
+    let _cleanup = TopologyGuard(topology.clone());
+    let (connection, channel) = confirm_channel().await;
     let http = reqwest::Client::new();
 
     // The parking lot as versions before DEAD_DELIVERY_LIMIT declared it, with three messages.
