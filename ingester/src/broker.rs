@@ -30,6 +30,9 @@ use crate::metrics::Metrics;
 /// How often the connection's state is checked besides its events.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
+/// The least time between two declarations of the topology prompted by unroutable publishes.
+const REDECLARE_INTERVAL: Duration = Duration::from_secs(5);
+
 pub struct Broker {
     channel: ArcSwapOption<Channel>,
     exchange: ShortString,
@@ -44,6 +47,9 @@ pub struct Broker {
     copies: CopyGate,
     /// Woken by a publish that saw the channel fail, so the watcher need not wait for its tick.
     suspect: tokio::sync::Notify,
+    /// Woken by an unroutable publish: the binding (or a queue) is gone, say its Kubernetes
+    /// resource was deleted, and the connection is fine, so nothing else would declare it again.
+    unroutable: tokio::sync::Notify,
     metrics: Metrics,
 }
 
@@ -58,6 +64,7 @@ impl Broker {
             frame_max: AtomicU32::new(countersign::amqp::FRAME_MAX),
             copies: CopyGate::default(),
             suspect: tokio::sync::Notify::new(),
+            unroutable: tokio::sync::Notify::new(),
             metrics,
         })
     }
@@ -120,8 +127,10 @@ impl Broker {
         self.metrics
             .confirm_seconds
             .observe(started.elapsed().as_secs_f64());
-        if let Err(PublishError::Channel(_)) = &result {
-            self.suspect.notify_one();
+        match &result {
+            Err(PublishError::Channel(_)) => self.suspect.notify_one(),
+            Err(PublishError::Unroutable) => self.unroutable.notify_one(),
+            _ => {}
         }
         result
     }
@@ -178,6 +187,7 @@ impl Broker {
     async fn watch(&self, connection: &Connection, channel: &Channel, stop: &CancellationToken) {
         let mut events = connection.events_listener();
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
+        let mut declared_at = Instant::now();
         let alive = || connection.status().connected() && channel.status().connected();
         loop {
             tokio::select! {
@@ -199,8 +209,33 @@ impl Broker {
                     None => return,
                 },
                 () = self.suspect.notified() => if !alive() { return },
+                () = self.unroutable.notified() => {
+                    // At most once per interval: each declaration waits out the rest of it.
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep_until((declared_at + REDECLARE_INTERVAL).into()) => {}
+                    }
+                    self.declare_again(connection).await;
+                    declared_at = Instant::now();
+                }
                 _ = tick.tick() => if !alive() { return },
             }
+        }
+    }
+
+    /// Declares the topology again on `connection`, after a publish no queue took: what was
+    /// deleted while the connection stayed up (a Kubernetes Binding or Exchange resource deleted,
+    /// a binding removed by hand) is there again, and the spool drains into it.
+    async fn declare_again(&self, connection: &Connection) {
+        match self.topology.declare_on(connection).await {
+            Ok(_) => tracing::warn!(
+                exchange = %self.exchange,
+                "a publish was unroutable (no queue bound): declared the topology again"
+            ),
+            Err(error) => tracing::warn!(
+                error = %error,
+                "a publish was unroutable (no queue bound), and declaring the topology again failed"
+            ),
         }
     }
 }

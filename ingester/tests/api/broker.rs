@@ -78,7 +78,7 @@ async fn broker_down_then_back_without_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_unroutable_publish_is_503_not_200() {
+async fn an_unroutable_publish_is_503_not_200_until_the_binding_is_declared_again() {
     let app = without_spool().await;
     app.channel
         .queue_unbind(
@@ -91,6 +91,25 @@ async fn an_unroutable_publish_is_503_not_200() {
         .unwrap();
     assert_unavailable(&app, "mandatory publish returned: no queue bound").await;
     assert_eq!(app.persisted_count().await, 0);
+
+    // The binding was deleted under a live connection (as deleting its Kubernetes resource
+    // does): the unroutable publish makes the ingester declare the topology again (5 s after
+    // its last declaration at most), and webhooks are queued again without a restart.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, body) = signed_event();
+        let status = app.post("acme", body).await.status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the binding was not declared again"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(app.persisted_count().await, 1, "exactly the 200 is queued");
 }
 
 #[tokio::test(flavor = "multi_thread")]
