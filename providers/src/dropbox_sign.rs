@@ -545,10 +545,16 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         ("signature_request_all_signed" | "signature_request_downloadable", Some(url))
             if !url.is_empty() =>
         {
-            let mut document = Document::new(DocumentKind::Reference);
+            // The merged PDF of the request's documents: `GET /signature_request/files/{id}`
+            // with `file_type=pdf` (Dropbox Sign's OpenAPI description, operation
+            // signatureRequestFiles; 409 while the files are being prepared), downloaded by the
+            // worker when the source has an API configured; a reference otherwise.
+            let mut document = Document::new(DocumentKind::Signed);
             document.url = Some(url);
             document.reference_id = Some(process_key.clone());
+            document.content_type = Some("application/pdf".to_owned());
             document.description = Some("signed files (Dropbox Sign API, with the API key)".into());
+            document.fetch = Some(files_path(&process_key));
             vec![document]
         }
         _ => Vec::new(),
@@ -608,13 +614,40 @@ fn signatures_of(signatures: Vec<Signature>) -> Vec<Signee> {
         .collect()
 }
 
+/// Where Dropbox Sign's API serves a request's files as one merged PDF, relative to its base URL
+/// (`https://api.hellosign.com/v3`). The id is the provider's own (hex); anything else in it is
+/// percent-encoded so that it stays one path segment.
+fn files_path(request_id: &str) -> String {
+    let mut path = String::from("/signature_request/files/");
+    for byte in request_id.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.') {
+            path.push(char::from(byte));
+        } else {
+            path.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    path.push_str("?file_type=pdf");
+    path
+}
+
 impl Provider for DropboxSign {
     fn name(&self) -> &'static str {
         "dropbox_sign"
     }
 
     fn settings(&self) -> &'static [Setting] {
-        &[Setting::Secrets, Setting::MaxSignatureAge]
+        &[Setting::Secrets, Setting::MaxSignatureAge, Setting::Api]
+    }
+
+    /// HTTP Basic with the API key as the user name and no password (the OpenAPI description's
+    /// `api_key` scheme: `type: http`, `scheme: basic`).
+    fn api_authorization(&self, credentials: &[u8]) -> Option<String> {
+        use base64::Engine as _;
+        let key = String::from_utf8_lossy(credentials);
+        Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:", key.trim()))
+        ))
     }
 
     fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
@@ -1168,5 +1201,40 @@ mod tests {
         let account = br#"{"event":{"event_time":"1348177752","event_type":"account_confirmed","event_hash":"6dc5b7aad93cf54915e0089d6c31d61b3833f66f51459171c69f8fa211308848"}}"#;
         assert!(parse(account).unwrap().is_empty());
         assert!(parse(b"[]").is_err());
+    }
+
+    #[test]
+    fn a_completion_announces_the_merged_pdf_at_the_files_endpoint_of_its_own_request() {
+        let mut callback: serde_json::Value =
+            serde_json::from_slice(&event("h", "1348177752", "signature_request_all_signed"))
+                .unwrap();
+        callback["signature_request"] = serde_json::json!({
+            "signature_request_id": "fa5c8a0b0f492d768749333ad6fcc214c111e967",
+            "files_url": "https://elsewhere.example/steal?k=1",
+            "signatures": []
+        });
+        let events = parse(&serde_json::to_vec(&callback).unwrap()).unwrap();
+        let document = &events[0].documents[0];
+        assert_eq!(document.kind, DocumentKind::Signed);
+        assert_eq!(
+            document.fetch.as_deref(),
+            Some("/signature_request/files/fa5c8a0b0f492d768749333ad6fcc214c111e967?file_type=pdf"),
+            "from the request id, never from the unsigned files_url"
+        );
+        assert_eq!(
+            files_path("a/b?c"),
+            "/signature_request/files/a%2Fb%3Fc?file_type=pdf"
+        );
+        // Other events announce nothing to download.
+        callback["event"]["event_type"] = "signature_request_signed".into();
+        let events = parse(&serde_json::to_vec(&callback).unwrap()).unwrap();
+        assert!(events[0].documents.is_empty());
+    }
+
+    #[test]
+    fn the_api_key_is_the_basic_user_name_without_a_password() {
+        let authorization = DropboxSign.api_authorization(b" key-1\n").unwrap();
+        // base64("key-1:")
+        assert_eq!(authorization, "Basic a2V5LTE6");
     }
 }

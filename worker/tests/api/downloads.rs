@@ -7,6 +7,7 @@ use crate::helpers::{
     LS_API_CREDENTIALS, Options, Stack, UK_TOKEN, UniversignStack, header, wait_until,
 };
 use crate::simulator::{Answer, Simulator};
+use countersign_providers::dropbox_sign;
 
 const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
 
@@ -217,5 +218,97 @@ async fn a_universign_completed_transaction_brings_its_signed_documents_from_the
         );
     }
     assert_eq!(stack.count("SELECT count(*) FROM webhook_events").await, 1);
+    assert_eq!(stack.queue_len(stack.topology.dead_queue()).await, 0);
+}
+
+/// Dropbox Sign's callback (the SDK's example, `providers/tests/fixtures/dropbox_sign/`) made the
+/// `signature_request_all_signed` of request `id`, hashed now with the source's API key.
+fn dropbox_all_signed(id: &str, files_url: &str) -> Vec<u8> {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
+        "../providers/tests/fixtures/dropbox_sign/EventCallbackAccountSignatureRequestSent.json",
+    );
+    let mut callback: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture).unwrap()).unwrap();
+    let kind = "signature_request_all_signed";
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    callback["event"]["event_type"] = kind.into();
+    callback["event"]["event_hash"] =
+        dropbox_sign::event_hash(crate::helpers::DX_SECRET.as_bytes(), &time, kind).into();
+    callback["event"]["event_time"] = time.into();
+    // The request's own event: no signer is its subject.
+    callback["event"]["event_metadata"]["related_signature_id"] = serde_json::Value::Null;
+    callback["signature_request"]["signature_request_id"] = id.into();
+    callback["signature_request"]["is_complete"] = true.into();
+    callback["signature_request"]["files_url"] = files_url.into();
+    serde_json::to_vec(&callback).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropbox_sign_completion_brings_the_merged_pdf_from_the_api_never_from_the_bodys_url() {
+    use base64::Engine as _;
+    let pdf = b"%PDF-1.7 merged by Dropbox Sign, signed by all".to_vec();
+    let preparing = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../providers/tests/fixtures/dropbox_sign/Error409Response.json"),
+    )
+    .unwrap();
+    // The files are being prepared (409, Dropbox Sign's error body), then served.
+    let api = Simulator::start(
+        "/v3",
+        vec![(
+            "/signature_request/files/dx-dl-1",
+            vec![
+                Answer {
+                    status: 409,
+                    content_type: "application/json",
+                    body: preparing,
+                },
+                Answer::ok("application/pdf", &pdf),
+            ],
+        )],
+    )
+    .await;
+    // The body's files_url is not signed: whoever forged it would get the API key sent there.
+    let elsewhere = Simulator::start("/steal", vec![]).await;
+    let stack = Stack::start_with(Options {
+        dropbox_sign_api: Some(api.base_url.clone()),
+        ..Options::default()
+    })
+    .await;
+    let json = dropbox_all_signed("dx-dl-1", &format!("{}/files", elsewhere.base_url));
+    let (body, content_type) = dropbox_sign::multipart(&json, "b-dl");
+    let response = stack
+        .send_to("dx", &body, &[("content-type", &content_type)])
+        .await;
+    assert_eq!(response.status(), 200);
+    stack.wait_for_events(1).await;
+
+    assert_eq!(stack.signed_document("dx-dl-1").await, pdf);
+    let seen = api.seen();
+    assert_eq!(seen.len(), 2, "409 while preparing, then the PDF: {seen:?}");
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:", crate::helpers::DX_SECRET))
+    );
+    for request in &seen {
+        assert_eq!(
+            request.path,
+            "/v3/signature_request/files/dx-dl-1?file_type=pdf"
+        );
+        assert_eq!(request.authorization.as_deref(), Some(basic.as_str()));
+    }
+    assert!(elsewhere.seen().is_empty(), "{:?}", elsewhere.seen());
+    assert_eq!(
+        stack
+            .count("SELECT count(*) FROM documents WHERE kind = 'signed' AND source = 'dx' AND sha256 IS NOT NULL")
+            .await,
+        1
+    );
+    let (_, view) = stack.get_json("/signing/activity/dx-dl-1?source=dx").await;
+    assert_eq!(view[0]["status"], "all_signed");
     assert_eq!(stack.queue_len(stack.topology.dead_queue()).await, 0);
 }

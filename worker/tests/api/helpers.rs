@@ -143,6 +143,9 @@ pub struct Options {
     /// With `universign_jwks`: `fr` downloads signed documents from this API base URL with the
     /// API key [`UV_API_KEY`].
     pub universign_api: Option<String>,
+    /// `dx` (Dropbox Sign) downloads signed files from this API base URL with its API key
+    /// [`DX_SECRET`] (the key that also signs its callbacks).
+    pub dropbox_sign_api: Option<String>,
     /// With `universign_api`: `fr` reconciles every second.
     pub universign_reconcile: bool,
 }
@@ -223,6 +226,7 @@ impl Default for Options {
             universign_jwks: None,
             legalesign_certificate: None,
             legalesign_api: None,
+            dropbox_sign_api: None,
             legalesign_reconcile: false,
             taktikal_api: None,
             universign_api: None,
@@ -280,6 +284,12 @@ pub fn config_text(
             "[[sources]]\nname = \"{name}\"\nprovider = \"{provider}\"\nsecrets = [\"env:{}\"]\n",
             secret_variable(name)
         ));
+        if let (&"dx", Some(base)) = (name, &options.dropbox_sign_api) {
+            universign.push_str(&format!(
+                "api = {{ base_url = \"{base}\", credentials = \"env:{}\", timeout = \"5s\" }}\n",
+                secret_variable(name)
+            ));
+        }
     }
     for (name, allowed) in [("as", "127.0.0.1/32"), ("as-locked", "192.0.2.1/32")] {
         universign.push_str(&format!(
