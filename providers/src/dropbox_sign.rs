@@ -615,19 +615,77 @@ fn signatures_of(signatures: Vec<Signature>) -> Vec<Signee> {
 }
 
 /// Where Dropbox Sign's API serves a request's files as one merged PDF, relative to its base URL
-/// (`https://api.hellosign.com/v3`). The id is the provider's own (hex); anything else in it is
-/// percent-encoded so that it stays one path segment.
+/// (`https://api.hellosign.com/v3`).
 fn files_path(request_id: &str) -> String {
-    let mut path = String::from("/signature_request/files/");
-    for byte in request_id.bytes() {
+    format!(
+        "/signature_request/files/{}?file_type=pdf",
+        path_segment(request_id)
+    )
+}
+
+/// Where Dropbox Sign's API tells a request's state.
+fn request_path(request_id: &str) -> String {
+    format!("/signature_request/{}", path_segment(request_id))
+}
+
+/// The request id as one path segment: the provider's ids are hex; anything else is
+/// percent-encoded.
+fn path_segment(id: &str) -> String {
+    let mut segment = String::with_capacity(id.len());
+    for byte in id.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.') {
-            path.push(char::from(byte));
+            segment.push(char::from(byte));
         } else {
-            path.push_str(&format!("%{byte:02X}"));
+            segment.push_str(&format!("%{byte:02X}"));
         }
     }
-    path.push_str("?file_type=pdf");
-    path
+    segment
+}
+
+/// The state in an answer of `GET /signature_request/{id}`: complete → all signed; declined →
+/// canceled; `410 Gone` (the request deleted, as a canceled one is) → canceled; past
+/// `expires_at` and not complete → expired; some signer signed → in progress; else created.
+/// Other statuses are no state (`Ok(None)`: asked again later).
+fn api_state(status: u16, body: &[u8], now: i64) -> Result<Option<ProcessStatus>, String> {
+    #[derive(Deserialize)]
+    struct Answer {
+        signature_request: State,
+    }
+    #[derive(Deserialize)]
+    struct State {
+        is_complete: Option<bool>,
+        is_declined: Option<bool>,
+        expires_at: Option<i64>,
+        #[serde(default)]
+        signatures: Vec<SignatureState>,
+    }
+    #[derive(Deserialize)]
+    struct SignatureState {
+        status_code: Option<String>,
+    }
+    match status {
+        200 => {}
+        410 => return Ok(Some(ProcessStatus::Canceled)),
+        _ => return Ok(None),
+    }
+    let answer: Answer = serde_json::from_slice(body)
+        .map_err(|e| format!("GET /signature_request: not a signature request ({e})"))?;
+    let state = answer.signature_request;
+    Ok(Some(if state.is_complete == Some(true) {
+        ProcessStatus::AllSigned
+    } else if state.is_declined == Some(true) {
+        ProcessStatus::Canceled
+    } else if state.expires_at.is_some_and(|at| at <= now) {
+        ProcessStatus::Expired
+    } else if state
+        .signatures
+        .iter()
+        .any(|s| s.status_code.as_deref() == Some("signed"))
+    {
+        ProcessStatus::InProgress
+    } else {
+        ProcessStatus::Created
+    }))
 }
 
 impl Provider for DropboxSign {
@@ -701,6 +759,20 @@ impl Provider for DropboxSign {
 
     fn accepted_reply(&self, _request: &dyn Headers) -> Reply {
         hello()
+    }
+
+    /// `GET /signature_request/{id}` (operation signatureRequestGet).
+    fn state_path(&self, process_key: &str) -> Option<String> {
+        Some(request_path(process_key))
+    }
+
+    fn api_state(
+        &self,
+        status: u16,
+        body: &[u8],
+        now: i64,
+    ) -> Result<Option<ProcessStatus>, String> {
+        api_state(status, body, now)
     }
 
     fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
@@ -1236,5 +1308,57 @@ mod tests {
         let authorization = DropboxSign.api_authorization(b" key-1\n").unwrap();
         // base64("key-1:")
         assert_eq!(authorization, "Basic a2V5LTE6");
+    }
+
+    #[test]
+    fn the_apis_answer_is_the_requests_state() {
+        let fixture = |name: &str| {
+            std::fs::read(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/fixtures/dropbox_sign")
+                    .join(name),
+            )
+            .unwrap()
+        };
+        let complete = fixture("SignatureRequestGetResponse.json");
+        assert_eq!(
+            DropboxSign.api_state(200, &complete, 0),
+            Ok(Some(ProcessStatus::AllSigned))
+        );
+        assert_eq!(
+            DropboxSign
+                .state_path("fa5c8a0b0f492d768749333ad6fcc214c111e967")
+                .as_deref(),
+            Some("/signature_request/fa5c8a0b0f492d768749333ad6fcc214c111e967")
+        );
+        let mut answer: serde_json::Value = serde_json::from_slice(&complete).unwrap();
+        answer["signature_request"]["is_complete"] = false.into();
+        let open = serde_json::to_vec(&answer).unwrap();
+        assert_eq!(
+            DropboxSign.api_state(200, &open, 0),
+            Ok(Some(ProcessStatus::InProgress)),
+            "John signed, the request is not complete"
+        );
+        answer["signature_request"]["expires_at"] = 1_000.into();
+        let expiring = serde_json::to_vec(&answer).unwrap();
+        assert_eq!(
+            DropboxSign.api_state(200, &expiring, 999),
+            Ok(Some(ProcessStatus::InProgress))
+        );
+        assert_eq!(
+            DropboxSign.api_state(200, &expiring, 1_000),
+            Ok(Some(ProcessStatus::Expired))
+        );
+        answer["signature_request"]["is_declined"] = true.into();
+        assert_eq!(
+            DropboxSign.api_state(200, &serde_json::to_vec(&answer).unwrap(), 0),
+            Ok(Some(ProcessStatus::Canceled))
+        );
+        assert_eq!(
+            DropboxSign.api_state(410, &fixture("Error410Response.json"), 0),
+            Ok(Some(ProcessStatus::Canceled))
+        );
+        assert_eq!(DropboxSign.api_state(404, b"{}", 0), Ok(None));
+        assert!(DropboxSign.api_state(200, b"{}", 0).is_err());
     }
 }

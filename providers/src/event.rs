@@ -25,6 +25,16 @@ pub enum ProcessStatus {
 }
 
 impl ProcessStatus {
+    /// Every state, in rank order.
+    pub const ALL: [ProcessStatus; 6] = [
+        ProcessStatus::Created,
+        ProcessStatus::InProgress,
+        ProcessStatus::AllSigned,
+        ProcessStatus::Completed,
+        ProcessStatus::Canceled,
+        ProcessStatus::Expired,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ProcessStatus::Created => "created",
@@ -33,6 +43,29 @@ impl ProcessStatus {
             ProcessStatus::Completed => "completed",
             ProcessStatus::Canceled => "canceled",
             ProcessStatus::Expired => "expired",
+        }
+    }
+
+    /// A final state a webhook claims — every signee signed, completed, canceled, expired —
+    /// which the worker confirms with the provider's API where it can.
+    pub fn is_final_claim(self) -> bool {
+        matches!(
+            self,
+            ProcessStatus::AllSigned
+                | ProcessStatus::Completed
+                | ProcessStatus::Canceled
+                | ProcessStatus::Expired
+        )
+    }
+
+    /// Whether `api`, the state the provider's API reports, confirms this claimed state: all
+    /// signed and completed confirm each other (the API may not tell them apart); canceled and
+    /// expired only themselves.
+    pub fn confirmed_by(self, api: ProcessStatus) -> bool {
+        use ProcessStatus::{AllSigned, Completed};
+        match self {
+            AllSigned | Completed => matches!(api, AllSigned | Completed),
+            claimed => claimed == api,
         }
     }
 
@@ -170,3 +203,31 @@ pub struct ActivityEntry {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ParseError(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::ProcessStatus::{
+        self, AllSigned, Canceled, Completed, Created, Expired, InProgress,
+    };
+
+    #[test]
+    fn a_claimed_final_state_is_confirmed_by_the_same_state_only() {
+        let finals: Vec<ProcessStatus> = ProcessStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_final_claim())
+            .collect();
+        assert_eq!(finals, [AllSigned, Completed, Canceled, Expired]);
+        for claimed in ProcessStatus::ALL {
+            for reported in ProcessStatus::ALL {
+                let signed = |s: ProcessStatus| matches!(s, AllSigned | Completed);
+                let expected = claimed == reported || (signed(claimed) && signed(reported));
+                assert_eq!(
+                    claimed.confirmed_by(reported),
+                    expected,
+                    "{claimed:?} by {reported:?}"
+                );
+            }
+        }
+        assert!(!Created.is_final_claim() && !InProgress.is_final_claim());
+    }
+}

@@ -115,6 +115,26 @@ pub trait Provider: Send + Sync + 'static {
         Err(format!("{} lists no documents", self.name()))
     }
 
+    /// Where the provider's API tells the current state of process `process_key`, relative to
+    /// `api.base_url`: the worker asks it before recording a final state a webhook claims
+    /// (all signed, completed, canceled, expired) and parks a claim it contradicts. `None` where
+    /// Countersign does not ask (the default).
+    fn state_path(&self, _process_key: &str) -> Option<String> {
+        None
+    }
+
+    /// The state in the API's answer (HTTP `status`, `body`) to [`Provider::state_path`], at
+    /// `now` (Unix seconds, for deadlines the answer states): `Ok(None)` where the answer is no
+    /// state (the worker asks again later), an error where it cannot be read.
+    fn api_state(
+        &self,
+        _status: u16,
+        _body: &[u8],
+        _now: i64,
+    ) -> Result<Option<crate::event::ProcessStatus>, String> {
+        Err(format!("{} has no state API", self.name()))
+    }
+
     /// How the worker asks the provider's API what its webhooks may have missed; `None` where
     /// Countersign cannot reconcile the provider.
     fn reconcile(&self) -> Option<&'static dyn Reconcile> {

@@ -265,6 +265,8 @@ pub enum DeadKind {
     ConflictingBody,
     DatabaseRejected,
     RetriesExhausted,
+    /// The provider's API contradicts the final state the webhook claims.
+    Contradicted,
 }
 
 impl DeadKind {
@@ -277,6 +279,7 @@ impl DeadKind {
             DeadKind::ConflictingBody => "conflicting_body",
             DeadKind::DatabaseRejected => "database_rejected",
             DeadKind::RetriesExhausted => "retries_exhausted",
+            DeadKind::Contradicted => "contradicted",
         }
     }
 }

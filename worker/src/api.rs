@@ -6,10 +6,12 @@
 //!   activity in `[StartDate, EndDate)` (`from` / `to` are accepted too), newest first.
 //! - `GET /documents/{sha256}` → the stored bytes, streamed.
 //!
-//! Each process also carries `source`, `status`, `metadata` and `documents` besides Taktikal's
-//! three fields, and `unconfirmed: true` where its provider's credential does not prove what its
-//! events say (`Provider::proves_content`: Dropbox Sign, Documenso, Adobe Acrobat Sign,
-//! Legalesign's event callback) — nothing has confirmed them with the provider's API yet. A process's activity log is paged: `activityTake` entries (default and most
+//! Each process also carries `source`, `status`, `verified`, `metadata` and `documents` besides
+//! Taktikal's three fields: `verified` is `signature+api` where the provider's API confirmed the
+//! final state before it was recorded, else `signature`; and `unconfirmed: true` where its
+//! provider's credential does not prove what its events say (`Provider::proves_content`:
+//! Dropbox Sign, Documenso, Adobe Acrobat Sign, Legalesign's event callback) and the API has not
+//! confirmed it. A process's activity log is paged: `activityTake` entries (default and most
 //! 1,000) after `activitySkip`, oldest first; `activityTotal` says how many there are.
 //! Times are written as Taktikal writes them: `2019-11-08T11:03:49.0700000Z`. The API serves
 //! personal data: when `worker.api_tokens` is set it requires `Authorization: Bearer <token>`
@@ -22,6 +24,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use countersign::config::Secret;
 use countersign_providers::ProviderKind;
+use countersign_providers::event::ProcessStatus;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -109,7 +112,11 @@ pub struct ProcessView {
     pub process_key: String,
     pub source: String,
     pub status: String,
-    /// Present (true) where the provider's credential does not prove the events' content.
+    /// `signature+api` where the provider's API confirmed the process's final state before it
+    /// was recorded, else `signature`.
+    pub verified: &'static str,
+    /// Present (true) where the provider's credential does not prove the events' content and
+    /// the API has not confirmed the state.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub unconfirmed: bool,
     /// Provider-specific facts (Taktikal's `Meta`).
@@ -255,7 +262,7 @@ async fn activity_of(
         return denied;
     }
     let keys: Result<Vec<ProcessRow>, _> = sqlx::query_as(
-        "SELECT source, process_key, status, metadata, provider FROM signing_processes
+        "SELECT source, process_key, status, metadata, provider, api_confirmed FROM signing_processes
          WHERE process_key = $1 AND ($2::text IS NULL OR source = $2) ORDER BY source",
     )
     .bind(process_key.as_str())
@@ -302,7 +309,8 @@ async fn activity_between(request: HttpRequest, state: web::Data<ApiState>) -> H
     let take = query.take.unwrap_or(100).clamp(1, 1000);
     let skip = query.skip.unwrap_or(0).max(0);
     let keys: Result<Vec<ProcessRow>, _> = sqlx::query_as(
-        "SELECT p.source, p.process_key, p.status, p.metadata, p.provider FROM signing_processes p
+        "SELECT p.source, p.process_key, p.status, p.metadata, p.provider, p.api_confirmed
+         FROM signing_processes p
          WHERE ($1::text IS NULL OR p.source = $1)
            AND EXISTS (SELECT 1 FROM activity a
                        WHERE a.source = p.source AND a.process_key = p.process_key
@@ -326,7 +334,14 @@ async fn activity_between(request: HttpRequest, state: web::Data<ApiState>) -> H
 }
 
 /// Source, process key, status, metadata.
-type ProcessRow = (String, String, String, serde_json::Value, String);
+type ProcessRow = (
+    String,
+    String,
+    String,
+    serde_json::Value,
+    String,
+    Option<String>,
+);
 
 async fn respond(
     state: &ApiState,
@@ -368,7 +383,7 @@ async fn respond(
 
 async fn load_process(
     db: &Db,
-    (source, process_key, status, metadata, provider): ProcessRow,
+    (source, process_key, status, metadata, provider, api_confirmed): ProcessRow,
     page: ActivityPage,
 ) -> Result<ProcessView, sqlx::Error> {
     let (limit, offset) = page.limit_offset();
@@ -407,11 +422,18 @@ async fn load_process(
     .bind(&process_key)
     .fetch_all(db.pool())
     .await?;
-    let unconfirmed = ProviderKind::from_name(&provider).is_some_and(|p| !p.proves_content());
+    let confirmed = confirms(api_confirmed.as_deref(), &status);
+    let unconfirmed =
+        !confirmed && ProviderKind::from_name(&provider).is_some_and(|p| !p.proves_content());
     Ok(ProcessView {
         process_key,
         source,
         status,
+        verified: if confirmed {
+            "signature+api"
+        } else {
+            "signature"
+        },
         unconfirmed,
         metadata,
         activity_log,
@@ -419,6 +441,15 @@ async fn load_process(
         signees,
         documents,
     })
+}
+
+/// Whether the state the provider's API confirmed (`api_confirmed`) confirms `status`.
+fn confirms(api_confirmed: Option<&str>, status: &str) -> bool {
+    let parse = |text: &str| ProcessStatus::ALL.into_iter().find(|s| s.as_str() == text);
+    match (api_confirmed.and_then(parse), parse(status)) {
+        (Some(confirmed), Some(status)) => status.confirmed_by(confirmed),
+        _ => false,
+    }
 }
 
 async fn document(
@@ -484,5 +515,20 @@ async fn document(
                 "document store unavailable",
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::confirms;
+
+    #[test]
+    fn verified_means_the_api_confirmed_the_state_the_process_is_in() {
+        assert!(confirms(Some("all_signed"), "all_signed"));
+        assert!(confirms(Some("all_signed"), "completed"));
+        assert!(confirms(Some("canceled"), "canceled"));
+        assert!(!confirms(Some("canceled"), "completed"));
+        assert!(!confirms(None, "completed"));
+        assert!(!confirms(Some("nonsense"), "completed"));
     }
 }

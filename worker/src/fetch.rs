@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use countersign::config::Config;
 use countersign_providers::ProviderKind;
-use countersign_providers::event::SigningEvent;
+use countersign_providers::event::{ProcessStatus, SigningEvent};
 use futures_util::StreamExt;
 use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
 
@@ -108,6 +108,73 @@ impl Fetcher {
         }))
     }
 
+    /// Whether `source`'s API is asked to confirm a final state one of `events` claims.
+    pub fn witnesses(&self, source: &str, events: &[SigningEvent]) -> bool {
+        self.endpoints.get(source).is_some_and(|endpoint| {
+            events.iter().any(|e| {
+                e.status.is_some_and(ProcessStatus::is_final_claim)
+                    && endpoint.provider.state_path(&e.process_key).is_some()
+            })
+        })
+    }
+
+    /// Asks `source`'s API the state of each process whose event claims a final state:
+    /// [`Witnessed::Confirmed`] when the API reports every claimed state,
+    /// [`Witnessed::Contradicted`] (with the reason) when it reports another final state, an
+    /// error when it reports an earlier one (the API may lag the webhook), cannot be asked, or
+    /// gives no state: the message is retried, and parked with the reason after the last retry.
+    pub async fn witness(
+        &self,
+        source: &str,
+        events: &[SigningEvent],
+    ) -> Result<Witnessed, FetchError> {
+        let Some(endpoint) = self.endpoints.get(source) else {
+            return Ok(Witnessed::NotAsked);
+        };
+        let failed = |reason: String| FetchError {
+            source_name: source.to_owned(),
+            reason,
+        };
+        let now = chrono::Utc::now().timestamp();
+        let mut asked = false;
+        for event in events {
+            let Some(claimed) = event.status.filter(|s| s.is_final_claim()) else {
+                continue;
+            };
+            let Some(path) = endpoint.provider.state_path(&event.process_key) else {
+                continue;
+            };
+            let (status, body) = endpoint.ask(&path).await.map_err(&failed)?;
+            let reported = endpoint
+                .provider
+                .api_state(status, &body, now)
+                .map_err(|reason| failed(format!("state of the process: {reason}")))?
+                .ok_or_else(|| failed(format!("GET {path}: HTTP {status}, no state")))?;
+            if !claimed.confirmed_by(reported) {
+                let reason = format!(
+                    "the webhook claims {} for {}; {}'s API reports {}",
+                    claimed.as_str(),
+                    event.process_key,
+                    endpoint.provider.name(),
+                    reported.as_str()
+                );
+                // Another final state can never become the claimed one; an earlier state may
+                // (the API may lag the webhook), so the message is asked about again later.
+                return if reported.is_final_claim() {
+                    Ok(Witnessed::Contradicted(reason))
+                } else {
+                    Err(failed(format!("{reason} (not yet: asked again)")))
+                };
+            }
+            asked = true;
+        }
+        Ok(if asked {
+            Witnessed::Confirmed
+        } else {
+            Witnessed::NotAsked
+        })
+    }
+
     /// Whether any document of `events` waits for a download from `source`'s API.
     pub fn wants(&self, source: &str, events: &[SigningEvent]) -> bool {
         self.endpoints.contains_key(source)
@@ -165,54 +232,103 @@ impl Fetcher {
     }
 }
 
+/// What the provider's API said of the final states a message's events claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Witnessed {
+    /// Nothing was asked: no final state claimed, or no state API for the provider.
+    NotAsked,
+    /// The API reports every claimed state.
+    Confirmed,
+    /// The API reports another final state: the reason, for the parking lot.
+    Contradicted(String),
+}
+
+/// The most of a state answer read: a request's state is a few kilobytes.
+const MAX_STATE_BYTES: usize = 1024 * 1024;
+
 impl Endpoint {
-    async fn get(&self, path: &str) -> Result<Vec<u8>, String> {
+    async fn send(&self, path: &str) -> Result<reqwest::Response, String> {
         let url = format!("{}/{}", self.base_url, path.trim_start_matches('/'));
         let mut request = self.client.get(&url);
         if let Some(authorization) = &self.authorization {
             request = request.header(AUTHORIZATION, authorization.clone());
         }
-        let response = request
+        request
             .send()
             .await
-            .map_err(|e| format!("GET {path}: {}", without_url(&e)))?;
+            .map_err(|e| format!("GET {path}: {}", without_url(&e)))
+    }
+
+    /// `GET path` for a state: the status and body of a 2xx or of a client error other than
+    /// 429 (the API's word on the process, such as 410 Gone); anything else is an error.
+    async fn ask(&self, path: &str) -> Result<(u16, Vec<u8>), String> {
+        let response = self.send(path).await?;
         let status = response.status();
-        if status != reqwest::StatusCode::OK {
-            let retry_after = response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| format!(" (Retry-After: {v})"))
-                .unwrap_or_default();
-            // Legalesign: 201 while an archived document is restored (up to 4 hours).
-            return Err(format!("GET {path}: HTTP {status}{retry_after}"));
-        }
-        if response
-            .content_length()
-            .is_some_and(|length| length > self.max_bytes as u64)
-        {
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             return Err(format!(
-                "GET {path}: the document is larger than api.max_document_bytes ({})",
-                self.max_bytes
+                "GET {path}: HTTP {status}{}",
+                retry_after(&response)
             ));
         }
-        let mut content = Vec::new();
-        let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| format!("GET {path}: {}", without_url(&e)))?;
-            if content.len() + chunk.len() > self.max_bytes {
-                return Err(format!(
-                    "GET {path}: the document is larger than api.max_document_bytes ({})",
-                    self.max_bytes
-                ));
-            }
-            content.extend_from_slice(&chunk);
+        let body = read_bounded(response, path, MAX_STATE_BYTES).await?;
+        Ok((status.as_u16(), body))
+    }
+
+    async fn get(&self, path: &str) -> Result<Vec<u8>, String> {
+        let response = self.send(path).await?;
+        let status = response.status();
+        if status != reqwest::StatusCode::OK {
+            // Legalesign: 201 while an archived document is restored (up to 4 hours).
+            return Err(format!(
+                "GET {path}: HTTP {status}{}",
+                retry_after(&response)
+            ));
         }
+        let content = read_bounded(response, path, self.max_bytes).await?;
         if content.is_empty() {
             return Err(format!("GET {path}: an empty document"));
         }
         Ok(content)
     }
+}
+
+/// ` (Retry-After: …)` when the answer has one.
+fn retry_after(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| format!(" (Retry-After: {v})"))
+        .unwrap_or_default()
+}
+
+/// The body of `response`, refused past `max_bytes` (announced or read).
+async fn read_bounded(
+    response: reqwest::Response,
+    path: &str,
+    max_bytes: usize,
+) -> Result<Vec<u8>, String> {
+    let too_large = || {
+        format!(
+            "GET {path}: the answer is larger than its bound ({max_bytes} bytes; documents: api.max_document_bytes)"
+        )
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > max_bytes as u64)
+    {
+        return Err(too_large());
+    }
+    let mut content = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| format!("GET {path}: {}", without_url(&e)))?;
+        if content.len() + chunk.len() > max_bytes {
+            return Err(too_large());
+        }
+        content.extend_from_slice(&chunk);
+    }
+    Ok(content)
 }
 
 /// A reqwest error's text without its URL (a redirect's short-lived location can carry a token).

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::db::Item;
 use crate::db::{Db, RawEvent, RecordError, Recorded, is_transient};
 use crate::documents::DocumentStore;
-use crate::fetch::Fetcher;
+use crate::fetch::{Fetcher, Witnessed};
 
 #[derive(Debug)]
 pub enum Outcome {
@@ -76,6 +76,8 @@ impl Handler {
                 Err(outcome) => outcomes.push(Some(outcome)),
             }
         }
+        self.witness_claims(&mut items, &mut positions, &mut outcomes)
+            .await;
         self.download_announced(&mut items, &mut positions, &mut outcomes)
             .await;
         let store = self.documents.as_ref();
@@ -126,6 +128,58 @@ impl Handler {
 }
 
 impl Handler {
+    /// Asks the provider's API, all at once, to confirm the final states the items' events claim
+    /// (where the source has an API and the provider a state API): a confirmed item is recorded
+    /// as such; a contradicted one is parked with the reason, never recorded; one whose API could
+    /// not be asked is retried.
+    async fn witness_claims(
+        &self,
+        items: &mut Vec<Item<'_>>,
+        positions: &mut Vec<usize>,
+        outcomes: &mut [Option<Outcome>],
+    ) {
+        let fetcher = self.fetcher.as_ref();
+        let results = futures_util::future::join_all(
+            items
+                .iter()
+                .enumerate()
+                .filter(|(_, item)| fetcher.witnesses(item.raw.source, &item.events))
+                .map(|(i, item)| async move {
+                    (i, fetcher.witness(item.raw.source, &item.events).await)
+                }),
+        )
+        .await;
+        let mut settled = Vec::new();
+        for (i, result) in results {
+            let item = &mut items[i];
+            let event_id = countersign::telemetry::Escaped(&item.raw.event_id).to_string();
+            match result {
+                Ok(Witnessed::Confirmed) => item.raw.api_confirmed = true,
+                Ok(Witnessed::NotAsked) => {}
+                Ok(Witnessed::Contradicted(reason)) => {
+                    tracing::warn!(
+                        source = item.raw.source,
+                        event_id,
+                        reason = %countersign::telemetry::Escaped(&reason),
+                        "the provider's API contradicts the webhook; parking it"
+                    );
+                    let kind = DeadKind::Contradicted;
+                    settled.push((i, Outcome::Dead { kind, reason }));
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        source = item.raw.source,
+                        event_id,
+                        reason = %error,
+                        "could not confirm the webhook's claim with the provider's API; the message will be retried"
+                    );
+                    settled.push((i, Outcome::Retry(error.to_string())));
+                }
+            }
+        }
+        settle(items, positions, outcomes, settled);
+    }
+
     /// Downloads, all at once, the documents the items' events announce; an item whose download
     /// fails leaves the batch with a retry outcome (the rest are recorded).
     async fn download_announced(
@@ -145,7 +199,7 @@ impl Handler {
                 }),
         )
         .await;
-        let mut failed: Vec<usize> = Vec::new();
+        let mut failed = Vec::new();
         for (i, result) in results {
             if let Err(error) = result {
                 tracing::warn!(
@@ -154,14 +208,25 @@ impl Handler {
                     reason = %error,
                     "document download failed; the message will be retried"
                 );
-                outcomes[positions[i]] = Some(Outcome::Retry(error.to_string()));
-                failed.push(i);
+                failed.push((i, Outcome::Retry(error.to_string())));
             }
         }
-        for i in failed.into_iter().rev() {
-            items.remove(i);
-            positions.remove(i);
-        }
+        settle(items, positions, outcomes, failed);
+    }
+}
+
+/// Gives each of `settled` (an index into `items`, in increasing order) its outcome and takes it
+/// out of the batch.
+fn settle(
+    items: &mut Vec<Item<'_>>,
+    positions: &mut Vec<usize>,
+    outcomes: &mut [Option<Outcome>],
+    settled: Vec<(usize, Outcome)>,
+) {
+    for (i, outcome) in settled.into_iter().rev() {
+        outcomes[positions[i]] = Some(outcome);
+        items.remove(i);
+        positions.remove(i);
     }
 }
 
@@ -224,6 +289,7 @@ pub fn prepare<'a>(body: &'a [u8], properties: &'a BasicProperties) -> Result<It
         content_sha256,
         counts_as_delivery: message::header_text(properties, countersign::message::REPLAY)
             != Some("archive"),
+        api_confirmed: false,
     };
     Ok(Item { raw, events })
 }

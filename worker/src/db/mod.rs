@@ -47,6 +47,9 @@ pub struct RawEvent<'a> {
     pub content_sha256: [u8; 32],
     /// False for a replay from the archive: not a delivery by the provider.
     pub counts_as_delivery: bool,
+    /// The final state its events claim was confirmed with the provider's API before recording
+    /// ([`crate::fetch::Fetcher::witness`]).
+    pub api_confirmed: bool,
 }
 
 /// Whether the raw event was new.

@@ -10,7 +10,7 @@
 //! are thin.
 
 use chrono::{DateTime, Utc};
-use countersign_providers::event::{ActivityEntry, Document, Signee, SigningEvent};
+use countersign_providers::event::{ActivityEntry, Document, ProcessStatus, Signee, SigningEvent};
 use sqlx::{Postgres, Transaction};
 
 use super::{RawEvent, RecordError};
@@ -98,7 +98,8 @@ const PROCESS_MERGE: &str = "ON CONFLICT (source, process_key) DO UPDATE SET
     company_key = COALESCE(signing_processes.company_key, EXCLUDED.company_key),
     created_at = LEAST(signing_processes.created_at, EXCLUDED.created_at),
     updated_at = GREATEST(signing_processes.updated_at, EXCLUDED.updated_at),
-    metadata = signing_processes.metadata || EXCLUDED.metadata";
+    metadata = signing_processes.metadata || EXCLUDED.metadata,
+    api_confirmed = COALESCE(EXCLUDED.api_confirmed, signing_processes.api_confirmed)";
 
 /// One `signing_processes` row per event, in the order given.
 #[derive(Debug, Default, PartialEq)]
@@ -114,6 +115,8 @@ struct ProcessColumns<'a> {
     company_key: Vec<Option<&'a str>>,
     at: Vec<DateTime<Utc>>,
     metadata: Vec<serde_json::Value>,
+    /// The final status the provider's API confirmed, where it did.
+    api_confirmed: Vec<Option<&'static str>>,
 }
 
 impl<'a> ProcessColumns<'a> {
@@ -129,6 +132,12 @@ impl<'a> ProcessColumns<'a> {
             c.provider.push(a.raw.provider.name());
             c.status.push(status);
             c.rank.push(rank);
+            c.api_confirmed.push(
+                a.event
+                    .status
+                    .filter(|s| a.raw.api_confirmed && s.is_final_claim())
+                    .map(ProcessStatus::as_str),
+            );
             c.flow_key.push(a.event.flow_key.as_deref());
             c.flow_name.push(a.event.flow_name.as_deref());
             c.company_key.push(a.event.company_key.as_deref());
@@ -147,11 +156,11 @@ async fn upsert_processes(
     sqlx::query(&format!(
         "INSERT INTO signing_processes
             (source, process_key, provider, status, status_rank, flow_key, flow_name, company_key,
-             created_at, updated_at, status_changed_at, metadata)
-         SELECT s, p, pr, st, r, fk, fn, ck, at, at, at, md
+             created_at, updated_at, status_changed_at, metadata, api_confirmed)
+         SELECT s, p, pr, st, r, fk, fn, ck, at, at, at, md, ac
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int2[], $6::text[],
-                     $7::text[], $8::text[], $9::timestamptz[], $10::jsonb[])
-              AS t(s, p, pr, st, r, fk, fn, ck, at, md)
+                     $7::text[], $8::text[], $9::timestamptz[], $10::jsonb[], $11::text[])
+              AS t(s, p, pr, st, r, fk, fn, ck, at, md, ac)
          {PROCESS_MERGE}"
     ))
     .bind(&c.source)
@@ -164,6 +173,7 @@ async fn upsert_processes(
     .bind(&c.company_key)
     .bind(&c.at)
     .bind(&c.metadata)
+    .bind(&c.api_confirmed)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -529,6 +539,7 @@ mod tests {
             signature_id: None,
             content_sha256: [0; 32],
             counts_as_delivery: true,
+            api_confirmed: false,
         }
     }
 

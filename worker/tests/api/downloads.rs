@@ -256,20 +256,27 @@ async fn a_dropbox_sign_completion_brings_the_merged_pdf_from_the_api_never_from
             .join("../providers/tests/fixtures/dropbox_sign/Error409Response.json"),
     )
     .unwrap();
-    // The files are being prepared (409, Dropbox Sign's error body), then served.
+    // The request is complete; its files are being prepared (409, Dropbox Sign's error body),
+    // then served.
     let api = Simulator::start(
         "/v3",
-        vec![(
-            "/signature_request/files/dx-dl-1",
-            vec![
-                Answer {
-                    status: 409,
-                    content_type: "application/json",
-                    body: preparing,
-                },
-                Answer::ok("application/pdf", &pdf),
-            ],
-        )],
+        vec![
+            (
+                "/signature_request/dx-dl-1",
+                vec![dropbox_state("dx-dl-1", |_| {})],
+            ),
+            (
+                "/signature_request/files/dx-dl-1",
+                vec![
+                    Answer {
+                        status: 409,
+                        content_type: "application/json",
+                        body: preparing,
+                    },
+                    Answer::ok("application/pdf", &pdf),
+                ],
+            ),
+        ],
     )
     .await;
     // The body's files_url is not signed: whoever forged it would get the API key sent there.
@@ -288,7 +295,11 @@ async fn a_dropbox_sign_completion_brings_the_merged_pdf_from_the_api_never_from
     stack.wait_for_events(1).await;
 
     assert_eq!(stack.signed_document("dx-dl-1").await, pdf);
-    let seen = api.seen();
+    let seen: Vec<_> = api
+        .seen()
+        .into_iter()
+        .filter(|s| s.path.contains("/files/"))
+        .collect();
     assert_eq!(seen.len(), 2, "409 while preparing, then the PDF: {seen:?}");
     let basic = format!(
         "Basic {}",
@@ -310,5 +321,99 @@ async fn a_dropbox_sign_completion_brings_the_merged_pdf_from_the_api_never_from
     );
     let (_, view) = stack.get_json("/signing/activity/dx-dl-1?source=dx").await;
     assert_eq!(view[0]["status"], "all_signed");
+    assert_eq!(view[0]["verified"], "signature+api");
+    assert_eq!(view[0].get("unconfirmed"), None);
     assert_eq!(stack.queue_len(stack.topology.dead_queue()).await, 0);
+}
+
+/// `GET /signature_request/{id}`'s answer (the OpenAPI description's example, a complete
+/// request) for request `id`, changed by `change`.
+fn dropbox_state(id: &str, change: impl FnOnce(&mut serde_json::Value)) -> Answer {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../providers/tests/fixtures/dropbox_sign/SignatureRequestGetResponse.json");
+    let mut answer: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture).unwrap()).unwrap();
+    answer["signature_request"]["signature_request_id"] = id.into();
+    change(&mut answer);
+    Answer::ok("application/json", &serde_json::to_vec(&answer).unwrap())
+}
+
+/// Dropbox Sign's hash covers only the event's time and type: a captured completion's hash
+/// carried by a body about another request (inside the window) verifies. With the source's API,
+/// the claim is checked before anything is recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn dropbox_sign_claims_are_confirmed_with_the_api_and_a_contradicted_one_is_parked() {
+    let pdf = b"%PDF-1.7 dx-lag".to_vec();
+    let api = Simulator::start(
+        "/v3",
+        vec![
+            // The API lags the webhook once (still in progress), then reports it complete.
+            (
+                "/signature_request/dx-lag",
+                vec![
+                    dropbox_state("dx-lag", |a| {
+                        a["signature_request"]["is_complete"] = false.into();
+                    }),
+                    dropbox_state("dx-lag", |_| {}),
+                ],
+            ),
+            (
+                "/signature_request/files/dx-lag",
+                vec![Answer::ok("application/pdf", &pdf)],
+            ),
+            // The webhook claims all signed; the API says the request was declined.
+            (
+                "/signature_request/dx-forged",
+                vec![dropbox_state("dx-forged", |a| {
+                    a["signature_request"]["is_complete"] = false.into();
+                    a["signature_request"]["is_declined"] = true.into();
+                })],
+            ),
+        ],
+    )
+    .await;
+    let stack = Stack::start_with(Options {
+        dropbox_sign_api: Some(api.base_url.clone()),
+        ..Options::default()
+    })
+    .await;
+    for (id, boundary) in [("dx-lag", "b-lag"), ("dx-forged", "b-forged")] {
+        let json = dropbox_all_signed(id, "https://api.hellosign.com/v3/signature_request/files/x");
+        let (body, content_type) = dropbox_sign::multipart(&json, boundary);
+        let response = stack
+            .send_to("dx", &body, &[("content-type", &content_type)])
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+
+    // The contradicted claim: parked at once with the claim and the API's answer, never recorded.
+    wait_until(
+        "the forged claim is parked",
+        Duration::from_secs(30),
+        || async { stack.queue_len(stack.topology.dead_queue()).await == 1 },
+    )
+    .await;
+    let parked = stack.drain(stack.topology.dead_queue()).await;
+    assert_eq!(parked.len(), 1);
+    assert_eq!(header(&parked[0], "x-dead-kind"), Some("contradicted"));
+    assert_eq!(
+        header(&parked[0], "x-dead-reason"),
+        Some("the webhook claims all_signed for dx-forged; dropbox_sign's API reports canceled")
+    );
+    let (status, _) = stack
+        .get_json("/signing/activity/dx-forged?source=dx")
+        .await;
+    assert_eq!(status, 404, "a contradicted claim is never recorded");
+
+    // The lagging one: retried, then recorded as confirmed.
+    stack.wait_for_events(1).await;
+    let (_, view) = stack.get_json("/signing/activity/dx-lag?source=dx").await;
+    assert_eq!(view[0]["status"], "all_signed");
+    assert_eq!(view[0]["verified"], "signature+api");
+    let asked = api
+        .seen()
+        .iter()
+        .filter(|s| s.path == "/v3/signature_request/dx-lag")
+        .count();
+    assert_eq!(asked, 2, "asked again after the API lagged");
 }
