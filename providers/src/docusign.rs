@@ -13,6 +13,15 @@
 //!   second body under one id is a delivery of the same event, never a conflict.
 //! - With "Include documents", `envelopeSummary.envelopeDocuments[].PDFBytes` carries each
 //!   document in base64: on `envelope-completed` the content documents are the signed PDFs.
+//!   Without them, a completed envelope announces its combined PDF (every document and the
+//!   certificate of completion), downloaded by the worker from the eSignature REST API when the
+//!   source has `[sources.api]`: `GET {base_url}/envelopes/{envelopeId}/documents/combined`, with
+//!   `base_url` = `https://<server>/restapi/v2.1/accounts/<accountId>` and the credentials an
+//!   OAuth access token (`Authorization: Bearer …`).
+//! - With `[sources.api]`, a completed, declined or voided envelope is confirmed with
+//!   `GET {base_url}/envelopes/{envelopeId}` (its `status`) before it is recorded: Connect
+//!   signs the body but carries no freshness, so a captured delivery can be sent again at any
+//!   time; the API says what the envelope is now.
 
 use std::borrow::Cow;
 
@@ -26,7 +35,9 @@ use crate::event::{
     ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
 };
 use crate::settings::{Secret, Setting, SourceConfig};
-use crate::support::{hmac_sha256, is_json_object, matching_secret, rfc3339};
+use crate::support::{
+    answered_status, hmac_sha256, is_json_object, matching_secret, path_segment, rfc3339,
+};
 use crate::{Provider, Rejection, Request, Sample, Verified, Verify};
 
 /// The first signature header; the n-th is `x-docusign-signature-<n>`.
@@ -224,16 +235,21 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         .as_ref()
         .and_then(|s| s.email_subject.clone())
         .filter(|s| !s.is_empty());
-    let (signees, documents) = match summary {
+    let status = status_of(&event, envelope_status.as_deref());
+    let completed = status == Some(ProcessStatus::Completed);
+    let (signees, mut documents) = match summary {
         Some(summary) => (
             signers_of(summary.recipients.map(|r| r.signers).unwrap_or_default()),
             pdfs_of(summary.envelope_documents, event == "envelope-completed")?,
         ),
         None => (Vec::new(), Vec::new()),
     };
+    if completed && !documents.iter().any(|d| d.kind == DocumentKind::Signed) {
+        documents.push(combined_pdf(&process_key));
+    }
     let signee_key = recipient.clone();
     Ok(vec![SigningEvent {
-        status: status_of(&event, envelope_status.as_deref()),
+        status,
         occurred_at,
         flow_key: None,
         flow_name,
@@ -252,6 +268,41 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         metadata: serde_json::Map::new(),
         process_key,
     }])
+}
+
+/// A completed envelope's combined PDF, announced where the message carries no signed document:
+/// `GET /envelopes/{envelopeId}/documents/combined` (operation Documents_GetDocument with the
+/// special document id `combined`: every document and the certificate of completion in one PDF).
+fn combined_pdf(envelope_id: &str) -> Document {
+    let mut document = Document::new(DocumentKind::Signed);
+    document.reference_id = Some(envelope_id.to_owned());
+    document.content_type = Some("application/pdf".to_owned());
+    document.description =
+        Some("combined PDF with the certificate of completion (DocuSign eSignature API)".into());
+    document.fetch = Some(format!(
+        "/envelopes/{}/documents/combined",
+        path_segment(envelope_id)
+    ));
+    document
+}
+
+/// The state in an answer of `GET /envelopes/{envelopeId}` (the `envelope` definition's
+/// `status`): `completed` → completed; `signed` (every recipient signed, not yet completed) →
+/// all signed; `declined`, `voided` (DocuSign voids an expired envelope) → canceled;
+/// `timedout` → expired; `created`, `sent`, `delivered` → created. Other statuses
+/// (`processing`, `correct`, `deleted`, …) and other HTTP statuses are no state (asked again).
+fn api_state(status: u16, body: &[u8]) -> Result<Option<ProcessStatus>, String> {
+    let Some(status) = answered_status(status, body, "GET /envelopes/{envelopeId}")? else {
+        return Ok(None);
+    };
+    Ok(match status.to_ascii_lowercase().as_str() {
+        "completed" => Some(ProcessStatus::Completed),
+        "signed" => Some(ProcessStatus::AllSigned),
+        "declined" | "voided" => Some(ProcessStatus::Canceled),
+        "timedout" => Some(ProcessStatus::Expired),
+        "created" | "sent" | "delivered" => Some(ProcessStatus::Created),
+        _ => None,
+    })
 }
 
 /// The envelope's signers as signees (one without a recipient id is left out).
@@ -312,7 +363,28 @@ impl Provider for DocuSign {
     }
 
     fn settings(&self) -> &'static [Setting] {
-        &[Setting::Secrets]
+        &[Setting::Secrets, Setting::Api]
+    }
+
+    /// An OAuth access token (`Authorization: Bearer …`), as every eSignature REST API call takes.
+    fn api_authorization(&self, credentials: &[u8]) -> Option<String> {
+        Some(format!(
+            "Bearer {}",
+            String::from_utf8_lossy(credentials).trim()
+        ))
+    }
+
+    fn state_path(&self, process_key: &str) -> Option<String> {
+        Some(format!("/envelopes/{}", path_segment(process_key)))
+    }
+
+    fn api_state(
+        &self,
+        status: u16,
+        body: &[u8],
+        _now: i64,
+    ) -> Result<Option<ProcessStatus>, String> {
+        api_state(status, body)
     }
 
     fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
@@ -509,5 +581,81 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    /// DocuSign's Connect sample (`tests/fixtures/docusign/`) as an `event` about `envelope`,
+    /// its envelope in `status`.
+    fn connect_sample(event: &str, envelope: &str, status: &str) -> Vec<u8> {
+        let mut message: serde_json::Value = serde_json::from_slice(&crate::testing::fixture(
+            "docusign",
+            "connect.schema-v2.json",
+        ))
+        .unwrap();
+        message["event"] = event.into();
+        message["generatedDateTime"] = "2026-11-29T10:15:30.1234567Z".into();
+        message["data"]["envelopeId"] = envelope.into();
+        message["data"]["envelopeSummary"]["envelopeId"] = envelope.into();
+        message["data"]["envelopeSummary"]["status"] = status.into();
+        serde_json::to_vec(&message).unwrap()
+    }
+
+    #[test]
+    fn a_completed_envelope_without_its_pdf_announces_the_combined_pdf() {
+        let events = parse(&connect_sample("envelope-completed", "e/1", "completed")).unwrap();
+        let event = &events[0];
+        assert_eq!(event.status, Some(ProcessStatus::Completed));
+        let signed: Vec<_> = event
+            .documents
+            .iter()
+            .filter(|d| d.kind == DocumentKind::Signed)
+            .collect();
+        assert_eq!(signed.len(), 1, "{:?}", event.documents);
+        assert_eq!(
+            signed[0].fetch.as_deref(),
+            Some("/envelopes/e%2F1/documents/combined")
+        );
+        assert_eq!(signed[0].content, None);
+        // With the PDF in the message, nothing is fetched.
+        let with_pdf = parse(BODY).unwrap();
+        assert!(with_pdf[0].documents.iter().all(|d| d.fetch.is_none()));
+        // Not completed: nothing announced.
+        let sent = parse(&connect_sample("envelope-sent", "e2", "sent")).unwrap();
+        assert!(sent[0].documents.is_empty());
+    }
+
+    #[test]
+    fn the_envelopes_status_is_its_state() {
+        assert_eq!(
+            DocuSign.api_authorization(b" token-1\n").as_deref(),
+            Some("Bearer token-1")
+        );
+        assert_eq!(
+            DocuSign.state_path("93be49ab-afa0").as_deref(),
+            Some("/envelopes/93be49ab-afa0")
+        );
+        let sample: serde_json::Value = serde_json::from_slice(&crate::testing::fixture(
+            "docusign",
+            "connect.schema-v2.json",
+        ))
+        .unwrap();
+        crate::testing::assert_api_states(
+            &DocuSign,
+            &sample["data"]["envelopeSummary"],
+            &[
+                ("completed", Some(ProcessStatus::Completed)),
+                ("signed", Some(ProcessStatus::AllSigned)),
+                ("declined", Some(ProcessStatus::Canceled)),
+                ("voided", Some(ProcessStatus::Canceled)),
+                ("timedout", Some(ProcessStatus::Expired)),
+                ("sent", Some(ProcessStatus::Created)),
+                ("delivered", Some(ProcessStatus::Created)),
+                ("created", Some(ProcessStatus::Created)),
+                ("processing", None),
+            ],
+        );
+        let error = br#"{"errorCode":"ENVELOPE_DOES_NOT_EXIST","message":"The envelope specified either does not exist or you have no rights to it."}"#;
+        assert_eq!(DocuSign.api_state(404, error, 0), Ok(None));
+        assert!(DocuSign.api_state(200, error, 0).is_err(), "no status");
+        assert!(DocuSign.api_state(200, b"[]", 0).is_err());
     }
 }

@@ -31,7 +31,7 @@ use crate::event::{
 use crate::settings::{Secret, Setting, SourceConfig};
 use crate::support::{
     check_freshness, decode_hex, hex, hmac_sha256, json_id, matching_secret, max_signature_age,
-    unix_seconds,
+    path_segment, unix_seconds,
 };
 use crate::{Headers, Provider, Rejection, Reply, Request, Sample, SignatureUse, Verified, Verify};
 
@@ -626,20 +626,6 @@ fn files_path(request_id: &str) -> String {
 /// Where Dropbox Sign's API tells a request's state.
 fn request_path(request_id: &str) -> String {
     format!("/signature_request/{}", path_segment(request_id))
-}
-
-/// The request id as one path segment: the provider's ids are hex; anything else is
-/// percent-encoded.
-fn path_segment(id: &str) -> String {
-    let mut segment = String::with_capacity(id.len());
-    for byte in id.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.') {
-            segment.push(char::from(byte));
-        } else {
-            segment.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    segment
 }
 
 /// The state in an answer of `GET /signature_request/{id}`: complete → all signed; declined →

@@ -8,8 +8,14 @@
 //!   carry several. `X-PandaDoc-Webhook-Event-Id` identifies a delivery and stays the same through
 //!   automatic and manual retries: it is the event id (the body's sha256 where it is absent).
 //! - `data` is the document (`id`, `name`, `status`, `recipients`, `metadata`, dates);
-//!   `recipient_completed` adds `action_by` and `action_date`. Completed PDFs are downloaded
-//!   through the API after `document_completed_pdf_ready`.
+//!   `recipient_completed` adds `action_by` and `action_date`.
+//! - With `[sources.api]` (`base_url` = `https://api.pandadoc.com/public/v1`, credentials the
+//!   API key, sent as `Authorization: API-Key <key>`, or `Bearer <token>` for an OAuth access
+//!   token written with its scheme): `document_completed_pdf_ready` brings the completed PDF from
+//!   `GET /documents/{id}/download-protected` (Download Protected Document: the PDF with its
+//!   signature certificate), and a completed, declined or voided document a notification claims
+//!   is confirmed with `GET /documents/{id}` (Document Status) before it is recorded — the
+//!   signature carries no freshness, so a captured delivery can be sent again at any time.
 
 use std::borrow::Cow;
 
@@ -22,7 +28,8 @@ use crate::event::{
 };
 use crate::settings::{Secret, Setting, SourceConfig};
 use crate::support::{
-    decode_hex, header_text, hex, hmac_sha256, json_id, matching_secret, rfc3339,
+    answered_status, decode_hex, header_text, hex, hmac_sha256, json_id, matching_secret,
+    path_segment, rfc3339,
 };
 use crate::{Provider, Rejection, Request, Sample, Verified, Verify};
 
@@ -228,11 +235,16 @@ fn one(notification: Notification) -> Option<SigningEvent> {
         .flatten();
     let (signees, actor_key) = recipients_of(data.recipients, signer.as_deref(), occurred_at);
     let documents = if event == "document_completed_pdf_ready" {
-        let mut document = Document::new(DocumentKind::Reference);
+        let mut document = Document::new(DocumentKind::Signed);
         document.reference_id = Some(process_key.clone());
         document.file_name = data.name.clone().filter(|n| !n.is_empty());
+        document.content_type = Some("application/pdf".to_owned());
         document.description =
             Some("completed PDF (PandaDoc's Download Protected Document)".into());
+        document.fetch = Some(format!(
+            "/documents/{}/download-protected",
+            path_segment(&process_key)
+        ));
         vec![document]
     } else {
         Vec::new()
@@ -271,6 +283,32 @@ fn one(notification: Notification) -> Option<SigningEvent> {
     })
 }
 
+/// The state in an answer of `GET /documents/{id}` (Document Status, `status` one of the
+/// DocumentStatusEnum): completed or paid → completed; declined, rejected, voided → canceled;
+/// expired → expired; draft, uploaded, sent, viewed and the approval and payment steps →
+/// created. `document.error`, unknown statuses and other HTTP statuses are no state.
+fn api_state(status: u16, body: &[u8]) -> Result<Option<ProcessStatus>, String> {
+    let Some(status) = answered_status(status, body, "GET /documents/{id}")? else {
+        return Ok(None);
+    };
+    Ok(match status.as_str() {
+        "document.completed" | "document.paid" => Some(ProcessStatus::Completed),
+        "document.declined" | "document.rejected" | "document.voided" => {
+            Some(ProcessStatus::Canceled)
+        }
+        "document.expired" => Some(ProcessStatus::Expired),
+        "document.draft"
+        | "document.uploaded"
+        | "document.sent"
+        | "document.viewed"
+        | "document.waiting_approval"
+        | "document.approved"
+        | "document.waiting_pay"
+        | "document.external_review" => Some(ProcessStatus::Created),
+        _ => None,
+    })
+}
+
 /// One event per notification about a document; others (templates) project nothing.
 pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
     let notifications = notifications(body).ok_or_else(|| {
@@ -285,7 +323,32 @@ impl Provider for PandaDoc {
     }
 
     fn settings(&self) -> &'static [Setting] {
-        &[Setting::Secrets]
+        &[Setting::Secrets, Setting::Api]
+    }
+
+    /// `API-Key <key>` (the SDK's `apiKey` scheme), or the credentials as they are when they
+    /// already name the `Bearer` scheme (an OAuth access token).
+    fn api_authorization(&self, credentials: &[u8]) -> Option<String> {
+        let text = String::from_utf8_lossy(credentials);
+        let text = text.trim();
+        Some(if text.starts_with("Bearer ") {
+            text.to_owned()
+        } else {
+            format!("API-Key {text}")
+        })
+    }
+
+    fn state_path(&self, process_key: &str) -> Option<String> {
+        Some(format!("/documents/{}", path_segment(process_key)))
+    }
+
+    fn api_state(
+        &self,
+        status: u16,
+        body: &[u8],
+        _now: i64,
+    ) -> Result<Option<ProcessStatus>, String> {
+        api_state(status, body)
     }
 
     fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
@@ -480,5 +543,57 @@ mod tests {
         let template = br#"[{"event":"template_created","data":{"name":"t"}}]"#;
         assert!(parse(template).unwrap().is_empty());
         assert!(parse(b"{}").is_err());
+    }
+
+    #[test]
+    fn a_ready_pdf_is_downloaded_from_download_protected() {
+        let body = br#"[{"event":"document_completed_pdf_ready","data":{"id":"msFY/1","name":"Offer","status":"document.completed","date_modified":"2026-09-21T15:00:00Z","recipients":[]}}]"#;
+        let events = parse(body).unwrap();
+        let document = &events[0].documents[0];
+        assert_eq!(document.kind, DocumentKind::Signed);
+        assert_eq!(
+            document.fetch.as_deref(),
+            Some("/documents/msFY%2F1/download-protected")
+        );
+        assert_eq!(document.file_name.as_deref(), Some("Offer"));
+    }
+
+    #[test]
+    fn the_document_status_is_its_state() {
+        assert_eq!(
+            PandaDoc.api_authorization(b"key-1\n").as_deref(),
+            Some("API-Key key-1")
+        );
+        assert_eq!(
+            PandaDoc.api_authorization(b"Bearer oauth-1").as_deref(),
+            Some("Bearer oauth-1")
+        );
+        assert_eq!(
+            PandaDoc.state_path("msFYActMfJHqNTKH8YSvF1").as_deref(),
+            Some("/documents/msFYActMfJHqNTKH8YSvF1")
+        );
+        let fixture: serde_json::Value = serde_json::from_slice(&crate::testing::fixture(
+            "pandadoc",
+            "DocumentStatusResponse.json",
+        ))
+        .unwrap();
+        crate::testing::assert_api_states(
+            &PandaDoc,
+            &fixture,
+            &[
+                ("document.completed", Some(ProcessStatus::Completed)),
+                ("document.paid", Some(ProcessStatus::Completed)),
+                ("document.declined", Some(ProcessStatus::Canceled)),
+                ("document.rejected", Some(ProcessStatus::Canceled)),
+                ("document.voided", Some(ProcessStatus::Canceled)),
+                ("document.sent", Some(ProcessStatus::Created)),
+                ("document.viewed", Some(ProcessStatus::Created)),
+                ("document.waiting_pay", Some(ProcessStatus::Created)),
+                ("document.draft", Some(ProcessStatus::Created)),
+                ("document.error", None),
+            ],
+        );
+        assert_eq!(PandaDoc.api_state(404, b"{}", 0), Ok(None));
+        assert!(PandaDoc.api_state(200, b"{}", 0).is_err());
     }
 }

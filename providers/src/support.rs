@@ -162,6 +162,28 @@ pub(crate) fn path_segment(text: &str) -> String {
         .replace('+', "%20")
 }
 
+/// The `status` field of a `200` answer of a provider's state API (`what` names the request in
+/// an error); `None` for any other HTTP status (no state: asked again later).
+pub(crate) fn answered_status(
+    http: u16,
+    body: &[u8],
+    what: &str,
+) -> Result<Option<String>, String> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        status: Option<String>,
+    }
+    if http != 200 {
+        return Ok(None);
+    }
+    let answer: Answer =
+        serde_json::from_slice(body).map_err(|e| format!("{what}: not a state ({e})"))?;
+    answer
+        .status
+        .map(Some)
+        .ok_or_else(|| format!("{what}: the answer has no status"))
+}
+
 /// A JSON id as text: providers send ids as numbers (Documenso, DocuSeal) or strings.
 pub(crate) fn json_id(value: &serde_json::Value) -> Option<String> {
     match value {

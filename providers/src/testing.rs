@@ -92,3 +92,33 @@ pub fn text_flips(
     flips(text.as_bytes(), range)
         .map(|(i, bytes)| (i, String::from_utf8(bytes).expect("ASCII stays ASCII")))
 }
+
+/// The bytes of `tests/fixtures/<provider>/<name>` (each directory's `SOURCE.md` names where
+/// they come from).
+pub fn fixture(provider: &str, name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(provider)
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Asserts that `provider`'s state API reads each `(status, state)`: `template` (an answer in the
+/// provider's shape) with its `status` set, answered with HTTP 200.
+pub fn assert_api_states(
+    provider: &dyn crate::Provider,
+    template: &serde_json::Value,
+    cases: &[(&str, Option<crate::event::ProcessStatus>)],
+) {
+    for (status, expected) in cases {
+        let mut answer = template.clone();
+        answer["status"] = (*status).into();
+        let answer = serde_json::to_vec(&answer).unwrap();
+        assert_eq!(
+            provider.api_state(200, &answer, 0),
+            Ok(*expected),
+            "{}: {status}",
+            provider.name()
+        );
+    }
+}

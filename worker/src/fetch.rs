@@ -120,13 +120,16 @@ impl Fetcher {
 
     /// Asks `source`'s API the state of each process whose event claims a final state:
     /// [`Witnessed::Confirmed`] when the API reports every claimed state,
-    /// [`Witnessed::Contradicted`] (with the reason) when it reports another final state, an
-    /// error when it reports an earlier one (the API may lag the webhook), cannot be asked, or
-    /// gives no state: the message is retried, and parked with the reason after the last retry.
+    /// [`Witnessed::Contradicted`] (with the reason) when it reports another final state, or an
+    /// earlier one more than [`API_LAG`] after the event (its own time, or its receipt
+    /// `received_at` if that is earlier or the event has none); an error when it reports an
+    /// earlier state within [`API_LAG`] (the API may lag the webhook), cannot be asked, or gives
+    /// no state: the message is retried, and parked with the reason after the last retry.
     pub async fn witness(
         &self,
         source: &str,
         events: &[SigningEvent],
+        received_at: chrono::DateTime<chrono::Utc>,
     ) -> Result<Witnessed, FetchError> {
         let Some(endpoint) = self.endpoints.get(source) else {
             return Ok(Witnessed::NotAsked);
@@ -135,7 +138,7 @@ impl Fetcher {
             source_name: source.to_owned(),
             reason,
         };
-        let now = chrono::Utc::now().timestamp();
+        let now = chrono::Utc::now();
         let mut asked = false;
         for event in events {
             let Some(claimed) = event.status.filter(|s| s.is_final_claim()) else {
@@ -147,7 +150,7 @@ impl Fetcher {
             let (status, body) = endpoint.ask(&path).await.map_err(&failed)?;
             let reported = endpoint
                 .provider
-                .api_state(status, &body, now)
+                .api_state(status, &body, now.timestamp())
                 .map_err(|reason| failed(format!("state of the process: {reason}")))?
                 .ok_or_else(|| failed(format!("GET {path}: HTTP {status}, no state")))?;
             if !claimed.confirmed_by(reported) {
@@ -159,9 +162,18 @@ impl Fetcher {
                     reported.as_str()
                 );
                 // Another final state can never become the claimed one; an earlier state may
-                // (the API may lag the webhook), so the message is asked about again later.
+                // (the API may lag the webhook), so the message is asked about again later, but
+                // not past API_LAG: a replayed or forged claim is not retried into a failure.
+                let since = event
+                    .occurred_at
+                    .map_or(received_at, |at| at.min(received_at));
                 return if reported.is_final_claim() {
                     Ok(Witnessed::Contradicted(reason))
+                } else if now - since > API_LAG {
+                    Ok(Witnessed::Contradicted(format!(
+                        "{reason}, {} minutes after the event",
+                        (now - since).num_minutes()
+                    )))
                 } else {
                     Err(failed(format!("{reason} (not yet: asked again)")))
                 };
@@ -242,6 +254,10 @@ pub enum Witnessed {
     /// The API reports another final state: the reason, for the parking lot.
     Contradicted(String),
 }
+
+/// How long a provider's API may lag a webhook: within it, an API that still reports an earlier
+/// state than the webhook claims is asked again; past it, the claim is contradicted.
+pub const API_LAG: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 /// The most of a state answer read: a request's state is a few kilobytes.
 const MAX_STATE_BYTES: usize = 1024 * 1024;

@@ -145,7 +145,12 @@ impl Handler {
                 .enumerate()
                 .filter(|(_, item)| fetcher.witnesses(item.raw.source, &item.events))
                 .map(|(i, item)| async move {
-                    (i, fetcher.witness(item.raw.source, &item.events).await)
+                    (
+                        i,
+                        fetcher
+                            .witness(item.raw.source, &item.events, item.raw.received_at)
+                            .await,
+                    )
                 }),
         )
         .await;

@@ -282,7 +282,7 @@ async fn a_dropbox_sign_completion_brings_the_merged_pdf_from_the_api_never_from
     // The body's files_url is not signed: whoever forged it would get the API key sent there.
     let elsewhere = Simulator::start("/steal", vec![]).await;
     let stack = Stack::start_with(Options {
-        dropbox_sign_api: Some(api.base_url.clone()),
+        apis: vec![("dx", api.base_url.clone())],
         ..Options::default()
     })
     .await;
@@ -373,7 +373,7 @@ async fn dropbox_sign_claims_are_confirmed_with_the_api_and_a_contradicted_one_i
     )
     .await;
     let stack = Stack::start_with(Options {
-        dropbox_sign_api: Some(api.base_url.clone()),
+        apis: vec![("dx", api.base_url.clone())],
         ..Options::default()
     })
     .await;

@@ -55,6 +55,16 @@ pub const SECRET_SOURCES: &[(&str, &str, &str)] = &[
     ("dg", "docusign", DG_SECRET),
 ];
 
+/// The OAuth access token of the DocuSign source `dg`'s API.
+pub const DG_API_TOKEN: &str = "eyJ0eXAiOiJNVCIsImFsZyI6IlJTMjU2In0.countersign-test";
+/// The API key of the PandaDoc source `pd`'s API.
+pub const PD_API_KEY: &str = "pandadoc-api-key-1";
+
+/// The API credentials of sources of [`SECRET_SOURCES`] given an API ([`Options::apis`]), in the
+/// environment variable `<SOURCE>_API`. Dropbox Sign's API key is also its callbacks' key.
+pub const API_CREDENTIALS: &[(&str, &str)] =
+    &[("dx", DX_SECRET), ("dg", DG_API_TOKEN), ("pd", PD_API_KEY)];
+
 /// The client id of the Adobe Acrobat Sign sources `as` (from loopback) and `as-locked` (from an
 /// address the tests never use).
 pub const AS_CLIENT_ID: &str = "CBJCHBCAABAAcountersigntest";
@@ -143,9 +153,9 @@ pub struct Options {
     /// With `universign_jwks`: `fr` downloads signed documents from this API base URL with the
     /// API key [`UV_API_KEY`].
     pub universign_api: Option<String>,
-    /// `dx` (Dropbox Sign) downloads signed files from this API base URL with its API key
-    /// [`DX_SECRET`] (the key that also signs its callbacks).
-    pub dropbox_sign_api: Option<String>,
+    /// Sources of [`SECRET_SOURCES`] given an API at a base URL, with the credentials of
+    /// [`API_CREDENTIALS`]: (source, base URL).
+    pub apis: Vec<(&'static str, String)>,
     /// With `universign_api`: `fr` reconciles every second.
     pub universign_reconcile: bool,
 }
@@ -226,7 +236,7 @@ impl Default for Options {
             universign_jwks: None,
             legalesign_certificate: None,
             legalesign_api: None,
-            dropbox_sign_api: None,
+            apis: Vec::new(),
             legalesign_reconcile: false,
             taktikal_api: None,
             universign_api: None,
@@ -284,10 +294,10 @@ pub fn config_text(
             "[[sources]]\nname = \"{name}\"\nprovider = \"{provider}\"\nsecrets = [\"env:{}\"]\n",
             secret_variable(name)
         ));
-        if let (&"dx", Some(base)) = (name, &options.dropbox_sign_api) {
+        if let Some((_, base)) = options.apis.iter().find(|(source, _)| source == name) {
             universign.push_str(&format!(
-                "api = {{ base_url = \"{base}\", credentials = \"env:{}\", timeout = \"5s\" }}\n",
-                secret_variable(name)
+                "api = {{ base_url = \"{base}\", credentials = \"env:{}_API\", timeout = \"5s\" }}\n",
+                name.to_uppercase()
             ));
         }
     }
@@ -345,6 +355,12 @@ pub fn env_for(database_url: &str) -> impl Fn(&str) -> Option<String> {
     ]);
     for (name, _, secret) in SECRET_SOURCES {
         map.insert(secret_variable(name), (*secret).to_owned());
+    }
+    for (name, credentials) in API_CREDENTIALS {
+        map.insert(
+            format!("{}_API", name.to_uppercase()),
+            (*credentials).to_owned(),
+        );
     }
     map.insert("AS_CLIENT_ID".to_owned(), AS_CLIENT_ID.to_owned());
     map.insert("LS_API".to_owned(), LS_API_CREDENTIALS.to_owned());

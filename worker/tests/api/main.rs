@@ -18,6 +18,7 @@ mod record;
 mod replay;
 mod replay_tools;
 mod replicas;
+mod second_witness;
 mod simulator;
 mod startup;
 mod tls;
