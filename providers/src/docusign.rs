@@ -36,7 +36,8 @@ use crate::event::{
 };
 use crate::settings::{Secret, Setting, SourceConfig};
 use crate::support::{
-    answered_status, hmac_sha256, is_json_object, matching_secret, path_segment, rfc3339,
+    answered_status, date_range_query, gap_of, hmac_sha256, is_json_object, matching_secret,
+    path_segment, rfc3339,
 };
 use crate::{Provider, Rejection, Request, Sample, Verified, Verify};
 
@@ -305,6 +306,142 @@ fn api_state(status: u16, body: &[u8]) -> Result<Option<ProcessStatus>, String> 
     })
 }
 
+/// An envelope as the eSignature REST API describes it (`GET /envelopes/{envelopeId}`, each of
+/// `GET /envelopes`'s `envelopes`): what a reconciled Connect message needs.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiEnvelope {
+    envelope_id: Option<String>,
+    status: Option<String>,
+    email_subject: Option<String>,
+    status_changed_date_time: Option<String>,
+    recipients: Option<serde_json::Value>,
+}
+
+/// The envelopes of `GET /envelopes/{envelopeId}`'s answer (one) or of a page of `GET
+/// /envelopes` (`envelopesInformation.envelopes`).
+fn api_envelopes(answer: &[u8]) -> Result<Vec<ApiEnvelope>, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(answer).map_err(|e| format!("not a DocuSign API answer ({e})"))?;
+    let list = match value.get("envelopes") {
+        Some(serde_json::Value::Array(list)) => list.clone(),
+        Some(serde_json::Value::Null) | None if value.get("envelopeId").is_some() => vec![value],
+        _ => Vec::new(),
+    };
+    list.into_iter()
+        .map(|e| serde_json::from_value(e).map_err(|e| format!("not a DocuSign envelope ({e})")))
+        .collect()
+}
+
+/// The numbers DocuSign sends as strings (`"endPosition": "99"`) or numbers.
+fn position(value: Option<&serde_json::Value>) -> Option<u64> {
+    match value? {
+        serde_json::Value::String(text) => text.parse().ok(),
+        other => other.as_u64(),
+    }
+}
+
+/// Where a page of `GET /envelopes` starts.
+const LIST_PATH: &str = "/envelopes?count=100&start_position=";
+
+/// DocuSign's reconciliation: each envelope not in a final state is asked with `GET
+/// /envelopes/{envelopeId}`, and envelopes whose status changed within `look_back` are listed
+/// with `GET /envelopes?from_date=…&to_date=…` (operation `Envelopes_GetEnvelopes`, 100 a page).
+/// An envelope completed, declined or voided there whose message the archive lacks — or any
+/// envelope never seen — becomes the Connect message DocuSign would have sent, made from the
+/// API's answer.
+pub struct DocuSignReconcile;
+
+impl crate::Reconcile for DocuSignReconcile {
+    fn process_path(&self, process_key: &str) -> String {
+        format!("/envelopes/{}", path_segment(process_key))
+    }
+
+    fn discovery_path(
+        &self,
+        _scope: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Option<String> {
+        let dates = date_range_query(("from_date", from), ("to_date", to));
+        Some(format!("{LIST_PATH}0&{dates}"))
+    }
+
+    fn next_path(&self, path: &str, answer: &[u8]) -> Option<String> {
+        let value: serde_json::Value = serde_json::from_slice(answer).ok()?;
+        let end = position(value.get("endPosition"))?;
+        let total = position(value.get("totalSetSize"))?;
+        if end + 1 >= total {
+            return None;
+        }
+        let (_, dates) = path.strip_prefix(LIST_PATH)?.split_once('&')?;
+        Some(format!("{LIST_PATH}{}&{dates}", end + 1))
+    }
+
+    fn processes(&self, answer: &[u8]) -> Result<Vec<String>, String> {
+        Ok(api_envelopes(answer)?
+            .into_iter()
+            .filter_map(|e| e.envelope_id.filter(|id| !id.is_empty()))
+            .collect())
+    }
+
+    fn gaps(
+        &self,
+        answer: &[u8],
+        known: &std::collections::HashMap<String, std::collections::HashSet<String>>,
+    ) -> Result<Vec<crate::Gap>, String> {
+        let mut gaps = Vec::new();
+        for envelope in api_envelopes(answer)? {
+            let Some(id) = envelope.envelope_id.clone().filter(|i| !i.is_empty()) else {
+                continue;
+            };
+            let status = envelope
+                .status
+                .clone()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            // The event a Connect message would have carried, and the entries that show it
+            // was recorded (an envelope's entries are `<event>:<recipient>`).
+            let (event, recorded): (&'static str, &[&str]) = match status.as_str() {
+                "completed" => ("envelope-completed", &["envelope-completed:"]),
+                "declined" => (
+                    "envelope-declined",
+                    &["envelope-declined:", "recipient-declined:"],
+                ),
+                "voided" => ("envelope-voided", &["envelope-voided:"]),
+                "created" | "sent" | "delivered" | "signed" => ("envelope-sent", &[]),
+                _ => continue,
+            };
+            let Some(unknown_process) = gap_of(known, &id, recorded) else {
+                continue;
+            };
+            let mut summary = serde_json::json!({
+                "envelopeId": id,
+                "status": status,
+                "emailSubject": envelope.email_subject,
+            });
+            if let Some(recipients) = envelope.recipients {
+                summary["recipients"] = recipients;
+            }
+            let body = serde_json::to_vec(&serde_json::json!({
+                "event": event,
+                "apiVersion": "v2.1",
+                "generatedDateTime": envelope.status_changed_date_time,
+                "data": {"envelopeId": id, "envelopeSummary": summary},
+            }))
+            .map_err(|e| e.to_string())?;
+            gaps.push(crate::Gap {
+                process_key: id,
+                unknown_process,
+                missing: vec![format!("{event}:-")],
+                body,
+                event_type: event,
+            });
+        }
+        Ok(gaps)
+    }
+}
+
 /// The envelope's signers as signees (one without a recipient id is left out).
 fn signers_of(signers: Vec<Signer>) -> Vec<Signee> {
     signers
@@ -363,7 +500,7 @@ impl Provider for DocuSign {
     }
 
     fn settings(&self) -> &'static [Setting] {
-        &[Setting::Secrets, Setting::Api]
+        &[Setting::Secrets, Setting::Api, Setting::Reconcile]
     }
 
     /// An OAuth access token (`Authorization: Bearer …`), as every eSignature REST API call takes.
@@ -376,6 +513,10 @@ impl Provider for DocuSign {
 
     fn state_path(&self, process_key: &str) -> Option<String> {
         Some(format!("/envelopes/{}", path_segment(process_key)))
+    }
+
+    fn reconcile(&self) -> Option<&'static dyn crate::Reconcile> {
+        Some(&DocuSignReconcile)
     }
 
     fn api_state(
@@ -657,5 +798,82 @@ mod tests {
         assert_eq!(DocuSign.api_state(404, error, 0), Ok(None));
         assert!(DocuSign.api_state(200, error, 0).is_err(), "no status");
         assert!(DocuSign.api_state(200, b"[]", 0).is_err());
+    }
+
+    #[test]
+    fn reconciliation_lists_status_changes_page_by_page_and_fills_only_gaps() {
+        use crate::Reconcile;
+        use std::collections::{HashMap, HashSet};
+        let from = DateTime::<Utc>::from_timestamp(1_764_547_200, 0).unwrap();
+        let path = DocuSignReconcile
+            .discovery_path(None, from, from + chrono::TimeDelta::days(7))
+            .unwrap();
+        assert_eq!(
+            path,
+            "/envelopes?count=100&start_position=0&from_date=2025-12-01T00%3A00%3A00Z&to_date=2025-12-08T00%3A00%3A00Z"
+        );
+        let sample: serde_json::Value = serde_json::from_slice(&crate::testing::fixture(
+            "docusign",
+            "connect.schema-v2.json",
+        ))
+        .unwrap();
+        let listed = |id: &str, status: &str| {
+            let mut envelope = sample["data"]["envelopeSummary"].clone();
+            envelope["envelopeId"] = id.into();
+            envelope["status"] = status.into();
+            envelope
+        };
+        let page = |end: &str, total: &str| {
+            serde_json::to_vec(&serde_json::json!({
+                "startPosition": "0", "endPosition": end, "totalSetSize": total,
+                "envelopes": [listed("e-done", "completed"), listed("e-open", "delivered"),
+                    listed("e-void", "voided"), listed("e-odd", "processing")]
+            }))
+            .unwrap()
+        };
+        assert_eq!(DocuSignReconcile.next_path(&path, &page("3", "4")), None);
+        assert_eq!(
+            DocuSignReconcile
+                .next_path(&path, &page("99", "250"))
+                .unwrap(),
+            path.replace("start_position=0&", "start_position=100&")
+        );
+        let list = page("3", "4");
+        assert_eq!(
+            DocuSignReconcile.processes(&list).unwrap(),
+            ["e-done", "e-open", "e-void", "e-odd"]
+        );
+        let gaps = DocuSignReconcile.gaps(&list, &HashMap::new()).unwrap();
+        let kinds: Vec<_> = gaps.iter().map(|g| g.event_type).collect();
+        assert_eq!(
+            kinds,
+            ["envelope-completed", "envelope-sent", "envelope-voided"]
+        );
+        let events = parse(&gaps[0].body).unwrap();
+        assert_eq!(events[0].status, Some(ProcessStatus::Completed));
+        assert_eq!(
+            events[0].documents[0].fetch.as_deref(),
+            Some("/envelopes/e-done/documents/combined")
+        );
+        assert_eq!(
+            parse(&gaps[2].body).unwrap()[0].status,
+            Some(ProcessStatus::Canceled)
+        );
+        let recorded = |keys: &[&str]| keys.iter().map(|k| (*k).to_owned()).collect::<HashSet<_>>();
+        let known = HashMap::from([
+            (
+                "e-done".to_owned(),
+                recorded(&["envelope-sent:-", "envelope-completed:-"]),
+            ),
+            ("e-open".to_owned(), recorded(&["envelope-sent:-"])),
+            ("e-void".to_owned(), recorded(&["envelope-sent:-"])),
+        ]);
+        let gaps = DocuSignReconcile.gaps(&list, &known).unwrap();
+        assert_eq!(gaps.len(), 1, "only the voiding is missing");
+        assert_eq!(gaps[0].process_key, "e-void");
+        assert!(!gaps[0].unknown_process);
+        // One envelope's own answer reads the same way.
+        let one = serde_json::to_vec(&listed("e-one", "completed")).unwrap();
+        assert_eq!(DocuSignReconcile.processes(&one).unwrap(), ["e-one"]);
     }
 }

@@ -30,8 +30,8 @@ use crate::event::{
 };
 use crate::settings::{Secret, Setting, SourceConfig};
 use crate::support::{
-    check_freshness, decode_hex, hex, hmac_sha256, json_id, matching_secret, max_signature_age,
-    path_segment, unix_seconds,
+    check_freshness, decode_hex, gap_of, hex, hmac_sha256, json_id, matching_secret,
+    max_signature_age, path_segment, unix_seconds,
 };
 use crate::{Headers, Provider, Rejection, Reply, Request, Sample, SignatureUse, Verified, Verify};
 
@@ -541,16 +541,14 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         .and_then(|s| i64::try_from(s).ok())
         .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0));
     let signees = signatures_of(request.signatures);
-    let documents = match (&*identity.event_type, request.files_url) {
-        ("signature_request_all_signed" | "signature_request_downloadable", Some(url))
-            if !url.is_empty() =>
-        {
+    let documents = match &*identity.event_type {
+        "signature_request_all_signed" | "signature_request_downloadable" => {
             // The merged PDF of the request's documents: `GET /signature_request/files/{id}`
             // with `file_type=pdf` (Dropbox Sign's OpenAPI description, operation
             // signatureRequestFiles; 409 while the files are being prepared), downloaded by the
             // worker when the source has an API configured; a reference otherwise.
             let mut document = Document::new(DocumentKind::Signed);
-            document.url = Some(url);
+            document.url = request.files_url.filter(|url| !url.is_empty());
             document.reference_id = Some(process_key.clone());
             document.content_type = Some("application/pdf".to_owned());
             document.description = Some("signed files (Dropbox Sign API, with the API key)".into());
@@ -628,50 +626,228 @@ fn request_path(request_id: &str) -> String {
     format!("/signature_request/{}", path_segment(request_id))
 }
 
-/// The state in an answer of `GET /signature_request/{id}`: complete → all signed; declined →
-/// canceled; `410 Gone` (the request deleted, as a canceled one is) → canceled; past
-/// `expires_at` and not complete → expired; some signer signed → in progress; else created.
-/// Other statuses are no state (`Ok(None)`: asked again later).
+/// A signature request as the API describes it (`GET /signature_request/{id}`'s
+/// `signature_request`, each of `GET /signature_request/list`'s `signature_requests`): what its
+/// state and a reconciled callback need, serialized back in the callback's own field names.
+#[derive(Deserialize, serde::Serialize)]
+struct ApiRequest {
+    signature_request_id: Option<String>,
+    title: Option<String>,
+    test_mode: Option<bool>,
+    is_complete: Option<bool>,
+    is_declined: Option<bool>,
+    expires_at: Option<i64>,
+    created_at: Option<i64>,
+    metadata: Option<serde_json::Value>,
+    files_url: Option<String>,
+    #[serde(default)]
+    signatures: Vec<ApiSignature>,
+}
+
+#[derive(Deserialize, serde::Serialize)]
+struct ApiSignature {
+    signature_id: Option<String>,
+    signer_email_address: Option<String>,
+    signer_name: Option<String>,
+    status_code: Option<String>,
+    signed_at: Option<i64>,
+}
+
+impl ApiRequest {
+    /// Complete → all signed; declined → canceled; past `expires_at` and not complete →
+    /// expired; some signer signed → in progress; else created.
+    fn state(&self, now: i64) -> ProcessStatus {
+        if self.is_complete == Some(true) {
+            ProcessStatus::AllSigned
+        } else if self.is_declined == Some(true) {
+            ProcessStatus::Canceled
+        } else if self.expires_at.is_some_and(|at| at <= now) {
+            ProcessStatus::Expired
+        } else if self
+            .signatures
+            .iter()
+            .any(|s| s.status_code.as_deref() == Some("signed"))
+        {
+            ProcessStatus::InProgress
+        } else {
+            ProcessStatus::Created
+        }
+    }
+}
+
+/// `GET /signature_request/{id}`'s answer, or one page of `GET /signature_request/list`.
+#[derive(Deserialize)]
+struct ApiAnswer {
+    signature_request: Option<ApiRequest>,
+    signature_requests: Option<Vec<ApiRequest>>,
+    list_info: Option<ListInfo>,
+}
+
+#[derive(Deserialize)]
+struct ListInfo {
+    page: Option<u32>,
+    num_pages: Option<u32>,
+}
+
+fn api_answer(body: &[u8]) -> Result<ApiAnswer, String> {
+    serde_json::from_slice(body).map_err(|e| format!("not a Dropbox Sign API answer ({e})"))
+}
+
+/// The state in an answer of `GET /signature_request/{id}` ([`ApiRequest::state`]); `410 Gone`
+/// (the request deleted, as a canceled one is) → canceled. Other statuses are no state
+/// (`Ok(None)`: asked again later).
 fn api_state(status: u16, body: &[u8], now: i64) -> Result<Option<ProcessStatus>, String> {
-    #[derive(Deserialize)]
-    struct Answer {
-        signature_request: State,
-    }
-    #[derive(Deserialize)]
-    struct State {
-        is_complete: Option<bool>,
-        is_declined: Option<bool>,
-        expires_at: Option<i64>,
-        #[serde(default)]
-        signatures: Vec<SignatureState>,
-    }
-    #[derive(Deserialize)]
-    struct SignatureState {
-        status_code: Option<String>,
-    }
     match status {
         200 => {}
         410 => return Ok(Some(ProcessStatus::Canceled)),
         _ => return Ok(None),
     }
-    let answer: Answer = serde_json::from_slice(body)
-        .map_err(|e| format!("GET /signature_request: not a signature request ({e})"))?;
-    let state = answer.signature_request;
-    Ok(Some(if state.is_complete == Some(true) {
-        ProcessStatus::AllSigned
-    } else if state.is_declined == Some(true) {
-        ProcessStatus::Canceled
-    } else if state.expires_at.is_some_and(|at| at <= now) {
-        ProcessStatus::Expired
-    } else if state
-        .signatures
-        .iter()
-        .any(|s| s.status_code.as_deref() == Some("signed"))
-    {
-        ProcessStatus::InProgress
-    } else {
-        ProcessStatus::Created
-    }))
+    let request = api_answer(body)?
+        .signature_request
+        .ok_or("GET /signature_request: no signature_request in the answer")?;
+    Ok(Some(request.state(now)))
+}
+
+/// The `event_hash` of a callback made by reconciliation from the API's answer: never a valid
+/// hash (the ingester refuses it), and no signature to remember.
+pub const RECONCILED_HASH: &str = "reconciliation";
+
+/// Dropbox Sign's reconciliation: each request not in a final state is asked with `GET
+/// /signature_request/{id}`, and requests created within `look_back` are listed with `GET
+/// /signature_request/list` (search `created:[from TO to]`, 100 a page; `[sources.reconcile]
+/// scope` is the list's `account_id`, e.g. `all` for a team). A request complete, declined or
+/// expired there whose callback the archive lacks — or any request never seen — becomes the
+/// callback Dropbox Sign would have sent, built from the API's answer (test-mode requests are
+/// left out).
+pub struct DropboxSignReconcile;
+
+/// The entries a webhook records for a final state: any of them means it was recorded.
+fn recorded_as(state: ProcessStatus) -> &'static [&'static str] {
+    match state {
+        ProcessStatus::AllSigned | ProcessStatus::Completed => &[
+            "signature_request_all_signed:",
+            "signature_request_downloadable:",
+        ],
+        ProcessStatus::Canceled => &["signature_request_declined:", "signature_request_canceled:"],
+        ProcessStatus::Expired => &["signature_request_expired:"],
+        ProcessStatus::Created | ProcessStatus::InProgress => &[],
+    }
+}
+
+impl crate::Reconcile for DropboxSignReconcile {
+    fn process_path(&self, process_key: &str) -> String {
+        request_path(process_key)
+    }
+
+    fn discovery_path(
+        &self,
+        scope: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Option<String> {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query
+            .append_pair("page", "1")
+            .append_pair("page_size", "100");
+        query.append_pair(
+            "query",
+            &format!(
+                "created:[{} TO {}]",
+                from.format("%Y-%m-%d"),
+                to.format("%Y-%m-%d")
+            ),
+        );
+        if let Some(account) = scope {
+            query.append_pair("account_id", account);
+        }
+        Some(format!("/signature_request/list?{}", query.finish()))
+    }
+
+    fn next_path(&self, path: &str, answer: &[u8]) -> Option<String> {
+        let info = api_answer(answer).ok()?.list_info?;
+        let page = info.page?;
+        if page >= info.num_pages? {
+            return None;
+        }
+        let rest = path.strip_prefix("/signature_request/list?page=")?;
+        let (_, after) = rest.split_once('&')?;
+        Some(format!("/signature_request/list?page={}&{after}", page + 1))
+    }
+
+    fn processes(&self, answer: &[u8]) -> Result<Vec<String>, String> {
+        let answer = api_answer(answer)?;
+        Ok(answer
+            .signature_request
+            .into_iter()
+            .chain(answer.signature_requests.into_iter().flatten())
+            .filter_map(|r| r.signature_request_id.filter(|id| !id.is_empty()))
+            .collect())
+    }
+
+    fn gaps(
+        &self,
+        answer: &[u8],
+        known: &std::collections::HashMap<String, std::collections::HashSet<String>>,
+    ) -> Result<Vec<crate::Gap>, String> {
+        let answer = api_answer(answer)?;
+        let now = Utc::now().timestamp();
+        let mut gaps = Vec::new();
+        for request in answer
+            .signature_request
+            .into_iter()
+            .chain(answer.signature_requests.into_iter().flatten())
+        {
+            let Some(id) = request
+                .signature_request_id
+                .clone()
+                .filter(|i| !i.is_empty())
+            else {
+                continue;
+            };
+            if request.test_mode == Some(true) {
+                continue;
+            }
+            let state = request.state(now);
+            let event_type = match state {
+                ProcessStatus::AllSigned | ProcessStatus::Completed => {
+                    "signature_request_all_signed"
+                }
+                ProcessStatus::Canceled => "signature_request_declined",
+                ProcessStatus::Expired => "signature_request_expired",
+                ProcessStatus::Created | ProcessStatus::InProgress => "signature_request_sent",
+            };
+            let Some(unknown_process) = gap_of(known, &id, recorded_as(state)) else {
+                continue;
+            };
+            // The callback's time: the last signature, or the request's creation (the same
+            // answer makes the same bytes).
+            let time = request
+                .signatures
+                .iter()
+                .filter_map(|s| s.signed_at)
+                .chain(request.created_at)
+                .max()
+                .unwrap_or(0);
+            let body = serde_json::to_vec(&serde_json::json!({
+                "event": {
+                    "event_time": time.to_string(),
+                    "event_type": event_type,
+                    "event_hash": RECONCILED_HASH,
+                    "event_metadata": {"related_signature_id": null},
+                },
+                "signature_request": request,
+            }))
+            .map_err(|e| e.to_string())?;
+            gaps.push(crate::Gap {
+                process_key: id,
+                unknown_process,
+                missing: vec![event_type.to_owned()],
+                body,
+                event_type,
+            });
+        }
+        Ok(gaps)
+    }
 }
 
 impl Provider for DropboxSign {
@@ -680,7 +856,12 @@ impl Provider for DropboxSign {
     }
 
     fn settings(&self) -> &'static [Setting] {
-        &[Setting::Secrets, Setting::MaxSignatureAge, Setting::Api]
+        &[
+            Setting::Secrets,
+            Setting::MaxSignatureAge,
+            Setting::Api,
+            Setting::Reconcile,
+        ]
     }
 
     /// HTTP Basic with the API key as the user name and no password (the OpenAPI description's
@@ -723,11 +904,17 @@ impl Provider for DropboxSign {
         Some(DEFAULT_MAX_BODY_BYTES)
     }
 
+    /// None for a callback reconciliation made ([`RECONCILED_HASH`]): it carries no signature.
     fn signature_id(&self, body: &[u8]) -> Option<String> {
         callback(body)
             .as_ref()
             .and_then(Identity::of)
+            .filter(|identity| identity.hash != RECONCILED_HASH)
             .map(|identity| identity.signature_id())
+    }
+
+    fn reconcile(&self) -> Option<&'static dyn crate::Reconcile> {
+        Some(&DropboxSignReconcile)
     }
 
     /// The event's JSON, whatever form carried it.
@@ -1346,5 +1533,91 @@ mod tests {
         );
         assert_eq!(DropboxSign.api_state(404, b"{}", 0), Ok(None));
         assert!(DropboxSign.api_state(200, b"{}", 0).is_err());
+    }
+
+    #[test]
+    fn reconciliation_lists_by_creation_date_page_by_page_and_fills_only_gaps() {
+        use crate::Reconcile;
+        use std::collections::{HashMap, HashSet};
+        let from = DateTime::<Utc>::from_timestamp(1_764_547_200, 0).unwrap(); // 2025-12-01
+        let to = from + chrono::TimeDelta::days(7);
+        let path = DropboxSignReconcile
+            .discovery_path(Some("all"), from, to)
+            .unwrap();
+        assert_eq!(
+            path,
+            "/signature_request/list?page=1&page_size=100&query=created%3A%5B2025-12-01+TO+2025-12-08%5D&account_id=all"
+        );
+        let list = crate::testing::fixture("dropbox_sign", "SignatureRequestListResponse.json");
+        assert_eq!(DropboxSignReconcile.next_path(&path, &list), None, "1 of 1");
+        let mut more: serde_json::Value = serde_json::from_slice(&list).unwrap();
+        more["list_info"]["num_pages"] = 3.into();
+        assert_eq!(
+            DropboxSignReconcile
+                .next_path(&path, &serde_json::to_vec(&more).unwrap())
+                .unwrap(),
+            path.replace("page=1&", "page=2&")
+        );
+        assert_eq!(
+            DropboxSignReconcile.processes(&list).unwrap(),
+            ["d10338cad145e1cb68afc828", "fa5c8a0b0f492d768749333a"]
+        );
+        // Never seen: both become callbacks the parser reads, the complete one announcing its PDF.
+        let gaps = DropboxSignReconcile.gaps(&list, &HashMap::new()).unwrap();
+        assert_eq!(gaps.len(), 2);
+        assert!(gaps.iter().all(|g| g.unknown_process));
+        assert_eq!(gaps[1].event_type, "signature_request_all_signed");
+        let events = parse(&gaps[1].body).unwrap();
+        assert_eq!(events[0].status, Some(ProcessStatus::AllSigned));
+        assert_eq!(
+            events[0].documents[0].fetch.as_deref(),
+            Some("/signature_request/files/fa5c8a0b0f492d768749333a?file_type=pdf")
+        );
+        assert_eq!(DropboxSign.signature_id(&gaps[1].body), None);
+        assert_eq!(
+            gaps,
+            DropboxSignReconcile.gaps(&list, &HashMap::new()).unwrap(),
+            "the same answer, the same bytes"
+        );
+        // Recorded: the open request as it is, the complete one with its all-signed entry.
+        let recorded = |keys: &[&str]| keys.iter().map(|k| (*k).to_owned()).collect::<HashSet<_>>();
+        let known = HashMap::from([
+            (
+                "d10338cad145e1cb68afc828".to_owned(),
+                recorded(&["signature_request_sent:-:1"]),
+            ),
+            (
+                "fa5c8a0b0f492d768749333a".to_owned(),
+                recorded(&["signature_request_downloadable:-:9"]),
+            ),
+        ]);
+        assert!(DropboxSignReconcile.gaps(&list, &known).unwrap().is_empty());
+        // Known but its completion missing: one gap, not an unknown process.
+        let mut known = known;
+        known.insert(
+            "fa5c8a0b0f492d768749333a".to_owned(),
+            recorded(&["signature_request_signed:x:1"]),
+        );
+        let gaps = DropboxSignReconcile.gaps(&list, &known).unwrap();
+        assert_eq!(gaps.len(), 1);
+        assert!(!gaps[0].unknown_process);
+        // A test-mode request is never reconciled into a real one.
+        more["signature_requests"][1]["test_mode"] = true.into();
+        let gaps = DropboxSignReconcile
+            .gaps(&serde_json::to_vec(&more).unwrap(), &HashMap::new())
+            .unwrap();
+        assert_eq!(gaps.len(), 1);
+    }
+
+    #[test]
+    fn a_reconciled_callback_is_refused_by_the_verifier() {
+        let list = crate::testing::fixture("dropbox_sign", "SignatureRequestListResponse.json");
+        let gaps =
+            crate::Reconcile::gaps(&DropboxSignReconcile, &list, &Default::default()).unwrap();
+        assert_eq!(
+            verify_at(&[API_KEY], &gaps[0].body, at(1_570_471_067 + 60)).unwrap_err(),
+            Rejection::BadSignature,
+            "posted to the ingester, a reconciled body is not a signed callback"
+        );
     }
 }

@@ -161,6 +161,9 @@ pub struct Document {
     /// `api.base_url`: the provider turns the listing into documents with [`Document::fetch`]
     /// ([`crate::Provider::listed_documents`]), which replace this one.
     pub fetch_listing: Option<String>,
+    /// When the worker downloaded the content from [`Document::fetch`] (its provenance, with the
+    /// path and the content's sha256).
+    pub fetched_at: Option<DateTime<Utc>>,
 }
 
 impl Document {
@@ -179,6 +182,7 @@ impl Document {
             description: None,
             fetch: None,
             fetch_listing: None,
+            fetched_at: None,
         }
     }
 }

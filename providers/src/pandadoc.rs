@@ -28,8 +28,8 @@ use crate::event::{
 };
 use crate::settings::{Secret, Setting, SourceConfig};
 use crate::support::{
-    answered_status, decode_hex, header_text, hex, hmac_sha256, json_id, matching_secret,
-    path_segment, rfc3339,
+    answered_status, date_range_query, decode_hex, gap_of, header_text, hex, hmac_sha256, json_id,
+    matching_secret, path_segment, rfc3339,
 };
 use crate::{Provider, Rejection, Request, Sample, Verified, Verify};
 
@@ -309,6 +309,126 @@ fn api_state(status: u16, body: &[u8]) -> Result<Option<ProcessStatus>, String> 
     })
 }
 
+/// A document as the API describes it (`GET /documents/{id}`'s DocumentStatusResponse, each of
+/// `GET /documents`'s `results`): what a reconciled notification needs.
+#[derive(Deserialize, serde::Serialize)]
+struct ApiDocument {
+    id: Option<String>,
+    name: Option<String>,
+    status: Option<String>,
+    date_created: Option<String>,
+    date_modified: Option<String>,
+    date_completed: Option<String>,
+    expiration_date: Option<String>,
+}
+
+/// The documents of `GET /documents/{id}`'s answer (one) or of a page of `GET /documents`.
+fn api_documents(answer: &[u8]) -> Result<Vec<ApiDocument>, String> {
+    #[derive(Deserialize)]
+    struct Page {
+        results: Option<Vec<ApiDocument>>,
+    }
+    let page: Page =
+        serde_json::from_slice(answer).map_err(|e| format!("not a PandaDoc answer ({e})"))?;
+    match page.results {
+        Some(results) => Ok(results),
+        None => serde_json::from_slice::<ApiDocument>(answer)
+            .map(|d| vec![d])
+            .map_err(|e| format!("not a PandaDoc document ({e})")),
+    }
+}
+
+/// Documents a page of `GET /documents` holds at most, as Countersign asks for them.
+const PAGE_SIZE: usize = 100;
+
+/// PandaDoc's reconciliation: each document not in a final state is asked with `GET
+/// /documents/{id}`, and documents modified within `look_back` are listed with `GET
+/// /documents?modified_from=…&modified_to=…` (100 a page). A document completed there without
+/// its `document_completed_pdf_ready` (so without its PDF), declined, rejected, voided or expired
+/// without that state recorded — or any document never seen — becomes the notification PandaDoc
+/// would have sent, made from the API's answer.
+pub struct PandaDocReconcile;
+
+impl crate::Reconcile for PandaDocReconcile {
+    fn process_path(&self, process_key: &str) -> String {
+        format!("/documents/{}", path_segment(process_key))
+    }
+
+    fn discovery_path(
+        &self,
+        _scope: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Option<String> {
+        let dates = date_range_query(("modified_from", from), ("modified_to", to));
+        Some(format!("/documents?count={PAGE_SIZE}&page=1&{dates}"))
+    }
+
+    fn next_path(&self, path: &str, answer: &[u8]) -> Option<String> {
+        if api_documents(answer).ok()?.len() < PAGE_SIZE {
+            return None;
+        }
+        let prefix = format!("/documents?count={PAGE_SIZE}&page=");
+        let (page, rest) = path.strip_prefix(&prefix)?.split_once('&')?;
+        let page: u32 = page.parse().ok()?;
+        Some(format!("{prefix}{}&{rest}", page + 1))
+    }
+
+    fn processes(&self, answer: &[u8]) -> Result<Vec<String>, String> {
+        Ok(api_documents(answer)?
+            .into_iter()
+            .filter_map(|d| d.id.filter(|id| !id.is_empty()))
+            .collect())
+    }
+
+    fn gaps(
+        &self,
+        answer: &[u8],
+        known: &std::collections::HashMap<String, std::collections::HashSet<String>>,
+    ) -> Result<Vec<crate::Gap>, String> {
+        let mut gaps = Vec::new();
+        for document in api_documents(answer)? {
+            let Some(id) = document.id.clone().filter(|i| !i.is_empty()) else {
+                continue;
+            };
+            let status = document.status.clone().unwrap_or_default();
+            let state = status_of("", Some(&status));
+            // A completed document is recorded once its PDF came; another final state once a
+            // notification of it did (entries are `<event>:<status>:<time>`).
+            let (event, recorded): (&'static str, Vec<String>) = match state {
+                Some(ProcessStatus::Completed) => (
+                    "document_completed_pdf_ready",
+                    vec!["document_completed_pdf_ready:".to_owned()],
+                ),
+                Some(ProcessStatus::Canceled | ProcessStatus::Expired) => (
+                    "document_state_changed",
+                    vec![format!("document_state_changed:{status}:")],
+                ),
+                _ => ("document_state_changed", Vec::new()),
+            };
+            let Some(unknown_process) = gap_of(known, &id, &recorded) else {
+                continue;
+            };
+            // As the notification's entry key would say.
+            let when = document
+                .date_modified
+                .clone()
+                .or_else(|| document.date_completed.clone())
+                .unwrap_or_else(|| "-".to_owned());
+            let body = serde_json::to_vec(&serde_json::json!([{"event": event, "data": document}]))
+                .map_err(|e| e.to_string())?;
+            gaps.push(crate::Gap {
+                process_key: id,
+                unknown_process,
+                missing: vec![format!("{event}:{status}:{when}")],
+                body,
+                event_type: event,
+            });
+        }
+        Ok(gaps)
+    }
+}
+
 /// One event per notification about a document; others (templates) project nothing.
 pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
     let notifications = notifications(body).ok_or_else(|| {
@@ -323,7 +443,7 @@ impl Provider for PandaDoc {
     }
 
     fn settings(&self) -> &'static [Setting] {
-        &[Setting::Secrets, Setting::Api]
+        &[Setting::Secrets, Setting::Api, Setting::Reconcile]
     }
 
     /// `API-Key <key>` (the SDK's `apiKey` scheme), or the credentials as they are when they
@@ -340,6 +460,10 @@ impl Provider for PandaDoc {
 
     fn state_path(&self, process_key: &str) -> Option<String> {
         Some(format!("/documents/{}", path_segment(process_key)))
+    }
+
+    fn reconcile(&self) -> Option<&'static dyn crate::Reconcile> {
+        Some(&PandaDocReconcile)
     }
 
     fn api_state(
@@ -595,5 +719,88 @@ mod tests {
         );
         assert_eq!(PandaDoc.api_state(404, b"{}", 0), Ok(None));
         assert!(PandaDoc.api_state(200, b"{}", 0).is_err());
+    }
+
+    #[test]
+    fn reconciliation_lists_modified_documents_page_by_page_and_fills_only_gaps() {
+        use crate::Reconcile;
+        use std::collections::{HashMap, HashSet};
+        let from = DateTime::<Utc>::from_timestamp(1_764_547_200, 0).unwrap();
+        let path = PandaDocReconcile
+            .discovery_path(None, from, from + chrono::TimeDelta::days(7))
+            .unwrap();
+        assert_eq!(
+            path,
+            "/documents?count=100&page=1&modified_from=2025-12-01T00%3A00%3A00Z&modified_to=2025-12-08T00%3A00%3A00Z"
+        );
+        let fixture: serde_json::Value = serde_json::from_slice(&crate::testing::fixture(
+            "pandadoc",
+            "DocumentStatusResponse.json",
+        ))
+        .unwrap();
+        let listed = |id: &str, status: &str| {
+            let mut document = fixture.clone();
+            document["id"] = id.into();
+            document["status"] = status.into();
+            document
+        };
+        let full: Vec<_> = (0..100)
+            .map(|i| listed(&format!("d{i}"), "document.sent"))
+            .collect();
+        let full = serde_json::to_vec(&serde_json::json!({ "results": full })).unwrap();
+        assert_eq!(
+            PandaDocReconcile.next_path(&path, &full).unwrap(),
+            path.replace("page=1&", "page=2&")
+        );
+        let list = serde_json::to_vec(&serde_json::json!({"results": [
+            listed("p-done", "document.completed"), listed("p-open", "document.viewed"),
+            listed("p-void", "document.voided")
+        ]}))
+        .unwrap();
+        assert_eq!(PandaDocReconcile.next_path(&path, &list), None);
+        let gaps = PandaDocReconcile.gaps(&list, &HashMap::new()).unwrap();
+        let kinds: Vec<_> = gaps.iter().map(|g| g.event_type).collect();
+        assert_eq!(
+            kinds,
+            [
+                "document_completed_pdf_ready",
+                "document_state_changed",
+                "document_state_changed"
+            ]
+        );
+        let events = parse(&gaps[0].body).unwrap();
+        assert_eq!(events[0].status, Some(ProcessStatus::Completed));
+        assert_eq!(
+            events[0].documents[0].fetch.as_deref(),
+            Some("/documents/p-done/download-protected")
+        );
+        // A completion recorded without its PDF is still a gap; with it, none.
+        let recorded = |keys: &[&str]| keys.iter().map(|k| (*k).to_owned()).collect::<HashSet<_>>();
+        let mut known = HashMap::from([
+            (
+                "p-done".to_owned(),
+                recorded(&[
+                    "document_state_changed:document.completed:2026-11-30T10:02:11.504000Z",
+                ]),
+            ),
+            (
+                "p-open".to_owned(),
+                recorded(&["document_state_changed:document.sent:x"]),
+            ),
+            (
+                "p-void".to_owned(),
+                recorded(&["document_state_changed:document.voided:x"]),
+            ),
+        ]);
+        let gaps = PandaDocReconcile.gaps(&list, &known).unwrap();
+        assert_eq!(gaps.len(), 1);
+        assert_eq!(gaps[0].process_key, "p-done");
+        known
+            .get_mut("p-done")
+            .unwrap()
+            .insert("document_completed_pdf_ready:document.completed:x".to_owned());
+        assert!(PandaDocReconcile.gaps(&list, &known).unwrap().is_empty());
+        let one = serde_json::to_vec(&listed("p-one", "document.sent")).unwrap();
+        assert_eq!(PandaDocReconcile.processes(&one).unwrap(), ["p-one"]);
     }
 }

@@ -184,6 +184,38 @@ pub(crate) fn answered_status(
         .ok_or_else(|| format!("{what}: the answer has no status"))
 }
 
+/// `<from_name>=<from>&<to_name>=<to>`, the times in RFC 3339 to the second, URL-encoded: the
+/// date range of a provider's listing.
+pub(crate) fn date_range_query(
+    (from_name, from): (&str, chrono::DateTime<chrono::Utc>),
+    (to_name, to): (&str, chrono::DateTime<chrono::Utc>),
+) -> String {
+    let format =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair(from_name, &format(from))
+        .append_pair(to_name, &format(to))
+        .finish()
+}
+
+/// Whether process `id`, as an API answer reports it, is a gap in the archive: `None` when the
+/// archive has it with one of the `recorded` entry-key prefixes (or has it at all, when there are
+/// none: its state is not final); else `Some(unknown_process)`.
+pub(crate) fn gap_of<S: AsRef<str>>(
+    known: &std::collections::HashMap<String, std::collections::HashSet<String>>,
+    id: &str,
+    recorded: &[S],
+) -> Option<bool> {
+    let keys = match known.get(id) {
+        None => return Some(true),
+        Some(keys) => keys,
+    };
+    let found = keys
+        .iter()
+        .any(|key| recorded.iter().any(|p| key.starts_with(p.as_ref())));
+    (!recorded.is_empty() && !found).then_some(false)
+}
+
 /// A JSON id as text: providers send ids as numbers (Documenso, DocuSeal) or strings.
 pub(crate) fn json_id(value: &serde_json::Value) -> Option<String> {
     match value {

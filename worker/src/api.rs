@@ -196,6 +196,15 @@ pub struct DocumentView {
     pub attachment_type: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signee_key: Option<String>,
+    /// A downloaded document's provenance: the path under the source's `api.base_url` it was
+    /// downloaded from, and when (with `id`, its sha256).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fetched_from: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "taktikal_time_opt"
+    )]
+    pub fetched_at: Option<DateTime<Utc>>,
 }
 
 /// Taktikal's time format: seven fractional digits, `Z`.
@@ -415,7 +424,8 @@ async fn load_process(
     .fetch_all(db.pool())
     .await?;
     let documents = sqlx::query_as::<_, DocumentView>(
-        "SELECT kind, NULLIF(file_name, '') AS file_name, sha256 AS id, content_type, size, url, attachment_type, signee_key
+        "SELECT kind, NULLIF(file_name, '') AS file_name, sha256 AS id, content_type, size, url, attachment_type, signee_key,
+                fetched_from, fetched_at
          FROM documents WHERE source = $1 AND process_key = $2 ORDER BY id",
     )
     .bind(&source)

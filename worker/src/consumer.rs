@@ -361,7 +361,10 @@ impl Consumer {
                 tracing::debug!(result, "persisted");
                 Ok(())
             }
-            Outcome::Retry(reason) => self.retry(channel, delivery, &reason).await,
+            Outcome::Retry(reason) => self.retry(channel, delivery, &reason, Duration::ZERO).await,
+            Outcome::RetryAfter { reason, at_least } => {
+                self.retry(channel, delivery, &reason, at_least).await
+            }
             Outcome::Dead { kind, reason } => self.park(channel, delivery, kind, &reason).await,
         };
         if let Err(error) = settled {
@@ -388,19 +391,26 @@ impl Consumer {
             .observe(started.elapsed().as_secs_f64());
     }
 
+    /// Through the next retry queue — or, to wait `at_least`, the first one left whose delay is
+    /// that long, else the longest left (the attempts skipped are spent) — or, past the last,
+    /// to the parking lot.
     async fn retry(
         &self,
         channel: &Channel,
         delivery: &Delivery,
         reason: &str,
+        at_least: Duration,
     ) -> Result<(), PublishError> {
         let attempt = attempt_of(&delivery.properties);
-        let Some((queue, delay)) = self.topology.retry_queues().get(attempt as usize) else {
+        let Some(index) = retry_index(self.topology.retry_queues(), attempt as usize, at_least)
+        else {
             let reason = format!("gave up after {attempt} retries; last error: {reason}");
             return self
                 .park(channel, delivery, DeadKind::RetriesExhausted, &reason)
                 .await;
         };
+        let (queue, delay) = &self.topology.retry_queues()[index];
+        let attempt = u32::try_from(index).unwrap_or(u32::MAX);
         let shown = countersign::telemetry::Escaped(reason);
         tracing::warn!(attempt = attempt + 1, retry_in = ?delay, error = %shown, "transient failure; retrying later");
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
@@ -544,6 +554,16 @@ fn text(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value))
 }
 
+/// The retry queue for a message that made `attempt` retries and must wait `at_least`: the next
+/// one if it waits long enough, else the first after it that does, else the longest left; `None`
+/// when none is left.
+fn retry_index(queues: &[(String, Duration)], attempt: usize, at_least: Duration) -> Option<usize> {
+    let left = attempt..queues.len();
+    left.clone()
+        .find(|&i| queues[i].1 >= at_least)
+        .or_else(|| left.max_by_key(|&i| (queues[i].1, i)))
+}
+
 /// Retries already made, from `x-attempt` (any integer type; absent = 0). A message moved back
 /// from the parking lot as it was (still carrying `x-dead-kind`) starts again from 0.
 pub fn attempt_of(properties: &BasicProperties) -> u32 {
@@ -561,6 +581,33 @@ pub fn attempt_of(properties: &BasicProperties) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retry_after_skips_to_the_first_delay_that_waits_long_enough() {
+        let queues: Vec<(String, Duration)> = [10, 60, 600, 3600]
+            .iter()
+            .map(|&s| (format!("retry.{s}s"), Duration::from_secs(s)))
+            .collect();
+        let secs = Duration::from_secs;
+        assert_eq!(retry_index(&queues, 0, Duration::ZERO), Some(0));
+        assert_eq!(retry_index(&queues, 2, Duration::ZERO), Some(2));
+        assert_eq!(retry_index(&queues, 0, secs(10)), Some(0));
+        assert_eq!(retry_index(&queues, 0, secs(120)), Some(2), "600 s ≥ 120 s");
+        assert_eq!(retry_index(&queues, 3, secs(5)), Some(3));
+        assert_eq!(
+            retry_index(&queues, 1, secs(86_400)),
+            Some(3),
+            "bounded: the longest"
+        );
+        assert_eq!(retry_index(&queues, 4, secs(5)), None, "none left");
+        // Delays need not grow: the longest left, not the last.
+        let odd: Vec<(String, Duration)> = [(60, "a"), (3600, "b"), (10, "c")]
+            .iter()
+            .map(|&(s, n)| (n.to_owned(), Duration::from_secs(s)))
+            .collect();
+        assert_eq!(retry_index(&odd, 0, secs(7200)), Some(1));
+        assert_eq!(retry_index(&odd, 2, secs(7200)), Some(2));
+    }
 
     #[test]
     fn an_ack_covers_only_tags_below_which_every_delivery_is_settled() {

@@ -40,6 +40,45 @@ struct Endpoint {
 pub struct FetchError {
     pub source_name: String,
     pub reason: String,
+    /// How long the API asked to wait before asking again (`Retry-After` of a 429 or 5xx, at
+    /// most [`MAX_RETRY_AFTER`]): the message's retry waits at least that long.
+    pub retry_after: Option<Duration>,
+}
+
+/// The longest `Retry-After` taken from an API: a day.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// A failed request to an API: why, and the wait its answer asked for.
+#[derive(Debug)]
+struct Failure {
+    reason: String,
+    retry_after: Option<Duration>,
+}
+
+impl From<String> for Failure {
+    fn from(reason: String) -> Self {
+        Self {
+            reason,
+            retry_after: None,
+        }
+    }
+}
+
+impl Failure {
+    fn context(self, what: &str) -> Self {
+        Self {
+            reason: format!("{what}: {}", self.reason),
+            ..self
+        }
+    }
+
+    fn of(self, source: &str) -> FetchError {
+        FetchError {
+            source_name: source.to_owned(),
+            reason: self.reason,
+            retry_after: self.retry_after,
+        }
+    }
 }
 
 impl Fetcher {
@@ -102,10 +141,12 @@ impl Fetcher {
     /// where the source has no API.
     pub async fn get(&self, source: &str, path: &str) -> Option<Result<Vec<u8>, FetchError>> {
         let endpoint = self.endpoints.get(source)?;
-        Some(endpoint.get(path).await.map_err(|reason| FetchError {
-            source_name: source.to_owned(),
-            reason,
-        }))
+        Some(
+            endpoint
+                .get(path)
+                .await
+                .map_err(|failure| failure.of(source)),
+        )
     }
 
     /// Whether `source`'s API is asked to confirm a final state one of `events` claims.
@@ -134,10 +175,7 @@ impl Fetcher {
         let Some(endpoint) = self.endpoints.get(source) else {
             return Ok(Witnessed::NotAsked);
         };
-        let failed = |reason: String| FetchError {
-            source_name: source.to_owned(),
-            reason,
-        };
+        let failed = |reason: String| Failure::from(reason).of(source);
         let now = chrono::Utc::now();
         let mut asked = false;
         for event in events {
@@ -147,7 +185,10 @@ impl Fetcher {
             let Some(path) = endpoint.provider.state_path(&event.process_key) else {
                 continue;
             };
-            let (status, body) = endpoint.ask(&path).await.map_err(&failed)?;
+            let (status, body) = endpoint
+                .ask(&path)
+                .await
+                .map_err(|failure| failure.of(source))?;
             let reported = endpoint
                 .provider
                 .api_state(status, &body, now.timestamp())
@@ -202,10 +243,7 @@ impl Fetcher {
         let Some(endpoint) = self.endpoints.get(source) else {
             return Ok(());
         };
-        let failed = |reason: String| FetchError {
-            source_name: source.to_owned(),
-            reason,
-        };
+        let failed = |failure: Failure, what: &str| failure.context(what).of(source);
         // Listings first: each is replaced by the documents it names.
         for event in events.iter_mut() {
             if !event.documents.iter().any(|d| d.fetch_listing.is_some()) {
@@ -218,11 +256,11 @@ impl Fetcher {
                         let answer = endpoint
                             .get(listing)
                             .await
-                            .map_err(|reason| failed(format!("document listing: {reason}")))?;
+                            .map_err(|failure| failed(failure, "document listing"))?;
                         let listed = endpoint
                             .provider
                             .listed_documents(&answer)
-                            .map_err(|reason| failed(format!("document listing: {reason}")))?;
+                            .map_err(|reason| failed(reason.into(), "document listing"))?;
                         expanded.extend(listed);
                     }
                     _ => expanded.push(document),
@@ -234,11 +272,12 @@ impl Fetcher {
             let (Some(path), None) = (&document.fetch, &document.content) else {
                 continue;
             };
-            let content = endpoint.get(path).await.map_err(|reason| FetchError {
-                source_name: source.to_owned(),
-                reason: format!("document download: {reason}"),
-            })?;
+            let content = endpoint
+                .get(path)
+                .await
+                .map_err(|failure| failed(failure, "document download"))?;
             document.content = Some(content);
+            document.fetched_at = Some(chrono::Utc::now());
         }
         Ok(())
     }
@@ -277,45 +316,61 @@ impl Endpoint {
 
     /// `GET path` for a state: the status and body of a 2xx or of a client error other than
     /// 429 (the API's word on the process, such as 410 Gone); anything else is an error.
-    async fn ask(&self, path: &str) -> Result<(u16, Vec<u8>), String> {
+    async fn ask(&self, path: &str) -> Result<(u16, Vec<u8>), Failure> {
         let response = self.send(path).await?;
         let status = response.status();
         if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            return Err(format!(
-                "GET {path}: HTTP {status}{}",
-                retry_after(&response)
-            ));
+            return Err(refused(path, &response));
         }
         let body = read_bounded(response, path, MAX_STATE_BYTES).await?;
         Ok((status.as_u16(), body))
     }
 
-    async fn get(&self, path: &str) -> Result<Vec<u8>, String> {
+    async fn get(&self, path: &str) -> Result<Vec<u8>, Failure> {
         let response = self.send(path).await?;
         let status = response.status();
         if status != reqwest::StatusCode::OK {
             // Legalesign: 201 while an archived document is restored (up to 4 hours).
-            return Err(format!(
-                "GET {path}: HTTP {status}{}",
-                retry_after(&response)
-            ));
+            return Err(refused(path, &response));
         }
         let content = read_bounded(response, path, self.max_bytes).await?;
         if content.is_empty() {
-            return Err(format!("GET {path}: an empty document"));
+            return Err(format!("GET {path}: an empty document").into());
         }
         Ok(content)
     }
 }
 
-/// ` (Retry-After: …)` when the answer has one.
-fn retry_after(response: &reqwest::Response) -> String {
-    response
+/// An answer that is not the one asked for: its status, and its `Retry-After` (said and taken).
+fn refused(path: &str, response: &reqwest::Response) -> Failure {
+    let status = response.status();
+    let said = response
         .headers()
         .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| format!(" (Retry-After: {v})"))
-        .unwrap_or_default()
+        .and_then(|v| v.to_str().ok());
+    let retry_after = said.and_then(|text| retry_after(text, std::time::SystemTime::now()));
+    Failure {
+        reason: match said {
+            Some(text) => format!("GET {path}: HTTP {status} (Retry-After: {text})"),
+            None => format!("GET {path}: HTTP {status}"),
+        },
+        retry_after,
+    }
+}
+
+/// A `Retry-After` value (RFC 9110: delay-seconds or an HTTP date) as a wait from `now`, at most
+/// [`MAX_RETRY_AFTER`]; `None` if it is neither, or already past.
+fn retry_after(text: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let text = text.trim();
+    let wait = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        Duration::from_secs(text.parse().unwrap_or(u64::MAX))
+    } else {
+        httpdate::parse_http_date(text)
+            .ok()?
+            .duration_since(now)
+            .ok()?
+    };
+    (!wait.is_zero()).then(|| wait.min(MAX_RETRY_AFTER))
 }
 
 /// The body of `response`, refused past `max_bytes` (announced or read).
@@ -376,6 +431,29 @@ mod tests {
         let env = |name: &str| (name == "C").then(|| "user:secret".to_owned());
         let config = Config::from_toml(&text, Role::Worker, &env).map_err(|e| e.to_string())?;
         Fetcher::from_config(&config)
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_a_date_and_bounded() {
+        let now = httpdate::parse_http_date("Mon, 07 Dec 2026 10:00:00 GMT").unwrap();
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after(" 5 ", now), Some(Duration::from_secs(5)));
+        assert_eq!(
+            retry_after("Mon, 07 Dec 2026 10:01:30 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            retry_after("99999999999999999999999", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            retry_after("Mon, 07 Dec 2026 09:00:00 GMT", now),
+            None,
+            "past"
+        );
+        for nothing in ["", "0", "-5", "soon", "1.5"] {
+            assert_eq!(retry_after(nothing, now), None, "{nothing:?}");
+        }
     }
 
     #[test]

@@ -17,6 +17,8 @@ use lapin::types::{AMQPValue, FieldTable};
 use sha2::{Digest, Sha256};
 
 use crate::db::Item;
+use std::time::Duration;
+
 use crate::db::{Db, RawEvent, RecordError, Recorded, is_transient};
 use crate::documents::DocumentStore;
 use crate::fetch::{Fetcher, Witnessed};
@@ -27,8 +29,25 @@ pub enum Outcome {
     Persisted(Recorded),
     /// Not now: through a retry queue. The text is for operators (no payload in it).
     Retry(String),
+    /// Not before `at_least` (a provider API's `Retry-After`): through the first retry queue
+    /// whose delay is at least that long, or the longest left.
+    RetryAfter { reason: String, at_least: Duration },
     /// Never as it is: to the parking lot, with the reason in a header.
     Dead { kind: DeadKind, reason: String },
+}
+
+impl Outcome {
+    /// The retry of a message whose provider API could not answer now: after its `Retry-After`
+    /// where it gave one.
+    fn retry_for(error: crate::fetch::FetchError) -> Self {
+        match error.retry_after {
+            Some(at_least) => Outcome::RetryAfter {
+                reason: error.to_string(),
+                at_least,
+            },
+            None => Outcome::Retry(error.to_string()),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -178,7 +197,7 @@ impl Handler {
                         reason = %error,
                         "could not confirm the webhook's claim with the provider's API; the message will be retried"
                     );
-                    settled.push((i, Outcome::Retry(error.to_string())));
+                    settled.push((i, Outcome::retry_for(error)));
                 }
             }
         }
@@ -213,7 +232,7 @@ impl Handler {
                     reason = %error,
                     "document download failed; the message will be retried"
                 );
-                failed.push((i, Outcome::Retry(error.to_string())));
+                failed.push((i, Outcome::retry_for(error)));
             }
         }
         settle(items, positions, outcomes, failed);

@@ -380,6 +380,8 @@ const DOCUMENT_MERGE: &str = r#"ON CONFLICT (source, process_key, kind, file_nam
     attachment_type = EXCLUDED.attachment_type,
     signee_key = EXCLUDED.signee_key,
     description = EXCLUDED.description,
+    fetched_from = COALESCE(EXCLUDED.fetched_from, documents.fetched_from),
+    fetched_at = COALESCE(EXCLUDED.fetched_at, documents.fetched_at),
     event_id = EXCLUDED.event_id
     WHERE EXCLUDED.event_id < documents.event_id COLLATE "C""#;
 
@@ -400,6 +402,9 @@ struct DocumentRow<'a> {
     attachment_type: Option<i32>,
     signee_key: Option<&'a str>,
     description: Option<&'a str>,
+    /// Downloaded content's provenance: the API path and when.
+    fetched_from: Option<&'a str>,
+    fetched_at: Option<DateTime<Utc>>,
     event_id: &'a str,
 }
 
@@ -429,6 +434,8 @@ impl<'a> DocumentRow<'a> {
             attachment_type: document.attachment_type.and_then(|t| i32::try_from(t).ok()),
             signee_key: document.signee_key.as_deref(),
             description: document.description.as_deref(),
+            fetched_from: document.fetched_at.and(document.fetch.as_deref()),
+            fetched_at: document.fetched_at,
             event_id: &applied.raw.event_id,
         }
     }
@@ -485,10 +492,12 @@ async fn upsert_documents(
     sqlx::query(&format!(
         "INSERT INTO documents
             (source, process_key, kind, file_name, content_key, sha256, content_type, size,
-             url, reference_id, attachment_type, signee_key, description, event_id)
+             url, reference_id, attachment_type, signee_key, description, fetched_from,
+             fetched_at, event_id)
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                               $6::text[], $7::text[], $8::int8[], $9::text[], $10::text[],
-                              $11::int4[], $12::text[], $13::text[], $14::text[])
+                              $11::int4[], $12::text[], $13::text[], $14::text[],
+                              $15::timestamptz[], $16::text[])
          {DOCUMENT_MERGE}"
     ))
     .bind(c.column(|d| d.source))
@@ -509,6 +518,8 @@ async fn upsert_documents(
     .bind(c.column(|d| d.attachment_type))
     .bind(c.column(|d| d.signee_key))
     .bind(c.column(|d| d.description))
+    .bind(c.column(|d| d.fetched_from))
+    .bind(c.column(|d| d.fetched_at))
     .bind(c.column(|d| d.event_id))
     .execute(&mut **tx)
     .await?;

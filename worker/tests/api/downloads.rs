@@ -269,9 +269,8 @@ async fn a_dropbox_sign_completion_brings_the_merged_pdf_from_the_api_never_from
                 "/signature_request/files/dx-dl-1",
                 vec![
                     Answer {
-                        status: 409,
-                        content_type: "application/json",
                         body: preparing,
+                        ..Answer::status(409)
                     },
                     Answer::ok("application/pdf", &pdf),
                 ],
@@ -328,7 +327,7 @@ async fn a_dropbox_sign_completion_brings_the_merged_pdf_from_the_api_never_from
 
 /// `GET /signature_request/{id}`'s answer (the OpenAPI description's example, a complete
 /// request) for request `id`, changed by `change`.
-fn dropbox_state(id: &str, change: impl FnOnce(&mut serde_json::Value)) -> Answer {
+pub fn dropbox_state(id: &str, change: impl FnOnce(&mut serde_json::Value)) -> Answer {
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../providers/tests/fixtures/dropbox_sign/SignatureRequestGetResponse.json");
     let mut answer: serde_json::Value =

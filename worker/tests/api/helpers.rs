@@ -500,6 +500,39 @@ impl Stack {
     }
 
     /// Posts to any source with extra headers; returns the status.
+    /// A reconciler of this stack's configuration, run by the test (`run_once`) rather than on
+    /// its interval; and the index of `source`'s job in it.
+    pub fn reconciler(&self, source: &str) -> (countersign_worker::reconcile::Reconciler, usize) {
+        use countersign::config::{Config, Role};
+        let config = Config::from_toml(
+            &self.config_text,
+            Role::Worker,
+            &env_for(&self.database.url),
+        )
+        .unwrap();
+        let db = countersign_worker::db::Db::connect_lazy(
+            &self.database.url,
+            4,
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap();
+        let fetcher =
+            std::sync::Arc::new(countersign_worker::fetch::Fetcher::from_config(&config).unwrap());
+        let reconciler = countersign_worker::reconcile::Reconciler::new(
+            &config,
+            db,
+            fetcher,
+            countersign_worker::metrics::Metrics::new(),
+        )
+        .unwrap();
+        let index = reconciler
+            .sources()
+            .iter()
+            .position(|s| *s == source)
+            .unwrap_or_else(|| panic!("{source} is not reconciled: {:?}", reconciler.sources()));
+        (reconciler, index)
+    }
+
     pub async fn post_to(&self, source: &str, body: &[u8], headers: &[(&str, &str)]) -> u16 {
         self.send_to(source, body, headers).await.status().as_u16()
     }

@@ -14,6 +14,7 @@ mod parking;
 mod providers;
 mod read_api;
 mod reconcile;
+mod reconcile_apis;
 mod record;
 mod replay;
 mod replay_tools;

@@ -322,8 +322,7 @@ async fn a_universign_transaction_completed_without_its_webhook_is_completed_wit
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_source_another_replica_holds_is_skipped_then_reconciled_once_released() {
-    use countersign::config::{Config, Role};
-    use countersign_worker::reconcile::{Reconciler, RunReport, lock_key};
+    use countersign_worker::reconcile::{RunReport, lock_key};
 
     let api = user_activity_api().await;
     // No worker of the stack's own: this test's reconciler is the only one.
@@ -333,24 +332,7 @@ async fn a_source_another_replica_holds_is_skipped_then_reconciled_once_released
         ..Options::default()
     })
     .await;
-    let config = Config::from_toml(
-        &stack.config_text,
-        Role::Worker,
-        &crate::helpers::env_for(&stack.database.url),
-    )
-    .unwrap();
-    let db =
-        countersign_worker::db::Db::connect_lazy(&stack.database.url, 4, Duration::from_secs(5))
-            .unwrap();
-    let fetcher =
-        std::sync::Arc::new(countersign_worker::fetch::Fetcher::from_config(&config).unwrap());
-    let reconciler = Reconciler::new(
-        &config,
-        db,
-        fetcher,
-        countersign_worker::metrics::Metrics::new(),
-    )
-    .unwrap();
+    let (reconciler, _) = stack.reconciler("acme");
     assert_eq!(reconciler.sources(), ["acme"]);
 
     // Another replica holds acme's lock: this one skips, asking nothing.

@@ -13,6 +13,12 @@ pub struct Answer {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+    /// Further response headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// How long the simulator waits before it answers (a slow API).
+    pub delay: std::time::Duration,
+    /// Sends half the body under the full `content-length`, then closes (a broken-off answer).
+    pub truncated: bool,
 }
 
 impl Answer {
@@ -21,6 +27,9 @@ impl Answer {
             status: 200,
             content_type,
             body: body.to_vec(),
+            headers: Vec::new(),
+            delay: std::time::Duration::ZERO,
+            truncated: false,
         }
     }
 
@@ -29,7 +38,33 @@ impl Answer {
             status,
             content_type: "application/json",
             body: br#"{"error":"simulated"}"#.to_vec(),
+            headers: Vec::new(),
+            delay: std::time::Duration::ZERO,
+            truncated: false,
         }
+    }
+
+    /// This answer, after `delay`.
+    pub fn after(mut self, delay: std::time::Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// This answer with only the first half of its body sent.
+    pub fn truncated(mut self) -> Self {
+        self.truncated = true;
+        self
+    }
+
+    /// A redirect to `location`.
+    pub fn redirect(location: &str) -> Self {
+        Self::status(302).with_header("location", location)
+    }
+
+    /// This answer with one more response header.
+    pub fn with_header(mut self, name: &'static str, value: &str) -> Self {
+        self.headers.push((name, value.to_owned()));
+        self
     }
 }
 
@@ -112,14 +147,25 @@ impl Simulator {
                             None => Answer::status(404),
                         }
                     };
+                    let extra: String = answer
+                        .headers
+                        .iter()
+                        .map(|(name, value)| format!("{name}: {value}\r\n"))
+                        .collect();
                     let head = format!(
-                        "HTTP/1.1 {} Simulated\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        "HTTP/1.1 {} Simulated\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n",
                         answer.status,
                         answer.content_type,
                         answer.body.len()
                     );
+                    tokio::time::sleep(answer.delay).await;
+                    let sent = if answer.truncated {
+                        &answer.body[..answer.body.len() / 2]
+                    } else {
+                        &answer.body[..]
+                    };
                     let _ = stream.write_all(head.as_bytes()).await;
-                    let _ = stream.write_all(&answer.body).await;
+                    let _ = stream.write_all(sent).await;
                     let _ = stream.shutdown().await;
                 });
             }

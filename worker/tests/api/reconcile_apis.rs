@@ -1,0 +1,203 @@
+//! Issue 30: reconciliation for the providers with a listing API — Dropbox Sign, DocuSign,
+//! PandaDoc. The simulator lists, in the provider's own shape, a process whose webhooks never
+//! came: the first run publishes what the archive lacks (recorded, confirmed with the API, its
+//! PDF downloaded), the second finds nothing.
+
+use std::time::Duration;
+
+use crate::downloads::dropbox_state;
+use crate::helpers::{Options, Stack, wait_until};
+use crate::second_witness::{document_status, envelope, json};
+use crate::simulator::{Answer, Simulator};
+
+/// Runs `source`'s reconciliation twice, waiting in between until `recorded` events are in the
+/// archive: the gaps each run found.
+async fn reconcile_twice(stack: &Stack, source: &str, recorded: i64) -> (usize, usize) {
+    let (reconciler, index) = stack.reconciler(source);
+    let first = reconciler.run_once(index).await.unwrap();
+    assert!(first.ran);
+    stack.wait_for_events(recorded).await;
+    wait_until("the queue is drained", Duration::from_secs(30), || async {
+        stack.queue_len(stack.topology.persist_queue()).await == 0
+    })
+    .await;
+    let second = reconciler.run_once(index).await.unwrap();
+    (first.gaps, second.gaps)
+}
+
+/// What every reconciled source must show after the two runs: `process` recorded from
+/// reconciliation, confirmed with the API, with the downloaded `pdf`; nothing parked.
+async fn assert_reconciled(stack: &Stack, source: &str, process: &str, status: &str, pdf: &[u8]) {
+    assert_eq!(stack.signed_document(process).await, pdf);
+    let (_, view) = stack
+        .get_json(&format!("/signing/activity/{process}?source={source}"))
+        .await;
+    assert_eq!(view[0]["status"], status);
+    assert_eq!(view[0]["verified"], "signature+api");
+    assert_eq!(
+        stack
+            .count(&format!(
+                "SELECT count(*) FROM webhook_events WHERE source = '{source}' AND event_id LIKE 'reconcile:%' AND headers->>'x-origin' = 'reconciliation'"
+            ))
+            .await,
+        2
+    );
+    assert_eq!(stack.queue_len(stack.topology.dead_queue()).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dropbox_sign_requests_listed_without_their_callbacks_are_reconciled_once() {
+    let pdf = b"%PDF-1.7 Dropbox Sign, reconciled".to_vec();
+    // The OpenAPI description's list example: an open request and a complete one, both unseen.
+    let list = crate::second_witness::fixture("dropbox_sign", "SignatureRequestListResponse.json");
+    let complete = "fa5c8a0b0f492d768749333a";
+    let api = Simulator::start(
+        "/v3",
+        vec![
+            (
+                "/signature_request/list",
+                vec![Answer::ok("application/json", &list)],
+            ),
+            (
+                "/signature_request/fa5c8a0b0f492d768749333a",
+                vec![dropbox_state(complete, |_| {})],
+            ),
+            (
+                "/signature_request/files/fa5c8a0b0f492d768749333a",
+                vec![Answer::ok("application/pdf", &pdf)],
+            ),
+        ],
+    )
+    .await;
+    let stack = Stack::start_with(Options {
+        apis: vec![("dx", api.base_url.clone())],
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(reconcile_twice(&stack, "dx", 2).await, (2, 0));
+    assert_reconciled(&stack, "dx", complete, "all_signed", &pdf).await;
+    let (_, open) = stack
+        .get_json("/signing/activity/d10338cad145e1cb68afc828?source=dx")
+        .await;
+    assert_eq!(open[0]["status"], "created");
+    assert_eq!(open[0]["verified"], "signature");
+    let listed = api
+        .seen()
+        .into_iter()
+        .filter(|s| s.path.starts_with("/v3/signature_request/list?"))
+        .collect::<Vec<_>>();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(
+        listed[0]
+            .path
+            .contains("page=1&page_size=100&query=created%3A%5B"),
+        "{}",
+        listed[0].path
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docusign_envelopes_listed_without_their_messages_are_reconciled_once() {
+    let pdf = b"%PDF-1.7 DocuSign combined, reconciled".to_vec();
+    let listed = |id: &str, status: &str| {
+        let mut envelope =
+            json("docusign", "connect.schema-v2.json")["data"]["envelopeSummary"].clone();
+        envelope["envelopeId"] = id.into();
+        envelope["status"] = status.into();
+        envelope["statusChangedDateTime"] = "2026-12-01T09:30:00.0000000Z".into();
+        envelope
+    };
+    // `envelopesInformation`, as `GET /envelopes` answers (positions are strings there).
+    let list = serde_json::json!({
+        "resultSetSize": "2", "totalSetSize": "2", "startPosition": "0", "endPosition": "1",
+        "envelopes": [listed("env-rc-done", "completed"), listed("env-rc-open", "sent")]
+    });
+    let api = Simulator::start(
+        "/restapi/v2.1/accounts/acc-1",
+        vec![
+            (
+                "/envelopes",
+                vec![Answer::ok(
+                    "application/json",
+                    &serde_json::to_vec(&list).unwrap(),
+                )],
+            ),
+            (
+                "/envelopes/env-rc-done",
+                vec![envelope("env-rc-done", "completed")],
+            ),
+            // Still open: asked again by the second run, nothing to add.
+            (
+                "/envelopes/env-rc-open",
+                vec![envelope("env-rc-open", "sent")],
+            ),
+            (
+                "/envelopes/env-rc-done/documents/combined",
+                vec![Answer::ok("application/pdf", &pdf)],
+            ),
+        ],
+    )
+    .await;
+    let stack = Stack::start_with(Options {
+        apis: vec![("dg", api.base_url.clone())],
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(reconcile_twice(&stack, "dg", 2).await, (2, 0));
+    assert_reconciled(&stack, "dg", "env-rc-done", "completed", &pdf).await;
+    let (_, open) = stack
+        .get_json("/signing/activity/env-rc-open?source=dg")
+        .await;
+    assert_eq!(open[0]["status"], "created");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pandadoc_documents_listed_without_their_notifications_are_reconciled_once() {
+    let pdf = b"%PDF-1.7 PandaDoc protected, reconciled".to_vec();
+    let listed = |id: &str, status: &str| {
+        let mut document = json("pandadoc", "DocumentStatusResponse.json");
+        document["id"] = id.into();
+        document["uuid"] = id.into();
+        document["status"] = status.into();
+        document
+    };
+    let list = serde_json::json!({
+        "results": [listed("pd-rc-done", "document.completed"), listed("pd-rc-open", "document.sent")]
+    });
+    let api = Simulator::start(
+        "/public/v1",
+        vec![
+            (
+                "/documents",
+                vec![Answer::ok(
+                    "application/json",
+                    &serde_json::to_vec(&list).unwrap(),
+                )],
+            ),
+            (
+                "/documents/pd-rc-done",
+                vec![document_status("pd-rc-done", "document.completed")],
+            ),
+            (
+                "/documents/pd-rc-open",
+                vec![document_status("pd-rc-open", "document.sent")],
+            ),
+            (
+                "/documents/pd-rc-done/download-protected",
+                vec![Answer::ok("application/pdf", &pdf)],
+            ),
+        ],
+    )
+    .await;
+    let stack = Stack::start_with(Options {
+        apis: vec![("pd", api.base_url.clone())],
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(reconcile_twice(&stack, "pd", 2).await, (2, 0));
+    assert_reconciled(&stack, "pd", "pd-rc-done", "completed", &pdf).await;
+    let (_, open) = stack
+        .get_json("/signing/activity/pd-rc-open?source=pd")
+        .await;
+    assert_eq!(open[0]["status"], "created");
+}
