@@ -161,6 +161,9 @@ pub struct Document {
     /// `api.base_url`: the provider turns the listing into documents with [`Document::fetch`]
     /// ([`crate::Provider::listed_documents`]), which replace this one.
     pub fetch_listing: Option<String>,
+    /// Where the provider's API states the content's sha256, relative to `api.base_url`
+    /// ([`crate::Provider::stated_digest`] reads it): a download that does not match is refused.
+    pub digest_from: Option<String>,
     /// When the worker downloaded the content from [`Document::fetch`] (its provenance, with the
     /// path and the content's sha256).
     pub fetched_at: Option<DateTime<Utc>>,
@@ -182,6 +185,7 @@ impl Document {
             description: None,
             fetch: None,
             fetch_listing: None,
+            digest_from: None,
             fetched_at: None,
         }
     }

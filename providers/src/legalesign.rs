@@ -383,6 +383,9 @@ pub fn parse_event(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
     signed.content_type = Some("application/pdf".to_owned());
     signed.file_name = name.as_ref().map(|n| format!("{n}.pdf"));
     signed.fetch = Some(format!("/pdf/{uuid}/"));
+    // Its `hash_value` ("SHA256 checksum of final doc, use this to validate your final PDF
+    // download"): the download is checked against it.
+    signed.digest_from = Some(format!("/document/{uuid}/"));
     Ok(vec![SigningEvent {
         process_key: uuid,
         status: Some(ProcessStatus::Completed),
@@ -436,6 +439,36 @@ fn api_documents(answer: &[u8]) -> Result<Vec<ApiDocument>, String> {
 
 /// Legalesign's signed status (a document's `30`).
 const SIGNED: i64 = 30;
+
+/// The final PDF's sha256 in a document (`GET /document/{docId}/`): `hash_value` as 64 hex
+/// digits or the base64 of 32 bytes; `None` when it is absent, null, empty or Python's `None`
+/// (Legalesign's own example of an unsigned document shows that).
+fn stated_digest(answer: &[u8]) -> Result<Option<[u8; 32]>, String> {
+    use base64::Engine as _;
+    #[derive(Deserialize)]
+    struct DocumentHash {
+        hash_value: Option<String>,
+    }
+    let document: DocumentHash = serde_json::from_slice(answer)
+        .map_err(|e| format!("GET /document/: not a document ({e})"))?;
+    let Some(text) = document
+        .hash_value
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty() && h != "None")
+    else {
+        return Ok(None);
+    };
+    let bytes = crate::support::decode_hex(&text)
+        .filter(|b| b.len() == 32)
+        .or_else(|| {
+            base64::engine::general_purpose::STANDARD
+                .decode(&text)
+                .ok()
+                .filter(|b| b.len() == 32)
+        })
+        .ok_or_else(|| format!("hash_value {text:?} is not a SHA256 (64 hex digits or base64)"))?;
+    Ok(Some(bytes.try_into().expect("32 bytes")))
+}
 
 /// Legalesign's reconciliation, for "upon event" sources: its signed documents (`/document/?
 /// status=30` in the configured group) whose signed callback the archive lacks become that
@@ -659,6 +692,12 @@ impl Provider for LegalesignEvent {
 
     fn reconcile(&self) -> Option<&'static dyn crate::Reconcile> {
         Some(&LegalesignReconcile)
+    }
+
+    /// `GET /document/{docId}/`'s `hash_value`: the final PDF's SHA256, as hex (or base64);
+    /// absent, null or empty before the document is final.
+    fn stated_digest(&self, answer: &[u8]) -> Result<Option<[u8; 32]>, String> {
+        stated_digest(answer)
     }
 
     fn default_max_body_bytes(&self) -> Option<usize> {
@@ -1010,5 +1049,45 @@ mod tests {
         // One document, as /document/{uuid}/ answers.
         let one = br#"{"uuid":"d3","status":30}"#;
         assert_eq!(reconcile.gaps(one, &known).unwrap()[0].process_key, "d3");
+    }
+
+    #[test]
+    fn the_documents_hash_value_is_its_final_pdfs_sha256() {
+        use base64::Engine as _;
+        let example: serde_json::Value = serde_json::from_slice(&crate::testing::fixture(
+            "legalesign",
+            "DocumentResponse.json",
+        ))
+        .unwrap();
+        let with = |hash: serde_json::Value| {
+            let mut document = example.clone();
+            document["hash_value"] = hash;
+            LegalesignEvent.stated_digest(&serde_json::to_vec(&document).unwrap())
+        };
+        // The OpenAPI example (an unsigned document) states none.
+        assert_eq!(
+            LegalesignEvent.stated_digest(&serde_json::to_vec(&example).unwrap()),
+            Ok(None)
+        );
+        assert_eq!(with(serde_json::Value::Null), Ok(None));
+        assert_eq!(with("".into()), Ok(None));
+        let digest = [0xabu8; 32];
+        assert_eq!(with(crate::hex(&digest).into()), Ok(Some(digest)));
+        assert_eq!(
+            with(crate::hex(&digest).to_uppercase().into()),
+            Ok(Some(digest))
+        );
+        let base64 = base64::engine::general_purpose::STANDARD.encode(digest);
+        assert_eq!(with(base64.into()), Ok(Some(digest)));
+        assert!(with("abcd".into()).is_err(), "too short to be a SHA256");
+        assert!(LegalesignEvent.stated_digest(b"[]").is_err());
+        // The signed callback names where its hash_value is.
+        let events = LegalesignEvent
+            .parse(b"resource_uri=%2Fapi%2Fv1%2Fdocument%2Fd1%2F&group=%2Fapi%2Fv1%2Fgroup%2Fg%2F&name=NDA&uuid=d1")
+            .unwrap();
+        assert_eq!(
+            events[0].documents[0].digest_from.as_deref(),
+            Some("/document/d1/")
+        );
     }
 }

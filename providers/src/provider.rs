@@ -115,6 +115,13 @@ pub trait Provider: Send + Sync + 'static {
         Err(format!("{} lists no documents", self.name()))
     }
 
+    /// The sha256 a provider's answer to [`crate::event::Document::digest_from`] states for the
+    /// document's content: `Ok(None)` where it states none (the content is kept unchecked), an
+    /// error where the answer cannot be read.
+    fn stated_digest(&self, _answer: &[u8]) -> Result<Option<[u8; 32]>, String> {
+        Err(format!("{} states no document digests", self.name()))
+    }
+
     /// Where the provider's API tells the current state of process `process_key`, relative to
     /// `api.base_url`: the worker asks it before recording a final state a webhook claims
     /// (all signed, completed, canceled, expired) and parks a claim it contradicts. `None` where

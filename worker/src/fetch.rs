@@ -17,6 +17,7 @@ use countersign_providers::ProviderKind;
 use countersign_providers::event::{ProcessStatus, SigningEvent};
 use futures_util::StreamExt;
 use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use sha2::Digest as _;
 
 /// Downloads for every source that has an API configured.
 #[derive(Debug, Default)]
@@ -276,6 +277,36 @@ impl Fetcher {
                 .get(path)
                 .await
                 .map_err(|failure| failed(failure, "document download"))?;
+            if let Some(stated_at) = &document.digest_from {
+                let answer = endpoint
+                    .get(stated_at)
+                    .await
+                    .map_err(|failure| failed(failure, "the document's stated sha256"))?;
+                let stated = endpoint
+                    .provider
+                    .stated_digest(&answer)
+                    .map_err(|reason| failed(reason.into(), "the document's stated sha256"))?;
+                let actual: [u8; 32] = sha2::Sha256::digest(&content).into();
+                match stated {
+                    Some(stated) if stated != actual => {
+                        return Err(failed(
+                            format!(
+                                "GET {path}: the content's sha256 {} is not the {} the API states at {stated_at}",
+                                countersign_providers::hex(&actual),
+                                countersign_providers::hex(&stated)
+                            )
+                            .into(),
+                            "document download",
+                        ));
+                    }
+                    Some(_) => {}
+                    None => tracing::warn!(
+                        source,
+                        path = %countersign::telemetry::Escaped(stated_at),
+                        "the provider's API states no sha256 for a downloaded document; kept unchecked"
+                    ),
+                }
+            }
             document.content = Some(content);
             document.fetched_at = Some(chrono::Utc::now());
         }

@@ -11,6 +11,27 @@ use countersign_providers::dropbox_sign;
 
 const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
 
+/// `GET /document/{uuid}/`'s answer (Legalesign's OpenAPI example of a document, signed now)
+/// stating `content`'s sha256 as its `hash_value`, on its route.
+pub fn legalesign_document(uuid: &str, content: &[u8]) -> (String, Vec<Answer>) {
+    use sha2::Digest as _;
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../providers/tests/fixtures/legalesign/DocumentResponse.json");
+    let mut document: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture).unwrap()).unwrap();
+    document["uuid"] = uuid.into();
+    document["resource_uri"] = format!("/api/v1/document/{uuid}/").into();
+    document["status"] = 30.into();
+    document["hash_value"] = countersign_providers::hex(&sha2::Sha256::digest(content)).into();
+    (
+        format!("/document/{uuid}/"),
+        vec![Answer::ok(
+            "application/json",
+            &serde_json::to_vec(&document).unwrap(),
+        )],
+    )
+}
+
 fn signed_callback(uuid: &str) -> Vec<u8> {
     format!(
         "resource_uri=%2Fapi%2Fv1%2Fdocument%2F{uuid}%2F&group=%2Fapi%2Fv1%2Fgroup%2Fg%2F&name=Lease&uuid={uuid}&tag=t"
@@ -34,16 +55,21 @@ async fn legalesign_stack(api: &Simulator) -> (Stack, tempfile::TempDir) {
 async fn a_legalesign_signed_callback_brings_the_final_pdf_from_the_api_even_after_failures() {
     let pdf = b"%PDF-1.7 final, signed by all".to_vec();
     // The API is down twice (503, then "being de-archived"), then serves the PDF.
+    let (document, stated) = legalesign_document("doc-dl-1", &pdf);
     let api = Simulator::start(
         "/api/v1",
-        vec![(
-            "/pdf/doc-dl-1/",
-            vec![
-                Answer::status(503),
-                Answer::status(201),
-                Answer::ok("application/pdf", &pdf),
-            ],
-        )],
+        vec![
+            (
+                "/pdf/doc-dl-1/",
+                vec![
+                    Answer::status(503),
+                    Answer::status(201),
+                    Answer::ok("application/pdf", &pdf),
+                ],
+            ),
+            // Its hash_value, against which the download is checked.
+            (&document, stated),
+        ],
     )
     .await;
     let (stack, _dir) = legalesign_stack(&api).await;
@@ -65,9 +91,21 @@ async fn a_legalesign_signed_callback_brings_the_final_pdf_from_the_api_even_aft
         .await;
     assert_eq!(view[0]["status"], "completed");
     let seen = api.seen();
-    assert_eq!(seen.len(), 3, "two failures, then the download: {seen:?}");
+    let downloads: Vec<_> = seen.iter().filter(|s| s.path.contains("/pdf/")).collect();
+    assert_eq!(
+        downloads.len(),
+        3,
+        "two failures, then the download: {seen:?}"
+    );
+    assert_eq!(
+        seen.iter()
+            .filter(|s| s.path == "/api/v1/document/doc-dl-1/")
+            .count(),
+        1,
+        "its hash_value asked once, after the download"
+    );
     for request in &seen {
-        assert_eq!(request.path, "/api/v1/pdf/doc-dl-1/");
+        assert!(request.path.ends_with("/doc-dl-1/"), "{}", request.path);
         assert_eq!(
             request.authorization.as_deref(),
             Some(format!("ApiKey {LS_API_CREDENTIALS}").as_str())
@@ -93,16 +131,25 @@ async fn a_legalesign_signed_callback_brings_the_final_pdf_from_the_api_even_aft
 #[tokio::test(flavor = "multi_thread")]
 async fn a_download_that_keeps_failing_parks_its_message_with_the_reason_and_blocks_nothing() {
     let pdf = b"%PDF-1.7 the other one".to_vec();
+    let (fine, fine_stated) = legalesign_document("doc-fine", &pdf);
+    // A third one's PDF is not what its hash_value says (altered, or a wrong document served).
+    let (tampered, tampered_stated) = legalesign_document("doc-tampered", b"%PDF-1.7 as signed");
     let api = Simulator::start(
         "/api/v1",
         vec![
             ("/pdf/doc-missing/", vec![Answer::status(404)]),
             ("/pdf/doc-fine/", vec![Answer::ok("application/pdf", &pdf)]),
+            (&fine, fine_stated),
+            (
+                "/pdf/doc-tampered/",
+                vec![Answer::ok("application/pdf", b"%PDF-1.7 altered")],
+            ),
+            (&tampered, tampered_stated),
         ],
     )
     .await;
     let (stack, _dir) = legalesign_stack(&api).await;
-    for uuid in ["doc-missing", "doc-fine"] {
+    for uuid in ["doc-missing", "doc-fine", "doc-tampered"] {
         assert_eq!(
             stack
                 .post_to(
@@ -124,19 +171,40 @@ async fn a_download_that_keeps_failing_parks_its_message_with_the_reason_and_blo
     .await;
     assert_eq!(stack.signed_document("doc-fine").await, pdf);
     // 1 s + 2 s + 4 s of retries, then the parking lot, with the reason.
-    wait_until("the message is parked", Duration::from_secs(60), || async {
-        stack.queue_len(stack.topology.dead_queue()).await == 1
-    })
+    wait_until(
+        "both messages are parked",
+        Duration::from_secs(60),
+        || async { stack.queue_len(stack.topology.dead_queue()).await == 2 },
+    )
     .await;
     let parked = stack.drain(stack.topology.dead_queue()).await;
-    assert_eq!(header(&parked[0], "x-dead-kind"), Some("retries_exhausted"));
-    let parked = header(&parked[0], "x-dead-reason")
-        .unwrap_or_default()
-        .to_owned();
+    let reasons: Vec<String> = parked
+        .iter()
+        .map(|m| {
+            assert_eq!(header(m, "x-dead-kind"), Some("retries_exhausted"));
+            header(m, "x-dead-reason").unwrap_or_default().to_owned()
+        })
+        .collect();
+    let missing = reasons.iter().find(|r| r.contains("doc-missing")).unwrap();
     assert!(
-        parked.contains("document download") && parked.contains("HTTP 404"),
-        "{parked}"
+        missing.contains("document download") && missing.contains("HTTP 404"),
+        "{missing}"
     );
+    let tampered = reasons.iter().find(|r| r.contains("doc-tampered")).unwrap();
+    assert!(
+        tampered.contains("the content's sha256")
+            && tampered.contains("is not the")
+            && tampered.contains("/document/doc-tampered/"),
+        "{tampered}"
+    );
+    assert_eq!(
+        stack
+            .count("SELECT count(*) FROM documents WHERE process_key = 'doc-tampered'")
+            .await,
+        0,
+        "a PDF that is not the one signed is never recorded"
+    );
+    let parked = reasons.join("\n");
     assert!(
         !parked.contains(LS_API_CREDENTIALS),
         "no credentials in the reason"
@@ -145,7 +213,7 @@ async fn a_download_that_keeps_failing_parks_its_message_with_the_reason_and_blo
     assert_eq!(
         api.seen()
             .iter()
-            .filter(|s| s.path.ends_with("doc-missing/"))
+            .filter(|s| s.path.ends_with("/pdf/doc-missing/"))
             .count(),
         4,
         "the first attempt and three retries"

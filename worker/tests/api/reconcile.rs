@@ -169,6 +169,10 @@ async fn a_legalesign_document_signed_without_its_callback_is_found_and_its_pdf_
                     "resource_uri":"/api/v1/document/5b6f0c8e-0d1a-4c3e-9a53-2f1e6b7a8c90/","status":30,"tag":""},
                    {"uuid":"doc-with-callback","name":"NDA","group":"/api/v1/group/g/",
                     "resource_uri":"/api/v1/document/doc-with-callback/","status":30}]}"#;
+    let (lost, lost_stated) =
+        crate::downloads::legalesign_document("5b6f0c8e-0d1a-4c3e-9a53-2f1e6b7a8c90", &pdf);
+    let (arrived, arrived_stated) =
+        crate::downloads::legalesign_document("doc-with-callback", b"%PDF-1.7 nda");
     let api = Simulator::start(
         "/api/v1",
         vec![
@@ -177,10 +181,12 @@ async fn a_legalesign_document_signed_without_its_callback_is_found_and_its_pdf_
                 "/pdf/5b6f0c8e-0d1a-4c3e-9a53-2f1e6b7a8c90/",
                 vec![Answer::ok("application/pdf", &pdf)],
             ),
+            (&lost, lost_stated),
             (
                 "/pdf/doc-with-callback/",
                 vec![Answer::ok("application/pdf", b"%PDF-1.7 nda")],
             ),
+            (&arrived, arrived_stated),
         ],
     )
     .await;
