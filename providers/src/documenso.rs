@@ -17,7 +17,14 @@
 //! - Newer Documenso versions add `X-Documenso-Delivery-Id`; it is kept with the archived event.
 //! - Payloads carry each recipient's signing `token` (a link to sign as that person): the archive
 //!   holds them as received, nothing logs them, and the normalized record leaves them out.
-//! - Signed documents are not in the webhook (fetched through Documenso's API).
+//! - Signed documents are not in the webhook. With `[sources.api]` (`base_url`
+//!   `https://app.documenso.com/api/v2`, or a self-hosted instance's `/api/v2`; credentials the
+//!   API key, sent as `Authorization: <key>` with no scheme, as Documenso's SDKs do): a
+//!   `DOCUMENT_COMPLETED` document is downloaded from `GET /document/{id}/download?version=signed`;
+//!   every final state an event claims is confirmed with `GET /document/{id}` (`status`
+//!   `DRAFT`, `PENDING`, `COMPLETED`, `REJECTED`) before it is recorded — required here, since a
+//!   bearer secret proves nothing about the body; and reconciliation lists `GET /document`
+//!   (newest first, 100 a page) back to `look_back`.
 
 use std::borrow::Cow;
 
@@ -25,9 +32,11 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::event::{ActivityEntry, ParseError, ProcessStatus, Signee, SigningEvent};
+use crate::event::{
+    ActivityEntry, Document as Pdf, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
+};
 use crate::settings::{Secret, Setting, SourceConfig};
-use crate::support::{header_text, hex, is_json_object, json_id, rfc3339};
+use crate::support::{gap_of, header_text, hex, is_json_object, json_id, path_segment, rfc3339};
 use crate::{Provider, Rejection, Request, Sample, Verified, Verify};
 
 /// The header that carries the secret.
@@ -219,15 +228,32 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
     if let Some(external_id) = document.external_id.filter(|id| !id.is_empty()) {
         metadata.insert("external_id".to_owned(), external_id.into());
     }
+    let status = status_of(&event, document.status.as_deref());
+    let documents = if status == Some(ProcessStatus::Completed) {
+        // The signed PDF: `GET /document/{id}/download?version=signed` ("signed" returns the
+        // completed document with signatures), downloaded when the source has an API.
+        let mut pdf = Pdf::new(DocumentKind::Signed);
+        pdf.reference_id = Some(process_key.clone());
+        pdf.content_type = Some("application/pdf".to_owned());
+        pdf.file_name = document.title.clone().filter(|t| !t.is_empty());
+        pdf.description = Some("signed document (Documenso API)".into());
+        pdf.fetch = Some(format!(
+            "/document/{}/download?version=signed",
+            path_segment(&process_key)
+        ));
+        vec![pdf]
+    } else {
+        Vec::new()
+    };
     Ok(vec![SigningEvent {
         process_key,
-        status: status_of(&event, document.status.as_deref()),
+        status,
         occurred_at,
         flow_key: None,
         flow_name: document.title.filter(|t| !t.is_empty()),
         company_key: None,
         signees,
-        documents: Vec::new(),
+        documents,
         activity: vec![ActivityEntry {
             // Two signings of one document are two entries; the attempts of one are one.
             key: format!("{event}:{}", &digest[..16]),
@@ -242,13 +268,164 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
     }])
 }
 
+/// A document as the API describes it (`GET /document/{id}`, each of `GET /document`'s `data`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiDocument {
+    id: Option<serde_json::Value>,
+    status: Option<String>,
+    created_at: Option<String>,
+    deleted_at: Option<String>,
+}
+
+impl ApiDocument {
+    /// `COMPLETED` → completed; `REJECTED`, or deleted before completion → canceled; `DRAFT`,
+    /// `PENDING` → created.
+    fn state(&self) -> Option<ProcessStatus> {
+        match self.status.as_deref() {
+            Some("COMPLETED") => Some(ProcessStatus::Completed),
+            Some("REJECTED") => Some(ProcessStatus::Canceled),
+            Some(_) if self.deleted_at.is_some() => Some(ProcessStatus::Canceled),
+            Some("DRAFT" | "PENDING") => Some(ProcessStatus::Created),
+            _ => None,
+        }
+    }
+}
+
+/// The documents of `GET /document/{id}`'s answer (one, as JSON values) or of a page of
+/// `GET /document` (`data`).
+fn api_documents(answer: &[u8]) -> Result<Vec<serde_json::Value>, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(answer).map_err(|e| format!("not a Documenso API answer ({e})"))?;
+    Ok(match value.get("data") {
+        Some(serde_json::Value::Array(data)) => data.clone(),
+        _ if value.get("id").is_some() => vec![value],
+        _ => Vec::new(),
+    })
+}
+
+fn api_document(value: &serde_json::Value) -> Result<ApiDocument, String> {
+    serde_json::from_value(value.clone()).map_err(|e| format!("not a Documenso document ({e})"))
+}
+
+/// `GET /document`, newest first, 100 a page; the page number follows.
+const LIST_PATH: &str = "/document?perPage=100&orderByColumn=createdAt&orderByDirection=desc&page=";
+
+/// Documenso's reconciliation: each document not in a final state is asked with `GET
+/// /document/{id}`, and `GET /document` is read newest first, page by page, back to
+/// `look_back` (it takes no time range). A document completed or rejected there without that
+/// event recorded — or any document never seen — becomes the event Documenso would have sent,
+/// its payload the API's document.
+pub struct DocumensoReconcile;
+
+impl crate::Reconcile for DocumensoReconcile {
+    fn process_path(&self, process_key: &str) -> String {
+        format!("/document/{}", path_segment(process_key))
+    }
+
+    fn discovery_path(
+        &self,
+        _scope: Option<&str>,
+        _from: chrono::DateTime<chrono::Utc>,
+        _to: chrono::DateTime<chrono::Utc>,
+    ) -> Option<String> {
+        Some(format!("{LIST_PATH}1"))
+    }
+
+    fn next_path_since(
+        &self,
+        path: &str,
+        answer: &[u8],
+        from: chrono::DateTime<chrono::Utc>,
+    ) -> Option<String> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Page {
+            current_page: Option<f64>,
+            total_pages: Option<f64>,
+        }
+        let page: Page = serde_json::from_slice(answer).ok()?;
+        let (current, total) = (page.current_page?, page.total_pages?);
+        let oldest = api_documents(answer)
+            .ok()?
+            .iter()
+            .filter_map(|d| {
+                api_document(d)
+                    .ok()?
+                    .created_at
+                    .as_deref()
+                    .and_then(rfc3339)
+            })
+            .min();
+        if current >= total || oldest.is_none_or(|oldest| oldest < from) {
+            return None;
+        }
+        let next = path.strip_prefix(LIST_PATH)?.parse::<u32>().ok()? + 1;
+        Some(format!("{LIST_PATH}{next}"))
+    }
+
+    fn processes(&self, answer: &[u8]) -> Result<Vec<String>, String> {
+        Ok(api_documents(answer)?
+            .iter()
+            .filter_map(|d| d.get("id").and_then(json_id))
+            .collect())
+    }
+
+    fn gaps(
+        &self,
+        answer: &[u8],
+        known: &std::collections::HashMap<String, std::collections::HashSet<String>>,
+    ) -> Result<Vec<crate::Gap>, String> {
+        let mut gaps = Vec::new();
+        for value in api_documents(answer)? {
+            let document = api_document(&value)?;
+            let Some(id) = document.id.as_ref().and_then(json_id) else {
+                continue;
+            };
+            let (event, recorded): (&'static str, &[&str]) = match document.state() {
+                Some(ProcessStatus::Completed) => ("DOCUMENT_COMPLETED", &["DOCUMENT_COMPLETED:"]),
+                Some(ProcessStatus::Canceled) => (
+                    "DOCUMENT_REJECTED",
+                    &["DOCUMENT_REJECTED:", "DOCUMENT_CANCELLED:"],
+                ),
+                Some(_) => ("DOCUMENT_SENT", &[]),
+                None => continue,
+            };
+            let Some(unknown_process) = gap_of(known, &id, recorded) else {
+                continue;
+            };
+            let body = serde_json::to_vec(&serde_json::json!({"event": event, "payload": value}))
+                .map_err(|e| e.to_string())?;
+            gaps.push(crate::Gap {
+                process_key: id,
+                unknown_process,
+                missing: vec![event.to_owned()],
+                body,
+                event_type: event,
+            });
+        }
+        Ok(gaps)
+    }
+}
+
+/// The state in an answer of `GET /document/{id}` ([`ApiDocument::state`]); other HTTP
+/// statuses are no state.
+fn api_state(status: u16, body: &[u8]) -> Result<Option<ProcessStatus>, String> {
+    if status != 200 {
+        return Ok(None);
+    }
+    let document: ApiDocument = serde_json::from_slice(body)
+        .map_err(|e| format!("GET /document/{{id}}: not a document ({e})"))?;
+    Ok(document.state())
+}
+
 impl Provider for Documenso {
     fn name(&self) -> &'static str {
         "documenso"
     }
 
     fn settings(&self) -> &'static [Setting] {
-        &[Setting::Secrets]
+        &[Setting::Secrets, Setting::Api, Setting::Reconcile]
     }
 
     fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
@@ -257,6 +434,28 @@ impl Provider for Documenso {
 
     fn parse(&self, body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         parse(body)
+    }
+
+    /// The API key as the whole `Authorization` value (Documenso's SDKs send it so).
+    fn api_authorization(&self, credentials: &[u8]) -> Option<String> {
+        Some(String::from_utf8_lossy(credentials).trim().to_owned())
+    }
+
+    fn state_path(&self, process_key: &str) -> Option<String> {
+        Some(format!("/document/{}", path_segment(process_key)))
+    }
+
+    fn api_state(
+        &self,
+        status: u16,
+        body: &[u8],
+        _now: i64,
+    ) -> Result<Option<ProcessStatus>, String> {
+        api_state(status, body)
+    }
+
+    fn reconcile(&self) -> Option<&'static dyn crate::Reconcile> {
+        Some(&DocumensoReconcile)
     }
 
     fn is_test_event(&self, body: &[u8]) -> bool {
@@ -495,5 +694,78 @@ mod tests {
         let template = br#"{"event":"TEMPLATE_CREATED","payload":{"id":4}}"#;
         assert!(parse(template).unwrap().is_empty());
         assert!(parse(b"[]").is_err());
+    }
+
+    #[test]
+    fn the_apis_document_is_the_state_and_reconciliation_reads_back_to_look_back() {
+        use crate::Reconcile;
+        let sample: serde_json::Value = serde_json::from_slice(&crate::testing::fixture(
+            "documenso",
+            "document_completed.json",
+        ))
+        .unwrap();
+        let document = sample["payload"].clone();
+        crate::testing::assert_api_states(
+            &Documenso,
+            &document,
+            &[
+                ("COMPLETED", Some(ProcessStatus::Completed)),
+                ("REJECTED", Some(ProcessStatus::Canceled)),
+                ("PENDING", Some(ProcessStatus::Created)),
+                ("DRAFT", Some(ProcessStatus::Created)),
+                ("ARCHIVED", None),
+            ],
+        );
+        let mut deleted = document.clone();
+        deleted["status"] = "PENDING".into();
+        deleted["deletedAt"] = "2024-04-23T00:00:00.000Z".into();
+        assert_eq!(
+            Documenso.api_state(200, &serde_json::to_vec(&deleted).unwrap(), 0),
+            Ok(Some(ProcessStatus::Canceled))
+        );
+        assert_eq!(Documenso.api_state(404, b"{}", 0), Ok(None));
+        assert_eq!(
+            Documenso.api_authorization(b"api_x\n").as_deref(),
+            Some("api_x")
+        );
+        // A completion announces its signed PDF.
+        let events = parse(BODY.to_vec().as_slice()).unwrap();
+        assert!(
+            events.is_empty(),
+            "the settings page's sample is no signing"
+        );
+        let mut real = sample.clone();
+        real["payload"]["documentDataId"] = "real".into();
+        let events = parse(&serde_json::to_vec(&real).unwrap()).unwrap();
+        assert_eq!(
+            events[0].documents[0].fetch.as_deref(),
+            Some("/document/10/download?version=signed")
+        );
+        // Paging: newest first, stopping at look_back or the last page.
+        let page = |current: u32, total: u32, created: &str| {
+            let mut d = document.clone();
+            d["createdAt"] = created.into();
+            serde_json::to_vec(&serde_json::json!({
+                "data": [d], "count": 1, "currentPage": current, "perPage": 100, "totalPages": total
+            }))
+            .unwrap()
+        };
+        let from = rfc3339("2024-04-20T00:00:00Z").unwrap();
+        let path = DocumensoReconcile.discovery_path(None, from, from).unwrap();
+        assert_eq!(
+            DocumensoReconcile
+                .next_path_since(&path, &page(1, 3, "2024-04-22T00:00:00Z"), from)
+                .unwrap(),
+            path.replace("page=1", "page=2")
+        );
+        assert_eq!(
+            DocumensoReconcile.next_path_since(&path, &page(1, 3, "2024-04-19T00:00:00Z"), from),
+            None,
+            "the page reaches back before look_back"
+        );
+        assert_eq!(
+            DocumensoReconcile.next_path_since(&path, &page(3, 3, "2024-04-22T00:00:00Z"), from),
+            None
+        );
     }
 }

@@ -184,6 +184,17 @@ pub trait Reconcile: Send + Sync {
     fn next_path(&self, _path: &str, _answer: &[u8]) -> Option<String> {
         None
     }
+    /// The same, for a listing that cannot be asked for a time range: none past a page that
+    /// reaches back before `from` (the listing is newest first). [`Reconcile::next_path`] unless
+    /// the provider says otherwise.
+    fn next_path_since(
+        &self,
+        path: &str,
+        answer: &[u8],
+        _from: chrono::DateTime<chrono::Utc>,
+    ) -> Option<String> {
+        self.next_path(path, answer)
+    }
     /// The processes an answer speaks of.
     fn processes(&self, answer: &[u8]) -> Result<Vec<String>, String>;
     /// What an answer has that the archive lacks: one gap per process. `known` holds the entry

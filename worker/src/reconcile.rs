@@ -208,9 +208,10 @@ impl Reconciler {
         let now = chrono::Utc::now();
         let look_back = chrono::Duration::from_std(job.config.look_back)
             .unwrap_or_else(|_| chrono::Duration::days(7));
-        if let Some(path) =
-            job.reconcile
-                .discovery_path(job.config.scope.as_deref(), now - look_back, now)
+        let from = now - look_back;
+        if let Some(path) = job
+            .reconcile
+            .discovery_path(job.config.scope.as_deref(), from, now)
         {
             paths.push(path);
         }
@@ -227,7 +228,7 @@ impl Reconciler {
                 }
                 None => return Err("no API configured".to_owned()),
             };
-            if let Some(next) = job.reconcile.next_path(&path, &answer) {
+            if let Some(next) = job.reconcile.next_path_since(&path, &answer, from) {
                 pages += 1;
                 if pages < MAX_PAGES_PER_RUN {
                     paths.push(next);

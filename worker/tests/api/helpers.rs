@@ -59,11 +59,17 @@ pub const SECRET_SOURCES: &[(&str, &str, &str)] = &[
 pub const DG_API_TOKEN: &str = "eyJ0eXAiOiJNVCIsImFsZyI6IlJTMjU2In0.countersign-test";
 /// The API key of the PandaDoc source `pd`'s API.
 pub const PD_API_KEY: &str = "pandadoc-api-key-1";
+/// The API key of the Documenso source `dm`'s API.
+pub const DM_API_KEY: &str = "api_countersigntest0001";
 
 /// The API credentials of sources of [`SECRET_SOURCES`] given an API ([`Options::apis`]), in the
 /// environment variable `<SOURCE>_API`. Dropbox Sign's API key is also its callbacks' key.
-pub const API_CREDENTIALS: &[(&str, &str)] =
-    &[("dx", DX_SECRET), ("dg", DG_API_TOKEN), ("pd", PD_API_KEY)];
+pub const API_CREDENTIALS: &[(&str, &str)] = &[
+    ("dx", DX_SECRET),
+    ("dg", DG_API_TOKEN),
+    ("pd", PD_API_KEY),
+    ("dm", DM_API_KEY),
+];
 
 /// The client id of the Adobe Acrobat Sign sources `as` (from loopback) and `as-locked` (from an
 /// address the tests never use).

@@ -4,6 +4,7 @@
 mod batch;
 mod definitions;
 mod delivery_limit;
+mod documenso_api;
 mod downloads;
 mod failover;
 mod failures;
