@@ -13,6 +13,13 @@
 //!   …}`; `webhookNotificationId` is the event id. With the webhook's `includeSignedDocuments`
 //!   conditional parameter, a completion carries the signed PDF in
 //!   `agreement.signedDocumentInfo.document` (base64): it is stored like Taktikal's.
+//! - With `[sources.api]` (`base_url` = `https://api.<shard>.adobesign.com/api/rest/v6`,
+//!   credentials an OAuth access token or integration key, sent as `Authorization: Bearer …`): a
+//!   completion without its PDF brings `GET /agreements/{id}/combinedDocument`; every final
+//!   state a notification claims is confirmed with `GET /agreements/{id}` (`status`) before it is
+//!   recorded — required here, since nothing in a notification is signed; and reconciliation
+//!   pages through `GET /agreements` (cursor, 100 a page) back to `look_back`. Facts from Adobe's
+//!   Java SDK (`adobe-sign/AdobeSignJavaSdk`, generated from the v6 REST API description).
 
 use std::borrow::Cow;
 
@@ -26,7 +33,7 @@ use crate::event::{
     ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
 };
 use crate::settings::{Secret, Setting, SourceConfig};
-use crate::support::{is_json_object, rfc3339};
+use crate::support::{gap_of, is_json_object, path_segment, rfc3339};
 use crate::{Headers, Provider, Rejection, Reply, Request, Sample, Verified, Verify};
 
 /// The header Acrobat Sign sends and expects back.
@@ -237,11 +244,27 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         .unwrap_or_default();
     let (signees, actor_key) = signees_of(sets, signed_now.then_some(actor).flatten(), occurred_at);
     let name = agreement.name.filter(|n| !n.is_empty());
-    let documents = signed_document(
+    let status = status_of(&event, agreement.status.as_deref());
+    let mut documents = signed_document(
         agreement.signed_document_info,
         name.as_deref(),
         &process_key,
     )?;
+    if status == Some(ProcessStatus::Completed) && documents.is_empty() {
+        // No signed PDF in the notification: the agreement's combined document, `GET
+        // /agreements/{agreementId}/combinedDocument` ("a single combined PDF document for the
+        // documents associated with an agreement"), downloaded when the source has an API.
+        let mut document = Document::new(DocumentKind::Signed);
+        document.reference_id = Some(process_key.clone());
+        document.content_type = Some("application/pdf".to_owned());
+        document.file_name = Some(format!("{}.pdf", name.as_deref().unwrap_or(&process_key)));
+        document.description = Some("combined document (Acrobat Sign API)".into());
+        document.fetch = Some(format!(
+            "/agreements/{}/combinedDocument",
+            path_segment(&process_key)
+        ));
+        documents.push(document);
+    }
     let mut metadata = serde_json::Map::new();
     if let Some(id) = agreement
         .external_id
@@ -251,7 +274,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         metadata.insert("external_id".to_owned(), id.into());
     }
     Ok(vec![SigningEvent {
-        status: status_of(&event, agreement.status.as_deref()),
+        status,
         occurred_at,
         flow_key: None,
         flow_name: name,
@@ -336,13 +359,212 @@ fn signed_document(
     Ok(vec![document])
 }
 
+/// The state of an agreement's `status` (AgreementInfo's, or a UserAgreement's): signed,
+/// approved, accepted, delivered or form-filled → completed; cancelled → canceled; expired →
+/// expired; out for a participant, authoring, draft, prefill or waiting → created; anything else
+/// (archived, unknown) → none.
+fn agreement_state(status: &str) -> Option<ProcessStatus> {
+    match status {
+        "SIGNED" | "APPROVED" | "ACCEPTED" | "DELIVERED" | "FORM_FILLED" => {
+            Some(ProcessStatus::Completed)
+        }
+        "CANCELLED" | "ABORTED" => Some(ProcessStatus::Canceled),
+        "EXPIRED" => Some(ProcessStatus::Expired),
+        "OUT_FOR_SIGNATURE"
+        | "OUT_FOR_DELIVERY"
+        | "OUT_FOR_ACCEPTANCE"
+        | "OUT_FOR_FORM_FILLING"
+        | "OUT_FOR_APPROVAL"
+        | "AUTHORING"
+        | "DRAFT"
+        | "PREFILL"
+        | "DOCUMENTS_NOT_YET_PROCESSED"
+        | "WAITING_FOR_FAXIN"
+        | "WAITING_FOR_VERIFICATION"
+        | "WIDGET_WAITING_FOR_VERIFICATION" => Some(ProcessStatus::Created),
+        _ => None,
+    }
+}
+
+/// An agreement as `GET /agreements/{id}` (AgreementInfo) or `GET /agreements`
+/// (UserAgreement) describes it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiAgreement {
+    id: Option<String>,
+    name: Option<String>,
+    status: Option<String>,
+    display_date: Option<String>,
+    created_date: Option<String>,
+}
+
+/// The agreements of `GET /agreements/{id}`'s answer (one) or of a page of `GET /agreements`
+/// (`userAgreementList`), and the page's `nextCursor`.
+fn api_agreements(answer: &[u8]) -> Result<(Vec<ApiAgreement>, Option<String>), String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Page {
+        user_agreement_list: Option<Vec<ApiAgreement>>,
+        page: Option<PageInfo>,
+        id: Option<String>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct PageInfo {
+        next_cursor: Option<String>,
+    }
+    let page: Page =
+        serde_json::from_slice(answer).map_err(|e| format!("not an Acrobat Sign answer ({e})"))?;
+    match (page.user_agreement_list, page.id) {
+        (Some(list), _) => Ok((list, page.page.and_then(|p| p.next_cursor))),
+        (None, Some(_)) => serde_json::from_slice(answer)
+            .map(|a| (vec![a], None))
+            .map_err(|e| format!("not an Acrobat Sign agreement ({e})")),
+        (None, None) => Ok((Vec::new(), None)),
+    }
+}
+
+/// The state in an answer of `GET /agreements/{agreementId}`; other HTTP statuses are no state.
+fn api_state(status: u16, body: &[u8]) -> Result<Option<ProcessStatus>, String> {
+    let Some(status) =
+        crate::support::answered_status(status, body, "GET /agreements/{agreementId}")?
+    else {
+        return Ok(None);
+    };
+    Ok(agreement_state(&status))
+}
+
+const LIST_PATH: &str = "/agreements?pageSize=100";
+
+/// Acrobat Sign's reconciliation: each agreement not in a final state is asked with `GET
+/// /agreements/{id}`, and `GET /agreements` is paged by its cursor while its agreements'
+/// `displayDate` reaches into `look_back` (it takes no time range). An agreement completed,
+/// cancelled or expired there without that notification recorded — or any agreement never
+/// seen — becomes the notification Acrobat Sign would have sent.
+pub struct AdobeSignReconcile;
+
+impl crate::Reconcile for AdobeSignReconcile {
+    fn process_path(&self, process_key: &str) -> String {
+        format!("/agreements/{}", path_segment(process_key))
+    }
+
+    fn discovery_path(
+        &self,
+        _scope: Option<&str>,
+        _from: chrono::DateTime<chrono::Utc>,
+        _to: chrono::DateTime<chrono::Utc>,
+    ) -> Option<String> {
+        Some(LIST_PATH.to_owned())
+    }
+
+    fn next_path_since(
+        &self,
+        _path: &str,
+        answer: &[u8],
+        from: chrono::DateTime<chrono::Utc>,
+    ) -> Option<String> {
+        let (agreements, cursor) = api_agreements(answer).ok()?;
+        let oldest = agreements
+            .iter()
+            .filter_map(|a| a.display_date.as_deref().and_then(rfc3339))
+            .min();
+        if oldest.is_none_or(|oldest| oldest < from) {
+            return None;
+        }
+        let cursor = form_urlencoded::byte_serialize(cursor?.as_bytes()).collect::<String>();
+        Some(format!("{LIST_PATH}&cursor={cursor}"))
+    }
+
+    fn processes(&self, answer: &[u8]) -> Result<Vec<String>, String> {
+        Ok(api_agreements(answer)?
+            .0
+            .into_iter()
+            .filter_map(|a| a.id.filter(|id| !id.is_empty()))
+            .collect())
+    }
+
+    fn gaps(
+        &self,
+        answer: &[u8],
+        known: &std::collections::HashMap<String, std::collections::HashSet<String>>,
+    ) -> Result<Vec<crate::Gap>, String> {
+        let mut gaps = Vec::new();
+        for agreement in api_agreements(answer)?.0 {
+            let Some(id) = agreement.id.clone().filter(|id| !id.is_empty()) else {
+                continue;
+            };
+            let status = agreement.status.clone().unwrap_or_default();
+            let (event, recorded): (&'static str, &[&str]) = match agreement_state(&status) {
+                Some(ProcessStatus::Completed) => (
+                    "AGREEMENT_WORKFLOW_COMPLETED",
+                    &["AGREEMENT_WORKFLOW_COMPLETED:"],
+                ),
+                Some(ProcessStatus::Canceled) => (
+                    "AGREEMENT_RECALLED",
+                    &["AGREEMENT_RECALLED:", "AGREEMENT_REJECTED:"],
+                ),
+                Some(ProcessStatus::Expired) => ("AGREEMENT_EXPIRED", &["AGREEMENT_EXPIRED:"]),
+                Some(_) => ("AGREEMENT_CREATED", &[]),
+                None => continue,
+            };
+            let Some(unknown_process) = gap_of(known, &id, recorded) else {
+                continue;
+            };
+            let date = agreement
+                .display_date
+                .clone()
+                .or_else(|| agreement.created_date.clone());
+            // The notification Acrobat Sign would have sent, with what the API said (the same
+            // answer, the same bytes).
+            let body = serde_json::to_vec(&serde_json::json!({
+                "webhookNotificationId": format!("reconcile:{id}:{status}"),
+                "event": event,
+                "eventDate": date,
+                "agreement": {"id": id, "name": agreement.name, "status": status},
+            }))
+            .map_err(|e| e.to_string())?;
+            gaps.push(crate::Gap {
+                process_key: id,
+                unknown_process,
+                missing: vec![event.to_owned()],
+                body,
+                event_type: event,
+            });
+        }
+        Ok(gaps)
+    }
+}
+
 impl Provider for AdobeSign {
     fn name(&self) -> &'static str {
         "adobe_sign"
     }
 
     fn settings(&self) -> &'static [Setting] {
-        &[Setting::Secrets]
+        &[Setting::Secrets, Setting::Api, Setting::Reconcile]
+    }
+
+    /// An OAuth access token or integration key: `Bearer <token>` (written with its scheme, it
+    /// is sent as it is).
+    fn api_authorization(&self, credentials: &[u8]) -> Option<String> {
+        Some(crate::support::authorization("Bearer", credentials))
+    }
+
+    fn state_path(&self, process_key: &str) -> Option<String> {
+        Some(format!("/agreements/{}", path_segment(process_key)))
+    }
+
+    fn api_state(
+        &self,
+        status: u16,
+        body: &[u8],
+        _now: i64,
+    ) -> Result<Option<ProcessStatus>, String> {
+        api_state(status, body)
+    }
+
+    fn reconcile(&self) -> Option<&'static dyn crate::Reconcile> {
+        Some(&AdobeSignReconcile)
     }
 
     /// A public client id and an address list: any body from an allowed address passes.
@@ -571,5 +793,79 @@ mod tests {
         assert!(parse(broken).is_err());
         let library = br#"{"webhookNotificationId":"n","event":"LIBRARY_DOCUMENT_CREATED","libraryDocument":{"id":"L1"}}"#;
         assert!(parse(library).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_agreements_status_is_its_state_and_reconciliation_pages_by_cursor() {
+        use crate::Reconcile;
+        let info: serde_json::Value =
+            serde_json::from_slice(&crate::testing::fixture("adobe_sign", "AgreementInfo.json"))
+                .unwrap();
+        crate::testing::assert_api_states(
+            &AdobeSign,
+            &info,
+            &[
+                ("SIGNED", Some(ProcessStatus::Completed)),
+                ("APPROVED", Some(ProcessStatus::Completed)),
+                ("CANCELLED", Some(ProcessStatus::Canceled)),
+                ("EXPIRED", Some(ProcessStatus::Expired)),
+                ("OUT_FOR_SIGNATURE", Some(ProcessStatus::Created)),
+                ("ARCHIVED", None),
+            ],
+        );
+        assert_eq!(
+            AdobeSign.api_authorization(b"3AAA-token\n").as_deref(),
+            Some("Bearer 3AAA-token")
+        );
+        // A completion without its PDF announces the combined document.
+        let body = br#"{"webhookNotificationId":"n1","event":"AGREEMENT_WORKFLOW_COMPLETED","eventDate":"2026-11-29T10:00:00Z","agreement":{"id":"CBJ/1","status":"SIGNED"}}"#;
+        let events = parse(body).unwrap();
+        assert_eq!(
+            events[0].documents[0].fetch.as_deref(),
+            Some("/agreements/CBJ%2F1/combinedDocument")
+        );
+        let page: serde_json::Value = serde_json::from_slice(&crate::testing::fixture(
+            "adobe_sign",
+            "UserAgreements.json",
+        ))
+        .unwrap();
+        let answer = serde_json::to_vec(&page).unwrap();
+        let path = AdobeSignReconcile
+            .discovery_path(None, Default::default(), Default::default())
+            .unwrap();
+        let from = rfc3339("2026-11-28T00:00:00Z").unwrap();
+        assert_eq!(
+            AdobeSignReconcile.next_path_since(&path, &answer, from),
+            Some("/agreements?pageSize=100&cursor=cursor-2".to_owned())
+        );
+        let later = rfc3339("2026-11-30T00:00:00Z").unwrap();
+        assert_eq!(
+            AdobeSignReconcile.next_path_since(&path, &answer, later),
+            None,
+            "the page reaches back before look_back"
+        );
+        assert_eq!(
+            AdobeSignReconcile.processes(&answer).unwrap(),
+            ["CBJCHBCAABAAagreement01"]
+        );
+        let gaps = AdobeSignReconcile
+            .gaps(&answer, &Default::default())
+            .unwrap();
+        assert_eq!(gaps.len(), 1);
+        assert_eq!(gaps[0].event_type, "AGREEMENT_WORKFLOW_COMPLETED");
+        let events = parse(&gaps[0].body).unwrap();
+        assert_eq!(events[0].status, Some(ProcessStatus::Completed));
+        let known = std::collections::HashMap::from([(
+            "CBJCHBCAABAAagreement01".to_owned(),
+            std::collections::HashSet::from([events[0].activity[0].key.clone()]),
+        )]);
+        assert!(AdobeSignReconcile.gaps(&answer, &known).unwrap().is_empty());
+        // One agreement's own answer reads the same way.
+        assert_eq!(
+            AdobeSignReconcile
+                .processes(&serde_json::to_vec(&info).unwrap())
+                .unwrap(),
+            ["CBJCHBCAABAAagreement01"]
+        );
     }
 }

@@ -505,10 +505,7 @@ impl Provider for DocuSign {
 
     /// An OAuth access token (`Authorization: Bearer …`), as every eSignature REST API call takes.
     fn api_authorization(&self, credentials: &[u8]) -> Option<String> {
-        Some(format!(
-            "Bearer {}",
-            String::from_utf8_lossy(credentials).trim()
-        ))
+        Some(crate::support::authorization("Bearer", credentials))
     }
 
     fn state_path(&self, process_key: &str) -> Option<String> {

@@ -449,13 +449,7 @@ impl Provider for PandaDoc {
     /// `API-Key <key>` (the SDK's `apiKey` scheme), or the credentials as they are when they
     /// already name the `Bearer` scheme (an OAuth access token).
     fn api_authorization(&self, credentials: &[u8]) -> Option<String> {
-        let text = String::from_utf8_lossy(credentials);
-        let text = text.trim();
-        Some(if text.starts_with("Bearer ") {
-            text.to_owned()
-        } else {
-            format!("API-Key {text}")
-        })
+        Some(crate::support::authorization("API-Key", credentials))
     }
 
     fn state_path(&self, process_key: &str) -> Option<String> {

@@ -216,6 +216,19 @@ pub(crate) fn gap_of<S: AsRef<str>>(
     (!recorded.is_empty() && !found).then_some(false)
 }
 
+/// An `Authorization` value made of API credentials: `<scheme> <credentials>`, or the
+/// credentials as they are when they already start with `Bearer ` (an OAuth access token
+/// written with its scheme). Surrounding white space is trimmed.
+pub(crate) fn authorization(scheme: &str, credentials: &[u8]) -> String {
+    let text = String::from_utf8_lossy(credentials);
+    let text = text.trim();
+    if text.starts_with("Bearer ") {
+        text.to_owned()
+    } else {
+        format!("{scheme} {text}")
+    }
+}
+
 /// A JSON id as text: providers send ids as numbers (Documenso, DocuSeal) or strings.
 pub(crate) fn json_id(value: &serde_json::Value) -> Option<String> {
     match value {

@@ -59,6 +59,8 @@ pub const SECRET_SOURCES: &[(&str, &str, &str)] = &[
 pub const DG_API_TOKEN: &str = "eyJ0eXAiOiJNVCIsImFsZyI6IlJTMjU2In0.countersign-test";
 /// The API key of the PandaDoc source `pd`'s API.
 pub const PD_API_KEY: &str = "pandadoc-api-key-1";
+/// The access token of the Adobe Acrobat Sign source `as`'s API.
+pub const AS_API_TOKEN: &str = "3AAABLblqZhAcountersigntesttoken";
 /// The API key of the Documenso source `dm`'s API.
 pub const DM_API_KEY: &str = "api_countersigntest0001";
 
@@ -69,6 +71,7 @@ pub const API_CREDENTIALS: &[(&str, &str)] = &[
     ("dg", DG_API_TOKEN),
     ("pd", PD_API_KEY),
     ("dm", DM_API_KEY),
+    ("as", AS_API_TOKEN),
 ];
 
 /// The client id of the Adobe Acrobat Sign sources `as` (from loopback) and `as-locked` (from an
@@ -311,6 +314,11 @@ pub fn config_text(
         universign.push_str(&format!(
             "[[sources]]\nname = \"{name}\"\nprovider = \"adobe_sign\"\nsecrets = [\"env:AS_CLIENT_ID\"]\nallow_shared_secrets = true\nallow_ips = [\"{allowed}\"]\n"
         ));
+        if let Some((_, base)) = options.apis.iter().find(|(source, _)| *source == name) {
+            universign.push_str(&format!(
+                "api = {{ base_url = \"{base}\", credentials = \"env:AS_API\", timeout = \"5s\" }}\n"
+            ));
+        }
     }
     format!(
         r#"

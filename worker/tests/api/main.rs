@@ -1,6 +1,7 @@
 //! The worker against the real RabbitMQ (`AMQP_URL`) and PostgreSQL (`DATABASE_URL`), fed by a
 //! real ingester.
 
+mod adobe_sign_api;
 mod batch;
 mod definitions;
 mod delivery_limit;
