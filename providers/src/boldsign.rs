@@ -12,7 +12,11 @@
 //! - The body is `{"event": {"id", "created", "eventType", "clientId", "environment"}, "context":
 //!   {"actor", …}, "data": {…}}`; `event.id` is the event id. Document events have
 //!   `data.object = "document"`; the others (sender identities, templates) are archived only.
-//! - Signed documents are not in the webhook (downloaded through BoldSign's API).
+//! - Signed documents are not in the webhook. With `[sources.api]` (`base_url`
+//!   `https://api.boldsign.com`, credentials the API key, sent in `X-API-KEY` as BoldSign's SDKs
+//!   do): a completed document is downloaded from `GET /v1/document/download?documentId=…`;
+//!   every final state an event claims is confirmed with `GET /v1/document/properties?documentId=…`
+//!   before it is recorded; reconciliation lists `GET /v1/document/list` over `look_back`.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -21,11 +25,13 @@ use chrono::{DateTime, Utc};
 use hmac::Mac;
 use serde::Deserialize;
 
-use crate::event::{ActivityEntry, ParseError, ProcessStatus, Signee, SigningEvent};
+use crate::event::{
+    ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
+};
 use crate::settings::{Secret, Setting, SourceConfig};
 use crate::support::{
-    check_freshness, decode_hex, header_text, hex, hmac_sha256, is_json_object, max_signature_age,
-    unix_seconds,
+    check_freshness, date_range_query, decode_hex, gap_of, header_text, hex, hmac_sha256,
+    is_json_object, max_signature_age, path_segment, unix_seconds,
 };
 use crate::{Provider, Rejection, Reply, Request, Sample, Verified, Verify};
 
@@ -265,15 +271,32 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
     {
         metadata.insert("metadata".to_owned(), meta);
     }
+    let status = status_of(&event_type, data.status.as_deref());
+    let documents = if status == Some(ProcessStatus::Completed) {
+        // The completed document: `GET /v1/document/download?documentId=…` (the SDK's
+        // DownloadDocument), downloaded when the source has an API.
+        let mut document = Document::new(DocumentKind::Signed);
+        document.reference_id = Some(process_key.clone());
+        document.content_type = Some("application/pdf".to_owned());
+        document.file_name = data.message_title.clone().filter(|t| !t.is_empty());
+        document.description = Some("completed document (BoldSign API)".into());
+        document.fetch = Some(format!(
+            "/v1/document/download?documentId={}",
+            path_segment(&process_key)
+        ));
+        vec![document]
+    } else {
+        Vec::new()
+    };
     Ok(vec![SigningEvent {
         process_key,
-        status: status_of(&event_type, data.status.as_deref()),
+        status,
         occurred_at,
         flow_key: None,
         flow_name: data.message_title.filter(|t| !t.is_empty()),
         company_key: None,
         signees,
-        documents: Vec::new(),
+        documents,
         activity: vec![ActivityEntry {
             key: format!("{event_type}:{}", event.id.unwrap_or_default()),
             signee_key: actor,
@@ -287,13 +310,199 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
     }])
 }
 
+/// A document's state from its BoldSign `status` (DocumentStatus: `InProgress`, `Completed`,
+/// `Declined`, `Expired`, `Revoked`, `Draft`, `Scheduled`).
+fn document_state(status: &str) -> Option<ProcessStatus> {
+    match status {
+        "Completed" => Some(ProcessStatus::Completed),
+        "Declined" | "Revoked" => Some(ProcessStatus::Canceled),
+        "Expired" => Some(ProcessStatus::Expired),
+        "InProgress" | "Draft" | "Scheduled" => Some(ProcessStatus::Created),
+        _ => None,
+    }
+}
+
+/// The state in an answer of `GET /v1/document/properties` (DocumentProperties); other HTTP
+/// statuses are no state.
+fn api_state(status: u16, body: &[u8]) -> Result<Option<ProcessStatus>, String> {
+    let Some(status) =
+        crate::support::answered_status(status, body, "GET /v1/document/properties")?
+    else {
+        return Ok(None);
+    };
+    Ok(document_state(&status))
+}
+
+/// A document as the API describes it (DocumentProperties, or a DocumentRecords `result` item).
+#[derive(Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiDocument {
+    document_id: Option<String>,
+    message_title: Option<String>,
+    status: Option<String>,
+    created_date: Option<i64>,
+    activity_date: Option<i64>,
+}
+
+/// The documents of a properties answer (one) or of a page of `GET /v1/document/list`, and
+/// whether more pages follow.
+fn api_documents(answer: &[u8]) -> Result<(Vec<ApiDocument>, bool), String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Records {
+        result: Option<Vec<ApiDocument>>,
+        page_details: Option<PageDetails>,
+        document_id: Option<String>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct PageDetails {
+        page: Option<u32>,
+        total_pages: Option<u32>,
+    }
+    let records: Records =
+        serde_json::from_slice(answer).map_err(|e| format!("not a BoldSign answer ({e})"))?;
+    match (records.result, records.document_id) {
+        (Some(result), _) => {
+            let more = records
+                .page_details
+                .is_some_and(|p| p.page.unwrap_or(1) < p.total_pages.unwrap_or(0));
+            Ok((result, more))
+        }
+        (None, Some(_)) => serde_json::from_slice(answer)
+            .map(|d| (vec![d], false))
+            .map_err(|e| format!("not a BoldSign document ({e})")),
+        (None, None) => Ok((Vec::new(), false)),
+    }
+}
+
+const LIST_PATH: &str = "/v1/document/list?PageSize=100&Page=";
+
+/// BoldSign's reconciliation: each document not in a final state is asked with `GET
+/// /v1/document/properties`, and `GET /v1/document/list` is read page by page over
+/// `look_back` (`StartDate`, `EndDate`). A document completed, declined, revoked or expired
+/// there without that event recorded — or any document never seen — becomes the event BoldSign
+/// would have sent.
+pub struct BoldSignReconcile;
+
+impl crate::Reconcile for BoldSignReconcile {
+    fn process_path(&self, process_key: &str) -> String {
+        format!(
+            "/v1/document/properties?documentId={}",
+            path_segment(process_key)
+        )
+    }
+
+    fn discovery_path(
+        &self,
+        _scope: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Option<String> {
+        let dates = date_range_query(("StartDate", from), ("EndDate", to));
+        Some(format!("{LIST_PATH}1&{dates}"))
+    }
+
+    fn next_path(&self, path: &str, answer: &[u8]) -> Option<String> {
+        if !api_documents(answer).ok()?.1 {
+            return None;
+        }
+        let (page, dates) = path.strip_prefix(LIST_PATH)?.split_once('&')?;
+        let page: u32 = page.parse().ok()?;
+        Some(format!("{LIST_PATH}{}&{dates}", page + 1))
+    }
+
+    fn processes(&self, answer: &[u8]) -> Result<Vec<String>, String> {
+        Ok(api_documents(answer)?
+            .0
+            .into_iter()
+            .filter_map(|d| d.document_id.filter(|id| !id.is_empty()))
+            .collect())
+    }
+
+    fn gaps(
+        &self,
+        answer: &[u8],
+        known: &std::collections::HashMap<String, std::collections::HashSet<String>>,
+    ) -> Result<Vec<crate::Gap>, String> {
+        let mut gaps = Vec::new();
+        for document in api_documents(answer)?.0 {
+            let Some(id) = document.document_id.clone().filter(|id| !id.is_empty()) else {
+                continue;
+            };
+            let status = document.status.clone().unwrap_or_default();
+            let (event, recorded): (&'static str, &[&str]) = match document_state(&status) {
+                Some(ProcessStatus::Completed) => ("Completed", &["Completed:"]),
+                Some(ProcessStatus::Canceled) if status == "Revoked" => ("Revoked", &["Revoked:"]),
+                Some(ProcessStatus::Canceled) => ("Declined", &["Declined:"]),
+                Some(ProcessStatus::Expired) => ("Expired", &["Expired:"]),
+                Some(_) => ("Sent", &[]),
+                None => continue,
+            };
+            let Some(unknown_process) = gap_of(known, &id, recorded) else {
+                continue;
+            };
+            let created = document.activity_date.or(document.created_date);
+            let body = serde_json::to_vec(&serde_json::json!({
+                "event": {"id": format!("reconcile:{id}:{status}"), "created": created,
+                    "eventType": event},
+                "data": {"object": "document", "documentId": id,
+                    "messageTitle": document.message_title, "status": status},
+            }))
+            .map_err(|e| e.to_string())?;
+            gaps.push(crate::Gap {
+                process_key: id,
+                unknown_process,
+                missing: vec![event.to_owned()],
+                body,
+                event_type: event,
+            });
+        }
+        Ok(gaps)
+    }
+}
+
 impl Provider for BoldSign {
     fn name(&self) -> &'static str {
         "boldsign"
     }
 
     fn settings(&self) -> &'static [Setting] {
-        &[Setting::Secrets, Setting::MaxSignatureAge]
+        &[
+            Setting::Secrets,
+            Setting::MaxSignatureAge,
+            Setting::Api,
+            Setting::Reconcile,
+        ]
+    }
+
+    /// The API key, in `X-API-KEY` ([`Provider::api_header`]).
+    fn api_authorization(&self, credentials: &[u8]) -> Option<String> {
+        Some(String::from_utf8_lossy(credentials).trim().to_owned())
+    }
+
+    fn api_header(&self) -> &'static str {
+        "x-api-key"
+    }
+
+    fn state_path(&self, process_key: &str) -> Option<String> {
+        Some(crate::Reconcile::process_path(
+            &BoldSignReconcile,
+            process_key,
+        ))
+    }
+
+    fn api_state(
+        &self,
+        status: u16,
+        body: &[u8],
+        _now: i64,
+    ) -> Result<Option<ProcessStatus>, String> {
+        api_state(status, body)
+    }
+
+    fn reconcile(&self) -> Option<&'static dyn crate::Reconcile> {
+        Some(&BoldSignReconcile)
     }
 
     fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
@@ -570,5 +779,74 @@ mod tests {
         let identity = br#"{"event":{"id":"x","eventType":"SenderIdentityCreated"},"data":{"object":"senderIdentity"}}"#;
         assert!(parse(identity).unwrap().is_empty());
         assert!(parse(b"[]").is_err());
+    }
+
+    #[test]
+    fn the_documents_status_is_its_state_and_the_list_is_read_page_by_page() {
+        use crate::Reconcile;
+        let properties: serde_json::Value = serde_json::from_slice(&crate::testing::fixture(
+            "boldsign",
+            "DocumentProperties.json",
+        ))
+        .unwrap();
+        crate::testing::assert_api_states(
+            &BoldSign,
+            &properties,
+            &[
+                ("Completed", Some(ProcessStatus::Completed)),
+                ("Declined", Some(ProcessStatus::Canceled)),
+                ("Revoked", Some(ProcessStatus::Canceled)),
+                ("Expired", Some(ProcessStatus::Expired)),
+                ("InProgress", Some(ProcessStatus::Created)),
+                ("Scheduled", Some(ProcessStatus::Created)),
+                ("Unknown", None),
+            ],
+        );
+        assert_eq!(BoldSign.api_header(), "x-api-key");
+        assert_eq!(
+            BoldSign.api_authorization(b" k-1\n").as_deref(),
+            Some("k-1")
+        );
+        assert_eq!(
+            BoldSign.state_path("d 1").as_deref(),
+            Some("/v1/document/properties?documentId=d%201")
+        );
+        let records = crate::testing::fixture("boldsign", "DocumentRecords.json");
+        let from = DateTime::<Utc>::from_timestamp(1_764_547_200, 0).unwrap();
+        let path = BoldSignReconcile.discovery_path(None, from, from).unwrap();
+        assert_eq!(
+            path,
+            "/v1/document/list?PageSize=100&Page=1&StartDate=2025-12-01T00%3A00%3A00Z&EndDate=2025-12-01T00%3A00%3A00Z"
+        );
+        assert_eq!(BoldSignReconcile.next_path(&path, &records), None, "1 of 1");
+        let mut more: serde_json::Value = serde_json::from_slice(&records).unwrap();
+        more["pageDetails"]["totalPages"] = 2.into();
+        assert_eq!(
+            BoldSignReconcile
+                .next_path(&path, &serde_json::to_vec(&more).unwrap())
+                .unwrap(),
+            path.replace("Page=1&", "Page=2&")
+        );
+        let gaps = BoldSignReconcile
+            .gaps(&records, &Default::default())
+            .unwrap();
+        assert_eq!(gaps.len(), 1);
+        let events = parse(&gaps[0].body).unwrap();
+        assert_eq!(events[0].status, Some(ProcessStatus::Completed));
+        assert_eq!(
+            events[0].documents[0].fetch.as_deref(),
+            Some("/v1/document/download?documentId=doc-bs-api-1")
+        );
+        let known = std::collections::HashMap::from([(
+            "doc-bs-api-1".to_owned(),
+            std::collections::HashSet::from([events[0].activity[0].key.clone()]),
+        )]);
+        assert!(BoldSignReconcile.gaps(&records, &known).unwrap().is_empty());
+        assert_eq!(
+            BoldSignReconcile
+                .processes(&serde_json::to_vec(&properties).unwrap())
+                .unwrap(),
+            ["doc-bs-api-1"]
+        );
     }
 }

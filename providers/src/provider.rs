@@ -109,6 +109,13 @@ pub trait Provider: Send + Sync + 'static {
         None
     }
 
+    /// The request header that carries [`Provider::api_authorization`]'s value: `authorization`
+    /// unless the provider's API takes its key in a header of its own (BoldSign's `x-api-key`).
+    /// Redirects to another host never carry either.
+    fn api_header(&self) -> &'static str {
+        "authorization"
+    }
+
     /// The documents a listing of the provider's API names ([`crate::event::Document`]'s
     /// `fetch_listing`), each with the path of its content.
     fn listed_documents(&self, _listing: &[u8]) -> Result<Vec<crate::event::Document>, String> {

@@ -16,7 +16,7 @@ use countersign::config::Config;
 use countersign_providers::ProviderKind;
 use countersign_providers::event::{ProcessStatus, SigningEvent};
 use futures_util::StreamExt;
-use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue, RETRY_AFTER};
 use sha2::Digest as _;
 
 /// Downloads for every source that has an API configured.
@@ -30,6 +30,8 @@ struct Endpoint {
     provider: ProviderKind,
     client: reqwest::Client,
     base_url: String,
+    /// The credentials' header (the provider's [`countersign_providers::Provider::api_header`]).
+    header: HeaderName,
     authorization: Option<HeaderValue>,
     max_bytes: usize,
 }
@@ -113,7 +115,27 @@ impl Fetcher {
                     Some(value)
                 }
             };
+            let header = HeaderName::from_static(provider.api_header());
+            // The HTTP client drops `Authorization` on a redirect to another host by itself; a
+            // header of the provider's own it would carry along, so such a redirect is not
+            // followed (the answer is then the redirect, an error like any other status).
+            let redirects = if header == AUTHORIZATION {
+                reqwest::redirect::Policy::limited(10)
+            } else {
+                reqwest::redirect::Policy::custom(|attempt| {
+                    let same_host = attempt
+                        .previous()
+                        .last()
+                        .is_some_and(|before| same_origin(before, attempt.url()));
+                    if attempt.previous().len() >= 10 || !same_host {
+                        attempt.stop()
+                    } else {
+                        attempt.follow()
+                    }
+                })
+            };
             let client = reqwest::Client::builder()
+                .redirect(redirects)
                 .timeout(api.timeout)
                 .connect_timeout(api.timeout.min(Duration::from_secs(10)))
                 .user_agent(concat!("countersign-worker/", env!("CARGO_PKG_VERSION")))
@@ -125,6 +147,7 @@ impl Fetcher {
                     provider,
                     client,
                     base_url: api.base_url.clone(),
+                    header,
                     authorization,
                     max_bytes: api.max_document_bytes,
                 },
@@ -337,7 +360,7 @@ impl Endpoint {
         let url = format!("{}/{}", self.base_url, path.trim_start_matches('/'));
         let mut request = self.client.get(&url);
         if let Some(authorization) = &self.authorization {
-            request = request.header(AUTHORIZATION, authorization.clone());
+            request = request.header(self.header.clone(), authorization.clone());
         }
         request
             .send()
@@ -387,6 +410,13 @@ fn refused(path: &str, response: &reqwest::Response) -> Failure {
         },
         retry_after,
     }
+}
+
+/// Whether two URLs share scheme, host and port.
+fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 /// A `Retry-After` value (RFC 9110: delay-seconds or an HTTP date) as a wait from `now`, at most

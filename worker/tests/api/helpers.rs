@@ -61,6 +61,8 @@ pub const DG_API_TOKEN: &str = "eyJ0eXAiOiJNVCIsImFsZyI6IlJTMjU2In0.countersign-
 pub const PD_API_KEY: &str = "pandadoc-api-key-1";
 /// The access token of the Adobe Acrobat Sign source `as`'s API.
 pub const AS_API_TOKEN: &str = "3AAABLblqZhAcountersigntesttoken";
+/// The API key of the BoldSign source `bs`'s API.
+pub const BS_API_KEY: &str = "boldsign-api-key-1";
 /// The API key of the Documenso source `dm`'s API.
 pub const DM_API_KEY: &str = "api_countersigntest0001";
 
@@ -72,6 +74,7 @@ pub const API_CREDENTIALS: &[(&str, &str)] = &[
     ("pd", PD_API_KEY),
     ("dm", DM_API_KEY),
     ("as", AS_API_TOKEN),
+    ("bs", BS_API_KEY),
 ];
 
 /// The client id of the Adobe Acrobat Sign sources `as` (from loopback) and `as-locked` (from an

@@ -3,6 +3,7 @@
 
 mod adobe_sign_api;
 mod batch;
+mod boldsign_api;
 mod definitions;
 mod delivery_limit;
 mod documenso_api;

@@ -73,6 +73,8 @@ impl Answer {
 pub struct Seen {
     pub path: String,
     pub authorization: Option<String>,
+    /// Every request header, by lower-case name.
+    pub headers: HashMap<String, String>,
 }
 
 #[derive(Default)]
@@ -128,20 +130,35 @@ impl Simulator {
                         .and_then(|line| line.split(' ').nth(1))
                         .unwrap_or("/")
                         .to_owned();
+                    let headers: HashMap<String, String> = text
+                        .lines()
+                        .skip(1)
+                        .filter_map(|line| {
+                            let (name, value) = line.split_once(':')?;
+                            Some((name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+                        })
+                        .collect();
                     let authorization = text.lines().find_map(|line| {
                         let (name, value) = line.split_once(':')?;
                         name.eq_ignore_ascii_case("authorization")
                             .then(|| value.trim().to_owned())
                     });
-                    // Scripts are by path; the query is recorded, not matched.
+                    // Scripts are by path, or by path and query where one is scripted so.
                     let route = path.split('?').next().unwrap_or_default().to_owned();
                     let answer = {
                         let mut state = state.lock().unwrap();
                         state.seen.push(Seen {
                             path: path.clone(),
                             authorization,
+                            headers,
                         });
-                        match state.script.get_mut(&route) {
+                        // A script for the path with its query wins over one for the route.
+                        let key = if state.script.contains_key(&path) {
+                            path.clone()
+                        } else {
+                            route
+                        };
+                        match state.script.get_mut(&key) {
                             Some(answers) if answers.len() > 1 => answers.remove(0),
                             Some(answers) => answers[0].clone(),
                             None => Answer::status(404),
