@@ -450,13 +450,7 @@ impl crate::Reconcile for BoldSignReconcile {
                     "messageTitle": document.message_title, "status": status},
             }))
             .map_err(|e| e.to_string())?;
-            gaps.push(crate::Gap {
-                process_key: id,
-                unknown_process,
-                missing: vec![event.to_owned()],
-                body,
-                event_type: event,
-            });
+            gaps.push(crate::Gap::of_event(id, unknown_process, event, body));
         }
         Ok(gaps)
     }

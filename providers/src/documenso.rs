@@ -396,13 +396,7 @@ impl crate::Reconcile for DocumensoReconcile {
             };
             let body = serde_json::to_vec(&serde_json::json!({"event": event, "payload": value}))
                 .map_err(|e| e.to_string())?;
-            gaps.push(crate::Gap {
-                process_key: id,
-                unknown_process,
-                missing: vec![event.to_owned()],
-                body,
-                event_type: event,
-            });
+            gaps.push(crate::Gap::of_event(id, unknown_process, event, body));
         }
         Ok(gaps)
     }

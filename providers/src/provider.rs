@@ -225,6 +225,25 @@ pub struct Gap {
     pub event_type: &'static str,
 }
 
+impl Gap {
+    /// The gap of one missing event of type `event` (the body a provider's parser reads), whose
+    /// missing entry is named by the event type.
+    pub fn of_event(
+        process_key: String,
+        unknown_process: bool,
+        event: &'static str,
+        body: Vec<u8>,
+    ) -> Self {
+        Self {
+            process_key,
+            unknown_process,
+            missing: vec![event.to_owned()],
+            body,
+            event_type: event,
+        }
+    }
+}
+
 /// What an accepted webhook is answered with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
