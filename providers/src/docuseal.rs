@@ -15,6 +15,13 @@
 //! - `form.*` events are about one submitter (a signee) of a submission (the process);
 //!   `submission.*` events about the submission with all its submitters; `template.*` events are
 //!   archived only.
+//! - With `[sources.api]` (`base_url` `https://api.docuseal.com` or `.eu`, or a self-hosted
+//!   instance's `/api`; credentials the API key, sent in `X-Auth-Token` as DocuSeal's OpenAPI
+//!   description says): `submission.completed` brings the signed documents —
+//!   `GET /submissions/{id}/documents` lists them by URL, each downloaded from that URL without
+//!   the key; every final state an event claims is confirmed with `GET /submissions/{id}`
+//!   (`status` `pending`, `completed`, `declined`, `expired`); reconciliation reads `GET
+//!   /submissions` (newest first, 100 a page, `after` the last id) back to `look_back`.
 
 use chrono::{DateTime, Utc};
 use std::borrow::Cow;
@@ -28,8 +35,8 @@ use crate::event::{
 };
 use crate::settings::{Secret, Setting, SourceConfig};
 use crate::support::{
-    check_freshness, decode_hex, header_text, hex, hmac_sha256, is_json_object, json_id,
-    matching_secret, max_signature_age, rfc3339, unix_seconds,
+    check_freshness, decode_hex, gap_of, header_text, hex, hmac_sha256, is_json_object, json_id,
+    matching_secret, max_signature_age, path_segment, rfc3339, unix_seconds,
 };
 use crate::{Provider, Rejection, Request, Sample, Verified, Verify};
 
@@ -320,7 +327,7 @@ fn submission_event(
         return Ok(None);
     };
     Ok(Some(SigningEvent {
-        process_key,
+        process_key: process_key.clone(),
         status: status_of(event_type, submission.status.as_deref()),
         occurred_at,
         flow_key: submission
@@ -337,7 +344,18 @@ fn submission_event(
             .filter_map(signee)
             .collect(),
         documents: if event_type == "submission.completed" {
-            documents(submission.documents, None)
+            // The links in the event expire; with an API, the signed documents are listed there
+            // and downloaded (each link from the API's answer, never the event's).
+            let mut listed = Document::new(DocumentKind::Signed);
+            listed.reference_id = Some(process_key.clone());
+            listed.description = Some("signed documents (DocuSeal API)".into());
+            listed.fetch_listing = Some(format!(
+                "/submissions/{}/documents",
+                path_segment(&process_key)
+            ));
+            let mut all = documents(submission.documents, None);
+            all.push(listed);
+            all
         } else {
             Vec::new()
         },
@@ -346,13 +364,199 @@ fn submission_event(
     }))
 }
 
+/// A submission's state from its `status` (`pending`, `completed`, `declined`, `expired`).
+fn submission_state(status: &str) -> Option<ProcessStatus> {
+    match status {
+        "completed" => Some(ProcessStatus::Completed),
+        "declined" => Some(ProcessStatus::Canceled),
+        "expired" => Some(ProcessStatus::Expired),
+        "pending" => Some(ProcessStatus::Created),
+        _ => None,
+    }
+}
+
+/// The signed documents of `GET /submissions/{id}/documents` (`{"id", "documents": [{"name",
+/// "url"}]}`): each to be downloaded from its URL.
+fn listed_documents(answer: &[u8]) -> Result<Vec<Document>, String> {
+    #[derive(Deserialize)]
+    struct Listing {
+        #[serde(default)]
+        documents: Vec<FileLink>,
+    }
+    let listing: Listing = serde_json::from_slice(answer)
+        .map_err(|e| format!("not DocuSeal submission documents: {e}"))?;
+    Ok(listing
+        .documents
+        .into_iter()
+        .filter_map(|link| {
+            let url = link
+                .url
+                .filter(|u| u.starts_with("https://") || u.starts_with("http://"))?;
+            let mut document = Document::new(DocumentKind::Signed);
+            document.content_type = Some("application/pdf".to_owned());
+            document.file_name = crate::support::pdf_name(link.name);
+            document.fetch = Some(url);
+            Some(document)
+        })
+        .collect())
+}
+
+/// A submission as `GET /submissions/{id}` or `GET /submissions` describes it (as JSON, kept
+/// whole for the event a gap becomes).
+fn api_submissions(answer: &[u8]) -> Result<(Vec<serde_json::Value>, Option<i64>), String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(answer).map_err(|e| format!("not a DocuSeal answer ({e})"))?;
+    Ok(match value.get("data") {
+        Some(serde_json::Value::Array(data)) => (
+            data.clone(),
+            value
+                .get("pagination")
+                .and_then(|p| p.get("next"))
+                .and_then(serde_json::Value::as_i64),
+        ),
+        _ if value.get("id").is_some() => (vec![value], None),
+        _ => (Vec::new(), None),
+    })
+}
+
+/// `GET /submissions`, newest first, 100 a page; `after` follows.
+const LIST_PATH: &str = "/submissions?limit=100";
+
+/// DocuSeal's reconciliation: each submission not in a final state is asked with `GET
+/// /submissions/{id}`, and `GET /submissions` is read newest first (`after` the page's last id)
+/// while its submissions' `created_at` reaches into `look_back`. A submission completed or
+/// expired there without that event recorded — or any submission never seen — becomes the
+/// `submission.*` event DocuSeal would have sent, its data the API's submission.
+pub struct DocuSealReconcile;
+
+impl crate::Reconcile for DocuSealReconcile {
+    fn process_path(&self, process_key: &str) -> String {
+        format!("/submissions/{}", path_segment(process_key))
+    }
+
+    fn discovery_path(
+        &self,
+        _scope: Option<&str>,
+        _from: DateTime<Utc>,
+        _to: DateTime<Utc>,
+    ) -> Option<String> {
+        Some(LIST_PATH.to_owned())
+    }
+
+    fn next_path_since(&self, _path: &str, answer: &[u8], from: DateTime<Utc>) -> Option<String> {
+        let (submissions, next) = api_submissions(answer).ok()?;
+        let oldest = submissions
+            .iter()
+            .filter_map(|s| s.get("created_at")?.as_str().and_then(rfc3339))
+            .min();
+        if submissions.len() < 100 || oldest.is_none_or(|oldest| oldest < from) {
+            return None;
+        }
+        Some(format!("{LIST_PATH}&after={}", next?))
+    }
+
+    fn processes(&self, answer: &[u8]) -> Result<Vec<String>, String> {
+        Ok(api_submissions(answer)?
+            .0
+            .iter()
+            .filter_map(|s| s.get("id").and_then(json_id))
+            .collect())
+    }
+
+    fn gaps(
+        &self,
+        answer: &[u8],
+        known: &std::collections::HashMap<String, std::collections::HashSet<String>>,
+    ) -> Result<Vec<crate::Gap>, String> {
+        let mut gaps = Vec::new();
+        for submission in api_submissions(answer)?.0 {
+            let Some(id) = submission.get("id").and_then(json_id) else {
+                continue;
+            };
+            let status = submission
+                .get("status")
+                .and_then(|s| s.as_str())
+                .unwrap_or("");
+            let (event, recorded): (&'static str, &[&str]) = match submission_state(status) {
+                Some(ProcessStatus::Completed) => {
+                    ("submission.completed", &["submission.completed"])
+                }
+                Some(ProcessStatus::Expired) => ("submission.expired", &["submission.expired"]),
+                Some(ProcessStatus::Created) => ("submission.created", &[]),
+                _ => continue,
+            };
+            let Some(unknown_process) = gap_of(known, &id, recorded) else {
+                continue;
+            };
+            let timestamp = submission
+                .get("completed_at")
+                .filter(|t| !t.is_null())
+                .or_else(|| submission.get("updated_at"))
+                .cloned();
+            let body = serde_json::to_vec(&serde_json::json!({
+                "event_type": event, "timestamp": timestamp, "data": submission,
+            }))
+            .map_err(|e| e.to_string())?;
+            gaps.push(crate::Gap::of_event(id, unknown_process, event, body));
+        }
+        Ok(gaps)
+    }
+}
+
+/// The state in an answer of `GET /submissions/{id}`; other HTTP statuses are no state.
+fn api_state(status: u16, body: &[u8]) -> Result<Option<ProcessStatus>, String> {
+    let Some(status) = crate::support::answered_status(status, body, "GET /submissions/{id}")?
+    else {
+        return Ok(None);
+    };
+    Ok(submission_state(&status))
+}
+
 impl Provider for DocuSeal {
     fn name(&self) -> &'static str {
         "docuseal"
     }
 
     fn settings(&self) -> &'static [Setting] {
-        &[Setting::Secrets, Setting::MaxSignatureAge]
+        &[
+            Setting::Secrets,
+            Setting::MaxSignatureAge,
+            Setting::Api,
+            Setting::Reconcile,
+        ]
+    }
+
+    /// The API key, in `X-Auth-Token` ([`Provider::api_header`]).
+    fn api_authorization(&self, credentials: &[u8]) -> Option<String> {
+        Some(String::from_utf8_lossy(credentials).trim().to_owned())
+    }
+
+    fn api_header(&self) -> &'static str {
+        "x-auth-token"
+    }
+
+    fn listed_documents(&self, listing: &[u8]) -> Result<Vec<Document>, String> {
+        listed_documents(listing)
+    }
+
+    fn state_path(&self, process_key: &str) -> Option<String> {
+        Some(crate::Reconcile::process_path(
+            &DocuSealReconcile,
+            process_key,
+        ))
+    }
+
+    fn api_state(
+        &self,
+        status: u16,
+        body: &[u8],
+        _now: i64,
+    ) -> Result<Option<ProcessStatus>, String> {
+        api_state(status, body)
+    }
+
+    fn reconcile(&self) -> Option<&'static dyn crate::Reconcile> {
+        Some(&DocuSealReconcile)
     }
 
     fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
@@ -588,9 +792,11 @@ mod tests {
             assert_eq!(events[0].status, expected, "{event_type}");
             assert_eq!(events[0].signees.len(), 2);
             assert!(events[0].signees[0].signed && !events[0].signees[1].signed);
+            // A completion: the event's (expiring) link, and the API's listing of the signed
+            // documents.
             assert_eq!(
                 events[0].documents.len(),
-                usize::from(event_type == "submission.completed")
+                2 * usize::from(event_type == "submission.completed")
             );
             assert_eq!(events[0].activity[0].key, event_type);
         }
@@ -602,5 +808,71 @@ mod tests {
         let template = br#"{"event_type":"template.created","timestamp":"2026-09-21T15:00:00.000Z","data":{"id":6}}"#;
         assert!(parse(template).unwrap().is_empty());
         assert!(parse(b"[]").is_err());
+    }
+
+    #[test]
+    fn the_submissions_status_is_its_state_and_its_documents_are_listed_by_url() {
+        use crate::Reconcile;
+        let submission: serde_json::Value =
+            serde_json::from_slice(&crate::testing::fixture("docuseal", "getSubmission.json"))
+                .unwrap();
+        crate::testing::assert_api_states(
+            &DocuSeal,
+            &submission,
+            &[
+                ("completed", Some(ProcessStatus::Completed)),
+                ("declined", Some(ProcessStatus::Canceled)),
+                ("expired", Some(ProcessStatus::Expired)),
+                ("pending", Some(ProcessStatus::Created)),
+                ("archived", None),
+            ],
+        );
+        assert_eq!(DocuSeal.api_header(), "x-auth-token");
+        let listed = DocuSeal
+            .listed_documents(&crate::testing::fixture(
+                "docuseal",
+                "getSubmissionDocuments.json",
+            ))
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            listed[0].fetch.as_deref(),
+            Some("https://docuseal.com/file/hash/example.pdf")
+        );
+        assert_eq!(listed[0].file_name.as_deref(), Some("example.pdf"));
+        // Paging: a short page is the last; a full one continues after its last id.
+        let list = crate::testing::fixture("docuseal", "getSubmissions.json");
+        let from = rfc3339("2023-01-01T00:00:00Z").unwrap();
+        let path = DocuSealReconcile.discovery_path(None, from, from).unwrap();
+        assert_eq!(DocuSealReconcile.next_path_since(&path, &list, from), None);
+        let mut full: serde_json::Value = serde_json::from_slice(&list).unwrap();
+        let one = full["data"][0].clone();
+        full["data"] = serde_json::Value::Array(vec![one; 100]);
+        full["pagination"]["next"] = 7.into();
+        let full = serde_json::to_vec(&full).unwrap();
+        assert_eq!(
+            DocuSealReconcile
+                .next_path_since(&path, &full, from)
+                .as_deref(),
+            Some("/submissions?limit=100&after=7")
+        );
+        let later = rfc3339("2024-01-01T00:00:00Z").unwrap();
+        assert_eq!(DocuSealReconcile.next_path_since(&path, &full, later), None);
+        let gaps = DocuSealReconcile.gaps(&list, &Default::default()).unwrap();
+        assert_eq!(gaps.len(), 1);
+        assert_eq!(gaps[0].event_type, "submission.completed");
+        let events = parse(&gaps[0].body).unwrap();
+        assert_eq!(events[0].status, Some(ProcessStatus::Completed));
+        assert!(
+            events[0]
+                .documents
+                .iter()
+                .any(|d| d.fetch_listing.as_deref() == Some("/submissions/1/documents"))
+        );
+        let known = std::collections::HashMap::from([(
+            "1".to_owned(),
+            std::collections::HashSet::from(["submission.completed".to_owned()]),
+        )]);
+        assert!(DocuSealReconcile.gaps(&list, &known).unwrap().is_empty());
     }
 }

@@ -229,6 +229,18 @@ pub(crate) fn authorization(scheme: &str, credentials: &[u8]) -> String {
     }
 }
 
+/// A document's file name from the provider's name for it: `<name>.pdf` unless it already ends
+/// so; `None` for a missing or empty name.
+pub(crate) fn pdf_name(name: Option<String>) -> Option<String> {
+    name.filter(|n| !n.is_empty()).map(|n| {
+        if n.to_lowercase().ends_with(".pdf") {
+            n
+        } else {
+            format!("{n}.pdf")
+        }
+    })
+}
+
 /// A JSON id as text: providers send ids as numbers (Documenso, DocuSeal) or strings.
 pub(crate) fn json_id(value: &serde_json::Value) -> Option<String> {
     match value {

@@ -378,13 +378,7 @@ pub fn listed_documents(listing: &[u8]) -> Result<Vec<Document>, String> {
         .map(|d| {
             let mut document = Document::new(DocumentKind::Signed);
             document.content_type = Some("application/pdf".to_owned());
-            document.file_name = d.name.filter(|n| !n.is_empty()).map(|n| {
-                if n.to_lowercase().ends_with(".pdf") {
-                    n
-                } else {
-                    format!("{n}.pdf")
-                }
-            });
+            document.file_name = crate::support::pdf_name(d.name);
             document.fetch = Some(format!(
                 "/v1/transactions/{}/archive/documents/{}/download",
                 crate::support::path_segment(&transaction.id),

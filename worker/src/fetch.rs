@@ -268,6 +268,13 @@ impl Fetcher {
             return Ok(());
         };
         let failed = |failure: Failure, what: &str| failure.context(what).of(source);
+        // A webhook may name only paths under the API; a whole URL comes only from the API's own
+        // listing (below): one in a parsed event is left a reference.
+        for document in events.iter_mut().flat_map(|e| e.documents.iter_mut()) {
+            if document.fetch.as_deref().is_some_and(is_absolute) {
+                document.fetch = None;
+            }
+        }
         // Listings first: each is replaced by the documents it names.
         for event in events.iter_mut() {
             if !event.documents.iter().any(|d| d.fetch_listing.is_some()) {
@@ -296,10 +303,12 @@ impl Fetcher {
             let (Some(path), None) = (&document.fetch, &document.content) else {
                 continue;
             };
-            let content = endpoint
-                .get(path)
-                .await
-                .map_err(|failure| failed(failure, "document download"))?;
+            let content = if is_absolute(path) {
+                endpoint.get_elsewhere(path).await
+            } else {
+                endpoint.get(path).await
+            }
+            .map_err(|failure| failed(failure, "document download"))?;
             if let Some(stated_at) = &document.digest_from {
                 let answer = endpoint
                     .get(stated_at)
@@ -329,6 +338,10 @@ impl Fetcher {
                         "the provider's API states no sha256 for a downloaded document; kept unchecked"
                     ),
                 }
+            }
+            if is_absolute(path) {
+                // The provenance keeps the link without its signature.
+                document.fetch = Some(without_query(path));
             }
             document.content = Some(content);
             document.fetched_at = Some(chrono::Utc::now());
@@ -366,6 +379,27 @@ impl Endpoint {
             .send()
             .await
             .map_err(|e| format!("GET {path}: {}", without_url(&e)))
+    }
+
+    /// `GET url` for a document the API's listing names by a whole URL (DocuSeal's file links):
+    /// without the credentials, bounded like any download. Errors name the URL without its query
+    /// (a pre-signed link's signature).
+    async fn get_elsewhere(&self, url: &str) -> Result<Vec<u8>, Failure> {
+        let shown = without_query(url);
+        let response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("GET {shown}: {}", without_url(&e)))?;
+        if response.status() != reqwest::StatusCode::OK {
+            return Err(refused(&shown, &response));
+        }
+        let content = read_bounded(response, &shown, self.max_bytes).await?;
+        if content.is_empty() {
+            return Err(format!("GET {shown}: an empty document").into());
+        }
+        Ok(content)
     }
 
     /// `GET path` for a state: the status and body of a 2xx or of a client error other than
@@ -410,6 +444,16 @@ fn refused(path: &str, response: &reqwest::Response) -> Failure {
         },
         retry_after,
     }
+}
+
+/// Whether a document's `fetch` is a whole URL rather than a path under the API.
+fn is_absolute(fetch: &str) -> bool {
+    fetch.starts_with("https://") || fetch.starts_with("http://")
+}
+
+/// `url` without its query and fragment: what logs, reasons and the provenance column show.
+pub fn without_query(url: &str) -> String {
+    url.split(['?', '#']).next().unwrap_or_default().to_owned()
 }
 
 /// Whether two URLs share scheme, host and port.

@@ -4,11 +4,9 @@
 //! state is confirmed (a claim the API contradicts is parked), and reconciliation finds an
 //! agreement signed without its notification.
 
-use std::time::Duration;
-
 use chrono::{SecondsFormat, Utc};
 
-use crate::helpers::{AS_API_TOKEN, AS_CLIENT_ID, Options, Stack, header, wait_until};
+use crate::helpers::{AS_API_TOKEN, AS_CLIENT_ID, Options, Stack, header};
 use crate::second_witness::json;
 use crate::simulator::{Answer, Simulator};
 use countersign_providers::adobe_sign;
@@ -119,13 +117,7 @@ async fn adobe_sign_claims_are_confirmed_the_combined_pdf_downloaded_and_a_lost_
             .all(|s| s.authorization.as_deref() == Some(bearer.as_str()))
     );
 
-    wait_until(
-        "the forged claim is parked",
-        Duration::from_secs(30),
-        || async { stack.queue_len(stack.topology.dead_queue()).await == 1 },
-    )
-    .await;
-    let parked = stack.drain(stack.topology.dead_queue()).await;
+    let parked = [stack.parked_one().await];
     assert_eq!(header(&parked[0], "x-dead-kind"), Some("contradicted"));
     let reason = header(&parked[0], "x-dead-reason").unwrap();
     assert!(
@@ -139,10 +131,7 @@ async fn adobe_sign_claims_are_confirmed_the_combined_pdf_downloaded_and_a_lost_
         .await;
     assert_eq!(status, 404);
 
-    let (reconciler, index) = stack.reconciler("as");
-    assert_eq!(reconciler.run_once(index).await.unwrap().gaps, 1);
-    stack.wait_for_events(2).await;
+    stack.reconciles("as", 1, 2).await;
     assert_eq!(stack.signed_document("agr-lost").await, pdf("agr-lost"));
-    assert_eq!(reconciler.run_once(index).await.unwrap().gaps, 0);
     assert_eq!(stack.queue_len(stack.topology.dead_queue()).await, 0);
 }

@@ -4,9 +4,7 @@
 //! is confirmed there (a claim it contradicts is parked), and reconciliation finds a completion
 //! whose webhook never came.
 
-use std::time::Duration;
-
-use crate::helpers::{DM_API_KEY, DM_SECRET, Options, Stack, header, wait_until};
+use crate::helpers::{DM_API_KEY, DM_SECRET, Options, Stack, header};
 use crate::second_witness::json;
 use crate::simulator::{Answer, Simulator};
 use countersign_providers::documenso;
@@ -93,13 +91,7 @@ async fn documenso_claims_are_confirmed_pdfs_downloaded_and_a_lost_completion_re
         assert_eq!(request.authorization.as_deref(), Some(DM_API_KEY));
     }
 
-    wait_until(
-        "the contradicted claim is parked",
-        Duration::from_secs(30),
-        || async { stack.queue_len(stack.topology.dead_queue()).await == 1 },
-    )
-    .await;
-    let parked = stack.drain(stack.topology.dead_queue()).await;
+    let parked = [stack.parked_one().await];
     assert_eq!(header(&parked[0], "x-dead-kind"), Some("contradicted"));
     assert_eq!(
         header(&parked[0], "x-dead-reason"),
@@ -108,13 +100,9 @@ async fn documenso_claims_are_confirmed_pdfs_downloaded_and_a_lost_completion_re
     let (status, _) = stack.get_json("/signing/activity/502?source=dm").await;
     assert_eq!(status, 404);
 
-    let (reconciler, index) = stack.reconciler("dm");
-    let first = reconciler.run_once(index).await.unwrap();
-    assert_eq!(first.gaps, 1, "503 was never seen; 501 is recorded");
-    stack.wait_for_events(2).await;
+    stack.reconciles("dm", 1, 2).await;
     assert_eq!(stack.signed_document("503").await, pdf(503));
     let (_, view) = stack.get_json("/signing/activity/503?source=dm").await;
     assert_eq!(view[0]["verified"], "signature+api");
-    assert_eq!(reconciler.run_once(index).await.unwrap().gaps, 0);
     assert_eq!(stack.queue_len(stack.topology.dead_queue()).await, 0);
 }

@@ -63,6 +63,8 @@ pub const PD_API_KEY: &str = "pandadoc-api-key-1";
 pub const AS_API_TOKEN: &str = "3AAABLblqZhAcountersigntesttoken";
 /// The API key of the BoldSign source `bs`'s API.
 pub const BS_API_KEY: &str = "boldsign-api-key-1";
+/// The API key of the DocuSeal source `ds`'s API.
+pub const DS_API_KEY: &str = "docuseal-api-key-1";
 /// The API key of the Documenso source `dm`'s API.
 pub const DM_API_KEY: &str = "api_countersigntest0001";
 
@@ -75,6 +77,7 @@ pub const API_CREDENTIALS: &[(&str, &str)] = &[
     ("dm", DM_API_KEY),
     ("as", AS_API_TOKEN),
     ("bs", BS_API_KEY),
+    ("ds", DS_API_KEY),
 ];
 
 /// The client id of the Adobe Acrobat Sign sources `as` (from loopback) and `as-locked` (from an
@@ -517,6 +520,40 @@ impl Stack {
     }
 
     /// Posts to any source with extra headers; returns the status.
+    /// Waits until one message is in the parking lot and takes it.
+    pub async fn parked_one(&self) -> BasicGetMessage {
+        let dead = self.topology.dead_queue().to_owned();
+        wait_until("a message is parked", Duration::from_secs(30), || async {
+            self.queue_len(&dead).await == 1
+        })
+        .await;
+        let mut parked = self.drain(&dead).await;
+        assert_eq!(parked.len(), 1);
+        parked.remove(0)
+    }
+
+    /// Runs `source`'s reconciliation once — it must publish `gaps`, recorded until the archive
+    /// holds `events` events — then again: nothing more to find.
+    pub async fn reconciles(&self, source: &str, gaps: usize, events: i64) {
+        let (reconciler, index) = self.reconciler(source);
+        assert_eq!(
+            reconciler.run_once(index).await.unwrap().gaps,
+            gaps,
+            "first run"
+        );
+        self.wait_for_events(events).await;
+        let persist = self.topology.persist_queue().to_owned();
+        wait_until("the queue is drained", Duration::from_secs(30), || async {
+            self.queue_len(&persist).await == 0
+        })
+        .await;
+        assert_eq!(
+            reconciler.run_once(index).await.unwrap().gaps,
+            0,
+            "second run"
+        );
+    }
+
     /// A reconciler of this stack's configuration, run by the test (`run_once`) rather than on
     /// its interval; and the index of `source`'s job in it.
     pub fn reconciler(&self, source: &str) -> (countersign_worker::reconcile::Reconciler, usize) {

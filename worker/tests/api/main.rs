@@ -7,6 +7,7 @@ mod boldsign_api;
 mod definitions;
 mod delivery_limit;
 mod documenso_api;
+mod docuseal_api;
 mod downloads;
 mod failover;
 mod failures;

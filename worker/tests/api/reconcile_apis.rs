@@ -3,27 +3,10 @@
 //! came: the first run publishes what the archive lacks (recorded, confirmed with the API, its
 //! PDF downloaded), the second finds nothing.
 
-use std::time::Duration;
-
 use crate::downloads::dropbox_state;
-use crate::helpers::{Options, Stack, wait_until};
+use crate::helpers::{Options, Stack};
 use crate::second_witness::{document_status, envelope, json};
 use crate::simulator::{Answer, Simulator};
-
-/// Runs `source`'s reconciliation twice, waiting in between until `recorded` events are in the
-/// archive: the gaps each run found.
-async fn reconcile_twice(stack: &Stack, source: &str, recorded: i64) -> (usize, usize) {
-    let (reconciler, index) = stack.reconciler(source);
-    let first = reconciler.run_once(index).await.unwrap();
-    assert!(first.ran);
-    stack.wait_for_events(recorded).await;
-    wait_until("the queue is drained", Duration::from_secs(30), || async {
-        stack.queue_len(stack.topology.persist_queue()).await == 0
-    })
-    .await;
-    let second = reconciler.run_once(index).await.unwrap();
-    (first.gaps, second.gaps)
-}
 
 /// What every reconciled source must show after the two runs: `process` recorded from
 /// reconciliation, confirmed with the API, with the downloaded `pdf`; nothing parked.
@@ -74,7 +57,7 @@ async fn dropbox_sign_requests_listed_without_their_callbacks_are_reconciled_onc
         ..Options::default()
     })
     .await;
-    assert_eq!(reconcile_twice(&stack, "dx", 2).await, (2, 0));
+    stack.reconciles("dx", 2, 2).await;
     assert_reconciled(&stack, "dx", complete, "all_signed", &pdf).await;
     let (_, open) = stack
         .get_json("/signing/activity/d10338cad145e1cb68afc828?source=dx")
@@ -143,7 +126,7 @@ async fn docusign_envelopes_listed_without_their_messages_are_reconciled_once() 
         ..Options::default()
     })
     .await;
-    assert_eq!(reconcile_twice(&stack, "dg", 2).await, (2, 0));
+    stack.reconciles("dg", 2, 2).await;
     assert_reconciled(&stack, "dg", "env-rc-done", "completed", &pdf).await;
     let (_, open) = stack
         .get_json("/signing/activity/env-rc-open?source=dg")
@@ -194,7 +177,7 @@ async fn pandadoc_documents_listed_without_their_notifications_are_reconciled_on
         ..Options::default()
     })
     .await;
-    assert_eq!(reconcile_twice(&stack, "pd", 2).await, (2, 0));
+    stack.reconciles("pd", 2, 2).await;
     assert_reconciled(&stack, "pd", "pd-rc-done", "completed", &pdf).await;
     let (_, open) = stack
         .get_json("/signing/activity/pd-rc-open?source=pd")

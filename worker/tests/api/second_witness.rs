@@ -46,17 +46,6 @@ pub fn envelope(id: &str, status: &str) -> Answer {
     Answer::ok("application/json", &serde_json::to_vec(&envelope).unwrap())
 }
 
-/// Waits until one message is parked, and returns it.
-async fn parked(stack: &Stack) -> lapin::message::BasicGetMessage {
-    wait_until("the claim is parked", Duration::from_secs(30), || async {
-        stack.queue_len(stack.topology.dead_queue()).await == 1
-    })
-    .await;
-    let mut parked = stack.drain(stack.topology.dead_queue()).await;
-    assert_eq!(parked.len(), 1);
-    parked.remove(0)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn docusign_a_completion_brings_the_combined_pdf_and_a_replayed_one_for_a_sent_envelope_is_parked()
  {
@@ -136,7 +125,7 @@ async fn docusign_a_completion_brings_the_combined_pdf_and_a_replayed_one_for_a_
         Utc::now() - chrono::TimeDelta::hours(2),
     );
     assert_eq!(send(captured).await, 200, "the signature verifies");
-    let message = parked(&stack).await;
+    let message = stack.parked_one().await;
     assert_eq!(header(&message, "x-dead-kind"), Some("contradicted"));
     let reason = header(&message, "x-dead-reason").unwrap();
     assert!(
@@ -248,7 +237,7 @@ async fn pandadoc_a_ready_pdf_is_downloaded_and_a_replayed_completion_of_a_sent_
         200,
         "the signature verifies"
     );
-    let message = parked(&stack).await;
+    let message = stack.parked_one().await;
     assert_eq!(header(&message, "x-dead-kind"), Some("contradicted"));
     let reason = header(&message, "x-dead-reason").unwrap();
     assert!(
