@@ -356,6 +356,9 @@ impl Provider for Universign {
 #[derive(Deserialize)]
 struct ListedTransaction {
     id: String,
+    /// `archived` once Universign moved the transaction to its archives (60 days after
+    /// completion): its documents are then served from `/v1/archives/…`.
+    state: Option<String>,
     #[serde(default)]
     documents: Vec<ListedDocument>,
 }
@@ -367,7 +370,9 @@ struct ListedDocument {
 }
 
 /// The signed documents of a transaction (`GET /v1/transactions/{id}`), each downloaded from
-/// `/v1/transactions/{id}/archive/documents/{document_id}/download`.
+/// `/v1/transactions/{id}/archive/documents/{document_id}/download` — or, for a transaction in
+/// state `archived` (more than 60 days after completion), from
+/// `/v1/archives/{id}/documents/{document_id}/download`.
 pub fn listed_documents(listing: &[u8]) -> Result<Vec<Document>, String> {
     let transaction: ListedTransaction = serde_json::from_slice(listing)
         .map_err(|e| format!("not a Universign transaction: {e}"))?;
@@ -379,11 +384,17 @@ pub fn listed_documents(listing: &[u8]) -> Result<Vec<Document>, String> {
             let mut document = Document::new(DocumentKind::Signed);
             document.content_type = Some("application/pdf".to_owned());
             document.file_name = crate::support::pdf_name(d.name);
-            document.fetch = Some(format!(
-                "/v1/transactions/{}/archive/documents/{}/download",
+            let (transaction_id, document_id) = (
                 crate::support::path_segment(&transaction.id),
-                crate::support::path_segment(&d.id)
-            ));
+                crate::support::path_segment(&d.id),
+            );
+            document.fetch = Some(if transaction.state.as_deref() == Some("archived") {
+                format!("/v1/archives/{transaction_id}/documents/{document_id}/download")
+            } else {
+                format!(
+                    "/v1/transactions/{transaction_id}/archive/documents/{document_id}/download"
+                )
+            });
             document.reference_id = Some(d.id);
             document
         })
@@ -1004,6 +1015,16 @@ mod tests {
         );
         assert_eq!(documents[0].file_name.as_deref(), Some("Contract.pdf"));
         assert_eq!(documents[1].file_name.as_deref(), Some("Annex.pdf"));
+        // Archived (more than 60 days after completion): served from the archives.
+        let archived = String::from_utf8(listing.to_vec())
+            .unwrap()
+            .replace("\"completed\"", "\"archived\"");
+        assert_eq!(
+            listed_documents(archived.as_bytes()).unwrap()[0]
+                .fetch
+                .as_deref(),
+            Some("/v1/archives/tx_DwYGle91EQZA/documents/doc_6Amd/download")
+        );
         assert!(listed_documents(b"[]").is_err());
         let started = json!({"object": "event", "id": "evt_8", "type": "transaction.lifecycle.started",
             "createdAt": 1_790_000_000, "payload": {"object": {"id": "tx_1"}}});

@@ -244,6 +244,19 @@ async fn a_universign_completed_transaction_brings_its_signed_documents_from_the
                 "/v1/transactions/tx_DL1/archive/documents/doc_B/download",
                 vec![Answer::ok("application/pdf", &annex)],
             ),
+            // A transaction completed more than 60 days ago: archived, its documents in the
+            // archives (its webhook replayed from Countersign's archive, say).
+            (
+                "/v1/transactions/tx_OLD",
+                vec![Answer::ok(
+                    "application/json",
+                    br#"{"object":"transaction","id":"tx_OLD","state":"archived","documents":[{"object":"document","id":"doc_O","name":"Lease"}]}"#,
+                )],
+            ),
+            (
+                "/v1/archives/tx_OLD/documents/doc_O/download",
+                vec![Answer::ok("application/pdf", b"%PDF-1.7 lease, archived")],
+            ),
         ],
     )
     .await;
@@ -286,6 +299,17 @@ async fn a_universign_completed_transaction_brings_its_signed_documents_from_the
         );
     }
     assert_eq!(stack.count("SELECT count(*) FROM webhook_events").await, 1);
+    assert_eq!(
+        universign
+            .post_lifecycle("evt_old", "completed", "tx_OLD")
+            .await,
+        200
+    );
+    stack.wait_for_events(2).await;
+    assert_eq!(
+        stack.signed_document("tx_OLD").await,
+        b"%PDF-1.7 lease, archived"
+    );
     assert_eq!(stack.queue_len(stack.topology.dead_queue()).await, 0);
 }
 
