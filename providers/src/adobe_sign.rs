@@ -251,19 +251,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         &process_key,
     )?;
     if status == Some(ProcessStatus::Completed) && documents.is_empty() {
-        // No signed PDF in the notification: the agreement's combined document, `GET
-        // /agreements/{agreementId}/combinedDocument` ("a single combined PDF document for the
-        // documents associated with an agreement"), downloaded when the source has an API.
-        let mut document = Document::new(DocumentKind::Signed);
-        document.reference_id = Some(process_key.clone());
-        document.content_type = Some("application/pdf".to_owned());
-        document.file_name = Some(format!("{}.pdf", name.as_deref().unwrap_or(&process_key)));
-        document.description = Some("combined document (Acrobat Sign API)".into());
-        document.fetch = Some(format!(
-            "/agreements/{}/combinedDocument",
-            path_segment(&process_key)
-        ));
-        documents.push(document);
+        documents.push(combined_document(&process_key, name.as_deref()));
     }
     let mut metadata = serde_json::Map::new();
     if let Some(id) = agreement
@@ -297,6 +285,22 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         metadata,
         process_key,
     }])
+}
+
+/// No signed PDF in a completion's notification: the agreement's combined document, `GET
+/// /agreements/{agreementId}/combinedDocument` ("a single combined PDF document for the
+/// documents associated with an agreement"), downloaded when the source has an API.
+fn combined_document(process_key: &str, name: Option<&str>) -> Document {
+    let mut document = Document::new(DocumentKind::Signed);
+    document.reference_id = Some(process_key.to_owned());
+    document.content_type = Some("application/pdf".to_owned());
+    document.file_name = Some(format!("{}.pdf", name.unwrap_or(process_key)));
+    document.description = Some("combined document (Acrobat Sign API)".into());
+    document.fetch = Some(format!(
+        "/agreements/{}/combinedDocument",
+        path_segment(process_key)
+    ));
+    document
 }
 
 /// The members of the signer sets, and the key of the one who signed now (`signer`: the

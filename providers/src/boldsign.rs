@@ -273,18 +273,10 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
     }
     let status = status_of(&event_type, data.status.as_deref());
     let documents = if status == Some(ProcessStatus::Completed) {
-        // The completed document: `GET /v1/document/download?documentId=…` (the SDK's
-        // DownloadDocument), downloaded when the source has an API.
-        let mut document = Document::new(DocumentKind::Signed);
-        document.reference_id = Some(process_key.clone());
-        document.content_type = Some("application/pdf".to_owned());
-        document.file_name = data.message_title.clone().filter(|t| !t.is_empty());
-        document.description = Some("completed document (BoldSign API)".into());
-        document.fetch = Some(format!(
-            "/v1/document/download?documentId={}",
-            path_segment(&process_key)
-        ));
-        vec![document]
+        vec![completed_document(
+            &process_key,
+            data.message_title.as_deref(),
+        )]
     } else {
         Vec::new()
     };
@@ -308,6 +300,21 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         }],
         metadata,
     }])
+}
+
+/// The completed document: `GET /v1/document/download?documentId=…` (the SDK's
+/// DownloadDocument), downloaded when the source has an API.
+fn completed_document(process_key: &str, title: Option<&str>) -> Document {
+    let mut document = Document::new(DocumentKind::Signed);
+    document.reference_id = Some(process_key.to_owned());
+    document.content_type = Some("application/pdf".to_owned());
+    document.file_name = title.filter(|t| !t.is_empty()).map(str::to_owned);
+    document.description = Some("completed document (BoldSign API)".into());
+    document.fetch = Some(format!(
+        "/v1/document/download?documentId={}",
+        path_segment(process_key)
+    ));
+    document
 }
 
 /// A document's state from its BoldSign `status` (DocumentStatus: `InProgress`, `Completed`,

@@ -230,18 +230,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
     }
     let status = status_of(&event, document.status.as_deref());
     let documents = if status == Some(ProcessStatus::Completed) {
-        // The signed PDF: `GET /document/{id}/download?version=signed` ("signed" returns the
-        // completed document with signatures), downloaded when the source has an API.
-        let mut pdf = Pdf::new(DocumentKind::Signed);
-        pdf.reference_id = Some(process_key.clone());
-        pdf.content_type = Some("application/pdf".to_owned());
-        pdf.file_name = document.title.clone().filter(|t| !t.is_empty());
-        pdf.description = Some("signed document (Documenso API)".into());
-        pdf.fetch = Some(format!(
-            "/document/{}/download?version=signed",
-            path_segment(&process_key)
-        ));
-        vec![pdf]
+        vec![signed_pdf(&process_key, document.title.as_deref())]
     } else {
         Vec::new()
     };
@@ -266,6 +255,21 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         }],
         metadata,
     }])
+}
+
+/// A completed document's signed PDF: `GET /document/{id}/download?version=signed` ("signed"
+/// returns the completed document with signatures), downloaded when the source has an API.
+fn signed_pdf(process_key: &str, title: Option<&str>) -> Pdf {
+    let mut pdf = Pdf::new(DocumentKind::Signed);
+    pdf.reference_id = Some(process_key.to_owned());
+    pdf.content_type = Some("application/pdf".to_owned());
+    pdf.file_name = title.filter(|t| !t.is_empty()).map(str::to_owned);
+    pdf.description = Some("signed document (Documenso API)".into());
+    pdf.fetch = Some(format!(
+        "/document/{}/download?version=signed",
+        path_segment(process_key)
+    ));
+    pdf
 }
 
 /// A document as the API describes it (`GET /document/{id}`, each of `GET /document`'s `data`).

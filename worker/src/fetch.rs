@@ -310,34 +310,10 @@ impl Fetcher {
             }
             .map_err(|failure| failed(failure, "document download"))?;
             if let Some(stated_at) = &document.digest_from {
-                let answer = endpoint
-                    .get(stated_at)
+                endpoint
+                    .check_stated_digest(source, path, stated_at, &content)
                     .await
-                    .map_err(|failure| failed(failure, "the document's stated sha256"))?;
-                let stated = endpoint
-                    .provider
-                    .stated_digest(&answer)
-                    .map_err(|reason| failed(reason.into(), "the document's stated sha256"))?;
-                let actual: [u8; 32] = sha2::Sha256::digest(&content).into();
-                match stated {
-                    Some(stated) if stated != actual => {
-                        return Err(failed(
-                            format!(
-                                "GET {path}: the content's sha256 {} is not the {} the API states at {stated_at}",
-                                countersign_providers::hex(&actual),
-                                countersign_providers::hex(&stated)
-                            )
-                            .into(),
-                            "document download",
-                        ));
-                    }
-                    Some(_) => {}
-                    None => tracing::warn!(
-                        source,
-                        path = %countersign::telemetry::Escaped(stated_at),
-                        "the provider's API states no sha256 for a downloaded document; kept unchecked"
-                    ),
-                }
+                    .map_err(|failure| failed(failure, "document download"))?;
             }
             if is_absolute(path) {
                 // The provenance keeps the link without its signature.
@@ -379,6 +355,44 @@ impl Endpoint {
             .send()
             .await
             .map_err(|e| format!("GET {path}: {}", without_url(&e)))
+    }
+
+    /// Checks downloaded `content` (from `path`) against the sha256 the API states at
+    /// `stated_at` ([`countersign_providers::Provider::stated_digest`]): a mismatch is an error;
+    /// no stated digest keeps the content unchecked, with a warning.
+    async fn check_stated_digest(
+        &self,
+        source: &str,
+        path: &str,
+        stated_at: &str,
+        content: &[u8],
+    ) -> Result<(), Failure> {
+        let answer = self
+            .get(stated_at)
+            .await
+            .map_err(|failure| failure.context("the document's stated sha256"))?;
+        let stated = self
+            .provider
+            .stated_digest(&answer)
+            .map_err(|reason| Failure::from(reason).context("the document's stated sha256"))?;
+        let actual: [u8; 32] = sha2::Sha256::digest(content).into();
+        match stated {
+            Some(stated) if stated != actual => Err(format!(
+                "GET {path}: the content's sha256 {} is not the {} the API states at {stated_at}",
+                countersign_providers::hex(&actual),
+                countersign_providers::hex(&stated)
+            )
+            .into()),
+            Some(_) => Ok(()),
+            None => {
+                tracing::warn!(
+                    source,
+                    path = %countersign::telemetry::Escaped(stated_at),
+                    "the provider's API states no sha256 for a downloaded document; kept unchecked"
+                );
+                Ok(())
+            }
+        }
     }
 
     /// `GET url` for a document the API's listing names by a whole URL (DocuSeal's file links):
