@@ -670,6 +670,38 @@ impl Provider for LegalesignEvent {
         false
     }
 
+    fn state_path(&self, process_key: &str) -> Option<String> {
+        Some(format!(
+            "/document/{}/",
+            crate::support::path_segment(process_key)
+        ))
+    }
+
+    /// `GET /document/{docId}/`'s `status` (DocumentStatusEnum): 30 signed → completed; 40
+    /// removed, 50 rejected → canceled; 10 created, 20 fields completed → created.
+    fn api_state(
+        &self,
+        status: u16,
+        body: &[u8],
+        _now: i64,
+    ) -> Result<Option<ProcessStatus>, String> {
+        #[derive(Deserialize)]
+        struct DocumentStatus {
+            status: Option<i64>,
+        }
+        if status != 200 {
+            return Ok(None);
+        }
+        let document: DocumentStatus = serde_json::from_slice(body)
+            .map_err(|e| format!("GET /document/: not a document ({e})"))?;
+        Ok(match document.status {
+            Some(30) => Some(ProcessStatus::Completed),
+            Some(40 | 50) => Some(ProcessStatus::Canceled),
+            Some(10 | 20) => Some(ProcessStatus::Created),
+            _ => None,
+        })
+    }
+
     fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
         check_event_config(source)?;
         Ok(Box::new(EventVerifier {
@@ -1089,5 +1121,33 @@ mod tests {
             events[0].documents[0].digest_from.as_deref(),
             Some("/document/d1/")
         );
+    }
+
+    #[test]
+    fn the_documents_status_is_its_state() {
+        let example: serde_json::Value = serde_json::from_slice(&crate::testing::fixture(
+            "legalesign",
+            "DocumentResponse.json",
+        ))
+        .unwrap();
+        assert_eq!(
+            LegalesignEvent.state_path("d 1").as_deref(),
+            Some("/document/d%201/")
+        );
+        crate::testing::assert_api_states_in(
+            &LegalesignEvent,
+            &example,
+            "status",
+            &[
+                (30.into(), Some(ProcessStatus::Completed)),
+                (40.into(), Some(ProcessStatus::Canceled)),
+                (50.into(), Some(ProcessStatus::Canceled)),
+                (10.into(), Some(ProcessStatus::Created)),
+                (20.into(), Some(ProcessStatus::Created)),
+                (99.into(), None),
+            ],
+        );
+        assert_eq!(LegalesignEvent.api_state(404, b"{}", 0), Ok(None));
+        assert!(LegalesignEvent.api_state(200, b"[]", 0).is_err());
     }
 }

@@ -110,14 +110,26 @@ pub fn assert_api_states(
     template: &serde_json::Value,
     cases: &[(&str, Option<crate::event::ProcessStatus>)],
 ) {
-    for (status, expected) in cases {
+    let cases: Vec<_> = cases.iter().map(|(s, e)| ((*s).into(), *e)).collect();
+    assert_api_states_in(provider, template, "status", &cases);
+}
+
+/// The same, for a state in field `field` of any JSON type (Universign's `state`, Legalesign's
+/// numeric `status`).
+pub fn assert_api_states_in(
+    provider: &dyn crate::Provider,
+    template: &serde_json::Value,
+    field: &str,
+    cases: &[(serde_json::Value, Option<crate::event::ProcessStatus>)],
+) {
+    for (value, expected) in cases {
         let mut answer = template.clone();
-        answer["status"] = (*status).into();
+        answer[field] = value.clone();
         let answer = serde_json::to_vec(&answer).unwrap();
         assert_eq!(
             provider.api_state(200, &answer, 0),
             Ok(*expected),
-            "{}: {status}",
+            "{}: {field} {value}",
             provider.name()
         );
     }

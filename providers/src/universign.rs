@@ -285,6 +285,35 @@ impl Provider for Universign {
         "universign"
     }
 
+    fn state_path(&self, process_key: &str) -> Option<String> {
+        Some(crate::Reconcile::process_path(
+            &UniversignReconcile,
+            process_key,
+        ))
+    }
+
+    /// `GET /v1/transactions/{id}`'s `state`: completed or archived → completed; cancelled →
+    /// canceled; expired → expired; draft or started → created.
+    fn api_state(
+        &self,
+        status: u16,
+        body: &[u8],
+        _now: i64,
+    ) -> Result<Option<ProcessStatus>, String> {
+        if status != 200 {
+            return Ok(None);
+        }
+        let transaction: TransactionState = serde_json::from_slice(body)
+            .map_err(|e| format!("GET /v1/transactions: not a transaction ({e})"))?;
+        Ok(match transaction.state.as_deref() {
+            Some("completed" | "archived") => Some(ProcessStatus::Completed),
+            Some("cancelled") => Some(ProcessStatus::Canceled),
+            Some("expired") => Some(ProcessStatus::Expired),
+            Some("draft" | "started") => Some(ProcessStatus::Created),
+            _ => None,
+        })
+    }
+
     fn settings(&self) -> &'static [Setting] {
         &[
             Setting::Jwks,
@@ -1076,5 +1105,30 @@ mod tests {
                 .discovery_path(None, chrono::Utc::now(), chrono::Utc::now())
                 .is_none()
         );
+    }
+
+    #[test]
+    fn the_transactions_state_is_its_state() {
+        let transaction =
+            serde_json::json!({"object": "transaction", "id": "tx_1", "documents": []});
+        crate::testing::assert_api_states_in(
+            &Universign,
+            &transaction,
+            "state",
+            &[
+                ("completed".into(), Some(ProcessStatus::Completed)),
+                ("archived".into(), Some(ProcessStatus::Completed)),
+                ("cancelled".into(), Some(ProcessStatus::Canceled)),
+                ("expired".into(), Some(ProcessStatus::Expired)),
+                ("started".into(), Some(ProcessStatus::Created)),
+                ("draft".into(), Some(ProcessStatus::Created)),
+                ("closed".into(), None),
+            ],
+        );
+        assert_eq!(
+            Universign.state_path("tx_1").as_deref(),
+            Some("/v1/transactions/tx_1")
+        );
+        assert_eq!(Universign.api_state(503, b"", 0), Ok(None));
     }
 }

@@ -101,9 +101,12 @@ async fn a_legalesign_signed_callback_brings_the_final_pdf_from_the_api_even_aft
         seen.iter()
             .filter(|s| s.path == "/api/v1/document/doc-dl-1/")
             .count(),
-        1,
-        "its hash_value asked once, after the download"
+        4,
+        "the document's state confirmed before each of the three attempts (the callback's token \
+         proves nothing about its body), its hash_value once after the download"
     );
+    assert_eq!(view[0]["verified"], "signature+api");
+    assert_eq!(view[0].get("unconfirmed"), None);
     for request in &seen {
         assert!(request.path.ends_with("/doc-dl-1/"), "{}", request.path);
         assert_eq!(
@@ -134,10 +137,20 @@ async fn a_download_that_keeps_failing_parks_its_message_with_the_reason_and_blo
     let (fine, fine_stated) = legalesign_document("doc-fine", &pdf);
     // A third one's PDF is not what its hash_value says (altered, or a wrong document served).
     let (tampered, tampered_stated) = legalesign_document("doc-tampered", b"%PDF-1.7 as signed");
+    // Signed, as its state says; its PDF is not served.
+    let (missing, missing_stated) = legalesign_document("doc-missing", b"");
+    // A "signed" callback for a document Legalesign's API says was rejected (status 50): the
+    // callback's URL token proves nothing about its body.
+    let (rejected, mut rejected_state) = legalesign_document("doc-rejected", b"");
+    let mut document: serde_json::Value = serde_json::from_slice(&rejected_state[0].body).unwrap();
+    document["status"] = 50.into();
+    rejected_state[0].body = serde_json::to_vec(&document).unwrap();
     let api = Simulator::start(
         "/api/v1",
         vec![
             ("/pdf/doc-missing/", vec![Answer::status(404)]),
+            (&missing, missing_stated),
+            (&rejected, rejected_state),
             ("/pdf/doc-fine/", vec![Answer::ok("application/pdf", &pdf)]),
             (&fine, fine_stated),
             (
@@ -149,7 +162,7 @@ async fn a_download_that_keeps_failing_parks_its_message_with_the_reason_and_blo
     )
     .await;
     let (stack, _dir) = legalesign_stack(&api).await;
-    for uuid in ["doc-missing", "doc-fine", "doc-tampered"] {
+    for uuid in ["doc-missing", "doc-fine", "doc-tampered", "doc-rejected"] {
         assert_eq!(
             stack
                 .post_to(
@@ -172,12 +185,22 @@ async fn a_download_that_keeps_failing_parks_its_message_with_the_reason_and_blo
     assert_eq!(stack.signed_document("doc-fine").await, pdf);
     // 1 s + 2 s + 4 s of retries, then the parking lot, with the reason.
     wait_until(
-        "both messages are parked",
+        "three messages are parked",
         Duration::from_secs(60),
-        || async { stack.queue_len(stack.topology.dead_queue()).await == 2 },
+        || async { stack.queue_len(stack.topology.dead_queue()).await == 3 },
     )
     .await;
-    let parked = stack.drain(stack.topology.dead_queue()).await;
+    let mut parked = stack.drain(stack.topology.dead_queue()).await;
+    let contradicted = parked
+        .iter()
+        .position(|m| header(m, "x-dead-kind") == Some("contradicted"))
+        .expect("the rejected document's claim");
+    assert_eq!(
+        header(&parked.remove(contradicted), "x-dead-reason"),
+        Some(
+            "the webhook claims completed for doc-rejected; legalesign_event's API reports canceled"
+        )
+    );
     let reasons: Vec<String> = parked
         .iter()
         .map(|m| {
@@ -257,6 +280,14 @@ async fn a_universign_completed_transaction_brings_its_signed_documents_from_the
                 "/v1/archives/tx_OLD/documents/doc_O/download",
                 vec![Answer::ok("application/pdf", b"%PDF-1.7 lease, archived")],
             ),
+            // "Completed", says a (genuinely signed, replayed) event; cancelled, says the API.
+            (
+                "/v1/transactions/tx_CAN",
+                vec![Answer::ok(
+                    "application/json",
+                    br#"{"object":"transaction","id":"tx_CAN","state":"cancelled","documents":[]}"#,
+                )],
+            ),
         ],
     )
     .await;
@@ -310,7 +341,18 @@ async fn a_universign_completed_transaction_brings_its_signed_documents_from_the
         stack.signed_document("tx_OLD").await,
         b"%PDF-1.7 lease, archived"
     );
-    assert_eq!(stack.queue_len(stack.topology.dead_queue()).await, 0);
+    assert_eq!(
+        universign
+            .post_lifecycle("evt_can", "completed", "tx_CAN")
+            .await,
+        200
+    );
+    let parked = stack.parked_one().await;
+    assert_eq!(header(&parked, "x-dead-kind"), Some("contradicted"));
+    assert_eq!(
+        header(&parked, "x-dead-reason"),
+        Some("the webhook claims completed for tx_CAN; universign's API reports canceled")
+    );
 }
 
 /// Dropbox Sign's callback (the SDK's example, `providers/tests/fixtures/dropbox_sign/`) made the
