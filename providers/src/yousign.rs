@@ -11,7 +11,15 @@
 //!   Request events, plus `data.signer` for the Signer events.
 //! - There is no timestamp outside the body and Yousign documents no retry horizon, so no
 //!   freshness window is enforced: duplicates are recognised by `event_id`.
-//! - Signed documents are not in the webhook (they are fetched through the API).
+//! - Signed documents are not in the webhook. With `[sources.api]` (`base_url`
+//!   `https://api.yousign.app/v3`, or `https://api-sandbox.yousign.app/v3`; credentials the API
+//!   key, `Authorization: Bearer …`): `signature_request.done` brings `GET
+//!   /signature_requests/{id}/documents/download?version=completed` (one PDF, or a zip where the
+//!   request has several documents); every final state an event claims is confirmed with `GET
+//!   /signature_requests/{id}` (`status`) before it is recorded — the signature carries no time
+//!   limit; reconciliation lists `GET /signature_requests` by `created_at` over `look_back`.
+//!   Shapes from a client generated from Yousign's published OpenAPI description
+//!   (`valerius21/yousign-php`): no official SDK or description file is reachable here.
 
 use std::borrow::Cow;
 
@@ -19,9 +27,13 @@ use chrono::{DateTime, Utc};
 use hmac::Mac;
 use serde::Deserialize;
 
-use crate::event::{ActivityEntry, ParseError, ProcessStatus, Signee, SigningEvent};
+use crate::event::{
+    ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
+};
 use crate::settings::{Secret, Setting, SourceConfig};
-use crate::support::{decode_hex, hex, hmac_sha256, is_json_object, matching_secret};
+use crate::support::{
+    decode_hex, gap_of, hex, hmac_sha256, is_json_object, matching_secret, path_segment,
+};
 use crate::{Provider, Rejection, Request, Sample, Verified, Verify};
 
 /// The signature's header, and the prefix of its value.
@@ -217,7 +229,13 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
     if let Some(external_id) = request.external_id.filter(|id| !id.is_empty()) {
         metadata.insert("external_id".to_owned(), external_id.into());
     }
+    let documents = if event_name == "signature_request.done" {
+        vec![completed_documents(&process_key)]
+    } else {
+        Vec::new()
+    };
     Ok(vec![SigningEvent {
+        documents,
         process_key,
         status: status_of(&event_name),
         occurred_at,
@@ -225,10 +243,140 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         flow_name: request.name.filter(|name| !name.is_empty()),
         company_key: None,
         signees,
-        documents: Vec::new(),
         activity: vec![activity],
         metadata,
     }])
+}
+
+/// A done request's signed documents: `GET /signature_requests/{id}/documents/download` with
+/// `version=completed` ("only available when the Signature Request status is done"), downloaded
+/// when the source has an API: one PDF, or a zip where the request has several documents.
+fn completed_documents(process_key: &str) -> Document {
+    let mut document = Document::new(DocumentKind::Signed);
+    document.reference_id = Some(process_key.to_owned());
+    document.description = Some("completed documents (Yousign API; a zip for several)".into());
+    document.fetch = Some(format!(
+        "/signature_requests/{}/documents/download?version=completed",
+        path_segment(process_key)
+    ));
+    document
+}
+
+/// A Signature Request's state from its `status` (`draft`, `ongoing`, `done`, `deleted`,
+/// `expired`, `canceled`, `approval`, `rejected`, `declined`).
+fn request_state(status: &str) -> Option<ProcessStatus> {
+    match status {
+        "done" => Some(ProcessStatus::Completed),
+        "canceled" | "declined" | "rejected" | "deleted" => Some(ProcessStatus::Canceled),
+        "expired" => Some(ProcessStatus::Expired),
+        "draft" | "ongoing" | "approval" => Some(ProcessStatus::Created),
+        _ => None,
+    }
+}
+
+/// The requests of `GET /signature_requests/{id}` (one) or of a page of `GET
+/// /signature_requests` (`data`, and `meta.next_cursor`).
+fn api_requests(answer: &[u8]) -> Result<(Vec<serde_json::Value>, Option<String>), String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(answer).map_err(|e| format!("not a Yousign answer ({e})"))?;
+    Ok(match value.get("data") {
+        Some(serde_json::Value::Array(data)) => (
+            data.clone(),
+            value
+                .get("meta")
+                .and_then(|m| m.get("next_cursor"))
+                .and_then(serde_json::Value::as_str)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned),
+        ),
+        _ if value.get("id").is_some() => (vec![value], None),
+        _ => (Vec::new(), None),
+    })
+}
+
+/// Yousign's reconciliation: each request not in a final state is asked with `GET
+/// /signature_requests/{id}`, and `GET /signature_requests?created_at[between]=…` is read page
+/// by page (its cursor) over `look_back`. A request done, canceled, declined or expired there
+/// without that event recorded — or any request never seen — becomes the event Yousign would
+/// have sent, its `data.signature_request` the API's.
+pub struct YousignReconcile;
+
+const LIST_PATH: &str = "/signature_requests?limit=100";
+
+impl crate::Reconcile for YousignReconcile {
+    fn process_path(&self, process_key: &str) -> String {
+        format!("/signature_requests/{}", path_segment(process_key))
+    }
+
+    fn discovery_path(
+        &self,
+        _scope: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Option<String> {
+        let between = format!("{},{}", from.format("%Y-%m-%d"), to.format("%Y-%m-%d"));
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("created_at[between]", &between)
+            .finish();
+        Some(format!("{LIST_PATH}&{query}"))
+    }
+
+    fn next_path(&self, path: &str, answer: &[u8]) -> Option<String> {
+        let cursor = api_requests(answer).ok()?.1?;
+        let base = path.split("&after=").next()?;
+        let cursor = form_urlencoded::byte_serialize(cursor.as_bytes()).collect::<String>();
+        Some(format!("{base}&after={cursor}"))
+    }
+
+    fn processes(&self, answer: &[u8]) -> Result<Vec<String>, String> {
+        Ok(api_requests(answer)?
+            .0
+            .iter()
+            .filter_map(|r| r.get("id")?.as_str().map(str::to_owned))
+            .collect())
+    }
+
+    fn gaps(
+        &self,
+        answer: &[u8],
+        known: &std::collections::HashMap<String, std::collections::HashSet<String>>,
+    ) -> Result<Vec<crate::Gap>, String> {
+        let mut gaps = Vec::new();
+        for request in api_requests(answer)?.0 {
+            let Some(id) = request
+                .get("id")
+                .and_then(|i| i.as_str())
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            let status = request.get("status").and_then(|s| s.as_str()).unwrap_or("");
+            let event: &'static str = match status {
+                "done" => "signature_request.done",
+                "canceled" => "signature_request.canceled",
+                "declined" => "signature_request.declined",
+                "expired" => "signature_request.expired",
+                "ongoing" | "approval" => "signature_request.activated",
+                _ => continue,
+            };
+            let recorded: &[&str] = if event == "signature_request.activated" {
+                &[]
+            } else {
+                &[event]
+            };
+            let Some(unknown_process) = gap_of(known, &id, recorded) else {
+                continue;
+            };
+            let body = serde_json::to_vec(&serde_json::json!({
+                "event_id": format!("reconcile:{id}:{status}"),
+                "event_name": event,
+                "data": {"signature_request": request},
+            }))
+            .map_err(|e| e.to_string())?;
+            gaps.push(crate::Gap::of_event(id, unknown_process, event, body));
+        }
+        Ok(gaps)
+    }
 }
 
 impl Provider for Yousign {
@@ -237,7 +385,37 @@ impl Provider for Yousign {
     }
 
     fn settings(&self) -> &'static [Setting] {
-        &[Setting::Secrets]
+        &[Setting::Secrets, Setting::Api, Setting::Reconcile]
+    }
+
+    /// The API key: `Authorization: Bearer <key>`.
+    fn api_authorization(&self, credentials: &[u8]) -> Option<String> {
+        Some(crate::support::authorization("Bearer", credentials))
+    }
+
+    fn state_path(&self, process_key: &str) -> Option<String> {
+        Some(crate::Reconcile::process_path(
+            &YousignReconcile,
+            process_key,
+        ))
+    }
+
+    fn api_state(
+        &self,
+        status: u16,
+        body: &[u8],
+        _now: i64,
+    ) -> Result<Option<ProcessStatus>, String> {
+        let Some(status) =
+            crate::support::answered_status(status, body, "GET /signature_requests/{id}")?
+        else {
+            return Ok(None);
+        };
+        Ok(request_state(&status))
+    }
+
+    fn reconcile(&self) -> Option<&'static dyn crate::Reconcile> {
+        Some(&YousignReconcile)
     }
 
     fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
@@ -429,5 +607,71 @@ mod tests {
         let seal = br#"{"event_id":"x","event_name":"electronic_seal.done","event_time":"1","data":{"electronic_seal":{"id":"es1"}}}"#;
         assert!(parse(seal).unwrap().is_empty());
         assert!(parse(b"[]").is_err());
+    }
+
+    #[test]
+    fn the_requests_status_is_its_state_and_the_list_is_read_by_cursor() {
+        use crate::Reconcile;
+        let request: serde_json::Value =
+            serde_json::from_slice(&crate::testing::fixture("yousign", "SignatureRequest.json"))
+                .unwrap();
+        crate::testing::assert_api_states(
+            &Yousign,
+            &request,
+            &[
+                ("done", Some(ProcessStatus::Completed)),
+                ("canceled", Some(ProcessStatus::Canceled)),
+                ("declined", Some(ProcessStatus::Canceled)),
+                ("expired", Some(ProcessStatus::Expired)),
+                ("ongoing", Some(ProcessStatus::Created)),
+                ("unknown", None),
+            ],
+        );
+        assert_eq!(
+            Yousign.api_authorization(b"key\n").as_deref(),
+            Some("Bearer key")
+        );
+        let done = parse(BODY).unwrap();
+        assert_eq!(
+            done[0].documents[0].fetch.as_deref(),
+            Some(
+                "/signature_requests/b061af63-b25d-4ae7-aaef-b46178617129/documents/download?version=completed"
+            )
+        );
+        let from = DateTime::<Utc>::from_timestamp(1_764_547_200, 0).unwrap();
+        let path = YousignReconcile.discovery_path(None, from, from).unwrap();
+        assert_eq!(
+            path,
+            "/signature_requests?limit=100&created_at%5Bbetween%5D=2025-12-01%2C2025-12-01"
+        );
+        let page = |cursor: serde_json::Value| {
+            serde_json::to_vec(
+                &serde_json::json!({"meta": {"next_cursor": cursor}, "data": [request]}),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            YousignReconcile.next_path(&path, &page(serde_json::Value::Null)),
+            None
+        );
+        let next = YousignReconcile
+            .next_path(&path, &page("c/2".into()))
+            .unwrap();
+        assert_eq!(next, format!("{path}&after=c%2F2"));
+        assert_eq!(
+            YousignReconcile
+                .next_path(&next, &page("c3".into()))
+                .unwrap(),
+            format!("{path}&after=c3")
+        );
+        let gaps = YousignReconcile
+            .gaps(&page(serde_json::Value::Null), &Default::default())
+            .unwrap();
+        assert_eq!(gaps.len(), 1);
+        assert_eq!(gaps[0].event_type, "signature_request.done");
+        assert_eq!(
+            parse(&gaps[0].body).unwrap()[0].status,
+            Some(ProcessStatus::Completed)
+        );
     }
 }

@@ -65,6 +65,8 @@ pub const AS_API_TOKEN: &str = "3AAABLblqZhAcountersigntesttoken";
 pub const BS_API_KEY: &str = "boldsign-api-key-1";
 /// The API key of the DocuSeal source `ds`'s API.
 pub const DS_API_KEY: &str = "docuseal-api-key-1";
+/// The API key of the Yousign source `ys`'s API.
+pub const YS_API_KEY: &str = "yousign-api-key-1";
 /// The API key of the Documenso source `dm`'s API.
 pub const DM_API_KEY: &str = "api_countersigntest0001";
 
@@ -78,6 +80,7 @@ pub const API_CREDENTIALS: &[(&str, &str)] = &[
     ("as", AS_API_TOKEN),
     ("bs", BS_API_KEY),
     ("ds", DS_API_KEY),
+    ("ys", YS_API_KEY),
 ];
 
 /// The client id of the Adobe Acrobat Sign sources `as` (from loopback) and `as-locked` (from an

@@ -27,3 +27,4 @@ mod second_witness;
 mod simulator;
 mod startup;
 mod tls;
+mod yousign_api;
