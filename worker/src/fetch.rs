@@ -582,10 +582,10 @@ mod tests {
         assert_eq!(authorization.to_str().unwrap(), "ApiKey user:secret");
         assert!(authorization.is_sensitive());
         assert!(!format!("{fetcher:?}").contains("user:secret"));
-        let refused = fetcher_for("yousign").unwrap_err();
+        let refused = fetcher_for("zoho_sign").unwrap_err();
         assert_eq!(
             refused,
-            "sources[a].api: yousign does not use api (Countersign has no API client for it)",
+            "sources[a].api: zoho_sign does not use api (Countersign has no API client for it)",
             "refused with the configuration, in both binaries"
         );
     }
