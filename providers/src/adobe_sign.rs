@@ -548,6 +548,13 @@ impl Provider for AdobeSign {
         Some(crate::support::authorization("Bearer", credentials))
     }
 
+    /// An OAuth access token lives an hour: refreshed at `POST /oauth/v2/refresh` of the API's
+    /// access point (form `grant_type=refresh_token`, `client_id`, `client_secret`,
+    /// `refresh_token`; Acrobat Sign's "Managing OAuth Tokens").
+    fn api_token_scheme(&self) -> Option<&'static str> {
+        Some("Bearer")
+    }
+
     fn state_path(&self, process_key: &str) -> Option<String> {
         Some(format!("/agreements/{}", path_segment(process_key)))
     }

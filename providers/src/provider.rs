@@ -116,6 +116,14 @@ pub trait Provider: Send + Sync + 'static {
         "authorization"
     }
 
+    /// The `Authorization` scheme of an access token the worker obtains itself from
+    /// `[sources.api] token_url` (an OAuth refresh-token grant: Zoho Sign's `Zoho-oauthtoken`,
+    /// Acrobat Sign's `Bearer`); `None` where the provider's API takes no such token, and a
+    /// `token_url` is refused.
+    fn api_token_scheme(&self) -> Option<&'static str> {
+        None
+    }
+
     /// The documents a listing of the provider's API names ([`crate::event::Document`]'s
     /// `fetch_listing`), each with the path of its content.
     fn listed_documents(&self, _listing: &[u8]) -> Result<Vec<crate::event::Document>, String> {

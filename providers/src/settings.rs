@@ -185,6 +185,10 @@ pub struct ApiConfig {
     pub timeout: Duration,
     /// The largest document the worker downloads.
     pub max_document_bytes: usize,
+    /// An OAuth token endpoint (`https://accounts.zoho.eu/oauth/v2/token`): with it,
+    /// `credentials` are `<client_id>:<client_secret>:<refresh_token>` and the worker obtains
+    /// the access tokens itself (refresh-token grant), for providers that take them.
+    pub token_url: Option<String>,
 }
 
 /// Default `[sources.api] timeout`.

@@ -218,11 +218,15 @@ pub(crate) fn gap_of<S: AsRef<str>>(
 
 /// An `Authorization` value made of API credentials: `<scheme> <credentials>`, or the
 /// credentials as they are when they already start with `Bearer ` (an OAuth access token
-/// written with its scheme). Surrounding white space is trimmed.
+/// written with its scheme) or with `<scheme> `. Surrounding white space is trimmed.
 pub(crate) fn authorization(scheme: &str, credentials: &[u8]) -> String {
     let text = String::from_utf8_lossy(credentials);
     let text = text.trim();
-    if text.starts_with("Bearer ") {
+    if text.starts_with("Bearer ")
+        || text
+            .strip_prefix(scheme)
+            .is_some_and(|t| t.starts_with(' '))
+    {
         text.to_owned()
     } else {
         format!("{scheme} {text}")

@@ -9,7 +9,12 @@
 //!   happened (`operation_type`, `performed_at` in Unix milliseconds, `action_id`, `activity`,
 //!   `performed_by_*`). There is no event id: it is `<request_id>:<operation_type>:<action_id>:
 //!   <performed_at>`, the same for every delivery of one notification.
-//! - Signed documents are not in the webhook (`document_ids` are references for Zoho Sign's API).
+//! - Signed documents are not in the webhook (`document_ids` name them for Zoho Sign's API): with
+//!   `[sources.api]`, a `RequestCompleted` request's documents are downloaded from `GET
+//!   /requests/{id}/pdf`, final states are confirmed with `GET /requests/{id}`
+//!   (`requests.request_status`), and `GET /requests` (newest first) is reconciled. The API takes
+//!   OAuth access tokens (`Authorization: Zoho-oauthtoken …`) that live an hour: with
+//!   `token_url`, the worker obtains them from a refresh token itself.
 
 use std::borrow::Cow;
 
@@ -23,7 +28,9 @@ use crate::event::{
     ActivityEntry, Document, DocumentKind, ParseError, ProcessStatus, Signee, SigningEvent,
 };
 use crate::settings::{Secret, Setting, SourceConfig};
-use crate::support::{header_text, hmac_sha256, is_json_object, json_id, matching_secret};
+use crate::support::{
+    gap_of, header_text, hmac_sha256, is_json_object, json_id, matching_secret, path_segment,
+};
 use crate::{Provider, Rejection, Request, Sample, Verified, Verify};
 
 /// The signature's header.
@@ -65,7 +72,6 @@ struct Action {
 
 #[derive(Deserialize)]
 struct DocumentId {
-    document_id: Option<serde_json::Value>,
     document_name: Option<String>,
 }
 
@@ -228,17 +234,10 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
         })
         .collect();
     let documents = if identity.operation == "RequestCompleted" {
-        request
-            .document_ids
-            .into_iter()
-            .filter_map(|d| {
-                let id = d.document_id.as_ref().and_then(json_id)?;
-                let mut document = Document::new(DocumentKind::Reference);
-                document.reference_id = Some(id);
-                document.file_name = d.document_name.filter(|n| !n.is_empty());
-                Some(document)
-            })
-            .collect()
+        vec![completed_documents(
+            &identity.request_id,
+            request.document_ids,
+        )]
     } else {
         Vec::new()
     };
@@ -267,13 +266,233 @@ pub fn parse(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
     }])
 }
 
+/// A completed request's signed documents: `GET /requests/{id}/pdf` (one PDF, or a zip where
+/// the request has several documents), downloaded when the source has an API; else a reference
+/// to the request, naming its documents.
+fn completed_documents(request_id: &str, documents: Vec<DocumentId>) -> Document {
+    let names: Vec<String> = documents
+        .into_iter()
+        .filter_map(|d| d.document_name.filter(|n| !n.is_empty()))
+        .collect();
+    let mut document = Document::new(DocumentKind::Signed);
+    document.reference_id = Some(request_id.to_owned());
+    document.file_name = match names.as_slice() {
+        [one] => crate::support::pdf_name(Some(one.clone())),
+        _ => None,
+    };
+    document.description = Some(if names.len() > 1 {
+        format!(
+            "signed documents (Zoho Sign API; a zip): {}",
+            names.join(", ")
+        )
+    } else {
+        "signed document (Zoho Sign API)".to_owned()
+    });
+    document.fetch = Some(format!("/requests/{}/pdf", path_segment(request_id)));
+    document
+}
+
+/// A request's state from its `request_status`.
+fn request_state(status: &str) -> Option<ProcessStatus> {
+    match status {
+        "completed" => Some(ProcessStatus::Completed),
+        "declined" | "recalled" => Some(ProcessStatus::Canceled),
+        "expired" => Some(ProcessStatus::Expired),
+        "draft" | "inprogress" | "onhold" | "expiring" => Some(ProcessStatus::Created),
+        _ => None,
+    }
+}
+
+/// The requests of `GET /requests/{id}` (`requests`, one) or of a page of `GET /requests`
+/// (`requests`, a list), and whether more pages follow (`page_context.has_more_rows`).
+fn api_requests(answer: &[u8]) -> Result<(Vec<serde_json::Value>, bool), String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(answer).map_err(|e| format!("not a Zoho Sign answer ({e})"))?;
+    let more = value
+        .pointer("/page_context/has_more_rows")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    Ok(match value.get("requests") {
+        Some(serde_json::Value::Array(requests)) => (requests.clone(), more),
+        Some(request @ serde_json::Value::Object(_)) => (vec![request.clone()], false),
+        _ => (Vec::new(), false),
+    })
+}
+
+/// Zoho Sign's reconciliation: each request not in a final state is asked with `GET
+/// /requests/{id}`, and `GET /requests` is read newest first (`created_time`, 100 a page) back to
+/// `look_back` (the list takes no time range). A request completed, declined, recalled or expired
+/// there without that notification recorded — or any request never seen — becomes the
+/// notification Zoho Sign would have sent, its `requests` the API's.
+pub struct ZohoSignReconcile;
+
+const PAGE_ROWS: u64 = 100;
+
+/// `GET /requests` from row `start_index` (counted from 1), newest first.
+fn list_path(start_index: u64) -> String {
+    let data = serde_json::json!({"page_context": {
+        "row_count": PAGE_ROWS, "start_index": start_index,
+        "sort_column": "created_time", "sort_order": "DESC"}});
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("data", &data.to_string())
+        .finish();
+    format!("/requests?{query}")
+}
+
+/// The `start_index` of a [`list_path`].
+fn start_index_of(path: &str) -> Option<u64> {
+    let (_, query) = path.split_once('?')?;
+    let data = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "data")?
+        .1;
+    let data: serde_json::Value = serde_json::from_str(&data).ok()?;
+    data.pointer("/page_context/start_index")?.as_u64()
+}
+
+/// A time the API states in Unix milliseconds (a number or its text).
+fn api_millis(request: &serde_json::Value, field: &str) -> Option<DateTime<Utc>> {
+    request.get(field).and_then(millis)
+}
+
+impl crate::Reconcile for ZohoSignReconcile {
+    fn process_path(&self, process_key: &str) -> String {
+        format!("/requests/{}", path_segment(process_key))
+    }
+
+    fn discovery_path(
+        &self,
+        _scope: Option<&str>,
+        _from: DateTime<Utc>,
+        _to: DateTime<Utc>,
+    ) -> Option<String> {
+        Some(list_path(1))
+    }
+
+    fn next_path(&self, path: &str, answer: &[u8]) -> Option<String> {
+        let (_, more) = api_requests(answer).ok()?;
+        if !more {
+            return None;
+        }
+        Some(list_path(start_index_of(path)? + PAGE_ROWS))
+    }
+
+    fn next_path_since(&self, path: &str, answer: &[u8], from: DateTime<Utc>) -> Option<String> {
+        let (requests, _) = api_requests(answer).ok()?;
+        let reaches_back = requests
+            .iter()
+            .any(|r| api_millis(r, "created_time").is_some_and(|t| t < from));
+        if reaches_back {
+            return None;
+        }
+        self.next_path(path, answer)
+    }
+
+    fn processes(&self, answer: &[u8]) -> Result<Vec<String>, String> {
+        Ok(api_requests(answer)?
+            .0
+            .iter()
+            .filter_map(|r| r.get("request_id").and_then(json_id))
+            .collect())
+    }
+
+    fn gaps(
+        &self,
+        answer: &[u8],
+        known: &std::collections::HashMap<String, std::collections::HashSet<String>>,
+    ) -> Result<Vec<crate::Gap>, String> {
+        let mut gaps = Vec::new();
+        for request in api_requests(answer)?.0 {
+            let Some(id) = request.get("request_id").and_then(json_id) else {
+                continue;
+            };
+            let status = request
+                .get("request_status")
+                .and_then(|s| s.as_str())
+                .unwrap_or("");
+            let operation: &'static str = match status {
+                "completed" => "RequestCompleted",
+                "declined" => "RequestRejected",
+                "recalled" => "RequestRecalled",
+                "expired" => "RequestExpired",
+                "inprogress" | "onhold" | "expiring" => "RequestSubmitted",
+                _ => continue,
+            };
+            let recorded: &[&str] = if operation == "RequestSubmitted" {
+                &[]
+            } else {
+                &[operation]
+            };
+            let Some(unknown_process) = gap_of(known, &id, recorded) else {
+                continue;
+            };
+            let at = ["action_time", "modified_time", "created_time"]
+                .iter()
+                .find_map(|field| request.get(*field).filter(|v| millis(v).is_some()))
+                .cloned()
+                .unwrap_or(serde_json::Value::Null);
+            let body = serde_json::to_vec(&serde_json::json!({
+                "requests": request,
+                "notifications": {"operation_type": operation, "performed_at": at,
+                    "activity": format!("{status} (reconciled from Zoho Sign's API)")},
+            }))
+            .map_err(|e| e.to_string())?;
+            gaps.push(crate::Gap::of_event(id, unknown_process, operation, body));
+        }
+        Ok(gaps)
+    }
+}
+
 impl Provider for ZohoSign {
     fn name(&self) -> &'static str {
         "zoho_sign"
     }
 
     fn settings(&self) -> &'static [Setting] {
-        &[Setting::Secrets]
+        &[Setting::Secrets, Setting::Api, Setting::Reconcile]
+    }
+
+    /// An access token: `Authorization: Zoho-oauthtoken <token>`.
+    fn api_authorization(&self, credentials: &[u8]) -> Option<String> {
+        Some(crate::support::authorization(
+            "Zoho-oauthtoken",
+            credentials,
+        ))
+    }
+
+    /// Zoho's access tokens live an hour: with `token_url` (`https://accounts.zoho.<dc>/oauth/v2/token`)
+    /// the worker obtains them from a refresh token.
+    fn api_token_scheme(&self) -> Option<&'static str> {
+        Some("Zoho-oauthtoken")
+    }
+
+    fn state_path(&self, process_key: &str) -> Option<String> {
+        Some(crate::Reconcile::process_path(
+            &ZohoSignReconcile,
+            process_key,
+        ))
+    }
+
+    /// `requests.request_status` of a 200 answer; any other status is no state.
+    fn api_state(
+        &self,
+        status: u16,
+        body: &[u8],
+        _now: i64,
+    ) -> Result<Option<ProcessStatus>, String> {
+        if status != 200 {
+            return Ok(None);
+        }
+        let answer: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| format!("GET /requests/{{id}}: not a state ({e})"))?;
+        let status = answer
+            .pointer("/requests/request_status")
+            .and_then(serde_json::Value::as_str)
+            .ok_or("GET /requests/{id}: the answer has no requests.request_status")?;
+        Ok(request_state(status))
+    }
+
+    fn reconcile(&self) -> Option<&'static dyn crate::Reconcile> {
+        Some(&ZohoSignReconcile)
     }
 
     fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
@@ -453,8 +672,116 @@ mod tests {
             );
         }
         let completed = parse(notification("RequestCompleted", "completed").as_bytes()).unwrap();
-        assert_eq!(completed[0].documents[0].reference_id.as_deref(), Some("8"));
+        let document = &completed[0].documents[0];
+        assert_eq!(document.reference_id.as_deref(), Some("7"));
+        assert_eq!(document.fetch.as_deref(), Some("/requests/7/pdf"));
+        assert_eq!(document.file_name.as_deref(), Some("a.pdf"));
         assert!(parse(br#"{"requests":{}}"#).unwrap().is_empty());
         assert!(parse(b"[]").is_err());
+    }
+
+    #[test]
+    fn the_requests_status_is_its_state_and_the_list_is_read_newest_first() {
+        use crate::Reconcile;
+        let answer: serde_json::Value =
+            serde_json::from_slice(&crate::testing::fixture("zoho_sign", "GetDocument.json"))
+                .unwrap();
+        for (status, expected) in [
+            ("completed", Some(ProcessStatus::Completed)),
+            ("declined", Some(ProcessStatus::Canceled)),
+            ("recalled", Some(ProcessStatus::Canceled)),
+            ("expired", Some(ProcessStatus::Expired)),
+            ("inprogress", Some(ProcessStatus::Created)),
+            ("draft", Some(ProcessStatus::Created)),
+            ("shredded", None),
+        ] {
+            let mut answer = answer.clone();
+            answer["requests"]["request_status"] = status.into();
+            let body = serde_json::to_vec(&answer).unwrap();
+            assert_eq!(ZohoSign.api_state(200, &body, 0), Ok(expected), "{status}");
+        }
+        assert_eq!(ZohoSign.api_state(404, b"{}", 0), Ok(None));
+        assert!(ZohoSign.api_state(200, br#"{"code":0}"#, 0).is_err());
+        assert_eq!(
+            ZohoSign.api_authorization(b"1000.abc\n").as_deref(),
+            Some("Zoho-oauthtoken 1000.abc")
+        );
+        assert_eq!(
+            ZohoSign
+                .api_authorization(b"Zoho-oauthtoken 1000.abc")
+                .as_deref(),
+            Some("Zoho-oauthtoken 1000.abc")
+        );
+        assert_eq!(
+            ZohoSign.state_path("184612000000084001").as_deref(),
+            Some("/requests/184612000000084001")
+        );
+
+        let now = DateTime::<Utc>::from_timestamp(1_790_000_000, 0).unwrap();
+        let first = ZohoSignReconcile.discovery_path(None, now, now).unwrap();
+        assert_eq!(start_index_of(&first), Some(1));
+        assert!(
+            first.starts_with("/requests?data=%7B%22page_context%22"),
+            "{first}"
+        );
+        let request = answer["requests"].clone();
+        let page = |more: bool, created: i64| {
+            let mut request = request.clone();
+            request["created_time"] = created.into();
+            serde_json::to_vec(&serde_json::json!({"code": 0, "requests": [request],
+                "page_context": {"has_more_rows": more, "start_index": 1, "row_count": 100}}))
+            .unwrap()
+        };
+        let recent = now.timestamp_millis();
+        let second = ZohoSignReconcile
+            .next_path_since(
+                &first,
+                &page(true, recent),
+                now - chrono::TimeDelta::days(1),
+            )
+            .unwrap();
+        assert_eq!(start_index_of(&second), Some(101));
+        assert_eq!(
+            ZohoSignReconcile.next_path_since(&first, &page(false, recent), now),
+            None,
+            "no more rows"
+        );
+        assert_eq!(
+            ZohoSignReconcile.next_path_since(&first, &page(true, recent - 1), now),
+            None,
+            "reaches back before look_back"
+        );
+        assert_eq!(
+            ZohoSignReconcile.processes(&page(false, recent)).unwrap(),
+            ["184612000000084001"]
+        );
+
+        let gaps = ZohoSignReconcile
+            .gaps(&page(false, recent), &Default::default())
+            .unwrap();
+        assert_eq!(gaps.len(), 1);
+        assert!(gaps[0].unknown_process);
+        assert_eq!(gaps[0].event_type, "RequestCompleted");
+        let events = parse(&gaps[0].body).unwrap();
+        assert_eq!(events[0].status, Some(ProcessStatus::Completed));
+        assert_eq!(
+            events[0].documents[0].fetch.as_deref(),
+            Some("/requests/184612000000084001/pdf")
+        );
+        assert_eq!(
+            events[0].occurred_at.unwrap().timestamp_millis(),
+            1_790_000_300_000
+        );
+        // Recorded with the webhook's own entry: nothing more.
+        let known = std::collections::HashMap::from([(
+            "184612000000084001".to_owned(),
+            std::collections::HashSet::from([events[0].activity[0].key.clone()]),
+        )]);
+        assert!(
+            ZohoSignReconcile
+                .gaps(&page(false, recent), &known)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

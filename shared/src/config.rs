@@ -379,6 +379,7 @@ struct FileApi {
     #[serde(default, with = "humantime_serde")]
     timeout: Option<Duration>,
     max_document_bytes: Option<usize>,
+    token_url: Option<String>,
 }
 
 /// Which binary reads the configuration: each resolves only its own secrets, so that an ingester
@@ -768,13 +769,19 @@ impl FileApi {
         env: EnvLookup<'_>,
     ) -> Result<ApiConfig, ConfigError> {
         let base_url = self.base_url.trim_end_matches('/').to_owned();
-        if !(base_url.starts_with("https://") || base_url.starts_with("http://"))
-            || base_url.len() <= "https://".len()
-        {
-            return Err(ConfigError::new(
-                format!("{location}.base_url"),
-                format!("{:?} is not an http(s) URL", self.base_url),
-            ));
+        for (key, url) in [
+            ("base_url", Some(&self.base_url)),
+            ("token_url", self.token_url.as_ref()),
+        ] {
+            let Some(url) = url else { continue };
+            if !(url.starts_with("https://") || url.starts_with("http://"))
+                || url.trim_end_matches('/').len() <= "https://".len()
+            {
+                return Err(ConfigError::new(
+                    format!("{location}.{key}"),
+                    format!("{url:?} is not an http(s) URL"),
+                ));
+            }
         }
         if self.timeout.is_some_and(|t| t.is_zero()) {
             return Err(ConfigError::new(
@@ -803,6 +810,7 @@ impl FileApi {
             max_document_bytes: self
                 .max_document_bytes
                 .unwrap_or(DEFAULT_MAX_DOCUMENT_BYTES),
+            token_url: self.token_url,
         })
     }
 }
@@ -982,6 +990,7 @@ mod tests {
         assert_eq!(api.credentials.as_ref().unwrap().expose(), b"user:secret");
         assert_eq!(api.timeout, DEFAULT_API_TIMEOUT);
         assert_eq!(api.max_document_bytes, DEFAULT_MAX_DOCUMENT_BYTES);
+        assert_eq!(api.token_url, None);
         assert_eq!(worker.sources[0].reconcile, ReconcileConfig::default());
         assert!(
             !format!("{worker:?}").contains("user:secret"),
@@ -1002,6 +1011,10 @@ mod tests {
             (
                 "{ base_url = 'ftp://x', credentials = 'env:LS' }",
                 "sources[uk].api.base_url: \"ftp://x\" is not an http(s) URL",
+            ),
+            (
+                "{ base_url = 'https://x', credentials = 'env:LS', token_url = 'accounts.zoho.eu' }",
+                "sources[uk].api.token_url: \"accounts.zoho.eu\" is not an http(s) URL",
             ),
             (
                 "{ base_url = 'https://x', credentials = 'env:LS', timeout = '0s' }",

@@ -12,10 +12,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::http::{read_bounded, without_query, without_url};
 use countersign::config::Config;
 use countersign_providers::ProviderKind;
 use countersign_providers::event::{ProcessStatus, SigningEvent};
-use futures_util::StreamExt;
 use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue, RETRY_AFTER};
 use sha2::Digest as _;
 
@@ -32,8 +32,18 @@ struct Endpoint {
     base_url: String,
     /// The credentials' header (the provider's [`countersign_providers::Provider::api_header`]).
     header: HeaderName,
-    authorization: Option<HeaderValue>,
+    authorization: Authorization,
     max_bytes: usize,
+}
+
+/// What a source's API requests carry in [`Endpoint::header`].
+#[derive(Debug)]
+enum Authorization {
+    None,
+    /// Made from the credentials once (an API key, a token).
+    Fixed(HeaderValue),
+    /// Access tokens obtained from `[sources.api] token_url`.
+    Granted(crate::oauth::TokenGrant),
 }
 
 /// Why a request to a provider's API failed: a sentence for operators, without credentials or
@@ -84,6 +94,55 @@ impl Failure {
     }
 }
 
+/// How `source`'s API requests are authorized: an error names the source whose provider has no
+/// API client in Countersign, whose credentials are not a header value, or whose `token_url` its
+/// provider does not take.
+fn authorization_of(
+    source: &countersign_providers::settings::SourceConfig,
+    api: &countersign_providers::settings::ApiConfig,
+    provider: ProviderKind,
+) -> Result<Authorization, String> {
+    let Some(credentials) = &api.credentials else {
+        return Ok(Authorization::None);
+    };
+    let no_client = || {
+        format!(
+            "sources[{}].api: Countersign has no API client for {}",
+            source.name, source.provider
+        )
+    };
+    let value = provider
+        .api_authorization(credentials.expose())
+        .ok_or_else(no_client)?;
+    if let Some(token_url) = &api.token_url {
+        let scheme = provider.api_token_scheme().ok_or_else(|| {
+            format!(
+                "sources[{}].api.token_url: {} takes no OAuth access tokens from a token endpoint (the credentials are used as they are)",
+                source.name, source.provider
+            )
+        })?;
+        let grant =
+            crate::oauth::TokenGrant::new(token_url, credentials.expose(), scheme, api.timeout)
+                .map_err(|e| {
+                    format!(
+                        "sources[{}].api.credentials ({}): {e}",
+                        source.name,
+                        credentials.label()
+                    )
+                })?;
+        return Ok(Authorization::Granted(grant));
+    }
+    let mut value = HeaderValue::from_str(&value).map_err(|_| {
+        format!(
+            "sources[{}].api.credentials ({}) cannot be sent in a header",
+            source.name,
+            credentials.label()
+        )
+    })?;
+    value.set_sensitive(true);
+    Ok(Authorization::Fixed(value))
+}
+
 impl Fetcher {
     /// One client per source with `[sources.api]`. An error names the source whose provider has
     /// no API client in Countersign, or whose credentials are not a header value.
@@ -93,28 +152,7 @@ impl Fetcher {
             let Some(api) = &source.api else { continue };
             let provider = ProviderKind::named(&source.provider)
                 .map_err(|e| format!("sources[{}].provider: {e}", source.name))?;
-            let authorization = match &api.credentials {
-                None => None,
-                Some(credentials) => {
-                    let value = provider
-                        .api_authorization(credentials.expose())
-                        .ok_or_else(|| {
-                            format!(
-                                "sources[{}].api: Countersign has no API client for {}",
-                                source.name, source.provider
-                            )
-                        })?;
-                    let mut value = HeaderValue::from_str(&value).map_err(|_| {
-                        format!(
-                            "sources[{}].api.credentials ({}) cannot be sent in a header",
-                            source.name,
-                            credentials.label()
-                        )
-                    })?;
-                    value.set_sensitive(true);
-                    Some(value)
-                }
-            };
+            let authorization = authorization_of(source, api, provider)?;
             let header = HeaderName::from_static(provider.api_header());
             // The HTTP client drops `Authorization` on a redirect to another host by itself; a
             // header of the provider's own it would carry along, so such a redirect is not
@@ -345,16 +383,35 @@ pub const API_LAG: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 const MAX_STATE_BYTES: usize = 1024 * 1024;
 
 impl Endpoint {
+    /// `GET path` with the source's credentials. A granted access token the API refuses (401)
+    /// is replaced and the request sent once more.
     async fn send(&self, path: &str) -> Result<reqwest::Response, String> {
         let url = format!("{}/{}", self.base_url, path.trim_start_matches('/'));
-        let mut request = self.client.get(&url);
-        if let Some(authorization) = &self.authorization {
-            request = request.header(self.header.clone(), authorization.clone());
+        let send = |authorization: Option<HeaderValue>| {
+            let mut request = self.client.get(&url);
+            if let Some(authorization) = authorization {
+                request = request.header(self.header.clone(), authorization);
+            }
+            async move {
+                request
+                    .send()
+                    .await
+                    .map_err(|e| format!("GET {path}: {}", without_url(&e)))
+            }
+        };
+        match &self.authorization {
+            Authorization::None => send(None).await,
+            Authorization::Fixed(value) => send(Some(value.clone())).await,
+            Authorization::Granted(grant) => {
+                let token = grant.authorization(None).await?;
+                let response = send(Some(token.clone())).await?;
+                if response.status() != reqwest::StatusCode::UNAUTHORIZED {
+                    return Ok(response);
+                }
+                let renewed = grant.authorization(Some(&token)).await?;
+                send(Some(renewed)).await
+            }
         }
-        request
-            .send()
-            .await
-            .map_err(|e| format!("GET {path}: {}", without_url(&e)))
     }
 
     /// Checks downloaded `content` (from `path`) against the sha256 the API states at
@@ -409,7 +466,7 @@ impl Endpoint {
         if response.status() != reqwest::StatusCode::OK {
             return Err(refused(&shown, &response));
         }
-        let content = read_bounded(response, &shown, self.max_bytes).await?;
+        let content = read_bounded(response, &format!("GET {shown}"), self.max_bytes).await?;
         if content.is_empty() {
             return Err(format!("GET {shown}: an empty document").into());
         }
@@ -424,7 +481,7 @@ impl Endpoint {
         if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             return Err(refused(path, &response));
         }
-        let body = read_bounded(response, path, MAX_STATE_BYTES).await?;
+        let body = read_bounded(response, &format!("GET {path}"), MAX_STATE_BYTES).await?;
         Ok((status.as_u16(), body))
     }
 
@@ -435,7 +492,7 @@ impl Endpoint {
             // Legalesign: 201 while an archived document is restored (up to 4 hours).
             return Err(refused(path, &response));
         }
-        let content = read_bounded(response, path, self.max_bytes).await?;
+        let content = read_bounded(response, &format!("GET {path}"), self.max_bytes).await?;
         if content.is_empty() {
             return Err(format!("GET {path}: an empty document").into());
         }
@@ -465,11 +522,6 @@ fn is_absolute(fetch: &str) -> bool {
     fetch.starts_with("https://") || fetch.starts_with("http://")
 }
 
-/// `url` without its query and fragment: what logs, reasons and the provenance column show.
-pub fn without_query(url: &str) -> String {
-    url.split(['?', '#']).next().unwrap_or_default().to_owned()
-}
-
 /// Whether two URLs share scheme, host and port.
 fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
     a.scheme() == b.scheme()
@@ -492,62 +544,22 @@ fn retry_after(text: &str, now: std::time::SystemTime) -> Option<Duration> {
     (!wait.is_zero()).then(|| wait.min(MAX_RETRY_AFTER))
 }
 
-/// The body of `response`, refused past `max_bytes` (announced or read).
-async fn read_bounded(
-    response: reqwest::Response,
-    path: &str,
-    max_bytes: usize,
-) -> Result<Vec<u8>, String> {
-    let too_large = || {
-        format!(
-            "GET {path}: the answer is larger than its bound ({max_bytes} bytes; documents: api.max_document_bytes)"
-        )
-    };
-    if response
-        .content_length()
-        .is_some_and(|length| length > max_bytes as u64)
-    {
-        return Err(too_large());
-    }
-    let mut content = Vec::new();
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| format!("GET {path}: {}", without_url(&e)))?;
-        if content.len() + chunk.len() > max_bytes {
-            return Err(too_large());
-        }
-        content.extend_from_slice(&chunk);
-    }
-    Ok(content)
-}
-
-/// A reqwest error's text without its URL (a redirect's short-lived location can carry a token).
-fn without_url(error: &reqwest::Error) -> String {
-    let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else if error.is_redirect() {
-        "too many redirects"
-    } else if error.is_body() || error.is_decode() {
-        "the response body broke off"
-    } else {
-        "request failed"
-    };
-    kind.to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use countersign::config::Role;
 
     fn fetcher_for(provider: &str) -> Result<Fetcher, String> {
+        fetcher_with(provider, "", "user:secret")
+    }
+
+    fn fetcher_with(provider: &str, api: &str, credentials: &str) -> Result<Fetcher, String> {
         let text = format!(
             "[[sources]]\nname = 'a'\nprovider = '{provider}'\n\
-             api = {{ base_url = 'https://api.example', credentials = 'env:C' }}\n"
+             api = {{ base_url = 'https://api.example', credentials = 'env:C'{api} }}\n"
         );
-        let env = |name: &str| (name == "C").then(|| "user:secret".to_owned());
+        let credentials = credentials.to_owned();
+        let env = move |name: &str| (name == "C").then(|| credentials.clone());
         let config = Config::from_toml(&text, Role::Worker, &env).map_err(|e| e.to_string())?;
         Fetcher::from_config(&config)
     }
@@ -578,15 +590,43 @@ mod tests {
     #[test]
     fn an_api_on_a_provider_without_a_client_stops_the_worker_with_the_reason() {
         let fetcher = fetcher_for("legalesign_event").expect("Legalesign has a client");
-        let authorization = fetcher.endpoints["a"].authorization.as_ref().unwrap();
+        let Authorization::Fixed(authorization) = &fetcher.endpoints["a"].authorization else {
+            panic!("a fixed authorization")
+        };
         assert_eq!(authorization.to_str().unwrap(), "ApiKey user:secret");
         assert!(authorization.is_sensitive());
         assert!(!format!("{fetcher:?}").contains("user:secret"));
-        let refused = fetcher_for("zoho_sign").unwrap_err();
+        let refused = fetcher_for("standard_webhooks").unwrap_err();
         assert_eq!(
             refused,
-            "sources[a].api: zoho_sign does not use api (Countersign has no API client for it)",
+            "sources[a].api: standard_webhooks does not use api (Countersign has no API client for it)",
             "refused with the configuration, in both binaries"
         );
+    }
+
+    #[test]
+    fn a_token_url_is_taken_by_providers_with_oauth_tokens_only() {
+        let token_url = ", token_url = 'https://api.na1.adobesign.com/oauth/v2/refresh'";
+        let fetcher = fetcher_with("adobe_sign", token_url, "id:secret:refresh").unwrap();
+        assert!(matches!(
+            fetcher.endpoints["a"].authorization,
+            Authorization::Granted(_)
+        ));
+        assert!(!format!("{fetcher:?}").contains("secret"));
+        assert_eq!(
+            fetcher_with("yousign", token_url, "id:secret:refresh").unwrap_err(),
+            "sources[a].api.token_url: yousign takes no OAuth access tokens from a token endpoint (the credentials are used as they are)"
+        );
+        assert_eq!(
+            fetcher_with("zoho_sign", token_url, "1000.access-token").unwrap_err(),
+            "sources[a].api.credentials (env:C): with token_url, credentials are <client_id>:<client_secret>:<refresh_token>"
+        );
+        assert!(matches!(
+            fetcher_with("zoho_sign", "", "1000.access-token")
+                .unwrap()
+                .endpoints["a"]
+                .authorization,
+            Authorization::Fixed(_)
+        ));
     }
 }

@@ -15,6 +15,8 @@
 //!   migrations.
 //! - [`documents`]: the content-addressed document store; [`fetch`]: downloading the documents
 //!   webhooks only announce, from the provider's API.
+//! - [`http`]: bounded answers and redacted errors of providers' APIs.
+//! - [`oauth`]: access tokens obtained with a refresh token (`[sources.api] token_url`).
 //! - [`reconcile`]: asking the providers' APIs what the webhooks missed.
 //! - [`api`]: the read API (activity log, documents) and health / readiness / metrics.
 //! - [`metrics`]: the Prometheus metrics.
@@ -28,7 +30,9 @@ pub mod db;
 pub mod documents;
 pub mod fetch;
 pub mod handler;
+pub mod http;
 pub mod metrics;
+pub mod oauth;
 pub mod reconcile;
 pub mod replay;
 pub mod startup;

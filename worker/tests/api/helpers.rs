@@ -69,6 +69,8 @@ pub const DS_API_KEY: &str = "docuseal-api-key-1";
 pub const YS_API_KEY: &str = "yousign-api-key-1";
 /// The API key of the Documenso source `dm`'s API.
 pub const DM_API_KEY: &str = "api_countersigntest0001";
+/// The Zoho Sign source `zs`'s refresh grant: `<client_id>:<client_secret>:<refresh_token>`.
+pub const ZS_API_GRANT: &str = "1000.ZSCLIENTID:zs-client-secret-1:1000.zsrefresh.token";
 
 /// The API credentials of sources of [`SECRET_SOURCES`] given an API ([`Options::apis`]), in the
 /// environment variable `<SOURCE>_API`. Dropbox Sign's API key is also its callbacks' key.
@@ -81,6 +83,7 @@ pub const API_CREDENTIALS: &[(&str, &str)] = &[
     ("bs", BS_API_KEY),
     ("ds", DS_API_KEY),
     ("ys", YS_API_KEY),
+    ("zs", ZS_API_GRANT),
 ];
 
 /// The client id of the Adobe Acrobat Sign sources `as` (from loopback) and `as-locked` (from an
@@ -174,6 +177,9 @@ pub struct Options {
     /// Sources of [`SECRET_SOURCES`] given an API at a base URL, with the credentials of
     /// [`API_CREDENTIALS`]: (source, base URL).
     pub apis: Vec<(&'static str, String)>,
+    /// With `apis`: sources that obtain their access tokens at a token URL (`[sources.api]
+    /// token_url`): (source, token URL); their credentials are a refresh grant.
+    pub token_urls: Vec<(&'static str, String)>,
     /// With `universign_api`: `fr` reconciles every second.
     pub universign_reconcile: bool,
 }
@@ -255,6 +261,7 @@ impl Default for Options {
             legalesign_certificate: None,
             legalesign_api: None,
             apis: Vec::new(),
+            token_urls: Vec::new(),
             legalesign_reconcile: false,
             taktikal_api: None,
             universign_api: None,
@@ -313,8 +320,13 @@ pub fn config_text(
             secret_variable(name)
         ));
         if let Some((_, base)) = options.apis.iter().find(|(source, _)| source == name) {
+            let token_url = options
+                .token_urls
+                .iter()
+                .find(|(source, _)| source == name)
+                .map_or(String::new(), |(_, url)| format!(", token_url = \"{url}\""));
             universign.push_str(&format!(
-                "api = {{ base_url = \"{base}\", credentials = \"env:{}_API\", timeout = \"5s\" }}\n",
+                "api = {{ base_url = \"{base}\", credentials = \"env:{}_API\", timeout = \"5s\"{token_url} }}\n",
                 name.to_uppercase()
             ));
         }

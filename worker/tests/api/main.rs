@@ -28,3 +28,4 @@ mod simulator;
 mod startup;
 mod tls;
 mod yousign_api;
+mod zoho_sign_api;

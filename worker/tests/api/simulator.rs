@@ -71,10 +71,13 @@ impl Answer {
 /// A request as the simulator saw it.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    pub method: String,
     pub path: String,
     pub authorization: Option<String>,
     /// Every request header, by lower-case name.
     pub headers: HashMap<String, String>,
+    /// The request body (by its `content-length`).
+    pub body: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -123,13 +126,12 @@ impl Simulator {
                             Ok(n) => request.extend_from_slice(&buffer[..n]),
                         }
                     }
+                    let end = request.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    let mut body = request.split_off(end);
                     let text = String::from_utf8_lossy(&request).into_owned();
-                    let path = text
-                        .lines()
-                        .next()
-                        .and_then(|line| line.split(' ').nth(1))
-                        .unwrap_or("/")
-                        .to_owned();
+                    let mut request_line = text.lines().next().unwrap_or_default().split(' ');
+                    let method = request_line.next().unwrap_or_default().to_owned();
+                    let path = request_line.next().unwrap_or("/").to_owned();
                     let headers: HashMap<String, String> = text
                         .lines()
                         .skip(1)
@@ -138,6 +140,16 @@ impl Simulator {
                             Some((name.trim().to_ascii_lowercase(), value.trim().to_owned()))
                         })
                         .collect();
+                    let length: usize = headers
+                        .get("content-length")
+                        .and_then(|l| l.parse().ok())
+                        .unwrap_or(0);
+                    while body.len() < length {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => body.extend_from_slice(&buffer[..n]),
+                        }
+                    }
                     let authorization = text.lines().find_map(|line| {
                         let (name, value) = line.split_once(':')?;
                         name.eq_ignore_ascii_case("authorization")
@@ -148,9 +160,11 @@ impl Simulator {
                     let answer = {
                         let mut state = state.lock().unwrap();
                         state.seen.push(Seen {
+                            method,
                             path: path.clone(),
                             authorization,
                             headers,
+                            body,
                         });
                         // A script for the path with its query wins over one for the route.
                         let key = if state.script.contains_key(&path) {

@@ -37,13 +37,13 @@ fn a_setting_the_provider_does_not_read_stops_the_worker_naming_the_key() {
     let path = dir.path().join("countersign.toml");
     std::fs::write(
         &path,
-        "[[sources]]\nname = \"signing\"\nprovider = \"zoho_sign\"\n\
-         [sources.api]\nbase_url = \"https://sign.zoho.com/api/v1\"\ncredentials = \"env:ZOHO_API\"\n",
+        "[[sources]]\nname = \"signing\"\nprovider = \"standard_webhooks\"\n\
+         [sources.api]\nbase_url = \"https://api.example\"\ncredentials = \"env:SW_API\"\n",
     )
     .unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_countersign-worker"))
         .env("COUNTERSIGN_CONFIG", &path)
-        .env("ZOHO_API", "a-zoho-oauth-token")
+        .env("SW_API", "an-api-key")
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
@@ -51,7 +51,7 @@ fn a_setting_the_provider_does_not_read_stops_the_worker_naming_the_key() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.contains(
-            "sources[signing].api: zoho_sign does not use api (Countersign has no API client for it)"
+            "sources[signing].api: standard_webhooks does not use api (Countersign has no API client for it)"
         ),
         "{stderr}"
     );
