@@ -625,6 +625,29 @@ fn log_status(log: &[LogEntry]) -> Option<ProcessStatus> {
     }
 }
 
+/// The state the provider's API reports for a process, from its ActivityLog: as
+/// [`log_status`], and all signed when every signee the log added has signed (`SigneeAdded`,
+/// `SigneeSigned`) without a completion yet.
+fn witnessed_status(log: &[LogEntry]) -> Option<ProcessStatus> {
+    let keys = |status: &str| -> std::collections::HashSet<&str> {
+        log.iter()
+            .filter(|e| e.status == status)
+            .filter_map(|e| e.signee_key.as_deref().filter(|k| !k.is_empty()))
+            .collect()
+    };
+    match log_status(log) {
+        Some(ProcessStatus::InProgress) => {
+            let added = keys("SigneeAdded");
+            if !added.is_empty() && added.is_subset(&keys("SigneeSigned")) {
+                Some(ProcessStatus::AllSigned)
+            } else {
+                Some(ProcessStatus::InProgress)
+            }
+        }
+        other => other,
+    }
+}
+
 /// Parses one ActivityLog process (the reconciliation's message) into one event.
 pub fn parse_activity_process(body: &[u8]) -> Result<Vec<SigningEvent>, ParseError> {
     let process: ActivityProcess = serde_json::from_slice(body).map_err(|e| {
@@ -870,6 +893,34 @@ impl Provider for Taktikal {
 
     fn reconcile(&self) -> Option<&'static dyn crate::Reconcile> {
         Some(&TaktikalReconcile)
+    }
+
+    /// The process's ActivityLog, `GET /signing/activity/{ProcessKey}`: a claimed final state
+    /// is confirmed against what the log records.
+    fn state_path(&self, process_key: &str) -> Option<String> {
+        Some(crate::Reconcile::process_path(
+            &TaktikalReconcile,
+            process_key,
+        ))
+    }
+
+    /// The furthest state of the answer's process (`Completed`, `Canceled`, `Expired` entries;
+    /// every added signee signed → all signed); any status but 200, or an empty answer, is no
+    /// state.
+    fn api_state(
+        &self,
+        status: u16,
+        body: &[u8],
+        _now: i64,
+    ) -> Result<Option<ProcessStatus>, String> {
+        if status != 200 {
+            return Ok(None);
+        }
+        let processes = activity_answer(body)
+            .map_err(|e| format!("GET /signing/activity/{{ProcessKey}}: {e}"))?;
+        Ok(processes
+            .first()
+            .and_then(|p| witnessed_status(&p.activity_log)))
     }
 
     fn sample(&self, source: &SourceConfig, _private_key: Option<&str>) -> Result<Sample, String> {
@@ -1404,6 +1455,55 @@ mod tests {
         assert_eq!(
             reconcile.process_path("sp a/b"),
             "/signing/activity/sp%20a%2Fb"
+        );
+    }
+
+    #[test]
+    fn the_activity_log_is_the_apis_state_of_a_process() {
+        let answer: serde_json::Value =
+            serde_json::from_slice(&fixture("activity_log_api.json")).unwrap();
+        let state = |keep: &dyn Fn(&str) -> bool, extra: &[&str]| {
+            let mut answer = answer.clone();
+            let log = answer[0]["activityLog"].as_array_mut().unwrap();
+            log.retain(|e| keep(e["status"].as_str().unwrap()));
+            for status in extra {
+                log.push(
+                    serde_json::json!({"processKey": "spa2f3e", "status": status,
+                    "description": status, "createdAt": "2019-11-09T10:00:00Z", "createdBy": "x"}),
+                );
+            }
+            Taktikal.api_state(200, &serde_json::to_vec(&answer).unwrap(), 0)
+        };
+        assert_eq!(state(&|_| true, &[]), Ok(Some(ProcessStatus::Completed)));
+        // The one added signee signed, no completion yet: all signed.
+        assert_eq!(
+            state(&|s| s != "Completed", &[]),
+            Ok(Some(ProcessStatus::AllSigned))
+        );
+        // A second signee added who has not signed: in progress.
+        let mut two = answer.clone();
+        let log = two[0]["activityLog"].as_array_mut().unwrap();
+        log.retain(|e| e["status"] != "Completed");
+        log.push(serde_json::json!({"processKey": "spa2f3e", "signeeKey": "si-second",
+            "status": "SigneeAdded", "description": "", "createdAt": "2019-11-08T11:03:49Z", "createdBy": "x"}));
+        assert_eq!(
+            Taktikal.api_state(200, &serde_json::to_vec(&two).unwrap(), 0),
+            Ok(Some(ProcessStatus::InProgress))
+        );
+        assert_eq!(
+            state(&|s| s != "Completed", &["Canceled"]),
+            Ok(Some(ProcessStatus::Canceled))
+        );
+        assert_eq!(
+            state(&|s| s == "Created" || s == "Started", &[]),
+            Ok(Some(ProcessStatus::Created))
+        );
+        assert_eq!(Taktikal.api_state(404, b"", 0), Ok(None));
+        assert_eq!(Taktikal.api_state(200, b"[]", 0), Ok(None));
+        assert!(Taktikal.api_state(200, b"{}", 0).is_err());
+        assert_eq!(
+            Taktikal.state_path("spa2f3e").as_deref(),
+            Some("/signing/activity/spa2f3e")
         );
     }
 

@@ -26,6 +26,7 @@ mod replicas;
 mod second_witness;
 mod simulator;
 mod startup;
+mod taktikal_api;
 mod tls;
 mod yousign_api;
 mod zoho_sign_api;

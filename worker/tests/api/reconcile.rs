@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::helpers::{Options, Stack, TK_API_CREDENTIALS, UniversignStack, taktikal, wait_until};
 use crate::simulator::{Answer, Simulator};
 
-fn activity_log() -> Vec<u8> {
+pub fn activity_log() -> Vec<u8> {
     std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../providers/tests/fixtures/taktikal/activity_log_api.json"
@@ -121,10 +121,17 @@ async fn a_process_whose_completion_webhook_never_came_is_completed_by_reconcili
 async fn user_activity_api() -> Simulator {
     Simulator::start(
         "/api",
-        vec![(
-            "/signing/activity/user/",
-            vec![Answer::ok("application/json", &activity_log())],
-        )],
+        vec![
+            (
+                "/signing/activity/user/",
+                vec![Answer::ok("application/json", &activity_log())],
+            ),
+            // The discovered completion is confirmed with the process's own log.
+            (
+                "/signing/activity/spa2f3e",
+                vec![Answer::ok("application/json", &activity_log())],
+            ),
+        ],
     )
     .await
 }
