@@ -412,6 +412,18 @@ struct ApiDocument {
     resource_uri: Option<String>,
     status: Option<serde_json::Value>,
     tag: Option<String>,
+    modified: Option<String>,
+}
+
+impl ApiDocument {
+    /// The document's status code (`10` … `50`), a number or its text.
+    fn status_code(&self) -> Option<i64> {
+        match &self.status {
+            Some(serde_json::Value::Number(n)) => n.as_i64(),
+            Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -470,6 +482,28 @@ fn stated_digest(answer: &[u8]) -> Result<Option<[u8; 32]>, String> {
     Ok(Some(bytes.try_into().expect("32 bytes")))
 }
 
+/// `GET /document/` for `group`'s documents modified since `from` (of `status` only, where
+/// given), 100 a page from the first.
+fn document_list(group: &str, status: Option<i64>, from: chrono::DateTime<chrono::Utc>) -> String {
+    // cache=1: Legalesign's fast path for syncing ("combine your callback with an overnight
+    // sync … use the /document/ endpoint and the special query parameter ?cache=1").
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("cache", "1").append_pair("group", group);
+    if let Some(status) = status {
+        query.append_pair("status", &status.to_string());
+    }
+    let query = query
+        .append_pair(
+            "modified_gt",
+            &from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )
+        .append_pair("nosigners", "1")
+        .append_pair("limit", "100")
+        .append_pair("offset", "0")
+        .finish();
+    format!("/document/?{query}")
+}
+
 /// Legalesign's reconciliation, for "upon event" sources: its signed documents (`/document/?
 /// status=30` in the configured group) whose signed callback the archive lacks become that
 /// callback, which downloads the final PDF like a real one.
@@ -486,22 +520,7 @@ impl crate::Reconcile for LegalesignReconcile {
         from: chrono::DateTime<chrono::Utc>,
         _to: chrono::DateTime<chrono::Utc>,
     ) -> Option<String> {
-        let group = scope?;
-        // cache=1: Legalesign's fast path for syncing ("combine your callback with an overnight
-        // sync … use the /document/ endpoint and the special query parameter ?cache=1").
-        let query = form_urlencoded::Serializer::new(String::new())
-            .append_pair("cache", "1")
-            .append_pair("group", group)
-            .append_pair("status", &SIGNED.to_string())
-            .append_pair(
-                "modified_gt",
-                &from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            )
-            .append_pair("nosigners", "1")
-            .append_pair("limit", "100")
-            .append_pair("offset", "0")
-            .finish();
-        Some(format!("/document/?{query}"))
+        Some(document_list(scope?, Some(SIGNED), from))
     }
 
     fn next_path(&self, path: &str, answer: &[u8]) -> Option<String> {
@@ -542,13 +561,9 @@ impl crate::Reconcile for LegalesignReconcile {
     ) -> Result<Vec<crate::Gap>, String> {
         let mut gaps = Vec::new();
         for document in api_documents(answer)? {
+            let signed = document.status_code() == Some(SIGNED);
             let Some(uuid) = document.uuid.filter(|u| !u.is_empty()) else {
                 continue;
-            };
-            let signed = match &document.status {
-                Some(serde_json::Value::Number(n)) => n.as_i64() == Some(SIGNED),
-                Some(serde_json::Value::String(s)) => s.trim() == SIGNED.to_string(),
-                _ => false,
             };
             let recorded = known
                 .get(&uuid)
@@ -585,6 +600,79 @@ impl crate::Reconcile for LegalesignReconcile {
     }
 }
 
+/// Legalesign's reconciliation for "all" callback sources: every document of the configured
+/// group modified within `look_back` (`/document/`, any status), and each known document not in
+/// a final state (`/document/{uuid}/`). A document whose current status the archive lacks — its
+/// `<Word>:<code>` entry (`Completed:30`, `Removed:40`, `Rejected:50`, …), or the document at all
+/// — becomes the status change the "all" callback would have sent: `data` of one change, no
+/// `signed` (nothing verifies a reconciled message: the worker takes it from the API).
+pub struct LegalesignAllReconcile;
+
+impl crate::Reconcile for LegalesignAllReconcile {
+    fn process_path(&self, process_key: &str) -> String {
+        LegalesignReconcile.process_path(process_key)
+    }
+
+    fn discovery_path(
+        &self,
+        scope: Option<&str>,
+        from: chrono::DateTime<chrono::Utc>,
+        _to: chrono::DateTime<chrono::Utc>,
+    ) -> Option<String> {
+        Some(document_list(scope?, None, from))
+    }
+
+    fn next_path(&self, path: &str, answer: &[u8]) -> Option<String> {
+        LegalesignReconcile.next_path(path, answer)
+    }
+
+    fn processes(&self, answer: &[u8]) -> Result<Vec<String>, String> {
+        LegalesignReconcile.processes(answer)
+    }
+
+    fn gaps(
+        &self,
+        answer: &[u8],
+        known: &std::collections::HashMap<String, std::collections::HashSet<String>>,
+    ) -> Result<Vec<crate::Gap>, String> {
+        let mut gaps = Vec::new();
+        for document in api_documents(answer)? {
+            let (Some(uuid), Some(code)) = (
+                document.uuid.clone().filter(|u| !u.is_empty()),
+                document.status_code(),
+            ) else {
+                continue;
+            };
+            let (word, Some(_)) = document_status(code) else {
+                continue;
+            };
+            let entry = format!("{word}:{code}");
+            let unknown_process = !known.contains_key(&uuid);
+            if known.get(&uuid).is_some_and(|keys| keys.contains(&entry)) {
+                continue;
+            }
+            let resource_uri = document
+                .resource_uri
+                .clone()
+                .unwrap_or_else(|| format!("/api/v1/document/{uuid}/"));
+            let data = serde_json::json!([{"resource_uri": resource_uri, "name": "status",
+                "value": code.to_string(), "timestamp": document.modified}]);
+            let body = form_urlencoded::Serializer::new(String::new())
+                .append_pair("data", &data.to_string())
+                .finish()
+                .into_bytes();
+            gaps.push(crate::Gap {
+                process_key: uuid,
+                unknown_process,
+                missing: vec![entry],
+                body,
+                event_type: "status",
+            });
+        }
+        Ok(gaps)
+    }
+}
+
 /// Legalesign's "all" callback in the provider registry.
 pub struct Legalesign;
 
@@ -614,7 +702,16 @@ impl Provider for Legalesign {
     }
 
     fn settings(&self) -> &'static [Setting] {
-        &[Setting::Certificate]
+        &[Setting::Certificate, Setting::Api, Setting::Reconcile]
+    }
+
+    /// As the "upon event" callback's: `Authorization: ApiKey <username>:<secret>`.
+    fn api_authorization(&self, credentials: &[u8]) -> Option<String> {
+        LegalesignEvent.api_authorization(credentials)
+    }
+
+    fn reconcile(&self) -> Option<&'static dyn crate::Reconcile> {
+        Some(&LegalesignAllReconcile)
     }
 
     fn verifier(&self, source: &SourceConfig) -> Result<Box<dyn Verify>, String> {
@@ -916,6 +1013,67 @@ mod tests {
             verify(&verifier, &foreign).unwrap_err(),
             Rejection::BadSignature,
             "another key"
+        );
+    }
+
+    #[test]
+    fn an_all_source_reconciles_every_document_status_it_lacks() {
+        use crate::Reconcile;
+        let document: serde_json::Value = serde_json::from_slice(&crate::testing::fixture(
+            "legalesign",
+            "DocumentResponse.json",
+        ))
+        .unwrap();
+        let with = |uuid: &str, status: i64| {
+            let mut d = document.clone();
+            d["uuid"] = uuid.into();
+            d["resource_uri"] = format!("/api/v1/document/{uuid}/").into();
+            d["status"] = status.into();
+            d["modified"] = "2026-12-07T10:00:00".into();
+            d
+        };
+        let list = serde_json::to_vec(&serde_json::json!({
+            "meta": {"limit": 100, "offset": 0, "total_count": 5, "next": null, "previous": null},
+            "objects": [with("d-sent", 10), with("d-signed", 30), with("d-removed", 40),
+                        with("d-rejected", 50), with("d-odd", 99)]}))
+        .unwrap();
+        let from = chrono::DateTime::<Utc>::from_timestamp(1_796_000_000, 0).unwrap();
+        let path = LegalesignAllReconcile
+            .discovery_path(Some("/api/v1/group/g/"), from, from)
+            .unwrap();
+        assert!(!path.contains("status="), "every status: {path}");
+        assert!(path.contains("group=%2Fapi%2Fv1%2Fgroup%2Fg%2F"), "{path}");
+        assert_eq!(
+            LegalesignAllReconcile.discovery_path(None, from, from),
+            None
+        );
+
+        let known = std::collections::HashMap::from([(
+            "d-signed".to_owned(),
+            std::collections::HashSet::from(["Completed:30".to_owned()]),
+        )]);
+        let gaps = LegalesignAllReconcile.gaps(&list, &known).unwrap();
+        let found: Vec<(&str, Option<ProcessStatus>)> = gaps
+            .iter()
+            .map(|g| {
+                let events = parse(&g.body).expect("the \"all\" parser reads a gap");
+                assert_eq!(events.len(), 1);
+                assert_eq!(events[0].activity[0].key, g.missing[0]);
+                (g.process_key.as_str(), events[0].status)
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("d-sent", Some(ProcessStatus::Created)),
+                ("d-removed", Some(ProcessStatus::Canceled)),
+                ("d-rejected", Some(ProcessStatus::Canceled)),
+            ]
+        );
+        assert!(gaps.iter().all(|g| g.unknown_process));
+        assert_eq!(
+            Legalesign.api_authorization(b"u:s").as_deref(),
+            Some("ApiKey u:s")
         );
     }
 

@@ -166,6 +166,10 @@ pub struct Options {
     /// With the Legalesign sources: `uk-events` downloads final PDFs from this API base URL with
     /// credentials [`LS_API_CREDENTIALS`].
     pub legalesign_api: Option<String>,
+    /// With the Legalesign sources: `uk` ("all" callback) has this API base URL, with
+    /// credentials [`LS_API_CREDENTIALS`], reconciling group `/api/v1/group/g/` (hourly: a test
+    /// runs it).
+    pub legalesign_all_api: Option<String>,
     /// With `legalesign_api`: `uk-events` reconciles every second in group `/api/v1/group/g/`.
     pub legalesign_reconcile: bool,
     /// `acme` (Taktikal) reconciles with this ActivityLog API base URL every second, with
@@ -260,6 +264,7 @@ impl Default for Options {
             universign_jwks: None,
             legalesign_certificate: None,
             legalesign_api: None,
+            legalesign_all_api: None,
             apis: Vec::new(),
             token_urls: Vec::new(),
             legalesign_reconcile: false,
@@ -300,10 +305,14 @@ pub fn config_text(
         });
     if let Some(certificate) = &options.legalesign_certificate {
         universign.push_str(&format!(
-            "[[sources]]\nname = \"uk\"\nprovider = \"legalesign\"\ncertificate = \"{}\"\n\
+            "[[sources]]\nname = \"uk\"\nprovider = \"legalesign\"\ncertificate = \"{}\"\n{}\n\
              [[sources]]\nname = \"uk-events\"\nprovider = \"legalesign_event\"\nsecrets = [\"env:UK_TOKEN\"]\nallow_shared_secrets = true\n{}\n\
              [[sources]]\nname = \"uk-locked\"\nprovider = \"legalesign_event\"\nsecrets = [\"env:UK_TOKEN\"]\nallow_shared_secrets = true\nallow_ips = [\"192.0.2.1\"]\n",
             certificate.display(),
+            options.legalesign_all_api.as_ref().map_or(String::new(), |base| format!(
+                "api = {{ base_url = \"{base}\", credentials = \"env:LS_API\", timeout = \"5s\" }}\n\
+                 reconcile = {{ scope = \"/api/v1/group/g/\", min_age = \"0s\" }}"
+            )),
             options.legalesign_api.as_ref().map_or(String::new(), |base| format!(
                 "api = {{ base_url = \"{base}\", credentials = \"env:LS_API\", timeout = \"5s\" }}\n{}",
                 if options.legalesign_reconcile {

@@ -184,3 +184,73 @@ async fn pandadoc_documents_listed_without_their_notifications_are_reconciled_on
         .await;
     assert_eq!(open[0]["status"], "created");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_legalesign_all_source_reconciles_rejected_and_removed_documents_not_only_signed_ones() {
+    let document = |uuid: &str, status: i64| {
+        let mut d = json("legalesign", "DocumentResponse.json");
+        d["uuid"] = uuid.into();
+        d["resource_uri"] = format!("/api/v1/document/{uuid}/").into();
+        d["group"] = "/api/v1/group/g/".into();
+        d["status"] = status.into();
+        d["modified"] = "2026-12-07T09:30:00".into();
+        d
+    };
+    let list = serde_json::json!({
+        "meta": {"limit": 100, "offset": 0, "total_count": 3, "next": null, "previous": null},
+        "objects": [document("d-signed", 30), document("d-rejected", 50), document("d-removed", 40)]});
+    let api = Simulator::start(
+        "/api/v1",
+        vec![(
+            "/document/",
+            vec![Answer::ok(
+                "application/json",
+                &serde_json::to_vec(&list).unwrap(),
+            )],
+        )],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (key, certificate) = countersign_testkit::self_signed_certificate(dir.path());
+    let stack = Stack::start_with(Options {
+        legalesign_certificate: Some(certificate),
+        legalesign_all_api: Some(api.base_url.clone()),
+        ..Options::default()
+    })
+    .await;
+    // The "all" callback told of d-signed's signing; the rejection and the removal never came.
+    let data = r#"[{"timestamp": "2026-12-07T09:30:00", "name": "status", "value": "30", "resource_uri": "/api/v1/document/d-signed/"}]"#;
+    let batch = countersign_providers::legalesign::signed_form(&key, data).unwrap();
+    assert_eq!(
+        stack
+            .post_to(
+                "uk",
+                batch.as_bytes(),
+                &[("content-type", "application/x-www-form-urlencoded")]
+            )
+            .await,
+        200
+    );
+    stack.wait_for_events(1).await;
+
+    stack.reconciles("uk", 2, 3).await;
+    for (uuid, status) in [
+        ("d-signed", "completed"),
+        ("d-rejected", "canceled"),
+        ("d-removed", "canceled"),
+    ] {
+        let (_, view) = stack
+            .get_json(&format!("/signing/activity/{uuid}?source=uk"))
+            .await;
+        assert_eq!(view[0]["status"], status, "{uuid}");
+    }
+    let listed = api.seen();
+    assert!(
+        listed.iter().all(|s| s.path.starts_with(
+            "/api/v1/document/?cache=1&group=%2Fapi%2Fv1%2Fgroup%2Fg%2F&modified_gt="
+        ) && s.authorization.as_deref()
+            == Some(format!("ApiKey {}", crate::helpers::LS_API_CREDENTIALS).as_str())),
+        "{listed:?}"
+    );
+    assert_eq!(stack.queue_len(stack.topology.dead_queue()).await, 0);
+}
