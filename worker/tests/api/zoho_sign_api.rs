@@ -159,10 +159,15 @@ fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
 /// A worker configuration with one Zoho Sign source whose API is `api` and token endpoint
 /// `token_url`; its fetcher.
 fn fetcher(api: &str, token_url: &str) -> countersign_worker::fetch::Fetcher {
+    fetcher_within(api, token_url, "5s")
+}
+
+/// The same, with API requests (the token's included) bounded by `timeout`.
+fn fetcher_within(api: &str, token_url: &str, timeout: &str) -> countersign_worker::fetch::Fetcher {
     use countersign::config::{Config, Role};
     let text = format!(
         "[[sources]]\nname = 'zs'\nprovider = 'zoho_sign'\nsecrets = ['env:S']\n\
-         api = {{ base_url = '{api}', credentials = 'env:G', token_url = '{token_url}', timeout = '5s' }}\n"
+         api = {{ base_url = '{api}', credentials = 'env:G', token_url = '{token_url}', timeout = '{timeout}' }}\n"
     );
     let env = |name: &str| match name {
         "S" => Some("s".to_owned()),
@@ -171,6 +176,59 @@ fn fetcher(api: &str, token_url: &str) -> countersign_worker::fetch::Fetcher {
     };
     let config = Config::from_toml(&text, Role::Worker, &env).unwrap();
     countersign_worker::fetch::Fetcher::from_config(&config).unwrap()
+}
+
+#[tokio::test]
+async fn a_slow_failing_or_truncated_token_endpoint_fails_the_request_and_a_later_one_succeeds() {
+    let slow = std::time::Duration::from_secs(3);
+    let accounts = Simulator::start(
+        "/oauth/v2",
+        vec![(
+            "/token",
+            vec![
+                Answer::status(503).with_header("retry-after", "30"),
+                token("1000.late").truncated(),
+                token("1000.late").after(slow),
+                token("1000.good"),
+            ],
+        )],
+    )
+    .await;
+    let api = Simulator::start(
+        "/api/v1",
+        vec![("/requests/1", vec![answer(&request("1", "completed"))])],
+    )
+    .await;
+    let token_url = format!("{}/token", accounts.base_url);
+    let fetcher = fetcher_within(&api.base_url, &token_url, "1s");
+    for expected in [
+        "HTTP 503 Service Unavailable (error: simulated), no access_token",
+        "the response body broke off",
+        "timed out",
+    ] {
+        let error = fetcher
+            .get("zs", "/requests/1")
+            .await
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.ends_with(expected),
+            "{error:?} should end with {expected:?}"
+        );
+        assert!(error.starts_with("zs's API: "), "{error}");
+    }
+    assert!(api.seen().is_empty(), "no API request without a token");
+    // The endpoint is back: the next request gets a token and its answer.
+    let answered = fetcher.get("zs", "/requests/1").await.unwrap().unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&answered).unwrap()["requests"]["request_id"],
+        "1"
+    );
+    assert_eq!(
+        api.seen()[0].authorization.as_deref(),
+        Some("Zoho-oauthtoken 1000.good")
+    );
 }
 
 #[tokio::test]
