@@ -412,7 +412,10 @@ impl Consumer {
         let (queue, delay) = &self.topology.retry_queues()[index];
         let attempt = u32::try_from(index).unwrap_or(u32::MAX);
         let shown = countersign::telemetry::Escaped(reason);
-        tracing::warn!(attempt = attempt + 1, retry_in = ?delay, error = %shown, "transient failure; retrying later");
+        let (source, event_id, request_id) = identity(&delivery.properties);
+        tracing::warn!(attempt = attempt + 1, retry_in = ?delay, error = %shown,
+            source = %source, event_id = %event_id, request_id = %request_id,
+            "transient failure; retrying later");
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
         if headers.contains_key(DEAD_KIND) {
             // Moved back from the parking lot as it was (the management UI's "Move messages"):
@@ -438,9 +441,13 @@ impl Consumer {
     ) -> Result<(), PublishError> {
         // The reason may quote the payload (a parser's message): it goes to the header, which only
         // operators see next to the payload itself, never to the log.
+        let (source, event_id, request_id) = identity(&delivery.properties);
         tracing::error!(
             kind = kind.label(),
             queue = self.topology.dead_queue(),
+            source = %source,
+            event_id = %event_id,
+            request_id = %request_id,
             "message parked; see its x-dead-reason header"
         );
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
@@ -565,6 +572,27 @@ fn retry_index(queues: &[(String, Duration)], attempt: usize, at_least: Duration
 }
 
 /// Retries already made, from `x-attempt` (any integer type; absent = 0). A message moved back
+/// What names a message in a log line: its source, event id (`message_id`) and request id, as
+/// the ingester set them (ids only, escaped; `-` where absent).
+fn identity(
+    properties: &lapin::BasicProperties,
+) -> (
+    countersign::telemetry::Escaped<'_>,
+    countersign::telemetry::Escaped<'_>,
+    countersign::telemetry::Escaped<'_>,
+) {
+    let header = |name| countersign::message::header_text(properties, name).unwrap_or("-");
+    let event_id = properties
+        .message_id()
+        .as_ref()
+        .map_or("-", |id| id.as_str());
+    (
+        countersign::telemetry::Escaped(header("x-source")),
+        countersign::telemetry::Escaped(event_id),
+        countersign::telemetry::Escaped(header("x-request-id")),
+    )
+}
+
 /// from the parking lot as it was (still carrying `x-dead-kind`) starts again from 0.
 pub fn attempt_of(properties: &BasicProperties) -> u32 {
     let headers = properties.headers().as_ref();

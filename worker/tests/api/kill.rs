@@ -164,3 +164,60 @@ async fn sigterm_finishes_what_is_in_hand_and_acks_only_what_committed() {
         1
     );
 }
+
+/// Issue 31 (8): the log line of a parked message names its source, event id and request id —
+/// and never quotes the payload.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_parked_message_is_logged_with_its_source_event_and_request_id() {
+    let stack = Stack::start_with(Options {
+        start_worker: false,
+        ..Options::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("countersign.toml");
+    std::fs::write(&config, &stack.config_text).unwrap();
+    let log = dir.path().join("worker.log");
+    let _worker = Command::new(env!("CARGO_BIN_EXE_countersign-worker"))
+        .env("COUNTERSIGN_CONFIG", &config)
+        .env("AMQP_URL", countersign_testkit::amqp_url())
+        .env("DATABASE_URL", &stack.database.url)
+        .env("ACME_KEY", KEY)
+        .env("READ_TOKEN", READ_TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .map(KillOnDrop)
+        .expect("worker binary starts");
+    stack
+        .publish_raw(
+            b"{\"not\": \"a Taktikal event, secret-payload-text\"",
+            "ev-parked-1",
+            &[
+                ("x-provider", "taktikal"),
+                ("x-source", "acme"),
+                ("x-event-type", "AllSigned"),
+                ("x-request-id", "req-parked-1"),
+            ],
+        )
+        .await;
+    let dead = stack.topology.dead_queue().to_owned();
+    wait_until("the message is parked", Duration::from_secs(60), || async {
+        stack.queue_len(&dead).await == 1
+    })
+    .await;
+    wait_until("the line is written", Duration::from_secs(10), || async {
+        std::fs::read_to_string(&log).is_ok_and(|text| text.contains("message parked"))
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text
+        .lines()
+        .find(|line| line.contains("message parked"))
+        .unwrap();
+    for expected in ["acme", "ev-parked-1", "req-parked-1"] {
+        assert!(line.contains(expected), "{expected} in {line}");
+    }
+    assert!(!text.contains("secret-payload-text"), "{text}");
+}
