@@ -185,9 +185,10 @@ async fn check_dependencies(amqp_url: &str, database_url: &str) -> Result<(), Ex
         Ok(None) => {}
         Err(error) => {
             eprintln!(
-                "countersign dev: PostgreSQL is not usable at {} ({error:#}). Start it \
+                "countersign dev: PostgreSQL is not usable at {} ({}). Start it \
                  (`pg_ctlcluster <version> main start`, or `systemctl start postgresql`) or set DATABASE_URL.",
-                server_of(database_url)
+                server_of(database_url),
+                countersign::telemetry::error_line(error.chain())
             );
             return Err(ExitCode::FAILURE);
         }

@@ -36,7 +36,10 @@ async fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("countersign: {error:#}");
+            eprintln!(
+                "countersign: {}",
+                countersign::telemetry::error_line(error.chain())
+            );
             ExitCode::FAILURE
         }
     }

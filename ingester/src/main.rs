@@ -45,7 +45,10 @@ async fn run() -> ExitCode {
             return match done {
                 Ok(code) => ExitCode::from(code),
                 Err(error) => {
-                    eprintln!("countersign-ingester: {error:#}");
+                    eprintln!(
+                        "countersign-ingester: {}",
+                        countersign::telemetry::error_line(error.chain())
+                    );
                     ExitCode::FAILURE
                 }
             };
@@ -66,7 +69,10 @@ async fn run() -> ExitCode {
         Err(error) => Err(error),
     };
     if let Err(error) = result {
-        tracing::error!(error = format!("{error:#}"), "ingester failed");
+        tracing::error!(
+            error = countersign::telemetry::error_line(error.chain()),
+            "ingester failed"
+        );
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

@@ -134,6 +134,26 @@ pub fn probe_health(port: u16) -> bool {
         && (head.starts_with(b"HTTP/1.0 200") || head.starts_with(b"HTTP/1.1 200"))
 }
 
+/// An error and its causes as one line, `what: why: because`, leaving out a cause whose text the
+/// line already holds: sqlx's and I/O errors repeat their source in their own text, which `{:#}`
+/// would print two or three times (`… does not exist: … does not exist: … does not exist`).
+pub fn error_line<'a>(
+    chain: impl IntoIterator<Item = &'a (dyn std::error::Error + 'static)>,
+) -> String {
+    let mut line = String::new();
+    for cause in chain {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 /// A value from a payload (an event id, a provider's message), written to a log line with every
 /// byte that is not printable ASCII escaped (`\n`, `\u{1b}`, `\u{202e}`): a newline cannot forge
 /// a log line, an escape sequence cannot reach an operator's terminal, and the text log and the
@@ -175,6 +195,46 @@ impl std::fmt::Display for Escaped<'_> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_error_line_names_each_cause_once() {
+        use super::error_line;
+        #[derive(Debug)]
+        struct Layer(String, Option<Box<Layer>>);
+        impl std::fmt::Display for Layer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl std::error::Error for Layer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|l| l as _)
+            }
+        }
+        let root = "database \"x\" does not exist";
+        let error = Layer(
+            format!("while executing migrations: {root}"),
+            Some(Box::new(Layer(root.to_owned(), None))),
+        );
+        let mut chain: Vec<&(dyn std::error::Error + 'static)> = vec![&error];
+        chain.extend(
+            error
+                .1
+                .as_deref()
+                .map(|l| l as &(dyn std::error::Error + 'static)),
+        );
+        assert_eq!(
+            error_line(chain),
+            "while executing migrations: database \"x\" does not exist"
+        );
+        let other = Layer(
+            "connect".to_owned(),
+            Some(Box::new(Layer("refused".to_owned(), None))),
+        );
+        let chain: Vec<&(dyn std::error::Error + 'static)> =
+            vec![&other, other.1.as_deref().unwrap()];
+        assert_eq!(error_line(chain), "connect: refused");
+    }
+
     use super::Escaped;
 
     #[test]

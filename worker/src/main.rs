@@ -51,7 +51,10 @@ async fn run() -> ExitCode {
         }
     };
     if let Err(error) = result {
-        eprintln!("countersign-worker: {error:#}");
+        eprintln!(
+            "countersign-worker: {}",
+            countersign::telemetry::error_line(error.chain())
+        );
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

@@ -150,6 +150,15 @@ async fn migrate(db: &Db, shutdown: &CancellationToken) -> anyhow::Result<bool> 
             Err(sqlx::migrate::MigrateError::Execute(error)) if crate::db::is_transient(&error) => {
                 tracing::warn!(error = %error, retry_in = ?backoff, "database unavailable; migrations wait");
             }
+            Err(sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(error)))
+                if error.code().as_deref() == Some("3D000") =>
+            {
+                // invalid_catalog_name: the database itself is missing.
+                return Err(anyhow::anyhow!(
+                    "{}: create it first (createdb, or CREATE DATABASE): the worker creates its tables, not the database",
+                    error.message()
+                ));
+            }
             Err(error) => return Err(error).context("database migrations"),
         }
         tokio::select! {

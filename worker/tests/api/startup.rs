@@ -188,3 +188,39 @@ async fn a_restart_on_a_migrated_database_logs_no_notice() {
         assert!(!log.to_lowercase().contains("notice"), "{log}");
     }
 }
+
+/// Issue 31 (4): a database that does not exist stops the worker with one line that says so once
+/// and what to do.
+#[test]
+fn a_missing_database_stops_the_worker_with_one_line_saying_so_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("countersign.toml");
+    std::fs::write(
+        &path,
+        "[worker]\nlisten = \"127.0.0.1:0\"\n\
+         [[sources]]\nname = \"acme\"\nprovider = \"taktikal\"\nsecrets = [\"env:ACME_KEY\"]\n",
+    )
+    .unwrap();
+    let database = format!("cs_missing_{}", uuid::Uuid::new_v4().simple());
+    let url = countersign_testkit::database_url();
+    let (server, _) = url.rsplit_once('/').unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_countersign-worker"))
+        .env("COUNTERSIGN_CONFIG", &path)
+        .env("ACME_KEY", "k")
+        .env("DATABASE_URL", format!("{server}/{database}"))
+        .env("AMQP_URL", countersign_testkit::amqp_url())
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("countersign-worker: "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(line.matches("does not exist").count(), 1, "{line}");
+    assert!(
+        line.contains(&database) && line.contains("create it first"),
+        "{line}"
+    );
+}
