@@ -1296,6 +1296,72 @@ mod tests {
 
     /// The README's table of which provider reads which key is what the providers declare.
     #[test]
+    fn the_example_configuration_parses_binds_loopback_and_shows_every_provider() {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../countersign.example.toml"),
+        )
+        .expect("countersign.example.toml");
+        let env = |name: &str| {
+            if name.ends_with("_URL") {
+                return None;
+            }
+            Some(if name.contains("STANDARD_WEBHOOKS") {
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned()
+            } else {
+                format!("{name}-0123456789abcdef0123456789abcdef")
+            })
+        };
+        // As it is: a copied example serves nothing beyond loopback, and the read API asks for a
+        // token.
+        for role in [Role::Ingester, Role::Worker] {
+            let config = Config::from_toml(&text, role, &env).expect("the example parses");
+            assert!(config.ingester.listen.ip().is_loopback());
+            assert!(config.ingester.admin_listen.ip().is_loopback());
+            assert!(config.worker.listen.ip().is_loopback());
+            if role == Role::Worker {
+                assert_eq!(config.worker.api_tokens.len(), 1);
+            }
+        }
+        // Every provider's block, uncommented, parses too, and names each provider.
+        let (head, every) = text
+            .split_once("## Every provider")
+            .expect("the example's provider section");
+        let uncommented: Vec<&str> = every
+            .lines()
+            .skip(1)
+            .map(|line| line.strip_prefix("# ").unwrap_or(line))
+            .collect();
+        let full = format!("{head}\n{}", uncommented.join("\n"));
+        for role in [Role::Ingester, Role::Worker] {
+            let config = Config::from_toml(&full, role, &env)
+                .unwrap_or_else(|e| panic!("every provider's block parses: {e}"));
+            let mut named: Vec<&str> = config.sources.iter().map(|s| s.provider.as_str()).collect();
+            named.sort_unstable();
+            named.dedup();
+            let mut registered: Vec<&str> = countersign_providers::REGISTRY
+                .iter()
+                .map(|p| p.name())
+                .collect();
+            registered.sort_unstable();
+            assert_eq!(named, registered);
+            let keys = [
+                "enabled",
+                "interval",
+                "min_age",
+                "look_back",
+                "scope",
+                "token_url",
+            ];
+            for key in keys {
+                assert!(
+                    text.contains(&format!("{key} = ")),
+                    "the example shows {key}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn the_readme_says_which_provider_reads_which_key() {
         let readme = std::fs::read_to_string(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
