@@ -137,7 +137,7 @@ pub async fn receive_webhook(
     // only. The token is for sources authenticated by their URL (Legalesign's event callback).
     let (source, path_token) = source_of(request.path());
     if source.is_empty() || path_token.is_some_and(|t| t.is_empty() || t.contains('/')) {
-        return HttpResponse::NotFound().json(serde_json::json!({ "error": "not found" }));
+        return not_found(request).await;
     }
     if request.method() == actix_web::http::Method::GET
         && let Some(response) = answer_get(&request, &state, source, path_token)
@@ -147,6 +147,7 @@ pub async fn receive_webhook(
     if request.method() != actix_web::http::Method::POST {
         return HttpResponse::MethodNotAllowed()
             .insert_header((actix_web::http::header::ALLOW, "POST"))
+            .insert_header((REQUEST_ID, request_id(request.headers())))
             .json(serde_json::json!({ "error": "use POST" }));
     }
     let credit = request.conn_data::<Arc<ReadCredit>>().cloned();
@@ -155,7 +156,7 @@ pub async fn receive_webhook(
     }
     let started = Instant::now();
     let received_at = SystemTime::now();
-    let request_id = request_id(&request);
+    let request_id = request_id(request.headers());
     state.metrics.in_flight.inc();
 
     let source = state.sources.get(source);
@@ -295,7 +296,7 @@ fn answer_get(
     let answer = state
         .sources
         .answer_get(source, &ActixHeaders(request.headers()), origin)?;
-    let request_id = request_id(request);
+    let request_id = request_id(request.headers());
     let label = source.name();
     let mut response = match answer {
         Ok(reply) => {
@@ -462,10 +463,16 @@ async fn read_body(
     Ok((Bytes::from(body), hold))
 }
 
+/// `404 {"error": "not found"}` for any path but a webhook's, with its `X-Request-Id`.
+pub async fn not_found(request: HttpRequest) -> HttpResponse {
+    HttpResponse::NotFound()
+        .insert_header((REQUEST_ID, request_id(request.headers())))
+        .json(serde_json::json!({ "error": "not found" }))
+}
+
 /// The caller's `X-Request-Id` when it is a plain token, otherwise a new UUID.
-fn request_id(request: &HttpRequest) -> String {
-    request
-        .headers()
+pub fn request_id(headers: &HeaderMap) -> String {
+    headers
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|id| {

@@ -292,3 +292,66 @@ async fn two_hundred_concurrent_requests_all_get_200_and_all_are_queued() {
     queued.sort();
     assert_eq!(queued, sent, "every 200 has its message, once");
 }
+
+/// Issue 31 (6): every answer carries `X-Request-Id` — the 405, a 404 for any path, and the 413
+/// answered before `100 Continue`, which is also counted and logged like any 413.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_refusal_carries_a_request_id_and_an_early_413_is_counted() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = TestApp::spawn().await;
+    let get = app
+        .http
+        .get(format!("{}/webhooks/acme", app.address))
+        .header("x-request-id", "caller-405")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 405);
+    assert_eq!(get.headers()["x-request-id"], "caller-405");
+    for path in ["/webhooks/acme/extra/more", "/elsewhere", "/"] {
+        let response = app
+            .http
+            .post(format!("{}{path}", app.address))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+        let id = response.headers()["x-request-id"].to_str().unwrap();
+        assert_eq!(id.len(), 36, "a new UUID for {path}: {id}");
+    }
+
+    let counted = |text: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with("countersign_ingester_requests_total")
+                    && l.contains("source=\"acme\"")
+                    && l.contains("outcome=\"too_large\"")
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = counted(&app.metrics_text().await);
+    let address = app.address.trim_start_matches("http://");
+    for _ in 0..3 {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream
+            .write_all(
+                b"POST /webhooks/acme HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\
+                  X-Request-Id: caller-413\r\nExpect: 100-continue\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let mut reply = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            stream.read_to_end(&mut reply),
+        )
+        .await;
+        let reply = String::from_utf8_lossy(&reply).to_lowercase();
+        assert!(reply.starts_with("http/1.1 413"), "{reply}");
+        assert!(reply.contains("x-request-id: caller-413"), "{reply}");
+    }
+    assert_eq!(counted(&app.metrics_text().await), before + 3);
+}
