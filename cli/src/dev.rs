@@ -222,13 +222,15 @@ fn print_banner(args: &Args, amqp_url: &str, database_url: &str, ports: [u16; 3]
         server_of(database_url)
     );
     println!("  documents {}", args.data.join("documents").display());
+    let mut flags = String::new();
+    if webhook_port != 8080 {
+        flags.push_str(&format!(" --url http://127.0.0.1:{webhook_port}"));
+    }
+    if api_port != 8081 {
+        flags.push_str(&format!(" --api-url http://127.0.0.1:{api_port}"));
+    }
     println!(
-        "Send a signed sample event:  cargo run --release --bin countersign -- send acme{}",
-        if webhook_port == 8080 {
-            String::new()
-        } else {
-            format!(" --url http://127.0.0.1:{webhook_port}")
-        }
+        "Send a signed sample event:  cargo run --release --bin countersign -- send acme{flags}"
     );
 }
 

@@ -92,13 +92,28 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| http_base(config.worker.listen));
     println!(
-        "process {}: curl -s {}/signing/activity/{}?source={}",
+        "process {}: curl -s{} {}/signing/activity/{}?source={}",
         process_key,
+        bearer_option(&config.worker.api_token_references),
         api.trim_end_matches('/'),
         process_key,
         source.name
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `curl` option that sends the read API's first token — named by where it is
+/// (`$NAME`, `$(cat /path)`), never its value; empty where the API takes no token.
+fn bearer_option(references: &[String]) -> String {
+    let Some(reference) = references.first() else {
+        return String::new();
+    };
+    let token = match reference.split_once(':') {
+        Some(("env", name)) => format!("${name}"),
+        Some(("file", path)) => format!("$(cat '{}')", path.replace('\'', "'\\''")),
+        _ => "<token>".to_owned(),
+    };
+    format!(" -H \"Authorization: Bearer {token}\"")
 }
 
 /// Posts `sample` to source `name` at `base`; prints the reply (never a URL token).
@@ -155,6 +170,19 @@ mod tests {
     use super::*;
     use countersign_providers::{Headers, Origin, universign};
     use std::time::SystemTime;
+
+    #[test]
+    fn the_read_back_command_names_the_token_never_its_value() {
+        assert_eq!(bearer_option(&[]), "");
+        assert_eq!(
+            bearer_option(&["env:COUNTERSIGN_API_TOKEN".to_owned()]),
+            " -H \"Authorization: Bearer $COUNTERSIGN_API_TOKEN\""
+        );
+        assert_eq!(
+            bearer_option(&["file:/run/secrets/api token".to_owned(), "env:X".to_owned()]),
+            " -H \"Authorization: Bearer $(cat '/run/secrets/api token')\""
+        );
+    }
 
     struct Pairs<'a>(&'a [(&'static str, String)]);
 
