@@ -119,6 +119,15 @@ impl Verifier {
             .ok_or(Rejection::BadSignature)?;
 
         check_freshness(seconds, request.received_at, self.max_age)?;
+        // Genuine but not an event (a JSON object in the specification's shape): refused now,
+        // as Yousign's and Zoho Sign's are, rather than accepted and then parked.
+        if !is_json_object(request.body) || serde_json::from_slice::<Payload>(request.body).is_err()
+        {
+            return Err(Rejection::Unacceptable {
+                status: 400,
+                reason: "body is not a Standard Webhooks event (a JSON object with a string type)",
+            });
+        }
 
         Ok(Verified {
             event_id: Some(id.to_owned()),
@@ -405,6 +414,27 @@ mod tests {
                 "body with byte {i} flipped"
             );
         }
+    }
+
+    #[test]
+    fn a_genuine_body_that_is_not_an_event_is_refused_with_400() {
+        let now = at(TIMESTAMP_S + 10);
+        let ts = TIMESTAMP_S.to_string();
+        for body in [&b"not json"[..], b"[1,2]", b"{\"type\": 5}", b""] {
+            let signature = sign(SECRET.as_bytes(), MSG_ID, TIMESTAMP_S, body).unwrap();
+            assert!(
+                matches!(
+                    verify_with(&[SECRET], MSG_ID, &ts, &signature, body, now).unwrap_err(),
+                    Rejection::Unacceptable { status: 400, .. }
+                ),
+                "{body:?}"
+            );
+        }
+        // A forged one stays a 401: the body is read only once the signature holds.
+        assert_eq!(
+            verify_with(&[SECRET], MSG_ID, &ts, SIGNATURE_V1, b"not json", now).unwrap_err(),
+            Rejection::BadSignature
+        );
     }
 
     #[test]

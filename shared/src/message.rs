@@ -1,7 +1,8 @@
 //! The AMQP message contract between the ingester and everything downstream.
 //!
 //! The body is the request body, byte for byte. Properties: `delivery_mode = 2` (persistent),
-//! `message_id` = the provider's event id (or the body's sha256), `timestamp` = receive time,
+//! `message_id` = the event id from the provider's signed bytes (per provider: the README's "What
+//! each signature covers"; a body's sha256 where the provider has none), `timestamp` = receive time,
 //! `content_type` = the request's. Headers, all strings: [`PROVIDER`], [`SOURCE`], [`EVENT_TYPE`],
 //! [`RECEIVED_AT`] (RFC 3339), [`REQUEST_ID`], [`VERIFIED_KEY`] (the label of the secret that
 //! matched), and the provider's own signature headers, so that anyone can verify again. Events

@@ -118,6 +118,14 @@ async fn replay_archive_command(
     filter: ArchiveFilter,
     dry_run: bool,
 ) -> anyhow::Result<()> {
+    if !config.sources.iter().any(|s| s.name == filter.source) {
+        let names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+        anyhow::bail!(
+            "--source {}: no such source in the configuration (sources: {})",
+            countersign::telemetry::Escaped(&filter.source),
+            names.join(", ")
+        );
+    }
     let url = config.require_database_url()?;
     let db = Db::connect_lazy(url.expose_secret(), 2, config.worker.database_timeout)?;
     let broker = if dry_run {

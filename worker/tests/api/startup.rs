@@ -224,3 +224,31 @@ fn a_missing_database_stops_the_worker_with_one_line_saying_so_once() {
         "{line}"
     );
 }
+
+/// Issue 31 (9): replaying the archive of a source the configuration does not have is an error
+/// naming the sources it has, not "would replay 0".
+#[test]
+fn replaying_an_unknown_sources_archive_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("countersign.toml");
+    std::fs::write(
+        &path,
+        "[[sources]]\nname = \"acme\"\nprovider = \"taktikal\"\nsecrets = [\"env:ACME_KEY\"]\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_countersign-worker"))
+        .args(["replay", "archive", "--source", "nosuch", "--dry-run"])
+        .env("COUNTERSIGN_CONFIG", &path)
+        .env("ACME_KEY", "k")
+        .env("DATABASE_URL", countersign_testkit::database_url())
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty(), "nothing claims a replay");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("--source nosuch: no such source in the configuration (sources: acme)"),
+        "{stderr}"
+    );
+}
