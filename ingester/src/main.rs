@@ -17,8 +17,13 @@ async fn run() -> ExitCode {
     let cli = Cli::parse();
     let _log = countersign::telemetry::init("countersign-ingester");
     // Every configuration problem, the sources' key files included, is exit 2 and one line.
-    let loaded = Config::load_path(&cli.config, Role::Ingester)
-        .and_then(|config| config.build_sources().map(|sources| (config, sources)));
+    let loaded = Config::load_path(&cli.config, Role::Ingester).and_then(|config| {
+        // Keys and certificates are read now: their errors name the file too.
+        let sources = config
+            .build_sources()
+            .map_err(|e| e.within(&cli.config.display().to_string()))?;
+        Ok((config, sources))
+    });
     let (mut config, sources) = match loaded {
         Ok(loaded) => loaded,
         Err(error) => {

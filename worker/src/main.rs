@@ -19,7 +19,9 @@ async fn run() -> ExitCode {
     let command = cli.command.unwrap_or(Command::Run);
     let loaded = Config::load_path(&cli.config, Role::Worker).and_then(|config| {
         if command.needs_database() {
-            config.require_database_url()?;
+            config
+                .require_database_url()
+                .map_err(|e| e.within(&cli.config.display().to_string()))?;
         }
         Ok(config)
     });

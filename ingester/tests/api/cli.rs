@@ -91,6 +91,11 @@ fn a_key_file_that_cannot_be_read_is_a_configuration_error() {
         stderr.contains("invalid configuration") && stderr.contains("sources[fr]"),
         "{stderr}"
     );
+    // The file is named, as in every other configuration error (issue 31, 9).
+    assert!(
+        stderr.contains("countersign.toml: sources[fr]: jwks /nonexistent/jwks.json"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -95,8 +95,12 @@ fn a_missing_database_url_is_a_configuration_error() {
         let stderr = String::from_utf8(output.stderr).unwrap();
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        // The file is named, as in every other configuration error (issue 31, 9).
         assert!(
-            stderr.contains("invalid configuration: DATABASE_URL: not set"),
+            stderr.contains(&format!(
+                "invalid configuration: {}: DATABASE_URL: not set",
+                path.display()
+            )),
             "{stderr}"
         );
     }
