@@ -23,8 +23,13 @@
 //!   spooled messages the broker refuses every time they are sent (a header frame it cannot
 //!   take, a channel closed on each publish), moved aside so that the rest drains: held now
 //!   (alert when above 0), and moved aside since start.
+//! - `countersign_ingester_source_key_expiry_timestamp_seconds{source}`: when a source's key
+//!   material stops being valid (a certificate's `notAfter`, Unix seconds), for the sources whose
+//!   keys state one (Legalesign's "all" callback).
 
-use prometheus::{Gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
+use prometheus::{
+    Gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,
+};
 
 /// Latency buckets from 0.25 ms to 30 s: confirms are sub-millisecond on a healthy broker and
 /// large bodies or a struggling broker take seconds.
@@ -55,6 +60,7 @@ pub struct Metrics {
     pub spool_sync_seconds: Histogram,
     pub spool_quarantined: IntGauge,
     pub spool_quarantined_total: IntCounter,
+    pub source_key_expiry: IntGaugeVec,
 }
 
 impl Metrics {
@@ -124,6 +130,11 @@ impl Metrics {
                 "countersign_ingester_spool_sync_duration_seconds",
                 "One group commit to the spool: write and fsync.",
                 b,
+            ),
+            source_key_expiry: m.int_gauge_vec(
+                "countersign_ingester_source_key_expiry_timestamp_seconds",
+                "When a source's key material stops being valid (a certificate's notAfter), Unix seconds.",
+                &["source"],
             ),
             spool_quarantined: m.int_gauge(
                 "countersign_ingester_spool_quarantined",

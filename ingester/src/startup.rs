@@ -62,6 +62,15 @@ impl Application {
     /// file is reported as a configuration error before anything starts).
     pub async fn build_with(config: Config, sources: Sources) -> anyhow::Result<Self> {
         let metrics = Metrics::new();
+        for (source, until) in sources.expiries() {
+            let seconds = until
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            metrics
+                .source_key_expiry
+                .with_label_values(&[source])
+                .set(seconds);
+        }
         let topology = Topology::from_config(&config.amqp);
         let broker = Broker::new(topology, config.ingester.confirm_timeout, metrics.clone());
         let broker_stop = CancellationToken::new();

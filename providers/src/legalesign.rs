@@ -33,6 +33,13 @@ use crate::{Provider, Rejection, Request, Sample, Verified, Verify};
 
 /// Reads the RSA public key of an X.509 certificate (PEM).
 pub fn load_certificate(path: &Path) -> Result<RsaPublicKey, String> {
+    load_certificate_until(path).map(|(key, _)| key)
+}
+
+/// The RSA public key of an X.509 certificate (PEM), and the end of its validity (`notAfter`).
+pub fn load_certificate_until(
+    path: &Path,
+) -> Result<(RsaPublicKey, std::time::SystemTime), String> {
     use rsa::pkcs8::DecodePublicKey as _;
     use x509_cert::der::{DecodePem as _, Encode as _};
     let pem = crate::settings::read_small_file(path)
@@ -48,8 +55,14 @@ pub fn load_certificate(path: &Path) -> Result<RsaPublicKey, String> {
         .subject_public_key_info
         .to_der()
         .map_err(|e| format!("certificate {}: {e}", path.display()))?;
-    RsaPublicKey::from_public_key_der(&spki)
-        .map_err(|e| format!("certificate {}: not an RSA key ({e})", path.display()))
+    let key = RsaPublicKey::from_public_key_der(&spki)
+        .map_err(|e| format!("certificate {}: not an RSA key ({e})", path.display()))?;
+    let not_after = certificate
+        .tbs_certificate
+        .validity
+        .not_after
+        .to_system_time();
+    Ok((key, not_after))
 }
 
 pub(crate) fn check_event_config(source: &SourceConfig) -> Result<(), String> {
@@ -64,6 +77,7 @@ pub(crate) fn check_event_config(source: &SourceConfig) -> Result<(), String> {
 pub struct AllVerifier {
     key: RsaPublicKey,
     label: String,
+    not_after: std::time::SystemTime,
 }
 
 /// The largest Legalesign callback accepted unless a source sets its own `max_body_bytes`: a
@@ -154,9 +168,11 @@ impl AllVerifier {
             .certificate
             .as_ref()
             .ok_or("legalesign needs certificate = \"/path/to/legalesign.pem\" (Legalesign's X.509 certificate)")?;
+        let (key, not_after) = load_certificate_until(path)?;
         Ok(Self {
-            key: load_certificate(path)?,
+            key,
             label: format!("certificate:{}", path.display()),
+            not_after,
         })
     }
 
@@ -682,6 +698,11 @@ pub struct LegalesignEvent;
 impl Verify for AllVerifier {
     fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
         AllVerifier::verify(self, request)
+    }
+
+    /// The certificate's `notAfter` (Legalesign's: 2033).
+    fn expires_at(&self) -> Option<std::time::SystemTime> {
+        Some(self.not_after)
     }
 }
 

@@ -174,6 +174,13 @@ pub trait Verify: Send + Sync {
     /// Verifies a request over its raw bytes; says what the event is.
     fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection>;
 
+    /// When the key material this verifier was made with stops being valid (a certificate's
+    /// `notAfter`): `None` where it states no end. Exported as a metric so that an alert fires
+    /// well before verification would start failing.
+    fn expires_at(&self) -> Option<std::time::SystemTime> {
+        None
+    }
+
     /// A `GET` to the endpoint (Adobe Acrobat Sign's verification of intent): `None` where the
     /// provider sends none (the ingester answers 405), else the reply or why not. Nothing is
     /// published either way.

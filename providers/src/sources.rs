@@ -100,6 +100,14 @@ impl Sources {
         Ok(Self { by_name })
     }
 
+    /// Each source whose key material states an end of validity, with that end.
+    pub fn expiries(&self) -> Vec<(&str, std::time::SystemTime)> {
+        self.by_name
+            .values()
+            .filter_map(|s| Some((s.name.as_str(), s.verifier.expires_at()?)))
+            .collect()
+    }
+
     /// The source of that name; `Err(UnknownSource)` otherwise.
     pub fn get(&self, name: &str) -> Result<&Source, Rejection> {
         self.by_name.get(name).ok_or(Rejection::UnknownSource)

@@ -82,6 +82,18 @@ impl Metrics<'_> {
         self.register(prometheus::IntGauge::new(name, help).expect("valid metric"))
     }
 
+    pub fn int_gauge_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> prometheus::IntGaugeVec {
+        self.register(
+            prometheus::IntGaugeVec::new(prometheus::Opts::new(name, help), labels)
+                .expect("valid metric"),
+        )
+    }
+
     pub fn gauge(&self, name: &str, help: &str) -> prometheus::Gauge {
         self.register(prometheus::Gauge::new(name, help).expect("valid metric"))
     }

@@ -435,6 +435,40 @@ fn the_alert_rules_pass_their_promtool_tests() {
     assert!(report.contains("countersign-ingester-2"), "{report}");
 }
 
+/// Every alert has its promtool tests: at least one evaluation where it fires and one where it
+/// does not (issue 31).
+#[test]
+fn every_alert_is_tested_firing_and_not_firing() {
+    let alerts = std::fs::read_to_string(root().join("deploy/prometheus/alerts.yml")).unwrap();
+    let tests = std::fs::read_to_string(root().join("deploy/prometheus/alerts.test.yml")).unwrap();
+    let names: Vec<&str> = alerts
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert!(names.len() >= 11, "{names:?}");
+    let lines: Vec<&str> = tests.lines().map(str::trim).collect();
+    for name in names {
+        let (mut fired, mut quiet) = (false, false);
+        for (i, line) in lines.iter().enumerate() {
+            if line.strip_prefix("alertname: ") != Some(name) {
+                continue;
+            }
+            let next = lines[i + 1..]
+                .iter()
+                .find(|l| !l.is_empty() && !l.starts_with('#'));
+            if next.is_some_and(|l| l.starts_with("exp_alerts:")) {
+                fired = true;
+            } else {
+                quiet = true;
+            }
+        }
+        assert!(
+            fired && quiet,
+            "{name}: tested firing {fired}, tested not firing {quiet}"
+        );
+    }
+}
+
 /// The README's `rabbitmqctl set_policy` line for a broker you run yourself sets exactly the
 /// policy the definitions file and the Kubernetes Policy apply (run against this machine's node,
 /// under a test prefix).

@@ -56,3 +56,43 @@ async fn metrics_count_requests_by_source_and_outcome() {
         "ports closed after stop"
     );
 }
+
+/// Issue 31 (alerts): a source's certificate end is a metric, for the expiry alert.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sources_certificate_end_is_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, certificate) = countersign_testkit::self_signed_certificate(dir.path());
+    let extra: &'static str = Box::leak(
+        format!(
+            "\n[[sources]]\nname = \"uk\"\nprovider = \"legalesign\"\ncertificate = \"{}\"\n",
+            certificate.display()
+        )
+        .into_boxed_str(),
+    );
+    let app = TestApp::spawn_with(crate::helpers::Options {
+        acme_extra: extra,
+        ..crate::helpers::Options::default()
+    })
+    .await;
+    let text = app.metrics_text().await;
+    let value: i64 = text
+        .lines()
+        .find(|l| {
+            l.starts_with("countersign_ingester_source_key_expiry_timestamp_seconds{source=\"uk\"}")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    // `openssl req -days 2`: valid for two days from now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        (now + 86_400..=now + 3 * 86_400).contains(&value),
+        "{value} vs {now}"
+    );
+    assert!(
+        !text.contains("countersign_ingester_source_key_expiry_timestamp_seconds{source=\"acme\"}"),
+        "a shared secret states no end"
+    );
+}
