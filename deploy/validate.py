@@ -847,7 +847,7 @@ def check_dashboard():
     dashboard = json.loads((ROOT / "deploy/grafana/countersign.json").read_text())
     known = exported_metrics()
     titles = {p["title"] for p in dashboard["panels"]}
-    for wanted in ["Webhook requests by outcome", "Request latency (ingester)", "Broker confirm latency", "Queue depths", "Worker rate", "Dead-letter rate by reason"]:
+    for wanted in ["Webhook requests by outcome", "Request latency (ingester)", "Broker confirm latency", "Queue depths", "Worker rate", "Dead-letter rate by reason", "Spool", "Spool quarantine", "Reconciliation"]:
         if wanted not in titles:
             problem(f"dashboard: no panel {wanted!r}")
     rabbitmq = {line.strip() for line in (ROOT / "deploy/grafana/rabbitmq-metrics.txt").read_text().splitlines()
