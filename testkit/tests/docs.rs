@@ -91,4 +91,31 @@ fn the_alert_rules_and_dashboards_use_only_registered_metrics() {
             "{dir} uses metrics nothing registers: {unknown:?}"
         );
     }
+    // RabbitMQ's own, in the alerts: names rabbitmq_prometheus exports (the list the dashboard
+    // is checked against).
+    let exported: BTreeSet<String> =
+        std::fs::read_to_string(root().join("deploy/grafana/rabbitmq-metrics.txt"))
+            .unwrap()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect();
+    let alerts = std::fs::read_to_string(root().join("deploy/prometheus/alerts.yml")).unwrap();
+    let mut checked = 0;
+    for (start, _) in alerts.match_indices("rabbitmq_") {
+        let name: String = alerts[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        if name == "rabbitmq_prometheus" {
+            continue; // the plugin, named in a comment
+        }
+        assert!(
+            exported.contains(&name),
+            "alerts.yml: {name} is not a metric RabbitMQ exports"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 3, "the alerts read RabbitMQ's queue metrics");
 }
