@@ -1,9 +1,11 @@
-//! `countersign`: the whole product on one machine for development (`dev`), and a signed sample
-//! event for any configured source (`send`). Production runs `countersign-ingester` and
+//! `countersign`: the whole product on one machine for development (`dev`), a signed sample
+//! event for any configured source (`send`), and whether a running system is healthy
+//! (`status`). Production runs `countersign-ingester` and
 //! `countersign-worker`, each with its configuration file; nothing here is needed there.
 
 mod dev;
 mod send;
+mod status;
 
 use std::process::ExitCode;
 
@@ -24,6 +26,9 @@ enum Command {
     Dev(dev::Args),
     /// Sign a sample event for a configured source and POST it to the ingester.
     Send(send::Args),
+    /// Is it healthy? Readiness, versions, spool, queues, parked messages, reconciliation, last
+    /// events — exit 0 when healthy, 1 with the problems listed.
+    Status(status::Args),
 }
 
 #[tokio::main]
@@ -32,6 +37,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Dev(args) => dev::run(args).await,
         Command::Send(args) => send::run(args).await,
+        Command::Status(args) => status::run(args).await,
     };
     match result {
         Ok(code) => code,

@@ -149,7 +149,7 @@ async fn post(base: &str, name: &str, sample: Sample) -> anyhow::Result<reqwest:
 }
 
 /// `http://host:port` of a listen address (an unspecified address is reached on loopback).
-fn http_base(listen: std::net::SocketAddr) -> String {
+pub(crate) fn http_base(listen: std::net::SocketAddr) -> String {
     let address = if listen.ip().is_unspecified() {
         std::net::SocketAddr::from(([127, 0, 0, 1], listen.port()))
     } else {

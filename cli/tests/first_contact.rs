@@ -332,3 +332,132 @@ fn send_names_the_sources_it_knows_and_refuses_what_it_cannot_sign() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--private-key"), "{stderr}");
 }
+
+/// Issue 31: `countersign status` says healthy for a running system — versions, queues with their
+/// consumer, the last event per source — and not healthy, naming the parked message's kind and
+/// exiting 1, once something is parked.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_says_healthy_then_names_what_is_parked() {
+    let isolation = Isolation::new();
+    let data = tempfile::tempdir().unwrap();
+    let log = data.path().join("dev.log");
+    let mut dev = dev_binary();
+    dev.args(["--prefix", &isolation.prefix, "--data"])
+        .arg(data.path())
+        .env("DATABASE_URL", &isolation.database_url)
+        .env("AMQP_URL", countersign_testkit::amqp_url())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut dev = KillOnDrop(dev.spawn().expect("countersign dev starts"));
+    let lines = lines_of(dev.0.stdout.take().unwrap());
+    let mut seen = Vec::new();
+    let long = Duration::from_secs(60);
+    let webhooks = url_in(&wait_line(&lines, &mut seen, long, &log, |l| {
+        l.trim_start().starts_with("webhooks")
+    }));
+    let admin = url_in(&wait_line(&lines, &mut seen, long, &log, |l| {
+        l.trim_start().starts_with("admin")
+    }));
+    let api = url_in(&wait_line(&lines, &mut seen, long, &log, |l| {
+        l.trim_start().starts_with("read API")
+    }));
+    wait_line(&lines, &mut seen, long, &log, |l| l == "ready");
+    let sent = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["send", "acme", "--url", &webhooks, "--api-url", &api])
+        .env_remove("COUNTERSIGN_CONFIG")
+        .output()
+        .unwrap();
+    assert!(sent.status.success());
+
+    let status = |json: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_countersign"));
+        command
+            .args(["status", "--ingester-admin", &admin, "--worker", &api])
+            .args(["--prefix", &isolation.prefix])
+            .env_remove("COUNTERSIGN_CONFIG")
+            .env("AMQP_URL", countersign_testkit::amqp_url())
+            .env("DATABASE_URL", &isolation.database_url);
+        if json {
+            command.arg("--json");
+        }
+        command.output().unwrap()
+    };
+    // The event reaches the archive; then everything is as it should be.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let report = loop {
+        let output = status(true);
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stderr)));
+        // RabbitMQ's management statistics lag a few seconds behind a new consumer.
+        let settled = report["last_event"]["acme"].is_string() && report["healthy"] == true;
+        if settled || Instant::now() > deadline {
+            assert_eq!(output.status.code(), Some(0), "{report:#}");
+            break report;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(report["healthy"], true, "{report:#}");
+    assert_eq!(report["ingester"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(report["worker"]["version"], env!("CARGO_PKG_VERSION"));
+    let persist = format!("{}.persist", isolation.prefix);
+    let queue = report["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == persist.as_str())
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert!(queue["consumers"].as_u64().unwrap() >= 1, "{report:#}");
+    assert!(report["last_event"]["acme"].is_string(), "{report:#}");
+
+    // A parked message.
+    let connection = lapin::Connection::connect(
+        &countersign_testkit::amqp_url(),
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let mut headers = lapin::types::FieldTable::default();
+    for (name, value) in [
+        ("x-dead-kind", "unparseable"),
+        ("x-source", "acme"),
+        ("x-dead-reason", "not a Taktikal event"),
+    ] {
+        headers.insert(
+            name.into(),
+            lapin::types::AMQPValue::LongString(value.into()),
+        );
+    }
+    channel
+        .basic_publish(
+            "".into(),
+            format!("{}.dead", isolation.prefix).as_str().into(),
+            lapin::options::BasicPublishOptions::default(),
+            b"{}",
+            lapin::BasicProperties::default().with_headers(headers),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let output = status(false);
+        let text = String::from_utf8(output.stdout).unwrap();
+        if output.status.code() == Some(1) || Instant::now() > deadline {
+            assert_eq!(output.status.code(), Some(1), "{text}");
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(text.starts_with("Countersign: NOT HEALTHY"), "{text}");
+    assert!(
+        text.contains("parked    unparseable acme") && text.contains("not a Taktikal event"),
+        "{text}"
+    );
+    connection.close(0, "done".into()).await.unwrap();
+    let _ = Command::new("kill")
+        .args(["-INT", &dev.0.id().to_string()])
+        .status();
+    let _ = tokio::task::spawn_blocking(move || dev.0.wait()).await;
+}
