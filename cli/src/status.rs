@@ -216,23 +216,11 @@ async fn queues(
     prefix: &str,
     problems: &mut Vec<String>,
 ) -> Value {
-    let amqp = reqwest::Url::parse(config.amqp.url.expose_secret()).ok();
-    let user = amqp
-        .as_ref()
-        .map_or("guest".to_owned(), |u| u.username().to_owned());
-    let password = amqp
-        .as_ref()
-        .and_then(|u| u.password().map(str::to_owned))
-        .unwrap_or_else(|| "guest".to_owned());
-    let vhost = amqp
-        .as_ref()
-        .map(|u| u.path().trim_start_matches('/').to_owned())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "%2f".to_owned());
-    let api = args.management.trim_end_matches('/');
+    let management = Management::of(http, args, config);
+    let (api, vhost) = (management.api.as_str(), management.vhost.as_str());
     let listed = http
         .get(format!("{api}/api/queues/{vhost}"))
-        .basic_auth(&user, Some(&password))
+        .basic_auth(&management.user, Some(&management.password))
         .send()
         .await;
     let list: Vec<Value> = match listed {
@@ -281,30 +269,79 @@ async fn queues(
         problems.push(format!(
             "{dead}: {parked} parked message(s) (README, Runbook: an event failed)"
         ));
-        // A look, requeued: the parking lot's delivery limit is a million looks.
-        let got = http
-            .post(format!("{api}/api/queues/{vhost}/{dead}/get"))
-            .basic_auth(&user, Some(&password))
-            .json(&json!({"count": 3, "ackmode": "ack_requeue_true", "encoding": "auto", "truncate": 1}))
-            .send()
-            .await;
-        if let Ok(response) = got {
-            let messages: Vec<Value> = response.json().await.unwrap_or_default();
-            for message in messages {
-                let headers = &message["properties"]["headers"];
-                reasons.push(json!({
-                    "kind": headers["x-dead-kind"],
-                    "source": headers["x-source"],
-                    "at": headers["x-dead-at"],
-                    "reason": headers["x-dead-reason"].as_str().map(|r| r.chars().take(300).collect::<String>()),
-                }));
-            }
-        }
+        reasons = first_parked(&management, &dead).await;
     }
     json!({
         "queues": queues,
         "dead_letters": { "count": parked, "first": reasons },
     })
+}
+
+/// RabbitMQ's management API, as the AMQP URL's user, in its virtual host.
+struct Management {
+    http: reqwest::Client,
+    api: String,
+    vhost: String,
+    user: String,
+    password: String,
+}
+
+impl Management {
+    fn of(http: &reqwest::Client, args: &Args, config: &Config) -> Self {
+        let amqp = reqwest::Url::parse(config.amqp.url.expose_secret()).ok();
+        Self {
+            http: http.clone(),
+            api: args.management.trim_end_matches('/').to_owned(),
+            user: amqp
+                .as_ref()
+                .map_or("guest".to_owned(), |u| u.username().to_owned()),
+            password: amqp
+                .as_ref()
+                .and_then(|u| u.password().map(str::to_owned))
+                .unwrap_or_else(|| "guest".to_owned()),
+            vhost: amqp
+                .as_ref()
+                .map(|u| u.path().trim_start_matches('/').to_owned())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "%2f".to_owned()),
+        }
+    }
+}
+
+/// The first parked messages' kind, source, time and reason: a look, requeued (the parking lot's
+/// delivery limit is a million looks).
+async fn first_parked(management: &Management, dead: &str) -> Vec<Value> {
+    let Management {
+        http,
+        api,
+        vhost,
+        user,
+        password,
+    } = management;
+    let got = http
+        .post(format!("{api}/api/queues/{vhost}/{dead}/get"))
+        .basic_auth(user, Some(password))
+        .json(
+            &json!({"count": 3, "ackmode": "ack_requeue_true", "encoding": "auto", "truncate": 1}),
+        )
+        .send()
+        .await;
+    let Ok(response) = got else {
+        return Vec::new();
+    };
+    let messages: Vec<Value> = response.json().await.unwrap_or_default();
+    messages
+        .iter()
+        .map(|message| {
+            let headers = &message["properties"]["headers"];
+            json!({
+                "kind": headers["x-dead-kind"],
+                "source": headers["x-source"],
+                "at": headers["x-dead-at"],
+                "reason": headers["x-dead-reason"].as_str().map(|r| r.chars().take(300).collect::<String>()),
+            })
+        })
+        .collect()
 }
 
 /// `countersign_worker_reconcile_runs_total` per source and outcome.

@@ -28,6 +28,7 @@ pub mod forwarded;
 pub mod limits;
 pub mod log_limit;
 pub mod metrics;
+pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod spool;

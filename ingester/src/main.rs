@@ -70,7 +70,14 @@ async fn run() -> ExitCode {
     let shutdown = CancellationToken::new();
     tokio::spawn(countersign::shutdown::cancel_on_signal(shutdown.clone()));
     let result = match Application::build_with(config, sources).await {
-        Ok(app) => app.run_until_stopped(shutdown).await,
+        Ok(app) => {
+            // SIGHUP, or a change of the file or of what it references: sources reloaded.
+            let watching = app.reloader(cli.config.clone()).watch(shutdown.clone());
+            let result = app.run_until_stopped(shutdown.clone()).await;
+            shutdown.cancel();
+            let _ = watching.await;
+            result
+        }
         Err(error) => Err(error),
     };
     if let Err(error) = result {

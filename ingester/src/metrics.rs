@@ -26,6 +26,8 @@
 //! - `countersign_ingester_source_key_expiry_timestamp_seconds{source}`: when a source's key
 //!   material stops being valid (a certificate's `notAfter`, Unix seconds), for the sources whose
 //!   keys state one (Legalesign's "all" callback).
+//! - `countersign_ingester_config_reloads_total{outcome}`: configuration reloads, `applied` or
+//!   `refused` (the previous sources kept serving).
 
 use prometheus::{
     Gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,
@@ -60,7 +62,42 @@ pub struct Metrics {
     pub spool_sync_seconds: Histogram,
     pub spool_quarantined: IntGauge,
     pub spool_quarantined_total: IntCounter,
-    pub source_key_expiry: IntGaugeVec,
+    pub sources: SourceMetrics,
+}
+
+/// What the configured sources' metrics say: reloads, and when key material ends.
+#[derive(Clone)]
+pub struct SourceMetrics {
+    pub key_expiry: IntGaugeVec,
+    pub reloads: IntCounterVec,
+}
+
+impl SourceMetrics {
+    fn new(m: &countersign::telemetry::Metrics<'_>) -> Self {
+        Self {
+            reloads: m.int_counter_vec(
+                "countersign_ingester_config_reloads_total",
+                "Configuration reloads (SIGHUP, or a change of the file or what it references), by outcome: applied or refused.",
+                &["outcome"],
+            ),
+            key_expiry: m.int_gauge_vec(
+                "countersign_ingester_source_key_expiry_timestamp_seconds",
+                "When a source's key material stops being valid (a certificate's notAfter), Unix seconds.",
+                &["source"],
+            ),
+        }
+    }
+
+    /// Exports the ends of the sources' key material (replacing what was exported before).
+    pub fn export_expiries(&self, expiries: &[(&str, std::time::SystemTime)]) {
+        self.key_expiry.reset();
+        for (source, until) in expiries {
+            let seconds = until
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            self.key_expiry.with_label_values(&[source]).set(seconds);
+        }
+    }
 }
 
 impl Metrics {
@@ -131,11 +168,7 @@ impl Metrics {
                 "One group commit to the spool: write and fsync.",
                 b,
             ),
-            source_key_expiry: m.int_gauge_vec(
-                "countersign_ingester_source_key_expiry_timestamp_seconds",
-                "When a source's key material stops being valid (a certificate's notAfter), Unix seconds.",
-                &["source"],
-            ),
+            sources: SourceMetrics::new(&m),
             spool_quarantined: m.int_gauge(
                 "countersign_ingester_spool_quarantined",
                 "Spooled messages in quarantine: refused by the broker every time, set aside for an \

@@ -38,7 +38,8 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// What every webhook request needs, shared by all workers.
 pub struct WebhookState {
-    pub sources: Sources,
+    /// Replaced whole by a configuration reload; a request keeps the sources it started with.
+    pub sources: arc_swap::ArcSwap<Sources>,
     pub broker: Arc<Broker>,
     pub metrics: Metrics,
     /// `Retry-After` value sent with a 503, in whole seconds.
@@ -159,7 +160,8 @@ pub async fn receive_webhook(
     let request_id = request_id(request.headers());
     state.metrics.in_flight.inc();
 
-    let source = state.sources.get(source);
+    let sources = state.sources.load_full();
+    let source = sources.get(source);
     let label = source.as_ref().map_or(UNKNOWN_SOURCE, |s| s.name());
     let result = match source {
         Ok(source) => {
@@ -171,7 +173,7 @@ pub async fn receive_webhook(
             };
             accept(
                 &state,
-                source,
+                (&sources, source),
                 &request,
                 payload,
                 origin,
@@ -287,15 +289,14 @@ fn answer_get(
     source: &str,
     path_token: Option<&str>,
 ) -> Option<HttpResponse> {
-    let source = state.sources.get(source).ok()?;
+    let sources = state.sources.load();
+    let source = sources.get(source).ok()?;
     let origin = Origin {
         path_token,
         query: None,
         peer: client_address(request, state),
     };
-    let answer = state
-        .sources
-        .answer_get(source, &ActixHeaders(request.headers()), origin)?;
+    let answer = sources.answer_get(source, &ActixHeaders(request.headers()), origin)?;
     let request_id = request_id(request.headers());
     let label = source.name();
     let mut response = match answer {
@@ -354,7 +355,7 @@ pub(crate) fn source_of(path: &str) -> (&str, Option<&str>) {
 /// has confirmed or the spool has it on disk.
 async fn accept(
     state: &WebhookState,
-    source: &Source,
+    (sources, source): (&Sources, &Source),
     request: &HttpRequest,
     payload: web::Payload,
     origin: Origin<'_>,
@@ -363,7 +364,7 @@ async fn accept(
 ) -> Result<(String, Kept, Reply), Failure> {
     // Held until the message is confirmed or spooled: the message's body is these bytes.
     let (body, _hold) = read_body(request, payload, source.max_body_bytes(), &state.budget).await?;
-    let webhook = state.sources.verify(
+    let webhook = sources.verify(
         source,
         body,
         &ActixHeaders(request.headers()),

@@ -124,16 +124,15 @@ fn over_announced_limit(request: &Request, state: &WebhookState) -> Option<Respo
         .parse::<u64>()
         .ok()?;
     let (source, _) = routes::source_of(request.path());
-    let limit = state
-        .sources
+    let sources = state.sources.load();
+    let limit = sources
         .get(source)
         .map_or(state.default_max_body_bytes, |s| s.max_body_bytes());
     if announced <= limit as u64 {
         return None;
     }
     // Counted and logged as a 413 read from the body is.
-    let label = state
-        .sources
+    let label = sources
         .get(source)
         .map_or(crate::metrics::UNKNOWN_SOURCE, |s| s.name());
     let request_id = routes::request_id(request.headers());

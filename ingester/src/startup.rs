@@ -38,6 +38,9 @@ use crate::spool::Spool;
 pub const CLOSE_MARGIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 pub struct Application {
+    webhook_state: web::Data<WebhookState>,
+    reload_metrics: Metrics,
+    loaded: crate::reload::Loaded,
     webhooks: Server,
     admin: Server,
     port: u16,
@@ -62,15 +65,8 @@ impl Application {
     /// file is reported as a configuration error before anything starts).
     pub async fn build_with(config: Config, sources: Sources) -> anyhow::Result<Self> {
         let metrics = Metrics::new();
-        for (source, until) in sources.expiries() {
-            let seconds = until
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-            metrics
-                .source_key_expiry
-                .with_label_values(&[source])
-                .set(seconds);
-        }
+        metrics.sources.export_expiries(&sources.expiries());
+        let loaded = crate::reload::Loaded::of(&config);
         let topology = Topology::from_config(&config.amqp);
         let broker = Broker::new(topology, config.ingester.confirm_timeout, metrics.clone());
         let broker_stop = CancellationToken::new();
@@ -109,6 +105,9 @@ impl Application {
             "ingester listening"
         );
         Ok(Self {
+            webhook_state: webhooks.state,
+            reload_metrics: webhooks.metrics,
+            loaded,
             webhooks: webhooks.server,
             admin,
             port: webhooks.port,
@@ -121,6 +120,17 @@ impl Application {
             drain_stop,
             drain_task,
         })
+    }
+
+    /// What reloads this ingester's sources from the configuration file at `path`
+    /// ([`crate::reload`]): call its `reload`, or `watch` it.
+    pub fn reloader(&self, path: std::path::PathBuf) -> Arc<crate::reload::Reloader> {
+        Arc::new(crate::reload::Reloader::new(
+            path,
+            &self.loaded,
+            self.webhook_state.clone(),
+            self.reload_metrics.clone(),
+        ))
     }
 
     /// The webhook port actually bound (useful with port 0).
@@ -229,6 +239,8 @@ async fn drain_before_exit(spool: &Spool, broker: &Broker, deadline: tokio::time
 
 /// The webhook port's server, with what bounds it.
 struct Webhooks {
+    state: web::Data<WebhookState>,
+    metrics: Metrics,
     server: Server,
     port: u16,
     max_connections: usize,
@@ -258,7 +270,7 @@ fn open_webhooks(
         metrics.body_bytes_in_flight.clone(),
     );
     let webhook_state = web::Data::new(WebhookState {
-        sources,
+        sources: arc_swap::ArcSwap::from_pointee(sources),
         broker: broker.clone(),
         metrics: metrics.clone(),
         retry_after,
@@ -272,7 +284,7 @@ fn open_webhooks(
     let max_connections = limits::connection_limit(config.ingester.max_connections, fd_limit);
     let webhooks = server::webhook_server(
         listener,
-        webhook_state,
+        webhook_state.clone(),
         &server::Limits {
             header_timeout: config.ingester.header_timeout,
             keep_alive: config.ingester.keep_alive,
@@ -283,6 +295,8 @@ fn open_webhooks(
         metrics.connections_open.clone(),
     )?;
     Ok(Webhooks {
+        state: webhook_state,
+        metrics: metrics.clone(),
         server: webhooks,
         port,
         max_connections,

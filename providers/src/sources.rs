@@ -23,7 +23,7 @@ pub struct Source {
     verifier: Box<dyn Verify>,
     /// The signatures this source has used (for schemes whose signature does not cover the
     /// body): one memory per source, so that one source's traffic never evicts another's.
-    replay: ReplayMemory,
+    replay: std::sync::Arc<ReplayMemory>,
 }
 
 impl std::fmt::Debug for Source {
@@ -92,12 +92,32 @@ impl Sources {
                     }),
                     allowed: s.allow_ips.clone(),
                     verifier,
-                    replay: ReplayMemory::new(limits.replay_memory_entries),
+                    replay: std::sync::Arc::new(ReplayMemory::new(limits.replay_memory_entries)),
                 };
                 Ok((s.name.clone(), source))
             })
             .collect::<Result<_, ConfigError>>()?;
         Ok(Self { by_name })
+    }
+
+    /// Takes over `old`'s memory of used signatures for each source that keeps its name and
+    /// provider (a configuration reload): a signature seen before the reload is still known
+    /// after it.
+    pub fn keep_memories_of(&mut self, old: &Sources) {
+        for (name, source) in &mut self.by_name {
+            if let Some(before) = old.by_name.get(name)
+                && before.provider.name() == source.provider.name()
+            {
+                source.replay = before.replay.clone();
+            }
+        }
+    }
+
+    /// The sources' names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.by_name.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
     }
 
     /// Each source whose key material states an end of validity, with that end.

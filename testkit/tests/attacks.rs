@@ -1513,3 +1513,162 @@ fn endpoint_checks_are_answered_and_test_events_marked() {
     );
     assert_eq!(taken[0].headers["x-provider"], "documenso");
 }
+
+/// Issue 31: sources and secrets change under load without a restart — a rotation (both keys,
+/// then the new one only), a source added and one removed, a broken file refused while the
+/// previous sources keep serving, a `file:` secret changed in place (a Kubernetes Secret update)
+/// picked up without a signal — and no genuine webhook to a source that stays is refused or
+/// loses its connection meanwhile.
+#[test]
+fn sources_and_secrets_reload_under_load_without_a_refused_genuine_webhook() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    const OLD: &str = "rotation-key-old-0123456789abcdef";
+    const NEW: &str = "rotation-key-new-0123456789abcdef";
+    const NEWER: &str = "rotation-key-newer-0123456789abcd";
+    const ADDED: &str = "added-source-key-0123456789abcdef";
+    let keys = tempfile::tempdir().unwrap();
+    let file = |name: &str| keys.path().join(name);
+    for (name, key) in [("old.key", OLD), ("new.key", NEW), ("added.key", ADDED)] {
+        std::fs::write(file(name), key).unwrap();
+    }
+    let source = |name: &str, files: &[&str]| {
+        let secrets: Vec<String> = files
+            .iter()
+            .map(|f| format!("\"file:{}\"", file(f).display()))
+            .collect();
+        format!(
+            "[[sources]]\nname = \"{name}\"\nprovider = \"taktikal\"\nsecrets = [{}]\n",
+            secrets.join(", ")
+        )
+    };
+    let ingester = Ingester::start("", &source("rot", &["old.key"]));
+    let path = ingester._dir.path().join("countersign.toml");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let first = source("rot", &["old.key"]);
+    let rewrite = |sources: &str, hangup: bool| {
+        std::fs::write(&path, original.replace(&first, sources)).unwrap();
+        if hangup {
+            let pid = ingester.process.0.id().to_string();
+            assert!(
+                Command::new("kill")
+                    .args(["-HUP", &pid])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+        }
+    };
+    let port = ingester.port;
+    let send = |source: &str, key: &str| {
+        let (_, body) = taktikal_event(key, SystemTime::now());
+        post(
+            port,
+            &format!("/webhooks/{source}"),
+            &body,
+            Duration::from_secs(10),
+        )
+        .map_or(0, |(status, _)| status)
+    };
+    let until = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(
+                Instant::now() < deadline,
+                "{what}; log:\n{}",
+                ingester.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    // Genuine traffic to acme throughout, on fresh connections.
+    let stop = Arc::new(AtomicBool::new(false));
+    let outcomes = Arc::new(Mutex::new((0u64, Vec::new())));
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, outcomes) = (stop.clone(), outcomes.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let (_, body) = taktikal_event(KEY, SystemTime::now());
+                    let reply = post(port, "/webhooks/acme", &body, Duration::from_secs(10));
+                    let mut outcomes = outcomes.lock().unwrap();
+                    match reply {
+                        Some((200, _)) => outcomes.0 += 1,
+                        other => outcomes.1.push(other.map(|(status, _)| status)),
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // The rotation begins: both keys.
+    rewrite(&source("rot", &["old.key", "new.key"]), true);
+    until("the new key is taken", &|| send("rot", NEW) == 200);
+    assert_eq!(send("rot", OLD), 200, "the old key still");
+    // The provider switched: the new key only; and a source added.
+    rewrite(
+        &format!(
+            "{}{}",
+            source("rot", &["new.key"]),
+            source("added", &["added.key"])
+        ),
+        true,
+    );
+    until("the old key is refused", &|| send("rot", OLD) == 401);
+    assert_eq!(send("rot", NEW), 200);
+    assert_eq!(send("added", ADDED), 200);
+    // A broken file: refused, with the reason; the previous sources keep serving.
+    std::fs::write(&path, "[[sources]\n").unwrap();
+    let pid = ingester.process.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    until("the broken file is refused", &|| {
+        ingester.log_text().contains("configuration reload refused")
+    });
+    assert_eq!(send("added", ADDED), 200);
+    assert_eq!(send("rot", NEW), 200);
+    // The good file back, then a secret file changed in place, without a signal.
+    rewrite(
+        &format!(
+            "{}{}",
+            source("rot", &["new.key"]),
+            source("added", &["added.key"])
+        ),
+        false,
+    );
+    std::fs::write(file("new.key"), NEWER).unwrap();
+    until("the changed secret file is taken", &|| {
+        send("rot", NEWER) == 200
+    });
+    assert_eq!(send("rot", NEW), 401);
+    // A source removed.
+    rewrite(&source("rot", &["new.key"]), true);
+    until("the removed source is gone", &|| {
+        send("added", ADDED) == 404
+    });
+
+    stop.store(true, Ordering::Relaxed);
+    for thread in load {
+        thread.join().unwrap();
+    }
+    let (accepted, failed) = outcomes.lock().unwrap().clone();
+    assert!(
+        accepted > 20,
+        "{accepted} genuine webhooks during the reloads"
+    );
+    assert!(
+        failed.is_empty(),
+        "genuine webhooks not answered 200 (None: no reply): {failed:?}"
+    );
+    let metrics = ingester.get_admin("/metrics").1;
+    assert!(
+        metrics.contains("countersign_ingester_config_reloads_total{outcome=\"refused\"}"),
+        "{metrics}"
+    );
+}
