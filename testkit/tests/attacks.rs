@@ -1546,17 +1546,15 @@ fn sources_and_secrets_reload_under_load_without_a_refused_genuine_webhook() {
     let path = ingester._dir.path().join("countersign.toml");
     let original = std::fs::read_to_string(&path).unwrap();
     let first = source("rot", &["old.key"]);
-    let rewrite = |sources: &str, hangup: bool| {
+    let hangup = || {
+        let pid = ingester.process.0.id().to_string();
+        let sent = Command::new("kill").args(["-HUP", &pid]).status();
+        assert!(sent.unwrap().success());
+    };
+    let rewrite = |sources: &str, signal: bool| {
         std::fs::write(&path, original.replace(&first, sources)).unwrap();
-        if hangup {
-            let pid = ingester.process.0.id().to_string();
-            assert!(
-                Command::new("kill")
-                    .args(["-HUP", &pid])
-                    .status()
-                    .unwrap()
-                    .success()
-            );
+        if signal {
+            hangup();
         }
     };
     let port = ingester.port;
@@ -1620,14 +1618,7 @@ fn sources_and_secrets_reload_under_load_without_a_refused_genuine_webhook() {
     assert_eq!(send("added", ADDED), 200);
     // A broken file: refused, with the reason; the previous sources keep serving.
     std::fs::write(&path, "[[sources]\n").unwrap();
-    let pid = ingester.process.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    hangup();
     until("the broken file is refused", &|| {
         ingester.log_text().contains("configuration reload refused")
     });
