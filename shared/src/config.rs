@@ -1365,6 +1365,94 @@ mod tests {
         }
     }
 
+    /// Docs are claims (issue 31): every key the parser accepts is in the README's configuration
+    /// reference, and every key the reference names is accepted. The parser's keys are what its
+    /// own refusal of an unknown key lists.
+    #[test]
+    fn the_configuration_reference_names_exactly_the_keys_the_parser_accepts() {
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+        )
+        .expect("README.md");
+        let reference = readme
+            .split("## Configuration")
+            .nth(1)
+            .expect("a Configuration section");
+        let mut documented: Vec<(String, String)> = reference
+            .lines()
+            .take_while(|l| !l.starts_with("## "))
+            .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+            .filter(|key| key.contains('.') || key.starts_with('['))
+            .map(|key| {
+                if let Some((table, field)) = key.split_once(' ') {
+                    let table = table.trim_matches(['[', ']']);
+                    (table.to_owned(), field.to_owned())
+                } else {
+                    let (table, field) = key.rsplit_once('.').unwrap();
+                    (table.to_owned(), field.to_owned())
+                }
+            })
+            .collect();
+        documented.sort();
+        let source = "[[sources]]\nname = 'a'\nprovider = 'taktikal'\n";
+        let mut accepted: Vec<(String, String)> = Vec::new();
+        for (table, text) in [
+            ("amqp", "[amqp]\nzz_unknown = 1\n".to_owned()),
+            ("ingester", "[ingester]\nzz_unknown = 1\n".to_owned()),
+            (
+                "ingester.spool",
+                "[ingester.spool]\nzz_unknown = 1\n".to_owned(),
+            ),
+            ("worker", "[worker]\nzz_unknown = 1\n".to_owned()),
+            ("database", "[database]\nzz_unknown = 1\n".to_owned()),
+            ("sources", format!("{source}zz_unknown = 1\n")),
+            (
+                "sources.api",
+                format!("{source}[sources.api]\nzz_unknown = 1\n"),
+            ),
+            (
+                "sources.reconcile",
+                format!("{source}[sources.reconcile]\nzz_unknown = 1\n"),
+            ),
+        ] {
+            let error = Config::from_toml(&text, Role::Ingester, &|_| None)
+                .expect_err("an unknown key")
+                .to_string();
+            // serde lists one expected key as "expected `url`", several as "expected one of …".
+            let listed = error
+                .split("expected one of ")
+                .nth(1)
+                .or_else(|| error.split("expected ").nth(1))
+                .unwrap_or_else(|| panic!("{table}: {error}"));
+            accepted.extend(
+                listed
+                    .split(", ")
+                    .map(|k| (table.to_owned(), k.trim_matches('`').to_owned())),
+            );
+        }
+        // A sub-table (`ingester.spool`, `sources.api`) is documented by its keys.
+        let tables = ["ingester.spool", "sources.api", "sources.reconcile"];
+        accepted.retain(|(table, key)| !tables.contains(&format!("{table}.{key}").as_str()));
+        accepted.sort();
+        assert!(accepted.len() >= 45, "{accepted:?}");
+        let undocumented: Vec<_> = accepted
+            .iter()
+            .filter(|k| !documented.contains(k))
+            .collect();
+        let unknown: Vec<_> = documented
+            .iter()
+            .filter(|k| !accepted.contains(k))
+            .collect();
+        assert!(
+            undocumented.is_empty(),
+            "accepted, not in the README's reference: {undocumented:?}"
+        );
+        assert!(
+            unknown.is_empty(),
+            "in the README's reference, not accepted: {unknown:?}"
+        );
+    }
+
     #[test]
     fn the_readme_says_which_provider_reads_which_key() {
         let readme = std::fs::read_to_string(
