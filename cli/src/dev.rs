@@ -99,6 +99,17 @@ pub fn dev_env(name: &str) -> Option<String> {
     })
 }
 
+/// The configuration at `path`, as the ingester reads it; without one, development mode's
+/// built-in configuration (what `send` and `status` talk to by default).
+pub fn config_or_dev(
+    path: Option<&std::path::Path>,
+) -> Result<Config, countersign::config::ConfigError> {
+    match path {
+        Some(path) => Config::load_path(path, Role::Ingester),
+        None => Config::from_toml(&config_text(&Args::defaults()), Role::Ingester, &dev_env),
+    }
+}
+
 /// `host:port` of a URL, without its credentials: safe to print.
 fn server_of(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use countersign::config::{Config, Role, SourceConfig};
+use countersign::config::SourceConfig;
 use countersign_providers::{ProviderKind, Sample};
 
 #[derive(Debug, clap::Args)]
@@ -35,15 +35,7 @@ pub struct Args {
 
 #[allow(clippy::print_stdout)]
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let loaded = match &args.config {
-        Some(path) => Config::load_path(path, Role::Ingester),
-        None => Config::from_toml(
-            &crate::dev::config_text(&crate::dev::Args::defaults()),
-            Role::Ingester,
-            &crate::dev::dev_env,
-        ),
-    };
-    let config = match loaded {
+    let config = match crate::dev::config_or_dev(args.config.as_deref()) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("countersign send: invalid configuration: {error}");
@@ -230,13 +222,17 @@ mod tests {
                 ));
             }
         }
-        let config = Config::from_toml(&text, Role::Ingester, &|name| match name {
-            "K" => Some("taktikal-signing-key".to_owned()),
-            "T" => Some("legalesign-url-token".to_owned()),
-            "W" => Some("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".to_owned()),
-            "S" => Some("whsec_provider-secret".to_owned()),
-            _ => None,
-        })
+        let config = countersign::config::Config::from_toml(
+            &text,
+            countersign::config::Role::Ingester,
+            &|name| match name {
+                "K" => Some("taktikal-signing-key".to_owned()),
+                "T" => Some("legalesign-url-token".to_owned()),
+                "W" => Some("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".to_owned()),
+                "S" => Some("whsec_provider-secret".to_owned()),
+                _ => None,
+            },
+        )
         .unwrap();
         assert_eq!(
             config.sources.len(),

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use countersign::config::{Config, Role};
+use countersign::config::Config;
 use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
 
@@ -45,15 +45,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 #[allow(clippy::print_stdout)]
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let loaded = match &args.config {
-        Some(path) => Config::load_path(path, Role::Ingester),
-        None => Config::from_toml(
-            &crate::dev::config_text(&crate::dev::Args::defaults()),
-            Role::Ingester,
-            &crate::dev::dev_env,
-        ),
-    };
-    let config = match loaded {
+    let config = match crate::dev::config_or_dev(args.config.as_deref()) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("countersign status: invalid configuration: {error}");
