@@ -14,7 +14,7 @@
 - The topology of docker compose (its mounted definitions) and of Kubernetes (Messaging Topology
   Operator resources) equals deploy/rabbitmq/definitions.json.
 - The Grafana dashboard parses and queries only metrics that exist.
-- The README's compose quickstart names every URL and credential a newcomer needs.
+- The deploy page (docs/deploy.md) names every URL and credential a newcomer to compose needs.
 
 Exit 0 when all hold; otherwise every problem is printed and the exit code is 1.
 Needs: PyYAML and kubernetes-validate (pip install pyyaml kubernetes-validate).
@@ -172,11 +172,11 @@ def check_compose():
 
 
 def check_cluster_compose():
-    """deploy/cluster/docker-compose.yml: three nodes, its mounts exist, the ports the README names."""
+    """deploy/cluster/docker-compose.yml: three nodes, its mounts exist, the ports docs/deploy.md names."""
     path = ROOT / "deploy/cluster/docker-compose.yml"
     compose = resolve(yaml.safe_load(path.read_text()), {})
     services = compose.get("services", {})
-    readme = (ROOT / "README.md").read_text()
+    page = (ROOT / "docs/deploy.md").read_text()
     for n in (1, 2, 3):
         service = services.get(f"rabbitmq-{n}")
         if service is None:
@@ -191,10 +191,10 @@ def check_cluster_compose():
         ports = set(service.get("ports", []))
         for port in (f"127.0.0.1:570{n}:5672", f"127.0.0.1:1570{n}:15672"):
             if port not in ports:
-                problem(f"deploy/cluster/docker-compose.yml: rabbitmq-{n} does not publish {port} (the README's ports)")
+                problem(f"deploy/cluster/docker-compose.yml: rabbitmq-{n} does not publish {port} (the ports docs/deploy.md names)")
     for needed in ["127.0.0.1:570*n*", "http://localhost:1570*n*"]:
-        if needed not in readme:
-            problem(f"README: the cluster's ports ({needed!r}) are not named")
+        if needed not in page:
+            problem(f"docs/deploy.md: the cluster's ports ({needed!r}) are not named")
     listed = [v for k, v in conf_settings((ROOT / "deploy/cluster/rabbitmq.conf").read_text()).items()
               if k.startswith("cluster_formation.classic_config.nodes.")]
     if sorted(listed) != [f"rabbit@rabbitmq-{n}" for n in (1, 2, 3)]:
@@ -834,7 +834,7 @@ def check_topology(compose, production):
                     problem(f"compose: {source} uses vhost {item.get('vhost')!r} in {kind} without declaring it (imported alone, RabbitMQ refuses it)")
 
 
-# --- dashboard and README -----------------------------------------------------------------
+# --- dashboard and the deploy page -----------------------------------------------------------------
 
 def exported_metrics():
     names = set()
@@ -862,18 +862,15 @@ def check_dashboard():
                     problem(f"dashboard panel {panel['title']!r}: {metric} is not a metric RabbitMQ exports (deploy/grafana/rabbitmq-metrics.txt)")
 
 
-def check_readme():
-    readme = (ROOT / "README.md").read_text()
-    start = readme.find("## Deploy")
-    section = readme[start:] if start >= 0 else ""
-    if not section:
-        problem("README: no '## Deploy' section")
+def check_deploy_page():
+    """docs/deploy.md, the whole page: what a newcomer to compose needs to open and log in to."""
+    page = (ROOT / "docs/deploy.md").read_text()
     for needed in ["docker compose up", "http://localhost:8080/webhooks/acme", "http://localhost:9090", "http://localhost:8081",
                    "http://localhost:15673", "countersign / countersign", "http://localhost:3000", "admin / admin",
                    "http://localhost:9091", "docker compose exec", "dev-signature-key", "dev-read-token", ".env.example",
                    "deploy/local-bases/build.sh"]:
-        if needed not in section:
-            problem(f"README Deploy section: {needed!r} is not named")
+        if needed not in page:
+            problem(f"docs/deploy.md: {needed!r} is not named")
 
 
 CRD_SCHEMAS = crd_schemas()
@@ -927,7 +924,7 @@ def main():
     check_topology(compose, production)
     check_drain_job(production)
     check_dashboard()
-    check_readme()
+    check_deploy_page()
     if problems:
         print(f"{len(problems)} problem(s):")
         for p in problems:

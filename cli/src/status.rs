@@ -259,7 +259,7 @@ async fn queues(
     let mut reasons = Vec::new();
     if parked > 0 {
         problems.push(format!(
-            "{dead}: {parked} parked message(s) (README, Runbook: an event failed)"
+            "{dead}: {parked} parked message(s) (docs/operations.md#an-event-was-parked-find-it-fix-the-cause-replay-it)"
         ));
         reasons = first_parked(&management, &dead).await;
     }

@@ -461,3 +461,188 @@ async fn status_says_healthy_then_names_what_is_parked() {
         .status();
     let _ = tokio::task::spawn_blocking(move || dev.0.wait()).await;
 }
+
+/// The README's fenced blocks marked runnable (```` ```sh runnable ````), each as its lines.
+fn runnable_blocks() -> Vec<Vec<String>> {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let mut blocks = Vec::new();
+    let mut current: Option<Vec<String>> = None;
+    for line in readme.lines() {
+        match (&mut current, line.trim_start().starts_with("```")) {
+            (None, true) if line.trim() == "```sh runnable" => current = Some(Vec::new()),
+            (Some(_), true) => blocks.push(current.take().unwrap()),
+            (Some(block), false) => block.push(line.to_owned()),
+            _ => {}
+        }
+    }
+    blocks
+}
+
+/// `text` with `from` replaced by `to`, which must be there: a README that no longer says it
+/// fails the test rather than running unisolated.
+fn isolate(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "expected {from:?} in:\n{text}");
+    text.replace(from, to)
+}
+
+/// A directory to run a block in, as a checkout looks to it: `target` is the workspace's build
+/// directory, `cargo` (first on `PATH`) runs the real cargo in the workspace, and the example
+/// configuration is the repository's with the test's own ports and queue prefix.
+fn checkout_view(dir: &Path, ports: &[(&str, String)], prefix: &str) -> String {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    std::os::unix::fs::symlink(target, dir.join("target")).unwrap();
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    std::fs::write(
+        bin.join("cargo"),
+        format!(
+            "#!/bin/sh\ncd '{}' && exec '{cargo}' \"$@\"\n",
+            root().display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(bin.join("cargo"))
+        .status()
+        .unwrap();
+    let mut example = std::fs::read_to_string(root().join("countersign.example.toml")).unwrap();
+    for (from, to) in ports {
+        example = isolate(&example, from, to);
+    }
+    example = isolate(
+        &example,
+        "prefix = \"countersign\"",
+        &format!("prefix = \"{prefix}\""),
+    );
+    std::fs::write(dir.join("countersign.example.toml"), example).unwrap();
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
+}
+
+/// Issue 31: every command of a README block marked runnable is run, as written, in one shell —
+/// with what isolates a test: its own ports (in the example configuration and the block), queue
+/// prefix and database, and a directory of its own that looks like the checkout. The block's
+/// last command posts a signed event; the `curl` it prints then reads the event back.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readmes_runnable_blocks_run_as_written() {
+    let blocks = runnable_blocks();
+    assert!(!blocks.is_empty(), "the README marks no block runnable");
+    for block in blocks {
+        let isolation = Isolation::new();
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<(&str, String)> = ["127.0.0.1:8080", "127.0.0.1:9090", "127.0.0.1:8081"]
+            .into_iter()
+            .map(|from| {
+                let port = countersign_testkit::free_port();
+                (from, format!("127.0.0.1:{port}"))
+            })
+            .collect();
+        let path = checkout_view(dir.path(), &ports, &isolation.prefix);
+        let mut script = block.join("\n");
+        for (from, to) in &ports {
+            if script.contains(from) {
+                script = script.replace(from, to);
+            }
+        }
+        script = isolate(
+            &script,
+            "127.0.0.1:5432/countersign",
+            &format!("127.0.0.1:5432/{}", isolation.database),
+        );
+        script = isolate(
+            &script,
+            "-U postgres countersign",
+            &format!("-U postgres {}", isolation.database),
+        );
+        let (output, services) = run_block(&script, dir.path(), &path);
+        read_back(&output, &script, dir.path()).await;
+        drop(services);
+    }
+}
+
+/// Runs `script` with `bash -e` in `dir`: its output, and a guard that stops what it left
+/// running (its process group: SIGTERM, then SIGKILL).
+fn run_block(script: &str, dir: &Path, path: &str) -> (String, StopOnDrop) {
+    use std::os::unix::process::CommandExt as _;
+    let mut command = Command::new("bash");
+    command
+        .args(["-e", "-c", script])
+        .current_dir(dir)
+        .env("PATH", path)
+        .env("AMQP_URL", countersign_testkit::amqp_url())
+        .env_remove("COUNTERSIGN_CONFIG")
+        .env_remove("DATABASE_URL")
+        // Files, not pipes: the services the block starts in the background keep its output
+        // open after the shell has exited.
+        .stdout(std::fs::File::create(dir.join("block.out")).unwrap())
+        .stderr(std::fs::File::create(dir.join("block.log")).unwrap())
+        .process_group(0);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_") && !matches!(&*name, "CARGO_HOME" | "CARGO_TERM_COLOR") {
+            command.env_remove(&*name);
+        }
+    }
+    let mut child = command.spawn().expect("bash runs");
+    let group = child.id().to_string();
+    let stop_group = move || {
+        for signal in ["-TERM", "-KILL"] {
+            let _ = Command::new("kill")
+                .args([signal, "--", &format!("-{group}")])
+                .status();
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    };
+    let status = child.wait().unwrap();
+    let stdout = std::fs::read_to_string(dir.join("block.out")).unwrap_or_default();
+    let log = std::fs::read_to_string(dir.join("block.log")).unwrap_or_default();
+    if !status.success() {
+        stop_group();
+        panic!("the block failed ({status:?}):\n{stdout}\n{log}");
+    }
+    (stdout, StopOnDrop(Box::new(stop_group)))
+}
+
+/// Runs the `curl` the block's `send` printed, with the token the block exported, until the
+/// event is in the read API as an all-signed process.
+async fn read_back(output: &str, script: &str, dir: &Path) {
+    assert!(output.contains("/webhooks/acme -> 200"), "{output}");
+    let curl = output
+        .lines()
+        .find_map(|l| Some(&l[l.find("curl -s")?..]))
+        .unwrap_or_else(|| panic!("send printed no curl: {output}"));
+    assert!(curl.contains("Authorization: Bearer"), "{curl}");
+    let token = script
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("COUNTERSIGN_API_TOKEN="))
+        .expect("the block exports COUNTERSIGN_API_TOKEN");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = Command::new("bash")
+            .args(["-c", curl])
+            .current_dir(dir)
+            .env("COUNTERSIGN_API_TOKEN", token)
+            .output()
+            .unwrap();
+        let body = String::from_utf8_lossy(&answer.stdout).into_owned();
+        if body.contains("\"all_signed\"") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{curl} never showed the event: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+struct StopOnDrop(Box<dyn Fn()>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}

@@ -1,25 +1,7 @@
 //! Adobe Acrobat Sign webhooks: `provider = "adobe_sign"`.
 //!
-//! - Acrobat Sign signs nothing. Every request carries `X-AdobeSign-ClientId`, the client id of
-//!   the API application that created the webhook (`UB7E5BXCXY` for webhooks made in Acrobat
-//!   Sign's web application), and the receiver proves it is the intended one by echoing that id:
-//!   in a response header of the same name, and in the JSON body `{"xAdobeSignClientId": …}`.
-//!   Before notifications start, Acrobat Sign sends a `GET` with the header (verification of
-//!   intent); it gets the same echo and nothing is published.
-//! - A client id is not a secret (the web application's is printed in Adobe's documentation), so
-//!   comparing it proves little: a source of this provider must set `allow_ips` to Acrobat Sign's
-//!   webhook IP ranges, and HTTPS carries the rest. The comparison is constant-time all the same.
-//! - The body is `{"webhookId", "webhookNotificationId", "event", "eventDate", "agreement": {…},
-//!   …}`; `webhookNotificationId` is the event id. With the webhook's `includeSignedDocuments`
-//!   conditional parameter, a completion carries the signed PDF in
-//!   `agreement.signedDocumentInfo.document` (base64): it is stored like Taktikal's.
-//! - With `[sources.api]` (`base_url` = `https://api.<shard>.adobesign.com/api/rest/v6`,
-//!   credentials an OAuth access token or integration key, sent as `Authorization: Bearer …`): a
-//!   completion without its PDF brings `GET /agreements/{id}/combinedDocument`; every final
-//!   state a notification claims is confirmed with `GET /agreements/{id}` (`status`) before it is
-//!   recorded — required here, since nothing in a notification is signed; and reconciliation
-//!   pages through `GET /agreements` (cursor, 100 a page) back to `look_back`. Facts from Adobe's
-//!   Java SDK (`adobe-sign/AdobeSignJavaSdk`, generated from the v6 REST API description).
+//! What the provider signs, what this module verifies and relies on, the provider's API as the
+//! worker uses it, and where each fact comes from: `docs/providers/adobe_sign.md` (one page per provider).
 
 use std::borrow::Cow;
 

@@ -1,22 +1,7 @@
 //! BoldSign: `provider = "boldsign"`.
 //!
-//! - `X-BoldSign-Signature: t=<unix seconds>, s0=<hex>[, s1=<hex>]`: HMAC-SHA256 of
-//!   `<t>.<raw body>` keyed with the webhook's signing secret as text. `s0` is made with the
-//!   current secret, `s1` with the previous one while BoldSign keeps it valid after a roll; any
-//!   listed signature made with any of the source's secrets is enough. `t` must be at most
-//!   `max_signature_age` old (default 300 s, the tolerance of BoldSign's own SDKs) and at most 5
-//!   minutes ahead.
-//! - `X-BoldSign-Event` names the event. When a webhook is created BoldSign sends a
-//!   `Verification` event that must get a 200 within 10 seconds (its SDK samples answer it before
-//!   any signature check): it is answered and never published.
-//! - The body is `{"event": {"id", "created", "eventType", "clientId", "environment"}, "context":
-//!   {"actor", …}, "data": {…}}`; `event.id` is the event id. Document events have
-//!   `data.object = "document"`; the others (sender identities, templates) are archived only.
-//! - Signed documents are not in the webhook. With `[sources.api]` (`base_url`
-//!   `https://api.boldsign.com`, credentials the API key, sent in `X-API-KEY` as BoldSign's SDKs
-//!   do): a completed document is downloaded from `GET /v1/document/download?documentId=…`;
-//!   every final state an event claims is confirmed with `GET /v1/document/properties?documentId=…`
-//!   before it is recorded; reconciliation lists `GET /v1/document/list` over `look_back`.
+//! What the provider signs, what this module verifies and relies on, the provider's API as the
+//! worker uses it, and where each fact comes from: `docs/providers/boldsign.md` (one page per provider).
 
 use std::borrow::Cow;
 use std::time::Duration;

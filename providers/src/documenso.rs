@@ -1,30 +1,7 @@
 //! Documenso (open source, self-hosted or documenso.com): `provider = "documenso"`.
 //!
-//! - Documenso signs nothing. The webhook's secret is sent as it is in `X-Documenso-Secret`;
-//!   Countersign compares it with each of the source's secrets in constant time (rotation:
-//!   configure the new one beside the old one while the webhook changes). It proves only that the
-//!   sender knows the secret: the body is not covered, so whoever learns the secret (from one
-//!   request seen in clear, a log, a proxy) can send any body. Use HTTPS, and `allow_ips` where
-//!   the sender's addresses are known.
-//! - A webhook without a secret has an empty header, which is refused: a source needs a secret.
-//! - The body is `{"event", "payload", "createdAt", "webhookEndpoint"}`: `event` is
-//!   `DOCUMENT_CREATED`, `DOCUMENT_SENT`, `DOCUMENT_OPENED`, `DOCUMENT_SIGNED`,
-//!   `DOCUMENT_COMPLETED`, `DOCUMENT_REJECTED`, `DOCUMENT_CANCELLED` (and newer ones), and
-//!   `payload` is the document with its recipients. There is no event id, and `createdAt` is the
-//!   time of each attempt, so a retry is different bytes. The event id is therefore the sha256 of
-//!   `event` and the payload (re-serialized with sorted keys): every attempt of one event has it,
-//!   and the archive counts them as deliveries of one event.
-//! - Newer Documenso versions add `X-Documenso-Delivery-Id`; it is kept with the archived event.
-//! - Payloads carry each recipient's signing `token` (a link to sign as that person): the archive
-//!   holds them as received, nothing logs them, and the normalized record leaves them out.
-//! - Signed documents are not in the webhook. With `[sources.api]` (`base_url`
-//!   `https://app.documenso.com/api/v2`, or a self-hosted instance's `/api/v2`; credentials the
-//!   API key, sent as `Authorization: <key>` with no scheme, as Documenso's SDKs do): a
-//!   `DOCUMENT_COMPLETED` document is downloaded from `GET /document/{id}/download?version=signed`;
-//!   every final state an event claims is confirmed with `GET /document/{id}` (`status`
-//!   `DRAFT`, `PENDING`, `COMPLETED`, `REJECTED`) before it is recorded — required here, since a
-//!   bearer secret proves nothing about the body; and reconciliation lists `GET /document`
-//!   (newest first, 100 a page) back to `look_back`.
+//! What the provider signs, what this module verifies and relies on, the provider's API as the
+//! worker uses it, and where each fact comes from: `docs/providers/documenso.md` (one page per provider).
 
 use std::borrow::Cow;
 

@@ -1,27 +1,7 @@
 //! DocuSeal (open source, self-hosted or docuseal.com/.eu): `provider = "docuseal"`.
 //!
-//! - `X-Docuseal-Signature: <t>.<hex HMAC-SHA256(secret, "<t>.<raw body>")>`, `t` in Unix
-//!   seconds. The key is the webhook's HMAC signing secret exactly as DocuSeal shows it,
-//!   `whsec_` prefix included (it is not decoded). Any of the source's secrets may match
-//!   (rotation). The signature covers the body and its time.
-//! - `t` is the time of each attempt: it must be at most `max_signature_age` old (default 300 s,
-//!   DocuSeal's own tolerance) and at most 5 minutes ahead.
-//! - The body is `{"event_type", "timestamp", "data"}`. `timestamp` is the event's time, the same
-//!   in every attempt; `data` is serialized afresh on every attempt, with document links that
-//!   expire, so a retry is different bytes. The event id is `<event_type>:<data.id>:<timestamp>`,
-//!   and the archive counts the attempts as deliveries of one event.
-//! - DocuSeal can also add a custom header with a static secret; that option proves nothing about
-//!   the body and is not used: configure the HMAC secret.
-//! - `form.*` events are about one submitter (a signee) of a submission (the process);
-//!   `submission.*` events about the submission with all its submitters; `template.*` events are
-//!   archived only.
-//! - With `[sources.api]` (`base_url` `https://api.docuseal.com` or `.eu`, or a self-hosted
-//!   instance's `/api`; credentials the API key, sent in `X-Auth-Token` as DocuSeal's OpenAPI
-//!   description says): `submission.completed` brings the signed documents —
-//!   `GET /submissions/{id}/documents` lists them by URL, each downloaded from that URL without
-//!   the key; every final state an event claims is confirmed with `GET /submissions/{id}`
-//!   (`status` `pending`, `completed`, `declined`, `expired`); reconciliation reads `GET
-//!   /submissions` (newest first, 100 a page, `after` the last id) back to `look_back`.
+//! What the provider signs, what this module verifies and relies on, the provider's API as the
+//! worker uses it, and where each fact comes from: `docs/providers/docuseal.md` (one page per provider).
 
 use chrono::{DateTime, Utc};
 use std::borrow::Cow;

@@ -1,27 +1,7 @@
 //! DocuSign Connect (JSON SIM, Connect 2.0): `provider = "docusign"`.
 //!
-//! - With HMAC enabled on the Connect configuration, DocuSign sends one header per active key,
-//!   `X-DocuSign-Signature-1` … `X-DocuSign-Signature-N` (up to 100), each the base64
-//!   HMAC-SHA256 of the raw body keyed with a Connect key's text. Any header made with any of the
-//!   source's secrets is enough (rotation: DocuSign signs with every active key while you add the
-//!   new one here). The signature covers the body; there is no timestamp outside it.
-//! - The body is `{"event", "apiVersion", "uri", "retryCount", "configurationId",
-//!   "generatedDateTime", "data": {"accountId", "userId", "envelopeId", "recipientId"?,
-//!   "envelopeSummary"?}}`. There is no event id, and `retryCount` is in the body: whether a
-//!   retry changes it (and the bytes) is not documented. So the event id is built from what
-//!   identifies the event — `<envelopeId>:<event>:<recipientId>:<generatedDateTime>` — and a
-//!   second body under one id is a delivery of the same event, never a conflict.
-//! - With "Include documents", `envelopeSummary.envelopeDocuments[].PDFBytes` carries each
-//!   document in base64: on `envelope-completed` the content documents are the signed PDFs.
-//!   Without them, a completed envelope announces its combined PDF (every document and the
-//!   certificate of completion), downloaded by the worker from the eSignature REST API when the
-//!   source has `[sources.api]`: `GET {base_url}/envelopes/{envelopeId}/documents/combined`, with
-//!   `base_url` = `https://<server>/restapi/v2.1/accounts/<accountId>` and the credentials an
-//!   OAuth access token (`Authorization: Bearer …`).
-//! - With `[sources.api]`, a completed, declined or voided envelope is confirmed with
-//!   `GET {base_url}/envelopes/{envelopeId}` (its `status`) before it is recorded: Connect
-//!   signs the body but carries no freshness, so a captured delivery can be sent again at any
-//!   time; the API says what the envelope is now.
+//! What the provider signs, what this module verifies and relies on, the provider's API as the
+//! worker uses it, and where each fact comes from: `docs/providers/docusign.md` (one page per provider).
 
 use std::borrow::Cow;
 

@@ -1,21 +1,7 @@
 //! Dropbox Sign (formerly HelloSign): `provider = "dropbox_sign"`.
 //!
-//! - The event is JSON in the `json` field of a `multipart/form-data` POST (some apps send it as
-//!   a URL-encoded form field, or as the body itself; all three are read, the same way by the
-//!   ingester and the worker). Each delivery has its own multipart boundary, so a retry is
-//!   different bytes: the event id is built from the event, and the archive counts retries as
-//!   deliveries of one event.
-//! - `event.event_hash` = hex HMAC-SHA256 keyed with the account's **API key** of
-//!   `event_time + event_type`. It does **not** cover the rest of the event, and several genuine
-//!   events share one (same type, same second). Defences: a freshness window on `event_time`
-//!   (default 96 h: Dropbox Sign retries for about 3 days with the original event), and one
-//!   signature → one content: a hash seen for a signature request and signer is refused with any
-//!   other content, across replicas (the replay memory, then the worker's `signature_uses`). It
-//!   cannot tell a captured hash re-attached to *another* signature request inside the window:
-//!   restrict the source by address where you can, and confirm completions through the API.
-//! - The reply must be `200` with the body exactly `Hello API Event Received`, or Dropbox Sign
-//!   retries and eventually disables the callback. A `callback_test` event is answered so and
-//!   not published.
+//! What the provider signs, what this module verifies and relies on, the provider's API as the
+//! worker uses it, and where each fact comes from: `docs/providers/dropbox_sign.md` (one page per provider).
 
 use std::borrow::Cow;
 use std::time::{Duration, UNIX_EPOCH};

@@ -1,16 +1,7 @@
 //! Legalesign (UK), API v1 callbacks. Two kinds, two providers:
 //!
-//! - `legalesign` — the "all" callback, every 6 minutes: a form POST with `data` (a JSON list of
-//!   status changes) and `signed` (base64 of an RSA PKCS#1 v1.5 signature with SHA-1 over the exact
-//!   `data` string received, URL-decoded). The X.509 certificate is configuration
-//!   (`certificate = "/path/cert.pem"`): Legalesign's, which it sends on request. SHA-1 is enabled
-//!   for this verifier only, because that is what Legalesign signs with. The batch has no id and
-//!   no timestamp: its id is the sha256 of `data`, so a re-sent batch is recognised as a duplicate
-//!   (and a captured one can only be replayed as it was, changing nothing).
-//! - `legalesign_event` — the "upon event" callback (document signed: `resource_uri`, `group`,
-//!   `name`, `uuid`, `tag`). Its signature's exact bytes are unconfirmed, so the source is
-//!   authenticated by a secret token in its URL, `POST /webhooks/{source}/{token}`, compared in
-//!   constant time with the source's secrets, and optionally by an IP allow-list (`allow_ips`).
+//! What the provider signs, what this module verifies and relies on, the provider's API as the
+//! worker uses it, and where each fact comes from: `docs/providers/legalesign.md` (one page per provider).
 
 use std::borrow::Cow;
 use std::path::Path;

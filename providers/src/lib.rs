@@ -16,7 +16,7 @@
 //! the ingester can publish.
 //!
 //! Adding a provider: its module with its `impl Provider`, one line in [`REGISTRY`], its tests
-//! and README section.
+//! and its page, `docs/providers/<name>.md`.
 //!
 //! # Layout
 //!

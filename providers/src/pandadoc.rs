@@ -1,21 +1,7 @@
 //! PandaDoc: `provider = "pandadoc"`.
 //!
-//! - The signature is in the URL: PandaDoc appends `?signature=<hex HMAC-SHA256(shared key, raw
-//!   body)>` to the webhook's URL; the shared key is the webhook subscription's, as text. Any of
-//!   the source's secrets may match. It covers the body; there is no timestamp, so no freshness
-//!   window is enforced.
-//! - The body is a JSON array of notifications, `[{"event": …, "data": {…}}, …]` — one delivery can
-//!   carry several. `X-PandaDoc-Webhook-Event-Id` identifies a delivery and stays the same through
-//!   automatic and manual retries: it is the event id (the body's sha256 where it is absent).
-//! - `data` is the document (`id`, `name`, `status`, `recipients`, `metadata`, dates);
-//!   `recipient_completed` adds `action_by` and `action_date`.
-//! - With `[sources.api]` (`base_url` = `https://api.pandadoc.com/public/v1`, credentials the
-//!   API key, sent as `Authorization: API-Key <key>`, or `Bearer <token>` for an OAuth access
-//!   token written with its scheme): `document_completed_pdf_ready` brings the completed PDF from
-//!   `GET /documents/{id}/download-protected` (Download Protected Document: the PDF with its
-//!   signature certificate), and a completed, declined or voided document a notification claims
-//!   is confirmed with `GET /documents/{id}` (Document Status) before it is recorded — the
-//!   signature carries no freshness, so a captured delivery can be sent again at any time.
+//! What the provider signs, what this module verifies and relies on, the provider's API as the
+//! worker uses it, and where each fact comes from: `docs/providers/pandadoc.md` (one page per provider).
 
 use std::borrow::Cow;
 

@@ -1,22 +1,7 @@
 //! Standard Webhooks (<https://www.standardwebhooks.com>), the scheme Svix and a growing number of
-//! senders use: `provider = "standard_webhooks"` for any sender that follows the specification.
 //!
-//! - Headers `webhook-id`, `webhook-timestamp` (Unix seconds) and `webhook-signature`; Svix's own
-//!   names (`svix-id`, `svix-timestamp`, `svix-signature`) are read when the first are absent.
-//! - `webhook-signature` is a space-separated list of `v1,<base64 HMAC-SHA256>`; any one matching
-//!   any of the source's secrets is enough (the sender signs with several keys while rotating).
-//!   Other versions (`v1a`, asymmetric) are ignored.
-//! - The HMAC covers `<id>.<timestamp>.<raw body>`: the body is signed, so a captured signature
-//!   cannot carry another one.
-//! - The key is the secret after its `whsec_` prefix, base64-decoded.
-//! - The timestamp must be at most `max_signature_age` old (default 5 minutes, the
-//!   specification's tolerance) and at most 5 minutes ahead. The id is the event id: a retry
-//!   carries the same one and is recorded as a repeat.
-//!
-//! The specification fixes no payload beyond its recommended `{"type", "timestamp", "data"}`, so
-//! the normalized record is generic: the process is `data.id` (or `data.object.id`, else the
-//! event itself), with one activity entry per event, named by its `type`. Nothing is said about
-//! signees, documents or status.
+//! What the provider signs, what this module verifies and relies on, the provider's API as the
+//! worker uses it, and where each fact comes from: `docs/providers/standard_webhooks.md` (one page per provider).
 
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

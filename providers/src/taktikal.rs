@@ -1,16 +1,7 @@
 //! Taktikal (Iceland): the signature sits inside the JSON body.
 //!
-//! `EventSignature.Signature = base64(HMAC-SHA256(key, TimeStamp + Guid))`, where `TimeStamp` is
-//! .NET ticks written as decimal digits and `Guid` is the string exactly as sent. Newer payloads
-//! add `SignedData`, the two already joined; it is checked against `TimeStamp + Guid`, never
-//! trusted alone, or a captured signature could be paired with any timestamp.
-//!
-//! The HMAC does **not** cover `EventData`. Two defences: a freshness window on the ticks
-//! (Taktikal re-sends with the original signature, so the default is 24 h), and the replay memory
-//! in [`crate::Sources`], which refuses a signature seen before with a different body.
-//!
-//! [`Verifier::verify`] reads only `Id`, `EventData.EventType` and `EventSignature`; the document
-//! and personal data are skipped, not copied. [`parse`] (the worker's side) reads everything.
+//! What the provider signs, what this module verifies and relies on, the provider's API as the
+//! worker uses it, and where each fact comes from: `docs/providers/taktikal.md` (one page per provider).
 
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -1,17 +1,7 @@
 //! Universign (France): a JSON event envelope signed as a detached JWS.
 //!
-//! **Unconfirmed by Universign**: the scheme is known from independent integrations only
-//! (`PROVIDERS.md`). As read there: header `x-jws-signature` = `<protected>..<signature>` (RFC 7515
-//! appendix F, payload detached), `alg` PS256 (RS256 is accepted too), `kid` naming a key of
-//! Universign's JWKS, which is configuration (`jwks = "/path/jwks.json"`). The signing input is
-//! `<protected> "." base64url(body)`, or the raw body when the header says `"b64": false`
-//! (RFC 7797). The signature covers the whole body, so a captured signature cannot carry another
-//! body; the envelope's `createdAt` (unix seconds) must be within `max_signature_age` (default
-//! 96 h: Universign retries for up to 3 days), and duplicates are recognised by the event `id`.
-//!
-//! Events (`{object: "event", id, type, createdAt, payload: {object: {...}}}`):
-//! `transaction.lifecycle.*` set the process (the transaction) status, `action.*` add signer
-//! activity, every other type is archived without a projection.
+//! What the provider signs, what this module verifies and relies on, the provider's API as the
+//! worker uses it, and where each fact comes from: `docs/providers/universign.md` (one page per provider).
 
 use std::borrow::Cow;
 use std::path::Path;

@@ -1,25 +1,7 @@
 //! Yousign (France), API v3 webhooks: `provider = "yousign"`.
 //!
-//! - `X-Yousign-Signature-256: sha256=<hex HMAC-SHA256(secret, raw body)>`, the secret being the
-//!   webhook subscription's, as text. Any of the source's secrets may match (rotation: configure
-//!   the new one beside the old one while the subscription changes). The signature covers the
-//!   whole body, so a captured request replays only as itself, and is then a repeat of an event
-//!   already recorded.
-//! - Every event has `event_id` (the event id, constant through retries), `event_name`,
-//!   `event_time` (Unix seconds, constant through retries), `subscription_id`,
-//!   `subscription_description`, `sandbox` and `data`: `data.signature_request` for the Signature
-//!   Request events, plus `data.signer` for the Signer events.
-//! - There is no timestamp outside the body and Yousign documents no retry horizon, so no
-//!   freshness window is enforced: duplicates are recognised by `event_id`.
-//! - Signed documents are not in the webhook. With `[sources.api]` (`base_url`
-//!   `https://api.yousign.app/v3`, or `https://api-sandbox.yousign.app/v3`; credentials the API
-//!   key, `Authorization: Bearer …`): `signature_request.done` brings `GET
-//!   /signature_requests/{id}/documents/download?version=completed` (one PDF, or a zip where the
-//!   request has several documents); every final state an event claims is confirmed with `GET
-//!   /signature_requests/{id}` (`status`) before it is recorded — the signature carries no time
-//!   limit; reconciliation lists `GET /signature_requests` by `created_at` over `look_back`.
-//!   Shapes from a client generated from Yousign's published OpenAPI description
-//!   (`valerius21/yousign-php`): no official SDK or description file is reachable here.
+//! What the provider signs, what this module verifies and relies on, the provider's API as the
+//! worker uses it, and where each fact comes from: `docs/providers/yousign.md` (one page per provider).
 
 use std::borrow::Cow;
 

@@ -1,20 +1,7 @@
 //! Zoho Sign: `provider = "zoho_sign"`.
 //!
-//! - `X-ZS-WEBHOOK-SIGNATURE: <base64 HMAC-SHA256(secret, raw body)>`, the secret being the one
-//!   entered (or generated) when HMAC signing was enabled on the webhook, as text. Any of the
-//!   source's secrets may match. The signature covers the body; there is no timestamp outside it,
-//!   so no freshness window is enforced.
-//! - The body is `{"requests": {…}, "notifications": {…}}`: the signature request (`request_id`,
-//!   `request_name`, `request_status`, `actions` — one per recipient — and `document_ids`) and what
-//!   happened (`operation_type`, `performed_at` in Unix milliseconds, `action_id`, `activity`,
-//!   `performed_by_*`). There is no event id: it is `<request_id>:<operation_type>:<action_id>:
-//!   <performed_at>`, the same for every delivery of one notification.
-//! - Signed documents are not in the webhook (`document_ids` name them for Zoho Sign's API): with
-//!   `[sources.api]`, a `RequestCompleted` request's documents are downloaded from `GET
-//!   /requests/{id}/pdf`, final states are confirmed with `GET /requests/{id}`
-//!   (`requests.request_status`), and `GET /requests` (newest first) is reconciled. The API takes
-//!   OAuth access tokens (`Authorization: Zoho-oauthtoken …`) that live an hour: with
-//!   `token_url`, the worker obtains them from a refresh token itself.
+//! What the provider signs, what this module verifies and relies on, the provider's API as the
+//! worker uses it, and where each fact comes from: `docs/providers/zoho_sign.md` (one page per provider).
 
 use std::borrow::Cow;
 

@@ -1298,7 +1298,16 @@ mod tests {
         assert!(refused >= 30, "{refused} combinations refused");
     }
 
-    /// The README's table of which provider reads which key is what the providers declare.
+    /// The configuration reference, `docs/configuration.md`.
+    fn configuration_page() -> String {
+        std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md"),
+        )
+        .expect("docs/configuration.md")
+    }
+
+    /// The configuration page's table of which provider reads which key is what the providers
+    /// declare.
     #[test]
     fn the_example_configuration_parses_binds_loopback_and_shows_every_provider() {
         let text = std::fs::read_to_string(
@@ -1365,19 +1374,17 @@ mod tests {
         }
     }
 
-    /// Docs are claims (issue 31): every key the parser accepts is in the README's configuration
-    /// reference, and every key the reference names is accepted. The parser's keys are what its
+    /// Docs are claims (issue 31): every key the parser accepts is in the configuration
+    /// reference (`docs/configuration.md`, "Every key"), and every key the reference names is
+    /// accepted. The parser's keys are what its
     /// own refusal of an unknown key lists.
     #[test]
     fn the_configuration_reference_names_exactly_the_keys_the_parser_accepts() {
-        let readme = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
-        )
-        .expect("README.md");
-        let reference = readme
-            .split("## Configuration")
+        let page = configuration_page();
+        let reference = page
+            .split("## Every key")
             .nth(1)
-            .expect("a Configuration section");
+            .expect("an \"Every key\" section");
         let mut documented: Vec<(String, String)> = reference
             .lines()
             .take_while(|l| !l.starts_with("## "))
@@ -1445,20 +1452,17 @@ mod tests {
             .collect();
         assert!(
             undocumented.is_empty(),
-            "accepted, not in the README's reference: {undocumented:?}"
+            "accepted, not in docs/configuration.md: {undocumented:?}"
         );
         assert!(
             unknown.is_empty(),
-            "in the README's reference, not accepted: {unknown:?}"
+            "in docs/configuration.md, not accepted: {unknown:?}"
         );
     }
 
     #[test]
-    fn the_readme_says_which_provider_reads_which_key() {
-        let readme = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
-        )
-        .expect("README.md");
+    fn the_configuration_page_says_which_provider_reads_which_key() {
+        let readme = configuration_page();
         let rows: HashMap<String, Vec<String>> = readme
             .lines()
             .skip_while(|line| *line != "| provider | reads |")
@@ -1487,7 +1491,7 @@ mod tests {
             assert_eq!(
                 rows.get(provider.name()),
                 Some(&declared),
-                "README row of {}",
+                "docs/configuration.md row of {}",
                 provider.name()
             );
         }

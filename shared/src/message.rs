@@ -1,15 +1,6 @@
-//! The AMQP message contract between the ingester and everything downstream.
-//!
-//! The body is the request body, byte for byte. Properties: `delivery_mode = 2` (persistent),
-//! `message_id` = the event id from the provider's signed bytes (per provider: the README's "What
-//! each signature covers"; a body's sha256 where the provider has none), `timestamp` = receive time,
-//! `content_type` = the request's. Headers, all strings: [`PROVIDER`], [`SOURCE`], [`EVENT_TYPE`],
-//! [`RECEIVED_AT`] (RFC 3339), [`REQUEST_ID`], [`VERIFIED_KEY`] (the label of the secret that
-//! matched), and the provider's own signature headers, so that anyone can verify again. Events
-//! the worker's reconciliation publishes carry [`ORIGIN`] `reconciliation` and
-//! [`VERIFIED_KEY`] `api:<source>` instead of signature headers.
-//! Routing key: `{provider}.{source}.{event_type}`.
-
+//! The AMQP message contract between the ingester and everything downstream: the header names,
+//! the properties and the worker's bookkeeping, as code. What each means, and the provider's
+//! forwarded headers, is written once, in `docs/amqp.md` (a test keeps the two in step).
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use lapin::BasicProperties;

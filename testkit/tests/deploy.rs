@@ -40,22 +40,18 @@ fn deploy_files_validate_offline() {
     );
 }
 
-/// What the validator reads, copied: deploy/, the compose file and its .env.example, the README,
-/// and the binaries' metric definitions.
+/// What the validator reads, copied: deploy/, the compose file and its .env.example, the deploy
+/// page, and the binaries' metric definitions.
 fn copy_of_the_files(into: &Path) {
     let status = Command::new("cp")
-        .args([
-            "-r",
-            "deploy",
-            "docker-compose.yml",
-            ".env.example",
-            "README.md",
-        ])
+        .args(["-r", "deploy", "docker-compose.yml", ".env.example"])
         .arg(into)
         .current_dir(root())
         .status()
         .unwrap();
     assert!(status.success());
+    std::fs::create_dir_all(into.join("docs")).unwrap();
+    std::fs::copy(root().join("docs/deploy.md"), into.join("docs/deploy.md")).unwrap();
     for metrics in ["ingester/src/metrics.rs", "worker/src/metrics.rs"] {
         let target = into.join(metrics);
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
@@ -469,16 +465,16 @@ fn every_alert_is_tested_firing_and_not_firing() {
     }
 }
 
-/// The README's `rabbitmqctl set_policy` line for a broker you run yourself sets exactly the
+/// The AMQP page's `rabbitmqctl set_policy` line for a broker you run yourself sets exactly the
 /// policy the definitions file and the Kubernetes Policy apply (run against this machine's node,
 /// under a test prefix).
 #[tokio::test(flavor = "multi_thread")]
-async fn the_readmes_policy_command_sets_the_shipped_policy() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let line = readme
+async fn the_documented_policy_command_sets_the_shipped_policy() {
+    let page = std::fs::read_to_string(root().join("docs/amqp.md")).unwrap();
+    let line = page
         .lines()
         .find(|l| l.starts_with("rabbitmqctl set_policy"))
-        .expect("the README gives the rabbitmqctl command");
+        .expect("docs/amqp.md gives the rabbitmqctl command");
     let topology = countersign::topology::Topology::new(&countersign_testkit::unique_prefix(), &[]);
     let shipped = topology.definitions()["policies"][0].clone();
     let name = shipped["name"].as_str().unwrap();

@@ -486,7 +486,7 @@ async fn a_poison_record_in_the_spool_is_quarantined_and_the_rest_drains() {
     );
     assert!(entry.message.body == poison_body, "kept byte for byte");
 
-    // The operator's view, through the binary as the README shows it.
+    // The operator's view, through the binary as docs/operations.md shows it.
     let config_dir = tempfile::tempdir().unwrap();
     let config_path = config_dir.path().join("countersign.toml");
     std::fs::write(
