@@ -129,7 +129,7 @@ pub struct ProcessView {
     pub documents: Vec<DocumentView>,
 }
 
-#[derive(Serialize, sqlx::FromRow)]
+#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ActivityView {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -146,7 +146,18 @@ pub struct ActivityView {
     pub created_by: String,
 }
 
-#[derive(Serialize, sqlx::FromRow)]
+from_row!(ActivityView {
+    flow_key,
+    process_key,
+    signee_key,
+    status,
+    description,
+    file_name,
+    created_at,
+    created_by
+});
+
+#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SigneeView {
     pub process_key: String,
@@ -178,7 +189,24 @@ pub struct SigneeView {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Serialize, sqlx::FromRow)]
+from_row!(SigneeView {
+    process_key,
+    signee_key,
+    ssn,
+    name,
+    address,
+    postal_code,
+    city,
+    phone,
+    email,
+    signed,
+    signed_at,
+    created_at,
+    created_by,
+    updated_at
+});
+
+#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DocumentView {
     pub kind: String,
@@ -207,6 +235,19 @@ pub struct DocumentView {
     )]
     pub fetched_at: Option<DateTime<Utc>>,
 }
+
+from_row!(DocumentView {
+    kind,
+    file_name,
+    id,
+    content_type,
+    size,
+    url,
+    attachment_type,
+    signee_key,
+    fetched_from,
+    fetched_at
+});
 
 /// Taktikal's time format: seven fractional digits, `Z`.
 pub fn format_taktikal_time(time: &DateTime<Utc>) -> String {

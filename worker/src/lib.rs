@@ -22,6 +22,22 @@
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`replay`]: moving parked messages back, re-publishing archived events.
 
+/// `sqlx::FromRow` for a struct read by column name, each field from the column of its name —
+/// what sqlx's derive does, without its `macros` feature (which builds a second sqlx for the
+/// build host: see `db::migrations`).
+macro_rules! from_row {
+    ($type:ident { $($field:ident),* $(,)? }) => {
+        impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for $type {
+            fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+                use sqlx::Row as _;
+                Ok(Self {
+                    $($field: row.try_get(stringify!($field))?),*
+                })
+            }
+        }
+    };
+}
+
 pub mod api;
 pub mod cli;
 pub mod commands;

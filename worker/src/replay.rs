@@ -125,7 +125,6 @@ pub struct ArchiveReplay {
     pub published: u64,
 }
 
-#[derive(sqlx::FromRow)]
 struct ArchivedEvent {
     provider: String,
     event_id: String,
@@ -133,6 +132,14 @@ struct ArchivedEvent {
     body: Vec<u8>,
     headers: serde_json::Value,
 }
+
+from_row!(ArchivedEvent {
+    provider,
+    event_id,
+    received_at,
+    body,
+    headers
+});
 
 /// Re-publishes the archived events that match `filter` to `<prefix>.persist`; with `dry_run`,
 /// only counts them.

@@ -19,16 +19,14 @@ use chrono::{DateTime, Utc};
 use countersign_providers::ProviderKind;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-/// Migrations embedded at build time; applied at start under PostgreSQL's advisory lock, so
-/// several workers starting at once apply them once.
 mod archive;
+mod migrations;
 mod projection;
 mod record;
 mod stored;
 
+pub use migrations::{MIGRATIONS, migrator};
 pub use record::Item;
-
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// A delivery as the archive records it.
 #[derive(Debug)]
@@ -161,8 +159,10 @@ impl Db {
         &self.pool
     }
 
+    /// Applies the embedded migrations under PostgreSQL's advisory lock, so that several workers
+    /// starting at once apply them once.
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        MIGRATOR.run(&self.pool).await
+        migrator().await?.run(&self.pool).await
     }
 
     /// True if the database answers now.

@@ -492,7 +492,9 @@ impl Stack {
         let db = PgPool::connect(&database.url).await.unwrap();
         if !options.start_worker {
             // A worker started later (a binary) finds the schema; migrations are idempotent.
-            countersign_worker::db::MIGRATOR
+            countersign_worker::db::migrator()
+                .await
+                .expect("the embedded migrations")
                 .run(&db)
                 .await
                 .expect("migrations");
