@@ -371,3 +371,16 @@ fn no_doc_builds_the_product_one_package_at_a_time() {
     }
     assert!(offending.is_empty(), "{}", offending.join("\n"));
 }
+
+/// Issue 31, first contact 1: `docker compose` (v2) is not on every machine — Debian and Ubuntu
+/// package Compose v1, `docker-compose` — so where the README and the deploy page first say how
+/// to start the stack, they give both spellings.
+#[test]
+fn the_compose_command_is_given_in_both_spellings() {
+    for page in ["README.md", "docs/deploy.md"] {
+        let text = std::fs::read_to_string(root().join(page)).unwrap();
+        for spelling in ["docker compose up --build", "docker-compose up --build"] {
+            assert!(text.contains(spelling), "{page} does not say {spelling:?}");
+        }
+    }
+}
