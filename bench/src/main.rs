@@ -16,6 +16,7 @@ mod procs;
 mod replication;
 mod report;
 mod sustained;
+mod tiers;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -90,6 +91,23 @@ enum Command {
         /// `worker.prefetch` (default: the configuration's default).
         #[arg(long)]
         prefetch: Option<u16>,
+    },
+    /// The cost of one event in each tier, each tier on its own core (issue 32): CPU time per
+    /// process group from /proc, core-µs per event, for the ingest and the drain. Pins
+    /// RabbitMQ and PostgreSQL (this machine's services) with taskset for the run.
+    Tiers {
+        /// Length of each ingest run.
+        #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Events of each drain.
+        #[arg(long, default_value_t = 20000)]
+        events: usize,
+        /// Runs of both phases.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Where to write the table (Markdown, with the commit).
+        #[arg(long, default_value = "bench/tiers.md")]
+        out: PathBuf,
     },
     /// Only the sustained run: ingester and worker together at an offered rate.
     Sustained {
@@ -255,6 +273,12 @@ fn main() -> anyhow::Result<()> {
             );
             setup.teardown().await
         }),
+        Command::Tiers {
+            duration,
+            events,
+            runs,
+            out,
+        } => runtime.block_on(tiers_run(duration, events, runs, &out)),
         Command::Sustained { rate, duration } => runtime.block_on(async move {
             let setup = setup().await?;
             let small = Arc::new(EventFactory::new(KEY, 2 * 1024));
@@ -603,6 +627,39 @@ enum Publish {
     Bare,
 }
 
+/// `bench tiers`: each run's ingest (64 connections) and drain, then the table, to `out`.
+async fn tiers_run(
+    duration: Duration,
+    events: usize,
+    runs: usize,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    let mut setup = setup().await?;
+    let small = Arc::new(EventFactory::new(KEY, 2 * 1024));
+    let mut measured = Vec::new();
+    for run in 1..=runs {
+        let ingest = tiers::ingest(&setup, 64, duration, &small).await?;
+        setup.relink().await?;
+        let drain = tiers::drain(&setup, events, &small).await?;
+        setup.relink().await?;
+        eprintln!("run {run}: ingest {ingest:?}; drain {drain:?}");
+        let pool = sqlx::PgPool::connect(&setup.database_url).await?;
+        // Each run on the same, empty tables: runs compare.
+        sqlx::query(
+            "TRUNCATE webhook_events, signature_uses, signing_processes, signees, activity, \
+             documents, stored_documents",
+        )
+        .execute(&pool)
+        .await?;
+        pool.close().await;
+        measured.push((ingest, drain));
+    }
+    let report = tiers::report(&measured, duration, events);
+    eprintln!("{report}");
+    std::fs::write(out, report)?;
+    setup.teardown().await
+}
+
 async fn all(duration: Duration, worker_events: usize, out: PathBuf) -> anyhow::Result<()> {
     let mut setup = setup().await?;
     let mut results = Results::new(duration);
@@ -930,22 +987,7 @@ async fn drain(setup: &Setup, n: usize, factory: &Arc<EventFactory>) -> anyhow::
     prefill(setup, n, factory).await?;
     let started = Instant::now();
     let worker = setup.worker()?;
-    let client = reqwest::Client::new();
-    let metrics = format!("http://127.0.0.1:{}/metrics", worker.port);
-    loop {
-        let persisted = match client.get(&metrics).send().await {
-            Ok(response) => persisted_total(&response.text().await.unwrap_or_default()),
-            Err(_) => 0,
-        };
-        if persisted >= n as u64 {
-            break;
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(300),
-            "the worker drained only {persisted} events in 5 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_persisted(&worker, n, started, Duration::from_secs(300)).await?;
     let rate = n as f64 / started.elapsed().as_secs_f64();
     let peak = worker.memory()?.peak;
     worker.stop()?;
@@ -956,6 +998,32 @@ async fn drain(setup: &Setup, n: usize, factory: &Arc<EventFactory>) -> anyhow::
     pool.close().await;
     anyhow::ensure!(rows as usize == n, "{n} events drained, but {rows} rows");
     Ok((rate, peak))
+}
+
+/// Waits until `worker`'s commit counter reaches `n`, polling its `/metrics` every 20 ms; fails
+/// once `limit` has passed since `started`.
+async fn wait_persisted(
+    worker: &Process,
+    n: usize,
+    started: Instant,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let metrics = format!("http://127.0.0.1:{}/metrics", worker.port);
+    loop {
+        let persisted = match client.get(&metrics).send().await {
+            Ok(response) => persisted_total(&response.text().await.unwrap_or_default()),
+            Err(_) => 0,
+        };
+        if persisted >= n as u64 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < limit,
+            "the worker drained only {persisted} of {n} events in {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// PostgreSQL's ceiling for the full projection: `n` events recorded by the worker's own

@@ -71,6 +71,11 @@ impl Process {
         Ok(Self { child, port })
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Resident memory from `/proc/<pid>/status` (VmRSS, VmHWM).
     pub fn memory(&self) -> anyhow::Result<Memory> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
