@@ -627,8 +627,27 @@ enum Publish {
     Bare,
 }
 
-/// `bench tiers`: each run's ingest (64 connections) and drain, then the table, to `out`.
+/// `bench tiers`, stopped by SIGINT or SIGTERM: the run's future is dropped, so every guard's
+/// `Drop` runs — RabbitMQ's and PostgreSQL's affinity is given back, the ingester or worker
+/// killed — where exiting on the signal would leave the machine's services pinned to one core.
 async fn tiers_run(
+    duration: Duration,
+    events: usize,
+    runs: usize,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        result = tiers_runs(duration, events, runs, out) => result,
+        _ = terminate.recv() => anyhow::bail!("stopped by SIGTERM; affinity given back"),
+        _ = interrupt.recv() => anyhow::bail!("stopped by SIGINT; affinity given back"),
+    }
+}
+
+/// Each run's ingest (64 connections) and drain, then the table, to `out`.
+async fn tiers_runs(
     duration: Duration,
     events: usize,
     runs: usize,
@@ -1001,7 +1020,7 @@ async fn drain(setup: &Setup, n: usize, factory: &Arc<EventFactory>) -> anyhow::
 }
 
 /// Waits until `worker`'s commit counter reaches `n`, polling its `/metrics` every 20 ms; fails
-/// once `limit` has passed since `started`.
+/// once `limit` has passed since `started`, or at once when the worker has exited.
 async fn wait_persisted(
     worker: &Process,
     n: usize,
@@ -1018,6 +1037,10 @@ async fn wait_persisted(
         if persisted >= n as u64 {
             return Ok(());
         }
+        anyhow::ensure!(
+            !worker.exited(),
+            "the worker exited after recording {persisted} of {n} events"
+        );
         anyhow::ensure!(
             started.elapsed() < limit,
             "the worker drained only {persisted} of {n} events in {limit:?}"

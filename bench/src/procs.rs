@@ -76,6 +76,14 @@ impl Process {
         self.child.id()
     }
 
+    /// Whether the process has exited (a zombie not yet reaped counts as exited).
+    pub fn exited(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .ok()
+            .and_then(|stat| Some(stat.rsplit_once(')')?.1.trim_start().starts_with('Z')))
+            .unwrap_or(true)
+    }
+
     /// Resident memory from `/proc/<pid>/status` (VmRSS, VmHWM).
     pub fn memory(&self) -> anyhow::Result<Memory> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;

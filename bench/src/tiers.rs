@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use crate::events::EventFactory;
 use crate::load::Until;
 
-/// A process group: what `/proc/<pid>/comm` says (15 characters at most).
-#[derive(Debug, Clone, Copy)]
+/// A process group. The ingester's and the worker's CPU is read by their pid; the machine's
+/// services by what `/proc/<pid>/comm` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Group {
     Ingester,
     Worker,
@@ -24,12 +25,12 @@ pub enum Group {
 }
 
 impl Group {
-    fn comm(self) -> &'static str {
+    /// The service's `comm` (15 characters at most); none for the binaries under test.
+    fn comm(self) -> Option<&'static str> {
         match self {
-            Group::Ingester => "countersign-ing",
-            Group::Worker => "countersign-wor",
-            Group::RabbitMq => "beam.smp",
-            Group::PostgreSql => "postgres",
+            Group::Ingester | Group::Worker => None,
+            Group::RabbitMq => Some("beam.smp"),
+            Group::PostgreSql => Some("postgres"),
         }
     }
 
@@ -44,14 +45,14 @@ impl Group {
 
     /// Every process of the group now.
     fn pids(self) -> Vec<u32> {
-        let Ok(entries) = std::fs::read_dir("/proc") else {
+        let (Some(comm), Ok(entries)) = (self.comm(), std::fs::read_dir("/proc")) else {
             return Vec::new();
         };
         entries
             .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
             .filter(|pid| {
                 std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .is_ok_and(|comm| comm.trim_end() == self.comm())
+                    .is_ok_and(|name| name.trim_end() == comm)
             })
             .collect()
     }
@@ -91,7 +92,8 @@ fn ticks_per_second() -> f64 {
 }
 
 /// Affinity set with `taskset` on every thread of the processes it pinned, each given back its
-/// earlier list when this is dropped.
+/// earlier list when this is dropped — also on SIGINT or SIGTERM, which drop the run (see
+/// `tiers_run` in `main.rs`).
 struct Pinned {
     earlier: Vec<(u32, String)>,
 }
@@ -145,6 +147,8 @@ impl Drop for Pinned {
             let _ = Command::new("taskset")
                 .args(["-a", "-c", "-p", list, &pid.to_string()])
                 .stdout(std::process::Stdio::null())
+                // A PostgreSQL backend may have exited since it was pinned.
+                .stderr(std::process::Stdio::null())
                 .status();
         }
     }
@@ -161,13 +165,13 @@ pub struct Phase {
 impl Phase {
     /// Core-µs per event of `group`.
     pub fn per_event(&self, group: Group) -> Option<f64> {
-        let (_, seconds) = self.cpu.iter().find(|(g, _)| g.label() == group.label())?;
+        let (_, seconds) = self.cpu.iter().find(|(g, _)| *g == group)?;
         Some(seconds * 1e6 / self.events.max(1) as f64)
     }
 
     /// Share of one core the group kept busy.
     pub fn busy(&self, group: Group) -> Option<f64> {
-        let (_, seconds) = self.cpu.iter().find(|(g, _)| g.label() == group.label())?;
+        let (_, seconds) = self.cpu.iter().find(|(g, _)| *g == group)?;
         Some(seconds / self.wall.as_secs_f64())
     }
 }
