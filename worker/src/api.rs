@@ -438,9 +438,11 @@ async fn load_process(
     page: ActivityPage,
 ) -> Result<ProcessView, sqlx::Error> {
     let (limit, offset) = page.limit_offset();
+    // Entries with one time in the order their delivery lists them (`position`); rows written
+    // before `position` existed have 0 there and keep the order they were written in (`id`).
     let activity_log = sqlx::query_as::<_, ActivityView>(
         "SELECT flow_key, process_key, signee_key, status, description, file_name, created_at, created_by
-         FROM activity WHERE source = $1 AND process_key = $2 ORDER BY created_at, id
+         FROM activity WHERE source = $1 AND process_key = $2 ORDER BY created_at, position, id, entry_key
          LIMIT $3 OFFSET $4",
     )
     .bind(&source)
@@ -468,7 +470,7 @@ async fn load_process(
     let documents = sqlx::query_as::<_, DocumentView>(
         "SELECT kind, NULLIF(file_name, '') AS file_name, sha256 AS id, content_type, size, url, attachment_type, signee_key,
                 fetched_from, fetched_at
-         FROM documents WHERE source = $1 AND process_key = $2 ORDER BY id",
+         FROM documents WHERE source = $1 AND process_key = $2 ORDER BY kind, file_name, content_key",
     )
     .bind(&source)
     .bind(&process_key)

@@ -168,7 +168,7 @@ pub async fn replay_archive(
     }
 
     let select = format!(
-        "SELECT provider, event_id, received_at, body, headers FROM webhook_events {WHERE} ORDER BY received_at, id"
+        "SELECT provider, event_id, received_at, body, headers FROM webhook_events {WHERE} ORDER BY received_at, event_id"
     );
     let mut rows = sqlx::query_as::<_, ArchivedEvent>(&select)
         .bind(&filter.source)

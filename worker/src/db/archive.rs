@@ -34,31 +34,30 @@ pub(super) async fn check_signatures(
     rows.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     let source: Vec<&str> = rows.iter().map(|r| r.0).collect();
     let signature: Vec<&str> = rows.iter().map(|r| r.1).collect();
-    sqlx::query(
+    // The rows this statement inserted are their signature's first use: nothing to compare.
+    let inserted: Vec<(String, String)> = sqlx::query_as(
         "INSERT INTO signature_uses (source, signature_id, body_sha256, event_id)
          SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[])
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT DO NOTHING
+         RETURNING source, signature_id",
     )
     .bind(&source)
     .bind(&signature)
     .bind(rows.iter().map(|r| r.2).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.3).collect::<Vec<_>>())
-    .execute(&mut **tx)
-    .await?;
-    let first: Vec<(String, String, Vec<u8>, String)> = sqlx::query_as(
-        // One key lookup per signature: a join let the planner hash the whole table (its cost
-        // grew with every event ever received).
-        "SELECT u.source, u.signature_id, u.body_sha256, u.event_id
-         FROM unnest($1::text[], $2::text[]) AS k(source, signature_id)
-         CROSS JOIN LATERAL (
-            SELECT * FROM signature_uses s
-            WHERE s.source = k.source AND s.signature_id = k.signature_id
-         ) u",
-    )
-    .bind(&source)
-    .bind(&signature)
     .fetch_all(&mut **tx)
     .await?;
+    let inserted: std::collections::HashSet<(&str, &str)> = inserted
+        .iter()
+        .map(|(s, g)| (s.as_str(), g.as_str()))
+        .collect();
+    rows.retain(|row| !inserted.contains(&(row.0, row.1)));
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // The others were used before (or by a transaction this insert waited for, which a new
+    // statement's snapshot sees): compare their first body with this one.
+    let first = first_uses(tx, &rows).await?;
     let first: HashMap<(&str, &str), (&[u8], &str)> = first
         .iter()
         .map(|(s, g, b, e)| ((s.as_str(), g.as_str()), (b.as_slice(), e.as_str())))
@@ -76,6 +75,29 @@ pub(super) async fn check_signatures(
         }
     }
     Ok(())
+}
+
+/// The first use of each of `rows`' signatures: (source, signature, body's sha256, event id).
+async fn first_uses(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[(&str, &str, &[u8], &str)],
+) -> Result<Vec<(String, String, Vec<u8>, String)>, RecordError> {
+    let source: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    let signature: Vec<&str> = rows.iter().map(|r| r.1).collect();
+    Ok(sqlx::query_as(
+        // One key lookup per signature: a join let the planner hash the whole table (its cost
+        // grew with every event ever received).
+        "SELECT u.source, u.signature_id, u.body_sha256, u.event_id
+         FROM unnest($1::text[], $2::text[]) AS k(source, signature_id)
+         CROSS JOIN LATERAL (
+            SELECT * FROM signature_uses s
+            WHERE s.source = k.source AND s.signature_id = k.signature_id
+         ) u",
+    )
+    .bind(&source)
+    .bind(&signature)
+    .fetch_all(&mut **tx)
+    .await?)
 }
 
 /// The raw archive for a round: a new row, or one more delivery of a known event (not for a

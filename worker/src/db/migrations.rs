@@ -42,6 +42,14 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "20261207000002_document_provenance.sql",
         include_str!("../../migrations/20261207000002_document_provenance.sql"),
     ),
+    (
+        "20261208000001_leaner_rows.sql",
+        include_str!("../../migrations/20261208000001_leaner_rows.sql"),
+    ),
+    (
+        "20261208000002_keys_in_byte_order.sql",
+        include_str!("../../migrations/20261208000002_keys_in_byte_order.sql"),
+    ),
 ];
 
 /// The migrations as sqlx runs them.

@@ -23,19 +23,26 @@ pub(super) struct Applied<'a> {
     pub document_ids: &'a [Option<String>],
     /// When it happened: the event's own time, else when it was received.
     pub at: DateTime<Utc>,
+    /// Where the event's activity log starts in its delivery's (a delivery of several events,
+    /// such as Legalesign's batches, lists their entries one event after another).
+    pub first_entry: usize,
 }
 
 impl<'a> Applied<'a> {
+    /// The `index`th event of the delivery `raw` whose events are `events`.
     pub fn new(
         raw: &'a RawEvent<'a>,
-        event: &'a SigningEvent,
+        events: &'a [SigningEvent],
+        index: usize,
         document_ids: &'a [Option<String>],
     ) -> Self {
+        let event = &events[index];
         Self {
             raw,
             event,
             document_ids,
             at: event.occurred_at.unwrap_or(raw.received_at),
+            first_entry: events[..index].iter().map(|e| e.activity.len()).sum(),
         }
     }
 }
@@ -68,16 +75,21 @@ fn by_process<'s, 'a, T>(
     applied: &'s [Applied<'a>],
     rows: impl Fn(&'a SigningEvent) -> &'a [T],
     key: impl Fn(&T) -> &str,
-) -> Vec<(&'s Applied<'a>, &'a T)> {
-    let mut all: Vec<(&'s Applied<'a>, &'a T)> = applied
+) -> Vec<(&'s Applied<'a>, usize, &'a T)> {
+    let mut all: Vec<(&'s Applied<'a>, usize, &'a T)> = applied
         .iter()
-        .flat_map(|a| rows(a.event).iter().map(move |row| (a, row)))
+        .flat_map(|a| {
+            rows(a.event)
+                .iter()
+                .enumerate()
+                .map(move |(i, row)| (a, i, row))
+        })
         .collect();
     all.sort_by(|x, y| {
-        (x.0.raw.source, &x.0.event.process_key, key(x.1)).cmp(&(
+        (x.0.raw.source, &x.0.event.process_key, key(x.2)).cmp(&(
             y.0.raw.source,
             &y.0.event.process_key,
-            key(y.1),
+            key(y.2),
         ))
     });
     all
@@ -219,7 +231,7 @@ struct SigneeColumns<'a> {
 impl<'a> SigneeColumns<'a> {
     fn of(applied: &[Applied<'a>]) -> Self {
         let mut c = Self::default();
-        for (a, s) in by_process(applied, |e| &e.signees, |s: &Signee| &s.key) {
+        for (a, _, s) in by_process(applied, |e| &e.signees, |s: &Signee| &s.key) {
             c.source.push(a.raw.source);
             c.process_key.push(&a.event.process_key);
             c.key.push(&s.key);
@@ -285,13 +297,14 @@ async fn upsert_signees(
 /// change when that changes something.
 const ACTIVITY_MERGE: &str = r#"ON CONFLICT (source, process_key, entry_key) DO UPDATE SET
     created_at = LEAST(activity.created_at, EXCLUDED.created_at),
-    (flow_key, signee_key, status, description, file_name, created_by, event_id) = (
+    (flow_key, signee_key, status, description, file_name, created_by, event_id, position) = (
         SELECT * FROM (VALUES
             (EXCLUDED.flow_key, EXCLUDED.signee_key, EXCLUDED.status, EXCLUDED.description,
-             EXCLUDED.file_name, EXCLUDED.created_by, EXCLUDED.event_id),
+             EXCLUDED.file_name, EXCLUDED.created_by, EXCLUDED.event_id, EXCLUDED.position),
             (activity.flow_key, activity.signee_key, activity.status, activity.description,
-             activity.file_name, activity.created_by, activity.event_id)
-        ) AS reported (flow_key, signee_key, status, description, file_name, created_by, event_id)
+             activity.file_name, activity.created_by, activity.event_id, activity.position)
+        ) AS reported (flow_key, signee_key, status, description, file_name, created_by, event_id,
+                       position)
         ORDER BY event_id COLLATE "C" LIMIT 1)
     WHERE EXCLUDED.created_at < activity.created_at
        OR EXCLUDED.event_id < activity.event_id COLLATE "C""#;
@@ -311,12 +324,14 @@ struct ActivityColumns<'a> {
     created_at: Vec<DateTime<Utc>>,
     created_by: Vec<&'a str>,
     event_id: Vec<&'a str>,
+    /// The entry's place in its delivery's log: the order of entries with one time.
+    position: Vec<i32>,
 }
 
 impl<'a> ActivityColumns<'a> {
     fn of(applied: &[Applied<'a>]) -> Self {
         let mut c = Self::default();
-        for (a, x) in by_process(applied, |e| &e.activity, |x: &ActivityEntry| &x.key) {
+        for (a, i, x) in by_process(applied, |e| &e.activity, |x: &ActivityEntry| &x.key) {
             c.source.push(a.raw.source);
             c.process_key.push(&a.event.process_key);
             c.key.push(&x.key);
@@ -328,6 +343,8 @@ impl<'a> ActivityColumns<'a> {
             c.created_at.push(x.created_at.unwrap_or(a.at));
             c.created_by.push(&x.created_by);
             c.event_id.push(&a.raw.event_id);
+            c.position
+                .push(i32::try_from(a.first_entry + i).unwrap_or(i32::MAX));
         }
         c
     }
@@ -344,10 +361,10 @@ async fn upsert_activity(
     sqlx::query(&format!(
         "INSERT INTO activity
             (source, process_key, entry_key, flow_key, signee_key, status, description,
-             file_name, created_at, created_by, event_id)
+             file_name, created_at, created_by, event_id, position)
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                               $6::text[], $7::text[], $8::text[], $9::timestamptz[],
-                              $10::text[], $11::text[])
+                              $10::text[], $11::text[], $12::int4[])
          {ACTIVITY_MERGE}"
     ))
     .bind(&c.source)
@@ -361,6 +378,7 @@ async fn upsert_activity(
     .bind(&c.created_at)
     .bind(&c.created_by)
     .bind(&c.event_id)
+    .bind(&c.position)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -598,8 +616,8 @@ mod tests {
             ..event("p2")
         };
         let applied = [
-            Applied::new(&r1, &silent, &[]),
-            Applied::new(&r2, &signed, &[]),
+            Applied::new(&r1, std::slice::from_ref(&silent), 0, &[]),
+            Applied::new(&r2, std::slice::from_ref(&signed), 0, &[]),
         ];
         let c = ProcessColumns::of(&applied);
         assert_eq!(c.process_key, ["p1", "p2"]);
@@ -623,8 +641,8 @@ mod tests {
             ..event("p")
         };
         let applied = [
-            Applied::new(&r1, &first, &[]),
-            Applied::new(&r2, &second, &[]),
+            Applied::new(&r1, std::slice::from_ref(&first), 0, &[]),
+            Applied::new(&r2, std::slice::from_ref(&second), 0, &[]),
         ];
         let s = SigneeColumns::of(&applied);
         assert_eq!(s.source, ["a-source", "b-source", "b-source"]);
@@ -637,9 +655,42 @@ mod tests {
             "an entry without a time takes its event's (here the receipt's)"
         );
         assert_eq!(a.event_id, ["e1", "e1"]);
+        assert_eq!(a.position, [1, 0], "each entry's place in its event's log");
         assert!(
             ActivityColumns::of(&applied[1..]).is_empty(),
             "no entries: no statement"
+        );
+    }
+
+    #[test]
+    fn an_entrys_position_counts_across_the_events_of_its_delivery() {
+        // A Legalesign batch: one delivery, an event per change, one entry each, one time.
+        let r = raw("uk", "batch");
+        let events = [
+            SigningEvent {
+                activity: vec![entry("created", Some(at(5)))],
+                ..event("doc-1")
+            },
+            SigningEvent {
+                activity: vec![entry("signed:sig-1", Some(at(7)))],
+                ..event("doc-1")
+            },
+            SigningEvent {
+                activity: vec![entry("completed", Some(at(7)))],
+                ..event("doc-1")
+            },
+        ];
+        let layers: Vec<Vec<Applied<'_>>> = (0..events.len())
+            .map(|e| vec![Applied::new(&r, &events, e, &[])])
+            .collect();
+        let positions: Vec<i32> = layers
+            .iter()
+            .flat_map(|layer| ActivityColumns::of(layer).position)
+            .collect();
+        assert_eq!(
+            positions,
+            [0, 1, 2],
+            "the signature before the completion listed after it at the same time"
         );
     }
 
@@ -668,7 +719,7 @@ mod tests {
             ..event("p")
         };
         let ids = [Some("ab12".to_owned()), None, None, Some("ab12".to_owned())];
-        let applied = [Applied::new(&r, &e, &ids)];
+        let applied = [Applied::new(&r, std::slice::from_ref(&e), 0, &ids)];
         let c = DocumentColumns::of(&applied);
         let keys: Vec<&str> = c.rows.iter().map(|d| d.content_key.as_str()).collect();
         assert_eq!(

@@ -56,7 +56,7 @@ impl Db {
             let applied = layer
                 .iter()
                 .map(|&(i, e)| {
-                    Applied::new(&items[i].raw, &items[i].events[e], &document_ids[i][e])
+                    Applied::new(&items[i].raw, &items[i].events, e, &document_ids[i][e])
                 })
                 .collect();
             project(&mut tx, applied).await?;

@@ -100,6 +100,18 @@ async fn a_worker_killed_mid_stream_persists_everything_exactly_once_after_resta
         1,
         "one PDF, stored once"
     );
+    // No foreign key holds this since issue 32: the worker commits a content's row before the
+    // transaction that names it, also across the kill above.
+    assert_eq!(
+        stack
+            .count(
+                "SELECT count(*) FROM documents d WHERE d.sha256 IS NOT NULL
+                 AND NOT EXISTS (SELECT 1 FROM stored_documents s WHERE s.sha256 = d.sha256)"
+            )
+            .await,
+        0,
+        "every document row that names stored content has its stored_documents row"
+    );
     assert_eq!(stack.queue_len(stack.topology.dead_queue()).await, 0);
     // Redelivered messages were recorded as repeats, never as rows.
     assert!(

@@ -253,3 +253,90 @@ fn replaying_an_unknown_sources_archive_is_an_error() {
         "{stderr}"
     );
 }
+
+/// Issue 32's migrations on a database the previous release populated: its rows keep their
+/// order, its statements (which name `id` in ORDER BY and write no `position`) still run beside
+/// the new worker during a rolling upgrade, and the key columns compare bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_populated_database_upgrades_in_place_and_the_previous_release_keeps_working() {
+    let database = TestDatabase::create().await;
+    let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
+    let mut previous = countersign_worker::db::migrator().await.unwrap();
+    let first_new = previous
+        .migrations
+        .iter()
+        .position(|m| m.version == 20261208000001)
+        .expect("the issue 32 migration");
+    previous.migrations = std::borrow::Cow::Owned(previous.migrations[..first_new].to_vec());
+    previous.run(&pool).await.unwrap();
+    // Two entries with one time, written in the order the provider listed them.
+    sqlx::raw_sql(
+        "INSERT INTO signing_processes (source, process_key, provider, status, status_rank,
+                                        created_at, updated_at, status_changed_at)
+         VALUES ('uk', 'doc-1', 'legalesign', 'completed', 5, now(), now(), now());
+         INSERT INTO activity (source, process_key, entry_key, status, description, created_at,
+                               created_by, event_id)
+         VALUES ('uk', 'doc-1', 'signed:sig-1', 'SigneeSigned', 's', '2018-03-20T07:09:52Z',
+                 'Legalesign', 'b1'),
+                ('uk', 'doc-1', 'completed:30', 'Completed', 'c', '2018-03-20T07:09:52Z',
+                 'Legalesign', 'b1');",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    countersign_worker::db::migrator()
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .expect("the new migrations apply to a populated database");
+
+    // The previous release's write (no `position`, no `id`) and its read (ORDER BY id).
+    sqlx::query(
+        "INSERT INTO activity (source, process_key, entry_key, status, description, created_at,
+                               created_by, event_id)
+         VALUES ('uk', 'doc-1', 'expired:50', 'Expired', 'e', '2018-03-21T00:00:00Z',
+                 'Legalesign', 'b2')
+         ON CONFLICT (source, process_key, entry_key) DO NOTHING",
+    )
+    .execute(&pool)
+    .await
+    .expect("the previous release's insert");
+    let old_order: Vec<String> = sqlx::query_scalar(
+        "SELECT status FROM activity WHERE source = 'uk' AND process_key = 'doc-1'
+         ORDER BY created_at, id",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("the previous release's read");
+    assert_eq!(old_order, ["SigneeSigned", "Completed", "Expired"]);
+    let new_order: Vec<String> = sqlx::query_scalar(
+        "SELECT status FROM activity WHERE source = 'uk' AND process_key = 'doc-1'
+         ORDER BY created_at, position, id, entry_key",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        new_order,
+        ["SigneeSigned", "Completed", "Expired"],
+        "rows written before keep their order (by `id`), not the keys' (`completed` < `signed`)"
+    );
+    let collations: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_name::text, coalesce(collation_name::text, '')
+         FROM information_schema.columns
+         WHERE table_schema = 'public'
+           AND (column_name IN ('source', 'process_key')
+                OR (table_name, column_name) = ('webhook_events', 'event_id'))",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(collations.len(), 11, "{collations:?}");
+    assert!(
+        collations.iter().all(|(_, c)| c == "C"),
+        "every key column compares bytes: {collations:?}"
+    );
+    pool.close().await;
+}
