@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use sqlx::{Postgres, Transaction};
 
-use super::record::Item;
+use super::record::{Item, Plans, plan_mode};
 use super::{RawEvent, RecordError, Recorded};
 
 /// The signature check for a round: a signature that does not cover the body must never carry
@@ -57,7 +57,9 @@ pub(super) async fn check_signatures(
     }
     // The others were used before (or by a transaction this insert waited for, which a new
     // statement's snapshot sees): compare their first body with this one.
+    plan_mode(tx, Plans::Custom).await?;
     let first = first_uses(tx, &rows).await?;
+    plan_mode(tx, Plans::Generic).await?;
     let first: HashMap<(&str, &str), (&[u8], &str)> = first
         .iter()
         .map(|(s, g, b, e)| ((s.as_str(), g.as_str()), (b.as_slice(), e.as_str())))
@@ -166,6 +168,7 @@ pub(super) async fn archive(
         };
     }
     if !revived.is_empty() {
+        plan_mode(tx, Plans::Custom).await?;
         sqlx::query(
             "UPDATE webhook_events w SET deliveries = 1
              FROM unnest($1::text[], $2::text[]) AS k(source, event_id)
@@ -175,6 +178,7 @@ pub(super) async fn archive(
         .bind(revived.iter().map(|r| r.1).collect::<Vec<_>>())
         .execute(&mut **tx)
         .await?;
+        plan_mode(tx, Plans::Generic).await?;
     }
     Ok(())
 }
