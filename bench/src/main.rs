@@ -105,7 +105,18 @@ enum Command {
         /// Runs of both phases.
         #[arg(long, default_value_t = 3)]
         runs: usize,
-        /// Where to write the table (Markdown, with the commit).
+        /// Bytes of the "all signed" event with a PDF, measured once after the runs (0: none).
+        #[arg(long, default_value_t = 128 * 1024)]
+        pdf_size: usize,
+        /// Events per second offered in the sustained run, ingester and worker together (0:
+        /// none).
+        #[arg(long, default_value_t = 2000.0)]
+        sustained_rate: f64,
+        /// Length of the sustained run's load.
+        #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+        sustained_for: Duration,
+        /// Where to write the table (Markdown, with the commit); the figures also go to the
+        /// same path with `.json`, for `bench/plot_tiers.py`.
         #[arg(long, default_value = "bench/tiers.md")]
         out: PathBuf,
     },
@@ -277,8 +288,20 @@ fn main() -> anyhow::Result<()> {
             duration,
             events,
             runs,
+            pdf_size,
+            sustained_rate,
+            sustained_for,
             out,
-        } => runtime.block_on(tiers_run(duration, events, runs, &out)),
+        } => {
+            let settings = tiers::Settings {
+                duration,
+                events,
+                pdf_bytes: pdf_size,
+                sustained_rate,
+                sustained_for,
+            };
+            runtime.block_on(tiers_run(settings, runs, &out))
+        }
         Command::Sustained { rate, duration } => runtime.block_on(async move {
             let setup = setup().await?;
             let small = Arc::new(EventFactory::new(KEY, 2 * 1024));
@@ -631,8 +654,7 @@ enum Publish {
 /// `Drop` runs — RabbitMQ's and PostgreSQL's affinity is given back, the ingester or worker
 /// killed — where exiting on the signal would leave the machine's services pinned to one core.
 async fn tiers_run(
-    duration: Duration,
-    events: usize,
+    settings: tiers::Settings,
     runs: usize,
     out: &std::path::Path,
 ) -> anyhow::Result<()> {
@@ -640,43 +662,81 @@ async fn tiers_run(
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     tokio::select! {
-        result = tiers_runs(duration, events, runs, out) => result,
+        result = tiers_runs(&settings, runs, out) => result,
         _ = terminate.recv() => anyhow::bail!("stopped by SIGTERM; affinity given back"),
         _ = interrupt.recv() => anyhow::bail!("stopped by SIGINT; affinity given back"),
     }
 }
 
-/// Each run's ingest (64 connections) and drain, then the table, to `out`.
+/// Each run's ingest (64 connections) and drain, the PDF's, the sustained run; then the table,
+/// to `out`, and its figures beside it as JSON.
 async fn tiers_runs(
-    duration: Duration,
-    events: usize,
+    settings: &tiers::Settings,
     runs: usize,
     out: &std::path::Path,
 ) -> anyhow::Result<()> {
     let mut setup = setup().await?;
     let small = Arc::new(EventFactory::new(KEY, 2 * 1024));
-    let mut measured = Vec::new();
-    for run in 1..=runs {
-        let ingest = tiers::ingest(&setup, 64, duration, &small).await?;
+    let mut measured: Vec<(String, tiers::Phase)> = Vec::new();
+    let mut rounds: Vec<(String, Arc<EventFactory>, usize)> = (1..=runs)
+        .map(|run| (run.to_string(), small.clone(), settings.events))
+        .collect();
+    if settings.pdf_bytes > 0 {
+        let pdf = Arc::new(EventFactory::new(KEY, settings.pdf_bytes));
+        rounds.push(("PDF".to_owned(), pdf, tiers::pdf_events(settings.events)));
+    }
+    for (run, factory, events) in rounds {
+        let ingest = tiers::ingest(&setup, 64, settings.duration, &factory).await?;
         setup.relink().await?;
-        let drain = tiers::drain(&setup, events, &small).await?;
+        let drain = tiers::drain(&setup, events, &factory).await?;
         setup.relink().await?;
         eprintln!("run {run}: ingest {ingest:?}; drain {drain:?}");
-        let pool = sqlx::PgPool::connect(&setup.database_url).await?;
-        // Each run on the same, empty tables: runs compare.
-        sqlx::query(
-            "TRUNCATE webhook_events, signature_uses, signing_processes, signees, activity, \
-             documents, stored_documents",
-        )
-        .execute(&pool)
-        .await?;
-        pool.close().await;
-        measured.push((ingest, drain));
+        empty_tables(&setup).await?;
+        measured.push((run.clone(), ingest));
+        measured.push((run, drain));
     }
-    let report = tiers::report(&measured, duration, events);
+    if settings.sustained_rate > 0.0 {
+        let run = sustained::run(
+            &setup,
+            settings.sustained_rate,
+            settings.sustained_for,
+            64,
+            &small,
+        )
+        .await?;
+        anyhow::ensure!(run.missing == 0, "{} accepted events missing", run.missing);
+        measured.push(("—".to_owned(), tiers::sustained_phase(&run)));
+        empty_tables(&setup).await?;
+    }
+    let report = tiers::report(&measured, settings);
     eprintln!("{report}");
-    std::fs::write(out, report)?;
+    std::fs::write(out, &report)?;
+    // The same, as the tier table's section of the results page beside it.
+    let results = out.with_file_name("results.md");
+    let section = report.replacen("# Cost per event, tier by tier", tiers::RESULTS_HEADING, 1);
+    let earlier = std::fs::read_to_string(&results).unwrap_or_default();
+    std::fs::write(
+        &results,
+        tiers::with_section(&earlier, tiers::RESULTS_HEADING, &section),
+    )?;
+    std::fs::write(
+        out.with_extension("json"),
+        serde_json::to_string_pretty(&tiers::json(&measured))?,
+    )?;
     setup.teardown().await
+}
+
+/// Every table emptied: each phase starts on the same, empty tables, so runs compare.
+async fn empty_tables(setup: &Setup) -> anyhow::Result<()> {
+    let pool = sqlx::PgPool::connect(&setup.database_url).await?;
+    sqlx::query(
+        "TRUNCATE webhook_events, signature_uses, signing_processes, signees, activity, \
+         documents, stored_documents",
+    )
+    .execute(&pool)
+    .await?;
+    pool.close().await;
+    Ok(())
 }
 
 async fn all(duration: Duration, worker_events: usize, out: PathBuf) -> anyhow::Result<()> {

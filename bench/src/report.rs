@@ -126,7 +126,13 @@ impl Results {
             out.join("results.json"),
             serde_json::to_string_pretty(self)?,
         )?;
-        std::fs::write(out.join("results.md"), self.markdown())?;
+        // `bench tiers` writes its own section; a new `bench all` keeps it.
+        let earlier = std::fs::read_to_string(out.join("results.md")).unwrap_or_default();
+        let mut md = self.markdown();
+        if let Some(tiers) = crate::tiers::section_of(&earlier, crate::tiers::RESULTS_HEADING) {
+            md = crate::tiers::with_section(&md, crate::tiers::RESULTS_HEADING, tiers);
+        }
+        std::fs::write(out.join("results.md"), md)?;
         Ok(())
     }
 

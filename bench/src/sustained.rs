@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::events::EventFactory;
 use crate::load::Point;
 use crate::load::{Latencies, paced};
+use crate::tiers::{CpuClock, Group};
 use crate::{Setup, persisted_total, wait_ready, warm_up};
 
 /// How long the worker may take to commit what was accepted once the load stops.
@@ -39,6 +40,12 @@ pub struct Sustained {
     pub drained_after_s: Option<f64>,
     /// Accepted (200) but never found as a row.
     pub missing: u64,
+    /// CPU seconds of each tier from the load's start until every accepted event was
+    /// committed, and that time (`bench tiers`).
+    #[serde(skip)]
+    pub cpu: Vec<(Group, f64)>,
+    #[serde(skip)]
+    pub busy: Duration,
 }
 
 pub async fn run(
@@ -53,6 +60,10 @@ pub async fn run(
     let worker = setup.worker()?;
     wait_ready(worker.port).await?;
 
+    let clock = CpuClock::start(&[
+        (Group::Ingester, ingester.pid()),
+        (Group::Worker, worker.pid()),
+    ]);
     let sampling = Arc::new(AtomicBool::new(true));
     let started = Instant::now();
     let sampler = {
@@ -101,6 +112,7 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    let (cpu, busy) = (clock.read(), started.elapsed());
     sampling.store(false, Ordering::Relaxed);
     let depth = sampler.await?;
     worker.stop()?;
@@ -143,5 +155,7 @@ pub async fn run(
         depth,
         drained_after_s,
         missing,
+        cpu,
+        busy,
     })
 }

@@ -154,9 +154,10 @@ impl Drop for Pinned {
     }
 }
 
-/// One measured phase: events, wall time, and CPU seconds per group.
+/// One measured phase: what it was, events, wall time, and CPU seconds per group.
 #[derive(Debug, Clone)]
 pub struct Phase {
+    pub name: String,
     pub events: u64,
     pub wall: Duration,
     pub cpu: Vec<(Group, f64)>,
@@ -179,6 +180,35 @@ impl Phase {
 /// CPU ticks of `groups` now, to subtract later.
 fn snapshot(groups: &[Group]) -> Vec<(Group, u64)> {
     groups.iter().map(|g| (*g, g.ticks())).collect()
+}
+
+/// CPU time of the binaries under test (by pid) and of the machine's services (by name) from
+/// when it was started.
+pub struct CpuClock {
+    services: Vec<(Group, u64)>,
+    processes: Vec<(Group, u32, u64)>,
+}
+
+impl CpuClock {
+    pub fn start(processes: &[(Group, u32)]) -> Self {
+        Self {
+            services: snapshot(&[Group::RabbitMq, Group::PostgreSql]),
+            processes: processes
+                .iter()
+                .map(|&(g, pid)| (g, pid, ticks_of(pid)))
+                .collect(),
+        }
+    }
+
+    /// CPU seconds of each group since the start.
+    pub fn read(&self) -> Vec<(Group, f64)> {
+        let own: Vec<(Group, u64)> = self
+            .processes
+            .iter()
+            .map(|&(g, pid, t)| (g, ticks_of(pid).saturating_sub(t)))
+            .collect();
+        since(&self.services, &own)
+    }
 }
 
 fn since(before: &[(Group, u64)], extra: &[(Group, u64)]) -> Vec<(Group, f64)> {
@@ -231,6 +261,7 @@ pub async fn ingest(
     );
     ingester.stop()?;
     Ok(Phase {
+        name: "ingest".to_owned(),
         events: result.ok(),
         wall,
         cpu,
@@ -261,6 +292,7 @@ pub async fn drain(
     let cpu = since(&before, &[(Group::Worker, ticks_of(worker.pid()))]);
     worker.stop()?;
     Ok(Phase {
+        name: "drain".to_owned(),
         events: n as u64,
         wall,
         cpu,
@@ -268,44 +300,101 @@ pub async fn drain(
 }
 
 /// The tier table, in Markdown: core-µs per event and the share of its core each group kept
-/// busy, for each run of each phase.
-pub fn table(runs: &[(Phase, Phase)]) -> String {
+/// busy, for each measured phase (its run, its phase).
+pub fn table(phases: &[(String, Phase)]) -> String {
     let mut out = String::from(
-        "| run | phase | events | events/s | ingester or worker | RabbitMQ | PostgreSQL | core 0 busy | core 1 busy |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| run | phase | events | events/s | ingester | worker | RabbitMQ | PostgreSQL | core 0 busy | core 1 busy |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let cell = |phase: &Phase, group: Group| {
         phase
             .per_event(group)
             .map_or("—".to_owned(), |us| format!("{us:.0} µs"))
     };
-    for (i, (ingest, drain)) in runs.iter().enumerate() {
-        for (name, phase, own, core1) in [
-            ("ingest", ingest, Group::Ingester, None),
-            ("drain", drain, Group::Worker, Some(Group::PostgreSql)),
-        ] {
-            let core0 = phase.busy(own).unwrap_or(0.0) + phase.busy(Group::RabbitMq).unwrap_or(0.0);
-            let core1 = core1
-                .and_then(|g| phase.busy(g))
-                .map_or("— (the load)".to_owned(), |b| {
-                    format!("{:.0} %", b * 100.0)
-                });
-            out.push_str(&format!(
-                "| {} | {name} | {} | {:.0} | {} | {} | {} | {:.0} % | {core1} |\n",
-                i + 1,
-                phase.events,
-                phase.events as f64 / phase.wall.as_secs_f64(),
-                cell(phase, own),
-                cell(phase, Group::RabbitMq),
-                cell(phase, Group::PostgreSql),
-                core0 * 100.0,
-            ));
-        }
+    let busy = |phase: &Phase, groups: &[Group]| -> f64 {
+        groups.iter().filter_map(|g| phase.busy(*g)).sum::<f64>() * 100.0
+    };
+    for (run, phase) in phases {
+        let (core0, core1) = if phase.name.starts_with("ingest") {
+            (
+                format!("{:.0} %", busy(phase, &[Group::Ingester, Group::RabbitMq])),
+                "— (the load)".to_owned(),
+            )
+        } else if phase.name.starts_with("drain") {
+            (
+                format!("{:.0} %", busy(phase, &[Group::Worker, Group::RabbitMq])),
+                format!("{:.0} %", busy(phase, &[Group::PostgreSql])),
+            )
+        } else {
+            ("— (not pinned)".to_owned(), "—".to_owned())
+        };
+        out.push_str(&format!(
+            "| {run} | {} | {} | {:.0} | {} | {} | {} | {} | {core0} | {core1} |\n",
+            phase.name,
+            phase.events,
+            phase.events as f64 / phase.wall.as_secs_f64(),
+            cell(phase, Group::Ingester),
+            cell(phase, Group::Worker),
+            cell(phase, Group::RabbitMq),
+            cell(phase, Group::PostgreSql),
+        ));
     }
     out
 }
 
+/// The phases as JSON for `bench/plot_tiers.py`: core-µs per event of each group.
+pub fn json(phases: &[(String, Phase)]) -> serde_json::Value {
+    let groups = [
+        Group::Ingester,
+        Group::Worker,
+        Group::RabbitMq,
+        Group::PostgreSql,
+    ];
+    serde_json::Value::Array(
+        phases
+            .iter()
+            .map(|(run, phase)| {
+                let per_event: serde_json::Map<String, serde_json::Value> = groups
+                    .iter()
+                    .filter_map(|g| Some((g.label().to_owned(), phase.per_event(*g)?.into())))
+                    .collect();
+                serde_json::json!({
+                    "run": run,
+                    "phase": phase.name,
+                    "events": phase.events,
+                    "wall_s": phase.wall.as_secs_f64(),
+                    "core_us_per_event": per_event,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// What `bench tiers` measures besides its runs of the 2 KiB mix.
+pub struct Settings {
+    /// Each ingest's length.
+    pub duration: Duration,
+    /// Events of each drain.
+    pub events: usize,
+    /// The size of the "all signed" event with a PDF inside, measured once (0: not measured).
+    pub pdf_bytes: usize,
+    /// The sustained run's offered rate (0: not measured) and length.
+    pub sustained_rate: f64,
+    pub sustained_for: Duration,
+}
+
+/// The sustained run as a phase: every accepted event, from the load's start until the last
+/// was committed.
+pub fn sustained_phase(run: &crate::sustained::Sustained) -> Phase {
+    Phase {
+        name: "sustained".to_owned(),
+        events: run.ingest.ok,
+        wall: run.busy,
+        cpu: run.cpu.clone(),
+    }
+}
+
 /// The page `bench tiers` writes: how it was measured, on which commit, and the table.
-pub fn report(runs: &[(Phase, Phase)], duration: Duration, events: usize) -> String {
+pub fn report(phases: &[(String, Phase)], settings: &Settings) -> String {
     let commit = Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .output()
@@ -316,13 +405,135 @@ pub fn report(runs: &[(Phase, Phase)], duration: Duration, events: usize) -> Str
         "# Cost per event, tier by tier\n\n\
          `cargo run --release -p bench -- tiers` on commit `{commit}`, this machine (2 cores). \
          CPU time (user + system, `/proc/<pid>/stat`) of each process group during the phase, \
-         per event: the ingest is {secs} s of signed 2 KiB Taktikal events over 64 connections \
-         with the ingester and RabbitMQ pinned to core 0 and the load generator to core 1 (per \
-         webhook answered 200); the drain is {events} such events queued beforehand and recorded \
-         by one worker, the worker and RabbitMQ on core 0, PostgreSQL on core 1. Tables \
-         emptied before each drain.\n\n{}",
-        table(runs),
+         per event: the ingest is {secs} s of signed 2 KiB Taktikal \"all signed\" events (a 1 KiB \
+         signed PDF inside) over 64 connections with the ingester and RabbitMQ pinned to core 0 \
+         and the load generator to core 1 (per webhook answered 200); the drain is {events} such \
+         events queued beforehand and recorded by one worker, the worker and RabbitMQ on core 0, \
+         PostgreSQL on core 1. Tables emptied before each drain. The `PDF` rows are the same \
+         with events of {pdf} KiB (the signed PDF inside, base64; {pdf_events} events drained); \
+         the `sustained` row is the ingester and the worker together, nothing pinned, \
+         {rate:.0} events/s offered for {sustained} s, from the load's start until the last \
+         accepted event was committed. Plot: [tiers.png](tiers.png). Where PostgreSQL's time \
+         goes, statement by statement, and what changed it: [postgresql.md](postgresql.md).\n\n{}\n{}",
+        table(phases),
+        verdicts(phases),
         commit = commit.trim(),
-        secs = duration.as_secs(),
+        secs = settings.duration.as_secs(),
+        events = settings.events,
+        pdf = settings.pdf_bytes / 1024,
+        pdf_events = pdf_events(settings.events),
+        rate = settings.sustained_rate,
+        sustained = settings.sustained_for.as_secs(),
     )
+}
+
+/// The 2 KiB mix's figures against issue 32's targets, in words: each a range over the runs.
+pub fn verdicts(phases: &[(String, Phase)]) -> String {
+    let mix = |name: &str| -> Vec<(&String, &Phase)> {
+        phases
+            .iter()
+            .filter(|(run, p)| p.name == name && run.parse::<usize>().is_ok())
+            .map(|(run, p)| (run, p))
+            .collect()
+    };
+    let sum = |p: &Phase, groups: &[Group]| groups.iter().filter_map(|g| p.per_event(*g)).sum();
+    let range = |values: &[f64]| {
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(0.0, f64::max);
+        (min, max)
+    };
+    let verdict = |max: f64, target: f64| if max <= target { "met" } else { "**not met**" };
+    let ingest: Vec<f64> = mix("ingest")
+        .iter()
+        .map(|(_, p)| sum(p, &[Group::Ingester, Group::RabbitMq]))
+        .collect();
+    let database: Vec<f64> = mix("drain")
+        .iter()
+        .map(|(_, p)| sum(p, &[Group::PostgreSql]))
+        .collect();
+    let sides: Vec<(f64, f64)> = mix("drain")
+        .iter()
+        .filter_map(|(run, drain)| {
+            let (_, ingest) = mix("ingest").into_iter().find(|(r, _)| r == run)?;
+            Some((
+                sum(drain, &[Group::Worker, Group::RabbitMq]),
+                sum(ingest, &[Group::Ingester, Group::RabbitMq]),
+            ))
+        })
+        .collect();
+    if ingest.is_empty() || database.is_empty() {
+        return String::new();
+    }
+    let (i_min, i_max) = range(&ingest);
+    let (d_min, d_max) = range(&database);
+    let met = sides
+        .iter()
+        .filter(|(drain, ingest)| drain <= ingest)
+        .count();
+    format!(
+        "Against issue 32's targets, the 2 KiB mix over {runs} runs: ingest (ingester + RabbitMQ) \
+         {i_min:.0}–{i_max:.0} core-µs per webhook, target ≤ 90: {}; PostgreSQL {d_min:.0}–{d_max:.0} \
+         core-µs per event, target ≤ 150: {}; worker + RabbitMQ at most ingester + RabbitMQ in \
+         {met} of {runs} runs.\n",
+        verdict(i_max, 90.0),
+        verdict(d_max, 150.0),
+        runs = sides.len(),
+    )
+}
+
+/// Events of the PDF drain: a tenth of the mix's, each being about 64 times larger.
+pub fn pdf_events(events: usize) -> usize {
+    (events / 10).max(1)
+}
+
+/// The heading of the tier table's section in `bench/results.md`.
+pub const RESULTS_HEADING: &str = "## Cost per event, tier by tier";
+
+/// `md`'s section under `heading` (to the next `## ` heading or the end), heading included.
+pub fn section_of<'a>(md: &'a str, heading: &str) -> Option<&'a str> {
+    let start = md.find(&format!("{heading}\n"))?;
+    let rest = &md[start + heading.len()..];
+    let end = rest
+        .find("\n## ")
+        .map_or(md.len(), |i| start + heading.len() + i + 1);
+    Some(&md[start..end])
+}
+
+/// `md` with its section under `heading` replaced by `section` (which starts with the heading),
+/// or with `section` appended.
+pub fn with_section(md: &str, heading: &str, section: &str) -> String {
+    let section = format!("{}\n", section.trim_end());
+    match section_of(md, heading) {
+        Some(old) => md.replacen(old, &section, 1),
+        None if md.is_empty() => section,
+        None => format!("{}\n\n{section}", md.trim_end()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_section_is_replaced_in_place_or_appended() {
+        let md = "# Results\n\n## A\na\n\n## Cost per event, tier by tier\nold\n\n## B\nb\n";
+        let new = with_section(md, RESULTS_HEADING, "## Cost per event, tier by tier\nnew");
+        assert_eq!(
+            new,
+            "# Results\n\n## A\na\n\n## Cost per event, tier by tier\nnew\n## B\nb\n"
+        );
+        let appended = with_section(
+            "# Results\n",
+            RESULTS_HEADING,
+            "## Cost per event, tier by tier\nx",
+        );
+        assert_eq!(
+            appended,
+            "# Results\n\n## Cost per event, tier by tier\nx\n"
+        );
+        assert_eq!(
+            section_of(&appended, RESULTS_HEADING),
+            Some("## Cost per event, tier by tier\nx\n")
+        );
+    }
 }
