@@ -650,6 +650,15 @@ enum Publish {
     Bare,
 }
 
+impl Publish {
+    fn label(self) -> &'static str {
+        match self {
+            Publish::Contract => "the ingester's message",
+            Publish::Bare => "bare",
+        }
+    }
+}
+
 /// `bench tiers`, stopped by SIGINT or SIGTERM: the run's future is dropped, so every guard's
 /// `Drop` runs — RabbitMQ's and PostgreSQL's affinity is given back, the ingester or worker
 /// killed — where exiting on the signal would leave the machine's services pinned to one core.
@@ -676,6 +685,10 @@ async fn tiers_runs(
     out: &std::path::Path,
 ) -> anyhow::Result<()> {
     let mut setup = setup().await?;
+    tiers::services_at(
+        &env("AMQP_URL", countersign::config::DEFAULT_AMQP_URL),
+        &setup.database_url,
+    );
     let small = Arc::new(EventFactory::new(KEY, 2 * 1024));
     let mut measured: Vec<(String, tiers::Phase)> = Vec::new();
     let mut rounds: Vec<(String, Arc<EventFactory>, usize)> = (1..=runs)
@@ -694,6 +707,10 @@ async fn tiers_runs(
         empty_tables(&setup).await?;
         measured.push((run.clone(), ingest));
         measured.push((run, drain));
+    }
+    for message in [Publish::Contract, Publish::Bare] {
+        let phase = tiers::broker(&setup, message, settings.duration, &small).await?;
+        measured.push(("—".to_owned(), phase));
     }
     if settings.sustained_rate > 0.0 {
         let run = sustained::run(

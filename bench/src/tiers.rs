@@ -43,24 +43,101 @@ impl Group {
         }
     }
 
-    /// Every process of the group now.
+    /// Every process of the group now: the service the bench talks to (the process listening
+    /// on its port, for PostgreSQL with the backends it forked) — not another RabbitMQ or
+    /// PostgreSQL on the machine, such as a container's — else every process of its name.
     fn pids(self) -> Vec<u32> {
-        let (Some(comm), Ok(entries)) = (self.comm(), std::fs::read_dir("/proc")) else {
+        let Some(comm) = self.comm() else {
             return Vec::new();
         };
-        entries
-            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .is_ok_and(|name| name.trim_end() == comm)
-            })
-            .collect()
+        let port = SERVICE_PORTS.get().map(|ports| match self {
+            Group::RabbitMq => ports.0,
+            _ => ports.1,
+        });
+        let listening = port
+            .and_then(listener)
+            .filter(|pid| comm_of(*pid).as_deref() == Some(comm));
+        match (listening, self) {
+            (Some(pid), Group::PostgreSql) => std::iter::once(pid)
+                .chain(all_pids().filter(|child| parent_of(*child) == Some(pid)))
+                .collect(),
+            (Some(pid), _) => vec![pid],
+            (None, _) => all_pids()
+                .filter(|pid| comm_of(*pid).as_deref() == Some(comm))
+                .collect(),
+        }
     }
 
     /// CPU time (user + system) of the group's processes, in clock ticks.
     fn ticks(self) -> u64 {
         self.pids().into_iter().map(ticks_of).sum()
     }
+}
+
+/// The TCP ports of the RabbitMQ and the PostgreSQL the bench talks to, once known.
+static SERVICE_PORTS: std::sync::OnceLock<(u16, u16)> = std::sync::OnceLock::new();
+
+/// Counts only the services listening on the ports of `amqp_url` and `database_url`.
+pub fn services_at(amqp_url: &str, database_url: &str) {
+    let _ = SERVICE_PORTS.set((port_of(amqp_url, 5672), port_of(database_url, 5432)));
+}
+
+/// The port of a `scheme://user:pass@host:port/...` URL.
+fn port_of(url: &str, default: u16) -> u16 {
+    let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let host_port = authority.split('/').next().unwrap_or("");
+    let host_port = host_port.rsplit('@').next().unwrap_or("");
+    host_port
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or(default)
+}
+
+fn all_pids() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+}
+
+fn comm_of(pid: u32) -> Option<String> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(comm.trim_end().to_owned())
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The process with a socket listening on TCP `port` in this network namespace.
+fn listener(port: u16) -> Option<u32> {
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    let local = u16::from_str_radix(fields.get(1)?.rsplit(':').next()?, 16).ok()?;
+                    // State 0A: LISTEN; field 9: the socket's inode.
+                    (local == port && *fields.get(3)? == "0A")
+                        .then(|| fields.get(9).map(|i| (*i).to_owned()))?
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    all_pids().find(|pid| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .any(|target| wanted.iter().any(|w| target.as_os_str() == w.as_str()))
+    })
 }
 
 /// utime + stime of `/proc/<pid>/stat` (fields 14 and 15, after the parenthesised name).
@@ -268,6 +345,32 @@ pub async fn ingest(
     })
 }
 
+/// RabbitMQ alone: on core 0, with this process publishing on core 1 over 4 confirm channels,
+/// 64 in flight, for `duration` — `message` as the ingester sends it, or bare. The broker's
+/// own cost per confirmed publish: the floor under the ingest's RabbitMQ share.
+pub async fn broker(
+    setup: &crate::Setup,
+    message: crate::Publish,
+    duration: Duration,
+    factory: &Arc<EventFactory>,
+) -> anyhow::Result<Phase> {
+    let mut pinned = Pinned::new();
+    pinned.pin_group(Group::RabbitMq, "0")?;
+    pinned.pin(std::process::id(), "1")?;
+    let before = snapshot(&[Group::RabbitMq]);
+    let started = Instant::now();
+    let published = setup
+        .broker_ceiling(4, 64, duration, factory, message)
+        .await?;
+    let wall = started.elapsed();
+    Ok(Phase {
+        name: format!("broker alone, {}", message.label()),
+        events: published.count(),
+        wall,
+        cpu: since(&before, &[]),
+    })
+}
+
 /// Drain: `n` events queued beforehand, then a worker records them all; the worker and RabbitMQ
 /// on core 0, PostgreSQL (its backends are forked by its postmaster and inherit) on core 1.
 /// The worker's CPU includes its start (migrating the bench's new database).
@@ -318,6 +421,11 @@ pub fn table(phases: &[(String, Phase)]) -> String {
             (
                 format!("{:.0} %", busy(phase, &[Group::Ingester, Group::RabbitMq])),
                 "— (the load)".to_owned(),
+            )
+        } else if phase.name.starts_with("broker") {
+            (
+                format!("{:.0} %", busy(phase, &[Group::RabbitMq])),
+                "— (the publisher)".to_owned(),
             )
         } else if phase.name.starts_with("drain") {
             (
@@ -413,8 +521,11 @@ pub fn report(phases: &[(String, Phase)], settings: &Settings) -> String {
          with events of {pdf} KiB (the signed PDF inside, base64; {pdf_events} events drained); \
          the `sustained` row is the ingester and the worker together, nothing pinned, \
          {rate:.0} events/s offered for {sustained} s, from the load's start until the last \
-         accepted event was committed. Plot: [tiers.png](tiers.png). Where PostgreSQL's time \
-         goes, statement by statement, and what changed it: [postgresql.md](postgresql.md).\n\n{}\n{}",
+         accepted event was committed. The `broker alone` rows are RabbitMQ on core 0 with \
+         the bench publishing on core 1 (4 confirm channels, 64 in flight, {secs} s), the \
+         ingester's message or a bare one (delivery mode and message id). Plot: [tiers.png](tiers.png). Where PostgreSQL's time \
+         goes, statement by statement, and what changed it: [postgresql.md](postgresql.md); the \
+         ingest's: [ingest.md](ingest.md).\n\n{}\n{}",
         table(phases),
         verdicts(phases),
         commit = commit.trim(),
@@ -464,6 +575,23 @@ pub fn verdicts(phases: &[(String, Phase)]) -> String {
     if ingest.is_empty() || database.is_empty() {
         return String::new();
     }
+    let floor: Vec<String> = phases
+        .iter()
+        .filter(|(_, p)| p.name.starts_with("broker"))
+        .filter_map(|(_, p)| {
+            let what = p.name.strip_prefix("broker alone, ")?;
+            Some(format!("{:.0} µs ({what})", p.per_event(Group::RabbitMq)?))
+        })
+        .collect();
+    let floor = if floor.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " RabbitMQ alone, from a publisher that does nothing else: {} per confirmed \
+             publish — the floor under the ingest's RabbitMQ share.",
+            floor.join(", ")
+        )
+    };
     let (i_min, i_max) = range(&ingest);
     let (d_min, d_max) = range(&database);
     let met = sides
@@ -474,7 +602,7 @@ pub fn verdicts(phases: &[(String, Phase)]) -> String {
         "Against issue 32's targets, the 2 KiB mix over {runs} runs: ingest (ingester + RabbitMQ) \
          {i_min:.0}–{i_max:.0} core-µs per webhook, target ≤ 90: {}; PostgreSQL {d_min:.0}–{d_max:.0} \
          core-µs per event, target ≤ 150: {}; worker + RabbitMQ at most ingester + RabbitMQ in \
-         {met} of {runs} runs.\n",
+         {met} of {runs} runs.{floor}\n",
         verdict(i_max, 90.0),
         verdict(d_max, 150.0),
         runs = sides.len(),
@@ -513,6 +641,26 @@ pub fn with_section(md: &str, heading: &str, section: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_services_port_is_read_from_its_url() {
+        assert_eq!(port_of("amqp://guest:guest@127.0.0.1:5682/%2f", 5672), 5682);
+        assert_eq!(
+            port_of("postgres://postgres@127.0.0.1:5432/test", 5432),
+            5432
+        );
+        assert_eq!(port_of("amqp://localhost/%2f", 5672), 5672);
+        assert_eq!(port_of("postgres://u:p@[::1]:6543/db", 5432), 6543);
+    }
+
+    #[test]
+    fn the_service_listening_on_a_port_is_found() {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = socket.local_addr().unwrap().port();
+        assert_eq!(listener(port), Some(std::process::id()));
+        drop(socket);
+        assert_eq!(listener(port), None);
+    }
 
     #[test]
     fn a_section_is_replaced_in_place_or_appended() {
