@@ -580,12 +580,8 @@ fn run_block(script: &str, dir: &Path, path: &str) -> (String, StopOnDrop) {
         .stdout(std::fs::File::create(dir.join("block.out")).unwrap())
         .stderr(std::fs::File::create(dir.join("block.log")).unwrap())
         .process_group(0);
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("CARGO_") && !matches!(&*name, "CARGO_HOME" | "CARGO_TERM_COLOR") {
-            command.env_remove(&*name);
-        }
-    }
+    // The block's cargo shim builds in the workspace's own target directory.
+    countersign_testkit::without_cargo_env(&mut command, &["CARGO_HOME", "CARGO_TERM_COLOR"]);
     let mut child = command.spawn().expect("bash runs");
     let group = child.id().to_string();
     let stop_group = move || {

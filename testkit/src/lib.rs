@@ -579,18 +579,22 @@ pub fn cargo_command() -> std::process::Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut command = std::process::Command::new(cargo);
     command.current_dir(workspace_root());
+    without_cargo_env(
+        &mut command,
+        &["CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_TERM_COLOR"],
+    );
+    command
+}
+
+/// Removes from `command`'s environment every `CARGO_*` variable the test harness set but those
+/// in `keep`: what a person's shell would not have.
+pub fn without_cargo_env(command: &mut std::process::Command, keep: &[&str]) {
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
-        if name.starts_with("CARGO_")
-            && !matches!(
-                &*name,
-                "CARGO_HOME" | "CARGO_TARGET_DIR" | "CARGO_TERM_COLOR"
-            )
-        {
+        if name.starts_with("CARGO_") && !keep.contains(&&*name) {
             command.env_remove(&*name);
         }
     }
-    command
 }
 
 /// The release build of the production binaries (`countersign-ingester`, `countersign-worker`),
