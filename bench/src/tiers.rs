@@ -525,7 +525,8 @@ pub fn report(phases: &[(String, Phase)], settings: &Settings) -> String {
          the bench publishing on core 1 (4 confirm channels, 64 in flight, {secs} s), the \
          ingester's message or a bare one (delivery mode and message id). Plot: [tiers.png](tiers.png). Where PostgreSQL's time \
          goes, statement by statement, and what changed it: [postgresql.md](postgresql.md); the \
-         ingest's: [ingest.md](ingest.md).\n\n{}\n{}",
+         ingest's: [ingest.md](ingest.md); instructions per accepted webhook (callgrind): \
+         [callgrind/results.md](callgrind/results.md).\n\n{}\n{}",
         table(phases),
         verdicts(phases),
         commit = commit.trim(),
