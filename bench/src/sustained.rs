@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::events::EventFactory;
 use crate::load::Point;
 use crate::load::{Latencies, paced};
-use crate::tiers::{CpuClock, Group};
+use crate::tiers::{CpuClock, Group, Phase};
 use crate::{Setup, persisted_total, wait_ready, warm_up};
 
 /// How long the worker may take to commit what was accepted once the load stops.
@@ -46,6 +46,19 @@ pub struct Sustained {
     pub cpu: Vec<(Group, f64)>,
     #[serde(skip)]
     pub busy: Duration,
+}
+
+impl Sustained {
+    /// The run as a tier phase: every accepted event, from the load's start until the last was
+    /// committed.
+    pub fn phase(&self) -> Phase {
+        Phase {
+            name: "sustained".to_owned(),
+            events: self.ingest.ok,
+            wall: self.busy,
+            cpu: self.cpu.clone(),
+        }
+    }
 }
 
 pub async fn run(

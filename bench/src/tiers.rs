@@ -490,17 +490,6 @@ pub struct Settings {
     pub sustained_for: Duration,
 }
 
-/// The sustained run as a phase: every accepted event, from the load's start until the last
-/// was committed.
-pub fn sustained_phase(run: &crate::sustained::Sustained) -> Phase {
-    Phase {
-        name: "sustained".to_owned(),
-        events: run.ingest.ok,
-        wall: run.busy,
-        cpu: run.cpu.clone(),
-    }
-}
-
 /// The page `bench tiers` writes: how it was measured, on which commit, and the table.
 pub fn report(phases: &[(String, Phase)], settings: &Settings) -> String {
     let commit = Command::new("git")
