@@ -73,10 +73,13 @@ pub async fn run(
     let worker = setup.worker()?;
     wait_ready(worker.port).await?;
 
-    let clock = CpuClock::start(&[
-        (Group::Ingester, ingester.pid()),
-        (Group::Worker, worker.pid()),
-    ]);
+    let clock = CpuClock::start(
+        &[Group::RabbitMq, Group::PostgreSql],
+        &[
+            (Group::Ingester, ingester.pid()),
+            (Group::Worker, worker.pid()),
+        ],
+    );
     let sampling = Arc::new(AtomicBool::new(true));
     let started = Instant::now();
     let sampler = {

@@ -254,22 +254,17 @@ impl Phase {
     }
 }
 
-/// CPU ticks of `groups` now, to subtract later.
-fn snapshot(groups: &[Group]) -> Vec<(Group, u64)> {
-    groups.iter().map(|g| (*g, g.ticks())).collect()
-}
-
-/// CPU time of the binaries under test (by pid) and of the machine's services (by name) from
-/// when it was started.
+/// CPU time of the machine's services (by name) and of the binaries under test (by pid) from
+/// when it was started; a binary started later counts whole, its start included.
 pub struct CpuClock {
     services: Vec<(Group, u64)>,
     processes: Vec<(Group, u32, u64)>,
 }
 
 impl CpuClock {
-    pub fn start(processes: &[(Group, u32)]) -> Self {
+    pub fn start(services: &[Group], processes: &[(Group, u32)]) -> Self {
         Self {
-            services: snapshot(&[Group::RabbitMq, Group::PostgreSql]),
+            services: services.iter().map(|g| (*g, g.ticks())).collect(),
             processes: processes
                 .iter()
                 .map(|&(g, pid)| (g, pid, ticks_of(pid)))
@@ -277,24 +272,25 @@ impl CpuClock {
         }
     }
 
+    /// Counts `pid`, started after the clock, from its start.
+    pub fn started(&mut self, group: Group, pid: u32) {
+        self.processes.push((group, pid, 0));
+    }
+
     /// CPU seconds of each group since the start.
     pub fn read(&self) -> Vec<(Group, f64)> {
-        let own: Vec<(Group, u64)> = self
-            .processes
+        let hz = ticks_per_second();
+        self.services
             .iter()
-            .map(|&(g, pid, t)| (g, ticks_of(pid).saturating_sub(t)))
-            .collect();
-        since(&self.services, &own)
+            .map(|&(g, t)| (g, g.ticks().saturating_sub(t)))
+            .chain(
+                self.processes
+                    .iter()
+                    .map(|&(g, pid, t)| (g, ticks_of(pid).saturating_sub(t))),
+            )
+            .map(|(g, ticks)| (g, ticks as f64 / hz))
+            .collect()
     }
-}
-
-fn since(before: &[(Group, u64)], extra: &[(Group, u64)]) -> Vec<(Group, f64)> {
-    let hz = ticks_per_second();
-    before
-        .iter()
-        .map(|(g, t)| (*g, g.ticks().saturating_sub(*t) as f64 / hz))
-        .chain(extra.iter().map(|(g, t)| (*g, *t as f64 / hz)))
-        .collect()
 }
 
 /// Ingest: `connections` connections for `duration`; the ingester and RabbitMQ on core 0, this
@@ -315,8 +311,7 @@ pub async fn ingest(
     pinned.pin_group(Group::RabbitMq, "0")?;
     pinned.pin_group(Group::PostgreSql, "1")?;
     crate::warm_up(setup, &ingester, factory).await?;
-    let own = ticks_of(ingester.pid());
-    let before = snapshot(&[Group::RabbitMq]);
+    let clock = CpuClock::start(&[Group::RabbitMq], &[(Group::Ingester, ingester.pid())]);
     let started = Instant::now();
     let result = crate::load::drive(
         ([127, 0, 0, 1], ingester.port).into(),
@@ -327,8 +322,7 @@ pub async fn ingest(
     )
     .await?;
     let wall = started.elapsed();
-    let ingester_ticks = ticks_of(ingester.pid()).saturating_sub(own);
-    let cpu = since(&before, &[(Group::Ingester, ingester_ticks)]);
+    let cpu = clock.read();
     let queued = setup.queued().await?;
     setup.purge().await?;
     anyhow::ensure!(
@@ -357,7 +351,7 @@ pub async fn broker(
     let mut pinned = Pinned::new();
     pinned.pin_group(Group::RabbitMq, "0")?;
     pinned.pin(std::process::id(), "1")?;
-    let before = snapshot(&[Group::RabbitMq]);
+    let clock = CpuClock::start(&[Group::RabbitMq], &[]);
     let started = Instant::now();
     let published = setup
         .broker_ceiling(4, 64, duration, factory, message)
@@ -367,7 +361,7 @@ pub async fn broker(
         name: format!("broker alone, {}", message.label()),
         events: published.count(),
         wall,
-        cpu: since(&before, &[]),
+        cpu: clock.read(),
     })
 }
 
@@ -385,14 +379,15 @@ pub async fn drain(
     pinned.pin_group(Group::PostgreSql, "1")?;
     let me = std::process::id();
     pinned.pin(me, "0")?;
-    let before = snapshot(&[Group::RabbitMq, Group::PostgreSql]);
+    let mut clock = CpuClock::start(&[Group::RabbitMq, Group::PostgreSql], &[]);
     let started = Instant::now();
     let worker = setup.worker();
     pinned.pin(me, "1")?;
     let worker = worker?;
+    clock.started(Group::Worker, worker.pid());
     crate::wait_persisted(&worker, n, started, Duration::from_secs(600)).await?;
     let wall = started.elapsed();
-    let cpu = since(&before, &[(Group::Worker, ticks_of(worker.pid()))]);
+    let cpu = clock.read();
     worker.stop()?;
     Ok(Phase {
         name: "drain".to_owned(),
