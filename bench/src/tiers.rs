@@ -171,19 +171,19 @@ fn ticks_per_second() -> f64 {
 /// Affinity set with `taskset` on every thread of the processes it pinned, each given back its
 /// earlier list when this is dropped — also on SIGINT or SIGTERM, which drop the run (see
 /// `tiers_run` in `main.rs`).
-struct Pinned {
+pub struct Pinned {
     earlier: Vec<(u32, String)>,
 }
 
 impl Pinned {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             earlier: Vec::new(),
         }
     }
 
     /// Pins every thread of `pid` to `cpus` (`"0"`, `"1"`).
-    fn pin(&mut self, pid: u32, cpus: &str) -> anyhow::Result<()> {
+    pub fn pin(&mut self, pid: u32, cpus: &str) -> anyhow::Result<()> {
         if !self.earlier.iter().any(|(p, _)| *p == pid) {
             let output = Command::new("taskset")
                 .args(["-c", "-p", &pid.to_string()])
@@ -203,7 +203,7 @@ impl Pinned {
         Ok(())
     }
 
-    fn pin_group(&mut self, group: Group, cpus: &str) -> anyhow::Result<()> {
+    pub fn pin_group(&mut self, group: Group, cpus: &str) -> anyhow::Result<()> {
         let pids = group.pids();
         anyhow::ensure!(!pids.is_empty(), "no {} process to pin", group.label());
         for pid in pids {
@@ -493,6 +493,27 @@ pub fn report(phases: &[(String, Phase)], settings: &Settings) -> String {
         .ok()
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .unwrap_or_default();
+    let pdf = if settings.pdf_bytes > 0 {
+        format!(
+            " The `PDF` rows are the same with events of {} KiB (the signed PDF inside, base64; \
+             {} events drained).",
+            settings.pdf_bytes / 1024,
+            pdf_events(settings.events)
+        )
+    } else {
+        String::new()
+    };
+    let sustained = if settings.sustained_rate > 0.0 {
+        format!(
+            " The `sustained` row is the ingester and the worker together, nothing pinned, \
+             {:.0} events/s offered for {} s, from the load's start until the last accepted \
+             event was committed.",
+            settings.sustained_rate,
+            settings.sustained_for.as_secs()
+        )
+    } else {
+        String::new()
+    };
     format!(
         "# Cost per event, tier by tier\n\n\
          `cargo run --release -p bench -- tiers` on commit `{commit}`, this machine (2 cores). \
@@ -501,13 +522,10 @@ pub fn report(phases: &[(String, Phase)], settings: &Settings) -> String {
          signed PDF inside) over 64 connections with the ingester and RabbitMQ pinned to core 0 \
          and the load generator to core 1 (per webhook answered 200); the drain is {events} such \
          events queued beforehand and recorded by one worker, the worker and RabbitMQ on core 0, \
-         PostgreSQL on core 1. Tables emptied before each drain. The `PDF` rows are the same \
-         with events of {pdf} KiB (the signed PDF inside, base64; {pdf_events} events drained); \
-         the `sustained` row is the ingester and the worker together, nothing pinned, \
-         {rate:.0} events/s offered for {sustained} s, from the load's start until the last \
-         accepted event was committed. The `broker alone` rows are RabbitMQ on core 0 with \
-         the bench publishing on core 1 (4 confirm channels, 64 in flight, {secs} s), the \
-         ingester's message or a bare one (delivery mode and message id). Plot: [tiers.png](tiers.png). Where PostgreSQL's time \
+         PostgreSQL on core 1. Tables emptied before each drain.{pdf}{sustained} The `broker \
+         alone` rows are RabbitMQ on core 0 with the bench publishing on core 1 (4 confirm \
+         channels, 64 in flight, {secs} s), the ingester's message or a bare one (delivery mode \
+         and message id). Plot: [tiers.png](tiers.png). Where PostgreSQL's time \
          goes, statement by statement, and what changed it: [postgresql.md](postgresql.md); the \
          ingest's: [ingest.md](ingest.md); instructions per accepted webhook (callgrind): \
          [callgrind/results.md](callgrind/results.md).\n\n{}\n{}",
@@ -516,10 +534,6 @@ pub fn report(phases: &[(String, Phase)], settings: &Settings) -> String {
         commit = commit.trim(),
         secs = settings.duration.as_secs(),
         events = settings.events,
-        pdf = settings.pdf_bytes / 1024,
-        pdf_events = pdf_events(settings.events),
-        rate = settings.sustained_rate,
-        sustained = settings.sustained_for.as_secs(),
     )
 }
 
@@ -626,6 +640,26 @@ pub fn with_section(md: &str, heading: &str, section: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_report_describes_only_the_rows_it_measured() {
+        let mut settings = Settings {
+            duration: Duration::from_secs(15),
+            events: 20_000,
+            pdf_bytes: 128 * 1024,
+            sustained_rate: 2000.0,
+            sustained_for: Duration::from_secs(20),
+        };
+        let full = report(&[], &settings);
+        assert!(full.contains("events of 128 KiB"), "{full}");
+        assert!(full.contains("2000 events/s offered"), "{full}");
+        settings.pdf_bytes = 0;
+        settings.sustained_rate = 0.0;
+        let bare = report(&[], &settings);
+        assert!(!bare.contains("`PDF` rows"), "{bare}");
+        assert!(!bare.contains("`sustained` row"), "{bare}");
+        assert!(bare.contains("`broker alone` rows"), "{bare}");
+    }
 
     #[test]
     fn a_services_port_is_read_from_its_url() {
