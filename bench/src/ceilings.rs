@@ -25,7 +25,7 @@ pub enum Message {
 }
 
 impl Message {
-    fn next(&self, id: String) -> (ShortString, BasicProperties) {
+    pub fn next(&self, id: String) -> (ShortString, BasicProperties) {
         match self {
             Message::Bare => (
                 "taktikal.bench.AllSigned".into(),

@@ -13,6 +13,7 @@ mod events;
 mod faults;
 mod load;
 mod procs;
+mod publishers;
 mod replication;
 mod report;
 mod sustained;
@@ -119,6 +120,21 @@ enum Command {
         /// same path with `.json`, for `bench/plot_tiers.py`.
         #[arg(long, default_value = "bench/tiers.md")]
         out: PathBuf,
+    },
+    /// What one confirmed publish of the ingester's message costs the publisher and RabbitMQ,
+    /// both on core 0: through lapin as the ingester publishes, and from a publisher that reads
+    /// and writes its socket in its own thread (an experiment for issue 32). Pins RabbitMQ and
+    /// this process with taskset for the run; prints a Markdown table.
+    Publishers {
+        /// Length of each measurement.
+        #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Publishes awaiting their confirm at any time (the ingest's connections).
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
+        /// Runs of both publishers, alternated.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
     /// Only the sustained run: ingester and worker together at an offered rate.
     Sustained {
@@ -302,6 +318,11 @@ fn main() -> anyhow::Result<()> {
             };
             runtime.block_on(tiers_run(settings, runs, &out))
         }
+        Command::Publishers {
+            duration,
+            in_flight,
+            runs,
+        } => publishers_run(&runtime, duration, in_flight, runs),
         Command::Sustained { rate, duration } => runtime.block_on(async move {
             let setup = setup().await?;
             let small = Arc::new(EventFactory::new(KEY, 2 * 1024));
@@ -657,6 +678,39 @@ impl Publish {
             Publish::Bare => "bare",
         }
     }
+}
+
+/// `bench publishers`: each way of publishing `runs` times, alternated; the measurement blocks
+/// this thread (it pins the process and joins the publisher's thread), outside the runtime.
+fn publishers_run(
+    runtime: &tokio::runtime::Runtime,
+    duration: Duration,
+    in_flight: usize,
+    runs: usize,
+) -> anyhow::Result<()> {
+    let setup = runtime.block_on(setup())?;
+    let factory = Arc::new(EventFactory::new(KEY, 2 * 1024));
+    let sources = setup.config.build_sources()?;
+    let message = ceilings::Message::Contract(Box::new(as_ingested(&sources, factory.mint().1)?.0));
+    let target = publishers::Target {
+        amqp_url: env("AMQP_URL", countersign::config::DEFAULT_AMQP_URL),
+        exchange: setup.topology.exchange().to_owned(),
+        message,
+        factory,
+    };
+    let mut phases = Vec::new();
+    for run in 1..=runs {
+        for way in [publishers::Way::Lapin, publishers::Way::InThread] {
+            let phase = publishers::measure(way, &target, in_flight, duration);
+            runtime.block_on(setup.purge())?;
+            phases.push((run, phase?));
+        }
+    }
+    std::io::Write::write_all(
+        &mut std::io::stdout(),
+        publishers::table(&phases).as_bytes(),
+    )?;
+    runtime.block_on(setup.teardown())
 }
 
 /// `bench tiers`, stopped by SIGINT or SIGTERM: the run's future is dropped, so every guard's
