@@ -136,6 +136,57 @@ async fn activity_by_time_range_and_source() {
     assert_eq!(status, 400);
 }
 
+/// A process key asked for without a source is looked up in every source that has processes
+/// (the sources found by walking the primary key, not by reading every process): each source
+/// holding the key answers, in source order, before and after the one webhooks came through.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_key_without_a_source_is_found_in_every_source_that_has_it() {
+    let stack = Stack::start().await;
+    let (_, event) = taktikal("sp-shared", 11);
+    assert_eq!(stack.post(&event).await, 200);
+    stack.wait_for_events(1).await;
+    // The same process in sources before and after `acme`, and a source without it between.
+    for (source, key) in [
+        ("a-before", "sp-shared"),
+        ("m-between", "sp-elsewhere"),
+        ("zz-after", "sp-shared"),
+    ] {
+        sqlx::query(
+            "INSERT INTO signing_processes
+             SELECT (jsonb_populate_record(NULL::signing_processes,
+                     to_jsonb(p) || jsonb_build_object('source', $1::text, 'process_key', $2::text))).*
+             FROM signing_processes p WHERE source = 'acme' AND process_key = 'sp-shared'",
+        )
+        .bind(source)
+        .bind(key)
+        .execute(&stack.db)
+        .await
+        .unwrap();
+    }
+    let sources_of = |value: &serde_json::Value| -> Vec<String> {
+        value
+            .as_array()
+            .unwrap_or_else(|| panic!("a list: {value}"))
+            .iter()
+            .map(|p| p["source"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, every) = stack.get_json("/signing/activity/sp-shared").await;
+    assert_eq!(status, 200);
+    assert_eq!(sources_of(&every), ["a-before", "acme", "zz-after"]);
+    assert_eq!(every[1]["status"], "created");
+    let (_, one) = stack
+        .get_json("/signing/activity/sp-shared?source=zz-after")
+        .await;
+    assert_eq!(sources_of(&one), ["zz-after"]);
+    let (_, between) = stack.get_json("/signing/activity/sp-elsewhere").await;
+    assert_eq!(sources_of(&between), ["m-between"]);
+    let (status, _) = stack
+        .get_json("/signing/activity/sp-shared?source=m-between")
+        .await;
+    assert_eq!(status, 404);
+}
+
 /// Issue 12: a 200,000-entry process gave a 62 MB response even with `Take=1000`. A process's
 /// activity log comes a page at a time (1,000 at most), with the total.
 #[tokio::test(flavor = "multi_thread")]
