@@ -369,6 +369,21 @@ fn reconciliation(worker: &Value, problems: &mut Vec<String>) -> Value {
     json!(by_source)
 }
 
+/// The newest `received_at` of each source in the archive. The sources are found by walking
+/// the `(source, received_at)` index from one source to the next and each source's newest
+/// time read from its end: a few index probes per source, where `GROUP BY source` reads the
+/// whole archive (97 ms against 0.5 ms at 400,000 events in 5 sources, growing with it).
+const LAST_EVENTS: &str = "WITH RECURSIVE sources (source) AS (
+         (SELECT source FROM webhook_events ORDER BY source LIMIT 1)
+         UNION ALL
+         SELECT (SELECT e.source FROM webhook_events e WHERE e.source > s.source
+                 ORDER BY e.source LIMIT 1)
+         FROM sources s WHERE s.source IS NOT NULL
+     )
+     SELECT s.source,
+            (SELECT max(e.received_at) FROM webhook_events e WHERE e.source = s.source)
+     FROM sources s WHERE s.source IS NOT NULL ORDER BY s.source";
+
 /// The last event received per source, where `DATABASE_URL` (or `[database] url`) is known.
 async fn last_events(config: &Config) -> Value {
     let Some(url) = config.database_url.as_ref() else {
@@ -381,12 +396,10 @@ async fn last_events(config: &Config) -> Value {
     let Ok(Ok(pool)) = tokio::time::timeout(TIMEOUT, connect).await else {
         return Value::Null;
     };
-    let rows: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-        "SELECT source, max(received_at) FROM webhook_events GROUP BY source ORDER BY source",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap_or_default();
+    let rows: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(LAST_EVENTS)
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_default();
     pool.close().await;
     rows.into_iter()
         .map(|(source, at)| {
@@ -471,4 +484,55 @@ fn text_of(report: &Value) -> String {
         let _ = writeln!(out, "problem   {}", problem.as_str().unwrap_or(""));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The walk over the sources gives what `GROUP BY source` gives: every source, its newest
+    /// time, in order — also for sources of one event and sources around the others.
+    #[tokio::test]
+    async fn the_last_event_of_each_source_is_what_grouping_the_archive_gives() {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&countersign_testkit::database_url())
+            .await
+            .expect("PostgreSQL on DATABASE_URL");
+        let schema = format!("status_{}", uuid::Uuid::new_v4().simple());
+        for statement in [
+            format!("CREATE SCHEMA {schema}"),
+            format!("SET search_path TO {schema}"),
+            "CREATE TABLE webhook_events (source TEXT COLLATE \"C\" NOT NULL, received_at TIMESTAMPTZ NOT NULL)".to_owned(),
+            "CREATE INDEX webhook_events_by_time ON webhook_events (source, received_at)".to_owned(),
+        ] {
+            sqlx::query(&statement).execute(&pool).await.unwrap();
+        }
+        let empty: Vec<(String, chrono::DateTime<chrono::Utc>)> =
+            sqlx::query_as(LAST_EVENTS).fetch_all(&pool).await.unwrap();
+        assert!(empty.is_empty());
+        sqlx::query(
+            "INSERT INTO webhook_events
+             SELECT s, now() - (n * interval '1 minute') - (length(s) * interval '1 hour')
+             FROM unnest(ARRAY['Zeta', 'acme', 'acme-2', 'b', 'zz']) AS s, generate_series(1, 50) AS n
+             WHERE s <> 'b' OR n = 7",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let walked: Vec<(String, chrono::DateTime<chrono::Utc>)> =
+            sqlx::query_as(LAST_EVENTS).fetch_all(&pool).await.unwrap();
+        let grouped: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+            "SELECT source, max(received_at) FROM webhook_events GROUP BY source ORDER BY source",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(walked.len(), 5);
+        assert_eq!(walked, grouped);
+    }
 }
