@@ -23,6 +23,8 @@ for db in plans_before plans_after; do
     command psql "$(db_url $db)" -q -v ON_ERROR_STOP=1 -f "$here/data.sql"
 done
 # The queries as each version writes them (api.rs, replay.rs): only their tie-breakers differ.
+# The lookup by process key and `countersign status` are this version's on both (they changed
+# after, not with, the schema).
 sed 's/ORDERCOL/id/; s/DOCORDER/id/; s/REPLAYORDER/id/' "$here/queries.sql" \
     | command psql "$(db_url plans_before)" -q -v ON_ERROR_STOP=1 > "$here/plans-9daed92.txt"
 sed 's/ORDERCOL/position, id, entry_key/; s/DOCORDER/kind, file_name, content_key/; s/REPLAYORDER/event_id/' \
