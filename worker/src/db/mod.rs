@@ -92,6 +92,22 @@ impl RecordError {
     }
 }
 
+/// `WITH RECURSIVE sources (source) AS (…)`: the distinct sources of `table`, found by walking
+/// an index that leads with `source` from one source to the next — one probe per source, where
+/// `SELECT DISTINCT source` or `GROUP BY source` reads the whole table (PostgreSQL before 18 has
+/// no skip scan). The last row is a NULL source: join on it or filter it out.
+pub fn sources_of(table: &str) -> String {
+    format!(
+        "WITH RECURSIVE sources (source) AS (
+             (SELECT source FROM {table} ORDER BY source LIMIT 1)
+             UNION ALL
+             SELECT (SELECT t.source FROM {table} t WHERE t.source > s.source
+                     ORDER BY t.source LIMIT 1)
+             FROM sources s WHERE s.source IS NOT NULL
+         )"
+    )
+}
+
 /// True for failures that may pass on a later attempt: the database unreachable, restarting,
 /// overloaded, or a serialization conflict. Anything else is a fault in data or code.
 pub fn is_transient(error: &sqlx::Error) -> bool {
