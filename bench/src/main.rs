@@ -136,13 +136,17 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
-    /// Only the sustained run: ingester and worker together at an offered rate.
+    /// Only the sustained run: ingester and worker together at an offered rate. Prints the
+    /// latencies and each tier's CPU per event (nothing pinned).
     Sustained {
         /// Events offered per second.
         #[arg(long)]
         rate: f64,
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         duration: Duration,
+        /// The worker's `batch_wait` (default: the configuration's default).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        batch_wait: Option<Duration>,
     },
     /// Only the broker's publish+confirm ceiling, 2 KiB bodies: the contract's message over 1
     /// and over `--channels`, then each `--also` message over 1; twice.
@@ -323,8 +327,15 @@ fn main() -> anyhow::Result<()> {
             in_flight,
             runs,
         } => publishers_run(&runtime, duration, in_flight, runs),
-        Command::Sustained { rate, duration } => runtime.block_on(async move {
-            let setup = setup().await?;
+        Command::Sustained {
+            rate,
+            duration,
+            batch_wait,
+        } => runtime.block_on(async move {
+            let worker = batch_wait.map_or(String::new(), |wait| {
+                format!("batch_wait = \"{}ms\"", wait.as_millis())
+            });
+            let setup = setup_with(&worker).await?;
             let small = Arc::new(EventFactory::new(KEY, 2 * 1024));
             let run = sustained::run(&setup, rate, duration, 64, &small).await?;
             let max_depth = run.depth.iter().map(|(_, n)| *n).max().unwrap_or(0);
@@ -338,6 +349,16 @@ fn main() -> anyhow::Result<()> {
                 run.drained_after_s,
                 run.missing
             );
+            let phase = run.phase();
+            let per_event: Vec<String> = phase
+                .cpu
+                .iter()
+                .map(|(group, _)| {
+                    let us = phase.per_event(*group).unwrap_or(f64::NAN);
+                    format!("{} {us:.0} µs", group.label())
+                })
+                .collect();
+            eprintln!("CPU per event: {}", per_event.join(", "));
             setup.teardown().await
         }),
         Command::Faults {
