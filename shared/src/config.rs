@@ -153,6 +153,13 @@ impl Default for IngesterConfig {
     }
 }
 
+/// `worker.batch_wait`'s default. At a steady few thousand events a second, messages that
+/// arrive a millisecond apart otherwise commit one or two at a time: measured with `bench
+/// sustained` at 2,000 events/s, 5 ms took PostgreSQL from 325 to 201–214 core-µs per event and
+/// the worker from 195 to 154–167, the end-to-end median unchanged (7.0–7.6 → 7.3–8.1 ms); at
+/// 200 events/s it adds 5.7 ms to the median and still saves 38 % of PostgreSQL's CPU.
+pub const DEFAULT_BATCH_WAIT: Duration = Duration::from_millis(5);
+
 /// Batches the worker records at once: enough to hold every prefetched message, but at most half
 /// the database pool (a batch holds its transaction's connection and may take a second one for
 /// the documents' rows; two batches each waiting for the other's second connection would stall
@@ -210,7 +217,7 @@ impl Default for FileWorker {
             documents: "file:./data/documents".to_owned(),
             prefetch: 256,
             batch_size: 64,
-            batch_wait: Duration::ZERO,
+            batch_wait: DEFAULT_BATCH_WAIT,
             database_pool_size: 32,
             database_timeout: Duration::from_secs(5),
             api_tokens: Vec::new(),

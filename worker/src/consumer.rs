@@ -15,8 +15,9 @@
 //!
 //! Prefetch bounds how many messages are in hand. They are recorded in batches (up to
 //! `worker.batch_size` messages in one transaction, see [`crate::db`]): a batch takes what
-//! has been delivered, waiting at most `worker.batch_wait` for more, so that at low load a
-//! message is recorded alone and at once, and under a backlog many share one commit. Several
+//! has been delivered, waiting at most `worker.batch_wait` for more (5 ms by default), so that
+//! under steady load the messages of a few milliseconds share a commit, under a backlog many do
+//! without waiting, and with `0s` a message is never held back. Several
 //! batches are in flight at once ([`Settings::batches_in_flight`]). The broker link reconnects
 //! with back-off like the ingester's. On shutdown the consumer stops taking
 //! messages, finishes those in hand, and closes the channel (the broker requeues anything
