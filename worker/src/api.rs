@@ -310,8 +310,8 @@ const PROCESS_IN_SOURCE: &str =
 
 /// A process by key in every source that has it, by source: the sources from the primary key
 /// ([`crate::db::sources_of`]) and the key looked up in each — a few index probes per source,
-/// where `WHERE process_key = $1` alone reads every process (30 ms against 0.5 ms at 200,000 processes in 5 sources, growing
-/// with the table; `bench/postgresql/plans-issue-32.txt`).
+/// where `WHERE process_key = $1` alone reads every process (30 ms against 0.5 ms at 200,000
+/// processes in 5 sources, growing with the table; `bench/postgresql/plans-issue-32.txt`).
 static PROCESS_IN_EVERY_SOURCE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "{} SELECT p.source, p.process_key, p.status, p.metadata, p.provider, p.api_confirmed
