@@ -1381,6 +1381,55 @@ mod tests {
         }
     }
 
+    /// Docs are claims: every default the reference states for an `ingester.` or `worker.` key
+    /// is the default — a file that sets the key to the documented value reads as the same
+    /// configuration as one that leaves it out.
+    #[test]
+    fn every_documented_default_of_the_binaries_is_the_default() {
+        let page = configuration_page();
+        let reference = page.split("## Every key").nth(1).expect("\"Every key\"");
+        let source = "[[sources]]\nname = \"a\"\nprovider = \"taktikal\"\nsecrets = [\"env:K\"]\n";
+        let env = env_of(&[("K", "a-secret-of-enough-length")]);
+        let mut checked = Vec::new();
+        for line in reference.lines().take_while(|l| !l.starts_with("## ")) {
+            let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+            let (Some(key), Some(default)) = (cells.first(), cells.get(1)) else {
+                continue;
+            };
+            let key = key.trim_matches('`');
+            let Some(value) = default.strip_prefix('`').and_then(|d| d.split('`').next()) else {
+                continue;
+            };
+            let role = match key.split('.').next() {
+                Some("ingester") => Role::Ingester,
+                Some("worker") => Role::Worker,
+                _ => continue,
+            };
+            let (table, field) = key.rsplit_once('.').expect("a dotted key");
+            // A number, boolean or array as it is; anything else (addresses, durations, paths)
+            // is a string.
+            let literal = if toml::from_str::<toml::Table>(&format!("v = {value}")).is_ok() {
+                value.to_owned()
+            } else {
+                format!("{value:?}")
+            };
+            let set = format!("[{table}]\n{field} = {literal}\n{source}");
+            let with = Config::from_toml(&set, role, &env)
+                .unwrap_or_else(|e| panic!("{key} = {literal}: {e}"));
+            let without = Config::from_toml(source, role, &env).expect("valid");
+            assert_eq!(
+                format!("{with:?}"),
+                format!("{without:?}"),
+                "docs/configuration.md says {key} defaults to {value}"
+            );
+            checked.push(key.to_owned());
+        }
+        assert!(
+            checked.iter().any(|k| k == "worker.batch_wait") && checked.len() >= 15,
+            "{checked:?}"
+        );
+    }
+
     /// Docs are claims (issue 31): every key the parser accepts is in the configuration
     /// reference (`docs/configuration.md`, "Every key"), and every key the reference names is
     /// accepted. The parser's keys are what its
