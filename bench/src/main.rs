@@ -349,16 +349,7 @@ fn main() -> anyhow::Result<()> {
                 run.drained_after_s,
                 run.missing
             );
-            let phase = run.phase();
-            let per_event: Vec<String> = phase
-                .cpu
-                .iter()
-                .map(|(group, _)| {
-                    let us = phase.per_event(*group).unwrap_or(f64::NAN);
-                    format!("{} {us:.0} µs", group.label())
-                })
-                .collect();
-            eprintln!("CPU per event: {}", per_event.join(", "));
+            eprintln!("{}", tiers::table(&[("—".to_owned(), run.phase())]));
             setup.teardown().await
         }),
         Command::Faults {
