@@ -81,6 +81,28 @@ fn error(status: actix_web::http::StatusCode, message: &str) -> HttpResponse {
     HttpResponse::build(status).json(serde_json::json!({ "error": message }))
 }
 
+/// The answer to a read that PostgreSQL refused. Text it cannot hold (a NUL byte in a key, a
+/// source or an id: SQLSTATE 22021) is the request's fault and names no row, so a 400 without
+/// a log line — not a 503 and an ERROR line per hostile request; anything else is the database
+/// being unavailable.
+fn query_failed(what: &str, e: &sqlx::Error) -> HttpResponse {
+    let code = e.as_database_error().and_then(|d| d.code());
+    if code.as_deref() == Some(UNREPRESENTABLE_TEXT) {
+        return error(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "the request holds text no record can hold (a NUL byte)",
+        );
+    }
+    tracing::error!(error = %e, "{what} query failed");
+    error(
+        actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+        "database unavailable",
+    )
+}
+
+/// PostgreSQL's `character_not_in_repertoire`: a NUL byte in a `text` parameter.
+const UNREPRESENTABLE_TEXT: &str = "22021";
+
 /// `None` when the request may proceed, else the 401 to send.
 fn unauthorized(request: &HttpRequest, tokens: &[Secret]) -> Option<HttpResponse> {
     if tokens.is_empty() {
@@ -419,13 +441,7 @@ async fn respond(
 ) -> HttpResponse {
     let keys = match keys {
         Ok(keys) => keys,
-        Err(e) => {
-            tracing::error!(error = %e, "activity query failed");
-            return error(
-                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                "database unavailable",
-            );
-        }
+        Err(e) => return query_failed("activity", &e),
     };
     if keys.is_empty() && not_found_if_empty {
         return error(
@@ -437,13 +453,7 @@ async fn respond(
     for row in keys {
         match load_process(&state.db, row, page).await {
             Ok(view) => views.push(view),
-            Err(e) => {
-                tracing::error!(error = %e, "activity query failed");
-                return error(
-                    actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "database unavailable",
-                );
-            }
+            Err(e) => return query_failed("activity", &e),
         }
     }
     HttpResponse::Ok().json(views)
@@ -544,13 +554,7 @@ async fn document(
             .await
         {
             Ok(found) => found,
-            Err(e) => {
-                tracing::error!(error = %e, "document query failed");
-                return error(
-                    actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "database unavailable",
-                );
-            }
+            Err(e) => return query_failed("document", &e),
         };
     let Some(content_type) = content_type else {
         return not_found();

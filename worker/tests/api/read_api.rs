@@ -187,6 +187,32 @@ async fn a_process_key_without_a_source_is_found_in_every_source_that_has_it() {
     assert_eq!(status, 404);
 }
 
+/// A NUL byte in a key, a source or a document id (PostgreSQL's text cannot hold one) was
+/// answered 503 "database unavailable" with an ERROR line per request: it is the request's
+/// fault, a 400, and the API goes on answering.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nul_byte_in_a_key_source_or_id_is_a_bad_request_not_an_unavailable_database() {
+    let stack = Stack::start().await;
+    let (_, event) = taktikal("sp-nul", 11);
+    assert_eq!(stack.post(&event).await, 200);
+    stack.wait_for_events(1).await;
+    for path in [
+        "/signing/activity/sp-nul%00",
+        "/signing/activity/sp-nul?source=acme%00",
+        "/signing/activity?source=%00",
+        "/documents/%00",
+    ] {
+        let (status, body) = stack.get_json(path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("NUL"), "{body}");
+    }
+    let (status, found) = stack.get_json("/signing/activity/sp-nul").await;
+    assert_eq!(
+        (status, found[0]["processKey"].as_str()),
+        (200, Some("sp-nul"))
+    );
+}
+
 /// Issue 12: a 200,000-entry process gave a 62 MB response even with `Take=1000`. A process's
 /// activity log comes a page at a time (1,000 at most), with the total.
 #[tokio::test(flavor = "multi_thread")]
